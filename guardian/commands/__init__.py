@@ -1,0 +1,1 @@
+"""One module per CLI command (``<name>_cmd.py``): argument parsing and output only."""

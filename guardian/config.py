@@ -1,0 +1,170 @@
+"""Configuration: one TOML file, overridden by GUARDIAN_* environment variables, then by flags.
+
+Everything is validated into one frozen :class:`Config`; an invalid value raises
+:class:`ConfigError` naming the field and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from guardian.errors import ConfigError
+from guardian.state import DEFAULT_STORE
+
+COMPRESS_CHOICES = ("auto", "true", "false")
+
+
+@dataclass(frozen=True)
+class Config:
+    store: str = DEFAULT_STORE
+    compress: str = "auto"  # auto | true | false
+    state_dir: str = ""
+    log_level: str = "info"
+    log_file: str = ""
+    # snapshots
+    snapshot_interval_minutes: float = 60.0
+    keep_last: int = 24
+    keep_hourly: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    # repair
+    collection_names: tuple[str, ...] = ()
+    # HTTP endpoint
+    http_host: str = "127.0.0.1"
+    http_port: int = 8765
+    http_token: str = ""
+    # supervisor
+    stop_timeout: float = 10.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    stable_seconds: float = 60.0
+    max_failures: int = 5
+    failure_window: float = 300.0
+    # watcher
+    watch: bool = True
+    debounce_seconds: float = 0.3
+    # alerts
+    alert_command: str = ""
+    alert_webhook: str = ""
+    # text embedding (optional extra)
+    embed_url: str = ""
+    embed_api: str = "openai"  # openai | tei
+    embed_model: str = ""
+    embed_model_dir: str = ""
+
+    @property
+    def store_path(self) -> Path:
+        return Path(os.path.expanduser(self.store))
+
+    @property
+    def compress_flag(self) -> bool | None:
+        return {"auto": None, "true": True, "false": False}[self.compress]
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("GUARDIAN_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(xdg) / "guardian" / "config.toml"
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = FIELD_TYPES[name]
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise ValueError("expected a list of strings")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError("expected a string")
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value for {name!r} from {source}: {value!r} ({exc})") from None
+
+
+def _validate(config: Config) -> Config:
+    checks = [
+        ("compress", config.compress in COMPRESS_CHOICES, "must be auto, true or false"),
+        ("snapshot_interval_minutes", config.snapshot_interval_minutes > 0, "must be > 0"),
+        ("keep_last", config.keep_last >= 1, "must be >= 1 (the newest snapshot is always kept)"),
+        ("keep_hourly", config.keep_hourly >= 0, "must be >= 0"),
+        ("keep_daily", config.keep_daily >= 0, "must be >= 0"),
+        ("keep_weekly", config.keep_weekly >= 0, "must be >= 0"),
+        ("http_port", 0 <= config.http_port <= 65535, "must be a TCP port (0 picks a free one)"),
+        ("stop_timeout", config.stop_timeout > 0, "must be > 0"),
+        ("backoff_initial", config.backoff_initial > 0, "must be > 0"),
+        ("backoff_max", config.backoff_max >= config.backoff_initial, "must be >= backoff_initial"),
+        ("max_failures", config.max_failures >= 1, "must be >= 1"),
+        ("failure_window", config.failure_window > 0, "must be > 0"),
+        ("debounce_seconds", config.debounce_seconds >= 0, "must be >= 0"),
+        ("embed_api", config.embed_api in ("openai", "tei"), "must be openai or tei"),
+        ("log_level", config.log_level.lower() in ("debug", "info", "warning", "error"),
+         "must be debug, info, warning or error"),
+    ]
+    for name, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"invalid value for {name!r}: {getattr(config, name)!r} ({why})")
+    return config
+
+
+def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """TOML file, then GUARDIAN_<FIELD> environment variables, then ``overrides`` (flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    explicit = path is not None
+    path = Path(path).expanduser() if path else default_config_path()
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}",
+                              "fix the TOML syntax or point GUARDIAN_CONFIG elsewhere") from None
+        data = data.get("guardian", data)
+        for key, value in data.items():
+            if key not in FIELD_TYPES:
+                raise ConfigError(f"unknown field {key!r} in {path}", f"known fields: {', '.join(FIELD_TYPES)}")
+            values[key] = _coerce(key, value, str(path))
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist", "create it or drop --config")
+    for name in FIELD_TYPES:
+        env_name = f"GUARDIAN_{name.upper()}"
+        if env_name in environ and name != "state_dir":
+            values[name] = _coerce(name, environ[env_name], env_name)
+    if environ.get("GUARDIAN_STATE_DIR"):
+        values["state_dir"] = environ["GUARDIAN_STATE_DIR"]
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    return _validate(Config(**values))

@@ -1,0 +1,134 @@
+"""Durable file operations: everything guardian writes goes through here.
+
+The rule: write a temp file in the destination folder, fsync it, rename it over the target,
+fsync the folder. A reader therefore sees the old bytes or the new bytes, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+TEMP_PREFIX = ".guardian-tmp-"
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a folder so that renames and creations inside it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: str | os.PathLike, mode: int = PRIVATE_DIR) -> Path:
+    """Create a folder (and parents) with ``mode``; fsync the parent of each new one."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, mode)
+            fsync_dir(folder.parent)
+    return path
+
+
+def temp_path_for(target: str | os.PathLike) -> Path:
+    """A unique temp name in the same folder as ``target`` (so rename is atomic)."""
+    target = Path(target)
+    return target.with_name(f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}")
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write(target: str | os.PathLike, data: bytes, mode: int = PRIVATE_FILE,
+                 sync_dir: bool = True) -> Path:
+    """Write ``data`` to ``target`` atomically and durably; returns the target path."""
+    target = Path(target)
+    tmp = temp_path_for(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # our own temp file, never a user's file
+        raise
+    if sync_dir:
+        fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(target: str | os.PathLike, text: str, mode: int = PRIVATE_FILE) -> Path:
+    return atomic_write(target, text.encode("utf-8"), mode)
+
+
+def durable_rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` to ``dst`` (same filesystem) and fsync both folders."""
+    src, dst = Path(src), Path(dst)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
+
+
+def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Move a file or folder to ``dst`` without ever deleting data.
+
+    Same filesystem: one rename. Across filesystems: copy durably, then rename the
+    source out of the way only after the copy is safe (never unlinks before).
+    """
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    ensure_dir(dst.parent)
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno != 18:  # EXDEV: different filesystems
+            raise
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, dst, symlinks=True, copy_function=_copy_synced)
+            shutil.rmtree(src)
+        else:
+            _copy_synced(src, dst)
+            os.unlink(src)
+    fsync_dir(dst.parent)
+    with contextlib.suppress(FileNotFoundError):
+        fsync_dir(src.parent)
+
+
+def _copy_synced(src, dst):
+    import shutil
+
+    shutil.copy2(src, dst, follow_symlinks=False)
+    if not os.path.islink(dst):
+        with open(dst, "rb+") as handle:
+            os.fsync(handle.fileno())
+    return dst
+
+
+def read_bytes_limited(path: str | os.PathLike, limit: int) -> bytes:
+    """Read a regular file, refusing anything larger than ``limit`` bytes."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data

@@ -1,0 +1,51 @@
+"""structlog set-up: JSON lines when stderr is not a terminal, readable text when it is.
+
+Logs always go to stderr (in `guardian exec` mode stdout belongs to the child's protocol),
+and optionally to a log file as JSON lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_configured = False
+
+
+def configure(level: str = "info", json_output: bool | None = None, log_file: str | None = None) -> None:
+    global _configured
+    if json_output is None:
+        json_output = not sys.stderr.isatty()
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter("%(message)s"))
+        handlers.append(file_handler)
+    root = logging.getLogger("guardian")
+    root.handlers = handlers
+    root.setLevel(numeric)
+    root.propagate = False
+    structlog.configure(
+        processors=shared + [renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str = "guardian"):
+    if not _configured:
+        configure(level=os.environ.get("GUARDIAN_LOG_LEVEL", "warning"))
+    return structlog.get_logger(name)

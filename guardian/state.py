@@ -1,0 +1,101 @@
+"""Where guardian keeps its own files: the state dir, never inside the store root.
+
+Layout (one folder per store, keyed by the store's real path)::
+
+    $XDG_STATE_HOME/guardian/stores/<sha256(realpath)[:16]>/
+        store.json        which store this folder belongs to
+        lock              flock taken by writers (snapshot, restore, repair)
+        snapshots/        content-addressed repository (blobs/, manifests/)
+        quarantine/       everything guardian moved out of the store, with reasons
+        cache/            verified-file cache, index cache
+        catalog.json      every collection name ever seen in this store
+        status.json       the sidecar's last status
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from guardian.errors import StoreError
+from guardian.fsutil import atomic_write_text, ensure_dir
+
+DEFAULT_STORE = "~/.config/contextd/vectorstore"
+
+
+def state_root(override: str | os.PathLike | None = None) -> Path:
+    """The root of guardian's state: flag/env override, else $XDG_STATE_HOME/guardian."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("GUARDIAN_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(xdg) / "guardian"
+
+
+def store_key(store: str | os.PathLike) -> str:
+    return hashlib.sha256(os.fsencode(os.path.realpath(store))).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """All paths guardian uses for one store."""
+
+    store: Path
+    root: Path
+
+    @classmethod
+    def for_store(cls, store: str | os.PathLike, state_dir: str | os.PathLike | None = None) -> "StatePaths":
+        store_path = Path(os.path.realpath(os.path.expanduser(str(store))))
+        root = state_root(state_dir) / "stores" / store_key(store_path)
+        paths = cls(store=store_path, root=root)
+        paths.refuse_inside_store()
+        return paths
+
+    def refuse_inside_store(self) -> None:
+        store = str(self.store).rstrip(os.sep) + os.sep
+        if str(self.root).startswith(store) or str(os.path.realpath(self.root)).startswith(store):
+            raise StoreError(
+                f"guardian's state dir {self.root} is inside the store {self.store}; chromem would load it",
+                "set GUARDIAN_STATE_DIR (or --state-dir) to a folder outside the store",
+            )
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def catalog_file(self) -> Path:
+        return self.root / "catalog.json"
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.root / "control.sock"
+
+    def ensure(self) -> "StatePaths":
+        """Create the state folder (0700) and record which store it belongs to."""
+        ensure_dir(self.root)
+        marker = self.root / "store.json"
+        if not marker.exists():
+            atomic_write_text(marker, json.dumps({"store": str(self.store)}) + "\n")
+        return self
