@@ -1,0 +1,473 @@
+"""The store watcher: turns raw filesystem events into a few meaningful actions per collection folder.
+
+It never repairs or snapshots anything itself. It gathers watchdog events, waits until a
+collection folder has been quiet for ``debounce`` seconds, looks at that folder once, classifies
+what happened and calls the matching :class:`WatchHandlers` callback on its own worker thread
+(never on watchdog's observer thread). A handler that raises is logged; the watcher goes on.
+
+Actions (one folder = one direct child of the store root):
+
+- ``collection_created``  a metadata file appeared (new folder, or file created/renamed in) and decodes
+- ``metadata_changed``    the metadata file was modified and still decodes
+- ``metadata_lost``       the metadata file is missing or damaged while the folder still holds documents
+                          (chromem would then refuse the whole store)
+- ``collection_removed``  the folder itself is gone: contextd deleted the collection; never resurrect it
+- ``documents_changed``   document files were created, modified, deleted or renamed
+- ``stray``               a hidden or oddly named folder at the root that chromem would load (it holds
+                          a metadata or document file) - chromem loads every folder, hidden ones too
+
+The classification (:func:`classify_batch`) is pure: a batch of :class:`RawEvent` plus a
+:class:`FolderView` of the folder as it is now, in; a list of :class:`Action`, out.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable
+
+from guardian.fsutil import TEMP_PREFIX
+from guardian.logs import get_logger
+
+METADATA_STEM = "00000000"
+EXTENSIONS = (".gob", ".gob.gz")
+COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
+POLL_INTERVAL = 1.0
+INOTIFY_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
+
+CREATED, MODIFIED, DELETED = "created", "modified", "deleted"
+
+COLLECTION_CREATED = "collection_created"
+METADATA_CHANGED = "metadata_changed"
+METADATA_LOST = "metadata_lost"
+COLLECTION_REMOVED = "collection_removed"
+DOCUMENTS_CHANGED = "documents_changed"
+STRAY = "stray"
+
+log = get_logger("guardian.watcher")
+
+
+# --------------------------------------------------------------------------- pure part
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One filesystem change, relative to the store root. A rename arrives as deleted + created."""
+
+    kind: str  # created | modified | deleted
+    rel: PurePosixPath
+    is_dir: bool = False
+
+    @property
+    def folder(self) -> str:
+        return self.rel.parts[0]
+
+
+@dataclass(frozen=True)
+class FolderView:
+    """What one root folder looks like now (gathered after the debounce window)."""
+
+    exists: bool
+    metadata: str = "missing"  # ok | missing | damaged
+    has_documents: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    dir_name: str
+    paths: tuple[PurePosixPath, ...] = ()  # relative to the store root (documents_changed only)
+
+
+def file_extension(name: str, extensions: Iterable[str] = EXTENSIONS) -> str | None:
+    """The chromem extension ``name`` ends with (longest first), else None."""
+    for ext in sorted(extensions, key=len, reverse=True):
+        if name.endswith(ext):
+            return ext
+    return None
+
+
+def is_metadata_name(name: str, extensions: Iterable[str] = EXTENSIONS) -> bool:
+    return any(name == METADATA_STEM + ext for ext in extensions)
+
+
+def is_document_name(name: str, extensions: Iterable[str] = EXTENSIONS) -> bool:
+    if name.startswith(TEMP_PREFIX) or is_metadata_name(name, extensions):
+        return False
+    return file_extension(name, extensions) is not None
+
+
+def is_collection_dir_name(name: str) -> bool:
+    """chromem names a collection folder sha256(name)[:8]; anything else is a stray candidate."""
+    return bool(COLLECTION_DIR.match(name))
+
+
+def batch_key(rel: PurePosixPath) -> str | None:
+    """The root folder an event belongs to; None for the root itself."""
+    return rel.parts[0] if rel.parts else None
+
+
+def relevant(event: RawEvent, extensions: Iterable[str] = EXTENSIONS) -> bool:
+    """Does chromem care? Root files and anything below a collection's own subfolders: no."""
+    name = event.rel.name
+    if name.startswith(TEMP_PREFIX):
+        return False
+    depth = len(event.rel.parts)
+    if depth == 1:
+        return event.is_dir
+    return depth == 2 and (event.is_dir and is_metadata_name(name, extensions) or not event.is_dir)
+
+
+def classify_batch(dir_name: str, events: list[RawEvent], view: FolderView,
+                   extensions: Iterable[str] = EXTENSIONS) -> list[Action]:
+    """Classify one debounced batch of events for the root folder ``dir_name``."""
+    events = [e for e in events if relevant(e, extensions)]
+    if not events:
+        return []
+    if not is_collection_dir_name(dir_name):
+        return _classify_stray(dir_name, view)
+    if not view.exists:
+        return _classify_gone(dir_name, events)
+    actions = _classify_metadata(dir_name, events, view, extensions)
+    documents = _changed_documents(events, extensions)
+    if documents:
+        actions.append(Action(DOCUMENTS_CHANGED, dir_name, documents))
+    return actions
+
+
+def _classify_stray(dir_name: str, view: FolderView) -> list[Action]:
+    loadable_files = view.has_documents or view.metadata != "missing"
+    return [Action(STRAY, dir_name)] if view.exists and loadable_files else []
+
+
+def _classify_gone(dir_name: str, events: list[RawEvent]) -> list[Action]:
+    folder_events = [e for e in events if len(e.rel.parts) == 1]
+    if not any(e.kind == DELETED for e in folder_events):
+        return []  # a folder we never saw exist: nothing to record
+    if folder_events[0].kind == CREATED:
+        return []  # created and removed inside one window
+    return [Action(COLLECTION_REMOVED, dir_name)]
+
+
+def _classify_metadata(dir_name: str, events: list[RawEvent], view: FolderView,
+                       extensions: Iterable[str]) -> list[Action]:
+    folder_created = any(len(e.rel.parts) == 1 and e.kind == CREATED for e in events)
+    meta_kinds = {e.kind for e in events if len(e.rel.parts) == 2 and is_metadata_name(e.rel.name, extensions)}
+    if view.metadata != "ok":
+        touched = bool(meta_kinds) or folder_created or _changed_documents(events, extensions)
+        return [Action(METADATA_LOST, dir_name)] if view.has_documents and touched else []
+    if folder_created or CREATED in meta_kinds:
+        return [Action(COLLECTION_CREATED, dir_name)]
+    if meta_kinds:
+        return [Action(METADATA_CHANGED, dir_name)]
+    return []
+
+
+def _changed_documents(events: list[RawEvent], extensions: Iterable[str]) -> tuple[PurePosixPath, ...]:
+    paths = {e.rel for e in events if len(e.rel.parts) == 2 and not e.is_dir and is_document_name(e.rel.name, extensions)}
+    return tuple(sorted(paths))
+
+
+def normalize_event(event_type: str, src: str, dest: str, is_dir: bool,
+                    to_rel: Callable[[str], PurePosixPath | None]) -> list[RawEvent]:
+    """A watchdog event as zero, one or two RawEvents (a rename becomes deleted + created)."""
+    if event_type == "moved":
+        out = []
+        for path, kind in ((src, DELETED), (dest, CREATED)):
+            rel = to_rel(path) if path else None
+            if rel is not None and rel.parts:
+                out.append(RawEvent(kind, rel, is_dir))
+        return out
+    kind = {"created": CREATED, "modified": MODIFIED, "closed": MODIFIED, "deleted": DELETED}.get(event_type)
+    rel = to_rel(src) if kind else None
+    if rel is None or not rel.parts:
+        return []
+    if kind == MODIFIED and is_dir:
+        return []  # a folder's mtime changes with every file: the file events say more
+    return [RawEvent(kind, rel, is_dir)]
+
+
+# --------------------------------------------------------------------------- looking at a folder
+
+
+def default_metadata_ok(data: bytes) -> bool:
+    """Does this metadata file decode to a collection with a non-empty name?"""
+    from guardian.errors import CodecError
+    from guardian.format.chromem import decode_collection
+
+    try:
+        return bool(decode_collection(data).name)
+    except CodecError:
+        return False
+
+
+def inspect_folder(folder: Path, metadata_ok: Callable[[bytes], bool] = default_metadata_ok,
+                   extensions: Iterable[str] = EXTENSIONS) -> FolderView:
+    """Look at one root folder as chromem's loader would (files only, no recursion)."""
+    try:
+        entries = list(os.scandir(folder)) if folder.is_dir() and not folder.is_symlink() else None
+    except OSError:
+        entries = None
+    if entries is None:
+        return FolderView(exists=False)
+    files = [e for e in entries if e.is_file(follow_symlinks=False)]
+    has_documents = any(is_document_name(e.name, extensions) for e in files)
+    metadata = "missing"
+    for entry in files:
+        if is_metadata_name(entry.name, extensions):
+            metadata = "ok" if _read_ok(Path(entry.path), metadata_ok) else "damaged"
+            if metadata == "ok":
+                break
+    return FolderView(exists=True, metadata=metadata, has_documents=has_documents)
+
+
+def _read_ok(path: Path, metadata_ok: Callable[[bytes], bool]) -> bool:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    try:
+        return bool(data) and metadata_ok(data)
+    except Exception:  # a decoder bug must not kill the watcher: treat as undecodable
+        log.warning("metadata decoder failed", path=str(path), exc_info=True)
+        return False
+
+
+# --------------------------------------------------------------------------- the I/O part
+
+
+@dataclass
+class WatchHandlers:
+    """Callbacks the sidecar wires; each is optional. Called on the watcher's worker thread."""
+
+    on_collection_created: Callable[[str], object] | None = None
+    on_metadata_lost: Callable[[str], object] | None = None
+    on_metadata_changed: Callable[[str], object] | None = None
+    on_collection_removed: Callable[[str], object] | None = None
+    on_documents_changed: Callable[[str, list[Path]], object] | None = None
+    on_stray: Callable[[Path], object] | None = None
+
+
+@dataclass
+class _Pending:
+    events: list[RawEvent] = field(default_factory=list)
+    last: float = 0.0
+
+
+def _default_observer():
+    from watchdog.observers import Observer
+
+    return Observer()
+
+
+def _polling_observer(interval: float):
+    from watchdog.observers.polling import PollingObserver
+
+    return PollingObserver(timeout=interval)
+
+
+class StoreWatcher:
+    """Watch a store root; debounce per root folder; classify; dispatch on a worker thread."""
+
+    def __init__(self, root: Path, handlers: WatchHandlers, debounce: float = 0.3,
+                 clock: Callable[[], float] = time.monotonic, observer_factory=None,
+                 compress: bool | None = None, poll_interval: float = POLL_INTERVAL,
+                 metadata_ok: Callable[[bytes], bool] = default_metadata_ok) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.real_root = Path(os.path.realpath(root))
+        self.handlers = handlers
+        self.debounce = debounce
+        self.clock = clock
+        self.observer_factory = observer_factory or _default_observer
+        self.extensions = EXTENSIONS if compress is None else ((".gob.gz",) if compress else (".gob",))
+        self.poll_interval = poll_interval
+        self.metadata_ok = metadata_ok
+        self.counts: dict[str, int] = {}
+        self.observer_kind = ""
+        self._observer = None
+        self._pending: dict[str, _Pending] = {}
+        self._suppressed: dict[PurePosixPath, float] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+
+    # -- lifecycle
+
+    def start(self) -> "StoreWatcher":
+        self._stopping = False
+        self._observer = self._start_observer()
+        self._worker = threading.Thread(target=self._work, name="guardian-watch-dispatch", daemon=True)
+        self._worker.start()
+        log.info("watching store", root=str(self.root), observer=self.observer_kind)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+
+    def __enter__(self) -> "StoreWatcher":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start_observer(self):
+        try:
+            observer = self._schedule(self.observer_factory())
+            self.observer_kind = "native"
+            return observer
+        except OSError as exc:
+            if exc.errno not in INOTIFY_EXHAUSTED:
+                raise
+            log.warning("inotify watches or instances exhausted; falling back to polling",
+                        error=str(exc), interval=self.poll_interval,
+                        hint="raise fs.inotify.max_user_watches / max_user_instances")
+        observer = self._schedule(_polling_observer(self.poll_interval))
+        self.observer_kind = "polling"
+        return observer
+
+    def _schedule(self, observer):
+        try:
+            observer.schedule(_EventSink(self), str(self.root), recursive=True)
+            observer.start()
+        except BaseException:
+            try:
+                observer.stop()
+            except Exception:
+                pass
+            raise
+        return observer
+
+    # -- suppression of guardian's own writes
+
+    def suppress(self, path: str | os.PathLike, seconds: float = 2.0) -> None:
+        """Drop events for ``path`` (and anything below it) for ``seconds``: guardian is writing it."""
+        rel = self._to_rel(os.fspath(path))
+        if rel is None:
+            return
+        with self._cond:
+            self._suppressed[rel] = self.clock() + seconds
+
+    def _is_suppressed(self, rel: PurePosixPath, now: float) -> bool:
+        expired = [p for p, until in self._suppressed.items() if until < now]
+        for path in expired:
+            del self._suppressed[path]
+        return any(rel == p or p in rel.parents for p in self._suppressed)
+
+    def _to_rel(self, path: str) -> PurePosixPath | None:
+        absolute = os.path.abspath(path)
+        for base in (str(self.root), str(self.real_root)):
+            if absolute == base or absolute.startswith(base + os.sep):
+                return PurePosixPath(os.path.relpath(absolute, base)) if absolute != base else PurePosixPath()
+        return None
+
+    # -- intake (observer thread: only append and notify, never block)
+
+    def feed(self, event_type: str, src: str, dest: str = "", is_dir: bool = False) -> None:
+        raws = normalize_event(event_type, src, dest, is_dir, self._to_rel)
+        if not raws:
+            return
+        with self._cond:
+            now = self.clock()
+            for raw in raws:
+                if self._is_suppressed(raw.rel, now) or not relevant(raw, self.extensions):
+                    continue
+                pending = self._pending.setdefault(raw.folder, _Pending())
+                pending.events.append(raw)
+                pending.last = now
+            self._cond.notify_all()
+
+    # -- worker thread
+
+    def _work(self) -> None:
+        while True:
+            batches = self._wait_for_due_batches()
+            if batches is None:
+                return
+            for dir_name, events in batches:
+                self._dispatch_batch(dir_name, events)
+
+    def _wait_for_due_batches(self) -> list[tuple[str, list[RawEvent]]] | None:
+        with self._cond:
+            while not self._stopping:
+                now = self.clock()
+                due = self.take_due(now)
+                if due:
+                    return due
+                self._cond.wait(self._next_wait(now))
+            return None
+
+    def take_due(self, now: float) -> list[tuple[str, list[RawEvent]]]:
+        """Remove and return the batches whose folder has been quiet for ``debounce`` seconds."""
+        with self._cond:
+            due = [k for k, p in self._pending.items() if p.last + self.debounce <= now]
+            return [(k, self._pending.pop(k).events) for k in due]
+
+    def _next_wait(self, now: float) -> float | None:
+        if not self._pending:
+            return None
+        earliest = min(p.last for p in self._pending.values())
+        return max(0.01, earliest + self.debounce - now)
+
+    def _dispatch_batch(self, dir_name: str, events: list[RawEvent]) -> None:
+        try:
+            view = inspect_folder(self.root / dir_name, self.metadata_ok, self.extensions)
+            actions = classify_batch(dir_name, events, view, self.extensions)
+        except Exception:
+            log.error("could not classify watch events", folder=dir_name, exc_info=True)
+            return
+        for action in actions:
+            self._run_handler(action)
+
+    def _run_handler(self, action: Action) -> None:
+        self.counts[action.kind] = self.counts.get(action.kind, 0) + 1
+        level = log.warning if action.kind in (METADATA_LOST, STRAY, COLLECTION_REMOVED) else log.info
+        level("store change", action=action.kind, folder=action.dir_name, files=len(action.paths))
+        call = self._handler_call(action)
+        if call is None:
+            return
+        try:
+            call()
+        except Exception:
+            log.error("watch handler failed", action=action.kind, folder=action.dir_name, exc_info=True)
+
+    def _handler_call(self, action: Action) -> Callable[[], object] | None:
+        h = self.handlers
+        simple = {COLLECTION_CREATED: h.on_collection_created, METADATA_LOST: h.on_metadata_lost,
+                  METADATA_CHANGED: h.on_metadata_changed, COLLECTION_REMOVED: h.on_collection_removed}
+        if action.kind in simple:
+            fn = simple[action.kind]
+            return (lambda: fn(action.dir_name)) if fn else None
+        if action.kind == DOCUMENTS_CHANGED and h.on_documents_changed:
+            paths = [self.root / p for p in action.paths]
+            return lambda: h.on_documents_changed(action.dir_name, paths)
+        if action.kind == STRAY and h.on_stray:
+            return lambda: h.on_stray(self.root / action.dir_name)
+        return None
+
+
+class _EventSink:
+    """The watchdog event handler: hands every event to the watcher's intake."""
+
+    def __init__(self, watcher: StoreWatcher) -> None:
+        self.watcher = watcher
+
+    def dispatch(self, event) -> None:
+        try:
+            self.watcher.feed(event.event_type, os.fsdecode(event.src_path),
+                              os.fsdecode(event.dest_path or ""), bool(event.is_directory))
+        except Exception:  # never let an odd event kill watchdog's thread
+            log.error("could not queue watch event", exc_info=True)
