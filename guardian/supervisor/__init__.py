@@ -1,0 +1,16 @@
+"""Supervision of the child command (contextd): process group, restarts with backoff, FATAL, signals."""
+
+from guardian.supervisor.backoff import backoff_delay
+from guardian.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
+from guardian.supervisor.process import ProcessGroup, become_subreaper, spawn_process
+from guardian.supervisor.signals import install_signal_handlers
+from guardian.supervisor.supervisor import (
+    BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STATES, STOPPED, STOPPING, PreflightResult, Supervisor,
+)
+
+__all__ = [
+    "BACKOFF", "FATAL", "PAUSED", "RUNNING", "STARTING", "STATES", "STOPPED", "STOPPING",
+    "FailureHistory", "PreflightResult", "ProcessGroup", "RestartPolicy", "Supervisor",
+    "after_failure", "backoff_delay", "become_subreaper", "describe_exit", "install_signal_handlers",
+    "spawn_process",
+]
