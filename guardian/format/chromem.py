@@ -1,0 +1,320 @@
+"""chromem-go v0.7.0's two persisted records and its file naming, read exactly as chromem reads them.
+
+chromem's ``readFromReader``: read 2 bytes (none -> "couldn't read magic number ... EOF");
+``1f 8b`` means gzip (Go's gzip header rules), anything else is a plain gob stream; then decode
+one value. Go's gob decoder pulls only the bytes it needs, so a damaged gzip trailer (CRC, size)
+or garbage after the value never matters, and a corrupt deflate stream fails only if the error
+comes before the last byte gob needs. This module reproduces all of that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from guardian.format import gob
+from guardian.format.gob import GobError
+
+METADATA_STEM = "00000000"
+GOB_EXT = ".gob"
+GZ_EXT = ".gob.gz"
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_DECOMPRESSED = 1 << 30  # refuse gzip members inflating past 1 GiB (a decompression bomb)
+
+DOCUMENT_TYPE = gob.LocalStruct("chromem.Document", {
+    "ID": gob.LOCAL_STRING,
+    "Metadata": gob.LOCAL_STRING_MAP,
+    "Embedding": gob.LOCAL_FLOAT32_SLICE,
+    "Content": gob.LOCAL_STRING,
+})
+COLLECTION_TYPE = gob.LocalStruct("struct { Name string; Metadata map[string]string }", {
+    "Name": gob.LOCAL_STRING,
+    "Metadata": gob.LOCAL_STRING_MAP,
+})
+
+
+def collection_dir_name(name: str) -> str:
+    """The folder chromem uses for a collection: the first 8 hex digits of sha256(name)."""
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def document_stem(doc_id: str) -> str:
+    """The file stem chromem uses for a document: the first 8 hex digits of sha256(id)."""
+    return hashlib.sha256(doc_id.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def extension(compress: bool) -> str:
+    return GZ_EXT if compress else GOB_EXT
+
+
+def metadata_file_name(compress: bool) -> str:
+    return METADATA_STEM + extension(compress)
+
+
+@dataclass
+class Document:
+    id: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    content: str = ""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        return (self.id == other.id and self.metadata == other.metadata and self.content == other.content
+                and self.embedding.dtype == other.embedding.dtype
+                and np.array_equal(self.embedding.view(np.uint32), other.embedding.view(np.uint32)))
+
+
+@dataclass
+class CollectionRecord:
+    name: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- gzip as Go reads it
+
+
+def gzip_header_end(data: bytes) -> int:
+    """Parse a gzip member header with Go's compress/gzip rules; returns where deflate data starts."""
+    if len(data) < 10:
+        raise GobError("couldn't create gzip reader: unexpected EOF")
+    if data[0] != 0x1F or data[1] != 0x8B or data[2] != 8:
+        raise GobError("couldn't create gzip reader: gzip: invalid header")
+    flags = data[3]
+    pos = 10
+    if flags & 0x04:  # FEXTRA
+        if pos + 2 > len(data):
+            raise GobError("couldn't create gzip reader: unexpected EOF")
+        extra = struct.unpack_from("<H", data, pos)[0]
+        pos += 2 + extra
+        if pos > len(data):
+            raise GobError("couldn't create gzip reader: unexpected EOF")
+    for bit in (0x08, 0x10):  # FNAME, FCOMMENT: NUL-terminated, Go reads at most 511 bytes
+        if flags & bit:
+            nul = data.find(b"\x00", pos, pos + 512)
+            if nul < 0:
+                reason = "unexpected EOF" if len(data) < pos + 512 else "gzip: invalid header"
+                raise GobError(f"couldn't create gzip reader: {reason}")
+            pos = nul + 1
+    if flags & 0x02:  # FHCRC
+        if pos + 2 > len(data):
+            raise GobError("couldn't create gzip reader: unexpected EOF")
+        if struct.unpack_from("<H", data, pos)[0] != zlib.crc32(data[:pos]) & 0xFFFF:
+            raise GobError("couldn't create gzip reader: gzip: invalid header")
+        pos += 2
+    return pos
+
+
+def inflate_prefix(data: bytes, start: int) -> bytes:
+    """Inflate raw deflate data; on corruption keep every byte decoded before it (as Go's flate)."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
+    except zlib.error:
+        return inflate_salvage(data, start)
+    if len(out) > MAX_DECOMPRESSED:
+        raise GobError(f"gzip stream inflates past {MAX_DECOMPRESSED} bytes; refusing to read it")
+    return out
+
+
+def inflate_salvage(data: bytes, start: int) -> bytes:
+    inflater = zlib.decompressobj(-15)
+    parts: list[bytes] = []
+    view = memoryview(data)
+    for i in range(start, len(data)):
+        try:
+            parts.append(inflater.decompress(view[i:i + 1]))
+        except zlib.error:
+            break
+    return b"".join(parts)
+
+
+def gob_stream(data: bytes) -> bytes:
+    """The gob bytes chromem's reader would see for a file's raw bytes."""
+    if len(data) == 0:
+        raise GobError("couldn't read magic number to determine whether the stream is compressed: EOF")
+    if data[:2] == GZIP_MAGIC:
+        return inflate_prefix(data, gzip_header_end(data))
+    return data
+
+
+def gzip_bytes(payload: bytes) -> bytes:
+    """gzip as Go's compress/gzip writes it by default (no name, mtime 0, OS 255)."""
+    deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    body = deflater.compress(payload) + deflater.flush()
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    trailer = struct.pack("<II", zlib.crc32(payload) & 0xFFFFFFFF, len(payload) & 0xFFFFFFFF)
+    return header + body + trailer
+
+
+# --------------------------------------------------------------------------- decoding
+
+_document_decoder = gob.Decoder(DOCUMENT_TYPE)
+_collection_decoder = gob.Decoder(COLLECTION_TYPE)
+
+
+def _decode(decoder: gob.Decoder, data: bytes, path) -> dict:
+    try:
+        return decoder.decode(gob_stream(data))
+    except GobError as exc:
+        raise exc.with_path(str(path)) if path is not None else exc
+    except RecursionError:
+        raise GobError("gob: value nested too deeply", str(path) if path else None) from None
+
+
+def document_from_fields(fields: dict) -> Document:
+    embedding = fields.get("Embedding")
+    return Document(
+        id=fields.get("ID", ""),
+        metadata=fields.get("Metadata") or {},
+        embedding=embedding if embedding is not None else np.zeros(0, dtype=np.float32),
+        content=fields.get("Content", ""),
+    )
+
+
+def decode_document(data: bytes, path=None) -> Document:
+    return document_from_fields(_decode(_document_decoder, data, path))
+
+
+def decode_collection(data: bytes, path=None) -> CollectionRecord:
+    fields = _decode(_collection_decoder, data, path)
+    return CollectionRecord(name=fields.get("Name", ""), metadata=fields.get("Metadata") or {})
+
+
+def read_file(path) -> bytes:
+    """Read a chromem file's bytes; OS failures become the codec's error (as chromem fails)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise GobError(f"couldn't open file: {exc.strerror or exc}", str(path)) from None
+
+
+def read_document(path) -> Document:
+    return decode_document(read_file(path), path)
+
+
+def read_collection(path) -> CollectionRecord:
+    return decode_collection(read_file(path), path)
+
+
+# --------------------------------------------------------------------------- encoding
+
+COLLECTION_STRUCT_ID, STRING_MAP_ID, DOCUMENT_STRUCT_ID, FLOAT32_SLICE_ID = 64, 65, 66, 67
+
+_COLLECTION_TYPES = (
+    gob.frame(-COLLECTION_STRUCT_ID, gob.struct_type_def("", COLLECTION_STRUCT_ID,
+                                                         [("Name", gob.T_STRING), ("Metadata", STRING_MAP_ID)]))
+    + gob.frame(-STRING_MAP_ID, gob.map_type_def("map[string]string", STRING_MAP_ID, gob.T_STRING, gob.T_STRING))
+)
+_DOCUMENT_TYPES = (
+    gob.frame(-DOCUMENT_STRUCT_ID, gob.struct_type_def("Document", DOCUMENT_STRUCT_ID, [
+        ("ID", gob.T_STRING), ("Metadata", STRING_MAP_ID), ("Embedding", FLOAT32_SLICE_ID),
+        ("Content", gob.T_STRING)]))
+    + gob.frame(-STRING_MAP_ID, gob.map_type_def("map[string]string", STRING_MAP_ID, gob.T_STRING, gob.T_STRING))
+    + gob.frame(-FLOAT32_SLICE_ID, gob.slice_type_def("[]float32", FLOAT32_SLICE_ID, gob.T_FLOAT))
+)
+
+
+def _string_field(value: str) -> bytes | None:
+    return gob.encode_string(value) if value else None
+
+
+def _map_field(mapping: dict[str, str] | None) -> bytes | None:
+    return None if mapping is None else gob.encode_string_map(mapping)
+
+
+def encode_collection(name: str, metadata: dict[str, str] | None = None, compress: bool = False) -> bytes:
+    """The bytes chromem writes for a collection's ``00000000.gob`` (a nil map is omitted)."""
+    value = gob.encode_struct_value(COLLECTION_STRUCT_ID, [(0, _string_field(name)), (1, _map_field(metadata))])
+    data = _COLLECTION_TYPES + value
+    return gzip_bytes(data) if compress else data
+
+
+def encode_document(doc: Document, compress: bool = False) -> bytes:
+    """The bytes chromem writes for one document file."""
+    embedding = np.asarray(doc.embedding, dtype=np.float32).reshape(-1)
+    floats = gob.encode_uint(embedding.size) + gob.encode_float32_run(embedding) if embedding.size else None
+    value = gob.encode_struct_value(DOCUMENT_STRUCT_ID, [
+        (0, _string_field(doc.id)), (1, _map_field(doc.metadata)), (2, floats), (3, _string_field(doc.content)),
+    ])
+    data = _DOCUMENT_TYPES + value
+    return gzip_bytes(data) if compress else data
+
+
+# --------------------------------------------------------------------------- bulk reading
+
+
+@dataclass
+class DocumentBatch:
+    """Many documents decoded at once: parallel lists plus one float32 matrix."""
+
+    paths: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
+    metadatas: list[dict[str, str]] = field(default_factory=list)
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    errors: dict[str, GobError] = field(default_factory=dict)
+    ragged: dict[str, np.ndarray] = field(default_factory=dict)  # paths whose dimension differs
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_documents(paths: list) -> DocumentBatch:
+    """Read and decode many document files; bad files land in ``errors`` and are skipped."""
+    batch = DocumentBatch()
+    vectors: list[np.ndarray] = []
+    for path in paths:
+        try:
+            doc = read_document(path)
+        except GobError as exc:
+            batch.errors[str(path)] = exc
+            continue
+        batch.paths.append(str(path))
+        batch.ids.append(doc.id)
+        batch.contents.append(doc.content)
+        batch.metadatas.append(doc.metadata)
+        vectors.append(doc.embedding)
+    batch.embeddings = stack_embeddings(batch, vectors)
+    return batch
+
+
+def stack_embeddings(batch: DocumentBatch, vectors: list[np.ndarray]) -> np.ndarray:
+    """One n x d matrix of the majority dimension; other dimensions go to ``batch.ragged``."""
+    if not vectors:
+        return np.zeros((0, 0), dtype=np.float32)
+    sizes = [v.size for v in vectors]
+    dim = max(set(sizes), key=sizes.count)
+    if all(s == dim for s in sizes):
+        return np.vstack(vectors).astype(np.float32, copy=False) if dim else np.zeros((len(vectors), 0), np.float32)
+    keep = [i for i, s in enumerate(sizes) if s == dim]
+    for i, s in enumerate(sizes):
+        if s != dim:
+            batch.ragged[batch.paths[i]] = vectors[i]
+    for name in ("paths", "ids", "contents", "metadatas"):
+        values = getattr(batch, name)
+        setattr(batch, name, [values[i] for i in keep])
+    return np.vstack([vectors[i] for i in keep]).astype(np.float32, copy=False)
+
+
+def is_gzip_file_name(name: str) -> bool:
+    return name.endswith(GZ_EXT)
+
+
+def file_stem(name: str) -> str:
+    for ext in (GZ_EXT, GOB_EXT):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return os.path.splitext(name)[0]
+
+
+def path_str(path) -> str:
+    return str(Path(path))

@@ -1,0 +1,521 @@
+"""Scan a store root exactly as chromem-go v0.7.0's ``NewPersistentDB`` reads it.
+
+chromem lists the root (sorted by name) and treats every entry that is a real folder (a symlink
+is not) as a collection folder, hidden ones too. In each folder (sorted) it skips sub-folders,
+reads ``00000000<ext>`` as the collection record, reads every other ``*<ext>`` file as a document
+(``ext`` is ``.gob``, or ``.gob.gz`` when compressed) and ignores the rest. The first unreadable
+file anywhere makes it refuse the whole store. A folder with neither a name nor documents is
+skipped; documents without a name is "collection metadata file not found". Two folders with the
+same name: the later one wins. Two files with the same document ID: the later one wins.
+
+Besides chromem's verdict, the scan reports hazards chromem is silent about (see ``KINDS``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from guardian.errors import StoreError
+from guardian.format import chromem
+from guardian.format.gob import GobError
+from guardian.store import verified_cache
+
+FATAL, WARNING, INFO = "fatal", "warning", "info"
+COLLISION_WARN_DOCS = 50_000
+
+HINT_REPAIR = "run `guardian check --repair` (restores it from a snapshot or rebuilds it; nothing is deleted)"
+KINDS = {
+    # chromem refuses the whole store
+    "metadata_missing": (FATAL, HINT_REPAIR),
+    "metadata_empty": (FATAL, HINT_REPAIR),
+    "metadata_truncated": (FATAL, HINT_REPAIR),
+    "metadata_corrupt": (FATAL, HINT_REPAIR),
+    "metadata_is_folder": (FATAL, HINT_REPAIR),
+    "metadata_unreadable": (FATAL, "fix the file's permissions, then run `guardian check`"),
+    "document_empty": (FATAL, HINT_REPAIR),
+    "document_truncated": (FATAL, HINT_REPAIR),
+    "document_corrupt": (FATAL, HINT_REPAIR),
+    "document_unreadable": (FATAL, "fix the file's permissions, then run `guardian check`"),
+    "special_file": (FATAL, "move this non-regular file out of the store (`guardian check --repair` quarantines it)"),
+    "stray_folder": (FATAL, "`guardian check --repair` moves this folder to quarantine"),
+    "collection_unreadable": (FATAL, "fix the folder's permissions, then run `guardian check`"),
+    # chromem loads, but data is silently lost or at risk
+    "metadata_overwritten": (WARNING, "a document id hashes to 00000000 and replaced the metadata file; "
+                                      "run `guardian check --repair` and rename that document id"),
+    "metadata_empty_name": (WARNING, "chromem ignores this collection; restore its metadata with `guardian restore`"),
+    "duplicate_name": (WARNING, "chromem keeps only the last folder with this name; export the other "
+                                "(`guardian export`) and merge it by hand"),
+    "name_mismatch": (WARNING, "the folder is not sha256(name)[:8]; a collection recreated under this name "
+                               "would go elsewhere: rename the folder to the expected name while contextd is stopped"),
+    "other_format_file": (WARNING, "chromem ignores files of the other compression format; convert or move it"),
+    "id_hash_mismatch": (WARNING, "the file name is not sha256(id)[:8]; chromem will write this document "
+                                  "elsewhere on its next update; rename the file while contextd is stopped"),
+    "duplicate_id": (WARNING, "two files hold the same document id; chromem keeps only the last one"),
+    "symlinked_folder": (WARNING, "chromem ignores symlinked folders: move the real folder into the store"),
+    "mixed_compression": (WARNING, "set --compress (or compress in config) to how contextd runs chromem"),
+    "collision_risk": (INFO, "document file names are 32-bit hashes; at this size two ids may share one file"),
+    # harmless
+    "stray_file": (INFO, "chromem ignores it; move it out of the store to keep the store clean"),
+    "ignored_folder": (INFO, "chromem ignores folders without documents or metadata"),
+    "store_missing": (INFO, "chromem creates an empty store here on first start"),
+}
+
+
+@dataclass
+class Problem:
+    path: str
+    kind: str
+    detail: str
+    collection_dir: str = ""
+    severity: str = ""
+    hint: str = ""
+    error: str = ""  # chromem's own error text when this problem is what makes it refuse the store
+
+    def __post_init__(self) -> None:
+        severity, hint = KINDS[self.kind]
+        self.severity = self.severity or severity
+        self.hint = self.hint or hint
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "severity": self.severity,
+                "detail": self.detail, "hint": self.hint}
+
+
+@dataclass
+class FileEntry:
+    """One directory entry as chromem sees it (stat follows symlinks, like os.Open)."""
+
+    name: str
+    is_dir: bool
+    is_symlink: bool
+    size: int = 0
+    mtime_ns: int = 0
+    ino: int = 0
+    mode: int = 0
+    error: str = ""
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.size, self.mtime_ns, self.ino)
+
+
+@dataclass
+class CollectionScan:
+    dir: str
+    path: str
+    name: str | None = None
+    metadata: dict | None = None
+    documents: int = 0
+    document_ids: dict[str, str] = field(default_factory=dict)  # id -> file name (chromem's winner)
+    document_files: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: bool = False  # chromem skips it (no name, no documents)
+
+    @property
+    def status(self) -> str:
+        severities = {p.severity for p in self.problems}
+        if FATAL in severities:
+            return "damaged"
+        if WARNING in severities:
+            return "warning"
+        return "skipped" if self.skipped else "healthy"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dir": self.dir, "status": self.status, "documents": self.documents,
+                "metadata": self.metadata}
+
+
+@dataclass
+class StoreScan:
+    root: str
+    compress: bool
+    collections: list[CollectionScan] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    error: str = ""  # chromem's error for the first fatal problem, in chromem's order
+    cause: str = ""  # the path (relative to root) of that problem
+
+    @property
+    def loadable(self) -> bool:
+        return not self.error
+
+    @property
+    def healthy(self) -> bool:
+        return all(p.severity == INFO for p in self.problems)
+
+    def loaded_collections(self) -> dict[str, int]:
+        """What chromem holds after loading: name -> document count (later duplicates win)."""
+        out: dict[str, int] = {}
+        for coll in self.collections:
+            if not coll.skipped and coll.name:
+                out[coll.name] = coll.documents
+        return out
+
+    def collection(self, dir_name: str) -> CollectionScan | None:
+        return next((c for c in self.collections if c.dir == dir_name), None)
+
+    def exit_code(self) -> int:
+        if not self.loadable:
+            return 3
+        return 0 if self.healthy else 1
+
+    def to_dict(self) -> dict:
+        return {
+            "store": self.root, "loadable": self.loadable, "compress": self.compress,
+            "error": self.error, "cause": self.cause,
+            "collections": [c.to_dict() for c in self.collections if not c.skipped or c.problems],
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def list_dir(path: str) -> list[FileEntry]:
+    """Entries sorted by name as Go's os.ReadDir returns them."""
+    entries = []
+    with os.scandir(path) as it:
+        for entry in it:
+            entries.append(describe(entry))
+    entries.sort(key=lambda e: os.fsencode(e.name))
+    return entries
+
+
+def describe(entry: os.DirEntry) -> FileEntry:
+    is_symlink = entry.is_symlink()
+    is_dir = entry.is_dir(follow_symlinks=False)
+    fe = FileEntry(entry.name, is_dir, is_symlink)
+    if is_dir:
+        return fe
+    try:
+        st = entry.stat(follow_symlinks=True)
+        fe.size, fe.mtime_ns, fe.ino, fe.mode = st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode
+    except OSError as exc:
+        fe.error = exc.strerror or str(exc)
+    return fe
+
+
+def detect_compression(folders: dict[str, list[FileEntry]]) -> bool:
+    """Guess chromem's compress flag from the files: metadata files first, then documents."""
+    counts = {True: 0, False: 0}
+    for entries in folders.values():
+        for e in entries:
+            if e.name == chromem.METADATA_STEM + chromem.GZ_EXT:
+                counts[True] += 1000
+            elif e.name == chromem.METADATA_STEM + chromem.GOB_EXT:
+                counts[False] += 1000
+            elif e.name.endswith(chromem.GZ_EXT):
+                counts[True] += 1
+            elif e.name.endswith(chromem.GOB_EXT):
+                counts[False] += 1
+    return counts[True] > counts[False]
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def scan_store(root, compress: bool | None = None, cache_dir=None) -> StoreScan:
+    """Predict chromem's verdict on ``root`` and list every problem (see module docstring)."""
+    root = os.path.abspath(os.path.expanduser(str(root)))
+    if not os.path.exists(root):
+        scan = StoreScan(root, bool(compress))
+        scan.problems.append(Problem(".", "store_missing", f"{root} does not exist"))
+        return scan
+    if not os.path.isdir(root):
+        raise StoreError(f"{root} is not a folder; chromem refuses it ('path is not a directory')",
+                         "point --store at contextd's vectorstore folder")
+    try:
+        top = list_dir(root)
+    except OSError as exc:
+        raise StoreError(f"cannot list the store {root}: {exc.strerror}", "check the folder's permissions") from None
+    listings, unreadable = list_collection_folders(root, top)
+    detected = detect_compression(listings)
+    scan = StoreScan(root, detected if compress is None else compress)
+    if compress is None and has_both_formats(listings):
+        scan.problems.append(Problem(".", "mixed_compression", "the store holds both .gob and .gob.gz files; "
+                                     f"assuming compress={str(detected).lower()}"))
+    cache = verified_cache.VerifiedCache(cache_dir, scan.compress) if cache_dir else None
+    for entry in top:
+        scan_top_entry(scan, root, entry, listings, unreadable, cache)
+    if cache:
+        cache.save()
+    finish(scan)
+    return scan
+
+
+def has_both_formats(listings: dict[str, list[FileEntry]]) -> bool:
+    names = [e.name for entries in listings.values() for e in entries if not e.is_dir]
+    return any(n.endswith(chromem.GZ_EXT) for n in names) and any(n.endswith(chromem.GOB_EXT) for n in names)
+
+
+def list_collection_folders(root: str, top: list[FileEntry]):
+    listings: dict[str, list[FileEntry]] = {}
+    unreadable: dict[str, str] = {}
+    for entry in top:
+        if entry.is_dir:
+            try:
+                listings[entry.name] = list_dir(os.path.join(root, entry.name))
+            except OSError as exc:
+                unreadable[entry.name] = exc.strerror or str(exc)
+    return listings, unreadable
+
+
+def scan_top_entry(scan: StoreScan, root: str, entry: FileEntry, listings, unreadable, cache) -> None:
+    if entry.is_symlink:
+        kind = "symlinked_folder" if os.path.isdir(os.path.join(root, entry.name)) else "stray_file"
+        scan.problems.append(Problem(entry.name, kind, "chromem skips symlinks at the store root"))
+        return
+    if not entry.is_dir:
+        scan.problems.append(Problem(entry.name, "stray_file", "a file at the store root (chromem ignores it)"))
+        return
+    if entry.name in unreadable:
+        problem = Problem(entry.name, "collection_unreadable", f"cannot list folder: {unreadable[entry.name]}",
+                          entry.name)
+        scan.problems.append(problem)
+        fail(scan, problem, f"couldn't read collection directory: open <store>/{entry.name}: {unreadable[entry.name]}")
+        return
+    coll = scan_collection(scan, root, entry.name, listings[entry.name], cache)
+    scan.collections.append(coll)
+    scan.problems.extend(coll.problems)
+
+
+def fail(scan: StoreScan, problem: Problem, error: str) -> None:
+    """Record chromem's error for the first fatal problem in chromem's own reading order."""
+    problem.error = error
+    problem.severity = FATAL
+    if not scan.error:
+        scan.error = error
+        scan.cause = problem.path
+
+
+def chromem_reason(exc: GobError) -> str:
+    reason = exc.reason
+    return reason if reason.startswith("couldn't") else f"couldn't decode object: {reason}"
+
+
+def classify(role: str, exc: GobError, size: int) -> str:
+    if exc.reason.startswith("couldn't open file"):
+        return f"{role}_unreadable"
+    if size == 0:
+        return f"{role}_empty"
+    if "unexpected EOF" in exc.reason or exc.reason == "EOF":
+        return f"{role}_truncated"
+    return f"{role}_corrupt"
+
+
+def scan_collection(scan: StoreScan, root: str, dir_name: str, entries: list[FileEntry], cache) -> CollectionScan:
+    digest = verified_cache.listing_digest(entries) if cache else ""
+    summary = cache.lookup(dir_name, digest) if cache else None
+    if summary is not None:
+        return replay_summary(scan, root, dir_name, summary)
+    coll = read_collection_folder(scan, root, dir_name, entries, cache)
+    if cache:
+        cache.remember(dir_name, digest, summarize(coll))
+    return coll
+
+
+def summarize(coll: CollectionScan) -> dict:
+    return {
+        "name": coll.name, "metadata": coll.metadata, "documents": coll.documents,
+        "document_files": len(coll.document_files), "skipped": coll.skipped,
+        "problems": [{**p.to_dict(), "error": p.error} for p in coll.problems],
+    }
+
+
+def replay_summary(scan: StoreScan, root: str, dir_name: str, summary: dict) -> CollectionScan:
+    coll = CollectionScan(dir=dir_name, path=os.path.join(root, dir_name), name=summary["name"],
+                          metadata=summary["metadata"], documents=summary["documents"],
+                          skipped=summary["skipped"])
+    for raw in summary["problems"]:
+        problem = Problem(raw["path"], raw["kind"], raw["detail"], dir_name, raw["severity"], raw["hint"],
+                          raw.get("error", ""))
+        coll.problems.append(problem)
+        if problem.error:
+            fail(scan, problem, problem.error)
+    return coll
+
+
+def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: list[FileEntry],
+                           cache) -> CollectionScan:
+    path = os.path.join(root, dir_name)
+    coll = CollectionScan(dir=dir_name, path=path)
+    ext = chromem.extension(scan.compress)
+    other_ext = chromem.extension(not scan.compress)
+    meta_name = chromem.METADATA_STEM + ext
+    records = cache.folder(dir_name) if cache else None
+    fresh: dict | None = {} if cache else None
+    for entry in entries:
+        rel = f"{dir_name}/{entry.name}"
+        if entry.is_dir:
+            if entry.name == meta_name:
+                coll.problems.append(Problem(rel, "metadata_is_folder", "the metadata path is a folder", dir_name))
+            continue
+        if entry.name == meta_name:
+            read_metadata(scan, coll, entry, rel)
+        elif entry.name.endswith(ext):
+            read_document_entry(scan, coll, entry, rel, records, fresh)
+        elif entry.name.endswith(other_ext) or entry.name == chromem.METADATA_STEM + other_ext:
+            coll.problems.append(Problem(rel, "other_format_file",
+                                         f"a {other_ext} file in a store read as {ext}: chromem ignores it", dir_name))
+        else:
+            coll.problems.append(Problem(rel, "stray_file", "chromem ignores this file", dir_name))
+    if cache:
+        cache.store_folder(dir_name, fresh)
+    judge_collection(scan, coll, meta_name)
+    return coll
+
+
+def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str) -> None:
+    full = os.path.join(coll.path, entry.name)
+    if entry.error or not stat_mod.S_ISREG(entry.mode):
+        special(scan, coll, entry, rel, "metadata")
+        return
+    try:
+        data = chromem.read_file(full)
+        record = chromem.decode_collection(data, full)
+    except GobError as exc:
+        kind = classify("metadata", exc, entry.size)
+        problem = Problem(rel, kind, exc.reason, coll.dir)
+        coll.problems.append(problem)
+        fail(scan, problem, f"couldn't read collection metadata: {chromem_reason(exc)}")
+        return
+    coll.name, coll.metadata = record.name, record.metadata
+    if not record.name:
+        note_overwritten_metadata(coll, data, rel)
+
+
+def note_overwritten_metadata(coll: CollectionScan, data: bytes, rel: str) -> None:
+    try:
+        doc = chromem.decode_document(data)
+    except GobError:
+        doc = None
+    if doc is not None and doc.id and chromem.document_stem(doc.id) == chromem.METADATA_STEM:
+        coll.problems.append(Problem(rel, "metadata_overwritten",
+                                     f"document {doc.id!r} hashes to 00000000 and overwrote the metadata", coll.dir))
+
+
+def special(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str, role: str) -> None:
+    if entry.error:
+        problem = Problem(rel, f"{role}_unreadable", entry.error, coll.dir)
+        error = f"couldn't open file: open <store>/{rel}: {entry.error}"
+    elif stat_mod.S_ISDIR(entry.mode):
+        problem = Problem(rel, f"{role}_corrupt", "a symlink to a folder", coll.dir)
+        error = f"couldn't read magic number to determine whether the stream is compressed: read <store>/{rel}: is a directory"
+    else:
+        problem = Problem(rel, "special_file", "not a regular file (chromem would block or fail on it)", coll.dir)
+        error = f"couldn't open file: <store>/{rel} is not a regular file"
+    coll.problems.append(problem)
+    prefix = "couldn't read collection metadata" if role == "metadata" else "couldn't read document"
+    fail(scan, problem, f"{prefix}: {error}")
+
+
+def read_document_entry(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str, records,
+                        fresh) -> None:
+    coll.document_files.append(entry.name)
+    if entry.error or not stat_mod.S_ISREG(entry.mode):
+        special(scan, coll, entry, rel, "document")
+        return
+    cached = records.get(entry.name) if records is not None else None
+    if cached is not None and tuple(cached[:3]) == entry.key and not entry.is_symlink:
+        doc_id, error = cached[3], cached[4]
+    else:
+        doc_id, error = verify_document(os.path.join(coll.path, entry.name))
+    if fresh is not None and not entry.is_symlink:
+        fresh[entry.name] = [entry.size, entry.mtime_ns, entry.ino, doc_id, error]
+    if error is not None:
+        exc = GobError(error)
+        problem = Problem(rel, classify("document", exc, entry.size), error, coll.dir)
+        coll.problems.append(problem)
+        fail(scan, problem, f"couldn't read document: {chromem_reason(exc)}")
+        return
+    add_document(coll, doc_id, entry.name, rel)
+
+
+def verify_document(path: str) -> tuple[str | None, str | None]:
+    try:
+        return chromem.read_document(path).id, None
+    except GobError as exc:
+        return None, exc.reason
+
+
+def add_document(coll: CollectionScan, doc_id: str, file_name: str, rel: str) -> None:
+    if doc_id in coll.document_ids:
+        coll.problems.append(Problem(rel, "duplicate_id", f"id {doc_id!r} is also in "
+                                     f"{coll.document_ids[doc_id]}; chromem keeps {file_name}", coll.dir))
+    expected = chromem.document_stem(doc_id)
+    if chromem.file_stem(file_name) != expected:
+        coll.problems.append(Problem(rel, "id_hash_mismatch",
+                                     f"holds id {doc_id!r}, whose file would be {expected}", coll.dir))
+    coll.document_ids[doc_id] = file_name
+
+
+def judge_collection(scan: StoreScan, coll: CollectionScan, meta_name: str) -> None:
+    coll.documents = len(coll.document_ids)
+    if not coll.name and not coll.document_ids:
+        judge_skipped(coll, meta_name)
+        return
+    if not coll.name:
+        problem = next((p for p in coll.problems if p.kind == "metadata_is_folder"), None)
+        if problem is None and any(p.path == f"{coll.dir}/{meta_name}" and p.error for p in coll.problems):
+            return  # the metadata file itself failed to read: chromem already stopped there
+        if problem is None:
+            kind = metadata_absence_kind(coll)
+            path = coll.dir if kind == "stray_folder" else f"{coll.dir}/{meta_name}"
+            problem = Problem(path, kind, f"{coll.documents} documents without a collection name", coll.dir)
+            coll.problems.append(problem)
+        fail(scan, problem, f"collection metadata file not found: <store>/{coll.dir}")
+        return
+    if chromem.collection_dir_name(coll.name) != coll.dir:
+        coll.problems.append(Problem(coll.dir, "name_mismatch", f"{coll.name!r} hashes to "
+                                     f"{chromem.collection_dir_name(coll.name)}, not {coll.dir}", coll.dir))
+    if coll.documents > COLLISION_WARN_DOCS:
+        coll.problems.append(Problem(coll.dir, "collision_risk", f"{coll.documents} documents", coll.dir))
+
+
+def judge_skipped(coll: CollectionScan, meta_name: str) -> None:
+    """chromem skips a folder with no name and no documents (if every file read cleanly)."""
+    coll.skipped = True
+    if any(p.severity == FATAL and p.error for p in coll.problems):
+        return
+    for problem in coll.problems:
+        if problem.kind == "metadata_is_folder":
+            problem.severity = WARNING
+            problem.detail += ": chromem silently skips this collection"
+    if coll.metadata is not None:
+        coll.problems.append(Problem(f"{coll.dir}/{meta_name}", "metadata_empty_name",
+                                     "the metadata holds an empty name: chromem skips this collection", coll.dir))
+    elif not coll.problems:
+        coll.problems.append(Problem(coll.dir, "ignored_folder", "no metadata and no documents", coll.dir))
+
+
+def metadata_absence_kind(coll: CollectionScan) -> str:
+    if coll.metadata is not None:
+        return "metadata_empty_name"
+    looks_like_collection = len(coll.dir) == 8 and all(c in "0123456789abcdef" for c in coll.dir)
+    return "metadata_missing" if looks_like_collection else "stray_folder"
+
+
+def finish(scan: StoreScan) -> None:
+    """Two folders holding the same name: chromem keeps the later one and drops the other."""
+    names: dict[str, CollectionScan] = {}
+    for coll in scan.collections:
+        if coll.skipped or not coll.name:
+            continue
+        if coll.name in names:
+            dropped = names[coll.name]
+            problem = Problem(dropped.dir, "duplicate_name", f"{coll.name!r} is also in {coll.dir}; chromem "
+                              f"keeps {coll.dir} and drops {dropped.documents} documents of {dropped.dir}", dropped.dir)
+            dropped.problems.append(problem)
+            scan.problems.append(problem)
+            dropped.skipped = True
+        names[coll.name] = coll
+
+
+def problem_dicts(problems: list[Problem]) -> list[dict]:
+    return [asdict(p) for p in problems]
+
+
+def relative(root: str, path: str) -> str:
+    return str(Path(path).relative_to(root))
