@@ -1,0 +1,254 @@
+"""Pure query semantics, identical to chromem-go v0.7.0 ``Collection.QueryEmbedding``.
+
+What chromem does, and what this module reproduces (no I/O here):
+
+* ``nResults`` must be >= 1 and <= the number of documents in the collection, counted
+  *before* filtering; when the filters leave fewer documents, fewer results come back.
+* ``where``: every key must equal the document's metadata value exactly; a key the document
+  does not have counts as ``""``.
+* ``where_document``: ``$contains`` / ``$not_contains`` substring tests on the content; every
+  given operator must hold; any other operator is an error.
+* The query vector is converted to float32; when its length is not 1 within 1e-6 (computed in
+  float64, as chromem does) it is normalized in float32.
+* Similarity is the float32 dot product with the (already unit-length) stored embeddings;
+  results come best first. Ties (which chromem orders arbitrarily) are broken by row order.
+
+Everything a caller can get wrong raises :class:`QueryError` with a 4xx status and a hint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from guardian.errors import QueryError
+
+NORMALIZED_TOLERANCE = 1e-6  # chromem's isNormalizedPrecisionTolerance
+DOCUMENT_OPERATORS = ("$contains", "$not_contains")
+DEFAULT_K = 10
+MAX_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Validated ``where`` and ``where_document`` filters."""
+
+    where: Mapping[str, str] = field(default_factory=dict)
+    where_document: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.where and not self.where_document
+
+
+def parse_filters(where: Any = None, where_document: Any = None) -> Filters:
+    """Check the filters' shapes: string keys to string values, known document operators."""
+    where = _string_map(where, "where")
+    where_document = _string_map(where_document, "where_document")
+    for operator in where_document:
+        if operator not in DOCUMENT_OPERATORS:
+            raise QueryError(f"unsupported where_document operator {operator!r}",
+                             f"use {' or '.join(DOCUMENT_OPERATORS)}")
+    return Filters(where=where, where_document=where_document)
+
+
+def _string_map(value: Any, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise QueryError(f"{name} must be an object of string keys and string values",
+                         f'e.g. "{name}": {{"key": "value"}}')
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise QueryError(f"{name} must map strings to strings; got {key!r}: {item!r}",
+                             "chromem compares metadata as strings; quote numbers")
+    return dict(value)
+
+
+def document_matches(metadata: Mapping[str, str] | None, content: str, filters: Filters) -> bool:
+    """chromem's documentMatchesFilters for one document."""
+    metadata = metadata or {}
+    for key, wanted in filters.where.items():
+        if metadata.get(key, "") != wanted:
+            return False
+    contains = filters.where_document.get("$contains")
+    if contains is not None and contains not in content:
+        return False
+    not_contains = filters.where_document.get("$not_contains")
+    if not_contains is not None and not_contains in content:
+        return False
+    return True
+
+
+def matching_rows(metadatas: Sequence[Mapping[str, str] | None], contents: Sequence[str],
+                  filters: Filters) -> np.ndarray | None:
+    """Row numbers that pass the filters (ascending), or None when there are no filters."""
+    if filters.empty:
+        return None
+    rows = [i for i, (meta, text) in enumerate(zip(metadatas, contents))
+            if document_matches(meta, text, filters)]
+    return np.asarray(rows, dtype=np.intp)
+
+
+def check_k(k: Any, document_count: int) -> int:
+    """nResults as chromem checks it: an integer, >= 1, <= the collection's document count.
+
+    ``k`` None means "up to 10": min(10, count); on an empty collection that is 0 (no results).
+    """
+    if k is None:
+        return min(DEFAULT_K, document_count)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise QueryError(f"k must be an integer, got {k!r}", "pass k as a whole number >= 1")
+    if k < 1:
+        raise QueryError(f"k must be >= 1, got {k}", "ask for at least one result")
+    if k > document_count:
+        raise QueryError(f"k={k} is larger than the collection's {document_count} documents",
+                         f"pass k <= {document_count} (chromem counts documents before filtering)")
+    return k
+
+
+def query_matrix(vectors: Any, dimension: int | None) -> np.ndarray:
+    """Validate one or more query vectors; returns an (m, d) float32 matrix, rows normalized."""
+    try:
+        matrix = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise QueryError("query vectors must be lists of numbers of the same length",
+                         'e.g. "vector": [0.1, -0.2, ...]') from None
+    if matrix.ndim == 1:
+        matrix = matrix[np.newaxis, :]
+    if matrix.ndim != 2 or matrix.dtype == object:
+        raise QueryError("query vectors must be lists of numbers of the same length",
+                         'e.g. "vectors": [[0.1, ...], [0.3, ...]]')
+    if matrix.shape[0] == 0:
+        raise QueryError("no query vector given", 'pass "vector" or a non-empty "vectors"')
+    if matrix.shape[0] > MAX_BATCH:
+        raise QueryError(f"a batch holds at most {MAX_BATCH} vectors, got {matrix.shape[0]}",
+                         "split the batch")
+    if matrix.shape[1] == 0:
+        raise QueryError("the query vector is empty", "pass the embedding of your query text")
+    if dimension is not None and matrix.shape[1] != dimension:
+        raise QueryError(f"the query vector has {matrix.shape[1]} dimensions, the collection {dimension}",
+                         "embed the query with the same model as the collection")
+    if not np.all(np.isfinite(matrix)):
+        raise QueryError("the query vector holds NaN or infinity", "pass finite numbers only")
+    with np.errstate(over="ignore"):
+        single = matrix.astype(np.float32)
+    if not np.all(np.isfinite(single)):
+        raise QueryError("the query vector holds numbers too large for float32", "pass smaller numbers")
+    return np.stack([normalize_query(row) for row in single])
+
+
+def normalize_query(vector: np.ndarray) -> np.ndarray:
+    """chromem: leave a vector whose length is 1 within 1e-6; else divide by its float32 norm."""
+    as64 = vector.astype(np.float64)
+    magnitude = math.sqrt(float(np.dot(as64, as64)))
+    if abs(magnitude - 1.0) < NORMALIZED_TOLERANCE:
+        return vector
+    norm = np.float32(math.sqrt(float(np.dot(vector, vector))))
+    if norm == 0 or not np.isfinite(norm):
+        raise QueryError("the query vector has zero length", "a vector of zeros has no direction; "
+                         "pass a real embedding")
+    return (vector / norm).astype(np.float32)
+
+
+def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest scores, best first; ties by position (ascending)."""
+    n = scores.shape[0]
+    if k <= 0 or n == 0:
+        return np.empty(0, dtype=np.intp)
+    if k < n:
+        chosen = np.argpartition(scores, n - k)[n - k:]
+        chosen = _ties_by_position(scores, chosen, k)
+    else:
+        chosen = np.arange(n)
+    order = np.lexsort((chosen, -scores[chosen]))
+    return chosen[order]
+
+
+def _ties_by_position(scores: np.ndarray, chosen: np.ndarray, k: int) -> np.ndarray:
+    """When equal scores straddle the k-th place, keep the earliest positions (deterministic)."""
+    threshold = scores[chosen].min()
+    if np.count_nonzero(scores == threshold) == np.count_nonzero(scores[chosen] == threshold):
+        return chosen
+    above = np.flatnonzero(scores > threshold)
+    tied = np.flatnonzero(scores == threshold)[: k - above.size]
+    return np.concatenate([above, tied])
+
+
+def rank(matrix: np.ndarray, queries: np.ndarray, k: int,
+         rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each query row: (row numbers into ``matrix``, float32 similarities), best first.
+
+    ``rows`` restricts the candidates (the filter's survivors); None means all rows.
+    """
+    if rows is not None and rows.size == 0:
+        return [(np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)) for _ in queries]
+    if rows is None:
+        scores = matrix @ queries.T if len(queries) > 1 else (matrix @ queries[0])[:, None]
+    elif rows.size * 4 < matrix.shape[0]:
+        scores = matrix[rows] @ queries.T
+    else:
+        scores = (matrix @ queries.T)[rows]
+    answers = []
+    for column in range(queries.shape[0]):
+        column_scores = scores[:, column]
+        best = top_rows(column_scores, k)
+        similarities = column_scores[best].astype(np.float32)
+        answers.append((best if rows is None else rows[best], similarities))
+    return answers
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """A parsed query: exactly one of vectors / like / texts, plus k and the filters."""
+
+    vectors: list | None = None
+    like: str | None = None
+    texts: list[str] | None = None
+    k: Any = None
+    filters: Filters = field(default_factory=Filters)
+    batch: bool = False
+
+
+QUERY_KEYS = ("vector", "vectors", "like", "text", "texts")
+ALLOWED_KEYS = set(QUERY_KEYS) | {"k", "n_results", "where", "where_document"}
+
+
+def parse_request(body: Any) -> QueryRequest:
+    """Validate a query request body (JSON object) into a :class:`QueryRequest`."""
+    if not isinstance(body, Mapping):
+        raise QueryError("the request body must be a JSON object", 'e.g. {"vector": [...], "k": 5}')
+    unknown = sorted(set(body) - ALLOWED_KEYS)
+    if unknown:
+        raise QueryError(f"unknown field(s) {', '.join(unknown)}", f"known: {', '.join(sorted(ALLOWED_KEYS))}")
+    given = [key for key in QUERY_KEYS if body.get(key) is not None]
+    if len(given) != 1:
+        raise QueryError("pass exactly one of vector, vectors, like, text, texts"
+                         + (f" (got {', '.join(given)})" if given else ""),
+                         'e.g. {"vector": [0.1, ...]} or {"like": "<document id>"}')
+    key = given[0]
+    value = body[key]
+    k = body.get("k", body.get("n_results"))
+    filters = parse_filters(body.get("where"), body.get("where_document"))
+    if key in ("vector", "vectors"):
+        if not isinstance(value, list):
+            raise QueryError(f"{key} must be a list", 'e.g. "vector": [0.1, -0.2, ...]')
+        if key == "vectors" and not all(isinstance(v, list) for v in value):
+            raise QueryError("vectors must be a list of lists of numbers", 'e.g. "vectors": [[0.1, ...]]')
+        if key == "vector" and any(isinstance(v, list) for v in value):
+            raise QueryError("vector must be a flat list of numbers", 'use "vectors" for a batch')
+        if any(isinstance(x, (bool, str)) or x is None for v in (value if key == "vectors" else [value]) for x in v):
+            raise QueryError(f"{key} must hold numbers only", "remove strings, booleans and nulls")
+        return QueryRequest(vectors=value, k=k, filters=filters, batch=key == "vectors")
+    if key == "like":
+        if not isinstance(value, str):
+            raise QueryError("like must be a document id (a string)", 'e.g. "like": "doc-1"')
+        return QueryRequest(like=value, k=k, filters=filters)
+    texts = [value] if key == "text" else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise QueryError(f"{key} must be a non-empty string" + ("" if key == "text" else " list"),
+                         'e.g. "text": "how do we rotate tokens?"')
+    return QueryRequest(texts=texts, k=k, filters=filters, batch=key == "texts")

@@ -1,0 +1,131 @@
+"""Pure query semantics against chromem-go v0.7.0's own answers (queries.json)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardian.errors import QueryError
+from guardian.index import query as q
+
+
+def collection_arrays(contents, name):
+    collection = next(c for c in contents["collections"] if c["name"] == name)
+    docs = collection["documents"]
+    matrix = np.array([d["embedding"] for d in docs], dtype=np.float32)
+    return docs, matrix
+
+
+def all_cases(queries):
+    return [(name, i) for name, cases in queries.items() for i in range(len(cases))]
+
+
+@pytest.mark.parametrize("k_key", [(1, "top1"), (5, "top5")])
+def test_every_fixture_case_matches_chromem(contents, queries, k_key):
+    k, key = k_key
+    for name, cases in queries.items():
+        docs, matrix = collection_arrays(contents, name)
+        for case in cases:
+            body = case["query"]
+            filters = q.parse_filters(body.get("where"), body.get("where_document"))
+            rows = q.matching_rows([d.get("metadata") for d in docs], [d["content"] for d in docs], filters)
+            queries_matrix = q.query_matrix(body["vector"], matrix.shape[1])
+            (best, sims), = q.rank(matrix, queries_matrix, q.check_k(k, len(docs)), rows)
+            assert [docs[i]["id"] for i in best] == [r["id"] for r in case[key]]
+            assert np.allclose(sims, [r["similarity"] for r in case[key]], atol=1e-5, rtol=0)
+
+
+def test_where_missing_key_counts_as_empty_string():
+    filters = q.parse_filters({"tenant": ""})
+    assert q.document_matches({}, "x", filters)
+    assert q.document_matches(None, "x", filters)
+    assert not q.document_matches({"tenant": "a"}, "x", filters)
+
+
+def test_where_document_needs_every_operator():
+    filters = q.parse_filters(None, {"$contains": "lesson", "$not_contains": "auth"})
+    assert q.document_matches({}, "a lesson", filters)
+    assert not q.document_matches({}, "auth lesson", filters)
+    assert not q.document_matches({}, "nothing", filters)
+
+
+def test_unknown_operator_and_bad_shapes_are_400():
+    with pytest.raises(QueryError) as err:
+        q.parse_filters(None, {"$regex": "x"})
+    assert err.value.status == 400 and "$regex" in err.value.message
+    with pytest.raises(QueryError):
+        q.parse_filters({"n": 1})
+    with pytest.raises(QueryError):
+        q.parse_filters(["a"])
+
+
+def test_k_rules_follow_chromem():
+    assert q.check_k(None, 3) == 3
+    assert q.check_k(None, 40) == 10
+    assert q.check_k(None, 0) == 0
+    assert q.check_k(4, 4) == 4
+    for bad in (0, -1, 5, 2.5, "3", True):
+        with pytest.raises(QueryError) as err:
+            q.check_k(bad, 4)
+        assert 400 <= err.value.status < 500
+
+
+@pytest.mark.parametrize("vector, reason", [
+    ([], "empty"), ([0.0, 0.0, 0.0], "zero length"), ([1.0, float("nan"), 0.0], "NaN"),
+    ([1.0, float("inf"), 0.0], "NaN or infinity"), ([1.0, 2.0], "dimensions"), ([1e39, 1.0, 1.0], "float32"),
+    ([[1.0, 2.0, 3.0], [1.0]], "same length"),
+])
+def test_bad_vectors_are_400_with_reason(vector, reason):
+    with pytest.raises(QueryError) as err:
+        q.query_matrix(vector, 3)
+    assert reason in err.value.message
+    assert err.value.status == 400
+
+
+def test_normalization_leaves_unit_vectors_and_scales_others():
+    unit = np.array([0.6, 0.8, 0.0], dtype=np.float32)
+    assert q.normalize_query(unit) is unit
+    scaled = q.normalize_query(np.array([3.0, 4.0, 0.0], dtype=np.float32))
+    assert scaled.dtype == np.float32
+    assert np.allclose(scaled, [0.6, 0.8, 0.0])
+
+
+def test_top_rows_best_first_ties_by_position():
+    scores = np.array([0.5, 0.9, 0.5, 0.1, 0.9], dtype=np.float32)
+    assert list(q.top_rows(scores, 3)) == [1, 4, 0]
+    assert list(q.top_rows(scores, 5)) == [1, 4, 0, 2, 3]
+    assert list(q.top_rows(scores[:0], 3)) == []
+
+
+def test_rank_batch_equals_single_queries():
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(50, 8)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    queries = q.query_matrix(rng.normal(size=(4, 8)).tolist(), 8)
+    batch = q.rank(matrix, queries, 5)
+    for row, (best, sims) in zip(queries, batch):
+        (one_best, one_sims), = q.rank(matrix, row[None, :], 5)
+        assert list(best) == list(one_best)
+        assert np.allclose(sims, one_sims, atol=1e-6)
+
+
+def test_rank_with_filter_rows_maps_back_to_matrix_rows():
+    matrix = np.eye(4, dtype=np.float32)
+    query = q.query_matrix([0.0, 0.0, 1.0, 0.0], 4)
+    for rows in (np.array([1, 2]), np.array([0, 1, 2, 3])):
+        (best, sims), = q.rank(matrix, query, 2, rows)
+        assert best[0] == 2 and sims[0] == pytest.approx(1.0)
+    (best, _), = q.rank(matrix, query, 2, np.array([], dtype=np.intp))
+    assert len(best) == 0
+
+
+def test_parse_request_shapes():
+    req = q.parse_request({"vector": [1, 2], "k": 3, "where": {"a": "b"}})
+    assert req.vectors == [1, 2] and req.k == 3 and req.filters.where == {"a": "b"} and not req.batch
+    assert q.parse_request({"vectors": [[1.0]]}).batch
+    assert q.parse_request({"like": "doc"}).like == "doc"
+    assert q.parse_request({"text": "hi"}).texts == ["hi"]
+    for bad in ([], {}, {"vector": [1], "like": "x"}, {"vector": "abc"}, {"vector": [[1]]},
+                {"vectors": [1, 2]}, {"vector": [True]}, {"like": 3}, {"text": ""}, {"vector": [1], "x": 1}):
+        with pytest.raises(QueryError):
+            q.parse_request(bad)
