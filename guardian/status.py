@@ -1,0 +1,356 @@
+"""The status model behind `guardian status`: one dict built from facts, one renderer, one exit code.
+
+The sidecar writes its own state to ``StatePaths.status_file`` every few seconds
+(:data:`HEARTBEAT_SECONDS`), atomically, through :class:`StatusFile`. `guardian status` reads that
+file, scans the store, lists snapshots and quarantine, and hands all of it to :func:`build_status`,
+which does no I/O (``pid_alive`` is the only probe, and it is passed in).
+
+The sidecar counts as running when the status file exists, says so, names a live pid and was
+updated within ``STALE_FACTOR`` x the heartbeat; an older file reads "not running (stale status file)".
+
+Exit codes of `guardian status` (for scripts and monitoring checks), highest precedence first:
+
+    3  the store would not load (chromem's NewPersistentDB would refuse it)
+    4  the sidecar runs but its child (contextd) is FATAL: it stopped restarting it
+    1  warnings: snapshots stale (newest older than 2 x the interval) or none yet, store loadable
+       with warnings, sidecar not running (or its status file is stale)
+    0  healthy
+    2  usage error (bad flags or configuration; raised before any status is built)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from guardian.fsutil import atomic_write, ensure_dir
+
+HEARTBEAT_SECONDS = 5.0
+STALE_FACTOR = 3
+SNAPSHOT_STALE_FACTOR = 2
+
+EXIT_OK = 0
+EXIT_WARNING = 1
+EXIT_USAGE = 2
+EXIT_UNLOADABLE = 3
+EXIT_CHILD_FATAL = 4
+MAX_STATUS_FILE = 1 << 20
+
+
+# --------------------------------------------------------------------------- the status file
+
+
+class StatusFile:
+    """The sidecar's status file: written atomically, read tolerantly (missing or garbled -> None)."""
+
+    def __init__(self, paths_or_file) -> None:
+        self.path = Path(getattr(paths_or_file, "status_file", paths_or_file))
+
+    def write(self, data: dict) -> None:
+        ensure_dir(self.path.parent)
+        atomic_write(self.path, (json.dumps(data, sort_keys=True, default=str) + "\n").encode("utf-8"))
+
+    def read(self) -> dict | None:
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read(MAX_STATUS_FILE + 1)
+        except OSError:
+            return None
+        if len(raw) > MAX_STATUS_FILE:
+            return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------- time helpers
+
+
+def to_epoch(value: Any) -> float | None:
+    """Epoch seconds from epoch seconds, a datetime or an ISO-8601 string; None when unknown."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    if isinstance(value, str):
+        try:
+            return to_epoch(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def iso_utc(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def human_duration(seconds: float | None) -> str:
+    """Short and rough: 45s, 12 min, 3h, 2d."""
+    if seconds is None:
+        return "?"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def default_pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def sidecar_part(data: dict | None, now: float, pid_alive: Callable[[int], bool]) -> dict:
+    """Is the sidecar running, per its status file? Plus what that file says about it."""
+    sidecar = (data or {}).get("sidecar") if isinstance(data, dict) else None
+    if not isinstance(sidecar, dict):
+        return {"running": False, "state": "stopped", "detail": "not running"}
+    pid = sidecar.get("pid")
+    started = to_epoch(sidecar.get("started_at"))
+    updated = to_epoch(sidecar.get("updated_at"))
+    heartbeat = _positive(sidecar.get("heartbeat_seconds"), HEARTBEAT_SECONDS)
+    part = {
+        "pid": pid, "started_at": iso_utc(started), "updated_at": iso_utc(updated),
+        "http": sidecar.get("http"), "child": child_part(sidecar.get("child")),
+        "heartbeat_seconds": heartbeat,
+    }
+    state, detail = _sidecar_state(sidecar, pid, updated, now, heartbeat, pid_alive)
+    part.update(running=state == "running", state=state, detail=detail)
+    part["uptime_seconds"] = now - started if state == "running" and started is not None else None
+    return part
+
+
+def _sidecar_state(sidecar: dict, pid, updated, now, heartbeat, pid_alive) -> tuple[str, str]:
+    if sidecar.get("running") is False:
+        return "stopped", "not running (stopped cleanly)"
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not pid_alive(pid):
+        return "stopped", f"not running (pid {pid} is gone)"
+    if updated is None or now - updated > STALE_FACTOR * heartbeat:
+        return "stale", "not running (stale status file)"
+    return "running", "running"
+
+
+def _positive(value, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
+
+
+def child_part(child: Any) -> dict | None:
+    """The supervised child (contextd), tolerant of both the status-file and supervisor shapes."""
+    if not isinstance(child, dict):
+        return None
+    state = str(child.get("state") or "unknown")
+    return {
+        "state": state,
+        "pid": child.get("pid"),
+        "restarts": child.get("restarts", 0),
+        "last_exit": child.get("last_exit", child.get("last_exit_code")),
+        "fatal": bool(child.get("fatal")) or state.lower() == "fatal",
+        "fatal_reason": child.get("fatal_reason"),
+        "cmd": child.get("cmd") or child.get("command"),
+    }
+
+
+def store_part(scan: Any, quarantine_count: int | None) -> dict:
+    """The store's health from a StoreScan (or None when it could not be scanned)."""
+    if scan is None:
+        return {"scanned": False, "loadable": None, "error": "", "quarantined": quarantine_count}
+    collections = [c for c in scan.collections if _status(c) != "skipped"]
+    counts = {status: sum(1 for c in collections if _status(c) == status)
+              for status in ("healthy", "warning", "damaged")}
+    problems = list(scan.problems)
+    return {
+        "scanned": True,
+        "path": str(scan.root),
+        "compress": scan.compress,
+        "loadable": bool(scan.loadable),
+        "error": scan.error or "",
+        "collections": {"total": len(collections), **counts},
+        "problems": len(problems),
+        "fatal_problems": sum(1 for p in problems if getattr(p, "severity", "") == "fatal"),
+        "warning_problems": sum(1 for p in problems if getattr(p, "severity", "") == "warning"),
+        "quarantined": quarantine_count,
+    }
+
+
+def _status(collection) -> str:
+    return getattr(collection, "status", "healthy")
+
+
+def snapshot_time(item: Any) -> float | None:
+    """A snapshot's creation time from a Manifest (.time), a dict, or a bare time value."""
+    if item is None or isinstance(item, (int, float, str, datetime)):
+        return to_epoch(item)
+    for attr in ("time", "created_at"):
+        if hasattr(item, attr):
+            return to_epoch(getattr(item, attr))
+        if isinstance(item, dict) and attr in item:
+            return to_epoch(item[attr])
+    return to_epoch(item)
+
+
+def snapshots_part(snapshots: Iterable[Any], now: float, interval_seconds: float) -> dict:
+    times = sorted(t for t in (snapshot_time(s) for s in snapshots) if t is not None)
+    newest = times[-1] if times else None
+    age = now - newest if newest is not None else None
+    return {
+        "count": len(times),
+        "newest": iso_utc(newest),
+        "oldest": iso_utc(times[0]) if times else None,
+        "newest_age_seconds": age,
+        "interval_seconds": interval_seconds,
+        "stale": age is None or age > SNAPSHOT_STALE_FACTOR * interval_seconds,
+    }
+
+
+# --------------------------------------------------------------------------- the whole
+
+
+def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], quarantine_count: int | None,
+                 status_file_data: dict | None,
+                 pid_alive: Callable[[int], bool] = default_pid_alive) -> dict:
+    """The full status dict (pure: every fact is passed in). ``now``: epoch seconds or a datetime."""
+    now_epoch = to_epoch(now)
+    interval = float(config.snapshot_interval_minutes) * 60.0
+    last_repair = (status_file_data or {}).get("last_repair") if isinstance(status_file_data, dict) else None
+    status = {
+        "generated_at": iso_utc(now_epoch),
+        "store_path": str(paths.store),
+        "state_dir": str(paths.root),
+        "sidecar": sidecar_part(status_file_data, now_epoch, pid_alive),
+        "store": store_part(scan, quarantine_count),
+        "snapshots": snapshots_part(snapshots, now_epoch, interval),
+        "last_repair": last_repair if isinstance(last_repair, dict) else None,
+    }
+    status["warnings"] = status_warnings(status)
+    status["exit_code"] = exit_code(status)
+    status["health"] = {EXIT_OK: "ok", EXIT_WARNING: "warning", EXIT_UNLOADABLE: "unloadable",
+                        EXIT_CHILD_FATAL: "child-fatal"}[status["exit_code"]]
+    return status
+
+
+def child_is_fatal(status: dict) -> bool:
+    sidecar = status["sidecar"]
+    child = sidecar.get("child") or {}
+    return bool(sidecar.get("running") and child.get("fatal"))
+
+
+def status_warnings(status: dict) -> list[str]:
+    """Everything that makes the status less than healthy, one short phrase each."""
+    out = []
+    store, snaps, sidecar = status["store"], status["snapshots"], status["sidecar"]
+    if store.get("loadable") is False:
+        out.append(f"store would not load: {store.get('error') or 'see guardian check'}")
+    elif not store.get("scanned"):
+        out.append("store could not be scanned")
+    elif _store_issues(store):
+        out.append(f"store loads with {_store_issues(store)} problem(s)")
+    if child_is_fatal(status):
+        out.append("child is FATAL (restarts stopped; run `guardian restart`)")
+    if not sidecar.get("running"):
+        out.append(f"sidecar {sidecar.get('detail', 'not running')}")
+    if snaps["count"] == 0:
+        out.append("no snapshot yet")
+    elif snaps["stale"]:
+        out.append(f"newest snapshot is {human_duration(snaps['newest_age_seconds'])} old "
+                   f"(more than {SNAPSHOT_STALE_FACTOR}x the interval)")
+    return out
+
+
+def _store_issues(store: dict) -> int:
+    """Warnings and fatal problems (informational notes do not count), or damaged collections."""
+    counts = store["collections"]
+    return max(store["warning_problems"] + store["fatal_problems"], counts["warning"] + counts["damaged"])
+
+
+def exit_code(status: dict) -> int:
+    """3 store would not load > 4 child FATAL > 1 warnings > 0 healthy (2 is usage, raised earlier)."""
+    if status["store"].get("loadable") is False:
+        return EXIT_UNLOADABLE
+    if child_is_fatal(status):
+        return EXIT_CHILD_FATAL
+    return EXIT_WARNING if status_warnings(status) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_status(status: dict) -> str:
+    """Short human-readable lines, one per part, ending with the verdict."""
+    lines = [_render_sidecar(status["sidecar"]), _render_store(status["store"]),
+             _render_snapshots(status["snapshots"])]
+    if status["store"].get("quarantined"):
+        lines.append(f"quarantine: {status['store']['quarantined']} item(s)")
+    if status.get("last_repair"):
+        lines.append(_render_repair(status["last_repair"]))
+    verdict = status.get("health", "ok")
+    if status.get("warnings"):
+        verdict += ": " + "; ".join(status["warnings"])
+    lines.append(f"status: {verdict}")
+    return "\n".join(lines)
+
+
+def _render_sidecar(sidecar: dict) -> str:
+    if not sidecar.get("running"):
+        return f"sidecar: {sidecar.get('detail', 'not running')}"
+    text = f"sidecar: running pid {sidecar.get('pid')}, up {human_duration(sidecar.get('uptime_seconds'))}"
+    child = sidecar.get("child")
+    if child:
+        name = os.path.basename(str((child.get("cmd") or ["child"])[0])) if child.get("cmd") else "child"
+        state = "FATAL" if child.get("fatal") else child.get("state")
+        text += f", child {name} {state} (restarts {child.get('restarts', 0)}"
+        if child.get("last_exit") is not None:
+            text += f", last exit {child['last_exit']}"
+        text += ")"
+    return text
+
+
+def _render_store(store: dict) -> str:
+    if not store.get("scanned"):
+        return "store: not scanned"
+    counts = store["collections"]
+    parts = [f"{counts[k]} {k}" for k in ("healthy", "warning", "damaged") if counts[k]]
+    head = "loadable" if store["loadable"] else f"WOULD NOT LOAD ({store['error']})"
+    text = f"store: {head}, {counts['total']} collections ({', '.join(parts) or 'none'})"
+    if _store_issues(store):
+        text += f", {_store_issues(store)} problem(s)"
+    return text
+
+
+def _render_snapshots(snaps: dict) -> str:
+    if not snaps["count"]:
+        return "snapshots: none yet"
+    text = f"snapshots: {snaps['count']}, newest {human_duration(snaps['newest_age_seconds'])} ago"
+    text += f" (oldest {snaps['oldest']})"
+    if snaps["stale"]:
+        text += f", STALE (interval {human_duration(snaps['interval_seconds'])})"
+    return text
+
+
+def _render_repair(repair: dict) -> str:
+    when = repair.get("time") or repair.get("at") or repair.get("finished_at") or "?"
+    what = repair.get("summary") or repair.get("action") or ", ".join(
+        f"{k}={v}" for k, v in sorted(repair.items()) if k not in ("time", "at", "finished_at"))
+    return f"last repair: {when} {what}".rstrip()
