@@ -1,0 +1,426 @@
+"""The index of a whole store: every collection folder, kept fresh without full rebuilds.
+
+Interface for the watcher (guardian/watcher.py) and the sidecar — all thread-safe, all
+never-raising for damaged files (problems are recorded on the collection instead):
+
+* :meth:`StoreIndex.build` — once at start: cached collections are loaded from
+  ``paths.cache / "index"`` and only files whose (size, mtime_ns, inode) changed are re-decoded;
+  the rest is decoded in bulk (worker processes for large stores).
+* :meth:`StoreIndex.refresh_paths` ``(paths)`` — re-stat and re-decode the given paths: a
+  document file that was added/changed is upserted, a missing one removed, an undecodable one
+  removed from the index with an ``undecodable`` problem. A collection folder path or its
+  metadata file refreshes that collection (added/removed/renamed collection).
+* :meth:`StoreIndex.refresh_collection` ``(dir_name)`` and :meth:`StoreIndex.refresh_all` —
+  compare stats and re-decode only what changed.
+
+Readers (:meth:`collection`, :meth:`search`, :meth:`collections`) see one consistent snapshot:
+every update builds new immutable :class:`CollectionIndex` objects and swaps one dict
+reference (copy-on-write), so concurrent queries never see a half-updated matrix.
+
+Collection names come from each folder's metadata file. A folder whose metadata file is
+missing or undecodable is still indexed, flagged ``damaged``, under the catalog name whose
+sha256 prefix matches the folder (when guardian has seen it) or else under the folder name.
+Two folders with the same collection name: the later folder (name order) answers, as in
+chromem's map. Hidden folders (``.name``) and folders holding no chromem file are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from guardian.errors import CodecError, QueryError, StoreError
+from guardian.index import query as q
+from guardian.index.cache import IndexCache
+from guardian.index.collection_index import CollectionIndex, FileStat
+from guardian.index.decode import decode_files
+from guardian.logs import get_logger
+
+METADATA_STEM = "00000000"
+log = get_logger("guardian.index")
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """One collection folder as found on disk."""
+
+    metadata_stat: FileStat | None
+    documents: Mapping[str, FileStat]
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    metadata: Mapping[str, str]
+    damaged: bool = False
+    damage: str = ""
+    metadata_stat: FileStat | None = None
+
+    def fields(self) -> dict:
+        return {"name": self.name, "metadata": dict(self.metadata), "damaged": self.damaged,
+                "damage": self.damage, "metadata_stat": self.metadata_stat}
+
+
+@dataclass(frozen=True)
+class SearchAnswer:
+    collection: CollectionIndex
+    results: list[list[dict]]
+
+
+class StoreIndex:
+    """All collections of one store root; see the module docstring for the update interface."""
+
+    def __init__(self, root: str | os.PathLike, compress: bool | None = None,
+                 cache_dir: str | os.PathLike | None = None, known_names: Iterable[str] = (),
+                 workers: int | None = None) -> None:
+        self.root = Path(root)
+        self._compress = compress
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.known_names = {q_name for q_name in known_names if q_name}
+        self.workers = workers
+        self._write_lock = threading.RLock()
+        self._by_dir: dict[str, CollectionIndex] = {}
+        self._dirty: set[str] = set()
+        self._forgotten: set[str] = set()
+        self.built = False
+        self.built_at: float | None = None
+        self.updated_at: float | None = None
+        self.build_seconds: float | None = None
+        self.cached_collections = 0
+        self.error = ""
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def compress(self) -> bool:
+        if self._compress is None:
+            self._compress = detect_compress(self.root)
+        return self._compress
+
+    @property
+    def ext(self) -> str:
+        return ".gob.gz" if self.compress else ".gob"
+
+    @property
+    def metadata_file(self) -> str:
+        return METADATA_STEM + self.ext
+
+    def _cache(self) -> IndexCache | None:
+        return IndexCache(self.cache_dir, self.ext) if self.cache_dir else None
+
+    # ------------------------------------------------------------------ reading
+
+    def collections(self) -> dict[str, CollectionIndex]:
+        """Name -> index of the current snapshot (later folder wins a duplicate name)."""
+        snapshot = self._by_dir
+        return {index.name: index for _, index in sorted(snapshot.items())}
+
+    def collection(self, name: str) -> CollectionIndex:
+        found = self.collections().get(name)
+        if found is None:
+            if not self.built:
+                raise QueryError("the index is still being built", "retry in a moment", status=503)
+            known = ", ".join(sorted(self.collections())) or "none"
+            raise QueryError(f"unknown collection {name!r}", f"known collections: {known}", status=404)
+        return found
+
+    def search(self, name: str, request: q.QueryRequest,
+               embed: Callable[[list[str]], np.ndarray] | None = None) -> SearchAnswer:
+        """Answer a parsed request the way chromem's QueryEmbedding would."""
+        index = self.collection(name)
+        k = q.check_k(request.k, index.document_count)
+        queries = q.query_matrix(self._request_vectors(index, request, embed), index.dimension)
+        if k == 0:
+            return SearchAnswer(index, [[] for _ in range(len(queries))])
+        return SearchAnswer(index, index.search(queries, k, request.filters))
+
+    def _request_vectors(self, index: CollectionIndex, request: q.QueryRequest, embed) -> list:
+        if request.like is not None:
+            row = index.row_of(request.like)
+            if row is None:
+                raise QueryError(f"collection {index.name!r} has no document with id {request.like!r}",
+                                 "pass the id of an indexed document", status=404)
+            return [index.rows.matrix[row]]
+        if request.texts is not None:
+            if embed is None:
+                raise QueryError("text queries need an embedder", "configure embed_url or embed_model_dir "
+                                 "(and pip install guardian[embed] for local models)", status=400)
+            return list(embed(request.texts))
+        return request.vectors
+
+    def summary(self) -> dict:
+        collections = sorted(self._by_dir.values(), key=lambda c: c.dir_name)
+        return {
+            "ready": self.built, "built_at": self.built_at, "updated_at": self.updated_at,
+            "build_seconds": self.build_seconds, "compress": self._compress,
+            "collections": [c.summary() for c in collections],
+            "documents": sum(c.document_count for c in collections),
+            "indexed": sum(c.indexed for c in collections),
+            "damaged": sum(1 for c in collections if c.damaged),
+            "problems": sum(len(c.problems) for c in collections),
+            "error": self.error,
+        }
+
+    @property
+    def clean(self) -> bool:
+        """No damaged collection and no undecodable document in the index's view of the store."""
+        return all(not c.damaged and not any(p.kind == "undecodable" for p in c.problems)
+                   for c in self._by_dir.values())
+
+    # ------------------------------------------------------------------ building
+
+    def build(self) -> "StoreIndex":
+        """Index every collection folder (cache first, then bulk decoding of the rest)."""
+        started = time.perf_counter()
+        with self._write_lock:
+            if not self.root.is_dir():
+                self.error = f"store {self.root} is not a folder"
+                raise StoreError(self.error)
+            listings = {d: self._list_folder(d) for d in self._collection_dirs()}
+            fresh = self._from_cache(listings)
+            pending = {d: listing for d, listing in listings.items() if d not in fresh}
+            fresh.update(self._decode_folders(pending))
+            self._by_dir = fresh
+            self.built, self.error = True, ""
+            self.built_at = self.updated_at = time.time()
+            self.build_seconds = time.perf_counter() - started
+        log.info("index built", collections=len(fresh), seconds=round(self.build_seconds, 3),
+                 cached=self.cached_collections)
+        return self
+
+    def _from_cache(self, listings: dict[str, FolderListing]) -> dict[str, CollectionIndex]:
+        cache = self._cache()
+        loaded: dict[str, CollectionIndex] = {}
+        if cache is None:
+            return loaded
+        for dir_name, listing in listings.items():
+            cached = cache.load(dir_name)
+            if cached is None:
+                continue
+            loaded[dir_name] = self._brought_up_to_date(dir_name, cached, listing)
+        self.cached_collections = len(loaded)
+        return loaded
+
+    def _decode_folders(self, listings: dict[str, FolderListing]) -> dict[str, CollectionIndex]:
+        """Index folders from scratch: decode every document file (in bulk, per folder)."""
+        built = {}
+        for dir_name, listing in sorted(listings.items()):
+            folder = self.root / dir_name
+            documents, problems = decode_files([folder / f for f in sorted(listing.documents)], self.workers)
+            header = self._read_header(dir_name, listing)
+            built[dir_name] = CollectionIndex.empty(dir_name, header.name).updated(
+                documents, problems, dict(listing.documents), **header.fields())
+            self._dirty.add(dir_name)
+        return built
+
+    # ------------------------------------------------------------------ refreshing
+
+    def refresh_paths(self, paths: Iterable[str | os.PathLike]) -> None:
+        """Re-read the given document files / collection folders (see the module docstring)."""
+        files_by_dir: dict[str, set[str]] = {}
+        whole: set[str] = set()
+        for raw in paths:
+            parts = self._relative_parts(Path(raw))
+            if not parts or parts[0].startswith("."):
+                continue
+            if len(parts) == 1 or parts[1] == self.metadata_file:
+                whole.add(parts[0])
+            elif len(parts) == 2 and parts[1].endswith(self.ext) and not parts[1].startswith("."):
+                files_by_dir.setdefault(parts[0], set()).add(parts[1])
+        with self._write_lock:
+            for dir_name in sorted(whole):
+                self.refresh_collection(dir_name)
+            for dir_name, files in sorted(files_by_dir.items()):
+                if dir_name not in whole:
+                    self._refresh_files(dir_name, files)
+
+    def refresh_collection(self, dir_name: str) -> None:
+        """Bring one collection folder up to date (added, removed, renamed, changed files)."""
+        with self._write_lock:
+            listing = self._list_folder(dir_name)
+            current = self._by_dir.get(dir_name)
+            if not listing.exists:
+                if current is not None:
+                    self._swap(dir_name, None)
+                return
+            if current is None:
+                self._swap(dir_name, self._decode_folders({dir_name: listing})[dir_name])
+                return
+            self._swap(dir_name, self._brought_up_to_date(dir_name, current, listing))
+
+    def refresh_all(self) -> None:
+        """Compare every folder's stats with the index; re-decode only what changed."""
+        with self._write_lock:
+            present = set(self._collection_dirs())
+            for dir_name in sorted(set(self._by_dir) | present):
+                self.refresh_collection(dir_name)
+
+    def _refresh_files(self, dir_name: str, files: set[str]) -> None:
+        current = self._by_dir.get(dir_name)
+        if current is None:
+            self.refresh_collection(dir_name)
+            return
+        folder = self.root / dir_name
+        stats = {name: _stat(folder / name) for name in files}
+        changed = {name: st for name, st in stats.items() if current.stats.get(name) != st or st is None}
+        changed = {name: st for name, st in changed.items() if st is not None or name in current.stats}
+        if changed:
+            self._swap(dir_name, self._updated(current, dir_name, changed, None))
+
+    def _brought_up_to_date(self, dir_name: str, current: CollectionIndex,
+                            listing: FolderListing) -> CollectionIndex:
+        changed: dict[str, FileStat | None] = {
+            name: st for name, st in listing.documents.items() if current.stats.get(name) != st}
+        changed.update({name: None for name in current.stats if name not in listing.documents})
+        header = None
+        if listing.metadata_stat != current.metadata_stat or (current.damaged and listing.metadata_stat is None):
+            header = self._read_header(dir_name, listing)
+        if not changed and header is None:
+            return current
+        self._dirty.add(dir_name)
+        return self._updated(current, dir_name, changed, header)
+
+    def _updated(self, current: CollectionIndex, dir_name: str, changed: dict[str, FileStat | None],
+                 header: Header | None) -> CollectionIndex:
+        folder = self.root / dir_name
+        to_read = [folder / name for name, st in sorted(changed.items()) if st is not None]
+        documents, problems = decode_files(to_read, self.workers)
+        fields = header.fields() if header else {}
+        return current.updated(documents, problems, changed, **fields)
+
+    def _swap(self, dir_name: str, index: CollectionIndex | None) -> None:
+        """Publish a new snapshot: one dict replaced by a new one (readers keep the old)."""
+        snapshot = dict(self._by_dir)
+        if index is None:
+            snapshot.pop(dir_name, None)
+            self._forgotten.add(dir_name)
+            self._dirty.discard(dir_name)
+        else:
+            if snapshot.get(dir_name) is not index:
+                self._dirty.add(dir_name)
+            snapshot[dir_name] = index
+        self._by_dir = snapshot
+        self.updated_at = time.time()
+
+    # ------------------------------------------------------------------ cache
+
+    def save_cache(self) -> int:
+        """Write the changed collections to the cache; returns how many were written."""
+        cache = self._cache()
+        if cache is None:
+            return 0
+        with self._write_lock:
+            dirty, forgotten = sorted(self._dirty), sorted(self._forgotten)
+            snapshot = self._by_dir
+            self._dirty, self._forgotten = set(), set()
+        written = 0
+        for dir_name in forgotten:
+            cache.forget(dir_name)
+        for dir_name in dirty:
+            index = snapshot.get(dir_name)
+            if index is not None:
+                try:
+                    cache.save(index)
+                    written += 1
+                except OSError as exc:
+                    log.warning("index cache not written", dir=dir_name, error=str(exc))
+        return written
+
+    # ------------------------------------------------------------------ disk
+
+    def _collection_dirs(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
+        return sorted(e.name for e in entries
+                      if not e.name.startswith(".") and e.is_dir() and self._holds_chromem_files(e.path))
+
+    def _holds_chromem_files(self, folder: str) -> bool:
+        try:
+            with os.scandir(folder) as entries:
+                return any(e.name.endswith(self.ext) for e in entries)
+        except OSError:
+            return False
+
+    def _list_folder(self, dir_name: str) -> FolderListing:
+        folder = self.root / dir_name
+        if dir_name.startswith(".") or not folder.is_dir() or not self._holds_chromem_files(str(folder)):
+            return FolderListing(None, {}, exists=False)
+        metadata_stat = None
+        documents: dict[str, FileStat] = {}
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") or not name.endswith(self.ext):
+                    continue
+                try:
+                    if entry.is_dir():
+                        continue
+                    st = FileStat.of(entry.stat())
+                except OSError:
+                    continue
+                if name == self.metadata_file:
+                    metadata_stat = st
+                else:
+                    documents[name] = st
+        return FolderListing(metadata_stat, documents)
+
+    def _read_header(self, dir_name: str, listing: FolderListing) -> Header:
+        from guardian.format.chromem import read_collection
+
+        if listing.metadata_stat is None:
+            return Header(self._guess_name(dir_name), {}, True, "collection metadata file is missing")
+        try:
+            record = read_collection(self.root / dir_name / self.metadata_file)
+        except (CodecError, OSError) as exc:
+            return Header(self._guess_name(dir_name), {}, True,
+                          f"collection metadata unreadable: {getattr(exc, 'reason', exc)}",
+                          listing.metadata_stat)
+        if not record.name:
+            return Header(self._guess_name(dir_name), dict(record.metadata or {}), True,
+                          "collection metadata holds an empty name", listing.metadata_stat)
+        return Header(record.name, dict(record.metadata or {}), metadata_stat=listing.metadata_stat)
+
+    def _guess_name(self, dir_name: str) -> str:
+        from guardian.format.chromem import collection_dir_name
+
+        matches = sorted(n for n in self.known_names if collection_dir_name(n) == dir_name)
+        return matches[0] if matches else dir_name
+
+    def _relative_parts(self, path: Path) -> tuple[str, ...]:
+        try:
+            return Path(os.path.abspath(path)).relative_to(os.path.abspath(self.root)).parts
+        except ValueError:
+            return ()
+
+
+def _stat(path: Path) -> FileStat | None:
+    try:
+        if path.is_dir():
+            return None
+        return FileStat.of(path.stat())
+    except OSError:
+        return None
+
+
+def detect_compress(root: Path) -> bool:
+    """Guess chromem's compress flag from the metadata files present (plain when unsure)."""
+    plain = gz = 0
+    try:
+        folders = [e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return False
+    for folder in folders:
+        plain += os.path.isfile(os.path.join(folder, METADATA_STEM + ".gob"))
+        gz += os.path.isfile(os.path.join(folder, METADATA_STEM + ".gob.gz"))
+    if gz == plain == 0:
+        return False
+    return gz > plain

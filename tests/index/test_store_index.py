@@ -1,0 +1,226 @@
+"""StoreIndex on real chromem stores: fixture answers, live refresh, damage, cache, concurrency."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from guardian.errors import QueryError
+from guardian.format.chromem import Document, collection_dir_name, document_stem, encode_document
+from guardian.index import query as q
+from guardian.index.store_index import StoreIndex, detect_compress
+
+
+def ask(index, name, body):
+    return index.search(name, q.parse_request(body)).results
+
+
+def doc_path(store, collection, doc_id, ext):
+    return store / collection_dir_name(collection) / (document_stem(doc_id) + ext)
+
+
+def unit(vector):
+    vector = np.asarray(vector, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def write_doc(store, collection, doc_id, vector, content="new", compress=False, metadata=None):
+    ext = ".gob.gz" if compress else ".gob"
+    path = doc_path(store, collection, doc_id, ext)
+    path.write_bytes(encode_document(Document(doc_id, metadata or {}, unit(vector), content), compress))
+    return path
+
+
+def test_fixture_queries_match_chromem_from_store_files(any_store, queries):
+    index = StoreIndex(any_store).build()
+    for name, cases in queries.items():
+        for case in cases:
+            for k, key in ((1, "top1"), (5, "top5")):
+                (results,) = ask(index, name, dict(case["query"], k=k))
+                assert [r["id"] for r in results] == [r["id"] for r in case[key]]
+                assert np.allclose([r["similarity"] for r in results],
+                                   [r["similarity"] for r in case[key]], atol=1e-5, rtol=0)
+
+
+def test_collections_contents_and_metadata_match_contents_json(plain_store, contents):
+    index = StoreIndex(plain_store).build()
+    collections = index.collections()
+    assert set(collections) == {c["name"] for c in contents["collections"]}
+    for expected in contents["collections"]:
+        got = collections[expected["name"]]
+        assert got.dir_name == expected["dir"]
+        assert got.document_count == len(expected["documents"])
+        assert dict(got.metadata) == expected["metadata"]
+        for doc in expected["documents"]:
+            row = got.row_of(doc["id"])
+            assert got.rows.contents[row] == doc["content"]
+            assert dict(got.rows.metadatas[row]) == (doc.get("metadata") or {})
+
+
+def test_detects_compression(any_store):
+    assert detect_compress(any_store) is any(any_store.glob("*/00000000.gob.gz"))
+    assert detect_compress(any_store / "missing") is False
+
+
+def test_batch_and_like_queries(plain_store, contents):
+    index = StoreIndex(plain_store).build()
+    docs = next(c for c in contents["collections"] if c["name"] == "checkpoints")["documents"]
+    vectors = [docs[0]["embedding"], docs[1]["embedding"]]
+    batch = ask(index, "checkpoints", {"vectors": vectors, "k": 2})
+    assert [r[0]["id"] for r in batch] == [docs[0]["id"], docs[1]["id"]]
+    assert batch[0][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    (like,) = ask(index, "checkpoints", {"like": docs[2]["id"], "k": 3})
+    assert like[0]["id"] == docs[2]["id"] and len(like) == 3
+
+
+def test_request_errors_are_4xx(plain_store):
+    index = StoreIndex(plain_store).build()
+    vector = [0.1] * 384
+    cases = [
+        ("nope", {"vector": vector}, 404), ("checkpoints", {"vector": vector, "k": 9}, 400),
+        ("checkpoints", {"vector": vector, "k": 0}, 400), ("checkpoints", {"vector": [0.1] * 5}, 400),
+        ("checkpoints", {"vector": []}, 400), ("checkpoints", {"like": "missing-id"}, 404),
+        ("checkpoints", {"text": "hello"}, 400), ("contextd_default", {"vector": vector, "k": 1}, 400),
+    ]
+    for name, body, status in cases:
+        with pytest.raises(QueryError) as err:
+            ask(index, name, body)
+        assert err.value.status == status, (name, body, err.value.message)
+    assert ask(index, "contextd_default", {"vector": vector}) == [[]]
+
+
+def test_refresh_paths_add_change_remove_and_damage(plain_store):
+    index = StoreIndex(plain_store).build()
+    before = index.collection("checkpoints").document_count
+    vector = np.zeros(384, dtype=np.float32)
+    vector[7] = 1.0
+    added = write_doc(plain_store, "checkpoints", "fresh-doc", vector, content="fresh")
+    index.refresh_paths([added])
+    (top,) = ask(index, "checkpoints", {"vector": vector.tolist(), "k": 1})
+    assert top[0]["id"] == "fresh-doc" and top[0]["content"] == "fresh"
+    assert index.collection("checkpoints").document_count == before + 1
+
+    write_doc(plain_store, "checkpoints", "fresh-doc", vector, content="changed")
+    index.refresh_paths([added])
+    (top,) = ask(index, "checkpoints", {"vector": vector.tolist(), "k": 1})
+    assert top[0]["content"] == "changed"
+
+    added.write_bytes(added.read_bytes()[:50])  # damaged: truncated
+    index.refresh_paths([added])
+    collection = index.collection("checkpoints")
+    assert collection.row_of("fresh-doc") is None
+    assert [p.kind for p in collection.problems] == ["undecodable"]
+    assert not index.clean
+
+    added.unlink()
+    index.refresh_paths([added])
+    assert index.collection("checkpoints").problems == ()
+    assert index.collection("checkpoints").document_count == before
+    assert index.clean
+
+
+def test_refresh_collection_added_and_removed(plain_store, tmp_path):
+    index = StoreIndex(plain_store).build()
+    folder = plain_store / collection_dir_name("checkpoints")
+    moved = tmp_path / "away"
+    shutil.move(folder, moved)
+    index.refresh_paths([folder])
+    assert "checkpoints" not in index.collections()
+    shutil.move(moved, folder)
+    index.refresh_all()
+    assert index.collection("checkpoints").document_count == 8
+
+
+def test_missing_metadata_indexes_folder_as_damaged_under_catalog_name(plain_store):
+    folder = plain_store / collection_dir_name("webapp_memories")
+    (folder / "00000000.gob").unlink()
+    index = StoreIndex(plain_store, known_names=["webapp_memories"]).build()
+    collection = index.collection("webapp_memories")
+    assert collection.damaged and "missing" in collection.damage
+    assert collection.document_count == 40
+    anonymous = StoreIndex(plain_store).build()
+    assert anonymous.collection(folder.name).damaged
+
+
+def test_mixed_dimensions_stay_out_of_the_matrix(plain_store):
+    path = write_doc(plain_store, "checkpoints", "short-doc", [1.0, 2.0, 3.0])
+    index = StoreIndex(plain_store).build()
+    collection = index.collection("checkpoints")
+    assert collection.dimension == 384 and collection.indexed == 8
+    assert collection.document_count == 9
+    assert [(p.file, p.kind) for p in collection.problems] == [(path.name, "dimension-mismatch")]
+    with pytest.raises(QueryError):
+        ask(index, "checkpoints", {"vector": [1.0, 2.0, 3.0]})
+
+
+def test_cache_makes_restart_reuse_and_notices_changes(plain_store, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert first.save_cache() == 5
+    assert first.save_cache() == 0  # nothing dirty
+    vector = np.ones(384, dtype=np.float32)
+    write_doc(plain_store, "checkpoints", "while-down", vector)
+    (plain_store / collection_dir_name("remediations_org_alice") / sorted(
+        p.name for p in (plain_store / collection_dir_name("remediations_org_alice")).iterdir()
+        if p.name != "00000000.gob")[0]).unlink()
+    second = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert second.cached_collections == 5
+    assert second.collection("checkpoints").row_of("while-down") is not None
+    assert second.collection("remediations_org_alice").document_count == 11
+    fresh = StoreIndex(plain_store).build()
+    for name, got in second.collections().items():
+        want = fresh.collections()[name]
+        assert sorted(got.rows.ids) == sorted(want.rows.ids)
+        order = [want.row_of(i) for i in got.rows.ids]
+        assert np.array_equal(got.rows.matrix, want.rows.matrix[order])
+
+
+def test_corrupt_cache_is_ignored(plain_store, tmp_path):
+    cache_dir = tmp_path / "cache"
+    StoreIndex(plain_store, cache_dir=cache_dir).build().save_cache()
+    for path in cache_dir.glob("*.npy"):
+        path.write_bytes(b"garbage")
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert index.cached_collections == 0
+    assert index.collection("webapp_memories").document_count == 40
+
+
+def test_concurrent_queries_during_reindex_see_consistent_answers(plain_store):
+    index = StoreIndex(plain_store).build()
+    vector = np.zeros(384, dtype=np.float32)
+    vector[3] = 1.0
+    path = doc_path(plain_store, "webapp_memories", "flip", ".gob")
+    errors, answers = [], []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                answer = index.search("webapp_memories", q.parse_request({"vector": vector.tolist(), "k": 3}))
+                (results,) = answer.results
+                count = answer.collection.document_count
+                answers.append((results[0]["id"], count))
+                assert len(results) == 3
+                assert all(results[i]["similarity"] >= results[i + 1]["similarity"] for i in range(2))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for i in range(30):
+        if i % 2 == 0:
+            write_doc(plain_store, "webapp_memories", "flip", vector, content=f"v{i}")
+        else:
+            path.unlink()
+        index.refresh_paths([path])
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert answers
+    assert all(count == 41 for top, count in answers if top == "flip")
