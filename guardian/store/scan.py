@@ -60,7 +60,7 @@ KINDS = {
     # harmless
     "stray_file": (INFO, "chromem ignores it; move it out of the store to keep the store clean"),
     "ignored_folder": (INFO, "chromem ignores folders without documents or metadata"),
-    "store_missing": (INFO, "chromem creates an empty store here on first start"),
+    "store_missing": (WARNING, "check --store: chromem would create an empty store here and contextd would start with no memories"),
 }
 
 

@@ -1,0 +1,77 @@
+"""`guardian check`: will chromem load this store? With --repair, make it so.
+
+Exit codes: 0 loadable and healthy; 1 loadable with warnings; 3 chromem would refuse the store;
+2 usage error.
+"""
+
+from __future__ import annotations
+
+from guardian.catalog import Catalog
+from guardian.commands.output import format_table, print_json
+from guardian.store.scan import FATAL, INFO, StoreScan, scan_store
+
+HELP = "predict whether chromem will load the store (exit 0 ok, 1 warnings, 3 refused); --repair fixes it"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    parser.add_argument("--repair", action="store_true",
+                        help="repair what chromem would refuse (snapshots, rebuilt metadata, quarantine)")
+    parser.add_argument("--dry-run", dest="dry_run", action="store_true", help="with --repair: only show the plan")
+    parser.add_argument("--name", dest="names", action="append", default=[],
+                        help="with --repair: a candidate collection name for lost metadata (repeatable)")
+    parser.add_argument("--no-cache", dest="no_cache", action="store_true", help="re-verify every file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also list harmless (info) findings")
+
+
+def run(args, ctx) -> int:
+    if args.repair or args.dry_run:
+        from guardian.repair.preflight import run_check_repair
+
+        return run_check_repair(args, ctx)
+    scan = run_scan(ctx, use_cache=not args.no_cache)
+    if args.json:
+        print_json(scan.to_dict())
+    else:
+        print(render_scan(scan, verbose=args.verbose))
+    return scan.exit_code()
+
+
+def run_scan(ctx, use_cache: bool = True) -> StoreScan:
+    paths = ctx.paths
+    paths.ensure()
+    scan = scan_store(ctx.config.store_path, ctx.config.compress_flag,
+                      cache_dir=paths.cache if use_cache else None)
+    Catalog(paths.catalog_file).add([c.name for c in scan.collections if c.name], "scan")
+    return scan
+
+
+def verdict_line(scan: StoreScan) -> str:
+    if not scan.loadable:
+        return f"verdict: chromem WOULD REFUSE this store: {scan.error} (cause: {scan.cause})"
+    if scan.healthy:
+        return "verdict: chromem will load this store; no problems found"
+    return "verdict: chromem will load this store, with warnings"
+
+
+def render_scan(scan: StoreScan, verbose: bool = False) -> str:
+    mode = "gzip (.gob.gz)" if scan.compress else "plain (.gob)"
+    lines = [f"store: {scan.root}  [{mode}]", ""]
+    rows = [(c.name if c.name is not None else "?", c.dir, c.status, c.documents)
+            for c in scan.collections if not (c.skipped and all(p.severity == INFO for p in c.problems))]
+    lines.append(format_table(("collection", "dir", "status", "documents"), rows) if rows else "no collections")
+    shown = [p for p in scan.problems if verbose or p.severity != INFO]
+    if shown:
+        lines += ["", format_table(("severity", "kind", "path", "detail"),
+                                   [(p.severity, p.kind, p.path, p.detail) for p in shown])]
+        hints = dict.fromkeys(f"  {p.kind}: {p.hint}" for p in shown if p.hint)
+        lines += ["", "what to do:", *hints]
+    hidden = len(scan.problems) - len(shown)
+    if hidden:
+        lines.append(f"({hidden} harmless findings hidden; -v shows them)")
+    lines += ["", verdict_line(scan)]
+    return "\n".join(lines)
+
+
+def fatal_problems(scan: StoreScan):
+    return [p for p in scan.problems if p.severity == FATAL]
