@@ -40,7 +40,17 @@ def command_module(name: str):
     return importlib.import_module(f"guardian.commands.{name.replace('-', '_')}_cmd")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The command named on the command line, so only its module is imported (fast start-up)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guardian",
         description="Keeps a chromem-go vector store (contextd's) loadable, snapshotted and searchable.",
@@ -54,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the store's compression as chromem is configured (default: detect)")
     common.add_argument("--log-level", dest="log_level", choices=("debug", "info", "warning", "error"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         try:
             module = command_module(name)
         except ModuleNotFoundError as exc:  # a command not built yet is simply not offered
@@ -80,7 +90,7 @@ def make_context(args: argparse.Namespace) -> Context:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
