@@ -117,11 +117,13 @@ class Alerter:
 
     def post_webhook(self, body: str) -> bool | str:
         """POST the event as JSON to the webhook; True on a 2xx answer, else an error."""
-        request = urllib.request.Request(
-            self.webhook, data=body.encode("utf-8"), method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "guardian-alerts"},
-        )
+        if not self.webhook.lower().startswith(("http://", "https://")):
+            return self._failed("webhook", f"webhook unreachable: {self.webhook!r} is not an http(s) URL")
         try:
+            request = urllib.request.Request(
+                self.webhook, data=body.encode("utf-8"), method="POST",
+                headers={"Content-Type": "application/json", "User-Agent": "guardian-alerts"},
+            )
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read(65536)
                 return True
