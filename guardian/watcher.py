@@ -18,6 +18,11 @@ Actions (one folder = one direct child of the store root):
 
 The classification (:func:`classify_batch`) is pure: a batch of :class:`RawEvent` plus a
 :class:`FolderView` of the folder as it is now, in; a list of :class:`Action`, out.
+
+Events can be lost (inotify queue overflow, a watch that could not be added for a new folder),
+so every ``reconcile_interval`` seconds the worker also takes an inventory of the root folders and
+reports what changed for the worse since the last look (:func:`reconcile`, also pure). Handlers
+may therefore be called for a state that is already fixed: they should re-check under the lock.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ METADATA_STEM = "00000000"
 EXTENSIONS = (".gob", ".gob.gz")
 COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
 POLL_INTERVAL = 1.0
+RECONCILE_INTERVAL = 30.0
 INOTIFY_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
 
 CREATED, MODIFIED, DELETED = "created", "modified", "deleted"
@@ -192,6 +198,35 @@ def normalize_event(event_type: str, src: str, dest: str, is_dir: bool,
     return [RawEvent(kind, rel, is_dir)]
 
 
+def reconcile(before: dict[str, FolderView], after: dict[str, FolderView]) -> list[Action]:
+    """The safety net for lost events (inotify overflow, a watch that could not be added):
+    compare two inventories of the root folders and report only what changed for the worse or
+    appeared/disappeared. Damage that was already there in ``before`` is not reported again."""
+    actions = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name, FolderView(False)), after.get(name, FolderView(False))
+        action = _reconcile_folder(name, old, new)
+        if action:
+            actions.append(Action(action, name))
+    return actions
+
+
+def _reconcile_folder(name: str, old: FolderView, new: FolderView) -> str | None:
+    if not is_collection_dir_name(name):
+        loadable = new.exists and (new.has_documents or new.metadata != "missing")
+        was_loadable = old.exists and (old.has_documents or old.metadata != "missing")
+        return STRAY if loadable and not was_loadable else None
+    if old.exists and not new.exists:
+        return COLLECTION_REMOVED if old.metadata == "ok" or old.has_documents else None
+    lost_now = new.exists and new.metadata != "ok" and new.has_documents
+    lost_before = old.exists and old.metadata != "ok" and old.has_documents
+    if lost_now and not lost_before:
+        return METADATA_LOST
+    if new.exists and new.metadata == "ok" and old.metadata != "ok":
+        return COLLECTION_CREATED
+    return None
+
+
 # --------------------------------------------------------------------------- looking at a folder
 
 
@@ -224,6 +259,16 @@ def inspect_folder(folder: Path, metadata_ok: Callable[[bytes], bool] = default_
             if metadata == "ok":
                 break
     return FolderView(exists=True, metadata=metadata, has_documents=has_documents)
+
+
+def inventory(root: Path, metadata_ok: Callable[[bytes], bool] = default_metadata_ok,
+              extensions: Iterable[str] = EXTENSIONS) -> dict[str, FolderView]:
+    """Every folder directly under the root, as chromem's loader would see it."""
+    try:
+        names = [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return {}
+    return {name: inspect_folder(root / name, metadata_ok, extensions) for name in names}
 
 
 def _read_ok(path: Path, metadata_ok: Callable[[bytes], bool]) -> bool:
@@ -277,7 +322,8 @@ class StoreWatcher:
     def __init__(self, root: Path, handlers: WatchHandlers, debounce: float = 0.3,
                  clock: Callable[[], float] = time.monotonic, observer_factory=None,
                  compress: bool | None = None, poll_interval: float = POLL_INTERVAL,
-                 metadata_ok: Callable[[bytes], bool] = default_metadata_ok) -> None:
+                 metadata_ok: Callable[[bytes], bool] = default_metadata_ok,
+                 reconcile_interval: float | None = RECONCILE_INTERVAL) -> None:
         self.root = Path(os.path.abspath(root))
         self.real_root = Path(os.path.realpath(root))
         self.handlers = handlers
@@ -287,6 +333,10 @@ class StoreWatcher:
         self.extensions = EXTENSIONS if compress is None else ((".gob.gz",) if compress else (".gob",))
         self.poll_interval = poll_interval
         self.metadata_ok = metadata_ok
+        self.reconcile_interval = reconcile_interval
+        self._known: dict[str, FolderView] = {}
+        self.reconciliations = 0
+        self._next_reconcile: float | None = None
         self.counts: dict[str, int] = {}
         self.observer_kind = ""
         self._observer = None
@@ -301,6 +351,9 @@ class StoreWatcher:
     def start(self) -> "StoreWatcher":
         self._stopping = False
         self._observer = self._start_observer()
+        self._known = inventory(self.root, self.metadata_ok, self.extensions)
+        if self.reconcile_interval:
+            self._next_reconcile = self.clock() + self.reconcile_interval
         self._worker = threading.Thread(target=self._work, name="guardian-watch-dispatch", daemon=True)
         self._worker.start()
         log.info("watching store", root=str(self.root), observer=self.observer_kind)
@@ -394,19 +447,24 @@ class StoreWatcher:
 
     def _work(self) -> None:
         while True:
-            batches = self._wait_for_due_batches()
+            batches = self._wait_for_work()
             if batches is None:
                 return
             for dir_name, events in batches:
                 self._dispatch_batch(dir_name, events)
+            if not batches:
+                self._reconcile()
 
-    def _wait_for_due_batches(self) -> list[tuple[str, list[RawEvent]]] | None:
+    def _wait_for_work(self) -> list[tuple[str, list[RawEvent]]] | None:
+        """Due batches; [] when it is time to reconcile; None when stopping."""
         with self._cond:
             while not self._stopping:
                 now = self.clock()
                 due = self.take_due(now)
                 if due:
                     return due
+                if self._next_reconcile is not None and now >= self._next_reconcile:
+                    return []
                 self._cond.wait(self._next_wait(now))
             return None
 
@@ -417,10 +475,41 @@ class StoreWatcher:
             return [(k, self._pending.pop(k).events) for k in due]
 
     def _next_wait(self, now: float) -> float | None:
-        if not self._pending:
-            return None
-        earliest = min(p.last for p in self._pending.values())
-        return max(0.01, earliest + self.debounce - now)
+        deadlines = [p.last + self.debounce for p in self._pending.values()]
+        if self._next_reconcile is not None:
+            deadlines.append(self._next_reconcile)
+        return max(0.01, min(deadlines) - now) if deadlines else None
+
+    def _reconcile(self) -> None:
+        """Look at every root folder; report what events may have missed. Busy folders wait."""
+        self._next_reconcile = self.clock() + (self.reconcile_interval or 0)
+        self.reconciliations += 1
+        try:
+            current = inventory(self.root, self.metadata_ok, self.extensions)
+        except Exception:
+            log.error("could not take the store inventory", exc_info=True)
+            return
+        with self._cond:
+            busy = set(self._pending)
+        before = {k: v for k, v in self._known.items() if k not in busy}
+        after = {k: v for k, v in current.items() if k not in busy}
+        actions = reconcile(before, after)
+        self._known.update(after)
+        for name in set(before) - set(after):
+            self._known.pop(name, None)
+        for action in actions:
+            log.warning("change found by reconciliation (events were missed)", action=action.kind,
+                        folder=action.dir_name)
+            self._run_handler(action)
+            self._remember(action.dir_name)
+
+    def _remember(self, dir_name: str) -> None:
+        """Record how a folder looks after its handlers ran, so reconciliation does not repeat them."""
+        view = inspect_folder(self.root / dir_name, self.metadata_ok, self.extensions)
+        if view.exists:
+            self._known[dir_name] = view
+        else:
+            self._known.pop(dir_name, None)
 
     def _dispatch_batch(self, dir_name: str, events: list[RawEvent]) -> None:
         try:
@@ -431,6 +520,7 @@ class StoreWatcher:
             return
         for action in actions:
             self._run_handler(action)
+        self._remember(dir_name)
 
     def _run_handler(self, action: Action) -> None:
         self.counts[action.kind] = self.counts.get(action.kind, 0) + 1

@@ -367,3 +367,37 @@ def test_other_observer_errors_are_not_hidden(plain_store, recorder):
 
     with pytest.raises(OSError):
         StoreWatcher(plain_store, WatchHandlers(), observer_factory=broken).start()
+
+
+# --------------------------------------------------------------------------- reconciliation (lost events)
+
+
+def test_reconcile_reports_only_changes_for_the_worse():
+    ok = OK_WITH_DOCS
+    before = {WEBAPP: ok, CHECKPOINTS: ok, EMPTY: FolderView(True, "ok", False), "deadbeef": LOST_WITH_DOCS}
+    after = {WEBAPP: LOST_WITH_DOCS, EMPTY: FolderView(True, "ok", False), "deadbeef": LOST_WITH_DOCS,
+             "0badcafe": FolderView(True, "ok", False), ".backup": FolderView(True, "missing", True),
+             ".cache": FolderView(True)}
+    from guardian.watcher import reconcile
+
+    assert reconcile(before, after) == [
+        Action(STRAY, ".backup"), Action(COLLECTION_CREATED, "0badcafe"),
+        Action(METADATA_LOST, WEBAPP), Action(COLLECTION_REMOVED, CHECKPOINTS),
+    ]
+    assert reconcile(after, after) == []
+
+
+def test_reconciliation_catches_a_deletion_whose_events_were_lost(plain_store, recorder):
+    metadata = plain_store / WEBAPP / "00000000.gob"
+    watcher = StoreWatcher(plain_store, recorder.handlers(), debounce=0.1, reconcile_interval=0.3)
+    recorder.watcher = watcher
+    with watcher:
+        watcher.suppress(metadata, seconds=60)  # stands in for an inotify queue overflow
+        metadata.unlink()
+        wait_for(metadata.exists, timeout=3.0, what="metadata re-created by reconciliation")
+        settle(plain_store, recorder)
+        passes = watcher.reconciliations
+        wait_for(lambda: watcher.reconciliations >= passes + 2, what="two more reconciliation passes")
+    assert recorder.of("lost") == [("lost", WEBAPP)]
+    assert recorder.of("created") == [] and recorder.of("removed") == []
+    assert decode_collection(metadata.read_bytes()).name == "webapp_memories"
