@@ -1,0 +1,88 @@
+"""guardian quarantine: list what guardian took out of the store, or put an entry back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from guardian.commands.output import format_table, human_bytes, print_json
+from guardian.errors import CodecError, RestoreError, UsageError
+from guardian.quarantine import Quarantine, QuarantineEntry
+
+HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
+METADATA_STEM = "00000000"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("action", choices=("list", "restore"), help="list entries, or restore one")
+    parser.add_argument("id", nargs="?", help="the entry id (for restore)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _is_gob(name: str) -> bool:
+    return name.endswith(".gob") or name.endswith(".gob.gz")
+
+
+def check_file(path: Path) -> None:
+    """Refuse a chromem file that chromem could not decode (CodecError -> RestoreError)."""
+    from guardian.format import chromem
+
+    if not _is_gob(path.name):
+        return
+    data = path.read_bytes()
+    try:
+        if path.name.split(".")[0] == METADATA_STEM:
+            chromem.decode_collection(data, str(path))
+        else:
+            chromem.decode_document(data, str(path))
+    except CodecError as exc:
+        raise RestoreError(f"putting {path.name} back would make the store unloadable: {exc.reason}",
+                           "leave it in quarantine (or repair it first)") from None
+
+
+def check_folder(path: Path) -> None:
+    metadata = [p for p in (path / f"{METADATA_STEM}.gob", path / f"{METADATA_STEM}.gob.gz") if p.is_file()]
+    if not metadata:
+        raise RestoreError(f"the folder {path.name} is not a chromem collection (no {METADATA_STEM}.gob); "
+                           "chromem would refuse the store with it", "leave it in quarantine")
+    for child in sorted(path.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            continue
+        if child.is_symlink() or child.stat().st_size == 0 and _is_gob(child.name):
+            raise RestoreError(f"the folder {path.name} holds {child.name}, which chromem cannot load",
+                               "leave it in quarantine")
+        check_file(child)
+
+
+def validate_for_store(entry: QuarantineEntry, payload: Path) -> None:
+    if payload.is_dir() and not payload.is_symlink():
+        check_folder(payload)
+    elif payload.is_file():
+        check_file(payload)
+
+
+def run(args, ctx) -> int:
+    quarantine = Quarantine(ctx.paths)
+    if args.action == "list":
+        return _list(quarantine, args.json)
+    if not args.id:
+        raise UsageError("quarantine restore needs the entry id", "see `guardian quarantine list`")
+    entry = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store)
+    if args.json:
+        print_json(entry.to_dict())
+    else:
+        print(f"restored {entry.original_path} from quarantine entry {entry.id}")
+    return 0
+
+
+def _list(quarantine: Quarantine, as_json: bool) -> int:
+    entries = quarantine.list()
+    if as_json:
+        print_json([e.to_dict() for e in entries])
+        return 0
+    if not entries:
+        print("the quarantine is empty")
+        return 0
+    rows = [[e.id, e.time[:19] + "Z", e.state, e.kind, e.original_path, human_bytes(e.size), e.reason]
+            for e in entries]
+    print(format_table(["id", "time", "state", "kind", "path", "size", "reason"], rows))
+    return 0

@@ -1,0 +1,84 @@
+"""guardian restore: put the store (or one collection) back as it was at a snapshot."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+
+from guardian.commands.output import print_json
+from guardian.errors import RestoreError
+from guardian.snapshots.progress import Progress
+from guardian.snapshots.restore import restore_store
+from guardian.snapshots.timespec import parse_time
+
+HELP = "restore the store (or one collection) to the newest snapshot at or before --at TIME"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--at", required=True, metavar="TIME",
+                        help="latest | ISO 8601 time (no zone = local) | an age such as 90m, 2h, 1d, 1w")
+    parser.add_argument("--collection", metavar="NAME", help="restore only this collection")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="do not ask before replacing or moving aside files (they go to quarantine)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _describe(plan) -> str:
+    counts = plan.counts()
+    return (f"{counts['replace']} files would be replaced and {counts['move_aside']} moved aside "
+            f"(to quarantine, nothing is deleted)")
+
+
+def make_confirm(force: bool, stdin=None, stderr=None):
+    stdin, stderr = stdin or sys.stdin, stderr or sys.stderr
+    if force:
+        return None
+
+    def confirm(plan) -> bool:
+        if not stdin.isatty():
+            raise RestoreError(f"the store changed since snapshot {plan.snapshot_id}: {_describe(plan)}",
+                               "pass --force to restore anyway (undo with `guardian quarantine`), "
+                               "or --dry-run to see the plan")
+        stderr.write(f"The store changed since snapshot {plan.snapshot_id}: {_describe(plan)}. Continue? [y/N] ")
+        stderr.flush()
+        return stdin.readline().strip().lower() in ("y", "yes")
+    return confirm
+
+
+def run(args, ctx) -> int:
+    at = parse_time(args.at, datetime.now(timezone.utc))
+    progress = Progress("restore", enabled=False if args.json else None)
+    result = restore_store(ctx.paths, at, args.collection, dry_run=args.dry_run,
+                           confirm=make_confirm(args.force), progress=progress,
+                           check_load=not args.dry_run)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _print_human(result)
+    return 0 if result.loadable is not False else 1
+
+
+def _print_human(result) -> None:
+    counts = result.plan.counts()
+    what = f"collection {result.collection!r}" if result.collection else "the store"
+    verb = "would restore" if result.dry_run else "restored"
+    print(f"{verb} {what} to snapshot {result.snapshot_id} "
+          f"({result.snapshot_time.astimezone().isoformat(timespec='seconds')}): "
+          f"{counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside, "
+          f"{counts['keep']} unchanged, {counts['skip']} skipped")
+    if result.dry_run:
+        for action in result.plan.actions:
+            if action.kind != "keep":
+                print(f"  {action.kind:10} {action.path}{'/' if action.is_dir else ''}"
+                      f"{'  (' + action.reason + ')' if action.reason else ''}")
+        return
+    if result.quarantined:
+        print(f"  {len(result.quarantined)} quarantine entries hold what was replaced or moved aside "
+              f"(`guardian quarantine list`)")
+    if result.loadable is None:
+        print(f"  could not check whether chromem will load the store: {result.load_error}")
+    elif result.loadable:
+        print("  chromem will load the store: yes")
+    else:
+        print(f"  chromem will load the store: NO ({result.load_error}); run `guardian check`")

@@ -1,0 +1,42 @@
+"""guardian snapshot: take one snapshot of the store now."""
+
+from __future__ import annotations
+
+from guardian.commands.output import human_bytes, print_json
+from guardian.snapshots.progress import Progress
+from guardian.snapshots.take import take_snapshot
+
+HELP = "take a snapshot of the store now (only changed files are read and stored)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--prune", action="store_true",
+                        help="afterwards apply retention (keep_last/keep_hourly/keep_daily/keep_weekly) and remove unused blobs")
+
+
+def run(args, ctx) -> int:
+    progress = Progress("snapshot", enabled=False if args.json else None)
+    result = take_snapshot(ctx.paths, ctx.config.compress_flag, progress=progress)
+    data = result.to_dict()
+    if args.prune:
+        from guardian.snapshots.prune import forget_and_prune
+
+        cfg = ctx.config
+        data["prune"] = forget_and_prune(ctx.paths, cfg.keep_last, cfg.keep_hourly, cfg.keep_daily,
+                                         cfg.keep_weekly).to_dict()
+    if args.json:
+        print_json(data)
+        return 0
+    print(f"snapshot {result.id}: {result.files} files ({result.read_files} read), "
+          f"{len(result.collections)} collections, {result.documents} documents, "
+          f"{human_bytes(result.total_bytes)} in the store, {human_bytes(result.new_bytes)} newly stored, "
+          f"{result.seconds:.2f} s")
+    for path in result.unstable:
+        print(f"  unstable (changed while read; previous version kept): {path}")
+    for path, why in result.skipped:
+        print(f"  skipped {path}: {why}")
+    if args.prune:
+        print(f"  retention: forgot {len(data['prune']['forgotten'])} snapshots, "
+              f"freed {human_bytes(data['prune']['bytes_freed'])}")
+    return 0

@@ -1,0 +1,61 @@
+"""guardian snapshots: list the snapshots of the store."""
+
+from __future__ import annotations
+
+from guardian.commands.output import format_table, human_bytes, print_json
+from guardian.snapshots.repository import Repository
+
+HELP = "list the snapshots of the store (newest last)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def snapshot_rows(repo: Repository) -> list[dict]:
+    from guardian.errors import SnapshotError
+
+    rows = []
+    for snapshot_id in repo.list_ids():
+        try:
+            header = repo.read_header(snapshot_id)
+        except SnapshotError as exc:
+            rows.append({"id": snapshot_id, "damaged": exc.message})
+            continue
+        stats = header.stats
+        rows.append({
+            "id": header.id, "time_utc": header.time.isoformat().replace("+00:00", "Z"),
+            "time_local": header.time.astimezone().isoformat(timespec="seconds"),
+            "collections": [c.name or f"({c.dir}: unnamed)" for c in header.collections],
+            "documents": header.documents, "files": stats.get("files", 0),
+            "total_bytes": stats.get("total_bytes", 0),
+            "new_bytes": stats.get("new_bytes", 0) + _size(repo.manifest_path(snapshot_id)),
+            "compress": header.compress, "unstable": stats.get("unstable", []),
+        })
+    return rows
+
+
+def _size(path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def run(args, ctx) -> int:
+    rows = snapshot_rows(Repository(ctx.paths.snapshots))
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no snapshots yet (take one with `guardian snapshot`)")
+        return 0
+    table = []
+    for row in rows:
+        if "damaged" in row:
+            table.append([row["id"], "DAMAGED", "", row["damaged"], "", "", ""])
+            continue
+        table.append([row["id"], row["time_local"], row["time_utc"][:19] + "Z", ", ".join(row["collections"]),
+                      row["documents"], human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])])
+    print(format_table(["id", "local time", "utc", "collections", "documents", "size", "new"], table))
+    return 0

@@ -1,0 +1,229 @@
+"""The snapshot record (manifest): what a snapshot holds, how it is encoded, how it is validated.
+
+On disk a manifest is ``MAGIC``, then a zstd-compressed JSON header (time, store, compression,
+collections, statistics), then a zstd frame holding the file list. To keep 24 hourly manifests of a
+large store small, the file list may be compressed against a *dictionary blob*: the raw file list of
+an earlier snapshot, stored once as an ordinary content-addressed blob (``header.files_dict``).
+Unchanged entries then cost almost nothing; there is no chain between manifests, so deleting any
+manifest never breaks another one.
+
+Validation on read refuses any path that is absolute, empty, has ``.`` or ``..`` parts or a NUL,
+so a damaged or tampered repository cannot direct a restore outside the store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import zstandard
+
+from guardian.errors import SnapshotError
+
+MAGIC = b"GUARDIAN-SNAPSHOT-1\n"
+FORMAT_VERSION = 1
+HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}$")
+FLAG_UNSTABLE = 1  # the file kept changing while read: not stored from this snapshot's read
+FLAG_RACY = 2      # modified too close to the scan: the next snapshot must re-read it
+MAX_HEADER = 64 << 20
+MAX_BODY = 2 << 30
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str          # relative to the store root, "/" separated
+    size: int
+    mode: int          # permission bits
+    mtime_ns: int
+    inode: int
+    hash: str | None   # sha256 of the content (the blob name); None only when unstable
+    flags: int = 0
+
+    @property
+    def unstable(self) -> bool:
+        return bool(self.flags & FLAG_UNSTABLE)
+
+    @property
+    def racy(self) -> bool:
+        return bool(self.flags & FLAG_RACY)
+
+    def row(self) -> list:
+        return [self.path, self.size, self.mode, self.mtime_ns, self.inode, self.hash, self.flags]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    dir: str
+    name: str | None
+    documents: int
+    metadata_hash: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"dir": self.dir, "name": self.name, "documents": self.documents,
+                "metadata_hash": self.metadata_hash}
+
+
+@dataclass
+class Manifest:
+    id: str
+    time: datetime
+    store: str
+    compress: bool
+    collections: list[CollectionInfo] = field(default_factory=list)
+    dirs: list[tuple[str, int]] = field(default_factory=list)       # (path, mode) of every folder
+    skipped: list[tuple[str, str]] = field(default_factory=list)    # (path, why)
+    stats: dict = field(default_factory=dict)
+    files_dict: str | None = None
+    files: list[FileEntry] | None = None  # None when only the header was read
+
+    @property
+    def documents(self) -> int:
+        return sum(c.documents for c in self.collections)
+
+    def header(self) -> dict:
+        return {
+            "version": FORMAT_VERSION, "id": self.id,
+            "time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "store": self.store, "compress": self.compress,
+            "collections": [c.to_dict() for c in self.collections],
+            "dirs": [list(d) for d in self.dirs], "skipped": [list(s) for s in self.skipped],
+            "stats": self.stats, "files_dict": self.files_dict,
+        }
+
+    def blob_hashes(self) -> set[str]:
+        hashes = {entry.hash for entry in self.files or () if entry.hash}
+        if self.files_dict:
+            hashes.add(self.files_dict)
+        return hashes
+
+    def collection_dirs_named(self, name: str) -> list[str]:
+        return [c.dir for c in self.collections if c.name == name]
+
+
+def encode_files(files: list[FileEntry]) -> bytes:
+    """The raw (uncompressed) file list: one JSON row per line, sorted by path."""
+    rows = sorted(files, key=lambda entry: entry.path)
+    return "\n".join(json.dumps(entry.row(), separators=(",", ":")) for entry in rows).encode()
+
+
+def encode_manifest(manifest: Manifest, dictionary: bytes | None = None, level: int = 3) -> bytes:
+    header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
+    zdict = zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if dictionary else None
+    body_compressor = zstandard.ZstdCompressor(level=level, dict_data=zdict) if zdict else \
+        zstandard.ZstdCompressor(level=level)
+    body = body_compressor.compress(encode_files(manifest.files or []))
+    return MAGIC + struct.pack(">I", len(header)) + header + body
+
+
+def _split(data: bytes, where: str) -> tuple[bytes, bytes]:
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+        raise SnapshotError(f"manifest {where} is not a guardian snapshot manifest (damaged)")
+    (length,) = struct.unpack(">I", data[len(MAGIC):len(MAGIC) + 4])
+    start = len(MAGIC) + 4
+    if length > MAX_HEADER or start + length > len(data):
+        raise SnapshotError(f"manifest {where} is truncated (damaged)")
+    return data[start:start + length], data[start + length:]
+
+
+def _decompress(blob: bytes, where: str, what: str, dictionary: bytes | None = None, limit=MAX_BODY) -> bytes:
+    try:
+        if dictionary is not None:
+            zdict = zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            reader = zstandard.ZstdDecompressor(dict_data=zdict)
+        else:
+            reader = zstandard.ZstdDecompressor()
+        return reader.decompress(blob, max_output_size=limit)
+    except zstandard.ZstdError as exc:
+        raise SnapshotError(f"manifest {where}: cannot decompress its {what} ({exc}) (damaged)") from None
+
+
+def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[str], bytes] | None = None,
+                    header_only: bool = False) -> Manifest:
+    """Decode and validate a manifest; raises SnapshotError (damaged/tampered) on any problem."""
+    header_bytes, body = _split(data, where)
+    try:
+        header = json.loads(_decompress(header_bytes, where, "header", limit=MAX_HEADER))
+        manifest = _manifest_from_header(header)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"manifest {where}: invalid header ({exc}) (damaged)") from None
+    if header_only:
+        return manifest
+    dictionary = None
+    if manifest.files_dict:
+        if load_dictionary is None:
+            raise SnapshotError(f"manifest {where} needs its dictionary blob {manifest.files_dict[:12]}")
+        dictionary = load_dictionary(manifest.files_dict)
+    raw = _decompress(body, where, "file list", dictionary)
+    manifest.files = decode_files(raw, where)
+    return manifest
+
+
+def decode_files(raw: bytes, where: str = "?") -> list[FileEntry]:
+    files: list[FileEntry] = []
+    seen: set[str] = set()
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            path, size, mode, mtime_ns, inode, digest, flags = json.loads(line)
+            entry = FileEntry(path, size, mode, mtime_ns, inode, digest, flags)
+            _check_entry(entry)
+        except (ValueError, TypeError) as exc:
+            raise SnapshotError(f"manifest {where}: file entry {number} is invalid ({exc}) (damaged or tampered)") from None
+        if entry.path in seen:
+            raise SnapshotError(f"manifest {where}: {entry.path!r} is listed twice (damaged or tampered)")
+        seen.add(entry.path)
+        files.append(entry)
+    return files
+
+
+def _check_entry(entry: FileEntry) -> None:
+    check_rel_path(entry.path)
+    for name in ("size", "mode", "mtime_ns", "inode", "flags"):
+        value = getattr(entry, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer")
+    if entry.mode > 0o7777:
+        raise ValueError("mode out of range")
+    if entry.hash is None:
+        if not entry.unstable:
+            raise ValueError("missing content hash")
+    elif not isinstance(entry.hash, str) or not HASH_PATTERN.match(entry.hash):
+        raise ValueError("content hash is not a sha256 hex digest")
+
+
+def check_rel_path(path) -> str:
+    """Refuse any path that could point outside the store: absolute, '..', '.', empty parts, NUL."""
+    if not isinstance(path, str) or not path:
+        raise ValueError("empty path")
+    if path.startswith("/") or "\x00" in path or "\\" in path:
+        raise ValueError(f"unsafe path {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise ValueError(f"unsafe path {path!r}")
+    return path
+
+
+def _manifest_from_header(header: dict) -> Manifest:
+    if header.get("version") != FORMAT_VERSION:
+        raise ValueError(f"unknown manifest version {header.get('version')!r}")
+    if not isinstance(header["id"], str) or not ID_PATTERN.match(header["id"]):
+        raise ValueError("invalid snapshot id")
+    time = datetime.fromisoformat(header["time"].replace("Z", "+00:00"))
+    if time.tzinfo is None:
+        raise ValueError("time without zone")
+    collections = [CollectionInfo(c["dir"], c.get("name"), int(c.get("documents", 0)), c.get("metadata_hash"))
+                   for c in header.get("collections", [])]
+    for collection in collections:
+        check_rel_path(collection.dir)
+    dirs = [(check_rel_path(d[0]), int(d[1]) & 0o7777) for d in header.get("dirs", [])]
+    files_dict = header.get("files_dict")
+    if files_dict is not None and not HASH_PATTERN.match(str(files_dict)):
+        raise ValueError("invalid dictionary hash")
+    return Manifest(id=header["id"], time=time.astimezone(timezone.utc), store=str(header["store"]),
+                    compress=bool(header["compress"]), collections=collections, dirs=dirs,
+                    skipped=[(str(s[0]), str(s[1])) for s in header.get("skipped", [])],
+                    stats=dict(header.get("stats", {})), files_dict=files_dict)

@@ -1,0 +1,59 @@
+"""Apply retention (``retention.plan_retention``) and remove blobs no kept snapshot references.
+
+Runs under the store lock. Only guardian's own repository files are deleted (manifests of
+forgotten snapshots, then unreferenced blobs); if any kept manifest cannot be read, no blob is
+removed (its references are unknown), and the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from guardian.errors import SnapshotError
+from guardian.lock import store_lock
+from guardian.snapshots.repository import Repository
+from guardian.snapshots.restore import id_time
+from guardian.snapshots.retention import plan_retention
+from guardian.state import StatePaths
+
+
+@dataclass
+class PruneResult:
+    kept: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    blobs_removed: int = 0
+    bytes_freed: int = 0
+    gc_skipped: str = ""
+
+    def to_dict(self) -> dict:
+        return {"kept": self.kept, "forgotten": self.forgotten, "blobs_removed": self.blobs_removed,
+                "bytes_freed": self.bytes_freed, "gc_skipped": self.gc_skipped}
+
+
+def forget_and_prune(paths: StatePaths, keep_last: int = 24, keep_hourly: int = 0, keep_daily: int = 0,
+                     keep_weekly: int = 0, lock_timeout: float = 30.0) -> PruneResult:
+    repo = Repository(paths.snapshots)
+    with store_lock(paths.lock_file, timeout=lock_timeout):
+        repo.clean_temp_files()
+        ids = repo.list_ids()
+        keep, forget = plan_retention([(i, id_time(i)) for i in ids], keep_last, keep_hourly, keep_daily, keep_weekly)
+        for snapshot_id in forget:
+            repo.delete_manifest(snapshot_id)
+        result = PruneResult(kept=keep, forgotten=forget)
+        collect_garbage(repo, keep, result)
+        return result
+
+
+def collect_garbage(repo: Repository, keep: list[str], result: PruneResult) -> None:
+    referenced: set[str] = set()
+    for snapshot_id in keep:
+        try:
+            referenced |= repo.read_manifest(snapshot_id).blob_hashes()
+        except SnapshotError as exc:
+            result.gc_skipped = f"snapshot {snapshot_id} is unreadable ({exc.message}); no blob removed"
+            return
+    for digest in repo.list_blobs():
+        if digest not in referenced:
+            result.bytes_freed += repo.delete_blob(digest)
+            result.blobs_removed += 1
+    repo.sync()

@@ -1,0 +1,219 @@
+"""The on-disk snapshot repository (in guardian's state dir, never in the store).
+
+Layout::
+
+    snapshots/blobs/<hh>/<sha256>.zst     one per distinct file content (zstd)
+    snapshots/manifests/<id>.manifest     one per snapshot; written last (the commit point)
+
+Writers hold the store lock; readers need none: every file appears by an atomic rename, and
+leftover temp files (``fsutil.TEMP_PREFIX``) are ignored by readers and removed by the next writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+import zstandard
+
+from guardian.errors import SnapshotError
+from guardian.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
+from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest,
+                                         encode_files, encode_manifest)
+
+BLOB_SUFFIX = ".zst"
+MANIFEST_SUFFIX = ".manifest"
+BLOB_LEVEL = 3
+MAX_BLOB = 4 << 30
+
+
+def new_snapshot_id(moment: datetime) -> str:
+    stamp = moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Repository:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.manifests = self.root / "manifests"
+        self._known_dirs: set[Path] = set()
+        self._dirty_dirs: set[Path] = set()
+        self._dictionaries: dict[str, bytes] = {}
+
+    # ---- set-up and housekeeping (writers, under the store lock) -------------------------
+    def ensure(self) -> "Repository":
+        ensure_dir(self.blobs)
+        ensure_dir(self.manifests)
+        return self
+
+    def clean_temp_files(self) -> int:
+        """Remove guardian's own leftover temp files (from a killed writer). Writers only."""
+        removed = 0
+        for folder in [self.manifests, *self._blob_folders()]:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(folder):
+                    if entry.name.startswith(TEMP_PREFIX):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                            removed += 1
+        return removed
+
+    def _blob_folders(self) -> list[Path]:
+        try:
+            return [Path(e.path) for e in os.scandir(self.blobs) if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+
+    # ---- blobs ----------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / digest[:2] / f"{digest}{BLOB_SUFFIX}"
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def put_blob(self, data: bytes, digest: str | None = None) -> int:
+        """Store ``data`` (if new); returns the compressed bytes written (0 when already there).
+
+        The blob's folder is fsynced by :meth:`sync` (once per folder, before the manifest).
+        """
+        digest = digest or sha256_hex(data)
+        target = self.blob_path(digest)
+        if target.is_file():
+            return 0
+        folder = target.parent
+        if folder not in self._known_dirs:
+            ensure_dir(folder)
+            self._known_dirs.add(folder)
+        packed = zstandard.ZstdCompressor(level=BLOB_LEVEL).compress(data)
+        atomic_write(target, packed, sync_dir=False)
+        self._dirty_dirs.add(folder)
+        return len(packed)
+
+    def sync(self) -> None:
+        """fsync every blob folder written to since the last sync."""
+        for folder in sorted(self._dirty_dirs):
+            fsync_dir(folder)
+        self._dirty_dirs.clear()
+
+    def read_blob(self, digest: str) -> bytes:
+        """The content of a blob, checked against its hash; SnapshotError if missing or damaged."""
+        path = self.blob_path(digest)
+        try:
+            packed = path.read_bytes()
+        except FileNotFoundError:
+            raise SnapshotError(f"blob {digest[:12]} is missing from the repository") from None
+        except OSError as exc:
+            raise SnapshotError(f"blob {digest[:12]} cannot be read: {exc.strerror or exc}") from None
+        try:
+            data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_BLOB)
+        except zstandard.ZstdError as exc:
+            raise SnapshotError(f"blob {digest[:12]} is damaged ({exc})") from None
+        if sha256_hex(data) != digest:
+            raise SnapshotError(f"blob {digest[:12]} is damaged (content does not match its hash)")
+        return data
+
+    def blob_size(self, digest: str) -> int:
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def list_blobs(self) -> list[str]:
+        found = []
+        for folder in self._blob_folders():
+            for entry in os.scandir(folder):
+                name = entry.name
+                if name.endswith(BLOB_SUFFIX) and HASH_PATTERN.match(name[:-len(BLOB_SUFFIX)]):
+                    found.append(name[:-len(BLOB_SUFFIX)])
+        return sorted(found)
+
+    def delete_blob(self, digest: str) -> int:
+        """Remove one of guardian's own blobs (garbage collection); returns the bytes freed."""
+        path = self.blob_path(digest)
+        try:
+            size = path.stat().st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            return 0
+        self._dirty_dirs.add(path.parent)
+        return size
+
+    # ---- manifests ------------------------------------------------------------------------
+    def manifest_path(self, snapshot_id: str) -> Path:
+        return self.manifests / f"{snapshot_id}{MANIFEST_SUFFIX}"
+
+    def list_ids(self) -> list[str]:
+        """Snapshot ids, oldest first (ids sort by time). Temp files are ignored."""
+        try:
+            names = os.listdir(self.manifests)
+        except FileNotFoundError:
+            return []
+        ids = [n[:-len(MANIFEST_SUFFIX)] for n in names if n.endswith(MANIFEST_SUFFIX)]
+        return sorted(i for i in ids if ID_PATTERN.match(i))
+
+    def _manifest_bytes(self, snapshot_id: str) -> bytes:
+        try:
+            return self.manifest_path(snapshot_id).read_bytes()
+        except FileNotFoundError:
+            raise SnapshotError(f"snapshot {snapshot_id} does not exist", "list them with `guardian snapshots`") from None
+        except OSError as exc:
+            raise SnapshotError(f"snapshot {snapshot_id} cannot be read: {exc.strerror or exc}") from None
+
+    def read_header(self, snapshot_id: str) -> Manifest:
+        manifest = decode_manifest(self._manifest_bytes(snapshot_id), snapshot_id, header_only=True)
+        self._check_id(manifest, snapshot_id)
+        return manifest
+
+    def read_manifest(self, snapshot_id: str) -> Manifest:
+        manifest = decode_manifest(self._manifest_bytes(snapshot_id), snapshot_id, self.dictionary)
+        self._check_id(manifest, snapshot_id)
+        return manifest
+
+    @staticmethod
+    def _check_id(manifest: Manifest, snapshot_id: str) -> None:
+        if manifest.id != snapshot_id:
+            raise SnapshotError(f"manifest {snapshot_id} claims to be {manifest.id} (damaged or tampered)")
+
+    def dictionary(self, digest: str) -> bytes:
+        if digest not in self._dictionaries:
+            self._dictionaries[digest] = self.read_blob(digest)
+        return self._dictionaries[digest]
+
+    def write_manifest(self, manifest: Manifest, dictionary_hash: str | None = None) -> int:
+        """Write the manifest (the commit point: blobs must already be synced). Returns its size."""
+        manifest.files_dict = dictionary_hash
+        dictionary = self.dictionary(dictionary_hash) if dictionary_hash else None
+        data = encode_manifest(manifest, dictionary)
+        ensure_dir(self.manifests)
+        atomic_write(self.manifest_path(manifest.id), data)
+        return len(data)
+
+    def store_dictionary(self, manifest: Manifest) -> tuple[str, int]:
+        """Store the manifest's raw file list as a blob, to compress later manifests against."""
+        raw = encode_files(manifest.files or [])
+        digest = sha256_hex(raw)
+        written = self.put_blob(raw, digest)
+        self._dictionaries[digest] = raw
+        return digest, written
+
+    def delete_manifest(self, snapshot_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.manifest_path(snapshot_id))
+        fsync_dir(self.manifests)
+
+    def headers(self) -> list[Manifest]:
+        """Headers of every readable snapshot, oldest first (damaged ones are skipped)."""
+        found = []
+        for snapshot_id in self.list_ids():
+            with contextlib.suppress(SnapshotError):
+                found.append(self.read_header(snapshot_id))
+        return found

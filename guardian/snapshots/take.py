@@ -1,0 +1,342 @@
+"""Take a snapshot: stat-walk the store, read only what changed, store new blobs, write the manifest.
+
+A file whose (size, mtime_ns, inode) matches the previous snapshot reuses that snapshot's blob
+without being read, so a snapshot of an unchanged store costs a stat walk. A file that changes
+while being read is re-read (a few tries), else marked unstable and the previous blob is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat as statmod
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from guardian.catalog import Catalog
+from guardian.errors import GuardianError, SnapshotError
+from guardian.fsutil import TEMP_PREFIX
+from guardian.lock import store_lock
+from guardian.snapshots.manifest import (FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest,
+                                         encode_files, encode_manifest)
+from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
+from guardian.state import StatePaths
+
+READ_TRIES = 3
+RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-read next time
+REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows past this share
+METADATA_STEM = "00000000"
+WORKERS = 4
+
+
+def test_slow_io_delay() -> float:
+    """TEST-ONLY hook: GUARDIAN_TEST_SLOW_IO=<seconds> sleeps per file to widen crash windows."""
+    try:
+        return max(0.0, float(os.environ.get("GUARDIAN_TEST_SLOW_IO", "0") or 0))
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class StoreListing:
+    files: dict[str, os.stat_result] = field(default_factory=dict)
+    dirs: list[tuple[str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def list_store(root: Path) -> StoreListing:
+    """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat."""
+    listing = StoreListing()
+    pending = [("", str(root))]
+    while pending:
+        prefix, folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
+            continue
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            if entry.name.startswith(TEMP_PREFIX):
+                continue  # guardian's own staged file from an interrupted restore
+            info = entry.stat(follow_symlinks=False)
+            if statmod.S_ISREG(info.st_mode):
+                listing.files[rel] = info
+            elif statmod.S_ISDIR(info.st_mode):
+                listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
+                pending.append((rel + "/", entry.path))
+            elif statmod.S_ISLNK(info.st_mode):
+                listing.skipped.append((rel, "symlink (not followed)"))
+            else:
+                listing.skipped.append((rel, "not a regular file"))
+    listing.dirs.sort()
+    listing.skipped.sort()
+    return listing
+
+
+def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
+    """Read a file whose size and mtime did not change during the read; None if it kept changing."""
+    for attempt in range(tries):
+        with open(path, "rb") as handle:
+            before = os.fstat(handle.fileno())
+            data = handle.read()
+            after = os.fstat(handle.fileno())
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and len(data) == after.st_size:
+            return data, after
+        sleep(0.01 * (attempt + 1))
+    return None
+
+
+@dataclass
+class SnapshotResult:
+    id: str
+    time: datetime
+    files: int
+    read_files: int
+    new_blobs: int
+    new_bytes: int
+    total_bytes: int
+    manifest_bytes: int
+    seconds: float
+    documents: int
+    collections: list[dict]
+    unstable: list[str]
+    skipped: list[tuple[str, str]]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "time": self.time.isoformat().replace("+00:00", "Z"), "files": self.files,
+                "read_files": self.read_files, "new_blobs": self.new_blobs, "new_bytes": self.new_bytes,
+                "total_bytes": self.total_bytes, "manifest_bytes": self.manifest_bytes,
+                "seconds": round(self.seconds, 3), "documents": self.documents, "collections": self.collections,
+                "unstable": self.unstable, "skipped": [list(s) for s in self.skipped]}
+
+
+class _Capture:
+    """One snapshot in progress: decides per file whether to reuse, read or mark it."""
+
+    def __init__(self, repo: Repository, root: Path, previous: Manifest | None, started_ns: int,
+                 reader: Callable, progress) -> None:
+        self.repo, self.root, self.reader, self.progress = repo, root, reader, progress
+        self.previous = {e.path: e for e in (previous.files or [])} if previous else {}
+        self.started_ns = started_ns
+        self.new_hashes: list[str] = []
+        self.new_bytes = 0
+        self.read_files = 0
+        self.unreadable: list[tuple[str, str]] = []
+        self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
+        self.delay = test_slow_io_delay()
+
+    def reusable(self, rel: str, info: os.stat_result) -> FileEntry | None:
+        old = self.previous.get(rel)
+        if old is None or old.hash is None or old.flags:
+            return None
+        if (old.size, old.mtime_ns, old.inode) != (info.st_size, info.st_mtime_ns, info.st_ino):
+            return None
+        if not self.repo.has_blob(old.hash):
+            return None
+        return FileEntry(rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, old.hash)
+
+    def capture(self, item: tuple[str, os.stat_result]) -> FileEntry | None:
+        rel, info = item
+        try:
+            entry = self.reusable(rel, info) or self._read(rel)
+        finally:
+            if self.progress:
+                self.progress.advance(1)
+        return entry
+
+    def _read(self, rel: str) -> FileEntry | None:
+        if self.delay:
+            time.sleep(self.delay)
+        try:
+            result = self.reader(str(self.root / rel))
+        except FileNotFoundError:
+            return None  # deleted since the walk: not part of this snapshot
+        except OSError as exc:
+            self.unreadable.append((rel, f"unreadable: {exc.strerror or exc}"))
+            return None
+        self.read_files += 1
+        if result is None:
+            return self._unstable(rel)
+        data, info = result
+        digest = sha256_hex(data)
+        written = self.repo.put_blob(data, digest)
+        if written:
+            self.new_hashes.append(digest)
+            self.new_bytes += written
+        if rel.split("/")[-1].startswith(METADATA_STEM + "."):
+            self.contents[rel] = data
+        flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
+        return FileEntry(rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags)
+
+    def _unstable(self, rel: str) -> FileEntry:
+        old = self.previous.get(rel)
+        info = os.lstat(self.root / rel)
+        if old is not None and old.hash and self.repo.has_blob(old.hash):
+            return FileEntry(rel, old.size, old.mode, old.mtime_ns, old.inode, old.hash, FLAG_UNSTABLE)
+        return FileEntry(rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino,
+                         None, FLAG_UNSTABLE)
+
+
+def detect_compress(files, configured: bool | None) -> bool:
+    if configured is not None:
+        return configured
+    return any(path.endswith(".gob.gz") for path in files)
+
+
+def collection_infos(files: list[FileEntry], compress: bool, contents: dict[str, bytes],
+                     previous: Manifest | None, repo: Repository) -> list[CollectionInfo]:
+    """Per top-level folder: the collection name (from its metadata file) and document count."""
+    ext = ".gob.gz" if compress else ".gob"
+    known = {c.metadata_hash: c.name for c in (previous.collections if previous else []) if c.metadata_hash}
+    folders: dict[str, dict] = {}
+    for entry in files:
+        if "/" not in entry.path:
+            continue
+        folder, _, name = entry.path.partition("/")
+        info = folders.setdefault(folder, {"documents": 0, "metadata": None})
+        if "/" in name:
+            continue
+        if name == METADATA_STEM + ext:
+            info["metadata"] = entry
+        elif name.endswith(ext):
+            info["documents"] += 1
+    result = []
+    for folder in sorted(folders):
+        meta = folders[folder]["metadata"]
+        name = None
+        if meta is not None and meta.hash:
+            name = known.get(meta.hash) if meta.hash in known else _collection_name(meta, contents, repo)
+        result.append(CollectionInfo(folder, name, folders[folder]["documents"], meta.hash if meta else None))
+    return result
+
+
+def _collection_name(meta: FileEntry, contents: dict[str, bytes], repo: Repository) -> str | None:
+    from guardian.errors import CodecError
+    from guardian.format.chromem import decode_collection
+
+    try:
+        data = contents.get(meta.path)
+        if data is None:
+            data = repo.read_blob(meta.hash)
+        return decode_collection(data, meta.path).name
+    except (CodecError, SnapshotError):
+        return None
+
+
+def choose_dictionary(repo: Repository, manifest: Manifest, previous: Manifest | None) -> str | None:
+    """Keep compressing against the previous dictionary while that stays small; else start anew."""
+    raw = encode_files(manifest.files or [])
+    if len(raw) < 64 * 1024:
+        return None  # small stores: a dictionary would not pay for itself
+    plain = len(encode_manifest(manifest))
+    if previous is not None and previous.files_dict and repo.has_blob(previous.files_dict):
+        with contextlib.suppress(SnapshotError):
+            delta = len(encode_manifest(manifest, repo.dictionary(previous.files_dict)))
+            if delta <= REBASE_FRACTION * plain:
+                return previous.files_dict
+    return None
+
+
+def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeout: float = 30.0,
+                  clock: Callable[[], datetime] | None = None, progress=None,
+                  reader: Callable = read_stable) -> SnapshotResult:
+    """Take one snapshot of ``paths.store`` under the store lock."""
+    root = paths.store
+    if not root.is_dir():
+        raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
+    paths.ensure()
+    repo = Repository(paths.snapshots).ensure()
+    with store_lock(paths.lock_file, timeout=lock_timeout):
+        repo.clean_temp_files()
+        return _take_locked(paths, repo, compress, clock, progress, reader)
+
+
+def _latest_readable(repo: Repository) -> Manifest | None:
+    for snapshot_id in reversed(repo.list_ids()):
+        with contextlib.suppress(SnapshotError):
+            return repo.read_manifest(snapshot_id)
+    return None
+
+
+def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResult:
+    started = time.monotonic()
+    moment = (clock or (lambda: datetime.now(timezone.utc)))()
+    started_ns = time.time_ns()
+    previous = _latest_readable(repo)
+    listing = list_store(paths.store)
+    capture = _Capture(repo, paths.store, previous, started_ns, reader, progress)
+    if progress:
+        progress.start(len(listing.files))
+    try:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            entries = [e for e in pool.map(capture.capture, sorted(listing.files.items())) if e is not None]
+        manifest = _build_manifest(paths, repo, listing, entries, capture, previous, moment, compress)
+        manifest.stats["seconds"] = round(time.monotonic() - started, 3)
+        manifest_bytes = _commit(repo, manifest, previous, capture)
+    except GuardianError:
+        _discard(repo, capture)
+        raise
+    except OSError as exc:
+        _discard(repo, capture)
+        raise SnapshotError(f"snapshot failed, nothing was kept from it: {exc.strerror or exc}"
+                            f"{' (' + exc.filename + ')' if getattr(exc, 'filename', None) else ''}",
+                            "free space in guardian's state dir (or fix the error) and run `guardian snapshot` again; "
+                            "older snapshots are intact") from None
+    finally:
+        if progress:
+            progress.close()
+    names = [c.name for c in manifest.collections if c.name]
+    with contextlib.suppress(OSError):
+        Catalog(paths.catalog_file).add(names, "snapshot")
+    return _result(manifest, capture, manifest_bytes, time.monotonic() - started)
+
+
+def _build_manifest(paths, repo, listing, entries, capture, previous, moment, compress) -> Manifest:
+    is_compressed = detect_compress(listing.files, compress)
+    collections = collection_infos(entries, is_compressed, capture.contents, previous, repo)
+    manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
+                        compress=is_compressed, collections=collections, dirs=listing.dirs,
+                        skipped=sorted(listing.skipped + capture.unreadable), files=entries)
+    manifest.stats = {"files": len(entries), "read_files": capture.read_files,
+                      "new_blobs": len(capture.new_hashes), "new_bytes": capture.new_bytes,
+                      "total_bytes": sum(e.size for e in entries),
+                      "unstable": [e.path for e in entries if e.unstable]}
+    return manifest
+
+
+def _commit(repo: Repository, manifest: Manifest, previous: Manifest | None, capture: _Capture) -> int:
+    dictionary = choose_dictionary(repo, manifest, previous)
+    if dictionary is None and len(encode_files(manifest.files or [])) >= 64 * 1024:
+        dictionary, written = repo.store_dictionary(manifest)
+        if written:
+            capture.new_hashes.append(dictionary)
+            capture.new_bytes += written
+            manifest.stats["new_bytes"] = capture.new_bytes
+    repo.sync()
+    size = repo.write_manifest(manifest, dictionary)
+    return size
+
+
+def _discard(repo: Repository, capture: _Capture) -> None:
+    """Remove the blobs this failed snapshot wrote (guardian's own files, referenced by nothing)."""
+    for digest in capture.new_hashes:
+        with contextlib.suppress(OSError):
+            repo.delete_blob(digest)
+    with contextlib.suppress(OSError):
+        repo.clean_temp_files()
+        repo.sync()
+
+
+def _result(manifest: Manifest, capture: _Capture, manifest_bytes: int, seconds: float) -> SnapshotResult:
+    stats = manifest.stats
+    return SnapshotResult(
+        id=manifest.id, time=manifest.time, files=stats["files"], read_files=stats["read_files"],
+        new_blobs=len(capture.new_hashes), new_bytes=capture.new_bytes + manifest_bytes,
+        total_bytes=stats["total_bytes"], manifest_bytes=manifest_bytes, seconds=seconds,
+        documents=manifest.documents, collections=[c.to_dict() for c in manifest.collections],
+        unstable=stats["unstable"], skipped=manifest.skipped)

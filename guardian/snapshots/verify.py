@@ -1,0 +1,109 @@
+"""Verify the repository: every manifest readable and valid, every blob present and matching its hash.
+
+A damaged blob is reported with the snapshots it affects. ``deep`` also materialises each intact
+snapshot into a temporary folder (in guardian's state dir) and checks that chromem would load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guardian.errors import SnapshotError
+from guardian.fsutil import ensure_dir
+from guardian.snapshots.manifest import Manifest
+from guardian.snapshots.repository import Repository
+
+
+@dataclass
+class VerifyReport:
+    snapshots: list[str] = field(default_factory=list)
+    blobs_checked: int = 0
+    problems: list[dict] = field(default_factory=list)
+    affected: dict[str, list[str]] = field(default_factory=dict)
+    deep: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(r.get("loadable") is not False for r in self.deep.values())
+
+    def note(self, kind: str, detail: str, snapshots: list[str], blob: str | None = None) -> None:
+        self.problems.append({"kind": kind, "blob": blob, "detail": detail, "snapshots": sorted(snapshots)})
+        for snapshot_id in snapshots:
+            self.affected.setdefault(snapshot_id, []).append(detail)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "snapshots": len(self.snapshots), "blobs_checked": self.blobs_checked,
+                "problems": self.problems, "affected_snapshots": self.affected,
+                "unaffected_snapshots": [s for s in self.snapshots if s not in self.affected],
+                "deep": self.deep}
+
+
+def verify_repository(repo: Repository, deep: bool = False, scratch: Path | None = None,
+                      progress=None) -> VerifyReport:
+    report = VerifyReport(snapshots=repo.list_ids())
+    manifests = _read_manifests(repo, report)
+    users: dict[str, list[str]] = {}
+    for manifest in manifests:
+        for digest in manifest.blob_hashes():
+            users.setdefault(digest, []).append(manifest.id)
+    if progress:
+        progress.start(len(users))
+    for digest in sorted(users):
+        try:
+            repo.read_blob(digest)
+        except SnapshotError as exc:
+            report.note("blob", exc.message, users[digest], digest)
+        report.blobs_checked += 1
+        if progress:
+            progress.advance(1)
+    if progress:
+        progress.close()
+    if deep:
+        for manifest in manifests:
+            if manifest.id not in report.affected:
+                report.deep[manifest.id] = _deep_check(repo, manifest, scratch)
+    return report
+
+
+def _read_manifests(repo: Repository, report: VerifyReport) -> list[Manifest]:
+    manifests = []
+    for snapshot_id in report.snapshots:
+        try:
+            manifests.append(repo.read_manifest(snapshot_id))
+        except SnapshotError as exc:
+            report.note("manifest", exc.message, [snapshot_id])
+    return manifests
+
+
+def materialize(repo: Repository, manifest: Manifest, target: Path) -> None:
+    """Write every file of a snapshot under ``target`` (a fresh folder outside any store)."""
+    for rel, mode in manifest.dirs:
+        (target / rel).mkdir(parents=True, exist_ok=True)
+    for entry in manifest.files or []:
+        if entry.hash is None:
+            continue
+        path = target / entry.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(repo.read_blob(entry.hash))
+
+
+def _deep_check(repo: Repository, manifest: Manifest, scratch: Path | None) -> dict:
+    base = ensure_dir(scratch) if scratch else None
+    folder = Path(tempfile.mkdtemp(prefix="verify-", dir=base))
+    try:
+        target = folder / "store"
+        target.mkdir()
+        materialize(repo, manifest, target)
+        from guardian.store.scan import scan_store
+
+        scan = scan_store(target, manifest.compress)
+        return {"loadable": bool(scan.loadable), "error": scan.error or ""}
+    except SnapshotError as exc:
+        return {"loadable": False, "error": exc.message}
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(folder)  # our own scratch copy
