@@ -1,0 +1,169 @@
+"""The HTTP API's routes, independent of the transport: (method, path, headers, body) -> Response.
+
+Routes (JSON in and out; errors are ``{"error": ..., "hint": ...}`` with a 4xx status):
+
+    GET  /healthz                          alive (503 with the state when the child is FATAL)
+    GET  /readyz                           index built and store loadable (else 503 + reasons)
+    GET  /v1/status                        the same facts as `guardian status --json`
+    GET  /metrics                          Prometheus text format
+    GET  /v1/collections                   every indexed collection with counts and problems
+    POST /v1/collections/{name}/query      chromem QueryEmbedding semantics (see guardian.index.query)
+
+With a bearer token configured, every route but /healthz and /readyz needs
+``Authorization: Bearer <token>`` (else 401).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import unquote, urlsplit
+
+from guardian.errors import GuardianError, QueryError
+from guardian.index import query as q
+from guardian.logs import get_logger
+from guardian.server.metrics import Metrics
+
+MAX_BODY = 16 * 1024 * 1024
+JSON_TYPE = "application/json"
+OPEN_ROUTES = ("/healthz", "/readyz")
+log = get_logger("guardian.server")
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(status: int, data: Any, headers: tuple = ()) -> Response:
+    return Response(status, (json.dumps(data, default=str) + "\n").encode("utf-8"), JSON_TYPE, headers)
+
+
+def error_response(status: int, message: str, hint: str = "", headers: tuple = ()) -> Response:
+    return json_response(status, {"error": message, "hint": hint}, headers)
+
+
+class Api:
+    """Routes requests to the index, the status and health providers and the metrics."""
+
+    def __init__(self, index, status_provider: Callable[[], dict] | None = None,
+                 metrics: Metrics | None = None, token: str = "",
+                 health_provider: Callable[[], dict] | None = None,
+                 ready_provider: Callable[[], tuple[bool, str]] | None = None,
+                 embedder: Any = None) -> None:
+        self.index = index
+        self.status_provider = status_provider
+        self.metrics = metrics or Metrics()
+        self.token = token
+        self.health_provider = health_provider
+        self.ready_provider = ready_provider
+        self.embedder = embedder
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        path = urlsplit(target).path
+        if path not in OPEN_ROUTES and not self._authorized(headers):
+            return error_response(401, "missing or wrong bearer token", "send Authorization: Bearer <http_token>",
+                                  (("WWW-Authenticate", "Bearer"),))
+        try:
+            return self._route(method, path, body)
+        except QueryError as exc:
+            self.metrics.count_error(exc.status)
+            return error_response(exc.status, exc.message, exc.hint)
+        except GuardianError as exc:
+            self.metrics.count_error(503)
+            return error_response(503, exc.message, exc.hint)
+        except Exception as exc:  # a bug: answer 500 with a one-line reason, log the details
+            log.exception("request failed", path=path)
+            return error_response(500, f"internal error {type(exc).__name__}: {exc}", "report this bug")
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        if not self.token:
+            return True
+        given = headers.get("Authorization") or headers.get("authorization") or ""
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
+
+    def _route(self, method: str, path: str, body: bytes) -> Response:
+        routes = {
+            "/healthz": self.healthz, "/readyz": self.readyz, "/v1/status": self.status,
+            "/metrics": self.render_metrics, "/v1/collections": self.list_collections,
+        }
+        if path in routes:
+            if method != "GET":
+                return error_response(405, f"{path} answers GET only", "use GET", (("Allow", "GET"),))
+            return routes[path]()
+        name = collection_from_path(path)
+        if name is not None:
+            if method != "POST":
+                return error_response(405, "queries are POSTed", "use POST with a JSON body", (("Allow", "POST"),))
+            return self.query(name, body)
+        return error_response(404, f"no route {path}", "see /v1/collections and README's API section")
+
+    # ------------------------------------------------------------------ routes
+
+    def healthz(self) -> Response:
+        health = dict(self.health_provider() if self.health_provider else {"healthy": True})
+        healthy = health.get("healthy", True) is not False
+        health["healthy"] = healthy
+        return json_response(200 if healthy else 503, health)
+
+    def readyz(self) -> Response:
+        reasons = []
+        if not self.index.built:
+            reasons.append("the index is not built yet")
+        loadable, why = self.ready_provider() if self.ready_provider else (self.index.clean, "")
+        if not loadable:
+            reasons.append(why or "the store would not load in chromem (a damaged collection or document)")
+        return json_response(503 if reasons else 200, {"ready": not reasons, "reasons": reasons})
+
+    def status(self) -> Response:
+        data = dict(self.status_provider()) if self.status_provider else {}
+        data.setdefault("index", self.index.summary())
+        return json_response(200, data)
+
+    def render_metrics(self) -> Response:
+        self.metrics.set_index(self.index)
+        return Response(200, self.metrics.render(), self.metrics.content_type)
+
+    def list_collections(self) -> Response:
+        summaries = []
+        for name, collection in sorted(self.index.collections().items()):
+            summary = collection.summary()
+            summary["problems"] = summary["problems"][:20]
+            summaries.append(summary)
+        return json_response(200, {"collections": summaries})
+
+    def query(self, name: str, body: bytes) -> Response:
+        request = q.parse_request(parse_json(body))
+        started = time.perf_counter()
+        answer = self.index.search(name, request, self._embed if request.texts else None)
+        self.metrics.observe_query(time.perf_counter() - started)
+        results = answer.results if request.batch else answer.results[0]
+        return json_response(200, {"collection": answer.collection.name, "results": results})
+
+    def _embed(self, texts: list[str]):
+        if self.embedder is None:
+            raise QueryError("text queries need an embedder", "set embed_url or embed_model_dir in config.toml")
+        return self.embedder.embed(texts)
+
+
+def collection_from_path(path: str) -> str | None:
+    prefix, suffix = "/v1/collections/", "/query"
+    if path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix) + len(suffix):
+        return unquote(path[len(prefix):-len(suffix)])
+    return None
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise QueryError("the request body is empty", 'send a JSON object, e.g. {"vector": [...]}')
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise QueryError(f"the request body is not valid JSON: {exc}", "send a JSON object") from None
