@@ -1,0 +1,25 @@
+"""guardian restart: ask the running sidecar to restart its child; clears a FATAL state."""
+
+from __future__ import annotations
+
+import argparse
+
+from guardian.commands.output import print_json
+from guardian.control import control_request
+
+HELP = "restart the supervised child in the running sidecar (clears FATAL)"
+RESTART_TIMEOUT = 60.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the sidecar's answer as JSON")
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    result = control_request(ctx.paths.control_socket, "restart", timeout=RESTART_TIMEOUT)
+    if args.json:
+        print_json(result)
+        return 0
+    state = result.get("state") if isinstance(result, dict) else None
+    print(f"restart requested; child state: {state}" if state else "restart requested")
+    return 0
