@@ -1,0 +1,408 @@
+"""The sidecar (`guardian run`): guard the store while contextd (or guardian's own search) runs.
+
+In order: take the sidecar lock for this store, pre-flight and repair, start the snapshot
+schedule, build the index, start the watcher, the HTTP endpoint and the control socket, then
+supervise CMD (or, with no CMD, serve searches until a signal). Every part is a small step that
+can be replaced; everything started is stopped in reverse order, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from guardian import alerts, notify
+from guardian.catalog import Catalog
+from guardian.errors import GuardianError, LockError
+from guardian.format import chromem
+from guardian.fsutil import ensure_dir
+from guardian.logs import get_logger
+from guardian.sidecar_preflight import preflight_and_alert
+from guardian.status import HEARTBEAT_SECONDS, StatusFile
+from guardian.status_facts import collect_status
+
+
+@contextlib.contextmanager
+def sidecar_lock(paths):
+    """One sidecar per store: a non-blocking flock held for the sidecar's lifetime."""
+    ensure_dir(paths.root)
+    fd = os.open(paths.root / "sidecar.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockError(f"another guardian sidecar already guards {paths.store}",
+                            "see `guardian status`; stop the other one first") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class Counters:
+    """What the watcher did, for status and metrics."""
+
+    def __init__(self) -> None:
+        self.metadata_recreated = 0
+        self.collections_removed: list[dict] = []
+        self.repairs = 0
+        self.snapshots_failed = 0
+
+    def to_dict(self) -> dict:
+        return {"metadata_recreated": self.metadata_recreated, "repairs": self.repairs,
+                "snapshots_failed": self.snapshots_failed,
+                "collections_removed": self.collections_removed[-20:]}
+
+
+class Sidecar:
+    def __init__(self, config, paths, cmd: list[str] | None = None, *,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.paths = paths
+        self.cmd = list(cmd or [])
+        self.wall_clock = wall_clock
+        self.log = get_logger("guardian.sidecar")
+        self.alerter = alerts.Alerter.from_config(config)
+        self.status_file = StatusFile(paths.status_file)
+        self.counters = Counters()
+        self.started_at = wall_clock()
+        self.last_repair: dict | None = None
+        self.repair_lock = threading.Lock()
+        self.stop_requested = threading.Event()
+        self.signals: queue.SimpleQueue = queue.SimpleQueue()
+        self.supervisor = None
+        self.scheduler = None
+        self.index = None
+        self.metrics = None
+        self.http = None
+        self.watcher = None
+        self.control = None
+        self.heartbeat_thread: threading.Thread | None = None
+        self.cleanups: list[Callable[[], Any]] = []
+
+    # ---- the whole run -------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.paths.ensure()
+        with sidecar_lock(self.paths):
+            try:
+                return self.run_locked()
+            finally:
+                self.shut_down()
+
+    def run_locked(self) -> int:
+        self.preflight()
+        self.start_snapshots()
+        self.start_index()
+        self.start_watcher()
+        self.start_http()
+        self.start_control()
+        self.start_heartbeat()
+        if self.cmd:
+            return self.supervise()
+        notify.sd_notify("READY=1\nSTATUS=serving searches")
+        return self.serve_until_signal()
+
+    def shut_down(self) -> None:
+        self.stop_requested.set()
+        notify.sd_notify("STOPPING=1")
+        for cleanup in reversed(self.cleanups):
+            try:
+                cleanup()
+            except Exception as exc:  # keep stopping the rest
+                self.log.warning("shutdown_step_failed", step=getattr(cleanup, "__name__", "?"), error=str(exc))
+        self.write_status(running=False)
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def preflight(self):
+        with self.repair_lock:
+            result = preflight_and_alert(self.config, self.paths, self.log, self.alerter)
+        self.last_repair = {"time": self.wall_clock(), **summary_of(result)}
+        if getattr(result, "actions", None):
+            self.counters.repairs += len(result.actions)
+            if self.metrics is not None:
+                self.metrics.inc_repairs(len(result.actions))
+        if self.metrics is not None:
+            self.update_store_metrics(getattr(result, "scan", None))
+        return result
+
+    def start_snapshots(self) -> None:
+        from guardian.snapshots.schedule import SnapshotScheduler
+
+        self.scheduler = SnapshotScheduler(self.take_snapshot, self.config.snapshot_interval_minutes)
+        self.scheduler.start()
+        self.scheduler.trigger_now()
+        self.cleanups.append(self.scheduler.shutdown)
+
+    def take_snapshot(self):
+        from guardian.snapshots.take import take_snapshot
+
+        try:
+            result = take_snapshot(self.paths, self.config.compress_flag)
+        except GuardianError as exc:
+            self.counters.snapshots_failed += 1
+            self.log.error("snapshot_failed", error=exc.message)
+            self.alerter.send(alerts.SNAPSHOT_FAILED, error=exc.message, hint=exc.hint)
+            raise
+        self.apply_retention()
+        self.update_snapshot_metrics()
+        return result
+
+    def apply_retention(self) -> None:
+        try:
+            from guardian.snapshots.prune import prune_repository
+
+            prune_repository(self.paths, self.config)
+        except (GuardianError, OSError) as exc:
+            self.log.warning("retention_failed", error=str(exc))
+
+    def start_index(self) -> None:
+        from guardian.index.store_index import StoreIndex
+        from guardian.server.metrics import Metrics
+
+        self.metrics = Metrics()
+        self.index = StoreIndex(self.config.store_path, self.config.compress_flag, cache_dir=self.paths.cache / "index",
+                                known_names=Catalog(self.paths.catalog_file).names())
+        thread = threading.Thread(target=self.build_index, name="guardian-index-build", daemon=True)
+        thread.start()
+        self.update_store_metrics(None)
+
+    def build_index(self) -> None:
+        try:
+            self.index.build()
+            self.index.save_cache()
+        except Exception as exc:  # the server keeps answering /healthz; /readyz says why
+            self.log.error("index_build_failed", error=str(exc))
+
+    def start_watcher(self) -> None:
+        if not self.config.watch:
+            return
+        from guardian.watcher import StoreWatcher, WatchHandlers
+
+        handlers = WatchHandlers(
+            on_collection_created=self.on_collection_created,
+            on_metadata_lost=self.on_metadata_lost,
+            on_metadata_changed=self.on_metadata_changed,
+            on_collection_removed=self.on_collection_removed,
+            on_documents_changed=self.on_documents_changed,
+            on_stray=self.on_stray,
+        )
+        self.watcher = StoreWatcher(self.config.store_path, handlers, debounce=self.config.debounce_seconds)
+        self.watcher.start()
+        self.cleanups.append(self.watcher.stop)
+
+    def start_http(self) -> None:
+        from guardian.server.http import GuardianHTTPServer
+
+        self.http = GuardianHTTPServer(self.index, self.status_dict, self.config, metrics=self.metrics,
+                                       health_provider=self.health, ready_provider=self.ready)
+        self.http.start()
+        self.cleanups.append(self.http.stop)
+        self.log.info("http_listening", host=self.config.http_host, port=self.http.port)
+
+    def start_control(self) -> None:
+        from guardian.control import ControlServer
+
+        handlers = {"status": lambda **_: self.status_dict(), "restart": self.control_restart,
+                    "restore": self.control_restore, "snapshot": self.control_snapshot}
+        self.control = ControlServer(self.paths.control_socket, handlers)
+        self.control.start()
+        self.cleanups.append(self.control.stop)
+
+    def start_heartbeat(self) -> None:
+        self.write_status(running=True)
+        self.heartbeat_thread = threading.Thread(target=self.heartbeat_loop, name="guardian-heartbeat", daemon=True)
+        self.heartbeat_thread.start()
+
+    def heartbeat_loop(self) -> None:
+        while not self.stop_requested.wait(HEARTBEAT_SECONDS):
+            self.write_status(running=True)
+            if not self.cmd:
+                notify.sd_notify("WATCHDOG=1")
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def supervise(self) -> int:
+        from guardian.supervisor.signals import install_signal_handlers
+        from guardian.supervisor.supervisor import PreflightResult, Supervisor
+
+        def supervised_preflight():
+            self.preflight()
+            return PreflightResult(ok=True)
+
+        self.supervisor = Supervisor(self.cmd, self.config, preflight=supervised_preflight, alerter=self.alerter,
+                                     on_state_change=self.on_child_state)
+        restore_handlers = install_signal_handlers(self.supervisor)
+        self.cleanups.append(restore_handlers)
+        return self.supervisor.run_forever()
+
+    def serve_until_signal(self) -> int:
+        previous = {s: signal.signal(s, lambda signum, _f: self.signals.put(signum))
+                    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            while True:
+                try:
+                    signum = self.signals.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if signum == signal.SIGHUP:
+                    self.log.info("sighup_refresh_index")
+                    threading.Thread(target=self.index.refresh_all, daemon=True).start()
+                    continue
+                self.log.info("stopping", signal=signal.Signals(signum).name)
+                return 0
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    # ---- watcher handlers --------------------------------------------------------------------
+
+    def on_collection_created(self, dir_name: str) -> None:
+        self.remember_name(dir_name)
+        if self.scheduler is not None:
+            self.scheduler.trigger_now()
+        self.index.refresh_collection(dir_name)
+
+    def on_metadata_changed(self, dir_name: str) -> None:
+        self.remember_name(dir_name)
+        self.index.refresh_collection(dir_name)
+
+    def on_metadata_lost(self, dir_name: str) -> None:
+        self.log.warning("metadata_lost", collection_dir=dir_name)
+        result = self.preflight()
+        if dir_name not in {p.collection_dir for p in getattr(getattr(result, "scan", None), "problems", [])
+                            if p.severity == "fatal"}:
+            self.counters.metadata_recreated += 1
+            self.log.warning("metadata_recreated", collection_dir=dir_name)
+        self.index.refresh_collection(dir_name)
+
+    def on_collection_removed(self, dir_name: str) -> None:
+        self.log.info("collection_removed", collection_dir=dir_name, note="deleted by contextd; not resurrected")
+        self.counters.collections_removed.append({"dir": dir_name, "time": self.wall_clock()})
+        self.index.refresh_collection(dir_name)
+
+    def on_documents_changed(self, dir_name: str, paths: list[Path]) -> None:
+        self.index.refresh_paths([self.config.store_path / p if not Path(p).is_absolute() else p for p in paths])
+
+    def on_stray(self, path) -> None:
+        self.log.warning("stray_folder", path=str(path),
+                         hint="chromem would refuse to load it; the next pre-flight moves it to quarantine")
+        self.alerter.send(alerts.CORRUPTION_FOUND, path=str(path), kind="stray_folder")
+
+    def remember_name(self, dir_name: str) -> None:
+        ext = chromem.extension(self.index.compress)
+        try:
+            record = chromem.read_collection(self.config.store_path / dir_name / (chromem.METADATA_STEM + ext))
+        except GuardianError:
+            return
+        if record.name:
+            Catalog(self.paths.catalog_file).add([record.name], "watcher")
+
+    # ---- control socket ------------------------------------------------------------------------
+
+    def control_restart(self, **_):
+        if self.supervisor is None:
+            return {"ok": False, "error": "this sidecar supervises no child"}
+        self.supervisor.request_restart()
+        return {"ok": True}
+
+    def control_snapshot(self, **_):
+        result = self.take_snapshot()
+        return {"ok": True, "snapshot": result.to_dict() if hasattr(result, "to_dict") else str(result)}
+
+    def control_restore(self, at: str | None = None, collection: str | None = None, **_):
+        """Stop the child, restore, check, start it again (asked by `guardian restore`)."""
+        from guardian.snapshots.restore import restore_store
+        from guardian.snapshots.timespec import parse_time
+
+        when = parse_time(at or "latest", now=None) if at else None
+        paused = self.supervisor.pause_child() if self.supervisor is not None else None
+        try:
+            if self.watcher is not None:
+                self.watcher.suppress(self.config.store_path, seconds=10.0)
+            result = restore_store(self.paths, when, collection, force=True)
+        finally:
+            if paused is not None:
+                self.supervisor.resume_child()
+        self.index.refresh_all()
+        return {"ok": True, "restore": result.to_dict()}
+
+    # ---- status ----------------------------------------------------------------------------------
+
+    def on_child_state(self, old: str, new: str, snapshot: dict) -> None:
+        self.log.info("child_state", old=old, new=new)
+        if self.metrics is not None:
+            self.metrics.set_child(new, snapshot.get("restarts", 0))
+        self.write_status(running=True)
+
+    def sidecar_dict(self, running: bool) -> dict:
+        child = None
+        if self.supervisor is not None:
+            snap = self.supervisor.snapshot()
+            child = {**snap, "fatal": snap["state"] == "fatal", "cmd": self.cmd}
+        return {
+            "running": running, "pid": os.getpid(), "started_at": self.started_at,
+            "updated_at": self.wall_clock(), "heartbeat_seconds": HEARTBEAT_SECONDS,
+            "http": {"host": self.config.http_host, "port": getattr(self.http, "port", None)} if self.http else None,
+            "child": child, "watcher": self.counters.to_dict(),
+            "index": self.index.summary() if self.index is not None and self.index.built else None,
+        }
+
+    def status_file_data(self, running: bool = True) -> dict:
+        return {"sidecar": self.sidecar_dict(running), "last_repair": self.last_repair}
+
+    def write_status(self, running: bool) -> None:
+        try:
+            self.status_file.write(self.status_file_data(running))
+        except OSError as exc:
+            self.log.warning("status_write_failed", error=str(exc))
+
+    def status_dict(self) -> dict:
+        return collect_status(self.config, self.paths, status_file_data=self.status_file_data())
+
+    def health(self) -> dict:
+        child = self.supervisor.snapshot() if self.supervisor is not None else None
+        fatal = bool(child and child["state"] == "fatal")
+        return {"ok": not fatal, "status": "fatal" if fatal else "ok", "child": child}
+
+    def ready(self) -> tuple[bool, str]:
+        if self.index is None or not self.index.built:
+            return False, "index is being built"
+        scan_ok = self.last_repair.get("loadable_after", True) if self.last_repair else True
+        return (True, "ready") if scan_ok else (False, "store would not load; see `guardian check`")
+
+    # ---- metrics -----------------------------------------------------------------------------------
+
+    def update_store_metrics(self, scan) -> None:
+        if self.metrics is None:
+            return
+        with contextlib.suppress(Exception):
+            if scan is not None:
+                self.metrics.set_store(scan)
+            self.update_snapshot_metrics()
+
+    def update_snapshot_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        with contextlib.suppress(Exception):
+            from guardian.status_facts import list_snapshot_headers
+
+            headers = list_snapshot_headers(self.paths)
+            newest = max((h.time.timestamp() for h in headers), default=None)
+            self.metrics.set_snapshots(len(headers), newest)
+
+
+def summary_of(result) -> dict:
+    if result is None:
+        return {}
+    if hasattr(result, "to_dict"):
+        data = result.to_dict()
+        return {k: data[k] for k in ("loadable_before", "loadable_after", "actions", "exit_code") if k in data}
+    return {}

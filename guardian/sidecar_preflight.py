@@ -1,0 +1,24 @@
+"""Pre-flight before any launch (`run`, `exec`, every child restart): check, repair, alert, log."""
+
+from __future__ import annotations
+
+from guardian import alerts
+
+
+def preflight_and_alert(config, paths, log, alerter: alerts.Alerter | None = None):
+    """Run the repair pre-flight; log what happened and send the alert events it implies."""
+    from guardian.repair.preflight import alert_events, preflight
+
+    alerter = alerter or alerts.Alerter.from_config(config)
+    result = preflight(config, paths)
+    for event, fields in alert_events(result):
+        alerter.send(event, **fields)
+    data = result.to_dict()
+    if not data.get("loadable_after", True):
+        log.critical("store_unloadable_after_repair", error=data.get("error", ""),
+                     hint="run `guardian check` and `guardian restore --at <time>`")
+    elif data.get("actions"):
+        log.warning("store_repaired", actions=len(data["actions"]))
+    else:
+        log.info("preflight_ok")
+    return result
