@@ -1,0 +1,67 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from guardian.errors import SnapshotError
+from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest, check_rel_path,
+                                         decode_manifest, encode_files, encode_manifest)
+
+H = "ab" * 32
+T = datetime(2026, 11, 26, 10, 15, tzinfo=timezone.utc)
+
+
+def manifest(files):
+    return Manifest(id="20261126T101500.000000Z-abcd", time=T, store="/s", compress=False,
+                    collections=[CollectionInfo("a", "notes", 1, H)], dirs=[("a", 0o700)], files=files)
+
+
+def test_round_trip_with_and_without_dictionary():
+    files = [FileEntry("a/x.gob", 3, 0o644, 5, 7, H), FileEntry("a/00000000.gob", 1, 0o600, 5, 8, None, FLAG_UNSTABLE)]
+    for dictionary in (None, encode_files(files[:1])):
+        m = manifest(files)
+        m.files_dict = "cd" * 32 if dictionary else None
+        data = encode_manifest(m, dictionary)
+        back = decode_manifest(data, "t", load_dictionary=lambda h: dictionary)
+        assert sorted(back.files, key=lambda e: e.path) == sorted(files, key=lambda e: e.path)
+        assert back.time == T and back.collections[0].name == "notes" and back.documents == 1
+
+
+def test_header_only():
+    back = decode_manifest(encode_manifest(manifest([FileEntry("a/x.gob", 3, 0o644, 5, 7, H)])), header_only=True)
+    assert back.files is None and back.id.endswith("abcd")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "", "a/b\x00", "..", "a\\..\\b"])
+def test_unsafe_paths_are_refused(path):
+    with pytest.raises(ValueError):
+        check_rel_path(path)
+    data = encode_manifest(manifest([FileEntry(path, 3, 0o644, 5, 7, H)]))
+    with pytest.raises(SnapshotError, match="tampered"):
+        decode_manifest(data)
+
+
+@pytest.mark.parametrize("bad", [FileEntry("a/x", -1, 0o644, 5, 7, H), FileEntry("a/x", 1, 0o644, 5, 7, "zz"),
+                                 FileEntry("a/x", 1, 0o644, 5, 7, None), FileEntry("a/x", 1, 0o170000, 5, 7, H)])
+def test_bad_entries_are_refused(bad):
+    with pytest.raises(SnapshotError):
+        decode_manifest(encode_manifest(manifest([bad])))
+
+
+def test_duplicate_paths_refused():
+    entry = FileEntry("a/x", 1, 0o644, 5, 7, H)
+    with pytest.raises(SnapshotError, match="twice"):
+        decode_manifest(encode_manifest(manifest([entry, entry])))
+
+
+@pytest.mark.parametrize("cut", [0, 5, 25, 40, -3])
+def test_truncated_or_garbled_manifest_is_damaged(cut):
+    data = encode_manifest(manifest([FileEntry("a/x", 1, 0o644, 5, 7, H)]))
+    with pytest.raises(SnapshotError):
+        decode_manifest(data[:cut] if cut else b"junk" + data)
+
+
+def test_bad_collection_dir_refused():
+    m = manifest([])
+    m.collections = [CollectionInfo("../escape", "x", 0)]
+    with pytest.raises(SnapshotError):
+        decode_manifest(encode_manifest(m))
