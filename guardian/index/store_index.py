@@ -6,7 +6,7 @@ never-raising for damaged files (problems are recorded on the collection instead
 * :meth:`StoreIndex.build` — once at start: cached collections are loaded from
   ``paths.cache / "index"`` and only files whose (size, mtime_ns, inode) changed are re-decoded;
   the rest is decoded in bulk (worker processes for large stores).
-* :meth:`StoreIndex.refresh_paths` ``(paths)`` — re-stat and re-decode the given paths: a
+* :meth:`StoreIndex.refresh_paths` ``(paths)`` — paths absolute or relative to the root; re-stat and re-decode the given paths: a
   document file that was added/changed is upserted, a missing one removed, an undecodable one
   removed from the index with an ``undecodable`` problem. A collection folder path or its
   metadata file refreshes that collection (added/removed/renamed collection).
@@ -158,7 +158,7 @@ class StoreIndex:
     def summary(self) -> dict:
         collections = sorted(self._by_dir.values(), key=lambda c: c.dir_name)
         return {
-            "ready": self.built, "built_at": self.built_at, "updated_at": self.updated_at,
+            "store": str(self.root), "ready": self.built, "built_at": self.built_at, "updated_at": self.updated_at,
             "build_seconds": self.build_seconds, "compress": self._compress,
             "collections": [c.summary() for c in collections],
             "documents": sum(c.document_count for c in collections),
@@ -309,6 +309,16 @@ class StoreIndex:
         self._by_dir = snapshot
         self.updated_at = time.time()
 
+    def watch_handlers(self):
+        """guardian.watcher.WatchHandlers that keep this index fresh (for `guardian serve`)."""
+        from guardian.watcher import WatchHandlers
+
+        return WatchHandlers(
+            on_collection_created=self.refresh_collection, on_metadata_lost=self.refresh_collection,
+            on_metadata_changed=self.refresh_collection, on_collection_removed=self.refresh_collection,
+            on_documents_changed=lambda dir_name, paths: self.refresh_paths(paths),
+        )
+
     # ------------------------------------------------------------------ cache
 
     def save_cache(self) -> int:
@@ -396,6 +406,8 @@ class StoreIndex:
         return matches[0] if matches else dir_name
 
     def _relative_parts(self, path: Path) -> tuple[str, ...]:
+        if not path.is_absolute():
+            path = self.root / path
         try:
             return Path(os.path.abspath(path)).relative_to(os.path.abspath(self.root)).parts
         except ValueError:
