@@ -42,6 +42,7 @@ class Config:
     stop_timeout: float = 10.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    backoff_jitter: float = 0.1  # fraction of each restart delay added or removed at random
     stable_seconds: float = 60.0
     max_failures: int = 5
     failure_window: float = 300.0
@@ -125,6 +126,7 @@ def _validate(config: Config) -> Config:
         ("stop_timeout", config.stop_timeout > 0, "must be > 0"),
         ("backoff_initial", config.backoff_initial > 0, "must be > 0"),
         ("backoff_max", config.backoff_max >= config.backoff_initial, "must be >= backoff_initial"),
+        ("backoff_jitter", 0 <= config.backoff_jitter <= 1, "must be between 0 and 1"),
         ("max_failures", config.max_failures >= 1, "must be >= 1"),
         ("failure_window", config.failure_window > 0, "must be > 0"),
         ("debounce_seconds", config.debounce_seconds >= 0, "must be >= 0"),

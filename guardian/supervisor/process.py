@@ -19,6 +19,7 @@ import sys
 from typing import Protocol, Sequence
 
 PR_SET_CHILD_SUBREAPER = 36
+SERVICE_MANAGER_VARIABLES = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
 
 
 class ChildProcess(Protocol):
@@ -78,12 +79,20 @@ class ProcessGroup:
 
 
 def spawn_process(cmd: Sequence[str], **popen_kwargs) -> ProcessGroup:
-    """Start ``cmd`` as the leader of a new process group; stdio is inherited unless overridden.
+    """Start ``cmd`` as the leader of a new process group; stdio is inherited unless overridden,
+    the environment too (without systemd's NOTIFY_SOCKET/WATCHDOG_*, meant for guardian only).
 
     Raises OSError (e.g. FileNotFoundError) when the command cannot be executed.
     """
+    if "env" not in popen_kwargs:
+        popen_kwargs["env"] = child_environment(os.environ)
     popen = subprocess.Popen(list(cmd), process_group=0, **popen_kwargs)
     return ProcessGroup(popen)
+
+
+def child_environment(environ) -> dict[str, str]:
+    """guardian's environment minus systemd's notify/watchdog variables, which are guardian's own."""
+    return {key: value for key, value in environ.items() if key not in SERVICE_MANAGER_VARIABLES}
 
 
 def group_has_live_members(pgid: int) -> bool:

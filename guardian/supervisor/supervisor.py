@@ -127,6 +127,7 @@ class Supervisor:
         self._pending: list[tuple] = []
         self._lock = threading.Lock()
         self._loop_running = False
+        self._shutting_down = False
 
     # ---- public API (any thread) -------------------------------------------------------------
 
@@ -356,6 +357,7 @@ class Supervisor:
         self._answer(reply, self.snapshot())
 
     def shutdown(self, signum: int = signal.SIGTERM) -> None:
+        self._shutting_down = True
         self.set_state(STOPPING)
         self.sd_notify(notify.STOPPING)
         self.stop_child(signum)
@@ -402,9 +404,20 @@ class Supervisor:
                 process.reap_group_members()
             if leader_done and not process.group_alive():
                 return True
-            if self.clock() >= deadline:
+            if self.clock() >= deadline or self.hurry_requested():
                 return False
             self.pause(STOP_POLL_SECONDS)
+
+    def hurry_requested(self) -> bool:
+        """While shutting down, a second SIGTERM/SIGINT means: stop waiting, SIGKILL now."""
+        if not self._shutting_down:
+            return False
+        messages = self.take_messages()
+        hurry = any(kind == "signal" and value in STOP_SIGNALS for kind, value in messages)
+        self._pending = [m for m in messages if not (m[0] == "signal" and m[1] in STOP_SIGNALS)]
+        if hurry:
+            self.log.warning("stop_hurried", hint="a second stop signal: killing the child now")
+        return hurry
 
     def pause(self, seconds: float) -> None:
         (self.sleep or time.sleep)(seconds)

@@ -60,3 +60,15 @@ def test_describe_exit_names_signals():
     assert describe_exit(3) == {"exit_code": 3, "signal": None}
     assert describe_exit(-9) == {"exit_code": None, "signal": "SIGKILL"}
     assert describe_exit(None) == {"exit_code": None, "signal": None}
+
+
+def test_policy_reads_the_jitter_from_the_real_config(tmp_path, monkeypatch):
+    import pytest
+    from guardian.config import load_config
+    from guardian.errors import ConfigError
+
+    monkeypatch.setenv("GUARDIAN_CONFIG", str(tmp_path / "absent.toml"))
+    config = load_config(environ={"GUARDIAN_BACKOFF_JITTER": "0.3"})
+    assert RestartPolicy.from_config(config).jitter_fraction == 0.3
+    with pytest.raises(ConfigError, match="backoff_jitter"):
+        load_config(environ={"GUARDIAN_BACKOFF_JITTER": "2"})

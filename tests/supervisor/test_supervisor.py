@@ -300,3 +300,42 @@ def test_snapshot_reports_backoff_and_retry_in():
     snap = sup.snapshot()
     assert snap["state"] == BACKOFF and snap["retry_in"] == pytest.approx(1.0)
     assert snap["last_exit_code"] == 5 and snap["command"] == ["child"] and snap["since"] == clock.now
+
+
+def test_a_second_stop_signal_kills_at_once():
+    clock = FakeClock()
+    factory = Factory(clock, {"lifetime": None, "ignores_term": True})
+    sup = make(clock, factory, stop_timeout=30.0)
+    drive(sup, lambda: sup.state == RUNNING)
+    real_sleep = clock.sleep
+
+    def impatient_sleep(seconds):
+        real_sleep(seconds)
+        if sup.state == "stopping" and clock.now - t0 > 1.0:
+            sup.notify_signal(signal.SIGINT)  # the user presses Ctrl-C again
+
+    sup.sleep = impatient_sleep
+    t0 = clock.now
+    sup.notify_signal(signal.SIGTERM)
+    drive(sup, lambda: sup.state == STOPPED)
+    assert factory.spawned[0].signals == [signal.SIGTERM, signal.SIGKILL]
+    assert clock.now - t0 < 2.0  # not the 30 s stop timeout
+
+
+def test_a_stop_signal_during_a_restart_is_not_lost():
+    clock = FakeClock()
+    factory = Factory(clock, {"lifetime": None, "ignores_term": True})
+    sup = make(clock, factory, stop_timeout=2.0)
+    drive(sup, lambda: sup.state == RUNNING)
+    real_sleep = clock.sleep
+    sent = []
+
+    def sleep(seconds):
+        real_sleep(seconds)
+        if sup.state == "stopping" and not sent:
+            sent.append(sup.notify_signal(signal.SIGTERM))
+
+    sup.sleep = sleep
+    sup.request_restart()
+    drive(sup, lambda: sup.state == STOPPED)
+    assert sent and sup.exit_code == 0

@@ -214,3 +214,21 @@ def test_signals_to_guardian_are_forwarded_to_the_child(tmp_path):
             driver.wait()
     assert log.read_text().split() == ["SIGHUP", "SIGTERM"]
     assert gone(kids[0].pid)
+
+
+def test_the_child_does_not_inherit_systemds_notify_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/user/1000/systemd/notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+    monkeypatch.setenv("GUARDIAN_TEST_MARK", "kept")
+    out = tmp_path / "env.json"
+    code = f"""
+        import json, os, time
+        json.dump(dict(os.environ), open({str(out)!r} + ".tmp", "w"))
+        os.rename({str(out)!r} + ".tmp", {str(out)!r})
+        time.sleep(30)
+    """
+    with Running(py(code)) as sup:
+        assert wait_until(out.exists)
+    import json
+    env = json.loads(out.read_text())
+    assert "NOTIFY_SOCKET" not in env and "WATCHDOG_USEC" not in env and env["GUARDIAN_TEST_MARK"] == "kept"
