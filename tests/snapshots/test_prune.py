@@ -1,0 +1,41 @@
+from guardian.snapshots.prune import forget_and_prune
+from guardian.snapshots.repository import Repository
+from guardian.snapshots.restore import restore_store
+from guardian.snapshots.take import take_snapshot
+
+from conftest import tree_bytes
+
+
+def test_retention_forgets_old_and_removes_unreferenced_blobs(plain_paths, clock):
+    doc = next(plain_paths.store.glob("*/1*.gob"))
+    versions = []
+    ids = []
+    for i in range(5):
+        doc.write_bytes(f"version {i}".encode())
+        versions.append(tree_bytes(plain_paths.store))
+        ids.append(take_snapshot(plain_paths, clock=clock).id)
+        clock.advance(hours=1)
+    repo = Repository(plain_paths.snapshots)
+    blobs_before = set(repo.list_blobs())
+    result = forget_and_prune(plain_paths, keep_last=2)
+    assert result.kept == ids[:2:-1][:2] == [ids[4], ids[3]]
+    assert result.forgotten == [ids[2], ids[1], ids[0]]
+    assert repo.list_ids() == [ids[3], ids[4]]
+    assert result.blobs_removed == 3 and len(repo.list_blobs()) == len(blobs_before) - 3
+    referenced = set().union(*(repo.read_manifest(i).blob_hashes() for i in repo.list_ids()))
+    assert referenced == set(repo.list_blobs())
+    restore_store(plain_paths, None, confirm=None)
+    assert tree_bytes(plain_paths.store) == versions[4]
+
+
+def test_unreadable_kept_manifest_blocks_garbage_collection(plain_paths, clock):
+    take_snapshot(plain_paths, clock=clock)
+    clock.advance(hours=1)
+    doc = next(plain_paths.store.glob("*/1*.gob"))
+    doc.write_bytes(b"other")
+    second = take_snapshot(plain_paths, clock=clock)
+    repo = Repository(plain_paths.snapshots)
+    blobs = repo.list_blobs()
+    repo.manifest_path(second.id).write_bytes(b"broken")
+    result = forget_and_prune(plain_paths, keep_last=1)
+    assert result.gc_skipped and result.blobs_removed == 0 and repo.list_blobs() == blobs

@@ -1,0 +1,93 @@
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from guardian.snapshots.schedule import SnapshotScheduler
+
+
+class Recorder:
+    def __init__(self, block: threading.Event | None = None):
+        self.calls = 0
+        self.done = threading.Event()
+        self.started = threading.Event()
+        self.block = block
+
+    def __call__(self):
+        self.calls += 1
+        self.started.set()
+        if self.block is not None:
+            self.block.wait(5)
+        self.done.set()
+        return self.calls
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_job_is_configured_to_coalesce_and_not_overlap():
+    sched = SnapshotScheduler(Recorder(), interval_minutes=15)
+    sched.start()
+    try:
+        job = sched.job
+        assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time is None
+        assert job.trigger.interval == timedelta(minutes=15)
+        assert job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=14)
+    finally:
+        sched.shutdown()
+
+
+def test_missed_runs_after_sleep_run_once_not_dropped():
+    recorder = Recorder()
+    after = []
+    sched = SnapshotScheduler(recorder, interval_minutes=60, after_snapshot=after.append)
+    sched.start(first_run=datetime.now(timezone.utc) - timedelta(hours=3, minutes=5))
+    try:
+        assert recorder.done.wait(5)
+        time.sleep(0.2)
+        assert recorder.calls == 1 and after == [1]
+        assert sched.job.next_run_time > datetime.now(timezone.utc)
+    finally:
+        sched.shutdown()
+
+
+def test_trigger_now_and_requests_during_a_run_fold_into_one_more():
+    release = threading.Event()
+    recorder = Recorder(block=release)
+    sched = SnapshotScheduler(recorder, interval_minutes=60)
+    sched.start()
+    try:
+        sched.trigger_now()
+        assert recorder.started.wait(5)
+        for _ in range(5):
+            sched.trigger_now()   # arrive while the first run is busy
+        release.set()
+        assert wait_until(lambda: recorder.calls == 2)
+        time.sleep(0.2)
+        assert recorder.calls == 2
+    finally:
+        sched.shutdown()
+
+
+def test_a_failing_snapshot_is_reported_and_the_schedule_lives_on():
+    errors = []
+    attempts = []
+
+    def failing():
+        attempts.append(1)
+        raise OSError("disk full")
+    sched = SnapshotScheduler(failing, interval_minutes=60, on_error=errors.append)
+    sched.start()
+    try:
+        sched.trigger_now()
+        assert wait_until(lambda: errors)
+        assert isinstance(sched.last_error, OSError) and sched.job is not None
+        sched.trigger_now()
+        assert wait_until(lambda: len(attempts) == 2)
+    finally:
+        sched.shutdown()
