@@ -28,6 +28,7 @@ may therefore be called for a state that is already fixed: they should re-check 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ EXTENSIONS = (".gob", ".gob.gz")
 COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
 POLL_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
+POLLING_RECONCILE_INTERVAL = 5.0  # polling misses a delete+re-create+delete between two polls
 INOTIFY_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
 
 CREATED, MODIFIED, DELETED = "created", "modified", "deleted"
@@ -332,7 +334,7 @@ class StoreWatcher:
         self.observer_factory = observer_factory or _default_observer
         self.extensions = EXTENSIONS if compress is None else ((".gob.gz",) if compress else (".gob",))
         self.poll_interval = poll_interval
-        self.metadata_ok = metadata_ok
+        self.metadata_ok = functools.lru_cache(maxsize=4096)(metadata_ok)  # metadata files are tiny
         self.reconcile_interval = reconcile_interval
         self._known: dict[str, FolderView] = {}
         self.reconciliations = 0
@@ -390,6 +392,8 @@ class StoreWatcher:
                         hint="raise fs.inotify.max_user_watches / max_user_instances")
         observer = self._schedule(_polling_observer(self.poll_interval))
         self.observer_kind = "polling"
+        if self.reconcile_interval:
+            self.reconcile_interval = min(self.reconcile_interval, POLLING_RECONCILE_INTERVAL)
         return observer
 
     def _schedule(self, observer):
@@ -407,14 +411,20 @@ class StoreWatcher:
     # -- suppression of guardian's own writes
 
     def suppress(self, path: str | os.PathLike, seconds: float = 2.0) -> None:
-        """Drop events for ``path`` (and anything below it) for ``seconds``: guardian is writing it."""
+        """Drop creation/modification events for ``path`` (and below) for ``seconds``: guardian writes it.
+
+        Deletions are never dropped: guardian never deletes, so a deletion inside the window is
+        someone else's (a second loss of a just-repaired metadata file must be seen at once)."""
         rel = self._to_rel(os.fspath(path))
         if rel is None:
             return
         with self._cond:
             self._suppressed[rel] = self.clock() + seconds
 
-    def _is_suppressed(self, rel: PurePosixPath, now: float) -> bool:
+    def _is_suppressed(self, raw: RawEvent, now: float) -> bool:
+        if raw.kind == DELETED:
+            return False
+        rel = raw.rel
         expired = [p for p, until in self._suppressed.items() if until < now]
         for path in expired:
             del self._suppressed[path]
@@ -436,7 +446,7 @@ class StoreWatcher:
         with self._cond:
             now = self.clock()
             for raw in raws:
-                if self._is_suppressed(raw.rel, now) or not relevant(raw, self.extensions):
+                if self._is_suppressed(raw, now) or not relevant(raw, self.extensions):
                     continue
                 pending = self._pending.setdefault(raw.folder, _Pending())
                 pending.events.append(raw)

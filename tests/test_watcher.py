@@ -183,6 +183,8 @@ def test_suppressed_paths_are_dropped_for_their_window(tmp_path):
     watcher.feed("created", str(tmp_path / WEBAPP / "00000000.gob"))
     watcher.feed("created", str(tmp_path / "newdir00" / "aaaa0000.gob"))
     assert watcher.take_due(clock.now) == []
+    watcher.feed("deleted", str(tmp_path / WEBAPP / "00000000.gob"))  # never guardian's doing
+    assert [name for name, _ in watcher.take_due(clock.now)] == [WEBAPP]
     clock.now += 2.1
     watcher.feed("modified", str(tmp_path / WEBAPP / "00000000.gob"))
     assert [name for name, _ in watcher.take_due(clock.now)] == [WEBAPP]
@@ -284,6 +286,17 @@ def test_damaged_metadata_is_rewritten(plain_store, recorder):
     assert decode_collection(metadata.read_bytes()).name == "checkpoints"
 
 
+def test_metadata_lost_again_right_after_a_repair_is_repaired_again(plain_store, recorder):
+    metadata = plain_store / WEBAPP / "00000000.gob"
+    with start_watcher(plain_store, recorder):
+        for round_ in (1, 2, 3):
+            metadata.unlink()  # well inside the 2 s suppression window of the previous repair
+            wait_for(lambda: len(recorder.of("lost")) == round_ and metadata.exists(), timeout=2.0,
+                     what=f"repair {round_}")
+        settle(plain_store, recorder)
+    assert len(recorder.of("lost")) == 3 and recorder.of("changed") == []
+
+
 def test_removed_collection_folder_is_recorded_and_not_resurrected(plain_store, recorder):
     with start_watcher(plain_store, recorder):
         shutil.rmtree(plain_store / WEBAPP)
@@ -354,6 +367,7 @@ def test_falls_back_to_polling_when_inotify_is_exhausted(plain_store, recorder):
     watcher = start_watcher(plain_store, recorder, observer_factory=exhausted_inotify, poll_interval=0.2)
     try:
         assert watcher.observer_kind == "polling"
+        assert watcher.reconcile_interval == 5.0  # polling can miss a quick delete + re-create
         metadata.unlink()
         wait_for(metadata.exists, timeout=3.0, what="metadata re-created by the polling observer")
     finally:
