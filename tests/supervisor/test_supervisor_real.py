@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from guardian.supervisor import FATAL, RUNNING, STOPPED, PreflightResult, RestartPolicy, Supervisor
+from guardian.supervisor.process import spawn_process
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = RestartPolicy(backoff_initial=0.01, backoff_max=0.05, jitter_fraction=0.1, stable_seconds=60.0,
@@ -232,3 +233,41 @@ def test_the_child_does_not_inherit_systemds_notify_variables(tmp_path, monkeypa
     import json
     env = json.loads(out.read_text())
     assert "NOTIFY_SOCKET" not in env and "WATCHDOG_USEC" not in env and env["GUARDIAN_TEST_MARK"] == "kept"
+
+
+def test_a_child_that_crashed_on_a_real_damaged_chromem_store_restarts_after_the_repair(tmp_path, plain_store):
+    """The child refuses the store exactly when chromem would (scan_store's verdict); the pre-flight
+    moves the damaged file out (a small stand-in for guardian's repair) and the child starts again."""
+    from guardian.fsutil import durable_move
+    from guardian.store.scan import scan_store
+
+    quarantine = tmp_path / "quarantine"
+    moved = []
+
+    def preflight():
+        scan = scan_store(plain_store)
+        for problem in scan.problems:
+            if problem.severity == "fatal":
+                durable_move(plain_store / problem.path, quarantine / problem.path)
+                moved.append(problem.path)
+        after = scan_store(plain_store)
+        return PreflightResult(ok=after.loadable, repaired=bool(moved), detail=after.error or "")
+
+    child = f"""
+        import sys, time
+        from guardian.store.scan import scan_store
+        while True:
+            if not scan_store({str(plain_store)!r}).loadable:
+                sys.exit(1)  # contextd: NewPersistentDB refuses the store
+            time.sleep(0.05)
+    """
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with Running(py(child), preflight=preflight, spawn=lambda cmd: spawn_process(cmd, env=env)) as sup:
+        assert wait_until(lambda: sup.state == RUNNING)
+        victim = next(p for p in sorted((plain_store).glob("*/*.gob")) if p.name != "00000000.gob")
+        victim.write_bytes(victim.read_bytes()[:40])  # a torn write, as chromem leaves it
+        assert wait_until(lambda: sup.snapshot()["restarts"] == 1 and sup.state == RUNNING)
+        snap = sup.snapshot()
+    assert snap["last_exit_code"] == 1 and snap["failures_in_window"] == 1
+    relative = str(victim.relative_to(plain_store))
+    assert moved == [relative] and (quarantine / relative).exists() and scan_store(plain_store).loadable
