@@ -1,0 +1,316 @@
+"""Plan a repair: a pure function from a store scan, what the snapshots hold and candidate names
+to a list of actions. No I/O here: every input was computed beforehand (``guardian.repair.sources``).
+
+Actions (applied in this order by ``guardian.repair.apply``):
+
+- ``quarantine``        move a file or folder out of the store (a stray folder chromem would load,
+                        a special file, a folder whose name cannot be recovered, a damaged document
+                        with no valid copy anywhere, a redundant other-format copy)
+- ``restore_metadata``  write a collection's metadata file from the newest snapshot holding a valid one
+- ``rebuild_metadata``  write it anew from a recovered name (+ the collection metadata a snapshot kept)
+- ``restore_document``  write a document file from the newest snapshot holding a valid one
+- ``convert_document``  write a document from its copy in the other compression format (same bytes
+                        of gob, only the gzip wrapping differs)
+
+A file that is replaced is first copied into the quarantine; nothing is ever deleted.
+Problems that cannot be fixed without guessing are ``unresolved`` (they keep the store unloadable)
+or ``hazards`` (chromem loads, but data is hidden or at risk); both carry a hint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from guardian.format import chromem
+from guardian.repair import names as names_mod
+from guardian.store.scan import FATAL, INFO, CollectionScan, Problem, StoreScan
+
+METADATA_KINDS = {"metadata_missing", "metadata_empty", "metadata_truncated", "metadata_corrupt",
+                  "metadata_is_folder", "metadata_empty_name"}
+DOCUMENT_KINDS = {"document_empty", "document_truncated", "document_corrupt"}
+QUARANTINE_KINDS = {"stray_folder", "special_file"}
+# Reported by name in the repair report (the issue's vocabulary).
+REPORTED_AS = {"restore_metadata": "restored_metadata", "rebuild_metadata": "rebuilt_metadata",
+               "restore_document": "restored_document", "convert_document": "restored_document",
+               "quarantine": "quarantined"}
+ORDER = {"quarantine": 0, "restore_metadata": 1, "rebuild_metadata": 1, "restore_document": 2,
+         "convert_document": 2}
+# Hazards that are certain to lose (or already hide) data: said loudly.
+LOUD = {
+    "duplicate_name": "DATA HIDDEN: chromem loads only one of these folders; the other folder's documents are "
+                      "invisible to contextd and vanish for good if the collection is deleted or recreated",
+    "metadata_overwritten": "DATA LOSS: every write of that document replaces the collection's metadata file again",
+    "duplicate_id": "DATA LOSS: chromem keeps one of the two files; the next write of this id overwrites or "
+                    "resurrects the other",
+    "id_hash_mismatch": "DATA AT RISK: the next update of this id is written to another file and the next load "
+                        "may bring back this stale copy; a delete leaves it behind",
+    "metadata_empty_name": "DATA HIDDEN: chromem skips this collection and its documents",
+}
+
+
+# --------------------------------------------------------------------------- inputs (plain data)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One snapshot's copy of a file (as computed by the I/O layer: decoded once per blob)."""
+
+    snapshot_id: str
+    time: str
+    blob: str
+    valid: bool
+    doc_id: str | None = None          # documents: the id it decodes to
+    name: str | None = None            # metadata: the collection name it holds
+    metadata: dict | None = None       # metadata: the collection's own metadata map
+    path: str = ""                     # where the snapshot held it (for metadata found by name)
+
+
+@dataclass(frozen=True)
+class OtherFormat:
+    """A document file in the other compression format, and what sits at its proper path."""
+
+    path: str
+    target: str
+    doc_id: str | None                 # None: it does not decode
+    target_state: str                  # "absent" | "same" (same gob bytes) | "different"
+
+
+@dataclass
+class RepairSources:
+    versions: dict[str, list[Version]] = field(default_factory=dict)    # rel path -> newest first
+    metadata_by_name: dict[str, Version] = field(default_factory=dict)  # newest valid metadata per name
+    salvaged_ids: dict[str, str] = field(default_factory=dict)          # rel path -> id read from damaged bytes
+    other_format: dict[str, OtherFormat] = field(default_factory=dict)  # rel path of the odd file -> facts
+
+    def newest_valid(self, rel: str) -> Version | None:
+        return next((v for v in self.versions.get(rel, ()) if v.valid), None)
+
+    def known_id(self, rel: str) -> str | None:
+        earlier = next((v.doc_id for v in self.versions.get(rel, ()) if v.doc_id), None)
+        return earlier or self.salvaged_ids.get(rel)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    path: str
+    reason: str = ""
+    source: str = ""                 # human: "snapshot <id>", "name from documents", ...
+    snapshot_id: str = ""
+    blob: str = ""
+    name: str = ""
+    metadata: dict | None = None
+    from_path: str = ""              # convert_document: the other-format file
+    lost_id: str | None = None       # quarantine of a document: the id it held, when known
+    is_folder: bool = False
+    phase: int = 0                   # 1: after the writes of phase 0 (a copy made redundant by them)
+
+    @property
+    def reported_as(self) -> str:
+        return REPORTED_AS[self.kind]
+
+    def to_dict(self) -> dict:
+        data = {"action": self.reported_as, "plan": self.kind, "path": self.path, "source": self.source,
+                "reason": self.reason}
+        for key in ("snapshot_id", "name", "from_path", "lost_id"):
+            if getattr(self, key):
+                data[key] = getattr(self, key)
+        if self.kind == "rebuild_metadata":
+            data["metadata"] = self.metadata or {}
+        if self.is_folder:
+            data["folder"] = True
+        return data
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem the plan does not fix: ``unresolved`` keeps the store unloadable; a hazard does not."""
+
+    path: str
+    kind: str
+    severity: str
+    detail: str
+    hint: str
+    loud: str = ""
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v or k in ("path", "kind")}
+
+
+@dataclass
+class RepairPlan:
+    actions: list[Action] = field(default_factory=list)
+    unresolved: list[Finding] = field(default_factory=list)
+    hazards: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    def lost_documents(self) -> list[dict]:
+        return [{"path": a.path, "id": a.lost_id} for a in self.actions
+                if a.kind == "quarantine" and not a.is_folder and a.reason.startswith("damaged document")]
+
+    def to_dict(self) -> dict:
+        return {"actions": [a.to_dict() for a in self.actions],
+                "unresolved": [f.to_dict() for f in self.unresolved],
+                "hazards": [f.to_dict() for f in self.hazards],
+                "lost_documents": self.lost_documents(), "notes": list(self.notes)}
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_repair(scan: StoreScan, sources: RepairSources, candidate_names: dict[str, dict[str, str]]) -> RepairPlan:
+    """Decide every action for ``scan``. ``candidate_names``: folder -> {name: where it came from}."""
+    plan = RepairPlan()
+    whole_folders = plan_folders(scan, sources, candidate_names, plan)
+    for problem in scan.problems:
+        if problem.collection_dir in whole_folders or problem.path in whole_folders:
+            continue
+        plan_problem(scan, problem, sources, plan)
+    plan.actions.sort(key=lambda a: (a.phase, ORDER[a.kind], a.path))
+    return plan
+
+
+def metadata_problem(coll: CollectionScan) -> Problem | None:
+    return next((p for p in coll.problems if p.kind in METADATA_KINDS), None)
+
+
+def plan_folders(scan: StoreScan, sources: RepairSources, candidate_names, plan: RepairPlan) -> set[str]:
+    """Metadata repairs, and the folders that go to quarantine whole. Returns those folders."""
+    whole: set[str] = set()
+    for problem in scan.problems:
+        if problem.kind == "stray_folder":
+            whole.add(problem.collection_dir or problem.path)
+            plan.actions.append(Action("quarantine", problem.collection_dir or problem.path, is_folder=True,
+                                       reason=f"stray folder chromem would load as a collection ({problem.detail})",
+                                       source="store"))
+    for coll in scan.collections:
+        problem = metadata_problem(coll)
+        if problem is None or coll.dir in whole:
+            continue
+        if not plan_metadata(scan, coll, problem, sources, candidate_names.get(coll.dir, {}), plan):
+            if problem.severity == FATAL:
+                whole.add(coll.dir)
+    return whole
+
+
+def metadata_rel(scan: StoreScan, coll: CollectionScan) -> str:
+    return f"{coll.dir}/{chromem.metadata_file_name(scan.compress)}"
+
+
+def plan_metadata(scan, coll, problem, sources: RepairSources, candidates: dict[str, str], plan) -> bool:
+    """Restore, else rebuild; when neither is possible, quarantine the folder (if fatal). True if fixed."""
+    rel = metadata_rel(scan, coll)
+    is_folder = problem.kind == "metadata_is_folder"
+    version = sources.newest_valid(rel)
+    if version is not None:
+        plan.actions.append(Action("restore_metadata", rel, reason=problem.kind, snapshot_id=version.snapshot_id,
+                                   blob=version.blob, name=version.name or "", is_folder=is_folder,
+                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+        return True
+    matches = names_mod.matching_names(coll.dir, candidates)
+    if len(matches) == 1:
+        plan.actions.append(rebuild_action(rel, coll, problem, matches[0], candidates[matches[0]], sources,
+                                           is_folder, plan))
+        return True
+    give_up_on_metadata(coll, problem, matches, plan)
+    return False
+
+
+def rebuild_action(rel, coll, problem, name, name_source, sources: RepairSources, is_folder, plan) -> Action:
+    kept = sources.metadata_by_name.get(name)
+    if kept is not None:
+        metadata, meta_source = dict(kept.metadata or {}), f"collection metadata from snapshot {kept.snapshot_id}"
+    else:
+        metadata, meta_source = {}, "collection metadata unknown: written empty (no snapshot holds it)"
+        plan.notes.append(f"{coll.dir}: collection {name!r} rebuilt with EMPTY collection metadata "
+                          "(as contextd's own recovery writes it); no snapshot held its metadata map")
+    return Action("rebuild_metadata", rel, reason=problem.kind, name=name, metadata=metadata, is_folder=is_folder,
+                  source=f"name {name!r} from {name_source} (sha256 matches folder {coll.dir}); {meta_source}",
+                  snapshot_id=kept.snapshot_id if kept else "")
+
+
+def give_up_on_metadata(coll: CollectionScan, problem: Problem, matches: list[str], plan: RepairPlan) -> None:
+    why = (f"several candidate names hash to {coll.dir}: {', '.join(matches)}" if matches
+           else f"no snapshot holds its metadata and no candidate name hashes to {coll.dir}")
+    hint = ("give the collection's name with `guardian check --repair --name NAME` (or collection_names in "
+            "config), then `guardian quarantine restore` the folder")
+    if problem.severity != FATAL:
+        plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, f"{problem.detail}; {why}",
+                                    problem.hint))
+        return
+    plan.actions.append(Action("quarantine", coll.dir, is_folder=True, source="store",
+                               reason=f"collection name lost ({problem.kind}): {why}; its "
+                                      f"{coll.documents or 'unknown number of'} documents cannot load under any name"))
+    plan.unresolved.append(Finding(coll.dir, "name_unrecoverable", FATAL,
+                                   f"UNRECOVERED: the whole folder {coll.dir} goes to quarantine so the rest "
+                                   f"of the store loads ({why})", hint, loud="DATA MOVED OUT: the folder's documents "
+                                   "are not available to contextd until the folder is restored"))
+
+
+def plan_problem(scan: StoreScan, problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:
+    if problem.kind in METADATA_KINDS or problem.kind == "stray_folder":
+        return  # handled per folder
+    if problem.kind in DOCUMENT_KINDS:
+        plan_document(problem, sources, plan)
+    elif problem.kind == "special_file":
+        plan.actions.append(Action("quarantine", problem.path, source="store",
+                                   reason=f"not a regular file where chromem reads one ({problem.detail})"))
+    elif problem.kind == "other_format_file" and problem.path in sources.other_format:
+        plan_other_format(problem, sources, plan)
+    elif problem.severity == FATAL:
+        plan.unresolved.append(Finding(problem.path, problem.kind, FATAL, problem.detail, problem.hint))
+    elif problem.severity != INFO:
+        plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, problem.detail, problem.hint,
+                                    LOUD.get(problem.kind, "")))
+
+
+def remaining_findings(scan: StoreScan) -> tuple[list[Finding], list[Finding]]:
+    """(unresolved, hazards) still in a scan taken after the repair: fatal and warning problems."""
+    unresolved, hazards = [], []
+    for problem in scan.problems:
+        if problem.severity == FATAL:
+            unresolved.append(Finding(problem.path, problem.kind, FATAL, problem.detail, problem.hint))
+        elif problem.severity != INFO:
+            hazards.append(Finding(problem.path, problem.kind, problem.severity, problem.detail, problem.hint,
+                                   LOUD.get(problem.kind, "")))
+    return unresolved, hazards
+
+
+def plan_document(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:
+    version = sources.newest_valid(problem.path)
+    if version is not None:
+        plan.actions.append(Action("restore_document", problem.path, reason=problem.kind, blob=version.blob,
+                                   snapshot_id=version.snapshot_id, lost_id=None,
+                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+        return
+    lost = sources.known_id(problem.path)
+    plan.actions.append(Action("quarantine", problem.path, lost_id=lost, source="store",
+                               reason=f"damaged document ({problem.kind}) with no valid copy in any snapshot; "
+                                      f"the store loads without it (document id: {lost or 'unknown'})"))
+
+
+def plan_other_format(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:
+    """A document in the other format: written back in the store's format only when that is certain."""
+    facts = sources.other_format[problem.path]
+    if facts.doc_id is None or facts.target_state == "different":
+        plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, problem.detail, problem.hint))
+        return
+    if facts.target_state == "absent":
+        version = sources.newest_valid(facts.target)
+        if version is not None and version.doc_id == facts.doc_id:
+            plan.actions.append(Action("restore_document", facts.target, reason="document only present in the "
+                                       "other compression format", blob=version.blob, snapshot_id=version.snapshot_id,
+                                       source=f"snapshot {version.snapshot_id} ({version.time})"))
+        else:
+            plan.actions.append(Action("convert_document", facts.target, from_path=facts.path,
+                                       reason="document only present in the other compression format",
+                                       source=f"same document re-wrapped from {facts.path}"))
+    plan.actions.append(Action("quarantine", facts.path, source="store", phase=1,
+                               reason=f"other-format copy of {facts.target} (identical document, chromem ignores it)"))

@@ -1,0 +1,271 @@
+"""Pre-flight: scan the store, plan a repair, apply it under the store lock, scan again.
+
+Runs before every launch (``guardian run`` / ``exec``) and for ``guardian check --repair``.
+An unchanged healthy store costs one cached scan (a stat per file) and nothing else; the lock,
+the snapshots and the documents are only touched when something needs repairing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from guardian.catalog import Catalog
+from guardian.commands.output import format_table, print_json
+from guardian.config import Config
+from guardian.lock import store_lock
+from guardian.quarantine import Quarantine
+from guardian.repair.apply import Applied, PlanApplier
+from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
+                                  remaining_findings)
+from guardian.repair.sources import collect_inputs
+from guardian.snapshots.repository import Repository
+from guardian.state import StatePaths
+from guardian.store.scan import StoreScan, scan_store
+
+MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
+ACTIONABLE = METADATA_KINDS | DOCUMENT_KINDS | QUARANTINE_KINDS | {"other_format_file"}
+
+
+@dataclass
+class PreflightResult:
+    store: str
+    dry_run: bool
+    scan_before: StoreScan
+    scan: StoreScan                       # the final scan (== scan_before on a dry run or no-op)
+    plans: list[RepairPlan] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)
+    seconds: float = 0.0
+
+    # ---- what callers read -------------------------------------------------------------
+    @property
+    def loadable_before(self) -> bool:
+        return self.scan_before.loadable
+
+    @property
+    def loadable_after(self) -> bool:
+        return self.scan.loadable
+
+    @property
+    def ok(self) -> bool:  # the supervisor's pre-flight contract
+        return self.loadable_after
+
+    @property
+    def repaired(self) -> bool:
+        return any(a.ok for a in self.applied)
+
+    @property
+    def actions(self) -> list[dict]:
+        """Applied actions (a dry run: the planned ones), as report dicts."""
+        if self.dry_run:
+            return [a.to_dict() for plan in self.plans for a in plan.actions]
+        return [a.to_dict() for a in self.applied]
+
+    @property
+    def last_plan(self) -> RepairPlan:
+        return self.plans[-1] if self.plans else RepairPlan()
+
+    @property
+    def lost_documents(self) -> list[dict]:
+        lost = []
+        for applied in self.applied if not self.dry_run else []:
+            action = applied.action
+            if applied.ok and action.kind == "quarantine" and action.reason.startswith("damaged document"):
+                lost.append({"path": action.path, "id": action.lost_id})
+        if self.dry_run:
+            lost = [d for plan in self.plans for d in plan.lost_documents()]
+        return lost
+
+    @property
+    def unresolved(self) -> list[dict]:
+        """What keeps (or kept) data out of chromem's reach: names not recovered, fatal problems left."""
+        found = [f for plan in self.plans for f in plan.unresolved]
+        if not self.dry_run:
+            found += remaining_findings(self.scan)[0]
+        unique = {(f.path, f.kind): f.to_dict() for f in found}
+        return list(unique.values())
+
+    @property
+    def hazards(self) -> list[dict]:
+        if self.dry_run:
+            return [f.to_dict() for f in self.last_plan.hazards]
+        return [f.to_dict() for f in remaining_findings(self.scan)[1]]
+
+    @property
+    def notes(self) -> list[str]:
+        return list(dict.fromkeys(n for plan in self.plans for n in plan.notes))
+
+    @property
+    def failed(self) -> list[dict]:
+        return [a.to_dict() for a in self.applied if not a.ok]
+
+    @property
+    def exit_code(self) -> int:
+        if not self.scan.loadable:
+            return 3
+        if self.lost_documents or self.unresolved or self.failed or not self.scan.healthy:
+            return 1
+        return 0
+
+    @property
+    def detail(self) -> str:
+        return summary_line(self)
+
+    def to_dict(self) -> dict:
+        return {
+            "store": self.store, "dry_run": self.dry_run, "loadable_before": self.loadable_before,
+            "loadable_after": self.loadable_after, "error_before": self.scan_before.error,
+            "error_after": self.scan.error, "actions": self.actions, "lost_documents": self.lost_documents,
+            "unresolved": self.unresolved, "hazards": self.hazards, "notes": self.notes, "failed": self.failed,
+            "rounds": len(self.plans), "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
+            "scan": self.scan.to_dict(),
+        }
+
+
+# --------------------------------------------------------------------------- running
+
+
+def needs_repair(scan: StoreScan) -> bool:
+    return any(p.kind in ACTIONABLE for p in scan.problems)
+
+
+def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
+              use_cache: bool = True, lock_timeout: float = 30.0) -> PreflightResult:
+    """Scan; if anything is repairable, plan and (unless ``dry_run``) apply under the lock; re-scan."""
+    started = time.monotonic()
+    paths.ensure()
+    cache_dir = paths.cache if use_cache else None
+    store = config.store_path
+    first = scan_and_record(store, config, paths, cache_dir)
+    result = PreflightResult(str(paths.store), dry_run, first, first)
+    if needs_repair(first):
+        context = RepairContext(config, paths, list(names), cache_dir)
+        if dry_run:
+            result.plans.append(context.plan(first))
+        else:
+            with store_lock(paths.lock_file, timeout=lock_timeout):
+                repair_rounds(context, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def scan_and_record(store, config: Config, paths: StatePaths, cache_dir) -> StoreScan:
+    scan = scan_store(store, config.compress_flag, cache_dir=cache_dir)
+    try:
+        Catalog(paths.catalog_file).add([c.name for c in scan.collections if c.name], "scan")
+    except OSError:
+        pass  # the catalog only helps later repairs; never block a pre-flight on it
+    return scan
+
+
+@dataclass
+class RepairContext:
+    config: Config
+    paths: StatePaths
+    names: list[str]
+    cache_dir: object
+
+    def plan(self, scan: StoreScan) -> RepairPlan:
+        catalog = Catalog(self.paths.catalog_file).names()
+        sources, candidates = collect_inputs(scan, self.paths.snapshots, catalog, self.config.collection_names,
+                                             self.names)
+        return plan_repair(scan, sources, candidates)
+
+    def applier(self, compress: bool) -> PlanApplier:
+        return PlanApplier(self.paths.store, Quarantine(self.paths), Repository(self.paths.snapshots), compress)
+
+    def rescan(self) -> StoreScan:
+        return scan_and_record(self.config.store_path, self.config, self.paths, self.cache_dir)
+
+
+def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
+    """Plan/apply until nothing is left to do (each round's scan is taken under the lock)."""
+    scan = context.rescan()
+    for _ in range(MAX_ROUNDS):
+        if not needs_repair(scan):
+            break
+        plan = context.plan(scan)
+        result.plans.append(plan)
+        if plan.empty:
+            break
+        result.applied.extend(context.applier(scan.compress).apply(plan))
+        scan = context.rescan()
+    result.scan = scan
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def summary_line(result: PreflightResult) -> str:
+    verb = "would apply" if result.dry_run else "applied"
+    count = len(result.actions)
+    state = "loadable" if result.loadable_after else "STILL UNLOADABLE"
+    before = "loadable" if result.loadable_before else "unloadable"
+    text = f"store was {before}; {verb} {count} repair action(s); now {state}"
+    if result.dry_run:
+        text = f"store is {before}; {verb} {count} repair action(s)"
+    if result.lost_documents:
+        text += f"; {len(result.lost_documents)} document(s) lost"
+    return text
+
+
+def render_report(result: PreflightResult, verbose: bool = False) -> str:
+    lines = [f"store: {result.store}", ""]
+    if result.actions:
+        rows = [(a["action"] + ("" if a.get("ok", True) else " (FAILED)"), a["path"], a["source"])
+                for a in result.actions]
+        title = "planned actions (dry run, nothing changed):" if result.dry_run else "actions:"
+        lines += [title, format_table(("action", "path", "source"), rows), ""]
+        if verbose:
+            lines += [f"  {a['path']}: {a['reason']}" for a in result.actions] + [""]
+    else:
+        lines += ["nothing to repair", ""]
+    for lost in result.lost_documents:
+        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) is in quarantine; "
+                     "no snapshot held a valid copy")
+    for item in result.unresolved:
+        lines.append(f"UNRESOLVED {item['kind']}: {item['path']}: {item['detail']}"
+                     + (f" -- {item['loud']}" if item.get("loud") else "") + f" (hint: {item.get('hint', '')})")
+    for item in result.failed:
+        lines.append(f"FAILED {item['action']} {item['path']}: {item.get('detail', '')}")
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    for item in result.hazards:
+        loud = f"!! {item['loud']}: " if item.get("loud") else ""
+        lines.append(f"warning {item['kind']}: {item['path']}: {loud}{item.get('detail', '')} "
+                     f"(hint: {item.get('hint', '')})")
+    lines += ["", summary_line(result)]
+    if not result.dry_run and not result.loadable_after:
+        lines.append(f"chromem would still refuse the store: {result.scan.error} (cause: {result.scan.cause})")
+    return "\n".join(lines)
+
+
+def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
+    """The sidecar's alerts for one pre-flight: corruption_found, repair_done, repair_impossible."""
+    events: list[tuple[str, dict]] = []
+    if not result.loadable_before or result.plans:
+        events.append(("corruption_found", {"error": result.scan_before.error, "cause": result.scan_before.cause,
+                                            "problems": len([p for p in result.scan_before.problems
+                                                             if p.kind in ACTIONABLE])}))
+    if result.dry_run:
+        return events
+    if result.repaired:
+        events.append(("repair_done", {"actions": len(result.applied), "loadable": result.loadable_after,
+                                       "lost_documents": result.lost_documents}))
+    if not result.loadable_after or result.unresolved:
+        events.append(("repair_impossible", {"error": result.scan.error, "cause": result.scan.cause,
+                                             "unresolved": result.unresolved}))
+    return events
+
+
+def run_check_repair(args, ctx) -> int:
+    """`guardian check --repair [--dry-run] [--name N]... [--json]` (called by the check command)."""
+    result = preflight(ctx.config, ctx.paths, names=getattr(args, "names", None) or (),
+                       dry_run=bool(getattr(args, "dry_run", False)),
+                       use_cache=not getattr(args, "no_cache", False))
+    if getattr(args, "json", False):
+        print_json(result.to_dict())
+    else:
+        print(render_report(result, verbose=bool(getattr(args, "verbose", False))))
+    return result.exit_code

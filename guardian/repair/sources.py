@@ -1,0 +1,270 @@
+"""What a repair can draw on, computed once before planning (all the I/O of planning lives here).
+
+- snapshot versions of each file the repair needs: newest first, each blob decoded once to know
+  whether it is valid (and which document id / collection name it holds);
+- the newest collection metadata map any snapshot kept for a collection name;
+- document ids readable from the damaged bytes themselves (a truncated file still starts with its id);
+- facts about files stored in the other compression format;
+- candidate names per folder whose metadata is lost (catalog, config, --name, the documents).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+from guardian.errors import GuardianError, SnapshotError
+from guardian.format import chromem, gob
+from guardian.format.gob import GobError
+from guardian.repair import names as names_mod
+from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, OtherFormat, RepairSources, Version,
+                                  metadata_rel)
+from guardian.snapshots.repository import Repository
+from guardian.store.scan import StoreScan
+
+DOCUMENT_CHUNK = 256
+
+
+# --------------------------------------------------------------------------- what is needed
+
+
+def needed_paths(scan: StoreScan) -> dict[str, str]:
+    """rel path -> "metadata" | "document": every file the plan may want a snapshot copy of."""
+    needs: dict[str, str] = {}
+    for coll in scan.collections:
+        if any(p.kind in METADATA_KINDS for p in coll.problems):
+            needs[metadata_rel(scan, coll)] = "metadata"
+    for problem in scan.problems:
+        if problem.kind in DOCUMENT_KINDS:
+            needs[problem.path] = "document"
+        elif problem.kind == "other_format_file" and not is_metadata_file(problem.path):
+            needs[proper_path(problem.path, scan.compress)] = "document"
+    return needs
+
+
+def is_metadata_file(rel: str) -> bool:
+    return chromem.file_stem(rel.rsplit("/", 1)[-1]) == chromem.METADATA_STEM
+
+
+def proper_path(rel: str, compress: bool) -> str:
+    folder, _, name = rel.rpartition("/")
+    return f"{folder}/{chromem.file_stem(name)}{chromem.extension(compress)}"
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def decode_version(data: bytes, role: str, base: dict) -> Version:
+    try:
+        if role == "metadata":
+            record = chromem.decode_collection(data)
+            return Version(**base, valid=bool(record.name), name=record.name or None, metadata=record.metadata)
+        doc = chromem.decode_document(data)
+        return Version(**base, valid=True, doc_id=doc.id)
+    except GobError:
+        return Version(**base, valid=False)
+
+
+def read_version(repo: Repository, digest: str, role: str, base: dict) -> Version:
+    try:
+        data = repo.read_blob(digest)
+    except SnapshotError:
+        return Version(**base, valid=False)
+    return decode_version(data, role, base)
+
+
+def manifests_newest_first(repo: Repository):
+    for snapshot_id in reversed(repo.list_ids()):
+        with contextlib.suppress(SnapshotError):
+            yield repo.read_manifest(snapshot_id)
+
+
+def load_versions(repo: Repository, needs: dict[str, str]) -> dict[str, list[Version]]:
+    """For each needed path, its distinct snapshot copies newest first (stops once all have a valid one)."""
+    versions: dict[str, list[Version]] = {rel: [] for rel in needs}
+    decoded: dict[tuple[str, str], Version] = {}
+    if not needs:
+        return versions
+    for manifest in manifests_newest_first(repo):
+        stamp = manifest.time.isoformat().replace("+00:00", "Z")
+        for entry in manifest.files or ():
+            role = needs.get(entry.path)
+            if role is None or not entry.hash or any(v.blob == entry.hash for v in versions[entry.path]):
+                continue
+            base = {"snapshot_id": manifest.id, "time": stamp, "blob": entry.hash, "path": entry.path}
+            key = (entry.hash, role)
+            if key not in decoded:
+                decoded[key] = read_version(repo, entry.hash, role, base)
+            found = decoded[key]
+            versions[entry.path].append(Version(**{**base, "valid": found.valid, "doc_id": found.doc_id,
+                                                   "name": found.name, "metadata": found.metadata}))
+        if all(any(v.valid for v in found) for found in versions.values()):
+            break
+    return versions
+
+
+def load_named_metadata(repo: Repository, wanted: Iterable[str], compress: bool) -> dict[str, Version]:
+    """The newest valid collection metadata each snapshot kept for a collection name (any folder)."""
+    wanted = set(wanted)
+    found: dict[str, Version] = {}
+    if not wanted:
+        return found
+    for snapshot_id in reversed(repo.list_ids()):
+        try:
+            header = repo.read_header(snapshot_id)
+        except SnapshotError:
+            continue
+        stamp = header.time.isoformat().replace("+00:00", "Z")
+        for info in header.collections:
+            if info.name in wanted and info.name not in found and info.metadata_hash:
+                base = {"snapshot_id": header.id, "time": stamp, "blob": info.metadata_hash,
+                        "path": f"{info.dir}/{chromem.metadata_file_name(header.compress)}"}
+                version = read_version(repo, info.metadata_hash, "metadata", base)
+                if version.valid and version.name == info.name:
+                    found[info.name] = version
+        if wanted <= set(found):
+            break
+    return found
+
+
+# --------------------------------------------------------------------------- the damaged bytes
+
+
+def salvage_document_id(data: bytes, file_name: str | None = None) -> str | None:
+    """The document id at the start of a damaged document's gob value, if it is still there.
+
+    Confirmed only when sha256(id)[:8] is the file's name (when ``file_name`` is given).
+    """
+    try:
+        stream = chromem.gob_stream(data)
+        doc_id = first_string_field(stream)
+    except (GobError, UnicodeDecodeError, IndexError):
+        return None
+    if not doc_id:
+        return None
+    if file_name is not None and chromem.document_stem(doc_id) != chromem.file_stem(file_name):
+        return None
+    return doc_id
+
+
+def first_string_field(stream: bytes) -> str | None:
+    """Walk the message frames (tolerating a cut last one) to the value; read its first field."""
+    pos, size = 0, len(stream)
+    while pos < size:
+        length, body = gob.read_uint(stream, pos, size)
+        end = min(body + length, size)
+        type_id, value_pos = gob.read_int(stream, body, end)
+        if type_id < 0:
+            if body + length > size:
+                return None
+            pos = body + length
+            continue
+        delta, value_pos = gob.read_uint(stream, value_pos, end)
+        if delta != 1:
+            return None
+        raw, _ = gob.read_bytes(stream, value_pos, end)
+        return raw.decode("utf-8")
+    return None
+
+
+def salvaged_ids(store_root: Path, rels: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for rel in rels:
+        with contextlib.suppress(OSError):
+            found = salvage_document_id((store_root / rel).read_bytes(), rel.rsplit("/", 1)[-1])
+            if found:
+                out[rel] = found
+    return out
+
+
+def other_format_facts(store_root: Path, scan: StoreScan) -> dict[str, OtherFormat]:
+    facts: dict[str, OtherFormat] = {}
+    for problem in scan.problems:
+        if problem.kind != "other_format_file" or is_metadata_file(problem.path):
+            continue
+        target = proper_path(problem.path, scan.compress)
+        payload = gob_payload(store_root / problem.path)
+        doc_id = None
+        if payload is not None:
+            with contextlib.suppress(GobError):
+                doc_id = chromem.decode_document(payload).id
+        facts[problem.path] = OtherFormat(problem.path, target, doc_id, target_state(store_root / target, payload))
+    return facts
+
+
+def gob_payload(path: Path) -> bytes | None:
+    try:
+        return chromem.gob_stream(path.read_bytes())
+    except (OSError, GobError):
+        return None
+
+
+def target_state(target: Path, payload: bytes | None) -> str:
+    if not os.path.lexists(target):
+        return "absent"
+    if payload is not None and target.is_file() and gob_payload(target) == payload:
+        return "same"
+    return "different"
+
+
+# --------------------------------------------------------------------------- candidate names
+
+
+def base_candidates(catalog_names: Iterable[str], config_names: Iterable[str], flag_names: Iterable[str]) -> dict:
+    return names_mod.merge_candidates(flag=flag_names, config=config_names, catalog=catalog_names)
+
+
+def document_files(folder: Path, compress: bool) -> list[Path]:
+    ext = chromem.extension(compress)
+    meta = chromem.metadata_file_name(compress)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [Path(e.path) for e in entries if e.name.endswith(ext) and e.name != meta and e.is_file()]
+
+
+def folder_candidates(folder: Path, compress: bool, base: dict[str, str]) -> dict[str, str]:
+    """``base`` plus names derived from the folder's documents, read in chunks until one matches."""
+    if names_mod.matching_names(folder.name, base):
+        return dict(base)
+    values: dict[str, set[str]] = {}
+    derived: set[str] = set(names_mod.FIXED_NAMES)
+    files = document_files(folder, compress)
+    for start in range(0, len(files), DOCUMENT_CHUNK):
+        batch = chromem.read_documents(files[start:start + DOCUMENT_CHUNK])
+        if names_mod.merge_values(values, names_mod.metadata_values(batch.metadatas)):
+            derived = names_mod.candidates_from_values(values)
+            if names_mod.matching_names(folder.name, derived):
+                break
+    return {**{name: "documents" for name in derived}, **base}
+
+
+# --------------------------------------------------------------------------- everything at once
+
+
+def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, flag_names):
+    """(RepairSources, candidate names per folder) for ``plan_repair``."""
+    root = Path(scan.root)
+    repo = Repository(snapshots_dir)
+    needs = needed_paths(scan)
+    sources = RepairSources()
+    try:
+        sources.versions = load_versions(repo, needs)
+    except (OSError, GuardianError):
+        sources.versions = {rel: [] for rel in needs}
+    base = base_candidates(catalog_names, config_names, flag_names)
+    candidates: dict[str, dict[str, str]] = {}
+    for rel, role in needs.items():
+        folder = rel.split("/", 1)[0]
+        if role == "metadata" and sources.newest_valid(rel) is None:
+            candidates[folder] = folder_candidates(root / folder, scan.compress, base)
+    matched = {n for folder, names in candidates.items() for n in names_mod.matching_names(folder, names)}
+    with contextlib.suppress(OSError, GuardianError):
+        sources.metadata_by_name = load_named_metadata(repo, matched, scan.compress)
+    damaged = [rel for rel, role in needs.items() if role == "document" and sources.newest_valid(rel) is None]
+    sources.salvaged_ids = salvaged_ids(root, damaged)
+    sources.other_format = other_format_facts(root, scan)
+    return sources, candidates
