@@ -1,0 +1,75 @@
+"""The snapshot commands through the real CLI (subprocesses)."""
+
+import json
+
+from guardian.snapshots.repository import Repository
+from guardian.state import StatePaths
+
+from conftest import age_files, tree_bytes
+
+
+def test_snapshot_list_restore_verify(any_store, cli, state_dir):
+    age_files(any_store)
+    store = str(any_store)
+    original = tree_bytes(any_store)
+    taken = cli("snapshot", "--store", store, "--json")
+    assert taken.returncode == 0, taken.stderr_text
+    info = json.loads(taken.stdout_text)
+    assert info["files"] == len(original) and info["new_bytes"] > 0 and info["documents"] == 90
+    human = cli("snapshot", "--store", store)
+    assert human.returncode == 0 and "0 read" in human.stdout_text
+
+    listed = json.loads(cli("snapshots", "--store", store, "--json").stdout_text)
+    assert [row["id"] for row in listed][0] == info["id"] and len(listed) == 2
+    assert listed[0]["documents"] == 90 and "checkpoints" in listed[0]["collections"]
+    assert listed[1]["new_bytes"] < listed[0]["new_bytes"]
+    table = cli("snapshots", "--store", store).stdout_text
+    assert info["id"] in table and "DOCUMENTS" in table
+
+    doc = next(p for p in any_store.glob("*/*") if not p.name.startswith("00000000"))
+    doc.write_bytes(b"broken")
+    refused = cli("restore", "--store", store, "--at", "latest")
+    assert refused.returncode == 5 and "--force" in refused.stderr_text
+    assert len(refused.stderr_text.strip().splitlines()) == 1 and doc.read_bytes() == b"broken"
+
+    dry = json.loads(cli("restore", "--store", store, "--at", "latest", "--dry-run", "--json").stdout_text)
+    assert dry["counts"]["replace"] == 1 and dry["dry_run"] and doc.read_bytes() == b"broken"
+
+    done = cli("restore", "--store", store, "--at", "latest", "--force", "--json")
+    assert done.returncode == 0, done.stderr_text
+    result = json.loads(done.stdout_text)
+    assert result["loadable"] is True and len(result["quarantine_entries"]) == 1
+    assert tree_bytes(any_store) == original
+
+    verified = cli("verify", "--store", store, "--deep", "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout_text)["ok"] is True
+
+
+def test_bad_time_and_too_early_are_one_line(plain_store, cli):
+    store = str(plain_store)
+    bad = cli("restore", "--store", store, "--at", "yesterday")
+    assert bad.returncode == 2 and bad.stderr_text.count("\n") == 1 and "90m" in bad.stderr_text
+    none = cli("restore", "--store", store, "--at", "latest")
+    assert none.returncode == 5 and "guardian snapshot" in none.stderr_text
+    cli("snapshot", "--store", store, check=True)
+    early = cli("restore", "--store", store, "--at", "2001-01-01T00:00:00Z")
+    assert early.returncode == 5 and "first one is from" in early.stderr_text
+
+
+def test_verify_exit_code_names_damaged_snapshot(plain_store, cli, state_dir):
+    store = str(plain_store)
+    snap = json.loads(cli("snapshot", "--store", store, "--json", check=True).stdout_text)
+    repo = Repository(StatePaths.for_store(plain_store, state_dir).snapshots)
+    digest = repo.read_manifest(snap["id"]).files[0].hash
+    repo.blob_path(digest).write_bytes(b"bad")
+    out = cli("verify", "--store", store)
+    assert out.returncode == 1 and snap["id"] in out.stdout_text and digest[:12] in out.stdout_text
+
+
+def test_snapshot_prune_applies_retention(plain_store, cli):
+    store = str(plain_store)
+    for _ in range(3):
+        cli("snapshot", "--store", store, check=True)
+    out = cli("snapshot", "--store", store, "--prune", "--json", env={"GUARDIAN_KEEP_LAST": "2"})
+    assert len(json.loads(out.stdout_text)["prune"]["forgotten"]) == 2
+    assert len(json.loads(cli("snapshots", "--store", store, "--json").stdout_text)) == 2
