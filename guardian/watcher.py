@@ -460,10 +460,13 @@ class StoreWatcher:
             batches = self._wait_for_work()
             if batches is None:
                 return
-            for dir_name, events in batches:
-                self._dispatch_batch(dir_name, events)
-            if not batches:
-                self._reconcile()
+            try:
+                for dir_name, events in batches:
+                    self._dispatch_batch(dir_name, events)
+                if not batches:
+                    self._reconcile()
+            except Exception:  # the worker must outlive any surprise
+                log.error("watch worker error", exc_info=True)
 
     def _wait_for_work(self) -> list[tuple[str, list[RawEvent]]] | None:
         """Due batches; [] when it is time to reconcile; None when stopping."""
