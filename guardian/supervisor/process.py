@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Protocol, Sequence
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -59,6 +60,14 @@ class ProcessGroup:
     def group_alive(self) -> bool:
         """True while any process of the group is still running (zombies do not count)."""
         return group_has_live_members(self.pgid)
+
+    def notify_on_exit(self, callback) -> None:
+        """Call ``callback()`` from a daemon thread as soon as the leader exits (wakes the loop)."""
+        def wait_then_call() -> None:
+            self.popen.wait()
+            callback()
+
+        threading.Thread(target=wait_then_call, name=f"guardian-wait-{self.pid}", daemon=True).start()
 
     def reap_group_members(self) -> int:
         """Collect exited group members that are our children (with a subreaper); returns how many.

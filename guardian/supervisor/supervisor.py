@@ -42,6 +42,7 @@ STATES = (STARTING, RUNNING, BACKOFF, PAUSED, STOPPING, STOPPED, FATAL)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FORWARD_ONLY_SIGNALS = (signal.SIGHUP,)
+STOP_POLL_FIRST_SECONDS = 0.001  # polls start fast (most children exit at once) and slow down
 STOP_POLL_SECONDS = 0.02
 KILL_GRACE_SECONDS = 5.0
 MAX_IDLE_WAIT = 1.0
@@ -209,6 +210,9 @@ class Supervisor:
         except OSError as exc:
             self.on_failure(None, f"cannot start {self.cmd[0]!r}: {exc.strerror or exc}")
             return
+        notify_on_exit = getattr(process, "notify_on_exit", None)
+        if notify_on_exit is not None:  # optional: wakes the loop at once instead of at the next poll
+            notify_on_exit(lambda pid=process.pid: self._inbox.put(("child_exit", pid)))
         with self._lock:
             self.process = process
             self.started_at = self.clock()
@@ -326,6 +330,9 @@ class Supervisor:
         elif self.process is not None:
             self.process.signal_group(signum)
 
+    def on_child_exit_message(self, _pid: int) -> None:
+        """Only a wake-up: the running step polls the child and handles its exit."""
+
     def on_stop_message(self, signum: int) -> None:
         self.shutdown(signum)
 
@@ -398,6 +405,7 @@ class Supervisor:
 
     def wait_group_gone(self, process: ChildProcess, timeout: float) -> bool:
         deadline = self.clock() + timeout
+        pause = STOP_POLL_FIRST_SECONDS
         while True:
             leader_done = process.poll() is not None
             if leader_done:
@@ -406,7 +414,8 @@ class Supervisor:
                 return True
             if self.clock() >= deadline or self.hurry_requested():
                 return False
-            self.pause(STOP_POLL_SECONDS)
+            self.pause(pause)
+            pause = min(pause * 2, STOP_POLL_SECONDS)
 
     def hurry_requested(self) -> bool:
         """While shutting down, a second SIGTERM/SIGINT means: stop waiting, SIGKILL now."""
