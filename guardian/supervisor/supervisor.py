@@ -160,6 +160,8 @@ class Supervisor:
                 "state": self.state,
                 "since": self.since,
                 "pid": getattr(process, "pid", None) if process is not None else None,
+                "uptime": (self.clock() - self.started_at
+                           if process is not None and self.started_at is not None else None),
                 "command": list(self.cmd),
                 "restarts": self.restarts,
                 "failures_in_window": len(self.history.times),

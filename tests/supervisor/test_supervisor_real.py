@@ -271,3 +271,19 @@ def test_a_child_that_crashed_on_a_real_damaged_chromem_store_restarts_after_the
     assert snap["last_exit_code"] == 1 and snap["failures_in_window"] == 1
     relative = str(victim.relative_to(plain_store))
     assert moved == [relative] and (quarantine / relative).exists() and scan_store(plain_store).loadable
+
+
+def test_a_bug_in_a_step_still_stops_the_child():
+    class Buggy(Supervisor):
+        def watch_child(self):
+            if self.snapshot()["uptime"] > 0.1:
+                raise RuntimeError("bug")
+            super().watch_child()
+
+    sup = Buggy(py("import time; time.sleep(60)"), policy=FAST, stop_timeout=2.0, poll_interval=0.01,
+                heartbeat=lambda: None, sd_notify=lambda m: False)
+    pids = []
+    sup.on_state_change = lambda old, new, snap: pids.append(snap["pid"]) if new == RUNNING else None
+    with pytest.raises(RuntimeError, match="bug"):
+        sup.run_forever()
+    assert len(pids) == 1 and gone(pids[0]) and sup.snapshot()["pid"] is None
