@@ -45,6 +45,8 @@ LOUD = {
     "id_hash_mismatch": "DATA AT RISK: the next update of this id is written to another file and the next load "
                         "may bring back this stale copy; a delete leaves it behind",
     "metadata_empty_name": "DATA HIDDEN: chromem skips this collection and its documents",
+    "checksum_mismatch": "DATA CORRUPTED: chromem loads this document with altered bytes (its gzip checksum "
+                         "fails) and no snapshot holds an intact copy",
 }
 
 
@@ -81,6 +83,7 @@ class RepairSources:
     metadata_by_name: dict[str, Version] = field(default_factory=dict)  # newest valid metadata per name
     salvaged_ids: dict[str, str] = field(default_factory=dict)          # rel path -> id read from damaged bytes
     other_format: dict[str, OtherFormat] = field(default_factory=dict)  # rel path of the odd file -> facts
+    checksum_failures: list[str] = field(default_factory=list)          # gz documents whose CRC fails
 
     def newest_valid(self, rel: str) -> Version | None:
         return next((v for v in self.versions.get(rel, ()) if v.valid), None)
@@ -173,6 +176,9 @@ def plan_repair(scan: StoreScan, sources: RepairSources, candidate_names: dict[s
         if problem.collection_dir in whole_folders or problem.path in whole_folders:
             continue
         plan_problem(scan, problem, sources, plan)
+    for rel in sources.checksum_failures:
+        if rel.split("/", 1)[0] not in whole_folders:
+            plan_checksum_failure(rel, sources, plan)
     plan.actions.sort(key=lambda a: (a.phase, ORDER[a.kind], a.path))
     return plan
 
@@ -269,6 +275,19 @@ def plan_problem(scan: StoreScan, problem: Problem, sources: RepairSources, plan
     elif problem.severity != INFO:
         plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, problem.detail, problem.hint,
                                     LOUD.get(problem.kind, "")))
+
+
+def plan_checksum_failure(rel: str, sources: RepairSources, plan: RepairPlan) -> None:
+    """A gz document chromem loads with altered bytes: restore an intact copy, else say so loudly."""
+    version = sources.newest_valid(rel)
+    if version is not None:
+        plan.actions.append(Action("restore_document", rel, reason="gzip checksum fails (silently altered content)",
+                                   blob=version.blob, snapshot_id=version.snapshot_id,
+                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+        return
+    plan.hazards.append(Finding(rel, "checksum_mismatch", "warning", "the gzip checksum fails: the content chromem "
+                                "loads is not what was written", "restore it from a snapshot or re-add the document",
+                                LOUD["checksum_mismatch"]))
 
 
 def remaining_findings(scan: StoreScan) -> tuple[list[Finding], list[Finding]]:

@@ -19,7 +19,7 @@ from guardian.quarantine import Quarantine
 from guardian.repair.apply import Applied, PlanApplier
 from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
                                   remaining_findings)
-from guardian.repair.sources import collect_inputs
+from guardian.repair.sources import checksum_failures, collect_inputs
 from guardian.snapshots.repository import Repository
 from guardian.state import StatePaths
 from guardian.store.scan import StoreScan, scan_store
@@ -90,7 +90,8 @@ class PreflightResult:
     def hazards(self) -> list[dict]:
         if self.dry_run:
             return [f.to_dict() for f in self.last_plan.hazards]
-        return [f.to_dict() for f in remaining_findings(self.scan)[1]]
+        silent = [f for f in self.last_plan.hazards if f.kind == "checksum_mismatch"]
+        return [f.to_dict() for f in remaining_findings(self.scan)[1] + silent]
 
     @property
     def notes(self) -> list[str]:
@@ -131,16 +132,20 @@ def needs_repair(scan: StoreScan) -> bool:
 
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
-              use_cache: bool = True, lock_timeout: float = 30.0) -> PreflightResult:
-    """Scan; if anything is repairable, plan and (unless ``dry_run``) apply under the lock; re-scan."""
+              use_cache: bool = True, lock_timeout: float = 30.0, deep: bool = False) -> PreflightResult:
+    """Scan; if anything is repairable, plan and (unless ``dry_run``) apply under the lock; re-scan.
+
+    ``deep`` also inflates every gz document to find checksum failures chromem loads silently
+    (``check --repair`` does; the launch pre-flight does not, to stay a stat walk).
+    """
     started = time.monotonic()
     paths.ensure()
     cache_dir = paths.cache if use_cache else None
     store = config.store_path
     first = scan_and_record(store, config, paths, cache_dir)
     result = PreflightResult(str(paths.store), dry_run, first, first)
-    if needs_repair(first):
-        context = RepairContext(config, paths, list(names), cache_dir)
+    context = RepairContext(config, paths, list(names), cache_dir, deep)
+    if needs_repair(first) or (deep and checksum_failures(first)):
         if dry_run:
             result.plans.append(context.plan(first))
         else:
@@ -165,12 +170,17 @@ class RepairContext:
     paths: StatePaths
     names: list[str]
     cache_dir: object
+    deep: bool = False
 
     def plan(self, scan: StoreScan) -> RepairPlan:
         catalog = Catalog(self.paths.catalog_file).names()
+        failing = checksum_failures(scan) if self.deep else []
         sources, candidates = collect_inputs(scan, self.paths.snapshots, catalog, self.config.collection_names,
-                                             self.names)
+                                             self.names, failing)
         return plan_repair(scan, sources, candidates)
+
+    def needs_repair(self, scan: StoreScan) -> bool:
+        return needs_repair(scan) or (self.deep and bool(checksum_failures(scan)))
 
     def applier(self, compress: bool) -> PlanApplier:
         return PlanApplier(self.paths.store, Quarantine(self.paths), Repository(self.paths.snapshots), compress)
@@ -183,7 +193,7 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
     """Plan/apply until nothing is left to do (each round's scan is taken under the lock)."""
     scan = context.rescan()
     for _ in range(MAX_ROUNDS):
-        if not needs_repair(scan):
+        if not context.needs_repair(scan):
             break
         plan = context.plan(scan)
         result.plans.append(plan)
@@ -263,7 +273,7 @@ def run_check_repair(args, ctx) -> int:
     """`guardian check --repair [--dry-run] [--name N]... [--json]` (called by the check command)."""
     result = preflight(ctx.config, ctx.paths, names=getattr(args, "names", None) or (),
                        dry_run=bool(getattr(args, "dry_run", False)),
-                       use_cache=not getattr(args, "no_cache", False))
+                       use_cache=not getattr(args, "no_cache", False), deep=True)
     if getattr(args, "json", False):
         print_json(result.to_dict())
     else:

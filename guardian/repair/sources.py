@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -56,7 +58,35 @@ def proper_path(rel: str, compress: bool) -> str:
 # --------------------------------------------------------------------------- snapshots
 
 
+def gzip_intact(data: bytes) -> bool:
+    """False when a gzip file's checksum or length fails: chromem never checks, and loads altered bytes."""
+    if data[:2] != chromem.GZIP_MAGIC:
+        return True
+    try:
+        gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return True
+
+
+def checksum_failures(scan: StoreScan) -> list[str]:
+    """Document files of a gz store that chromem loads although their gzip checksum fails (deep check:
+    inflates every file, so only ``check --repair`` runs it, never the launch pre-flight)."""
+    if not scan.compress:
+        return []
+    root = Path(scan.root)
+    failing = []
+    for coll in scan.collections:
+        for path in document_files(root / coll.dir, True):
+            with contextlib.suppress(OSError):
+                if not gzip_intact(path.read_bytes()):
+                    failing.append(f"{coll.dir}/{path.name}")
+    return failing
+
+
 def decode_version(data: bytes, role: str, base: dict) -> Version:
+    if not gzip_intact(data):
+        return Version(**base, valid=False)
     try:
         if role == "metadata":
             record = chromem.decode_collection(data)
@@ -245,12 +275,14 @@ def folder_candidates(folder: Path, compress: bool, base: dict[str, str]) -> dic
 # --------------------------------------------------------------------------- everything at once
 
 
-def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, flag_names):
+def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, flag_names,
+                   checksum_failed: Iterable[str] = ()):
     """(RepairSources, candidate names per folder) for ``plan_repair``."""
     root = Path(scan.root)
     repo = Repository(snapshots_dir)
     needs = needed_paths(scan)
-    sources = RepairSources()
+    sources = RepairSources(checksum_failures=list(checksum_failed))
+    needs.update({rel: "document" for rel in sources.checksum_failures})
     try:
         sources.versions = load_versions(repo, needs)
     except (OSError, GuardianError):
