@@ -6,6 +6,7 @@ import argparse
 
 from guardian.commands.output import print_json
 from guardian.control import control_request
+from guardian.errors import SupervisorError
 
 HELP = "restart the supervised child in the running sidecar (clears FATAL)"
 RESTART_TIMEOUT = 60.0
@@ -17,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx) -> int:
     result = control_request(ctx.paths.control_socket, "restart", timeout=RESTART_TIMEOUT)
+    if isinstance(result, dict) and result.get("ok") is False:
+        raise SupervisorError(f"the sidecar did not restart its child: {result.get('error', 'refused')}",
+                              result.get("hint") or "a sidecar started without `-- CMD` supervises nothing")
     if args.json:
         print_json(result)
         return 0

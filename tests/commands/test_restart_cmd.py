@@ -26,3 +26,11 @@ def test_restart_asks_the_sidecar(cli, plain_store, state_dir):
     assert human.returncode == 0 and human.stdout_text == "restart requested; child state: starting\n"
     assert json.loads(as_json.stdout_text) == {"state": "starting", "restarts": 3}
     assert calls == ["restart", "restart"]
+
+
+def test_a_refusal_from_the_sidecar_is_an_error(cli, plain_store, state_dir):
+    paths = StatePaths.for_store(plain_store, state_dir).ensure()
+    refuse = lambda: {"ok": False, "error": "this sidecar supervises no child"}  # noqa: E731
+    with ControlServer(paths.control_socket, {"restart": refuse}):
+        proc = cli("restart", "--store", str(plain_store))
+    assert proc.returncode == 6 and "supervises no child" in proc.stderr_text and proc.stdout_text == ""
