@@ -43,6 +43,7 @@ TOO_BIG = 1 << 33  # Go's tooBig on 64-bit platforms
 
 ERR_BAD_UINT = "gob: encoded unsigned integer out of range"
 ERR_UNEXPECTED_EOF = "unexpected EOF"
+ERR_FLOAT32_RANGE = 'value for "float32" out of range'
 
 
 # --------------------------------------------------------------------------- wire types
@@ -79,7 +80,14 @@ class WireGobEncoder:
     name: str
 
 
-WireType = WireStruct | WireSlice | WireArray | WireMap | WireGobEncoder
+@dataclass(frozen=True)
+class WireEmpty:
+    """A definition with no type set: Go stores it and fails only where it is used."""
+
+    name: str = ""
+
+
+WireType = WireStruct | WireSlice | WireArray | WireMap | WireGobEncoder | WireEmpty
 
 BUILTIN_WIRE_TYPES: dict[int, WireType] = {
     T_COMMON: WireStruct("CommonType", (("Name", T_STRING), ("Id", T_INT))),
@@ -96,6 +104,7 @@ BUILTIN_WIRE_TYPES: dict[int, WireType] = {
     )),
 }
 SCALAR_IDS = frozenset(range(1, 9))
+INT32_FIELDS = frozenset({"Id", "Elem", "Key"})  # typeId fields of the type-definition structs
 
 
 # --------------------------------------------------------------------------- primitives
@@ -104,7 +113,7 @@ SCALAR_IDS = frozenset(range(1, 9))
 def read_uint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """Decode one gob unsigned integer at ``pos`` (``end`` bounds the current message)."""
     if pos >= end:
-        raise GobError(ERR_UNEXPECTED_EOF)
+        raise GobError("EOF")  # Go's ReadByte on the exhausted message buffer
     b = buf[pos]
     if b < 0x80:
         return b, pos + 1
@@ -113,7 +122,7 @@ def read_uint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
         raise GobError(ERR_BAD_UINT)
     stop = pos + 1 + n
     if stop > end:
-        raise GobError(f"invalid uint data length {n}: exceeds input size {end - pos - 1}")
+        raise GobError(f"gob: invalid uint data length {n}: exceeds input size {end - pos - 1}")
     return int.from_bytes(buf[pos + 1:stop], "big"), stop
 
 
@@ -122,10 +131,10 @@ def read_int(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     return (~(u >> 1) if u & 1 else u >> 1), pos
 
 
-def read_bytes(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
+def read_bytes(buf: bytes, pos: int, end: int, go_type: str = "string") -> tuple[bytes, int]:
     n, pos = read_uint(buf, pos, end)
     if n > end - pos:
-        raise GobError(f"length of string exceeds input size ({n} bytes)")
+        raise GobError(f"gob: bad {go_type} slice length: 0")  # Go's getLength fails, reports 0
     return buf[pos:pos + n], pos + n
 
 
@@ -143,7 +152,7 @@ def read_float32(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     u, pos = read_uint(buf, pos, end)
     value = float_from_uint(u)
     if MAX_FLOAT32 < abs(value) <= 1.7976931348623157e308:
-        raise GobError('value for "float32" out of range')
+        raise GobError(ERR_FLOAT32_RANGE)
     return value, pos
 
 
@@ -186,13 +195,13 @@ def floats_from_fb_rows(payload: np.ndarray) -> np.ndarray:
     values = wide.view("<f8").reshape(-1)
     magnitude = np.abs(values)
     if ((magnitude > MAX_FLOAT32) & np.isfinite(magnitude)).any():
-        raise GobError('value for "float32" out of range')
+        raise GobError(ERR_FLOAT32_RANGE)
     return values.astype(np.float32)
 
 
 def decode_float32_exact(buf: bytes, pos: int, end: int, count: int) -> tuple[np.ndarray, int]:
     if count > end - pos:
-        raise GobError(f"decoding float32 array or slice: length exceeds input size ({count} elements)")
+        raise GobError(f"gob: decoding float32 array or slice: length exceeds input size ({count} elements)")
     out = np.empty(count, dtype=np.float64)
     for i in range(count):
         out[i], pos = read_float32(buf, pos, end)
@@ -223,6 +232,7 @@ class TypeTable:
 
     def __init__(self) -> None:
         self.defined: dict[int, WireType] = {}
+        self.parts: dict[int, dict[str, WireType]] = {}  # every part a definition set ("MapT", ...)
 
     def get(self, type_id: int) -> WireType | None:
         return self.defined.get(type_id) or BUILTIN_WIRE_TYPES.get(type_id)
@@ -260,7 +270,7 @@ def decode_value(buf: bytes, pos: int, end: int, type_id: int, types: TypeTable,
         im_u, pos = read_uint(buf, pos, end)
         return complex(float_from_uint(re_u), float_from_uint(im_u)), pos
     if type_id == T_BYTES:
-        return read_bytes(buf, pos, end)
+        return read_bytes(buf, pos, end, "[]uint8")
     if type_id == T_STRING:
         return read_string(buf, pos, end)
     if type_id == T_INTERFACE:
@@ -272,7 +282,9 @@ def decode_value(buf: bytes, pos: int, end: int, type_id: int, types: TypeTable,
         return decode_map(buf, pos, end, wire, types, depth + 1, keep)
     if isinstance(wire, (WireSlice, WireArray)):
         return decode_list(buf, pos, end, wire, types, depth + 1, keep)
-    return read_bytes(buf, pos, end)  # GobEncoder / BinaryMarshaler / TextMarshaler payloads
+    if isinstance(wire, WireEmpty):
+        raise GobError(f"gob: bad data: ignore can't handle type id {type_id}")
+    return read_bytes(buf, pos, end, "[]uint8")  # GobEncoder / BinaryMarshaler / TextMarshaler payloads
 
 
 def decode_struct(buf, pos, end, wire: WireStruct, types, depth, keep=True):
@@ -289,6 +301,8 @@ def decode_struct(buf, pos, end, wire: WireStruct, types, depth, keep=True):
         name, field_type = wire.fields[fieldnum]
         value, pos = decode_value(buf, pos, end, field_type, types, depth, keep)
         if keep:
+            if name in INT32_FIELDS and field_type == T_INT and not -(1 << 31) <= value < (1 << 31):
+                raise GobError(f'value for "{name}" out of range')  # typeId is an int32 in Go
             out[name] = value
     return out, pos
 
@@ -310,13 +324,15 @@ def decode_list(buf, pos, end, wire, types, depth, keep=True):
     count, pos = read_uint(buf, pos, end)
     if isinstance(wire, WireArray) and count != wire.length:
         raise GobError(f"gob: length mismatch in array: got {count}, want {wire.length}")
-    if count > end - pos:
+    if count >= TOO_BIG:
         raise GobError(f"gob: slice too big: {count} elements")
     if wire.elem == T_FLOAT:
         values, pos = decode_float32_exact_any(buf, pos, end, count)
         return values, pos
     out = []
     for _ in range(count):
+        if pos >= end:
+            raise GobError(f"gob: decoding array or slice: length exceeds input size ({count} elements)")
         value, pos = decode_value(buf, pos, end, wire.elem, types, depth, keep)
         if keep:
             out.append(value)
@@ -326,6 +342,8 @@ def decode_list(buf, pos, end, wire, types, depth, keep=True):
 def decode_float32_exact_any(buf, pos, end, count):
     values = []
     for _ in range(count):
+        if pos >= end:
+            raise GobError(f"gob: decoding array or slice: length exceeds input size ({count} elements)")
         u, pos = read_uint(buf, pos, end)
         values.append(float_from_uint(u))
     return values, pos
@@ -358,6 +376,7 @@ def define_type(buf: bytes, pos: int, end: int, type_id: int, types: TypeTable) 
         raise GobError("gob: duplicate type received")
     raw, pos = decode_value(buf, pos, end, T_WIRE, types)
     types.defined[type_id] = wire_type_from_dict(raw)
+    types.parts[type_id] = wire_parts(raw)
     return pos
 
 
@@ -380,10 +399,34 @@ def wire_type_from_dict(raw: dict) -> WireType:
         t = raw["StructT"]
         fields = tuple((f.get("Name", ""), f.get("Id", 0)) for f in t.get("Field", []))
         return WireStruct(common_name(t), fields)
-    for key in ("GobEncoderT", "BinaryMarshalerT", "TextMarshalerT"):
+    for key in MARSHALER_PARTS:
         if key in raw:
             return WireGobEncoder(common_name(raw[key]))
-    raise GobError("gob: bad data: type definition with no type")
+    return WireEmpty()
+
+
+MARSHALER_PARTS = ("GobEncoderT", "BinaryMarshalerT", "TextMarshalerT")
+
+
+def wire_parts(raw: dict) -> dict[str, WireType]:
+    """Each part of a wireType on its own (a corrupt definition may set several)."""
+    parts = {}
+    for key in ("ArrayT", "MapT", "SliceT", "StructT", *MARSHALER_PARTS):
+        if key in raw:
+            parts[key] = wire_type_from_dict({key: raw[key]})
+    return parts
+
+
+def part_of(types: TypeTable, type_id: int, part: str) -> WireType | None:
+    """Go's ``wire.MapT`` (etc.) for a stream type; None when that part is unset or marshaled."""
+    if type_id in types.parts:
+        parts = types.parts[type_id]
+        if any(key in parts for key in MARSHALER_PARTS):
+            return None  # Go: a marshaled wire type only fits a local type with that method
+        return parts.get(part)
+    wire = BUILTIN_WIRE_TYPES.get(type_id)
+    kinds = {WireStruct: "StructT", WireSlice: "SliceT", WireMap: "MapT", WireArray: "ArrayT"}
+    return wire if wire is not None and kinds.get(type(wire)) == part else None
 
 
 # --------------------------------------------------------------------------- local targets
@@ -405,10 +448,11 @@ def compatible(kind: str, wire_id: int, types: TypeTable) -> bool:
     """Go's compatibleType for the three local kinds chromem's records use."""
     if kind == LOCAL_STRING:
         return wire_id == T_STRING
-    wire = types.get(wire_id)
     if kind == LOCAL_STRING_MAP:
+        wire = part_of(types, wire_id, "MapT")
         return isinstance(wire, WireMap) and wire.key == T_STRING and wire.elem == T_STRING
     if kind == LOCAL_FLOAT32_SLICE:
+        wire = part_of(types, wire_id, "SliceT")
         return isinstance(wire, WireSlice) and wire.elem == T_FLOAT
     return False
 
@@ -430,28 +474,72 @@ class Plan:
 
 def compile_plan(value_type: int, types: TypeTable, local: LocalStruct) -> Plan:
     plan = Plan(value_type, None, types)
-    wire = types.get(value_type) if value_type >= FIRST_USER_ID else None
     if value_type not in types.defined and value_type not in BUILTIN_WIRE_TYPES and value_type not in SCALAR_IDS:
-        plan.error = GobError(f"gob: unknown type id {value_type}")
+        plan.error = GobError("gob: unknown type id or corrupted data")
         return plan
+    wire = part_of_struct(types, value_type)
     if not isinstance(wire, WireStruct):
         plan.error = GobError(f"gob: type mismatch in decoder: want struct type {local.name}; got non-struct")
         return plan
     plan.wire = wire
     matched = 0
     for name, wire_id in wire.fields:
+        if name == "":
+            plan.error = GobError(f"gob: empty name for remote field of type {wire.name}")
+            return plan
         kind = local.fields.get(name) if is_exported(name) else None
         if kind is None:
+            plan.error = ignorable_error(wire_id, types, set())
+            if plan.error:
+                return plan
             plan.ops.append((None, None, wire_id))
             continue
         if not compatible(kind, wire_id, types):
-            plan.error = GobError(f"gob: wrong type for received field {local.name}.{name}")
+            plan.error = GobError(f"gob: wrong type ({kind}) for received field {wire.name}.{name}")
             return plan
         matched += 1
         plan.ops.append((name, kind, wire_id))
     if matched == 0 and wire.fields:
-        plan.error = GobError(f"gob: type mismatch: no fields matched compiling decoder for {local.name}")
+        plan.error = GobError(f"gob: type mismatch: no fields matched compiling decoder for {go_type_name(local)}")
     return plan
+
+
+def part_of_struct(types: TypeTable, type_id: int) -> WireStruct | None:
+    """The struct part of the value's type, as Go's compileDec takes it (marshal parts do not matter)."""
+    if type_id in types.parts:
+        wire = types.parts[type_id].get("StructT")
+    else:
+        wire = BUILTIN_WIRE_TYPES.get(type_id)
+    return wire if isinstance(wire, WireStruct) else None
+
+
+def go_type_name(local: LocalStruct) -> str:
+    """reflect.Type.Name(): the bare name of a named type, empty for a struct literal."""
+    return "" if local.name.startswith("struct") else local.name.rpartition(".")[2]
+
+
+def ignorable_error(type_id: int, types: TypeTable, seen: set[int]) -> GobError | None:
+    """Go compiles a skip operation for every unknown field up front: undefined types fail there."""
+    if type_id in SCALAR_IDS or type_id in seen:
+        return None
+    seen.add(type_id)
+    wire = types.get(type_id)
+    if wire is None:
+        return GobError("gob: bad data: undefined type <nil>")
+    if isinstance(wire, WireEmpty):
+        return GobError(f"gob: bad data: ignore can't handle type id {type_id}")
+    if isinstance(wire, (WireSlice, WireArray)):
+        return ignorable_error(wire.elem, types, seen)
+    if isinstance(wire, WireMap):
+        return ignorable_error(wire.key, types, seen) or ignorable_error(wire.elem, types, seen)
+    if isinstance(wire, WireStruct):
+        for field_name, field_id in wire.fields:
+            if field_name == "":
+                return GobError(f"gob: empty name for remote field of type {wire.name}")
+            error = ignorable_error(field_id, types, seen)
+            if error:
+                return error
+    return None
 
 
 def decode_with_plan(buf: bytes, pos: int, end: int, plan: Plan) -> dict[str, Any]:
@@ -478,17 +566,34 @@ def decode_with_plan(buf: bytes, pos: int, end: int, plan: Plan) -> dict[str, An
         elif kind == LOCAL_STRING_MAP:
             out[name], pos = read_string_map(buf, pos, end, out.get(name))
         else:
-            count, pos = read_uint(buf, pos, end)
-            if count > end - pos:
-                raise GobError(f"decoding float32 array or slice: length exceeds input size ({count} elements)")
-            out[name], pos = decode_float32_run(buf, pos, end, count)
+            out[name], pos = read_float32_field(buf, pos, end, name)
     return out
 
 
-def read_string_map(buf: bytes, pos: int, end: int, existing: dict | None) -> tuple[dict, int]:
+def read_float32_field(buf: bytes, pos: int, end: int, name: str) -> tuple[np.ndarray, int]:
+    """A []float32 field with Go's checks and wording (the overflow error names the field)."""
     count, pos = read_uint(buf, pos, end)
-    if count > end - pos:
-        raise GobError(f"gob: map too big: {count} entries")
+    if count * 4 > TOO_BIG:
+        raise GobError(f"gob: float32 slice too big: {count} elements of 4 bytes")
+    try:
+        if count > end - pos:
+            fail_short_float32_run(buf, pos, end, count)
+        return decode_float32_run(buf, pos, end, count)
+    except GobError as exc:
+        if exc.reason == ERR_FLOAT32_RANGE:
+            raise GobError(f'value for "element of {name}" out of range') from None
+        raise
+
+
+def fail_short_float32_run(buf: bytes, pos: int, end: int, count: int) -> None:
+    """More elements claimed than bytes left: fail where Go fails, element by element."""
+    while pos < end:
+        _, pos = read_float32(buf, pos, end)
+    raise GobError(f"gob: decoding float32 array or slice: length exceeds input size ({count} elements)")
+
+
+def read_string_map(buf: bytes, pos: int, end: int, existing: dict | None) -> tuple[dict, int]:
+    count, pos = read_uint(buf, pos, end)  # no up-front check: Go reads entries until the bytes run out
     out = existing if existing is not None else {}
     for _ in range(count):
         key, pos = read_string(buf, pos, end)
@@ -513,7 +618,7 @@ def next_message(data: bytes, pos: int) -> Message | None:
     try:
         length, body = read_uint(data, pos, size)
     except GobError as exc:
-        if str(exc).startswith("invalid uint"):
+        if "invalid uint" in exc.reason:
             raise GobError(ERR_UNEXPECTED_EOF) from None
         raise
     if length >= TOO_BIG:
@@ -533,7 +638,11 @@ class Decoder:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode the first value of ``data`` (bytes after it are ignored, as Go does)."""
-        value_msg, value_type, value_pos, prefix_end = self.locate_value(data)
+        try:
+            value_msg, value_type, value_pos, prefix_end = self.locate_value(data)
+        except GobError as exc:
+            # Go parses each definition before reading the next frame: its errors come first.
+            raise definitions_error(data) or exc from None
         plan = self.plans.get(data[:prefix_end]) if prefix_end else None
         if plan is None:
             plan = self.compile_prefix(data, prefix_end, value_type)
@@ -550,8 +659,8 @@ class Decoder:
             if msg is None:
                 raise GobError("EOF" if first else ERR_UNEXPECTED_EOF)
             if msg.start == msg.end:
-                raise GobError("EOF" if first else ERR_UNEXPECTED_EOF)
-            type_id, body = read_int(data, msg.start, msg.end)
+                raise GobError("EOF")  # Go reads the type id of an empty message from nothing: io.EOF
+            type_id, body = read_message_type(data, msg)
             if type_id >= 0:
                 return msg, type_id, body, pos
             pos = msg.end
@@ -563,7 +672,7 @@ class Decoder:
         try:
             while pos < prefix_end:
                 msg = next_message(data, pos)
-                type_id, body = read_int(data, msg.start, msg.end)
+                type_id, body = read_message_type(data, msg)
                 after = define_type(data, body, msg.end, -type_id, types)
                 if after != msg.end:
                     raise GobError("extra data in buffer")
@@ -577,6 +686,49 @@ class Decoder:
             self.plans.clear()
         self.plans[data[:prefix_end]] = plan
         return plan
+
+
+def read_message_type(data: bytes, msg: Message) -> tuple[int, int]:
+    """The type id opening a message (Go reads it from the message buffer: short -> unexpected EOF)."""
+    try:
+        type_id, body = read_int(data, msg.start, msg.end)
+        return ((type_id + (1 << 31)) % (1 << 32)) - (1 << 31), body  # Go: typeId(int32) conversion
+    except GobError as exc:
+        if "invalid uint" in exc.reason:
+            raise GobError(ERR_UNEXPECTED_EOF) from None
+        raise
+
+
+def definitions_error(data: bytes) -> GobError | None:
+    """The first error in the type definitions that precede a framing failure, if any."""
+    types = TypeTable()
+    pos = 0
+    try:
+        while True:
+            msg = next_message(data, pos)
+            if msg is None or msg.start == msg.end:
+                return None
+            type_id, body = read_message_type(data, msg)
+            if type_id >= 0:
+                return None
+            if define_type(data, body, msg.end, -type_id, types) != msg.end:
+                return GobError("extra data in buffer")
+            pos = msg.end
+    except GobError as exc:
+        return None if exc.reason in (ERR_UNEXPECTED_EOF, "EOF") and pos_is_frame_error(data, pos) else exc
+    except RecursionError:
+        return GobError("gob: type definitions nested too deeply")
+
+
+def pos_is_frame_error(data: bytes, pos: int) -> bool:
+    """True when the frame at ``pos`` itself is what fails (not a definition inside it)."""
+    try:
+        msg = next_message(data, pos)
+        if msg is not None and msg.start != msg.end:
+            read_message_type(data, msg)
+        return False
+    except GobError:
+        return True
 
 
 # --------------------------------------------------------------------------- encoding

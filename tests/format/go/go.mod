@@ -1,0 +1,3 @@
+module gobcheck
+
+go 1.22
