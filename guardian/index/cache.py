@@ -49,7 +49,7 @@ class IndexCache:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             if manifest.get("version") != CACHE_VERSION or manifest.get("ext") != self.ext:
                 return None
-            matrix = np.load(self.folder / manifest["matrix"], allow_pickle=False)
+            matrix = np.load(self.folder / manifest["matrix"], mmap_mode="r", allow_pickle=False)
             return from_manifest(dir_name, manifest, matrix)
         except FileNotFoundError:
             return None
@@ -96,7 +96,7 @@ def to_manifest(index: CollectionIndex, ext: str, matrix_name: str) -> dict:
         "metadata_stat": index.metadata_stat.as_list() if index.metadata_stat else None,
         "files": list(rows.files), "ids": list(rows.ids), "contents": list(rows.contents),
         "metadatas": [dict(m or {}) for m in rows.metadatas],
-        "stats": {file: stat.as_list() for file, stat in index.stats.items()},
+        "stats": {file: list(stat) for file, stat in index.stats.items()},
         "problems": [[p.file, p.kind, p.detail, p.counts_as_document] for p in index.problems],
     }
 
@@ -110,7 +110,7 @@ def from_manifest(dir_name: str, manifest: dict, matrix: np.ndarray) -> Collecti
         raise ValueError("row columns of different lengths")
     rows = Rows(tuple(manifest["files"]), tuple(manifest["ids"]), tuple(manifest["contents"]),
                 tuple(manifest["metadatas"]), matrix)
-    stats = {file: FileStat(*stat) for file, stat in manifest["stats"].items()}
+    stats = {file: tuple(stat) for file, stat in manifest["stats"].items()}
     problems = tuple(IndexProblem(file, kind, detail, bool(counts))
                      for file, kind, detail, counts in manifest["problems"])
     metadata_stat = FileStat(*manifest["metadata_stat"]) if manifest["metadata_stat"] else None

@@ -22,16 +22,15 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from guardian.index import query as q
 
 
-@dataclass(frozen=True)
-class FileStat:
-    """What decides whether a file changed: size, mtime (ns) and inode."""
+class FileStat(NamedTuple):
+    """What decides whether a file changed: size, mtime (ns) and inode (a tuple: cheap for 100k files)."""
 
     size: int
     mtime_ns: int

@@ -27,6 +27,7 @@ chromem's map. Hidden folders (``.name``) and folders holding no chromem file ar
 from __future__ import annotations
 
 import os
+import stat as stat_module
 import threading
 import time
 from dataclasses import dataclass, field
@@ -366,21 +367,22 @@ class StoreIndex:
             return FolderListing(None, {}, exists=False)
         metadata_stat = None
         documents: dict[str, FileStat] = {}
+        ext, metadata_file = self.ext, self.metadata_file
         with os.scandir(folder) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith(".") or not name.endswith(self.ext):
+                if not name.endswith(ext) or name[0] == ".":
                     continue
                 try:
-                    if entry.is_dir():
-                        continue
-                    st = FileStat.of(entry.stat())
+                    st = entry.stat()
                 except OSError:
                     continue
-                if name == self.metadata_file:
-                    metadata_stat = st
-                else:
-                    documents[name] = st
+                if stat_module.S_ISDIR(st.st_mode):
+                    continue
+                if name == metadata_file:
+                    metadata_stat = FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
+                else:  # a plain tuple equals a FileStat and is cheaper to make 100k times
+                    documents[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
         return FolderListing(metadata_stat, documents)
 
     def _read_header(self, dir_name: str, listing: FolderListing) -> Header:

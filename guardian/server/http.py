@@ -12,6 +12,7 @@ Used by the sidecar (embedded) and by `guardian serve` (alone)::
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from typing import Any, Callable
 
@@ -27,6 +28,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "guardian"
     api: Api  # set on the subclass made per server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle/delayed-ACK stalls
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._answer(b"")
@@ -61,8 +66,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers:
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(response.body)
+        self._headers_buffer.append(b"\r\n" + response.body)  # headers and body in one write
+        self.flush_headers()
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("http", request=fmt % args)
