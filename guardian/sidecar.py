@@ -233,9 +233,16 @@ class Sidecar:
         from guardian.supervisor.signals import install_signal_handlers
         from guardian.supervisor.supervisor import PreflightResult, Supervisor
 
+        first_start = [True]
+
         def supervised_preflight():
-            self.preflight()
-            return PreflightResult(ok=True)
+            # The store was just checked by run_locked; every restart after that checks again.
+            # The child starts even when the store stays unloadable: contextd decides (and alerts went out).
+            if first_start[0]:
+                first_start[0] = False
+                return PreflightResult(ok=True, detail="checked at start-up")
+            result = self.preflight()
+            return PreflightResult(ok=True, repaired=bool(getattr(result, "actions", None)))
 
         self.supervisor = Supervisor(self.cmd, self.config, preflight=supervised_preflight, alerter=self.alerter,
                                      on_state_change=self.on_child_state)
@@ -309,9 +316,11 @@ class Sidecar:
 
     def control_restart(self, **_):
         if self.supervisor is None:
-            return {"ok": False, "error": "this sidecar supervises no child"}
+            from guardian.errors import SupervisorError
+
+            raise SupervisorError("this sidecar supervises no child", "start it with `guardian run -- CMD`")
         self.supervisor.request_restart()
-        return {"ok": True}
+        return {"ok": True, "child": self.supervisor.snapshot()}
 
     def control_snapshot(self, **_):
         result = self.take_snapshot()
