@@ -1,0 +1,32 @@
+"""Run one repair in this process, slowed between actions so that a test can kill -9 it mid-way.
+
+Usage: python crash_runner.py STORE STATE DELAY
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from guardian.config import Config
+from guardian.repair import apply as apply_mod
+from guardian.repair.preflight import preflight
+from guardian.state import StatePaths
+
+
+def main() -> int:
+    store, state, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    original = apply_mod.PlanApplier.apply_one
+
+    def slow_apply_one(self, action):
+        time.sleep(delay)
+        return original(self, action)
+
+    apply_mod.PlanApplier.apply_one = slow_apply_one
+    print("started", flush=True)
+    result = preflight(Config(store=store, state_dir=state), StatePaths.for_store(store, state))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
