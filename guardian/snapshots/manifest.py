@@ -106,17 +106,18 @@ class Manifest:
 
 
 def encode_files(files: list[FileEntry]) -> bytes:
-    """The raw (uncompressed) file list: one JSON row per line, sorted by path."""
-    rows = sorted(files, key=lambda entry: entry.path)
-    return "\n".join(json.dumps(entry.row(), separators=(",", ":")) for entry in rows).encode()
+    """The raw (uncompressed) file list: one JSON array of rows, sorted by path."""
+    rows = [entry.row() for entry in sorted(files, key=lambda entry: entry.path)]
+    return json.dumps(rows, separators=(",", ":")).encode()
 
 
-def encode_manifest(manifest: Manifest, dictionary: bytes | None = None, level: int = 3) -> bytes:
+def encode_manifest(manifest: Manifest, dictionary: bytes | None = None, level: int = 3,
+                    raw_files: bytes | None = None) -> bytes:
     header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
     zdict = zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if dictionary else None
     body_compressor = zstandard.ZstdCompressor(level=level, dict_data=zdict) if zdict else \
         zstandard.ZstdCompressor(level=level)
-    body = body_compressor.compress(encode_files(manifest.files or []))
+    body = body_compressor.compress(raw_files if raw_files is not None else encode_files(manifest.files or []))
     return MAGIC + struct.pack(">I", len(header)) + header + body
 
 
@@ -164,12 +165,17 @@ def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[st
 
 
 def decode_files(raw: bytes, where: str = "?") -> list[FileEntry]:
+    try:
+        rows = json.loads(raw) if raw.strip() else []
+        if not isinstance(rows, list):
+            raise ValueError("not a list")
+    except ValueError as exc:
+        raise SnapshotError(f"manifest {where}: unreadable file list ({exc}) (damaged)") from None
     files: list[FileEntry] = []
     seen: set[str] = set()
-    for number, line in enumerate(raw.splitlines(), 1):
+    for number, row in enumerate(rows, 1):
         try:
-            path, size, mode, mtime_ns, inode, digest, flags = json.loads(line)
-            entry = FileEntry(path, size, mode, mtime_ns, inode, digest, flags)
+            entry = FileEntry(*row)
             _check_entry(entry)
         except (ValueError, TypeError) as exc:
             raise SnapshotError(f"manifest {where}: file entry {number} is invalid ({exc}) (damaged or tampered)") from None

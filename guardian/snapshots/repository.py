@@ -22,8 +22,7 @@ import zstandard
 
 from guardian.errors import SnapshotError
 from guardian.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
-from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest,
-                                         encode_files, encode_manifest)
+from guardian.snapshots.manifest import HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, encode_manifest
 
 BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
@@ -188,18 +187,18 @@ class Repository:
             self._dictionaries[digest] = self.read_blob(digest)
         return self._dictionaries[digest]
 
-    def write_manifest(self, manifest: Manifest, dictionary_hash: str | None = None) -> int:
+    def write_manifest(self, manifest: Manifest, dictionary_hash: str | None = None,
+                       raw_files: bytes | None = None) -> int:
         """Write the manifest (the commit point: blobs must already be synced). Returns its size."""
         manifest.files_dict = dictionary_hash
         dictionary = self.dictionary(dictionary_hash) if dictionary_hash else None
-        data = encode_manifest(manifest, dictionary)
+        data = encode_manifest(manifest, dictionary, raw_files=raw_files)
         ensure_dir(self.manifests)
         atomic_write(self.manifest_path(manifest.id), data)
         return len(data)
 
-    def store_dictionary(self, manifest: Manifest) -> tuple[str, int]:
-        """Store the manifest's raw file list as a blob, to compress later manifests against."""
-        raw = encode_files(manifest.files or [])
+    def store_dictionary(self, raw: bytes) -> tuple[str, int]:
+        """Store a raw file list as a blob, to compress this and later manifests against."""
         digest = sha256_hex(raw)
         written = self.put_blob(raw, digest)
         self._dictionaries[digest] = raw

@@ -29,6 +29,7 @@ from guardian.state import StatePaths
 READ_TRIES = 3
 RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-read next time
 REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows past this share
+DICTIONARY_MIN = 64 * 1024       # file lists smaller than this are compressed on their own
 METADATA_STEM = "00000000"
 WORKERS = 4
 
@@ -129,6 +130,7 @@ class _Capture:
         self.unreadable: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
         self.delay = test_slow_io_delay()
+        self.existing_blobs = set(repo.list_blobs()) if previous else set()
 
     def reusable(self, rel: str, info: os.stat_result) -> FileEntry | None:
         old = self.previous.get(rel)
@@ -136,18 +138,31 @@ class _Capture:
             return None
         if (old.size, old.mtime_ns, old.inode) != (info.st_size, info.st_mtime_ns, info.st_ino):
             return None
-        if not self.repo.has_blob(old.hash):
+        if old.hash not in self.existing_blobs:
             return None
         return FileEntry(rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, old.hash)
 
-    def capture(self, item: tuple[str, os.stat_result]) -> FileEntry | None:
-        rel, info = item
+    def capture_all(self, files: dict[str, os.stat_result]) -> list[FileEntry]:
+        """Reuse what the stat cache allows (no read); read the rest on a few threads."""
+        entries: dict[str, FileEntry | None] = {}
+        to_read = []
+        for rel, info in sorted(files.items()):
+            entries[rel] = self.reusable(rel, info)
+            if entries[rel] is None:
+                to_read.append(rel)
+        if self.progress:
+            self.progress.advance(len(files) - len(to_read))
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for rel, entry in zip(to_read, pool.map(self.capture_one, to_read)):
+                entries[rel] = entry
+        return [e for e in entries.values() if e is not None]
+
+    def capture_one(self, rel: str) -> FileEntry | None:
         try:
-            entry = self.reusable(rel, info) or self._read(rel)
+            return self._read(rel)
         finally:
             if self.progress:
                 self.progress.advance(1)
-        return entry
 
     def _read(self, rel: str) -> FileEntry | None:
         if self.delay:
@@ -228,17 +243,14 @@ def _collection_name(meta: FileEntry, contents: dict[str, bytes], repo: Reposito
         return None
 
 
-def choose_dictionary(repo: Repository, manifest: Manifest, previous: Manifest | None) -> str | None:
-    """Keep compressing against the previous dictionary while that stays small; else start anew."""
-    raw = encode_files(manifest.files or [])
-    if len(raw) < 64 * 1024:
-        return None  # small stores: a dictionary would not pay for itself
-    plain = len(encode_manifest(manifest))
-    if previous is not None and previous.files_dict and repo.has_blob(previous.files_dict):
-        with contextlib.suppress(SnapshotError):
-            delta = len(encode_manifest(manifest, repo.dictionary(previous.files_dict)))
-            if delta <= REBASE_FRACTION * plain:
-                return previous.files_dict
+def choose_dictionary(repo: Repository, raw: bytes, manifest: Manifest, previous: Manifest | None) -> str | None:
+    """Keep compressing against the previous dictionary while the result stays small; else None."""
+    if previous is None or not previous.files_dict or not repo.has_blob(previous.files_dict):
+        return None
+    with contextlib.suppress(SnapshotError):
+        delta = len(encode_manifest(manifest, repo.dictionary(previous.files_dict), raw_files=raw))
+        if delta <= REBASE_FRACTION * repo.blob_size(previous.files_dict):
+            return previous.files_dict
     return None
 
 
@@ -273,8 +285,7 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
     if progress:
         progress.start(len(listing.files))
     try:
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            entries = [e for e in pool.map(capture.capture, sorted(listing.files.items())) if e is not None]
+        entries = capture.capture_all(listing.files)
         manifest = _build_manifest(paths, repo, listing, entries, capture, previous, moment, compress)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
         manifest_bytes = _commit(repo, manifest, previous, capture)
@@ -310,16 +321,18 @@ def _build_manifest(paths, repo, listing, entries, capture, previous, moment, co
 
 
 def _commit(repo: Repository, manifest: Manifest, previous: Manifest | None, capture: _Capture) -> int:
-    dictionary = choose_dictionary(repo, manifest, previous)
-    if dictionary is None and len(encode_files(manifest.files or [])) >= 64 * 1024:
-        dictionary, written = repo.store_dictionary(manifest)
-        if written:
-            capture.new_hashes.append(dictionary)
-            capture.new_bytes += written
-            manifest.stats["new_bytes"] = capture.new_bytes
+    raw = encode_files(manifest.files or [])
+    dictionary = None
+    if len(raw) >= DICTIONARY_MIN:  # small stores: a dictionary would not pay for itself
+        dictionary = choose_dictionary(repo, raw, manifest, previous)
+        if dictionary is None:
+            dictionary, written = repo.store_dictionary(raw)
+            if written:
+                capture.new_hashes.append(dictionary)
+                capture.new_bytes += written
+                manifest.stats["new_bytes"] = capture.new_bytes
     repo.sync()
-    size = repo.write_manifest(manifest, dictionary)
-    return size
+    return repo.write_manifest(manifest, dictionary, raw)
 
 
 def _discard(repo: Repository, capture: _Capture) -> None:

@@ -133,3 +133,28 @@ def test_staged_restore_leftovers_in_store_are_not_captured(plain_paths):
     result = take_snapshot(plain_paths)
     files = {e.path for e in Repository(plain_paths.snapshots).read_manifest(result.id).files}
     assert not any(TEMP_PREFIX in f for f in files)
+
+
+def test_large_file_lists_share_a_dictionary_blob(tmp_path, state_dir, clock):
+    from guardian.snapshots.prune import forget_and_prune
+    from guardian.snapshots.verify import verify_repository
+    from guardian.state import StatePaths
+    from conftest import age_files
+
+    store = tmp_path / "big"
+    (store / "c").mkdir(parents=True)
+    for i in range(1500):
+        (store / "c" / f"{i:08x}.gob").write_bytes(f"doc {i}".encode())
+    age_files(store)
+    paths = StatePaths.for_store(store, state_dir)
+    repo = Repository(paths.snapshots)
+    first = take_snapshot(paths, clock=clock)
+    (store / "c" / "00000001.gob").write_bytes(b"changed")
+    clock.advance(hours=1)
+    second = take_snapshot(paths, clock=clock)
+    m1, m2 = repo.read_manifest(first.id), repo.read_manifest(second.id)
+    assert m1.files_dict and m2.files_dict == m1.files_dict
+    assert second.manifest_bytes < repo.blob_size(m1.files_dict) / 5
+    assert len(m2.files) == 1500
+    forget_and_prune(paths, keep_last=1)
+    assert repo.has_blob(m2.files_dict) and verify_repository(repo).ok
