@@ -25,7 +25,7 @@ from guardian.format import chromem
 from guardian.fsutil import ensure_dir
 from guardian.logs import get_logger
 from guardian.sidecar_preflight import preflight_and_alert
-from guardian.status import HEARTBEAT_SECONDS, StatusFile
+from guardian.status import HEARTBEAT_SECONDS, StatusFile, iso_utc
 from guardian.status_facts import collect_status
 
 
@@ -124,7 +124,7 @@ class Sidecar:
     def preflight(self):
         with self.repair_lock:
             result = preflight_and_alert(self.config, self.paths, self.log, self.alerter)
-        self.last_repair = {"time": self.wall_clock(), **summary_of(result)}
+        self.last_repair = {"time": iso_utc(self.wall_clock()), **summary_of(result)}
         if getattr(result, "actions", None):
             self.counters.repairs += len(result.actions)
             if self.metrics is not None:
@@ -157,9 +157,10 @@ class Sidecar:
 
     def apply_retention(self) -> None:
         try:
-            from guardian.snapshots.prune import prune_repository
+            from guardian.snapshots.prune import forget_and_prune
 
-            prune_repository(self.paths, self.config)
+            forget_and_prune(self.paths, self.config.keep_last, self.config.keep_hourly, self.config.keep_daily,
+                             self.config.keep_weekly)
         except (GuardianError, OSError) as exc:
             self.log.warning("retention_failed", error=str(exc))
 
@@ -327,21 +328,25 @@ class Sidecar:
         return {"ok": True, "snapshot": result.to_dict() if hasattr(result, "to_dict") else str(result)}
 
     def control_restore(self, at: str | None = None, collection: str | None = None, **_):
-        """Stop the child, restore, check, start it again (asked by `guardian restore`)."""
-        from guardian.snapshots.restore import restore_store
-        from guardian.snapshots.timespec import parse_time
+        """Stop the child, restore, check, start it again (asked by `guardian restore`).
 
-        when = parse_time(at or "latest", now=None) if at else None
+        ``at`` is an ISO 8601 instant already resolved by the CLI (None: the latest snapshot).
+        """
+        from datetime import datetime
+
+        from guardian.snapshots.restore import restore_store
+
+        when = datetime.fromisoformat(at) if at else None
         paused = self.supervisor.pause_child() if self.supervisor is not None else None
         try:
-            if self.watcher is not None:
-                self.watcher.suppress(self.config.store_path, seconds=10.0)
-            result = restore_store(self.paths, when, collection, force=True)
+            result = restore_store(self.paths, when, collection, confirm=None)
         finally:
             if paused is not None:
                 self.supervisor.resume_child()
         self.index.refresh_all()
-        return {"ok": True, "restore": result.to_dict()}
+        self.log.warning("restored", snapshot=result.snapshot_id, collection=collection,
+                         child_restarted=paused is not None)
+        return {"restore": result.to_dict(), "child_paused": paused is not None}
 
     # ---- status ----------------------------------------------------------------------------------
 
@@ -409,9 +414,9 @@ class Sidecar:
 
 
 def summary_of(result) -> dict:
-    if result is None:
-        return {}
-    if hasattr(result, "to_dict"):
-        data = result.to_dict()
-        return {k: data[k] for k in ("loadable_before", "loadable_after", "actions", "exit_code") if k in data}
-    return {}
+    """What the status file keeps of a pre-flight: a one-line summary and the verdicts."""
+    from guardian.repair.preflight import summary_line
+
+    data = result.to_dict()
+    return {"summary": summary_line(result), "loadable_before": data.get("loadable_before"),
+            "loadable_after": data.get("loadable_after"), "actions": len(data.get("actions", []))}
