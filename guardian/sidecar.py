@@ -384,7 +384,7 @@ class Sidecar:
     def health(self) -> dict:
         child = self.supervisor.snapshot() if self.supervisor is not None else None
         fatal = bool(child and child["state"] == "fatal")
-        return {"ok": not fatal, "status": "fatal" if fatal else "ok", "child": child}
+        return {"healthy": not fatal, "status": "fatal" if fatal else "ok", "child": child}
 
     def ready(self) -> tuple[bool, str]:
         if self.index is None or not self.index.built:

@@ -1,0 +1,164 @@
+"""End-to-end: `guardian run` and `guardian exec` as real subprocesses on real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from guardian.store.scan import scan_store
+from tests.conftest import run_cli
+
+CHILD = """
+import os, sys, time
+open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+time.sleep(3600)
+"""
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def status_json(store, env) -> dict:
+    proc = run_cli("status", "--store", str(store), "--json", env=env)
+    data = json.loads(proc.stdout_text)
+    data["_exit"] = proc.returncode
+    return data
+
+
+def start_sidecar(store, env, tmp_path, *cmd) -> subprocess.Popen:
+    full_env = {**os.environ, **env}
+    stderr = open(tmp_path / "sidecar.log", "wb")
+    args = [sys.executable, "-m", "guardian", "run", "--store", str(store), "--port", "0"]
+    if cmd:
+        args += ["--", *cmd]
+    return subprocess.Popen(args, env=full_env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def child_pids(pid_file: Path) -> list[int]:
+    if not pid_file.exists():
+        return []
+    return [int(x) for x in pid_file.read_text().split()]
+
+
+@pytest.fixture
+def env(state_dir):
+    return {"GUARDIAN_STATE_DIR": str(state_dir), "GUARDIAN_BACKOFF_INITIAL": "0.05",
+            "GUARDIAN_BACKOFF_MAX": "0.2", "GUARDIAN_DEBOUNCE_SECONDS": "0.1"}
+
+
+def test_run_supervises_repairs_and_stops_cleanly(plain_store, env, tmp_path):
+    pid_file = tmp_path / "child.pids"
+    (tmp_path / "child.py").write_text(CHILD)
+    proc = start_sidecar(plain_store, env, tmp_path, sys.executable, str(tmp_path / "child.py"), str(pid_file))
+    try:
+        first = wait_for(lambda: child_pids(pid_file))[0]
+        status = wait_for(lambda: (s := status_json(plain_store, env))["sidecar"]["running"]
+                          and s["snapshots"]["count"] >= 1 and s)
+        assert status["sidecar"]["child"]["state"] == "running"
+        assert status["store"]["loadable"] is True
+        port = status["sidecar"]["http"]["port"]
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
+        assert health["healthy"] is True
+
+        # the child dies on a damaged store: guardian repairs (from the start-up snapshot) and restarts it
+        victim = plain_store / "40917930" / "5628d2e7.gob"
+        original = victim.read_bytes()
+        victim.write_bytes(b"")
+        os.kill(first, signal.SIGKILL)
+        pids = wait_for(lambda: len(child_pids(pid_file)) >= 2 and child_pids(pid_file))
+        assert pids[-1] != first
+        assert victim.read_bytes() == original
+        assert scan_store(plain_store).loadable
+        status = wait_for(lambda: (s := status_json(plain_store, env))["sidecar"]["child"]["restarts"] >= 1 and s)
+        assert status["sidecar"]["child"]["state"] == "running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    for pid in child_pids(pid_file):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    after = status_json(plain_store, env)
+    assert after["sidecar"]["running"] is False
+
+
+def test_watcher_recreates_lost_metadata_while_running(plain_store, env, tmp_path):
+    proc = start_sidecar(plain_store, env, tmp_path)
+    try:
+        wait_for(lambda: status_json(plain_store, env)["sidecar"]["running"])
+        meta = plain_store / "6c7f5464" / "00000000.gob"
+        original = meta.read_bytes()
+        meta.unlink()
+        started = time.monotonic()
+        wait_for(lambda: meta.exists() and meta.read_bytes() == original, timeout=2.0, interval=0.02)
+        assert time.monotonic() - started < 2.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_crash_loop_reaches_fatal_and_status_says_so(plain_store, env, tmp_path):
+    env = {**env, "GUARDIAN_MAX_FAILURES": "2"}
+    proc = start_sidecar(plain_store, env, tmp_path, sys.executable, "-c", "raise SystemExit(3)")
+    try:
+        status = wait_for(lambda: (s := status_json(plain_store, env))["sidecar"].get("child")
+                          and s["sidecar"]["child"]["fatal"] and s, timeout=20)
+        assert status["_exit"] == 4
+        assert status["health"] == "child-fatal"
+        port = status["sidecar"]["http"]["port"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert err.value.code == 503
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_status_when_stopped_damaged_and_stale(plain_store, env):
+    stopped = status_json(plain_store, env)
+    assert stopped["sidecar"]["running"] is False
+    assert stopped["_exit"] == 1  # not running, no snapshot yet
+    run_cli("snapshot", "--store", str(plain_store), env=env, check=True)
+    stale_env = {**env, "GUARDIAN_SNAPSHOT_INTERVAL_MINUTES": "0.001"}
+    time.sleep(0.2)
+    stale = status_json(plain_store, stale_env)
+    assert stale["snapshots"]["stale"] is True
+    assert any("snapshot" in w for w in stale["warnings"])
+    (plain_store / "40917930" / "00000000.gob").unlink()
+    damaged = status_json(plain_store, env)
+    assert damaged["store"]["loadable"] is False
+    assert damaged["_exit"] == 3
+
+
+def test_exec_repairs_then_passes_stdio_through_untouched(plain_store, env, tmp_path):
+    meta = plain_store / "40917930" / "00000000.gob"
+    meta.unlink()
+    payload = bytes(range(256)) * 64 + b'{"jsonrpc":"2.0","id":1}\n'
+    child = ("import os,sys\n"
+             f"assert os.path.exists({str(meta)!r}), 'store not repaired before the child started'\n"
+             "sys.stdout.buffer.write(sys.stdin.buffer.read())\n")
+    proc = run_cli("exec", "--store", str(plain_store), "--", sys.executable, "-c", child, env=env, input=payload)
+    assert proc.returncode == 0, proc.stderr_text
+    assert proc.stdout == payload
+    assert scan_store(plain_store).loadable
+
+
+def test_exec_with_missing_command_is_a_one_line_error(plain_store, env):
+    proc = run_cli("exec", "--store", str(plain_store), "--", "/nonexistent/contextd", env=env)
+    assert proc.returncode == 127
+    assert proc.stdout == b""
+    assert "cannot run" in proc.stderr_text.strip().splitlines()[-1]
