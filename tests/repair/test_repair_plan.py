@@ -1,0 +1,81 @@
+"""Repair planning is pure: scans and sources built in memory, no files."""
+
+from __future__ import annotations
+
+from guardian.repair.plan import OtherFormat, RepairSources, Version, plan_repair
+from guardian.store.scan import CollectionScan, Problem, StoreScan
+
+MEM = "40917930"  # sha256("webapp_memories")[:8]
+
+
+def scan_with(*problems: Problem, name=None, documents=3, compress=False) -> StoreScan:
+    coll = CollectionScan(dir=MEM, path=f"/s/{MEM}", name=name, documents=documents,
+                          problems=[p for p in problems if p.collection_dir == MEM])
+    return StoreScan(root="/s", compress=compress, collections=[coll], problems=list(problems))
+
+
+def version(valid=True, snapshot="20260101T000000.000000Z-abcd", **extra) -> Version:
+    return Version(snapshot_id=snapshot, time="2026-01-01T00:00:00Z", blob="b" * 64, valid=valid, **extra)
+
+
+def test_metadata_restored_from_the_newest_valid_snapshot():
+    scan = scan_with(Problem(f"{MEM}/00000000.gob", "metadata_truncated", "cut", MEM))
+    sources = RepairSources(versions={f"{MEM}/00000000.gob": [version(False, "new"), version(True, "old",
+                                                                                            name="webapp_memories")]})
+    [action] = plan_repair(scan, sources, {}).actions
+    assert (action.kind, action.snapshot_id, action.reported_as) == ("restore_metadata", "old", "restored_metadata")
+
+
+def test_metadata_rebuilt_from_a_matching_name_else_folder_quarantined():
+    scan = scan_with(Problem(f"{MEM}/00000000.gob", "metadata_missing", "gone", MEM))
+    plan = plan_repair(scan, RepairSources(), {MEM: {"webapp_memories": "documents", "other": "catalog"}})
+    [action] = plan.actions
+    assert action.kind == "rebuild_metadata" and action.name == "webapp_memories" and action.metadata == {}
+    assert plan.notes and "EMPTY" in plan.notes[0]
+
+    kept = version(name="webapp_memories", metadata={"k": "v"})
+    plan = plan_repair(scan, RepairSources(metadata_by_name={"webapp_memories": kept}), {MEM: {"webapp_memories": "x"}})
+    assert plan.actions[0].metadata == {"k": "v"} and not plan.notes
+
+    plan = plan_repair(scan, RepairSources(), {MEM: {"nothing_matches": "catalog"}})
+    [action] = plan.actions
+    assert action.kind == "quarantine" and action.path == MEM and action.is_folder
+    assert plan.unresolved[0].kind == "name_unrecoverable"
+
+
+def test_documents_restored_or_quarantined_with_the_known_id():
+    bad = [Problem(f"{MEM}/aaaaaaaa.gob", "document_empty", "", MEM),
+           Problem(f"{MEM}/bbbbbbbb.gob", "document_truncated", "", MEM)]
+    sources = RepairSources(versions={f"{MEM}/aaaaaaaa.gob": [version()],
+                                      f"{MEM}/bbbbbbbb.gob": [version(False, doc_id=None)]},
+                            salvaged_ids={f"{MEM}/bbbbbbbb.gob": "doc-b"})
+    plan = plan_repair(scan_with(*bad, name="webapp_memories"), sources, {})
+    assert [(a.kind, a.path) for a in plan.actions] == [("quarantine", f"{MEM}/bbbbbbbb.gob"),
+                                                        ("restore_document", f"{MEM}/aaaaaaaa.gob")]
+    assert plan.lost_documents() == [{"path": f"{MEM}/bbbbbbbb.gob", "id": "doc-b"}]
+
+
+def test_stray_folder_quarantined_and_its_problems_not_planned_twice():
+    stray = Problem(".backup", "stray_folder", "1 document without a name", ".backup")
+    scan = StoreScan(root="/s", compress=False, collections=[CollectionScan(".backup", "/s/.backup")],
+                     problems=[stray, Problem(".backup/x.gob", "document_empty", "", ".backup")])
+    plan = plan_repair(scan, RepairSources(), {})
+    assert [(a.kind, a.path, a.is_folder) for a in plan.actions] == [("quarantine", ".backup", True)]
+
+
+def test_other_format_copy_converted_then_quarantined_or_left_as_hazard():
+    problem = Problem(f"{MEM}/cccccccc.gob.gz", "other_format_file", "", MEM)
+    target = f"{MEM}/cccccccc.gob"
+    facts = {problem.path: OtherFormat(problem.path, target, "doc-c", "absent")}
+    plan = plan_repair(scan_with(problem, name="webapp_memories"), RepairSources(other_format=facts), {})
+    assert [(a.kind, a.path) for a in plan.actions] == [("convert_document", target),
+                                                        ("quarantine", problem.path)]
+    facts = {problem.path: OtherFormat(problem.path, target, "doc-c", "different")}
+    plan = plan_repair(scan_with(problem, name="webapp_memories"), RepairSources(other_format=facts), {})
+    assert plan.actions == [] and plan.hazards[0].kind == "other_format_file"
+
+
+def test_hazards_carry_hints_and_loud_warnings():
+    dup = Problem(MEM, "duplicate_name", "also in 1dup1dup", MEM)
+    plan = plan_repair(scan_with(dup, name="webapp_memories"), RepairSources(), {})
+    assert plan.actions == [] and plan.hazards[0].loud.startswith("DATA HIDDEN") and plan.hazards[0].hint
