@@ -65,17 +65,6 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def time_calls(fn, queries, warmup: int = 10) -> list[float]:
-    for query in queries[:warmup]:
-        fn(query)
-    samples = []
-    for query in queries:
-        started = time.perf_counter()
-        fn(query)
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
 def floor_single(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     scores = matrix @ query
     return np.argpartition(scores, scores.shape[0] - K)[-K:]
@@ -112,8 +101,6 @@ def bench_size(n: int, work: Path, n_queries: int) -> dict:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vector_lists = [v.tolist() for v in vectors]
 
-    floor = time_calls(lambda v: floor_single(matrix, v), list(vectors))
-    inproc = time_calls(lambda v: index.search(COLLECTION, q.parse_request({"vector": v, "k": K})), vector_lists)
     server = GuardianHTTPServer(index, None, Config(http_port=0)).start()
     conn = http.client.HTTPConnection(server.host, server.port)
     path = f"/v1/collections/{COLLECTION}/query"
@@ -124,7 +111,16 @@ def bench_size(n: int, work: Path, n_queries: int) -> dict:
         body = response.read()
         assert response.status == 200, body
 
-    http_samples = time_calls(over_http, vector_lists)
+    # interleaved, so that load from other processes hits the floor and our paths alike
+    floor, inproc, http_samples = [], [], []
+    for i, (vector, as_list) in enumerate(zip(vectors, vector_lists)):
+        for samples, call in ((floor, lambda: floor_single(matrix, vector)),
+                              (inproc, lambda: index.search(COLLECTION, q.parse_request({"vector": as_list, "k": K}))),
+                              (http_samples, lambda: over_http(as_list))):
+            started = time.perf_counter()
+            call()
+            if i >= 10:  # warm-up
+                samples.append(time.perf_counter() - started)
     conn.close()
     server.stop()
 

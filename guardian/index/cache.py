@@ -49,7 +49,8 @@ class IndexCache:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             if manifest.get("version") != CACHE_VERSION or manifest.get("ext") != self.ext:
                 return None
-            matrix = np.load(self.folder / manifest["matrix"], mmap_mode="r", allow_pickle=False)
+            mapped = np.load(self.folder / manifest["matrix"], mmap_mode="r", allow_pickle=False)
+            matrix = np.asarray(mapped)  # a plain ndarray view of the mapping (no memmap subclass per result)
             return from_manifest(dir_name, manifest, matrix)
         except FileNotFoundError:
             return None

@@ -138,7 +138,22 @@ def query_matrix(vectors: Any, dimension: int | None) -> np.ndarray:
         single = matrix.astype(np.float32)
     if not np.all(np.isfinite(single)):
         raise QueryError("the query vector holds numbers too large for float32", "pass smaller numbers")
-    return np.stack([normalize_query(row) for row in single])
+    if single.shape[0] == 1:
+        return normalize_query(single[0])[np.newaxis, :]
+    return normalize_rows(single)
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """normalize_query for every row at once (same tolerance, float32 division)."""
+    as64 = matrix.astype(np.float64)
+    magnitudes = np.sqrt(np.einsum("ij,ij->i", as64, as64))
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)).astype(np.float32)
+    if np.any(norms == 0):
+        raise QueryError("a query vector has zero length", "a vector of zeros has no direction; "
+                         "pass a real embedding")
+    keep = np.abs(magnitudes - 1.0) < NORMALIZED_TOLERANCE
+    scaled = (matrix / norms[:, np.newaxis]).astype(np.float32)
+    return np.where(keep[:, np.newaxis], matrix, scaled)
 
 
 def normalize_query(vector: np.ndarray) -> np.ndarray:
@@ -187,14 +202,14 @@ def rank(matrix: np.ndarray, queries: np.ndarray, k: int,
     if rows is not None and rows.size == 0:
         return [(np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)) for _ in queries]
     if rows is None:
-        scores = matrix @ queries.T if len(queries) > 1 else (matrix @ queries[0])[:, None]
+        scores = queries @ matrix.T if len(queries) > 1 else (matrix @ queries[0])[np.newaxis, :]
     elif rows.size * 4 < matrix.shape[0]:
-        scores = matrix[rows] @ queries.T
+        scores = queries @ matrix[rows].T
     else:
-        scores = (matrix @ queries.T)[rows]
+        scores = (queries @ matrix.T)[:, rows]
     answers = []
     for column in range(queries.shape[0]):
-        column_scores = scores[:, column]
+        column_scores = scores[column]
         best = top_rows(column_scores, k)
         similarities = column_scores[best].astype(np.float32)
         answers.append((best if rows is None else rows[best], similarities))
@@ -213,6 +228,7 @@ class QueryRequest:
     batch: bool = False
 
 
+NUMBER_TYPES = {int, float}
 QUERY_KEYS = ("vector", "vectors", "like", "text", "texts")
 ALLOWED_KEYS = set(QUERY_KEYS) | {"k", "n_results", "where", "where_document"}
 
@@ -238,10 +254,13 @@ def parse_request(body: Any) -> QueryRequest:
             raise QueryError(f"{key} must be a list", 'e.g. "vector": [0.1, -0.2, ...]')
         if key == "vectors" and not all(isinstance(v, list) for v in value):
             raise QueryError("vectors must be a list of lists of numbers", 'e.g. "vectors": [[0.1, ...]]')
-        if key == "vector" and any(isinstance(v, list) for v in value):
-            raise QueryError("vector must be a flat list of numbers", 'use "vectors" for a batch')
-        if any(isinstance(x, (bool, str)) or x is None for v in (value if key == "vectors" else [value]) for x in v):
-            raise QueryError(f"{key} must hold numbers only", "remove strings, booleans and nulls")
+        rows = value if key == "vectors" else [value]
+        for row in rows:
+            types = set(map(type, row))
+            if not types <= NUMBER_TYPES:
+                if key == "vector" and list in types:
+                    raise QueryError("vector must be a flat list of numbers", 'use "vectors" for a batch')
+                raise QueryError(f"{key} must hold numbers only", "remove strings, booleans and nulls")
         return QueryRequest(vectors=value, k=k, filters=filters, batch=key == "vectors")
     if key == "like":
         if not isinstance(value, str):
