@@ -2,10 +2,11 @@
 
 On disk a manifest is ``MAGIC``, then a zstd-compressed JSON header (time, store, compression,
 collections, statistics), then a zstd frame holding the file list. To keep 24 hourly manifests of a
-large store small, the file list may be compressed against a *dictionary blob*: the raw file list of
+large store small, the file list may be written as a delta against a *base list*: the raw file list of
 an earlier snapshot, stored once as an ordinary content-addressed blob (``header.files_dict``).
-Unchanged entries then cost almost nothing; there is no chain between manifests, so deleting any
-manifest never breaks another one.
+Runs of unchanged entries are then written as ``[start, count]`` references into the base list, so
+they cost almost nothing; there is no chain between manifests (every manifest needs at most its
+base blob), so deleting any manifest never breaks another one.
 
 Validation on read refuses any path that is absolute, empty, has ``.`` or ``..`` parts or a NUL,
 so a damaged or tampered repository cannot direct a restore outside the store.
@@ -111,13 +112,48 @@ def encode_files(files: list[FileEntry]) -> bytes:
     return json.dumps(rows, separators=(",", ":")).encode()
 
 
-def encode_manifest(manifest: Manifest, dictionary: bytes | None = None, level: int = 3,
+def delta_rows(rows: list[list], base_rows: list[list]) -> list[list]:
+    """Rows as ops: ``[start, count]`` copies base rows, a 7-item row is itself."""
+    index = {row[0]: i for i, row in enumerate(base_rows)}
+    ops: list[list] = []
+    for row in rows:
+        i = index.get(row[0])
+        if i is None or base_rows[i] != row:
+            ops.append(row)
+        elif ops and len(ops[-1]) == 2 and ops[-1][0] + ops[-1][1] == i:
+            ops[-1][1] += 1
+        else:
+            ops.append([i, 1])
+    return ops
+
+
+def apply_delta(ops, base_rows: list[list]) -> list:
+    if not isinstance(ops, list):
+        raise ValueError("delta is not a list")
+    rows: list = []
+    for op in ops:
+        if isinstance(op, list) and len(op) == 2:
+            start, count = op
+            if not (isinstance(start, int) and isinstance(count, int) and 0 <= start and 0 < count
+                    and start + count <= len(base_rows)):
+                raise ValueError("delta reference out of range")
+            rows.extend(base_rows[start:start + count])
+        else:
+            rows.append(op)
+    return rows
+
+
+def encode_manifest(manifest: Manifest, base_rows: list[list] | None = None, level: int = 3,
                     raw_files: bytes | None = None) -> bytes:
+    """Encode; with ``base_rows`` (the header must name their blob) the file list is a delta."""
     header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
-    zdict = zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if dictionary else None
-    body_compressor = zstandard.ZstdCompressor(level=level, dict_data=zdict) if zdict else \
-        zstandard.ZstdCompressor(level=level)
-    body = body_compressor.compress(raw_files if raw_files is not None else encode_files(manifest.files or []))
+    if base_rows is not None:
+        rows = json.loads(raw_files) if raw_files is not None else \
+            [e.row() for e in sorted(manifest.files or [], key=lambda e: e.path)]
+        body_raw = json.dumps(delta_rows(rows, base_rows), separators=(",", ":")).encode()
+    else:
+        body_raw = raw_files if raw_files is not None else encode_files(manifest.files or [])
+    body = zstandard.ZstdCompressor(level=level).compress(body_raw)
     return MAGIC + struct.pack(">I", len(header)) + header + body
 
 
@@ -131,21 +167,19 @@ def _split(data: bytes, where: str) -> tuple[bytes, bytes]:
     return data[start:start + length], data[start + length:]
 
 
-def _decompress(blob: bytes, where: str, what: str, dictionary: bytes | None = None, limit=MAX_BODY) -> bytes:
+def _decompress(blob: bytes, where: str, what: str, limit=MAX_BODY) -> bytes:
     try:
-        if dictionary is not None:
-            zdict = zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-            reader = zstandard.ZstdDecompressor(dict_data=zdict)
-        else:
-            reader = zstandard.ZstdDecompressor()
-        return reader.decompress(blob, max_output_size=limit)
+        return zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
     except zstandard.ZstdError as exc:
         raise SnapshotError(f"manifest {where}: cannot decompress its {what} ({exc}) (damaged)") from None
 
 
-def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[str], bytes] | None = None,
+def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[str], list] | None = None,
                     header_only: bool = False) -> Manifest:
-    """Decode and validate a manifest; raises SnapshotError (damaged/tampered) on any problem."""
+    """Decode and validate a manifest; raises SnapshotError (damaged/tampered) on any problem.
+
+    ``load_dictionary(hash)`` returns the parsed base rows of a delta-encoded file list.
+    """
     header_bytes, body = _split(data, where)
     try:
         header = json.loads(_decompress(header_bytes, where, "header", limit=MAX_HEADER))
@@ -154,23 +188,28 @@ def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[st
         raise SnapshotError(f"manifest {where}: invalid header ({exc}) (damaged)") from None
     if header_only:
         return manifest
-    dictionary = None
-    if manifest.files_dict:
-        if load_dictionary is None:
-            raise SnapshotError(f"manifest {where} needs its dictionary blob {manifest.files_dict[:12]}")
-        dictionary = load_dictionary(manifest.files_dict)
-    raw = _decompress(body, where, "file list", dictionary)
-    manifest.files = decode_files(raw, where)
+    try:
+        rows = json.loads(_decompress(body, where, "file list") or b"[]")
+        if manifest.files_dict:
+            if load_dictionary is None:
+                raise SnapshotError(f"manifest {where} needs its base list blob {manifest.files_dict[:12]}")
+            rows = apply_delta(rows, load_dictionary(manifest.files_dict))
+    except ValueError as exc:
+        raise SnapshotError(f"manifest {where}: unreadable file list ({exc}) (damaged)") from None
+    manifest.files = entries_from_rows(rows, where)
     return manifest
 
 
-def decode_files(raw: bytes, where: str = "?") -> list[FileEntry]:
-    try:
-        rows = json.loads(raw) if raw.strip() else []
-        if not isinstance(rows, list):
-            raise ValueError("not a list")
-    except ValueError as exc:
-        raise SnapshotError(f"manifest {where}: unreadable file list ({exc}) (damaged)") from None
+def parse_rows(raw: bytes) -> list:
+    rows = json.loads(raw) if raw.strip() else []
+    if not isinstance(rows, list):
+        raise ValueError("not a list")
+    return rows
+
+
+def entries_from_rows(rows, where: str = "?") -> list[FileEntry]:
+    if not isinstance(rows, list):
+        raise SnapshotError(f"manifest {where}: file list is not a list (damaged)")
     files: list[FileEntry] = []
     seen: set[str] = set()
     for number, row in enumerate(rows, 1):

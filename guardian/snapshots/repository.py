@@ -22,7 +22,8 @@ import zstandard
 
 from guardian.errors import SnapshotError
 from guardian.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
-from guardian.snapshots.manifest import HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, encode_manifest
+from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, encode_manifest,
+                                         parse_rows)
 
 BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
@@ -182,9 +183,13 @@ class Repository:
         if manifest.id != snapshot_id:
             raise SnapshotError(f"manifest {snapshot_id} claims to be {manifest.id} (damaged or tampered)")
 
-    def dictionary(self, digest: str) -> bytes:
+    def dictionary(self, digest: str) -> list:
+        """The parsed base rows stored in blob ``digest`` (cached)."""
         if digest not in self._dictionaries:
-            self._dictionaries[digest] = self.read_blob(digest)
+            try:
+                self._dictionaries[digest] = parse_rows(self.read_blob(digest))
+            except ValueError as exc:
+                raise SnapshotError(f"base list blob {digest[:12]} is damaged ({exc})") from None
         return self._dictionaries[digest]
 
     def write_manifest(self, manifest: Manifest, dictionary_hash: str | None = None,
@@ -192,7 +197,7 @@ class Repository:
         """Write the manifest (the commit point: blobs must already be synced). Returns its size."""
         manifest.files_dict = dictionary_hash
         dictionary = self.dictionary(dictionary_hash) if dictionary_hash else None
-        data = encode_manifest(manifest, dictionary, raw_files=raw_files)
+        data = encode_manifest(manifest, dictionary, raw_files=raw_files)  # dictionary: base rows
         ensure_dir(self.manifests)
         atomic_write(self.manifest_path(manifest.id), data)
         return len(data)
@@ -201,7 +206,7 @@ class Repository:
         """Store a raw file list as a blob, to compress this and later manifests against."""
         digest = sha256_hex(raw)
         written = self.put_blob(raw, digest)
-        self._dictionaries[digest] = raw
+        self._dictionaries[digest] = parse_rows(raw)
         return digest, written
 
     def delete_manifest(self, snapshot_id: str) -> None:

@@ -1,9 +1,11 @@
+import json
 from datetime import datetime, timezone
 
 import pytest
 
 from guardian.errors import SnapshotError
 from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest, check_rel_path,
+                                         delta_rows, apply_delta,
                                          decode_manifest, encode_files, encode_manifest)
 
 H = "ab" * 32
@@ -17,9 +19,9 @@ def manifest(files):
 
 def test_round_trip_with_and_without_dictionary():
     files = [FileEntry("a/x.gob", 3, 0o644, 5, 7, H), FileEntry("a/00000000.gob", 1, 0o600, 5, 8, None, FLAG_UNSTABLE)]
-    for dictionary in (None, encode_files(files[:1])):
+    for dictionary in (None, json.loads(encode_files(files[:1])), json.loads(encode_files(files))):
         m = manifest(files)
-        m.files_dict = "cd" * 32 if dictionary else None
+        m.files_dict = "cd" * 32 if dictionary is not None else None
         data = encode_manifest(m, dictionary)
         back = decode_manifest(data, "t", load_dictionary=lambda h: dictionary)
         assert sorted(back.files, key=lambda e: e.path) == sorted(files, key=lambda e: e.path)
@@ -65,3 +67,20 @@ def test_bad_collection_dir_refused():
     m.collections = [CollectionInfo("../escape", "x", 0)]
     with pytest.raises(SnapshotError):
         decode_manifest(encode_manifest(m))
+
+
+def test_delta_against_base_list_is_small_and_exact():
+    base = [[f"c/{i:08x}.gob", i, 0o644, i, i, f"{i:064x}", 0] for i in range(1000)]
+    rows = [list(r) for r in base]
+    rows[500][5] = "f" * 64
+    del rows[10]
+    rows.append(["d/new.gob", 1, 0o644, 1, 1, "e" * 64, 0])
+    ops = delta_rows(rows, base)
+    assert len(ops) == 5 and apply_delta(ops, base) == rows
+
+
+@pytest.mark.parametrize("ops", [[[990, 20]], [[-1, 2]], [[0, 0]], {"x": 1}])
+def test_delta_references_out_of_range_are_refused(ops):
+    base = [[f"c/{i}", 1, 0o644, 1, 1, H, 0] for i in range(1000)]
+    with pytest.raises(ValueError):
+        apply_delta(ops, base)
