@@ -137,7 +137,7 @@ def run(work: Path, docs: int, count: int) -> None:
            f"{same.new_bytes / 1e3:.0f} kB new")
     rng = np.random.default_rng(7)
     sizes = []
-    for hour in range(1, count):
+    for hour in range(1, count - 1):
         changed = change_share(store, layout, 0.01, rng)
         past = time.time() - 60
         moment += timedelta(hours=1)
@@ -149,7 +149,7 @@ def run(work: Path, docs: int, count: int) -> None:
                    f"(manifest {result.manifest_bytes / 1e3:.0f} kB)")
         del past
     total = folder_bytes(paths.snapshots)
-    snaps = 1 + 1 + len(sizes)
+    snaps = 2 + len(sizes)
     report(f"storage for {snaps} snapshots (1%/h; target <= 1.3x)",
            f"{total / 1e6:.1f} MB = {total / full:.2f}x the first snapshot, "
            f"{total / base['tar_zstd_bytes']:.2f}x tar.zst; mean {np.mean([s[0] for s in sizes]):.2f} s, "
