@@ -58,6 +58,10 @@ class QuarantineEntry:
     folder: str = ""          # the entry's folder in the quarantine (not stored)
 
     @property
+    def restored(self) -> bool:
+        return self.state == "restored"
+
+    @property
     def payload_path(self) -> Path:
         return Path(self.folder) / PAYLOAD_DIR / self.original_path
 
