@@ -143,16 +143,18 @@ def apply_delta(ops, base_rows: list[list]) -> list:
     return rows
 
 
+def file_rows(files: list[FileEntry]) -> list[list]:
+    return [entry.row() for entry in sorted(files, key=lambda entry: entry.path)]
+
+
 def encode_manifest(manifest: Manifest, base_rows: list[list] | None = None, level: int = 3,
-                    raw_files: bytes | None = None) -> bytes:
-    """Encode; with ``base_rows`` (the header must name their blob) the file list is a delta."""
+                    rows: list[list] | None = None) -> bytes:
+    """Encode; with ``base_rows`` (the header must name their blob) the file list is a delta.
+    ``rows`` (``file_rows(manifest.files)``) may be passed when already computed."""
     header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
-    if base_rows is not None:
-        rows = json.loads(raw_files) if raw_files is not None else \
-            [e.row() for e in sorted(manifest.files or [], key=lambda e: e.path)]
-        body_raw = json.dumps(delta_rows(rows, base_rows), separators=(",", ":")).encode()
-    else:
-        body_raw = raw_files if raw_files is not None else encode_files(manifest.files or [])
+    rows = rows if rows is not None else file_rows(manifest.files or [])
+    listed = delta_rows(rows, base_rows) if base_rows is not None else rows
+    body_raw = json.dumps(listed, separators=(",", ":")).encode()
     body = zstandard.ZstdCompressor(level=level).compress(body_raw)
     return MAGIC + struct.pack(">I", len(header)) + header + body
 

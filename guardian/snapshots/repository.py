@@ -192,14 +192,15 @@ class Repository:
                 raise SnapshotError(f"base list blob {digest[:12]} is damaged ({exc})") from None
         return self._dictionaries[digest]
 
-    def write_manifest(self, manifest: Manifest, dictionary_hash: str | None = None,
-                       raw_files: bytes | None = None) -> int:
-        """Write the manifest (the commit point: blobs must already be synced). Returns its size."""
+    def write_manifest(self, manifest: Manifest, dictionary_hash: str | None = None) -> int:
+        """Encode and write the manifest (the commit point: blobs must already be synced)."""
         manifest.files_dict = dictionary_hash
         dictionary = self.dictionary(dictionary_hash) if dictionary_hash else None
-        data = encode_manifest(manifest, dictionary, raw_files=raw_files)  # dictionary: base rows
+        return self.write_manifest_bytes(manifest.id, encode_manifest(manifest, dictionary))
+
+    def write_manifest_bytes(self, snapshot_id: str, data: bytes) -> int:
         ensure_dir(self.manifests)
-        atomic_write(self.manifest_path(manifest.id), data)
+        atomic_write(self.manifest_path(snapshot_id), data)
         return len(data)
 
     def store_dictionary(self, raw: bytes) -> tuple[str, int]:

@@ -8,6 +8,7 @@ while being read is re-read (a few tries), else marked unstable and the previous
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat as statmod
 import time
@@ -22,14 +23,14 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.fsutil import TEMP_PREFIX
 from guardian.lock import store_lock
 from guardian.snapshots.manifest import (FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest,
-                                         encode_files, encode_manifest)
+                                         encode_manifest, file_rows)
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
 from guardian.state import StatePaths
 
 READ_TRIES = 3
 RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-read next time
 REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows past this share
-DICTIONARY_MIN = 64 * 1024       # file lists smaller than this are compressed on their own
+BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without a base list
 METADATA_STEM = "00000000"
 WORKERS = 4
 
@@ -140,6 +141,8 @@ class _Capture:
             return None
         if old.hash not in self.existing_blobs:
             return None
+        if old.mode == statmod.S_IMODE(info.st_mode):
+            return old
         return FileEntry(rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, old.hash)
 
     def capture_all(self, files: dict[str, os.stat_result]) -> list[FileEntry]:
@@ -243,14 +246,17 @@ def _collection_name(meta: FileEntry, contents: dict[str, bytes], repo: Reposito
         return None
 
 
-def choose_dictionary(repo: Repository, raw: bytes, manifest: Manifest, previous: Manifest | None) -> str | None:
-    """Keep compressing against the previous dictionary while the result stays small; else None."""
+def encode_against_previous_base(repo: Repository, manifest: Manifest, rows: list[list],
+                                 previous: Manifest | None) -> bytes | None:
+    """The manifest as a delta against the previous snapshot's base list, if that stays small."""
     if previous is None or not previous.files_dict or not repo.has_blob(previous.files_dict):
         return None
     with contextlib.suppress(SnapshotError):
-        delta = len(encode_manifest(manifest, repo.dictionary(previous.files_dict), raw_files=raw))
-        if delta <= REBASE_FRACTION * repo.blob_size(previous.files_dict):
-            return previous.files_dict
+        manifest.files_dict = previous.files_dict
+        data = encode_manifest(manifest, repo.dictionary(previous.files_dict), rows=rows)
+        if len(data) <= REBASE_FRACTION * repo.blob_size(previous.files_dict):
+            return data
+    manifest.files_dict = None
     return None
 
 
@@ -321,18 +327,23 @@ def _build_manifest(paths, repo, listing, entries, capture, previous, moment, co
 
 
 def _commit(repo: Repository, manifest: Manifest, previous: Manifest | None, capture: _Capture) -> int:
-    raw = encode_files(manifest.files or [])
-    dictionary = None
-    if len(raw) >= DICTIONARY_MIN:  # small stores: a dictionary would not pay for itself
-        dictionary = choose_dictionary(repo, raw, manifest, previous)
-        if dictionary is None:
-            dictionary, written = repo.store_dictionary(raw)
+    rows = file_rows(manifest.files or [])
+    manifest.files_dict = None
+    data = None
+    if len(rows) >= BASE_LIST_MIN_FILES:  # small stores: a base list would not pay for itself
+        data = encode_against_previous_base(repo, manifest, rows, previous)
+        if data is None:
+            base, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode())
             if written:
-                capture.new_hashes.append(dictionary)
+                capture.new_hashes.append(base)
                 capture.new_bytes += written
                 manifest.stats["new_bytes"] = capture.new_bytes
+            manifest.files_dict = base
+            data = encode_manifest(manifest, rows, rows=rows)
+    if data is None:
+        data = encode_manifest(manifest, rows=rows)
     repo.sync()
-    return repo.write_manifest(manifest, dictionary, raw)
+    return repo.write_manifest_bytes(manifest.id, data)
 
 
 def _discard(repo: Repository, capture: _Capture) -> None:
