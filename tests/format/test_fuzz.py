@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -144,3 +145,32 @@ def test_deeply_nested_type_definitions_fail_cleanly():
         chromem.decode_document(data)
     except CodecError:
         pass
+
+
+def test_bulk_read_equals_single_reads_on_damaged_files(tmp_path):
+    """read_documents' batched float path gives exactly read_document's documents and errors."""
+    rng = random.Random(99)
+    paths = []
+    for i in range(600):
+        source = PLAIN_DOC if i % 3 else GZ_DOC
+        data = bytearray(source)
+        if i % 5:  # most damaged, some intact
+            for _ in range(rng.randint(1, 3)):
+                bit = rng.randrange(len(data) * 8)
+                data[bit // 8] ^= 1 << (bit % 8)
+        paths.append(tmp_path / f"{i:04d}.gob")
+        paths[-1].write_bytes(bytes(data))
+    batch = chromem.read_documents(paths)
+    for path in paths:
+        try:
+            single = chromem.read_document(path)
+        except CodecError as exc:
+            assert batch.errors[str(path)].reason == exc.reason
+            continue
+        if str(path) in batch.ragged:
+            assert batch.ragged[str(path)].view(np.uint32).tolist() == single.embedding.view(np.uint32).tolist()
+            continue
+        k = batch.paths.index(str(path))
+        assert (batch.ids[k], batch.contents[k], batch.metadatas[k]) == (single.id, single.content, single.metadata)
+        assert batch.embeddings[k].view(np.uint32).tolist() == single.embedding.view(np.uint32).tolist()
+    assert len(batch) + len(batch.errors) + len(batch.ragged) == len(paths)
