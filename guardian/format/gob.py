@@ -175,14 +175,78 @@ def encode_string(value: str | bytes) -> bytes:
 # --------------------------------------------------------------------------- float32 slices
 
 
+try:  # optional C accelerator (guardian/format/_gobfloat.c); same results, ~20x faster
+    from guardian.format import _gobfloat as _accelerated
+except ImportError:  # pragma: no cover - depends on the build
+    _accelerated = None
+
+# Length (first byte + payload) of a gob uint starting with each byte value; 0: no uint starts so.
+_ELEMENT_LENGTH = bytes(1 if b < 0x80 else (257 - b if b >= 0xF8 else 0) for b in range(256))
+_COLUMNS = np.arange(8)
+
+
 def decode_float32_run(buf: bytes, pos: int, end: int, count: int) -> tuple[np.ndarray, int]:
-    """Decode ``count`` gob floats into float32, vectorized when every element is 0xFB + 5 bytes."""
+    """Decode ``count`` gob floats into float32 with numpy.
+
+    All elements 0xFB + 5 bytes (the common shape): one reshape. Mixed lengths: element starts are
+    found with a C-level byte translation and a tight loop, then every value is gathered at once.
+    Anything malformed takes the exact element-by-element path, which raises Go's error.
+    """
+    if _accelerated is not None:
+        decoded = _accelerated.decode_floats(buf, pos, end, count)
+        if decoded is None:
+            return decode_float32_exact(buf, pos, end, count)
+        return np.frombuffer(decoded[0], dtype=np.float32), decoded[1]
+    return decode_float32_numpy(buf, pos, end, count)
+
+
+def decode_float32_numpy(buf: bytes, pos: int, end: int, count: int) -> tuple[np.ndarray, int]:
+    """The pure-Python/numpy path (used when the C accelerator is not built)."""
     stop = pos + 6 * count
     if count and stop <= end:
         rows = np.frombuffer(buf, dtype=np.uint8, count=6 * count, offset=pos).reshape(count, 6)
         if (rows[:, 0] == 0xFB).all():
             return floats_from_fb_rows(rows[:, 1:]), stop
-    return decode_float32_exact(buf, pos, end, count)
+    found = element_starts(buf, pos, end, count)
+    if found is None:
+        return decode_float32_exact(buf, pos, end, count)
+    starts, used = found
+    return floats_from_elements(np.frombuffer(buf, dtype=np.uint8, count=used, offset=pos), starts), pos + used
+
+
+def element_starts(buf: bytes, pos: int, end: int, count: int) -> tuple[list[int], int] | None:
+    """Offsets (from ``pos``) of ``count`` consecutive gob uints, or None if they are malformed."""
+    window = buf[pos:min(end, pos + 9 * count)]
+    lengths = window.translate(_ELEMENT_LENGTH)
+    size = len(window)
+    starts = [0] * count
+    offset = 0
+    for i in range(count):
+        if offset >= size:
+            return None
+        step = lengths[offset]
+        if not step:
+            return None
+        starts[i] = offset
+        offset += step
+    return (starts, offset) if offset <= size else None
+
+
+def floats_from_elements(window: np.ndarray, starts: list[int]) -> np.ndarray:
+    """Gather gob floats of any byte length: little-endian float64 = (8 - n) zeros + the n payload bytes."""
+    begin = np.asarray(starts, dtype=np.intp)
+    first = window[begin].astype(np.intp)
+    single = first < 0x80
+    payload_len = np.where(single, 1, 256 - first)
+    payload_end = begin + np.where(single, 1, payload_len + 1)  # one past the last payload byte
+    padded = np.concatenate([window, np.zeros(1, dtype=np.uint8)])
+    index = payload_end[:, None] - 8 + _COLUMNS[None, :]
+    index = np.where(_COLUMNS[None, :] >= (8 - payload_len)[:, None], index, len(window))
+    values = padded[index].view("<f8").reshape(-1)
+    magnitude = np.abs(values)
+    if ((magnitude > MAX_FLOAT32) & np.isfinite(magnitude)).any():
+        raise GobError(ERR_FLOAT32_RANGE)
+    return values.astype(np.float32)
 
 
 def floats_from_fb_rows(payload: np.ndarray) -> np.ndarray:
@@ -209,19 +273,27 @@ def decode_float32_exact(buf: bytes, pos: int, end: int, count: int) -> tuple[np
 
 
 def encode_float32_run(values: np.ndarray) -> bytes:
-    """Encode float32 values as gob floats, vectorized for the common 5-byte shape."""
-    as64 = np.ascontiguousarray(values, dtype=np.float32).astype("<f8")
-    raw = as64.view(np.uint8).reshape(-1, 8)
-    common = (raw[:, 0] == 0) & (raw[:, 1] == 0) & (raw[:, 2] == 0) & (raw[:, 3] != 0)
-    if common.all():
-        out = np.empty((raw.shape[0], 6), dtype=np.uint8)
-        out[:, 0] = 0xFB
-        out[:, 1:] = raw[:, 3:]
-        return out.tobytes()
-    parts = []
-    for value in as64.tolist():
-        parts.append(encode_uint(int.from_bytes(struct.pack("<d", value), "big")))
-    return b"".join(parts)
+    """Encode float32 values as gob floats (minimal big-endian uint of the reversed float64), vectorized."""
+    raw = np.ascontiguousarray(values, dtype=np.float32).astype("<f8").view(np.uint8).reshape(-1, 8)
+    if raw.shape[0] == 0:
+        return b""
+    nonzero = raw != 0
+    leading_zeros = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 8)
+    length = 8 - leading_zeros                       # payload bytes of the uint (0 for 0.0)
+    small = (length == 0) | ((length == 1) & (raw[:, 7] < 0x80))
+    out = np.zeros((raw.shape[0], 9), dtype=np.uint8)
+    out[:, 1:] = raw
+    out[:, 0] = np.where(small, 0, (256 - length) & 0xFF)
+    keep = _NINE[None, :] >= leading_zeros[:, None] + 1
+    keep[:, 0] = ~small
+    single = np.where(small, raw[:, 7], 0)
+    out[small, 8] = single[small]
+    keep[small, 1:8] = False
+    keep[small, 8] = True
+    return out[keep].tobytes()
+
+
+_NINE = np.arange(9)
 
 
 # --------------------------------------------------------------------------- generic values
