@@ -29,6 +29,9 @@ from guardian.status import HEARTBEAT_SECONDS, StatusFile, iso_utc
 from guardian.status_facts import collect_status
 
 
+INDEX_CACHE_EVERY_BEATS = 12  # save the index cache about once a minute when it changed
+
+
 @contextlib.contextmanager
 def sidecar_lock(paths):
     """One sidecar per store: a non-blocking flock held for the sidecar's lifetime."""
@@ -173,7 +176,12 @@ class Sidecar:
                                 known_names=Catalog(self.paths.catalog_file).names())
         thread = threading.Thread(target=self.build_index, name="guardian-index-build", daemon=True)
         thread.start()
+        self.cleanups.append(self.save_index_cache)
         self.update_store_metrics(None)
+
+    def save_index_cache(self) -> None:
+        if self.index is not None and self.index.built:
+            self.index.save_cache()
 
     def build_index(self) -> None:
         try:
@@ -223,10 +231,17 @@ class Sidecar:
         self.heartbeat_thread.start()
 
     def heartbeat_loop(self) -> None:
+        beats = 0
         while not self.stop_requested.wait(HEARTBEAT_SECONDS):
+            beats += 1
             self.write_status(running=True)
             if not self.cmd:
                 notify.sd_notify("WATCHDOG=1")
+            if beats % INDEX_CACHE_EVERY_BEATS == 0:
+                try:
+                    self.save_index_cache()
+                except OSError as exc:
+                    self.log.warning("index_cache_save_failed", error=str(exc))
 
     # ---- running ---------------------------------------------------------------------------
 
