@@ -4,6 +4,7 @@
 writes ``n_docs`` documents spread round-robin over ``collections`` (each gets its folder
 ``sha256(name)[:8]`` and ``00000000.gob[.gz]``), with unit-length float32 embeddings, a uuid-like
 id, contextd-like metadata and a short content. Deterministic for a given seed. Returns ``root``.
+Exactly ``n_docs`` files are written: an id whose 8-hex file name is taken gets a suffix.
 Other bench scripts import this: keep the signature stable.
 """
 
@@ -41,8 +42,11 @@ def make_store(root, n_docs: int, dims: int = 384, compress: bool = False,
         for offset in range(count):
             i = start + offset
             doc_id = f"{seed:08x}-{i:04x}-4000-8000-{i:012x}"
+            folder = folders[i % len(folders)]
+            while (folder / (chromem.document_stem(doc_id) + ext)).exists():
+                doc_id += "x"  # 32-bit file names collide (~1 in 100k): keep exactly n_docs files
             doc = Document(doc_id, synthetic_metadata(i), vectors[offset], f"memory {i}: a synthetic lesson body")
-            path = folders[i % len(folders)] / (chromem.document_stem(doc_id) + ext)
+            path = folder / (chromem.document_stem(doc_id) + ext)
             path.write_bytes(chromem.encode_document(doc, compress=compress))
     return root
 
