@@ -162,3 +162,25 @@ def test_exec_with_missing_command_is_a_one_line_error(plain_store, env):
     assert proc.returncode == 127
     assert proc.stdout == b""
     assert "cannot run" in proc.stderr_text.strip().splitlines()[-1]
+
+
+def test_restore_while_supervising_stops_restores_and_restarts_the_child(plain_store, env, tmp_path):
+    pid_file = tmp_path / "child.pids"
+    (tmp_path / "child.py").write_text(CHILD)
+    proc = start_sidecar(plain_store, env, tmp_path, sys.executable, str(tmp_path / "child.py"), str(pid_file))
+    try:
+        wait_for(lambda: child_pids(pid_file))
+        wait_for(lambda: status_json(plain_store, env)["snapshots"]["count"] >= 1)
+        doc = plain_store / "6c7f5464" / "0356cf79.gob"
+        original = doc.read_bytes()
+        doc.unlink()
+        restored = run_cli("restore", "--store", str(plain_store), "--at", "latest", "--json", env=env)
+        assert restored.returncode == 0, restored.stderr_text
+        answer = json.loads(restored.stdout_text)
+        assert answer["through_sidecar"] is True and answer["child_paused"] is True
+        assert doc.read_bytes() == original
+        pids = wait_for(lambda: len(child_pids(pid_file)) >= 2 and child_pids(pid_file))
+        assert len(set(pids)) == len(pids)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

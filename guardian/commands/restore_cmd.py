@@ -46,8 +46,47 @@ def make_confirm(force: bool, stdin=None, stderr=None):
     return confirm
 
 
+def sidecar_running(ctx) -> bool:
+    """Is a sidecar answering on this store's control socket? (It must do the restore itself.)"""
+    from guardian.control import control_request
+    from guardian.errors import GuardianError
+
+    if not ctx.paths.control_socket.exists():
+        return False
+    try:
+        control_request(ctx.paths.control_socket, "ping", timeout=2.0)
+    except GuardianError:
+        return False
+    return True
+
+
+def restore_through_sidecar(args, ctx, at) -> int:
+    """Plan here (so --force and --dry-run mean the same), then let the sidecar stop its child,
+    restore, check and start the child again."""
+    from guardian.control import control_request
+
+    plan = restore_store(ctx.paths, at, args.collection, dry_run=True, check_load=False).plan
+    confirm = make_confirm(args.force)
+    if confirm is not None and (plan.counts()["replace"] or plan.counts()["move_aside"]) and not confirm(plan):
+        raise RestoreError("restore cancelled; nothing was changed")
+    answer = control_request(ctx.paths.control_socket, "restore", timeout=600.0,
+                             at=at.isoformat() if at else None, collection=args.collection)
+    result = answer["restore"]
+    if args.json:
+        print_json({**result, "through_sidecar": True, "child_paused": answer.get("child_paused")})
+    else:
+        counts = result["counts"]
+        print(f"restored through the running sidecar to snapshot {result['snapshot']} "
+              f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
+              + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
+        print(f"  chromem will load the store: {'yes' if result['loadable'] else 'NO (' + str(result['load_error']) + ')'}")
+    return 0 if result["loadable"] is not False else 1
+
+
 def run(args, ctx) -> int:
     at = parse_time(args.at, datetime.now(timezone.utc))
+    if not args.dry_run and sidecar_running(ctx):
+        return restore_through_sidecar(args, ctx, at)
     progress = Progress("restore", enabled=False if args.json else None)
     result = restore_store(ctx.paths, at, args.collection, dry_run=args.dry_run,
                            confirm=make_confirm(args.force), progress=progress,
