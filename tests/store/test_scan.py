@@ -213,3 +213,20 @@ def test_to_dict_lists_problems_with_hints(plain_store):
     assert data["loadable"] is False and data["cause"] == f"{MEMORIES}/00000000.gob"
     problem = data["problems"][0]
     assert problem["kind"] == "metadata_missing" and problem["severity"] == "fatal" and "repair" in problem["hint"]
+
+
+CLI_CASES = ["missing_metadata", "truncated_document", "wrong_format_file", "bitflip_embedding"]
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_guardian_check_cli_reports_chromems_verdict(name, any_store, verdicts, cli):
+    compress = any(any_store.glob("*/*.gob.gz"))
+    damage.DAMAGES[name](any_store, compress)
+    verdict = verdicts[f"{'gz' if compress else 'plain'}/{name}"]
+    proc = cli("check", "--store", str(any_store), "--json")
+    report = __import__("json").loads(proc.stdout_text)
+    assert report["loadable"] is verdict["chromem_loads"]
+    assert report["error"] == verdict["chromem_error"]
+    if not verdict["chromem_loads"]:
+        assert report["cause"] in EXPECTED_CAUSES[name](compress)
+        assert proc.returncode != 0
