@@ -175,42 +175,66 @@ class StoreScan:
 
 def list_dir(path: str) -> list[FileEntry]:
     """Entries sorted by name as Go's os.ReadDir returns them."""
-    entries = []
-    with os.scandir(path) as it:
-        for entry in it:
-            entries.append(describe(entry))
-    entries.sort(key=lambda e: os.fsencode(e.name))
-    return entries
+    return FolderListing.read(path).entries()
 
 
-def describe(entry: os.DirEntry) -> FileEntry:
-    is_symlink = entry.is_symlink()
-    is_dir = entry.is_dir(follow_symlinks=False)
-    fe = FileEntry(entry.name, is_dir, is_symlink)
-    if is_dir:
-        return fe
-    try:
-        st = entry.stat(follow_symlinks=True)
-        fe.size, fe.mtime_ns, fe.ino, fe.mode = st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode
-    except OSError as exc:
-        fe.error = exc.strerror or str(exc)
-    return fe
+class FolderListing:
+    """One folder's entries as raw rows (cheap), turned into sorted FileEntry objects on demand.
+
+    A row is ``(name, is_dir, is_symlink, size, mtime_ns, ino, mode, error)``; stat follows
+    symlinks, as chromem's os.Open does. Checking an unchanged store only needs the digest.
+    """
+
+    __slots__ = ("rows", "_names")
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+        self._names: str | None = None
+
+    @classmethod
+    def read(cls, path: str) -> "FolderListing":
+        rows = []
+        append = rows.append
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    append((entry.name, True, False, 0, 0, 0, 0, ""))
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError as exc:
+                    append((entry.name, False, entry.is_symlink(), 0, 0, 0, 0, exc.strerror or str(exc)))
+                    continue
+                append((entry.name, False, entry.is_symlink(), st.st_size, st.st_mtime_ns, st.st_ino,
+                        st.st_mode, ""))
+        return cls(rows)
+
+    def digest(self) -> str:
+        return verified_cache.rows_digest(self.rows)
+
+    def names(self) -> str:
+        """Every file name, each followed by NUL (for C-speed counting with str.count)."""
+        if self._names is None:
+            self._names = "".join(row[0] + "\0" for row in self.rows if not row[1])
+        return self._names
+
+    def count_suffix(self, suffix: str) -> int:
+        return self.names().count(suffix + "\0")
+
+    def entries(self) -> list[FileEntry]:
+        entries = [FileEntry(*row) for row in self.rows]
+        entries.sort(key=lambda e: os.fsencode(e.name))
+        return entries
 
 
-def detect_compression(folders: dict[str, list[FileEntry]]) -> bool:
+def detect_compression(folders: dict[str, FolderListing]) -> bool:
     """Guess chromem's compress flag from the files: metadata files first, then documents."""
-    counts = {True: 0, False: 0}
-    for entries in folders.values():
-        for e in entries:
-            if e.name == chromem.METADATA_STEM + chromem.GZ_EXT:
-                counts[True] += 1000
-            elif e.name == chromem.METADATA_STEM + chromem.GOB_EXT:
-                counts[False] += 1000
-            elif e.name.endswith(chromem.GZ_EXT):
-                counts[True] += 1
-            elif e.name.endswith(chromem.GOB_EXT):
-                counts[False] += 1
-    return counts[True] > counts[False]
+    gz = plain = 0
+    for listing in folders.values():
+        gz_files, plain_files = listing.count_suffix(chromem.GZ_EXT), listing.count_suffix(chromem.GOB_EXT)
+        gz += gz_files + 1000 * listing.count_suffix("\0" + chromem.METADATA_STEM + chromem.GZ_EXT)
+        plain += plain_files + 1000 * listing.count_suffix("\0" + chromem.METADATA_STEM + chromem.GOB_EXT)
+    return gz > plain
 
 
 # --------------------------------------------------------------------------- scanning
@@ -227,7 +251,7 @@ def scan_store(root, compress: bool | None = None, cache_dir=None) -> StoreScan:
         raise StoreError(f"{root} is not a folder; chromem refuses it ('path is not a directory')",
                          "point --store at contextd's vectorstore folder")
     try:
-        top = list_dir(root)
+        top = FolderListing.read(root).entries()
     except OSError as exc:
         raise StoreError(f"cannot list the store {root}: {exc.strerror}", "check the folder's permissions") from None
     listings, unreadable = list_collection_folders(root, top)
@@ -245,18 +269,19 @@ def scan_store(root, compress: bool | None = None, cache_dir=None) -> StoreScan:
     return scan
 
 
-def has_both_formats(listings: dict[str, list[FileEntry]]) -> bool:
-    names = [e.name for entries in listings.values() for e in entries if not e.is_dir]
-    return any(n.endswith(chromem.GZ_EXT) for n in names) and any(n.endswith(chromem.GOB_EXT) for n in names)
+def has_both_formats(listings: dict[str, FolderListing]) -> bool:
+    gz = sum(listing.count_suffix(chromem.GZ_EXT) for listing in listings.values())
+    plain = sum(listing.count_suffix(chromem.GOB_EXT) for listing in listings.values())
+    return bool(gz and plain)
 
 
 def list_collection_folders(root: str, top: list[FileEntry]):
-    listings: dict[str, list[FileEntry]] = {}
+    listings: dict[str, FolderListing] = {}
     unreadable: dict[str, str] = {}
     for entry in top:
         if entry.is_dir:
             try:
-                listings[entry.name] = list_dir(os.path.join(root, entry.name))
+                listings[entry.name] = FolderListing.read(os.path.join(root, entry.name))
             except OSError as exc:
                 unreadable[entry.name] = exc.strerror or str(exc)
     return listings, unreadable
@@ -305,12 +330,12 @@ def classify(role: str, exc: GobError, size: int) -> str:
     return f"{role}_corrupt"
 
 
-def scan_collection(scan: StoreScan, root: str, dir_name: str, entries: list[FileEntry], cache) -> CollectionScan:
-    digest = verified_cache.listing_digest(entries) if cache else ""
+def scan_collection(scan: StoreScan, root: str, dir_name: str, listing: FolderListing, cache) -> CollectionScan:
+    digest = listing.digest() if cache else ""
     summary = cache.lookup(dir_name, digest) if cache else None
     if summary is not None:
         return replay_summary(scan, root, dir_name, summary)
-    coll = read_collection_folder(scan, root, dir_name, entries, cache)
+    coll = read_collection_folder(scan, root, dir_name, listing.entries(), cache)
     if cache:
         cache.remember(dir_name, digest, summarize(coll))
     return coll

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from guardian.fsutil import atomic_write, ensure_dir
 VERSION = 1
 
 
-def listing_digest(entries) -> str:
-    text = "\n".join(f"{e.name}\0{int(e.is_dir)}\0{e.size}\0{e.mtime_ns}\0{e.ino}\0{e.mode}" for e in entries)
-    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+def rows_digest(rows: list[tuple]) -> str:
+    """Digest of a folder's raw listing rows (names, types, stat keys), in directory order."""
+    return hashlib.blake2b(marshal.dumps(rows), digest_size=16).hexdigest()
 
 
 class VerifiedCache:
