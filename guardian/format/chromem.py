@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from guardian.format import gob
+from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is part of this API)
+    GOB_EXT, GZ_EXT, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem, is_gzip_file_name,
+    metadata_file_name)
 from guardian.format.gob import GobError
 
-METADATA_STEM = "00000000"
-GOB_EXT = ".gob"
-GZ_EXT = ".gob.gz"
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DECOMPRESSED = 1 << 30  # refuse gzip members inflating past 1 GiB (a decompression bomb)
 
@@ -40,22 +40,12 @@ COLLECTION_TYPE = gob.LocalStruct("struct { Name string; Metadata map[string]str
 })
 
 
-def collection_dir_name(name: str) -> str:
-    """The folder chromem uses for a collection: the first 8 hex digits of sha256(name)."""
-    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
-def document_stem(doc_id: str) -> str:
-    """The file stem chromem uses for a document: the first 8 hex digits of sha256(id)."""
-    return hashlib.sha256(doc_id.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
-def extension(compress: bool) -> str:
-    return GZ_EXT if compress else GOB_EXT
 
 
-def metadata_file_name(compress: bool) -> str:
-    return METADATA_STEM + extension(compress)
 
 
 @dataclass
@@ -312,15 +302,8 @@ def stack_embeddings(batch: DocumentBatch, vectors: list[np.ndarray]) -> np.ndar
     return np.vstack([vectors[i] for i in keep]).astype(np.float32, copy=False)
 
 
-def is_gzip_file_name(name: str) -> bool:
-    return name.endswith(GZ_EXT)
 
 
-def file_stem(name: str) -> str:
-    for ext in (GZ_EXT, GOB_EXT):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return os.path.splitext(name)[0]
 
 
 def path_str(path) -> str:

@@ -26,11 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from guardian.errors import CodecError
+from guardian.errors import CodecError  # noqa: F401  (GobError's base)
+from guardian.format.layout import GobError
 
-
-class GobError(CodecError):
-    """A gob stream could not be decoded (carries the file, when known, and Go's reason)."""
 
 
 # Builtin type ids (Go's encoding/gob bootstrap order).

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from guardian.format import chromem
+from guardian.format import layout
 from guardian.repair import names as names_mod
 from guardian.store.scan import FATAL, INFO, CollectionScan, Problem, StoreScan
 
@@ -207,7 +207,7 @@ def plan_folders(scan: StoreScan, sources: RepairSources, candidate_names, plan:
 
 
 def metadata_rel(scan: StoreScan, coll: CollectionScan) -> str:
-    return f"{coll.dir}/{chromem.metadata_file_name(scan.compress)}"
+    return f"{coll.dir}/{layout.metadata_file_name(scan.compress)}"
 
 
 def plan_metadata(scan, coll, problem, sources: RepairSources, candidates: dict[str, str], plan) -> bool:

@@ -15,12 +15,8 @@ from guardian.catalog import Catalog
 from guardian.commands.output import format_table, print_json
 from guardian.config import Config
 from guardian.lock import store_lock
-from guardian.quarantine import Quarantine
-from guardian.repair.apply import Applied, PlanApplier
 from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
                                   remaining_findings)
-from guardian.repair.sources import checksum_failures, collect_inputs
-from guardian.snapshots.repository import Repository
 from guardian.state import StatePaths
 from guardian.store.scan import StoreScan, scan_store
 
@@ -35,7 +31,7 @@ class PreflightResult:
     scan_before: StoreScan
     scan: StoreScan                       # the final scan (== scan_before on a dry run or no-op)
     plans: list[RepairPlan] = field(default_factory=list)
-    applied: list[Applied] = field(default_factory=list)
+    applied: list = field(default_factory=list)  # repair.apply.Applied
     seconds: float = 0.0
 
     # ---- what callers read -------------------------------------------------------------
@@ -127,6 +123,13 @@ class PreflightResult:
 # --------------------------------------------------------------------------- running
 
 
+def _checksum_failures(scan: StoreScan):
+    """gz documents whose CRC fails (decoding needed: imported only for deep checks)."""
+    from guardian.repair.sources import checksum_failures
+
+    return checksum_failures(scan)
+
+
 def needs_repair(scan: StoreScan) -> bool:
     return any(p.kind in ACTIONABLE for p in scan.problems)
 
@@ -145,7 +148,7 @@ def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_
     first = scan_and_record(store, config, paths, cache_dir)
     result = PreflightResult(str(paths.store), dry_run, first, first)
     context = RepairContext(config, paths, list(names), cache_dir, deep)
-    if needs_repair(first) or (deep and checksum_failures(first)):
+    if needs_repair(first) or (deep and _checksum_failures(first)):
         if dry_run:
             result.plans.append(context.plan(first))
         else:
@@ -174,15 +177,21 @@ class RepairContext:
 
     def plan(self, scan: StoreScan) -> RepairPlan:
         catalog = Catalog(self.paths.catalog_file).names()
-        failing = checksum_failures(scan) if self.deep else []
+        from guardian.repair.sources import collect_inputs
+
+        failing = _checksum_failures(scan) if self.deep else []
         sources, candidates = collect_inputs(scan, self.paths.snapshots, catalog, self.config.collection_names,
                                              self.names, failing)
         return plan_repair(scan, sources, candidates)
 
     def needs_repair(self, scan: StoreScan) -> bool:
-        return needs_repair(scan) or (self.deep and bool(checksum_failures(scan)))
+        return needs_repair(scan) or (self.deep and bool(_checksum_failures(scan)))
 
-    def applier(self, compress: bool) -> PlanApplier:
+    def applier(self, compress: bool):
+        from guardian.quarantine import Quarantine
+        from guardian.repair.apply import PlanApplier
+        from guardian.snapshots.repository import Repository
+
         return PlanApplier(self.paths.store, Quarantine(self.paths), Repository(self.paths.snapshots), compress)
 
     def rescan(self) -> StoreScan:

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from guardian.errors import StoreError
-from guardian.format import chromem
-from guardian.format.gob import GobError
+from guardian.format import layout
+from guardian.format.layout import GobError
 from guardian.store import verified_cache
 
 FATAL, WARNING, INFO = "fatal", "warning", "info"
@@ -170,6 +170,13 @@ class StoreScan:
         }
 
 
+def codec():
+    """The gob codec, imported only when a file must be decoded (a warm check needs none)."""
+    from guardian.format import chromem
+
+    return chromem
+
+
 # --------------------------------------------------------------------------- listing
 
 
@@ -231,9 +238,9 @@ def detect_compression(folders: dict[str, FolderListing]) -> bool:
     """Guess chromem's compress flag from the files: metadata files first, then documents."""
     gz = plain = 0
     for listing in folders.values():
-        gz_files, plain_files = listing.count_suffix(chromem.GZ_EXT), listing.count_suffix(chromem.GOB_EXT)
-        gz += gz_files + 1000 * listing.count_suffix("\0" + chromem.METADATA_STEM + chromem.GZ_EXT)
-        plain += plain_files + 1000 * listing.count_suffix("\0" + chromem.METADATA_STEM + chromem.GOB_EXT)
+        gz_files, plain_files = listing.count_suffix(layout.GZ_EXT), listing.count_suffix(layout.GOB_EXT)
+        gz += gz_files + 1000 * listing.count_suffix("\0" + layout.METADATA_STEM + layout.GZ_EXT)
+        plain += plain_files + 1000 * listing.count_suffix("\0" + layout.METADATA_STEM + layout.GOB_EXT)
     return gz > plain
 
 
@@ -270,8 +277,8 @@ def scan_store(root, compress: bool | None = None, cache_dir=None) -> StoreScan:
 
 
 def has_both_formats(listings: dict[str, FolderListing]) -> bool:
-    gz = sum(listing.count_suffix(chromem.GZ_EXT) for listing in listings.values())
-    plain = sum(listing.count_suffix(chromem.GOB_EXT) for listing in listings.values())
+    gz = sum(listing.count_suffix(layout.GZ_EXT) for listing in listings.values())
+    plain = sum(listing.count_suffix(layout.GOB_EXT) for listing in listings.values())
     return bool(gz and plain)
 
 
@@ -366,9 +373,9 @@ def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: l
                            cache) -> CollectionScan:
     path = os.path.join(root, dir_name)
     coll = CollectionScan(dir=dir_name, path=path)
-    ext = chromem.extension(scan.compress)
-    other_ext = chromem.extension(not scan.compress)
-    meta_name = chromem.METADATA_STEM + ext
+    ext = layout.extension(scan.compress)
+    other_ext = layout.extension(not scan.compress)
+    meta_name = layout.METADATA_STEM + ext
     records = cache.folder(dir_name) if cache else None
     fresh: dict | None = {} if cache else None
     for entry in entries:
@@ -381,7 +388,7 @@ def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: l
             read_metadata(scan, coll, entry, rel)
         elif entry.name.endswith(ext):
             read_document_entry(scan, coll, entry, rel, records, fresh)
-        elif entry.name.endswith(other_ext) or entry.name == chromem.METADATA_STEM + other_ext:
+        elif entry.name.endswith(other_ext) or entry.name == layout.METADATA_STEM + other_ext:
             coll.problems.append(Problem(rel, "other_format_file",
                                          f"a {other_ext} file in a store read as {ext}: chromem ignores it", dir_name))
         else:
@@ -398,8 +405,8 @@ def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: 
         special(scan, coll, entry, rel, "metadata")
         return
     try:
-        data = chromem.read_file(full)
-        record = chromem.decode_collection(data, full)
+        data = codec().read_file(full)
+        record = codec().decode_collection(data, full)
     except GobError as exc:
         kind = classify("metadata", exc, entry.size)
         problem = Problem(rel, kind, exc.reason, coll.dir)
@@ -413,10 +420,10 @@ def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: 
 
 def note_overwritten_metadata(coll: CollectionScan, data: bytes, rel: str) -> None:
     try:
-        doc = chromem.decode_document(data)
+        doc = codec().decode_document(data)
     except GobError:
         doc = None
-    if doc is not None and doc.id and chromem.document_stem(doc.id) == chromem.METADATA_STEM:
+    if doc is not None and doc.id and layout.document_stem(doc.id) == layout.METADATA_STEM:
         coll.problems.append(Problem(rel, "metadata_overwritten",
                                      f"document {doc.id!r} hashes to 00000000 and overwrote the metadata", coll.dir))
 
@@ -460,7 +467,7 @@ def read_document_entry(scan: StoreScan, coll: CollectionScan, entry: FileEntry,
 
 def verify_document(path: str) -> tuple[str | None, str | None]:
     try:
-        return chromem.read_document(path).id, None
+        return codec().read_document(path).id, None
     except GobError as exc:
         return None, exc.reason
 
@@ -469,8 +476,8 @@ def add_document(coll: CollectionScan, doc_id: str, file_name: str, rel: str) ->
     if doc_id in coll.document_ids:
         coll.problems.append(Problem(rel, "duplicate_id", f"id {doc_id!r} is also in "
                                      f"{coll.document_ids[doc_id]}; chromem keeps {file_name}", coll.dir))
-    expected = chromem.document_stem(doc_id)
-    if chromem.file_stem(file_name) != expected:
+    expected = layout.document_stem(doc_id)
+    if layout.file_stem(file_name) != expected:
         coll.problems.append(Problem(rel, "id_hash_mismatch",
                                      f"holds id {doc_id!r}, whose file would be {expected}", coll.dir))
     coll.document_ids[doc_id] = file_name
@@ -492,9 +499,9 @@ def judge_collection(scan: StoreScan, coll: CollectionScan, meta_name: str) -> N
             coll.problems.append(problem)
         fail(scan, problem, f"collection metadata file not found: <store>/{coll.dir}")
         return
-    if chromem.collection_dir_name(coll.name) != coll.dir:
+    if layout.collection_dir_name(coll.name) != coll.dir:
         coll.problems.append(Problem(coll.dir, "name_mismatch", f"{coll.name!r} hashes to "
-                                     f"{chromem.collection_dir_name(coll.name)}, not {coll.dir}", coll.dir))
+                                     f"{layout.collection_dir_name(coll.name)}, not {coll.dir}", coll.dir))
     if coll.documents > COLLISION_WARN_DOCS:
         coll.problems.append(Problem(coll.dir, "collision_risk", f"{coll.documents} documents", coll.dir))
 

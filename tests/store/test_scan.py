@@ -120,7 +120,7 @@ def test_document_written_over_metadata_is_not_overwritten_unless_its_id_hashes_
 def test_overwritten_metadata_is_reported_when_the_id_hashes_to_zero(plain_store, monkeypatch):
     from guardian.store import scan as scan_mod
     real_stem = chromem.document_stem
-    monkeypatch.setattr(scan_mod.chromem, "document_stem",
+    monkeypatch.setattr(scan_mod.layout, "document_stem",
                         lambda doc_id: "00000000" if doc_id == "zero-hash" else real_stem(doc_id))
     folder = plain_store / "655f126a"  # contextd_default: metadata only
     write_doc(folder, sample("zero-hash"), stem="00000000")
