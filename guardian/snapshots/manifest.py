@@ -114,6 +114,8 @@ def encode_files(files: list[FileEntry]) -> bytes:
 
 def delta_rows(rows: list[list], base_rows: list[list]) -> list[list]:
     """Rows as ops: ``[start, count]`` copies base rows, a 7-item row is itself."""
+    if rows and rows == base_rows:
+        return [[0, len(rows)]]  # nothing changed since the base list was written
     index = {row[0]: i for i, row in enumerate(base_rows)}
     ops: list[list] = []
     for row in rows:
@@ -182,14 +184,27 @@ def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[st
 
     ``load_dictionary(hash)`` returns the parsed base rows of a delta-encoded file list.
     """
-    header_bytes, body = _split(data, where)
+    if header_only:
+        return decode_header(data, where)
+    manifest, rows = decode_manifest_rows(data, where, load_dictionary)
+    manifest.files = entries_from_rows(rows, where, checked=True)
+    return manifest
+
+
+def decode_header(data: bytes, where: str = "?") -> Manifest:
+    header_bytes, _ = _split(data, where)
     try:
         header = json.loads(_decompress(header_bytes, where, "header", limit=MAX_HEADER))
-        manifest = _manifest_from_header(header)
+        return _manifest_from_header(header)
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"manifest {where}: invalid header ({exc}) (damaged)") from None
-    if header_only:
-        return manifest
+
+
+def decode_manifest_rows(data: bytes, where: str = "?",
+                         load_dictionary: Callable[[str], list] | None = None) -> tuple[Manifest, list[list]]:
+    """The header (``files`` left None) and the validated file list as raw rows (no FileEntry objects)."""
+    manifest = decode_header(data, where)
+    _, body = _split(data, where)
     try:
         rows = json.loads(_decompress(body, where, "file list") or b"[]")
         if manifest.files_dict:
@@ -198,8 +213,7 @@ def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[st
             rows = apply_delta(rows, load_dictionary(manifest.files_dict))
     except ValueError as exc:
         raise SnapshotError(f"manifest {where}: unreadable file list ({exc}) (damaged)") from None
-    manifest.files = entries_from_rows(rows, where)
-    return manifest
+    return manifest, validated_rows(rows, where)
 
 
 def parse_rows(raw: bytes) -> list:
@@ -209,9 +223,65 @@ def parse_rows(raw: bytes) -> list:
     return rows
 
 
-def entries_from_rows(rows, where: str = "?") -> list[FileEntry]:
+def entries_from_rows(rows, where: str = "?", checked: bool = False) -> list[FileEntry]:
+    """FileEntry objects for ``rows``; ``checked`` means they came from :func:`validated_rows`."""
+    if not checked:
+        rows = validated_rows(rows, where)
+    return [FileEntry(*row) for row in rows]
+
+
+def validated_rows(rows, where: str = "?") -> list[list]:
+    """The file list as 7-item rows, validated; SnapshotError naming the first bad entry.
+
+    A fast whole-list pass accepts the common case; anything it does not accept goes through the
+    per-entry checks, which give the exact error (or accept, and normalise, an unusual valid row)."""
     if not isinstance(rows, list):
         raise SnapshotError(f"manifest {where}: file list is not a list (damaged)")
+    if _rows_look_valid(rows):
+        return rows
+    return [entry.row() for entry in _checked_entries(rows, where)]
+
+
+def _rows_look_valid(rows: list) -> bool:
+    """True if every row is a well-formed entry with a safe, unique path (column-wise checks)."""
+    if not rows:
+        return True
+    if set(map(type, rows)) != {list} or set(map(len, rows)) != {7}:
+        return False
+    paths, sizes, modes, mtimes, inodes, hashes, flags = zip(*rows)
+    for column in (sizes, modes, mtimes, inodes, flags):
+        if set(map(type, column)) != {int} or min(column) < 0:
+            return False
+    if max(modes) > 0o7777:
+        return False
+    if None in hashes:
+        if any(digest is None and not flag & FLAG_UNSTABLE for digest, flag in zip(hashes, flags)):
+            return False
+        hashes = [digest for digest in hashes if digest is not None]
+    return _paths_look_safe(paths) and len(set(paths)) == len(paths) and _hashes_look_valid(hashes)
+
+
+UNSAFE_JOINED_PATHS = re.compile(r"(?:^|\x00)(?:/|\.{1,2}(?:/|\x00|$)|\x00|$)|/(?:/|\.{1,2}(?:/|\x00|$)|\x00|$)|\\")
+HASH_LINES = re.compile(r"(?:[0-9a-f]{64}\n)*")
+
+
+def _paths_look_safe(paths: list) -> bool:
+    """All paths are non-empty relative strings without NUL, backslash, empty, '.' or '..' parts."""
+    if not all(type(path) is str for path in paths):
+        return False
+    joined = "\x00".join(paths)
+    if joined.count("\x00") != max(len(paths) - 1, 0):
+        return False  # a path holds a NUL
+    return not paths or UNSAFE_JOINED_PATHS.search(joined) is None
+
+
+def _hashes_look_valid(hashes: list) -> bool:
+    if not all(type(digest) is str for digest in hashes):
+        return False
+    return HASH_LINES.fullmatch("\n".join(hashes) + "\n" if hashes else "") is not None
+
+
+def _checked_entries(rows: list, where: str) -> list[FileEntry]:
     files: list[FileEntry] = []
     seen: set[str] = set()
     for number, row in enumerate(rows, 1):

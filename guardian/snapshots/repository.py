@@ -22,8 +22,8 @@ import zstandard
 
 from guardian.errors import SnapshotError
 from guardian.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
-from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, encode_manifest,
-                                         parse_rows)
+from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, decode_manifest_rows,
+                                         encode_manifest, parse_rows)
 
 BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
@@ -66,6 +66,29 @@ class Repository:
                             os.unlink(entry.path)
                             removed += 1
         return removed
+
+    def sweep(self) -> set[str]:
+        """Remove leftover temp files (as :meth:`clean_temp_files`) and return every blob's digest,
+        in one pass over the repository's folders. Writers only."""
+        self._remove_temp_files_in(self.manifests)
+        blobs: set[str] = set()
+        for folder in self._blob_folders():
+            names = self._remove_temp_files_in(folder)
+            blobs.update(name[:-len(BLOB_SUFFIX)] for name in names if name.endswith(BLOB_SUFFIX))
+        return blobs  # not pattern-checked: callers only look up validated digests in it
+
+    @staticmethod
+    def _remove_temp_files_in(folder: Path) -> list[str]:
+        """The names in ``folder`` after removing guardian's temp files from it ([] if it is gone)."""
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+        return names
 
     def _blob_folders(self) -> list[Path]:
         try:
@@ -178,6 +201,12 @@ class Repository:
         self._check_id(manifest, snapshot_id)
         return manifest
 
+    def read_manifest_rows(self, snapshot_id: str) -> tuple[Manifest, list[list]]:
+        """The header (``files`` None) and the validated file list as rows: cheaper than FileEntry objects."""
+        manifest, rows = decode_manifest_rows(self._manifest_bytes(snapshot_id), snapshot_id, self.dictionary)
+        self._check_id(manifest, snapshot_id)
+        return manifest, rows
+
     @staticmethod
     def _check_id(manifest: Manifest, snapshot_id: str) -> None:
         if manifest.id != snapshot_id:
@@ -203,11 +232,12 @@ class Repository:
         atomic_write(self.manifest_path(snapshot_id), data)
         return len(data)
 
-    def store_dictionary(self, raw: bytes) -> tuple[str, int]:
-        """Store a raw file list as a blob, to compress this and later manifests against."""
+    def store_dictionary(self, raw: bytes, rows: list | None = None) -> tuple[str, int]:
+        """Store a raw file list as a blob, to compress this and later manifests against.
+        ``rows`` (what ``raw`` encodes, not modified afterwards) saves parsing it back."""
         digest = sha256_hex(raw)
         written = self.put_blob(raw, digest)
-        self._dictionaries[digest] = parse_rows(raw)
+        self._dictionaries[digest] = rows if rows is not None else parse_rows(raw)
         return digest, written
 
     def delete_manifest(self, snapshot_id: str) -> None:

@@ -23,7 +23,7 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.fsutil import TEMP_PREFIX
 from guardian.lock import store_lock
 from guardian.snapshots.manifest import (FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest,
-                                         encode_manifest, file_rows)
+                                         encode_manifest)
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
 from guardian.state import StatePaths
 
@@ -51,33 +51,53 @@ class StoreListing:
 
 
 def list_store(root: Path) -> StoreListing:
-    """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat."""
+    """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat.
+
+    The top level is listed first; its folders (one per collection) are walked on a few threads
+    (the lstat calls release the GIL)."""
     listing = StoreListing()
-    pending = [("", str(root))]
-    while pending:
-        prefix, folder = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as exc:
-            listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
-            continue
-        for entry in entries:
-            rel = f"{prefix}{entry.name}"
-            if entry.name.startswith(TEMP_PREFIX):
-                continue  # guardian's own staged file from an interrupted restore
-            info = entry.stat(follow_symlinks=False)
-            if statmod.S_ISREG(info.st_mode):
-                listing.files[rel] = info
-            elif statmod.S_ISDIR(info.st_mode):
-                listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
-                pending.append((rel + "/", entry.path))
-            elif statmod.S_ISLNK(info.st_mode):
-                listing.skipped.append((rel, "symlink (not followed)"))
-            else:
-                listing.skipped.append((rel, "not a regular file"))
+    folders = _list_folder(listing, "", str(root))
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for part in pool.map(_walk_folder, folders):
+            listing.files.update(part.files)
+            listing.dirs.extend(part.dirs)
+            listing.skipped.extend(part.skipped)
     listing.dirs.sort()
     listing.skipped.sort()
     return listing
+
+
+def _walk_folder(start: tuple[str, str]) -> StoreListing:
+    listing = StoreListing()
+    pending = [start]
+    while pending:
+        pending.extend(_list_folder(listing, *pending.pop()))
+    return listing
+
+
+def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[str, str]]:
+    """Note one folder's entries in ``listing``; returns its subfolders as (prefix, path) to walk."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
+        return []
+    subfolders = []
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX):
+            continue  # guardian's own staged file from an interrupted restore
+        rel = prefix + entry.name
+        info = entry.stat(follow_symlinks=False)
+        if statmod.S_ISREG(info.st_mode):
+            listing.files[rel] = info
+        elif statmod.S_ISDIR(info.st_mode):
+            listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
+            subfolders.append((rel + "/", entry.path))
+        elif statmod.S_ISLNK(info.st_mode):
+            listing.skipped.append((rel, "symlink (not followed)"))
+        else:
+            listing.skipped.append((rel, "not a regular file"))
+    return subfolders
 
 
 def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
@@ -117,13 +137,22 @@ class SnapshotResult:
                 "unstable": self.unstable, "skipped": [list(s) for s in self.skipped]}
 
 
-class _Capture:
-    """One snapshot in progress: decides per file whether to reuse, read or mark it."""
+# A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.FileEntry.row).
+PATH, SIZE, MODE, MTIME, INODE, HASH, FLAGS = range(7)
 
-    def __init__(self, repo: Repository, root: Path, previous: Manifest | None, started_ns: int,
-                 reader: Callable, progress) -> None:
+
+class _Capture:
+    """One snapshot in progress: decides per file whether to reuse, read or mark it.
+
+    Works on validated file-list rows (no per-entry objects): an unchanged file reuses the previous
+    snapshot's row object as is, so an unchanged store costs a stat walk and one dict lookup per file.
+    """
+
+    def __init__(self, repo: Repository, root: Path, previous_rows: list[list], existing_blobs: set[str],
+                 started_ns: int, reader: Callable, progress) -> None:
         self.repo, self.root, self.reader, self.progress = repo, root, reader, progress
-        self.previous = {e.path: e for e in (previous.files or [])} if previous else {}
+        self.previous = {row[PATH]: row for row in previous_rows}
+        self.existing_blobs = existing_blobs
         self.started_ns = started_ns
         self.new_hashes: list[str] = []
         self.new_bytes = 0
@@ -131,43 +160,42 @@ class _Capture:
         self.unreadable: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
         self.delay = test_slow_io_delay()
-        self.existing_blobs = set(repo.list_blobs()) if previous else set()
 
-    def reusable(self, rel: str, info: os.stat_result) -> FileEntry | None:
+    def reusable(self, rel: str, info: os.stat_result) -> list | None:
         old = self.previous.get(rel)
-        if old is None or old.hash is None or old.flags:
+        if (old is None or old[FLAGS] or old[SIZE] != info.st_size or old[MTIME] != info.st_mtime_ns
+                or old[INODE] != info.st_ino or old[HASH] not in self.existing_blobs):
             return None
-        if (old.size, old.mtime_ns, old.inode) != (info.st_size, info.st_mtime_ns, info.st_ino):
-            return None
-        if old.hash not in self.existing_blobs:
-            return None
-        if old.mode == statmod.S_IMODE(info.st_mode):
+        mode = statmod.S_IMODE(info.st_mode)
+        if old[MODE] == mode:
             return old
-        return FileEntry(rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, old.hash)
+        return [rel, old[SIZE], mode, old[MTIME], old[INODE], old[HASH], 0]
 
-    def capture_all(self, files: dict[str, os.stat_result]) -> list[FileEntry]:
-        """Reuse what the stat cache allows (no read); read the rest on a few threads."""
-        entries: dict[str, FileEntry | None] = {}
+    def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
+        """Rows sorted by path: reuse what the stat cache allows (no read); read the rest on a few threads."""
+        rows: dict[str, list | None] = {}
         to_read = []
-        for rel, info in sorted(files.items()):
-            entries[rel] = self.reusable(rel, info)
-            if entries[rel] is None:
+        reusable = self.reusable
+        for rel in sorted(files):
+            row = rows[rel] = reusable(rel, files[rel])
+            if row is None:
                 to_read.append(rel)
         if self.progress:
             self.progress.advance(len(files) - len(to_read))
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for rel, entry in zip(to_read, pool.map(self.capture_one, to_read)):
-                entries[rel] = entry
-        return [e for e in entries.values() if e is not None]
+        if to_read:
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                for rel, row in zip(to_read, pool.map(self.capture_one, to_read)):
+                    rows[rel] = row
+        return [row for row in rows.values() if row is not None]
 
-    def capture_one(self, rel: str) -> FileEntry | None:
+    def capture_one(self, rel: str) -> list | None:
         try:
             return self._read(rel)
         finally:
             if self.progress:
                 self.progress.advance(1)
 
-    def _read(self, rel: str) -> FileEntry | None:
+    def _read(self, rel: str) -> list | None:
         if self.delay:
             time.sleep(self.delay)
         try:
@@ -189,15 +217,14 @@ class _Capture:
         if rel.split("/")[-1].startswith(METADATA_STEM + "."):
             self.contents[rel] = data
         flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
-        return FileEntry(rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags)
+        return [rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags]
 
-    def _unstable(self, rel: str) -> FileEntry:
+    def _unstable(self, rel: str) -> list:
         old = self.previous.get(rel)
         info = os.lstat(self.root / rel)
-        if old is not None and old.hash and self.repo.has_blob(old.hash):
-            return FileEntry(rel, old.size, old.mode, old.mtime_ns, old.inode, old.hash, FLAG_UNSTABLE)
-        return FileEntry(rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino,
-                         None, FLAG_UNSTABLE)
+        if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
+            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_UNSTABLE]
+        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_UNSTABLE]
 
 
 def detect_compress(files, configured: bool | None) -> bool:
@@ -206,30 +233,32 @@ def detect_compress(files, configured: bool | None) -> bool:
     return any(path.endswith(".gob.gz") for path in files)
 
 
-def collection_infos(files: list[FileEntry], compress: bool, contents: dict[str, bytes],
+def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes],
                      previous: Manifest | None, repo: Repository) -> list[CollectionInfo]:
     """Per top-level folder: the collection name (from its metadata file) and document count."""
     ext = ".gob.gz" if compress else ".gob"
+    metadata_name = METADATA_STEM + ext
     known = {c.metadata_hash: c.name for c in (previous.collections if previous else []) if c.metadata_hash}
-    folders: dict[str, dict] = {}
-    for entry in files:
-        if "/" not in entry.path:
+    documents: dict[str, int] = {}
+    metadata: dict[str, FileEntry] = {}
+    for row in rows:
+        folder, slash, name = row[PATH].partition("/")
+        if not slash:
             continue
-        folder, _, name = entry.path.partition("/")
-        info = folders.setdefault(folder, {"documents": 0, "metadata": None})
+        count = documents.setdefault(folder, 0)
         if "/" in name:
             continue
-        if name == METADATA_STEM + ext:
-            info["metadata"] = entry
+        if name == metadata_name:
+            metadata[folder] = FileEntry(*row)
         elif name.endswith(ext):
-            info["documents"] += 1
+            documents[folder] = count + 1
     result = []
-    for folder in sorted(folders):
-        meta = folders[folder]["metadata"]
+    for folder in sorted(documents):
+        meta = metadata.get(folder)
         name = None
         if meta is not None and meta.hash:
             name = known.get(meta.hash) if meta.hash in known else _collection_name(meta, contents, repo)
-        result.append(CollectionInfo(folder, name, folders[folder]["documents"], meta.hash if meta else None))
+        result.append(CollectionInfo(folder, name, documents[folder], meta.hash if meta else None))
     return result
 
 
@@ -270,31 +299,32 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
     paths.ensure()
     repo = Repository(paths.snapshots).ensure()
     with store_lock(paths.lock_file, timeout=lock_timeout):
-        repo.clean_temp_files()
-        return _take_locked(paths, repo, compress, clock, progress, reader)
+        existing_blobs = repo.sweep()  # one pass: leftover temp files removed, every blob listed
+        return _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader)
 
 
-def _latest_readable(repo: Repository) -> Manifest | None:
+def _latest_readable(repo: Repository) -> tuple[Manifest | None, list[list]]:
+    """The newest readable snapshot's header and validated file-list rows (None, [] if there is none)."""
     for snapshot_id in reversed(repo.list_ids()):
         with contextlib.suppress(SnapshotError):
-            return repo.read_manifest(snapshot_id)
-    return None
+            return repo.read_manifest_rows(snapshot_id)
+    return None, []
 
 
-def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResult:
+def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader) -> SnapshotResult:
     started = time.monotonic()
     moment = (clock or (lambda: datetime.now(timezone.utc)))()
     started_ns = time.time_ns()
-    previous = _latest_readable(repo)
+    previous, previous_rows = _latest_readable(repo)
     listing = list_store(paths.store)
-    capture = _Capture(repo, paths.store, previous, started_ns, reader, progress)
+    capture = _Capture(repo, paths.store, previous_rows, existing_blobs, started_ns, reader, progress)
     if progress:
         progress.start(len(listing.files))
     try:
-        entries = capture.capture_all(listing.files)
-        manifest = _build_manifest(paths, repo, listing, entries, capture, previous, moment, compress)
+        rows = capture.capture_all(listing.files)
+        manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
-        manifest_bytes = _commit(repo, manifest, previous, capture)
+        manifest_bytes = _commit(repo, manifest, rows, previous, capture)
     except GuardianError:
         _discard(repo, capture)
         raise
@@ -313,27 +343,29 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
     return _result(manifest, capture, manifest_bytes, time.monotonic() - started)
 
 
-def _build_manifest(paths, repo, listing, entries, capture, previous, moment, compress) -> Manifest:
+def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress) -> Manifest:
+    """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`)."""
     is_compressed = detect_compress(listing.files, compress)
-    collections = collection_infos(entries, is_compressed, capture.contents, previous, repo)
+    collections = collection_infos(rows, is_compressed, capture.contents, previous, repo)
     manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
                         compress=is_compressed, collections=collections, dirs=listing.dirs,
-                        skipped=sorted(listing.skipped + capture.unreadable), files=entries)
-    manifest.stats = {"files": len(entries), "read_files": capture.read_files,
+                        skipped=sorted(listing.skipped + capture.unreadable), files=None)
+    manifest.stats = {"files": len(rows), "read_files": capture.read_files,
                       "new_blobs": len(capture.new_hashes), "new_bytes": capture.new_bytes,
-                      "total_bytes": sum(e.size for e in entries),
-                      "unstable": [e.path for e in entries if e.unstable]}
+                      "total_bytes": sum(row[SIZE] for row in rows),
+                      "unstable": [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE]}
     return manifest
 
 
-def _commit(repo: Repository, manifest: Manifest, previous: Manifest | None, capture: _Capture) -> int:
-    rows = file_rows(manifest.files or [])
+def _commit(repo: Repository, manifest: Manifest, rows: list[list], previous: Manifest | None,
+            capture: _Capture) -> int:
+    """Write the manifest (rows sorted by path) after every blob it names is durable."""
     manifest.files_dict = None
     data = None
     if len(rows) >= BASE_LIST_MIN_FILES:  # small stores: a base list would not pay for itself
         data = encode_against_previous_base(repo, manifest, rows, previous)
         if data is None:
-            base, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode())
+            base, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode(), rows)
             if written:
                 capture.new_hashes.append(base)
                 capture.new_bytes += written
