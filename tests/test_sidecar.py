@@ -184,3 +184,38 @@ def test_restore_while_supervising_stops_restores_and_restarts_the_child(plain_s
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_new_collection_is_snapshotted_quickly_and_deleted_ones_stay_deleted(plain_store, env, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from guardian.format import chromem
+
+    proc = start_sidecar(plain_store, env, tmp_path)
+    try:
+        wait_for(lambda: status_json(plain_store, env)["snapshots"]["count"] >= 1)
+        name = "newproj_memories"
+        folder = plain_store / chromem.collection_dir_name(name)
+        folder.mkdir()
+        doc = chromem.Document("n1", {"project_id": "newproj"}, np.ones(384, dtype=np.float32) / np.sqrt(384), "hi")
+        (folder / f"{chromem.document_stem('n1')}.gob").write_bytes(chromem.encode_document(doc))
+        (folder / "00000000.gob").write_bytes(chromem.encode_collection(name, {}))
+        created = time.monotonic()
+
+        def snapshotted():
+            listing = run_cli("snapshots", "--store", str(plain_store), "--json", env=env)
+            return name in listing.stdout_text
+        wait_for(snapshotted, timeout=5.0, interval=0.2)
+        assert time.monotonic() - created < 5.0
+
+        removed = plain_store / "6c7f5464"  # contextd deletes the checkpoints collection
+        shutil.rmtree(removed)
+        time.sleep(1.5)  # longer than the debounce and a repair: nothing may bring it back
+        assert not removed.exists()
+        status = status_json(plain_store, env)
+        assert status["store"]["loadable"] is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
