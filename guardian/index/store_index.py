@@ -426,15 +426,7 @@ def _stat(path: Path) -> FileStat | None:
 
 
 def detect_compress(root: Path) -> bool:
-    """Guess chromem's compress flag from the metadata files present (plain when unsure)."""
-    plain = gz = 0
-    try:
-        folders = [e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
-    except OSError:
-        return False
-    for folder in folders:
-        plain += os.path.isfile(os.path.join(folder, METADATA_STEM + ".gob"))
-        gz += os.path.isfile(os.path.join(folder, METADATA_STEM + ".gob.gz"))
-    if gz == plain == 0:
-        return False
-    return gz > plain
+    """The store's compression, detected exactly as `guardian check` detects it."""
+    from guardian.store.scan import detect_store_compression
+
+    return detect_store_compression(root)

@@ -234,6 +234,15 @@ class FolderListing:
         return entries
 
 
+def detect_store_compression(root) -> bool:
+    """chromem's compress flag as the files of ``root`` suggest (plain when unsure or unreadable)."""
+    try:
+        top = FolderListing.read(str(root)).entries()
+    except OSError:
+        return False
+    return detect_compression(list_collection_folders(str(root), top)[0])
+
+
 def detect_compression(folders: dict[str, FolderListing]) -> bool:
     """Guess chromem's compress flag from the files: metadata files first, then documents."""
     gz = plain = 0
