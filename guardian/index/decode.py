@@ -28,6 +28,14 @@ def decode_files(paths: Sequence[Path], workers: int | None = None) -> tuple[lis
     if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
         return decode_chunk(paths)
     chunks = [paths[i:i + CHUNK_FILES] for i in range(0, len(paths), CHUNK_FILES)]
+    try:
+        return decode_in_workers(chunks, workers)
+    except (concurrent.futures.process.BrokenProcessPool, OSError):
+        # workers could not start (no forkserver here, a frozen __main__, limits): same result in-process
+        return decode_chunk(paths)
+
+
+def decode_in_workers(chunks: list[list[Path]], workers: int) -> tuple[list[DecodedDocument], list[IndexProblem]]:
     documents: list[DecodedDocument] = []
     problems: list[IndexProblem] = []
     context = multiprocessing.get_context("forkserver")

@@ -236,11 +236,16 @@ class FolderListing:
 
 def detect_store_compression(root) -> bool:
     """chromem's compress flag as the files of ``root`` suggest (plain when unsure or unreadable)."""
+    folders: dict[str, FolderListing] = {}
     try:
-        top = FolderListing.read(str(root)).entries()
+        with os.scandir(root) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    with os.scandir(entry.path) as inner:  # names only: no stat needed to count suffixes
+                        folders[entry.name] = FolderListing([(e.name, False) for e in inner])
     except OSError:
         return False
-    return detect_compression(list_collection_folders(str(root), top)[0])
+    return detect_compression(folders)
 
 
 def detect_compression(folders: dict[str, FolderListing]) -> bool:
