@@ -261,24 +261,30 @@ def _rows_look_valid(rows: list) -> bool:
     return _paths_look_safe(paths) and len(set(paths)) == len(paths) and _hashes_look_valid(hashes)
 
 
-UNSAFE_JOINED_PATHS = re.compile(r"(?:^|\x00)(?:/|\.{1,2}(?:/|\x00|$)|\x00|$)|/(?:/|\.{1,2}(?:/|\x00|$)|\x00|$)|\\")
-HASH_LINES = re.compile(r"(?:[0-9a-f]{64}\n)*")
+# In "\x00" + "\x00".join(paths) + "\x00", each of these marks an absolute path, an empty path or
+# part, a "." or ".." part, or a backslash.
+UNSAFE_IN_JOINED_PATHS = ("\x00/", "//", "/\x00", "\x00\x00", "\\", "/./", "/../", "\x00./", "\x00../", "/.\x00",
+                          "/..\x00", "\x00.\x00", "\x00..\x00")
+NOT_LOWER_HEX = str.maketrans("", "", "0123456789abcdef")
 
 
-def _paths_look_safe(paths: list) -> bool:
+def _paths_look_safe(paths) -> bool:
     """All paths are non-empty relative strings without NUL, backslash, empty, '.' or '..' parts."""
-    if not all(type(path) is str for path in paths):
+    if set(map(type, paths)) != {str}:
         return False
-    joined = "\x00".join(paths)
-    if joined.count("\x00") != max(len(paths) - 1, 0):
+    joined = "\x00" + "\x00".join(paths) + "\x00"
+    if joined.count("\x00") != len(paths) + 1:
         return False  # a path holds a NUL
-    return not paths or UNSAFE_JOINED_PATHS.search(joined) is None
+    return not any(marker in joined for marker in UNSAFE_IN_JOINED_PATHS)
 
 
-def _hashes_look_valid(hashes: list) -> bool:
-    if not all(type(digest) is str for digest in hashes):
+def _hashes_look_valid(hashes) -> bool:
+    """All are 64-character lowercase hex strings."""
+    if not hashes:
+        return True
+    if set(map(type, hashes)) != {str} or set(map(len, hashes)) != {64}:
         return False
-    return HASH_LINES.fullmatch("\n".join(hashes) + "\n" if hashes else "") is not None
+    return "".join(hashes).translate(NOT_LOWER_HEX) == ""
 
 
 def _checked_entries(rows: list, where: str) -> list[FileEntry]:

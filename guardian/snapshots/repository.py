@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import os
 import secrets
 from datetime import datetime, timezone
@@ -29,6 +30,16 @@ BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
 BLOB_LEVEL = 3
 MAX_BLOB = 4 << 30
+BLOB_NAME_LENGTH = 64 + len(BLOB_SUFFIX)
+DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))
+
+
+def _digests_named(names: list[str]):
+    """The digest part of every ``<digest>.zst`` name (C-speed when every name has that shape)."""
+    if set(map(len, names)) == {BLOB_NAME_LENGTH} and \
+            ("\x00".join(names) + "\x00").count(BLOB_SUFFIX + "\x00") == len(names):
+        return map(DIGEST_OF_NAME, names)
+    return (name[:-len(BLOB_SUFFIX)] for name in names if name.endswith(BLOB_SUFFIX))
 
 
 def new_snapshot_id(moment: datetime) -> str:
@@ -69,13 +80,14 @@ class Repository:
 
     def sweep(self) -> set[str]:
         """Remove leftover temp files (as :meth:`clean_temp_files`) and return every blob's digest,
-        in one pass over the repository's folders. Writers only."""
+        in one pass over the repository's folders. Writers only. The digests are not pattern-checked:
+        callers only look up validated ones in this set."""
         self._remove_temp_files_in(self.manifests)
         blobs: set[str] = set()
         for folder in self._blob_folders():
             names = self._remove_temp_files_in(folder)
-            blobs.update(name[:-len(BLOB_SUFFIX)] for name in names if name.endswith(BLOB_SUFFIX))
-        return blobs  # not pattern-checked: callers only look up validated digests in it
+            blobs.update(_digests_named(names))
+        return blobs
 
     @staticmethod
     def _remove_temp_files_in(folder: Path) -> list[str]:
@@ -84,10 +96,11 @@ class Repository:
             names = os.listdir(folder)
         except FileNotFoundError:
             return []
-        for name in names:
-            if name.startswith(TEMP_PREFIX):
+        if "\x00" + TEMP_PREFIX in "\x00" + "\x00".join(names):
+            for name in [n for n in names if n.startswith(TEMP_PREFIX)]:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(folder / name)
+                names.remove(name)
         return names
 
     def _blob_folders(self) -> list[Path]:

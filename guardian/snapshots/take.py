@@ -33,6 +33,7 @@ REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows 
 BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without a base list
 METADATA_STEM = "00000000"
 WORKERS = 4
+FILE_TYPE_BITS = 0o170000
 
 
 def test_slow_io_delay() -> float:
@@ -52,26 +53,13 @@ class StoreListing:
 
 def list_store(root: Path) -> StoreListing:
     """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat.
-
-    The top level is listed first; its folders (one per collection) are walked on a few threads
-    (the lstat calls release the GIL)."""
+    (One thread: threads per collection folder were slower, the per-entry work holds the GIL.)"""
     listing = StoreListing()
-    folders = _list_folder(listing, "", str(root))
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for part in pool.map(_walk_folder, folders):
-            listing.files.update(part.files)
-            listing.dirs.extend(part.dirs)
-            listing.skipped.extend(part.skipped)
-    listing.dirs.sort()
-    listing.skipped.sort()
-    return listing
-
-
-def _walk_folder(start: tuple[str, str]) -> StoreListing:
-    listing = StoreListing()
-    pending = [start]
+    pending = [("", str(root))]
     while pending:
         pending.extend(_list_folder(listing, *pending.pop()))
+    listing.dirs.sort()
+    listing.skipped.sort()
     return listing
 
 
@@ -83,13 +71,14 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
         listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
         return []
     subfolders = []
+    files = listing.files
     for entry in entries:
         if entry.name.startswith(TEMP_PREFIX):
             continue  # guardian's own staged file from an interrupted restore
         rel = prefix + entry.name
         info = entry.stat(follow_symlinks=False)
-        if statmod.S_ISREG(info.st_mode):
-            listing.files[rel] = info
+        if info.st_mode & FILE_TYPE_BITS == statmod.S_IFREG:
+            files[rel] = info
         elif statmod.S_ISDIR(info.st_mode):
             listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
             subfolders.append((rel + "/", entry.path))
@@ -161,24 +150,21 @@ class _Capture:
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
         self.delay = test_slow_io_delay()
 
-    def reusable(self, rel: str, info: os.stat_result) -> list | None:
-        old = self.previous.get(rel)
-        if (old is None or old[FLAGS] or old[SIZE] != info.st_size or old[MTIME] != info.st_mtime_ns
-                or old[INODE] != info.st_ino or old[HASH] not in self.existing_blobs):
-            return None
-        mode = statmod.S_IMODE(info.st_mode)
-        if old[MODE] == mode:
-            return old
-        return [rel, old[SIZE], mode, old[MTIME], old[INODE], old[HASH], 0]
-
     def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
         """Rows sorted by path: reuse what the stat cache allows (no read); read the rest on a few threads."""
         rows: dict[str, list | None] = {}
         to_read = []
-        reusable = self.reusable
+        previous, blobs = self.previous, self.existing_blobs
         for rel in sorted(files):
-            row = rows[rel] = reusable(rel, files[rel])
-            if row is None:
+            info, old = files[rel], previous.get(rel)
+            # unchanged: same size, mtime and inode as in the previous snapshot, not flagged, blob present
+            # (inlined: this loop runs once per file of the store)
+            if (old is not None and old[SIZE] == info.st_size and old[MTIME] == info.st_mtime_ns
+                    and old[INODE] == info.st_ino and not old[FLAGS] and old[HASH] in blobs):
+                mode = statmod.S_IMODE(info.st_mode)
+                rows[rel] = old if old[MODE] == mode else [rel, old[SIZE], mode, old[MTIME], old[INODE], old[HASH], 0]
+            else:
+                rows[rel] = None
                 to_read.append(rel)
         if self.progress:
             self.progress.advance(len(files) - len(to_read))

@@ -66,3 +66,19 @@ def test_unchanged_list_is_one_reference():
     base = [[f"c/{i:04d}.gob", 1, 0o644, 1, i, H, 0] for i in range(50)]
     assert delta_rows([list(r) for r in base], base) == [[0, 50]]
     assert delta_rows([], []) == []
+
+
+def test_sweep_lists_blobs_and_removes_only_temp_files(tmp_path):
+    from guardian.fsutil import TEMP_PREFIX
+    from guardian.snapshots.repository import Repository
+
+    repo = Repository(tmp_path / "repo").ensure()
+    kept = [repo.put_blob(bytes([i]) * 10) for i in range(40)]
+    digests = set(repo.list_blobs())
+    folder = repo.blob_path(next(iter(digests))).parent
+    (folder / f"{TEMP_PREFIX}half.zst.beef").write_bytes(b"partial")
+    (folder / "notes.txt").write_bytes(b"not a blob")
+    (repo.manifests / f"{TEMP_PREFIX}x.manifest.dead").write_bytes(b"partial")
+    assert all(kept) and repo.sweep() == digests and len(digests) == 40
+    assert not any(p.name.startswith(TEMP_PREFIX) for p in repo.root.rglob("*"))
+    assert (folder / "notes.txt").exists()
