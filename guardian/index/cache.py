@@ -3,7 +3,7 @@
 Per collection folder ``<dir>``:
 
 * ``<dir>.<token>.npy`` — the float32 matrix;
-* ``<dir>.json`` — the manifest: the header (name, metadata, damage), row data (files, ids,
+* ``<dir>.manifest`` — the manifest (Python ``marshal``: plain data only, no code, fast to load): the header (name, metadata, damage), row data (files, ids,
   contents, metadatas), the stat (size, mtime_ns, inode) of every document file when it was
   read, the problems, and the ``<token>`` of its matrix file.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+import marshal
 import secrets
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from guardian.fsutil import atomic_write, ensure_dir
 from guardian.index.collection_index import CollectionIndex, FileStat, IndexProblem, Rows
 from guardian.logs import get_logger
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 log = get_logger("guardian.index.cache")
 
@@ -40,21 +40,21 @@ class IndexCache:
         self.ext = ext
 
     def manifest_path(self, dir_name: str) -> Path:
-        return self.folder / f"{dir_name}.json"
+        return self.folder / f"{dir_name}.manifest"
 
     def load(self, dir_name: str) -> CollectionIndex | None:
         """The cached index of a folder, or None when absent, stale in format or unreadable."""
         path = self.manifest_path(dir_name)
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            if manifest.get("version") != CACHE_VERSION or manifest.get("ext") != self.ext:
+            manifest = marshal.loads(path.read_bytes())
+            if not isinstance(manifest, dict) or manifest.get("version") != CACHE_VERSION or manifest.get("ext") != self.ext:
                 return None
             mapped = np.load(self.folder / manifest["matrix"], mmap_mode="r", allow_pickle=False)
             matrix = np.asarray(mapped)  # a plain ndarray view of the mapping (no memmap subclass per result)
             return from_manifest(dir_name, manifest, matrix)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
             log.warning("index cache unreadable; rebuilding", dir=dir_name, error=str(exc))
             return None
 
@@ -67,7 +67,7 @@ class IndexCache:
         atomic_write(self.folder / matrix_name, buffer.getbuffer(), sync_dir=False)
         del buffer
         manifest = to_manifest(index, self.ext, matrix_name)
-        atomic_write(self.manifest_path(index.dir_name), json.dumps(manifest).encode("utf-8"))
+        atomic_write(self.manifest_path(index.dir_name), marshal.dumps(manifest))
         self.remove_matrices(index.dir_name, keep=matrix_name)
 
     def forget(self, dir_name: str) -> None:
@@ -85,7 +85,7 @@ class IndexCache:
     def cached_dirs(self) -> list[str]:
         if not self.folder.is_dir():
             return []
-        return sorted(p.stem for p in self.folder.glob("*.json"))
+        return sorted(p.stem for p in self.folder.glob("*.manifest"))
 
 
 def to_manifest(index: CollectionIndex, ext: str, matrix_name: str) -> dict:
