@@ -224,3 +224,15 @@ def test_concurrent_queries_during_reindex_see_consistent_answers(plain_store):
     assert not errors
     assert answers
     assert all(count == 41 for top, count in answers if top == "flip")
+
+
+def test_garbage_cache_manifest_is_ignored(plain_store, tmp_path):
+    cache_dir = tmp_path / "cache"
+    StoreIndex(plain_store, cache_dir=cache_dir).build().save_cache()
+    manifests = list(cache_dir.glob("*.manifest"))
+    assert manifests
+    for i, path in enumerate(manifests):
+        path.write_bytes([b"", b"\x00garbage", b"\xe9" * 40][i % 3])
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert index.cached_collections == 0
+    assert index.collection("checkpoints").document_count == 8
