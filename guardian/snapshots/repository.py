@@ -16,6 +16,8 @@ import hashlib
 import operator
 import os
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,9 +31,26 @@ from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, dec
 BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
 BLOB_LEVEL = 3
+SYNC_WORKERS = 8
 MAX_BLOB = 4 << 30
 BLOB_NAME_LENGTH = 64 + len(BLOB_SUFFIX)
 DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))
+
+
+_THREAD_CODECS = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    """This thread's zstd compressor (one per thread: a compressor is not thread-safe)."""
+    if not hasattr(_THREAD_CODECS, "compressor"):
+        _THREAD_CODECS.compressor = zstandard.ZstdCompressor(level=BLOB_LEVEL)
+    return _THREAD_CODECS.compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_THREAD_CODECS, "decompressor"):
+        _THREAD_CODECS.decompressor = zstandard.ZstdDecompressor()
+    return _THREAD_CODECS.decompressor
 
 
 def _digests_named(names: list[str]):
@@ -59,6 +78,9 @@ class Repository:
         self._known_dirs: set[Path] = set()
         self._dirty_dirs: set[Path] = set()
         self._dictionaries: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._present: set[str] = set()   # blobs known to exist (or being written by put_blob)
+        self._swept = False               # True once _present holds every blob on disk
 
     # ---- set-up and housekeeping (writers, under the store lock) -------------------------
     def ensure(self) -> "Repository":
@@ -87,6 +109,9 @@ class Repository:
         for folder in self._blob_folders():
             names = self._remove_temp_files_in(folder)
             blobs.update(_digests_named(names))
+        with self._lock:
+            self._present = set(blobs)
+            self._swept = True
         return blobs
 
     @staticmethod
@@ -119,26 +144,56 @@ class Repository:
     def put_blob(self, data: bytes, digest: str | None = None) -> int:
         """Store ``data`` (if new); returns the compressed bytes written (0 when already there).
 
-        The blob's folder is fsynced by :meth:`sync` (once per folder, before the manifest).
+        Safe to call from several threads. The blob file is fsynced before its rename; its folder is
+        fsynced by :meth:`sync` (once per folder, before the manifest). After :meth:`sweep`, blobs
+        known to exist are not looked up on disk again.
         """
         digest = digest or sha256_hex(data)
         target = self.blob_path(digest)
-        if target.is_file():
+        if not self._claim(digest, target):
             return 0
-        folder = target.parent
-        if folder not in self._known_dirs:
-            ensure_dir(folder)
-            self._known_dirs.add(folder)
-        packed = zstandard.ZstdCompressor(level=BLOB_LEVEL).compress(data)
-        atomic_write(target, packed, sync_dir=False)
-        self._dirty_dirs.add(folder)
+        try:
+            folder = target.parent
+            if folder not in self._known_dirs:
+                ensure_dir(folder)
+                self._known_dirs.add(folder)
+            packed = _compressor().compress(data)
+            atomic_write(target, packed, sync_dir=False)
+        except BaseException:
+            with self._lock:
+                self._present.discard(digest)
+            raise
+        with self._lock:
+            self._dirty_dirs.add(folder)
         return len(packed)
 
+    def _claim(self, digest: str, target: Path) -> bool:
+        """True if this caller is to write blob ``digest`` (not there, and no other thread writing it)."""
+        with self._lock:
+            if digest in self._present:
+                return False
+            if not self._swept and target.is_file():
+                self._present.add(digest)
+                return False
+            self._present.add(digest)
+            return True
+
     def sync(self) -> None:
-        """fsync every blob folder written to since the last sync."""
-        for folder in sorted(self._dirty_dirs):
-            fsync_dir(folder)
-        self._dirty_dirs.clear()
+        """fsync every blob folder written to since the last sync (on a few threads: fsync releases the GIL)."""
+        with self._lock:
+            folders = sorted(self._dirty_dirs)
+            self._dirty_dirs.clear()
+        try:
+            if len(folders) <= 2:
+                for folder in folders:
+                    fsync_dir(folder)
+            else:
+                with ThreadPoolExecutor(max_workers=SYNC_WORKERS) as pool:
+                    list(pool.map(fsync_dir, folders))
+        except BaseException:
+            with self._lock:
+                self._dirty_dirs.update(folders)  # still to be synced
+            raise
 
     def read_blob(self, digest: str) -> bytes:
         """The content of a blob, checked against its hash; SnapshotError if missing or damaged."""
@@ -150,7 +205,7 @@ class Repository:
         except OSError as exc:
             raise SnapshotError(f"blob {digest[:12]} cannot be read: {exc.strerror or exc}") from None
         try:
-            data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_BLOB)
+            data = _decompressor().decompress(packed, max_output_size=MAX_BLOB)
         except zstandard.ZstdError as exc:
             raise SnapshotError(f"blob {digest[:12]} is damaged ({exc})") from None
         if sha256_hex(data) != digest:
@@ -175,12 +230,15 @@ class Repository:
     def delete_blob(self, digest: str) -> int:
         """Remove one of guardian's own blobs (garbage collection); returns the bytes freed."""
         path = self.blob_path(digest)
+        with self._lock:
+            self._present.discard(digest)
         try:
             size = path.stat().st_size
             os.unlink(path)
         except FileNotFoundError:
             return 0
-        self._dirty_dirs.add(path.parent)
+        with self._lock:
+            self._dirty_dirs.add(path.parent)
         return size
 
     # ---- manifests ------------------------------------------------------------------------
