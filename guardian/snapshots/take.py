@@ -155,7 +155,9 @@ class _Capture:
         rows: dict[str, list | None] = {}
         to_read = []
         previous, blobs = self.previous, self.existing_blobs
-        for rel in sorted(files):
+        # same paths as last time: sort the previous snapshot's (already sorted) order, which is cheap
+        in_order = sorted(previous) if files.keys() == previous.keys() else sorted(files)
+        for rel in in_order:
             info, old = files[rel], previous.get(rel)
             # unchanged: same size, mtime and inode as in the previous snapshot, not flagged, blob present
             # (inlined: this loop runs once per file of the store)
@@ -216,7 +218,7 @@ class _Capture:
 def detect_compress(files, configured: bool | None) -> bool:
     if configured is not None:
         return configured
-    return any(path.endswith(".gob.gz") for path in files)
+    return ".gob.gz\x00" in "\x00".join(files) + "\x00"  # some path ends with .gob.gz (paths hold no NUL)
 
 
 def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes],
