@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import stat as statmod
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -149,6 +150,7 @@ class _Capture:
         self.unreadable: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
         self.delay = test_slow_io_delay()
+        self.counting = threading.Lock()   # the counters above are updated from the reading threads
 
     def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
         """Rows sorted by path: reuse what the stat cache allows (no read); read the rest on a few threads."""
@@ -193,15 +195,17 @@ class _Capture:
         except OSError as exc:
             self.unreadable.append((rel, f"unreadable: {exc.strerror or exc}"))
             return None
-        self.read_files += 1
+        with self.counting:
+            self.read_files += 1
         if result is None:
             return self._unstable(rel)
         data, info = result
         digest = sha256_hex(data)
         written = self.repo.put_blob(data, digest)
         if written:
-            self.new_hashes.append(digest)
-            self.new_bytes += written
+            with self.counting:
+                self.new_hashes.append(digest)
+                self.new_bytes += written
         if rel.split("/")[-1].startswith(METADATA_STEM + "."):
             self.contents[rel] = data
         flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
