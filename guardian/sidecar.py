@@ -128,13 +128,24 @@ class Sidecar:
         with self.repair_lock:
             result = preflight_and_alert(self.config, self.paths, self.log, self.alerter)
         self.last_repair = {"time": iso_utc(self.wall_clock()), **summary_of(result)}
-        if getattr(result, "actions", None):
-            self.counters.repairs += len(result.actions)
-            if self.metrics is not None:
-                self.metrics.inc_repairs(len(result.actions))
+        if result.actions:
+            self.after_repair(result.actions)
         if self.metrics is not None:
             self.update_store_metrics(getattr(result, "scan", None))
         return result
+
+    def after_repair(self, actions: list[dict]) -> None:
+        """guardian's own writes do not go through the watcher: refresh and snapshot directly."""
+        if self.watcher is not None:
+            for action in actions:
+                self.watcher.suppress(self.config.store_path / action["path"])
+        self.counters.repairs += len(actions)
+        if self.metrics is not None:
+            self.metrics.inc_repairs(len(actions))
+        if self.index is not None:
+            threading.Thread(target=self.index.refresh_all, name="guardian-index-refresh", daemon=True).start()
+        if self.scheduler is not None:
+            self.scheduler.trigger_now()
 
     def start_snapshots(self) -> None:
         from guardian.snapshots.schedule import SnapshotScheduler
