@@ -56,6 +56,8 @@ class SnapshotScheduler:
     def trigger_now(self) -> None:
         """Ask for a snapshot as soon as possible; requests during a run fold into one more run."""
         self._pending.set()
+        if self._run_lock.locked():
+            return  # the running snapshot sees the pending request and runs once more
         self.scheduler.add_job(self._run, id=f"{JOB_ID}-now", replace_existing=True,
                                coalesce=True, max_instances=1, misfire_grace_time=None)
 
