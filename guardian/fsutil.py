@@ -105,17 +105,18 @@ def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         if exc.errno != 18:  # EXDEV: different filesystems
             raise
         if src.is_dir() and not src.is_symlink():
-            shutil.copytree(src, dst, symlinks=True, copy_function=_copy_synced)
+            shutil.copytree(src, dst, symlinks=True, copy_function=copy_synced)
             shutil.rmtree(src)
         else:
-            _copy_synced(src, dst)
+            copy_synced(src, dst)
             os.unlink(src)
     fsync_dir(dst.parent)
     with contextlib.suppress(FileNotFoundError):
         fsync_dir(src.parent)
 
 
-def _copy_synced(src, dst):
+def copy_synced(src, dst):
+    """Copy a file (or a symlink as a symlink) and fsync the copy."""
     import shutil
 
     shutil.copy2(src, dst, follow_symlinks=False)
@@ -123,6 +124,17 @@ def _copy_synced(src, dst):
         with open(dst, "rb+") as handle:
             os.fsync(handle.fileno())
     return dst
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_bytes_limited(path: str | os.PathLike, limit: int) -> bytes:

@@ -24,7 +24,6 @@ exist is reported as ``incomplete`` (the original never left the store).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, UsageError
-from guardian.fsutil import atomic_write_text, durable_move, ensure_dir, fsync_dir
+from guardian.fsutil import atomic_write_text, copy_synced, durable_move, ensure_dir, fsync_dir, sha256_file
 from guardian.state import StatePaths
 
 ENTRY_FILE = "entry.json"
@@ -91,14 +90,6 @@ def _check_rel(rel_path: str) -> str:
     return rel
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _measure(path: Path) -> tuple[str, int, str | None]:
     """(kind, size, sha256) of a file, symlink or folder, without following symlinks."""
     if path.is_symlink():
@@ -106,7 +97,7 @@ def _measure(path: Path) -> tuple[str, int, str | None]:
     if path.is_dir():
         total = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs)
         return "folder", total, None
-    return "file", path.stat().st_size, _sha256_file(path)
+    return "file", path.stat().st_size, sha256_file(path)
 
 
 class Quarantine:
@@ -136,9 +127,9 @@ class Quarantine:
                                 write=False)
         ensure_dir(entry.payload_path.parent)
         if source_path.is_dir() and not source_path.is_symlink():
-            shutil.copytree(source_path, entry.payload_path, symlinks=True, copy_function=_copy_synced)
+            shutil.copytree(source_path, entry.payload_path, symlinks=True, copy_function=copy_synced)
         else:
-            _copy_synced(source_path, entry.payload_path)
+            copy_synced(source_path, entry.payload_path)
         fsync_dir(entry.payload_path.parent)
         self._write(entry)
         return entry
@@ -223,14 +214,6 @@ def _refuse_symlinked_parents(root: Path, rel: str) -> None:
         probe = probe / part
         if probe.is_symlink():
             raise RestoreError(f"refusing to write through the symlink {probe}", "replace the symlink by a folder")
-
-
-def _copy_synced(src, dst):
-    shutil.copy2(src, dst, follow_symlinks=False)
-    if not os.path.islink(dst):
-        with open(dst, "rb+") as handle:
-            os.fsync(handle.fileno())
-    return dst
 
 
 __all__ = ["Quarantine", "QuarantineEntry", "new_entry_id"]

@@ -10,8 +10,6 @@ comes before the last byte gob needs. This module reproduces all of that.
 from __future__ import annotations
 
 import gc
-import hashlib
-import os
 import struct
 import zlib
 from dataclasses import dataclass, field

@@ -47,3 +47,12 @@ def file_stem(name: str) -> str:
         if name.endswith(ext):
             return name[: -len(ext)]
     return os.path.splitext(name)[0]
+
+
+def prefer_gzip(gz_metadata: int, plain_metadata: int, gz_files: int, plain_files: int) -> bool:
+    """The one rule for guessing chromem's compress flag from a store's files.
+
+    Metadata files (one per collection) outweigh document files; plain wins ties, as it is
+    contextd's default.
+    """
+    return 1000 * gz_metadata + gz_files > 1000 * plain_metadata + plain_files

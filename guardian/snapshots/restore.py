@@ -10,7 +10,6 @@ restore can be undone. Every path stays either old or new: never torn, never hal
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat as statmod
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
-from guardian.fsutil import TEMP_PREFIX, fsync_dir, temp_path_for, write_all
+from guardian.fsutil import TEMP_PREFIX, fsync_dir, sha256_file, temp_path_for, write_all
 from guardian.lock import store_lock
 from guardian.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
@@ -68,14 +67,10 @@ class StoreState:
 
 
 def _sha256_file(path: str) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def read_store_state(root: Path, scope: str | None) -> StoreState:

@@ -21,6 +21,7 @@ from typing import Callable
 
 from guardian.catalog import Catalog
 from guardian.errors import GuardianError, SnapshotError
+from guardian.format import layout
 from guardian.fsutil import TEMP_PREFIX
 from guardian.lock import store_lock
 from guardian.snapshots.manifest import (FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest,
@@ -222,7 +223,10 @@ class _Capture:
 def detect_compress(files, configured: bool | None) -> bool:
     if configured is not None:
         return configured
-    return ".gob.gz\x00" in "\x00".join(files) + "\x00"  # some path ends with .gob.gz (paths hold no NUL)
+    blob = "\x00".join(files) + "\x00"  # store-relative paths; paths hold no NUL
+    return layout.prefer_gzip(blob.count(f"/{layout.METADATA_STEM}{layout.GZ_EXT}\x00"),
+                              blob.count(f"/{layout.METADATA_STEM}{layout.GOB_EXT}\x00"),
+                              blob.count(layout.GZ_EXT + "\x00"), blob.count(layout.GOB_EXT + "\x00"))
 
 
 def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes],

@@ -220,9 +220,9 @@ class FolderListing:
         return verified_cache.rows_digest(self.rows)
 
     def names(self) -> str:
-        """Every file name, each followed by NUL (for C-speed counting with str.count)."""
+        """NUL, then every file name followed by NUL (for C-speed counting with str.count)."""
         if self._names is None:
-            self._names = "".join(row[0] + "\0" for row in self.rows if not row[1])
+            self._names = "\0" + "".join(row[0] + "\0" for row in self.rows if not row[1])
         return self._names
 
     def count_suffix(self, suffix: str) -> int:
@@ -249,13 +249,12 @@ def detect_store_compression(root) -> bool:
 
 
 def detect_compression(folders: dict[str, FolderListing]) -> bool:
-    """Guess chromem's compress flag from the files: metadata files first, then documents."""
-    gz = plain = 0
-    for listing in folders.values():
-        gz_files, plain_files = listing.count_suffix(layout.GZ_EXT), listing.count_suffix(layout.GOB_EXT)
-        gz += gz_files + 1000 * listing.count_suffix("\0" + layout.METADATA_STEM + layout.GZ_EXT)
-        plain += plain_files + 1000 * listing.count_suffix("\0" + layout.METADATA_STEM + layout.GOB_EXT)
-    return gz > plain
+    """Guess chromem's compress flag from the files (see layout.prefer_gzip)."""
+    def total(suffix: str) -> int:
+        return sum(listing.count_suffix(suffix) for listing in folders.values())
+    return layout.prefer_gzip(total("\0" + layout.METADATA_STEM + layout.GZ_EXT),
+                              total("\0" + layout.METADATA_STEM + layout.GOB_EXT),
+                              total(layout.GZ_EXT), total(layout.GOB_EXT))
 
 
 # --------------------------------------------------------------------------- scanning

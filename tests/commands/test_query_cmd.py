@@ -10,7 +10,6 @@ import time
 import urllib.request
 
 import numpy as np
-import pytest
 
 from guardian import cli as guardian_cli
 from guardian.format.chromem import Document, collection_dir_name, document_stem, encode_document

@@ -1,4 +1,3 @@
-import shutil
 
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
@@ -29,6 +28,7 @@ def test_damaged_blob_names_affected_snapshots_and_unaffected_still_restores(pla
     report = verify_repository(repo)
     assert not report.ok
     assert list(report.affected) == [second.id]
+    assert first.id in report.snapshots and first.id not in report.affected
     assert report.problems[0]["blob"] == new_hash and report.problems[0]["snapshots"] == [second.id]
     restore_store(plain_paths, clock.now - __import__("datetime").timedelta(minutes=30))
     assert tree_bytes(plain_paths.store) == original

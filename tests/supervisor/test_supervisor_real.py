@@ -228,7 +228,7 @@ def test_the_child_does_not_inherit_systemds_notify_variables(tmp_path, monkeypa
         os.rename({str(out)!r} + ".tmp", {str(out)!r})
         time.sleep(30)
     """
-    with Running(py(code)) as sup:
+    with Running(py(code)):
         assert wait_until(out.exists)
     import json
     env = json.loads(out.read_text())
