@@ -3,6 +3,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from guardian.snapshots.schedule import SnapshotScheduler
+from tests.waiting import wait_until
 
 
 class Recorder:
@@ -21,13 +22,6 @@ class Recorder:
         return self.calls
 
 
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_job_is_configured_to_coalesce_and_not_overlap():

@@ -4,21 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from guardian.supervisor.process import group_has_live_members, spawn_process
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
+from tests.waiting import wait_until
 
 
 def test_the_child_leads_a_new_process_group():

@@ -12,8 +12,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from guardian.supervisor import FATAL, RUNNING, STOPPED, PreflightResult, RestartPolicy, Supervisor
+from guardian.supervisor import (
+    FATAL,
+    RUNNING,
+    STOPPED,
+    PreflightResult,
+    RestartPolicy,
+    Supervisor,
+)
 from guardian.supervisor.process import spawn_process
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = RestartPolicy(backoff_initial=0.01, backoff_max=0.05, jitter_fraction=0.1, stable_seconds=60.0,
@@ -24,13 +32,6 @@ def py(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
 
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def gone(pid: int) -> bool:
