@@ -214,7 +214,8 @@ class StoreIndex:
         built = {}
         for dir_name, listing in sorted(listings.items()):
             folder = self.root / dir_name
-            documents, problems = decode_files([folder / f for f in sorted(listing.documents)], self.workers)
+            documents, problems = decode_files([os.path.join(folder, f) for f in sorted(listing.documents)],
+                                               self.workers)
             header = self._read_header(dir_name, listing)
             built[dir_name] = CollectionIndex.empty(dir_name, header.name).updated(
                 documents, problems, dict(listing.documents), **header.fields())
