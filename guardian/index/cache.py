@@ -27,7 +27,7 @@ from guardian.fsutil import atomic_write, ensure_dir
 from guardian.index.collection_index import CollectionIndex, FileStat, IndexProblem, Rows
 from guardian.logs import get_logger
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 log = get_logger("guardian.index.cache")
 
@@ -97,7 +97,7 @@ def to_manifest(index: CollectionIndex, ext: str, matrix_name: str) -> dict:
         "metadata_stat": index.metadata_stat.as_list() if index.metadata_stat else None,
         "files": list(rows.files), "ids": list(rows.ids), "contents": list(rows.contents),
         "metadatas": [dict(m or {}) for m in rows.metadatas],
-        "stats": {file: list(stat) for file, stat in index.stats.items()},
+        "stats": {file: tuple(stat) for file, stat in index.stats.items()},  # marshal keeps tuples
         "problems": [[p.file, p.kind, p.detail, p.counts_as_document] for p in index.problems],
     }
 
@@ -111,7 +111,9 @@ def from_manifest(dir_name: str, manifest: dict, matrix: np.ndarray) -> Collecti
         raise ValueError("row columns of different lengths")
     rows = Rows(tuple(manifest["files"]), tuple(manifest["ids"]), tuple(manifest["contents"]),
                 tuple(manifest["metadatas"]), matrix)
-    stats = {file: tuple(stat) for file, stat in manifest["stats"].items()}
+    stats = manifest["stats"]
+    if not all(type(stat) is tuple and len(stat) == 3 for stat in stats.values()):
+        raise ValueError("malformed file stats")
     problems = tuple(IndexProblem(file, kind, detail, bool(counts))
                      for file, kind, detail, counts in manifest["problems"])
     metadata_stat = FileStat(*manifest["metadata_stat"]) if manifest["metadata_stat"] else None
