@@ -67,7 +67,8 @@ class Config:
         return {"auto": None, "true": True, "false": False}[self.compress]
 
     def replace(self, **changes: Any) -> "Config":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (e.g. from flags), validated like a loaded config."""
+        return _validate(dataclasses.replace(self, **changes))
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
