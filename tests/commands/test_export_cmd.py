@@ -1,0 +1,53 @@
+"""`guardian export`: every document as JSON Lines, equal to what chromem loads (contents.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def expected_documents(contents, collection=None):
+    return {(c["name"], d["id"]): d for c in contents["collections"] for d in c["documents"]
+            if collection in (None, c["name"])}
+
+
+def check_lines(lines, want):
+    got = {}
+    for line in lines:
+        record = json.loads(line)
+        assert set(record) == {"collection", "id", "content", "metadata", "embedding"}
+        got[(record["collection"], record["id"])] = record
+    assert set(got) == set(want)
+    for key, doc in want.items():
+        record = got[key]
+        assert record["content"] == doc["content"] and record["metadata"] == doc["metadata"]
+        assert np.array_equal(np.array(record["embedding"], dtype=np.float32),
+                              np.array(doc["embedding"], dtype=np.float32))
+
+
+def test_export_everything_equals_contents_json(cli, any_store, contents):
+    proc = cli("export", "--store", str(any_store))
+    assert proc.returncode == 0
+    check_lines(proc.stdout_text.splitlines(), expected_documents(contents))
+
+
+def test_export_one_collection_to_a_file(cli, plain_store, contents, tmp_path):
+    out = tmp_path / "checkpoints.jsonl"
+    proc = cli("export", "--store", str(plain_store), "--collection", "checkpoints", "--output", str(out))
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert os.stat(out).st_mode & 0o777 == 0o600
+    check_lines(out.read_text().splitlines(), expected_documents(contents, "checkpoints"))
+
+
+def test_unknown_collection_is_a_usage_error_listing_the_known_ones(cli, plain_store):
+    proc = cli("export", "--store", str(plain_store), "--collection", "nope")
+    assert proc.returncode == 2 and "webapp_memories" in proc.stderr_text
+
+
+def test_unreadable_documents_are_skipped_with_a_warning(cli, plain_store, contents):
+    (plain_store / "40917930" / "5628d2e7.gob").write_bytes(b"")
+    proc = cli("export", "--store", str(plain_store), "--collection", "webapp_memories")
+    assert proc.returncode == 0 and "skipped" in proc.stderr_text
+    assert len(proc.stdout_text.splitlines()) == 39
