@@ -76,6 +76,7 @@ class Sidecar:
         self.counters = Counters()
         self.started_at = wall_clock()
         self.last_repair: dict | None = None
+        self.last_scan = None
         self.repair_lock = threading.Lock()
         self.stop_requested = threading.Event()
         self.signals: queue.SimpleQueue = queue.SimpleQueue()
@@ -128,6 +129,7 @@ class Sidecar:
         with self.repair_lock:
             result = preflight_and_alert(self.config, self.paths, self.log, self.alerter)
         self.last_repair = {"time": iso_utc(self.wall_clock()), **summary_of(result)}
+        self.last_scan = result.scan
         if result.actions:
             self.after_repair(result.actions)
         if self.metrics is not None:
@@ -183,7 +185,10 @@ class Sidecar:
         from guardian.server.metrics import Metrics
 
         self.metrics = Metrics()
-        self.index = StoreIndex(self.config.store_path, self.config.compress_flag, cache_dir=self.paths.cache / "index",
+        compress = self.config.compress_flag
+        if compress is None and self.last_scan is not None:
+            compress = self.last_scan.compress  # the pre-flight already detected it: one rule, one walk
+        self.index = StoreIndex(self.config.store_path, compress, cache_dir=self.paths.cache / "index",
                                 known_names=Catalog(self.paths.catalog_file).names())
         thread = threading.Thread(target=self.build_index, name="guardian-index-build", daemon=True)
         thread.start()

@@ -216,6 +216,13 @@ class FolderListing:
                         st.st_mode, ""))
         return cls(rows)
 
+    @classmethod
+    def names_only(cls, names: list[str]) -> "FolderListing":
+        """A listing that only answers name questions (counting suffixes): no stat at all."""
+        listing = cls([])
+        listing._names = "\0" + "\0".join(names) + "\0"
+        return listing
+
     def digest(self) -> str:
         return verified_cache.rows_digest(self.rows)
 
@@ -241,8 +248,7 @@ def detect_store_compression(root) -> bool:
         with os.scandir(root) as it:
             for entry in it:
                 if entry.is_dir(follow_symlinks=False):
-                    with os.scandir(entry.path) as inner:  # names only: no stat needed to count suffixes
-                        folders[entry.name] = FolderListing([(e.name, False) for e in inner])
+                    folders[entry.name] = FolderListing.names_only(os.listdir(entry.path))
     except OSError:
         return False
     return detect_compression(folders)
