@@ -176,18 +176,18 @@ def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
         return np.empty(0, dtype=np.intp)
     if k < n:
         chosen = np.argpartition(scores, n - k)[n - k:]
-        chosen = _ties_by_position(scores, chosen, k)
+        threshold = scores[chosen].min()
+        if np.count_nonzero(scores >= threshold) > k:  # equal scores straddle the k-th place
+            chosen = _ties_by_position(scores, threshold, k)
+        chosen.sort()
     else:
         chosen = np.arange(n)
-    order = np.lexsort((chosen, -scores[chosen]))
+    order = np.argsort(-scores[chosen], kind="stable")  # chosen is in position order: ties stay so
     return chosen[order]
 
 
-def _ties_by_position(scores: np.ndarray, chosen: np.ndarray, k: int) -> np.ndarray:
-    """When equal scores straddle the k-th place, keep the earliest positions (deterministic)."""
-    threshold = scores[chosen].min()
-    if np.count_nonzero(scores == threshold) == np.count_nonzero(scores[chosen] == threshold):
-        return chosen
+def _ties_by_position(scores: np.ndarray, threshold, k: int) -> np.ndarray:
+    """Keep every score above the threshold, then the earliest positions among the tied ones."""
     above = np.flatnonzero(scores > threshold)
     tied = np.flatnonzero(scores == threshold)[: k - above.size]
     return np.concatenate([above, tied])
