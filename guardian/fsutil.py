@@ -80,15 +80,6 @@ def atomic_write_text(target: str | os.PathLike, text: str, mode: int = PRIVATE_
     return atomic_write(target, text.encode("utf-8"), mode)
 
 
-def durable_rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename ``src`` to ``dst`` (same filesystem) and fsync both folders."""
-    src, dst = Path(src), Path(dst)
-    os.replace(src, dst)
-    fsync_dir(dst.parent)
-    if src.parent != dst.parent:
-        fsync_dir(src.parent)
-
-
 def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Move a file or folder to ``dst`` without ever deleting data.
 
@@ -136,11 +127,3 @@ def sha256_file(path: str | os.PathLike) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def read_bytes_limited(path: str | os.PathLike, limit: int) -> bytes:
-    """Read a regular file, refusing anything larger than ``limit`` bytes."""
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is larger than {limit} bytes")
-    return data

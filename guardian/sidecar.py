@@ -328,7 +328,7 @@ class Sidecar:
         self.index.refresh_collection(dir_name)
 
     def on_documents_changed(self, dir_name: str, paths: list[Path]) -> None:
-        self.index.refresh_paths([self.config.store_path / p if not Path(p).is_absolute() else p for p in paths])
+        self.index.refresh_paths(paths)  # absolute (the watcher's) or store-relative: the index resolves both
 
     def on_stray(self, path) -> None:
         self.log.warning("stray_folder", path=str(path),

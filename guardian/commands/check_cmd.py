@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from guardian.catalog import Catalog
 from guardian.commands.output import format_table, print_json
-from guardian.store.scan import FATAL, INFO, StoreScan, scan_store
+from guardian.store.scan import INFO, StoreScan, scan_store
 
 HELP = "predict whether chromem will load the store (exit 0 ok, 1 warnings, 3 refused); --repair fixes it"
 
@@ -72,6 +72,3 @@ def render_scan(scan: StoreScan, verbose: bool = False) -> str:
     lines += ["", verdict_line(scan)]
     return "\n".join(lines)
 
-
-def fatal_problems(scan: StoreScan):
-    return [p for p in scan.problems if p.severity == FATAL]

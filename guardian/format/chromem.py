@@ -13,13 +13,12 @@ import gc
 import struct
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from guardian.format import gob
 from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is part of this API)
-    GOB_EXT, GZ_EXT, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem, is_gzip_file_name,
+    GOB_EXT, GZ_EXT, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem,
     metadata_file_name)
 from guardian.format.gob import GobError
 
@@ -303,6 +302,3 @@ def stack_embeddings(batch: DocumentBatch, vectors: list[np.ndarray]) -> np.ndar
 
 
 
-
-def path_str(path) -> str:
-    return str(Path(path))

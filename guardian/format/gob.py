@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -855,5 +855,3 @@ def encode_struct_value(type_id: int, fields: list[tuple[int, bytes | None]]) ->
     payload = b"".join(parts)
     return encode_uint(len(payload)) + payload
 
-
-EncodeFn = Callable[..., bytes]

@@ -38,10 +38,6 @@ def metadata_file_name(compress: bool) -> str:
     return METADATA_STEM + extension(compress)
 
 
-def is_gzip_file_name(name: str) -> bool:
-    return name.endswith(GZ_EXT)
-
-
 def file_stem(name: str) -> str:
     for ext in (GZ_EXT, GOB_EXT):
         if name.endswith(ext):

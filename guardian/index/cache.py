@@ -82,12 +82,6 @@ class IndexCache:
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
 
-    def cached_dirs(self) -> list[str]:
-        if not self.folder.is_dir():
-            return []
-        return sorted(p.stem for p in self.folder.glob("*.manifest"))
-
-
 def to_manifest(index: CollectionIndex, ext: str, matrix_name: str) -> dict:
     rows = index.rows
     return {

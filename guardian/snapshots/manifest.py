@@ -102,10 +102,6 @@ class Manifest:
             hashes.add(self.files_dict)
         return hashes
 
-    def collection_dirs_named(self, name: str) -> list[str]:
-        return [c.dir for c in self.collections if c.name == name]
-
-
 def encode_files(files: list[FileEntry]) -> bytes:
     """The raw (uncompressed) file list: one JSON array of rows, sorted by path."""
     rows = [entry.row() for entry in sorted(files, key=lambda entry: entry.path)]

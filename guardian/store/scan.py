@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from guardian.errors import StoreError
 from guardian.format import layout
@@ -178,11 +177,6 @@ def codec():
 
 
 # --------------------------------------------------------------------------- listing
-
-
-def list_dir(path: str) -> list[FileEntry]:
-    """Entries sorted by name as Go's os.ReadDir returns them."""
-    return FolderListing.read(path).entries()
 
 
 class FolderListing:
@@ -563,10 +557,3 @@ def finish(scan: StoreScan) -> None:
             dropped.skipped = True
         names[coll.name] = coll
 
-
-def problem_dicts(problems: list[Problem]) -> list[dict]:
-    return [asdict(p) for p in problems]
-
-
-def relative(root: str, path: str) -> str:
-    return str(Path(path).relative_to(root))

@@ -41,7 +41,6 @@ FATAL = "fatal"
 STATES = (STARTING, RUNNING, BACKOFF, PAUSED, STOPPING, STOPPED, FATAL)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-FORWARD_ONLY_SIGNALS = (signal.SIGHUP,)
 STOP_POLL_FIRST_SECONDS = 0.001  # polls start fast (most children exit at once) and slow down
 STOP_POLL_SECONDS = 0.02
 KILL_GRACE_SECONDS = 5.0
