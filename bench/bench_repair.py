@@ -29,7 +29,7 @@ from guardian.config import Config  # noqa: E402
 from guardian.format.chromem import (Document, collection_dir_name, document_stem,  # noqa: E402
                                      encode_collection, encode_document, read_documents)
 from guardian.repair.preflight import preflight  # noqa: E402
-from guardian.state import StatePaths  # noqa: E402
+from guardian.local.paths import StatePaths  # noqa: E402
 
 DIM = 384
 PROJECTS = ("webapp", "billing", "contextd", "infra")

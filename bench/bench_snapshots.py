@@ -30,7 +30,7 @@ from guardian.format.chromem import (Document, collection_dir_name, document_ste
                                      encode_document)
 from guardian.snapshots.restore import restore_store  # noqa: E402
 from guardian.snapshots.take import take_snapshot  # noqa: E402
-from guardian.state import StatePaths  # noqa: E402
+from guardian.local.paths import StatePaths  # noqa: E402
 
 WORDS = ("memory checkpoint remediation function handler request error retry cache index vector store "
          "collection query embedding database config deploy service token user session timeout build test "

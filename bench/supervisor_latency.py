@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from guardian.supervisor import RUNNING, STOPPED, RestartPolicy, Supervisor  # noqa: E402
+from guardian.runtime.supervisor import RUNNING, STOPPED, RestartPolicy, Supervisor  # noqa: E402
 
 CHILD = ["sleep", "30"]
 POLICY = RestartPolicy(backoff_initial=0.001, backoff_max=0.001, jitter_fraction=0.0, max_failures=10_000)

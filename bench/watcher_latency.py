@@ -28,8 +28,8 @@ from watchdog.events import FileSystemEventHandler  # noqa: E402
 from watchdog.observers import Observer  # noqa: E402
 
 from guardian.format.chromem import encode_collection  # noqa: E402
-from guardian.fsutil import atomic_write  # noqa: E402
-from guardian.watcher import StoreWatcher, WatchHandlers, default_metadata_ok, inventory  # noqa: E402
+from guardian.local.fsutil import atomic_write  # noqa: E402
+from guardian.runtime.watcher import StoreWatcher, WatchHandlers, default_metadata_ok, inventory  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "chromem-go-v0.7.0" / "store-plain"
 FOLDER, NAME = "40917930", "webapp_memories"

@@ -15,7 +15,7 @@ from functools import cached_property
 from guardian import __version__
 from guardian.config import Config, load_config
 from guardian.errors import GuardianError
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 COMMANDS = (
     "check", "export", "snapshot", "snapshots", "restore", "verify", "quarantine",

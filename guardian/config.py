@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from guardian.errors import ConfigError
-from guardian.state import DEFAULT_STORE
+from guardian.local.paths import DEFAULT_STORE
 
 COMPRESS_CHOICES = ("auto", "true", "false")
 

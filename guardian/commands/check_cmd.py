@@ -6,7 +6,7 @@ Exit codes: 0 loadable and healthy; 1 loadable with warnings; 3 chromem would re
 
 from __future__ import annotations
 
-from guardian.catalog import Catalog
+from guardian.local.catalog import Catalog
 from guardian.commands.output import format_table, print_json
 from guardian.store.scan import INFO, StoreScan, scan_store
 

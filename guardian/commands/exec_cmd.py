@@ -30,7 +30,7 @@ def child_command(raw: list[str]) -> list[str]:
 def run(args, ctx) -> int:
     cmd = child_command(args.cmd)
     from guardian.logs import get_logger
-    from guardian.sidecar_preflight import preflight_and_alert
+    from guardian.runtime.preflight import preflight_and_alert
 
     log = get_logger("guardian.exec")
     try:

@@ -8,7 +8,7 @@ import sys
 
 from guardian.errors import UsageError
 from guardian.format import chromem
-from guardian.fsutil import atomic_write
+from guardian.local.fsutil import atomic_write
 from guardian.store.scan import scan_store
 
 HELP = "write every document as JSON Lines (collection, id, content, metadata, embedding)"

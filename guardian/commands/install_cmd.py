@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from guardian import service
+from guardian.runtime import service_files as service
 from guardian.errors import UsageError
-from guardian.fsutil import atomic_write, durable_move, ensure_dir
+from guardian.local.fsutil import atomic_write, durable_move, ensure_dir
 
 HELP = "write a systemd user unit or launchd agent that runs `guardian run` (and CMD) at login"
 PUBLIC_DIR = 0o755

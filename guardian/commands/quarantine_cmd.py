@@ -6,7 +6,7 @@ from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
 from guardian.errors import CodecError, RestoreError, UsageError
-from guardian.quarantine import Quarantine, QuarantineEntry
+from guardian.local.quarantine import Quarantine, QuarantineEntry
 
 HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
 METADATA_STEM = "00000000"

@@ -105,7 +105,7 @@ def parse_where(item: str) -> tuple[str, str]:
 
 def sidecar_urls(ctx) -> list[str]:
     """Where a sidecar for this store may listen: its status file first, then the configured port."""
-    from guardian.status import StatusFile, sidecar_part
+    from guardian.runtime.status import StatusFile, sidecar_part
 
     urls = []
     sidecar = sidecar_part(StatusFile(ctx.paths.status_file).read(), time.time(), _pid_alive)
@@ -119,7 +119,7 @@ def sidecar_urls(ctx) -> list[str]:
 
 
 def _pid_alive(pid: int) -> bool:
-    from guardian.status import default_pid_alive
+    from guardian.runtime.status import default_pid_alive
 
     return default_pid_alive(pid)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from guardian.commands.output import print_json
-from guardian.control import control_request
+from guardian.runtime.control import control_request
 from guardian.errors import SupervisorError
 
 HELP = "restart the supervised child in the running sidecar (clears FATAL)"

@@ -48,7 +48,7 @@ def make_confirm(force: bool, stdin=None, stderr=None):
 
 def sidecar_running(ctx) -> bool:
     """Is a sidecar answering on this store's control socket? (It must do the restore itself.)"""
-    from guardian.control import control_request
+    from guardian.runtime.control import control_request
     from guardian.errors import GuardianError
 
     if not ctx.paths.control_socket.exists():
@@ -63,7 +63,7 @@ def sidecar_running(ctx) -> bool:
 def restore_through_sidecar(args, ctx, at) -> int:
     """Plan here (so --force and --dry-run mean the same), then let the sidecar stop its child,
     restore, check and start the child again."""
-    from guardian.control import control_request
+    from guardian.runtime.control import control_request
 
     plan = restore_store(ctx.paths, at, args.collection, dry_run=True, check_load=False).plan
     confirm = make_confirm(args.force)

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 def run(args, ctx) -> int:
     from guardian import logs
-    from guardian.sidecar import Sidecar
+    from guardian.runtime.sidecar import Sidecar
 
     config = ctx.config
     if args.port is not None or args.host:

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from guardian.catalog import Catalog
+from guardian.local.catalog import Catalog
 from guardian.logs import get_logger
 
 HELP = "serve the HTTP query API for the store (no supervision) until SIGTERM/SIGINT"
@@ -33,7 +33,7 @@ def build_index(config, paths):
 def run(args, ctx) -> int:
     from guardian.index.embed import embedder_from_config
     from guardian.server.http import GuardianHTTPServer
-    from guardian.status_facts import collect_status
+    from guardian.runtime.status_facts import collect_status
 
     config = ctx.config.replace(http_port=args.port if args.port is not None else ctx.config.http_port,
                                 http_host=args.host or ctx.config.http_host)
@@ -61,7 +61,7 @@ def run(args, ctx) -> int:
 def start_watcher(config, index, wanted: bool | None):
     if not (config.watch if wanted is None else wanted):
         return None
-    from guardian.watcher import StoreWatcher
+    from guardian.runtime.watcher import StoreWatcher
 
     return StoreWatcher(config.store_path, index.watch_handlers(), debounce=config.debounce_seconds,
                         compress=index.compress).start()

@@ -8,8 +8,8 @@ with warnings, sidecar not running); 3 the store would not load; 4 the supervise
 from __future__ import annotations
 
 from guardian.commands.output import print_json
-from guardian.status import render_status
-from guardian.status_facts import collect_status
+from guardian.runtime.status import render_status
+from guardian.runtime.status_facts import collect_status
 
 HELP = "show the sidecar, store health, snapshots and last repair (exit 0 ok, 1 warn, 3 unloadable, 4 FATAL)"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guardian.fsutil import atomic_write, ensure_dir
+from guardian.local.fsutil import atomic_write, ensure_dir
 from guardian.index.collection_index import CollectionIndex, FileStat, IndexProblem, Rows
 from guardian.logs import get_logger
 

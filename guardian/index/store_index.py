@@ -318,8 +318,8 @@ class StoreIndex:
         self.updated_at = time.time()
 
     def watch_handlers(self):
-        """guardian.watcher.WatchHandlers that keep this index fresh (for `guardian serve`)."""
-        from guardian.watcher import WatchHandlers
+        """guardian.runtime.watcher.WatchHandlers that keep this index fresh (for `guardian serve`)."""
+        from guardian.runtime.watcher import WatchHandlers
 
         return WatchHandlers(
             on_collection_created=self.refresh_collection, on_metadata_lost=self.refresh_collection,

@@ -1,4 +1,4 @@
-"""Apply a repair plan to the store. The caller holds the store lock (``guardian.lock.store_lock``).
+"""Apply a repair plan to the store. The caller holds the store lock (``guardian.local.lock.store_lock``).
 
 Every action is atomic on its own and safe to repeat, so a repair killed at any point and run again
 converges to the same store:
@@ -22,8 +22,8 @@ from pathlib import Path
 from guardian.errors import GuardianError
 from guardian.format import chromem
 from guardian.format.gob import GobError
-from guardian.fsutil import TEMP_PREFIX, atomic_write
-from guardian.quarantine import Quarantine
+from guardian.local.fsutil import TEMP_PREFIX, atomic_write
+from guardian.local.quarantine import Quarantine
 from guardian.repair.plan import Action, RepairPlan
 from guardian.snapshots.repository import Repository
 

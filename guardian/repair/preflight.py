@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from guardian.catalog import Catalog
+from guardian.local.catalog import Catalog
 from guardian.commands.output import format_table, print_json
 from guardian.config import Config
-from guardian.lock import store_lock
+from guardian.local.lock import store_lock
 from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
                                   remaining_findings)
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 from guardian.store.scan import StoreScan, scan_store
 
 MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
@@ -188,7 +188,7 @@ class RepairContext:
         return needs_repair(scan) or (self.deep and bool(_checksum_failures(scan)))
 
     def applier(self, compress: bool):
-        from guardian.quarantine import Quarantine
+        from guardian.local.quarantine import Quarantine
         from guardian.repair.apply import PlanApplier
         from guardian.snapshots.repository import Repository
 

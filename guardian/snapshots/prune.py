@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from guardian.errors import SnapshotError
-from guardian.lock import store_lock
+from guardian.local.lock import store_lock
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import id_time
 from guardian.snapshots.retention import plan_retention
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 import zstandard
 
 from guardian.errors import SnapshotError
-from guardian.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
+from guardian.local.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
 from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, decode_manifest_rows,
                                          encode_manifest, parse_rows)
 

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
-from guardian.fsutil import TEMP_PREFIX, fsync_dir, sha256_file, temp_path_for, write_all
-from guardian.lock import store_lock
-from guardian.quarantine import Quarantine
+from guardian.local.fsutil import TEMP_PREFIX, fsync_dir, sha256_file, temp_path_for, write_all
+from guardian.local.lock import store_lock
+from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
 from guardian.snapshots.take import test_slow_io_delay
 from guardian.snapshots.timespec import pick_snapshot
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 
 STAGE_WORKERS = 8  # fsync-bound: more files in flight than cores

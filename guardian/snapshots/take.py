@@ -19,15 +19,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from guardian.catalog import Catalog
+from guardian.local.catalog import Catalog
 from guardian.errors import GuardianError, SnapshotError
 from guardian.format import layout
-from guardian.fsutil import TEMP_PREFIX
-from guardian.lock import store_lock
+from guardian.local.fsutil import TEMP_PREFIX
+from guardian.local.lock import store_lock
 from guardian.snapshots.manifest import (FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest,
                                          encode_manifest)
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 READ_TRIES = 3
 RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-read next time

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guardian.errors import SnapshotError
-from guardian.fsutil import ensure_dir
+from guardian.local.fsutil import ensure_dir
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 

@@ -15,7 +15,7 @@ import marshal
 import os
 from pathlib import Path
 
-from guardian.fsutil import atomic_write, ensure_dir
+from guardian.local.fsutil import atomic_write, ensure_dir
 
 VERSION = 1
 

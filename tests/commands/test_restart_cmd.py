@@ -2,8 +2,8 @@
 
 import json
 
-from guardian.control import ControlServer
-from guardian.state import StatePaths
+from guardian.runtime.control import ControlServer
+from guardian.local.paths import StatePaths
 
 
 def test_restart_without_a_sidecar_says_how_to_start_one(cli, plain_store):

@@ -11,7 +11,7 @@ import time
 from guardian.config import Config
 from guardian.repair import apply as apply_mod
 from guardian.repair.preflight import preflight
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from guardian.config import Config
 from guardian.format import chromem
 from guardian.repair.preflight import preflight
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 from guardian.store.scan import scan_store
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from guardian.format import chromem
-from guardian.quarantine import Quarantine
+from guardian.local.quarantine import Quarantine
 from guardian.repair.preflight import alert_events, render_report
 from guardian.snapshots.take import take_snapshot
 from guardian.store.scan import scan_store

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

@@ -27,11 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from guardian.fsutil import TEMP_PREFIX  # noqa: E402
+from guardian.local.fsutil import TEMP_PREFIX  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
 from guardian.snapshots.restore import restore_store  # noqa: E402
 from guardian.snapshots.verify import materialize, verify_repository  # noqa: E402
-from guardian.state import StatePaths  # noqa: E402
+from guardian.local.paths import StatePaths  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "chromem-go-v0.7.0" / "store-plain"
 SLOW_IO = "0.002"

@@ -10,12 +10,12 @@ import sys
 import pytest
 
 from guardian.errors import SnapshotError
-from guardian.fsutil import TEMP_PREFIX
+from guardian.local.fsutil import TEMP_PREFIX
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 from conftest import age_files, tree_bytes
 

@@ -69,7 +69,7 @@ def test_unchanged_list_is_one_reference():
 
 
 def test_sweep_lists_blobs_and_removes_only_temp_files(tmp_path):
-    from guardian.fsutil import TEMP_PREFIX
+    from guardian.local.fsutil import TEMP_PREFIX
     from guardian.snapshots.repository import Repository
 
     repo = Repository(tmp_path / "repo").ensure()

@@ -3,7 +3,7 @@
 import json
 
 from guardian.snapshots.repository import Repository
-from guardian.state import StatePaths
+from guardian.local.paths import StatePaths
 
 from conftest import age_files, tree_bytes
 

@@ -4,8 +4,8 @@ from datetime import timedelta
 import pytest
 
 from guardian.errors import RestoreError
-from guardian.fsutil import TEMP_PREFIX
-from guardian.quarantine import Quarantine
+from guardian.local.fsutil import TEMP_PREFIX
+from guardian.local.quarantine import Quarantine
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot

@@ -1,8 +1,8 @@
 import os
 import stat
 
-from guardian.catalog import Catalog
-from guardian.fsutil import TEMP_PREFIX
+from guardian.local.catalog import Catalog
+from guardian.local.fsutil import TEMP_PREFIX
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import read_stable, take_snapshot
 
@@ -138,7 +138,7 @@ def test_staged_restore_leftovers_in_store_are_not_captured(plain_paths):
 def test_large_file_lists_share_a_dictionary_blob(tmp_path, state_dir, clock):
     from guardian.snapshots.prune import forget_and_prune
     from guardian.snapshots.verify import verify_repository
-    from guardian.state import StatePaths
+    from guardian.local.paths import StatePaths
     from conftest import age_files
 
     store = tmp_path / "big"

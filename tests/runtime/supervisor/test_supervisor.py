@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from guardian.alerts import Alerter, CHILD_FATAL
+from guardian.runtime.alerts import Alerter, CHILD_FATAL
 from guardian.errors import SupervisorError
-from guardian.supervisor import (
+from guardian.runtime.supervisor import (
     BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STOPPED, PreflightResult, RestartPolicy, Supervisor,
 )
 

@@ -1,6 +1,6 @@
 """Gather the facts behind `guardian status` (and the sidecar's /v1/status) from disk.
 
-``guardian.status`` turns facts into the status dict without I/O; this module does the I/O:
+``guardian.runtime.status`` turns facts into the status dict without I/O; this module does the I/O:
 read the sidecar's status file, scan the store (cached), list snapshots and quarantine.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from guardian.errors import GuardianError
-from guardian.status import StatusFile, build_status
+from guardian.runtime.status import StatusFile, build_status
 from guardian.store.scan import scan_store
 
 
@@ -22,7 +22,7 @@ def list_snapshot_headers(paths) -> list:
 
 
 def count_quarantined(paths) -> int | None:
-    from guardian.quarantine import Quarantine
+    from guardian.local.quarantine import Quarantine
 
     try:
         return sum(1 for entry in Quarantine(paths).list() if not getattr(entry, "restored", False))

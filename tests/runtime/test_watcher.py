@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from guardian.format.chromem import decode_collection, encode_collection, read_collection
-from guardian.fsutil import TEMP_PREFIX, atomic_write
-from guardian.watcher import (
+from guardian.local.fsutil import TEMP_PREFIX, atomic_write
+from guardian.runtime.watcher import (
     COLLECTION_CREATED, COLLECTION_REMOVED, CREATED, DELETED, DOCUMENTS_CHANGED, METADATA_CHANGED,
     METADATA_LOST, MODIFIED, STRAY, Action, FolderView, RawEvent, StoreWatcher, WatchHandlers,
     classify_batch, inspect_folder, normalize_event,
@@ -392,7 +392,7 @@ def test_reconcile_reports_only_changes_for_the_worse():
     after = {WEBAPP: LOST_WITH_DOCS, EMPTY: FolderView(True, "ok", False), "deadbeef": LOST_WITH_DOCS,
              "0badcafe": FolderView(True, "ok", False), ".backup": FolderView(True, "missing", True),
              ".cache": FolderView(True)}
-    from guardian.watcher import reconcile
+    from guardian.runtime.watcher import reconcile
 
     assert reconcile(before, after) == [
         Action(STRAY, ".backup"), Action(COLLECTION_CREATED, "0badcafe"),

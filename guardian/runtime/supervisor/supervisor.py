@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from guardian import alerts, notify
+from guardian.runtime import alerts, sd_notify as notify
 from guardian.errors import SupervisorError
 from guardian.logs import get_logger
-from guardian.supervisor.backoff import backoff_delay
-from guardian.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
-from guardian.supervisor.process import ChildProcess, signal_name, spawn_process
+from guardian.runtime.supervisor.backoff import backoff_delay
+from guardian.runtime.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
+from guardian.runtime.supervisor.process import ChildProcess, signal_name, spawn_process
 
 STARTING = "starting"
 RUNNING = "running"
@@ -107,7 +107,7 @@ class Supervisor:
         self.restart_on_clean_exit = restart_on_clean_exit
         self.sd_notify = sd_notify
         self.heartbeat = heartbeat or notify.WatchdogPinger.from_environment()
-        self.log = get_logger("guardian.supervisor")
+        self.log = get_logger("guardian.runtime.supervisor")
 
         self.state = STARTING
         self.since = wall_clock()

@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from guardian import alerts, notify
-from guardian.catalog import Catalog
+from guardian.runtime import alerts, sd_notify as notify
+from guardian.local.catalog import Catalog
 from guardian.errors import GuardianError, LockError
 from guardian.format import chromem
-from guardian.fsutil import ensure_dir
+from guardian.local.fsutil import ensure_dir
 from guardian.logs import get_logger
-from guardian.sidecar_preflight import preflight_and_alert
-from guardian.status import HEARTBEAT_SECONDS, StatusFile, iso_utc
-from guardian.status_facts import collect_status
+from guardian.runtime.preflight import preflight_and_alert
+from guardian.runtime.status import HEARTBEAT_SECONDS, StatusFile, iso_utc
+from guardian.runtime.status_facts import collect_status
 
 
 INDEX_CACHE_EVERY_BEATS = 12  # save the index cache about once a minute when it changed
@@ -70,7 +70,7 @@ class Sidecar:
         self.paths = paths
         self.cmd = list(cmd or [])
         self.wall_clock = wall_clock
-        self.log = get_logger("guardian.sidecar")
+        self.log = get_logger("guardian.runtime.sidecar")
         self.alerter = alerts.Alerter.from_config(config)
         self.status_file = StatusFile(paths.status_file)
         self.counters = Counters()
@@ -209,7 +209,7 @@ class Sidecar:
     def start_watcher(self) -> None:
         if not self.config.watch:
             return
-        from guardian.watcher import StoreWatcher, WatchHandlers
+        from guardian.runtime.watcher import StoreWatcher, WatchHandlers
 
         handlers = WatchHandlers(
             on_collection_created=self.on_collection_created,
@@ -233,7 +233,7 @@ class Sidecar:
         self.log.info("http_listening", host=self.config.http_host, port=self.http.port)
 
     def start_control(self) -> None:
-        from guardian.control import ControlServer
+        from guardian.runtime.control import ControlServer
 
         handlers = {"status": lambda **_: self.status_dict(), "restart": self.control_restart,
                     "restore": self.control_restore, "snapshot": self.control_snapshot}
@@ -262,8 +262,8 @@ class Sidecar:
     # ---- running ---------------------------------------------------------------------------
 
     def supervise(self) -> int:
-        from guardian.supervisor.signals import install_signal_handlers
-        from guardian.supervisor.supervisor import PreflightResult, Supervisor
+        from guardian.runtime.supervisor.signals import install_signal_handlers
+        from guardian.runtime.supervisor.supervisor import PreflightResult, Supervisor
 
         first_start = [True]
 
@@ -437,7 +437,7 @@ class Sidecar:
         if self.metrics is None:
             return
         with contextlib.suppress(Exception):
-            from guardian.status_facts import list_snapshot_headers
+            from guardian.runtime.status_facts import list_snapshot_headers
 
             headers = list_snapshot_headers(self.paths)
             newest = max((h.time.timestamp() for h in headers), default=None)

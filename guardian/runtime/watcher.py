@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
-from guardian.fsutil import TEMP_PREFIX
+from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
 
 METADATA_STEM = "00000000"
@@ -57,7 +57,7 @@ COLLECTION_REMOVED = "collection_removed"
 DOCUMENTS_CHANGED = "documents_changed"
 STRAY = "stray"
 
-log = get_logger("guardian.watcher")
+log = get_logger("guardian.runtime.watcher")
 
 
 # --------------------------------------------------------------------------- pure part

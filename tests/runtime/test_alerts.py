@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from guardian.alerts import CHILD_FATAL, EVENTS, REPAIR_DONE, SNAPSHOT_FAILED, Alerter
+from guardian.runtime.alerts import CHILD_FATAL, EVENTS, REPAIR_DONE, SNAPSHOT_FAILED, Alerter
 
 RECORD = "import os, sys; open(sys.argv[1], 'w').write(sys.stdin.read() + chr(10) + os.environ['GUARDIAN_EVENT'])"
 

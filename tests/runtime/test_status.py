@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from guardian.config import Config
-from guardian.state import StatePaths
-from guardian.status import (
+from guardian.local.paths import StatePaths
+from guardian.runtime.status import (
     EXIT_CHILD_FATAL, EXIT_OK, EXIT_UNLOADABLE, EXIT_WARNING, HEARTBEAT_SECONDS, StatusFile, build_status,
     default_pid_alive, human_duration, iso_utc, render_status, snapshot_time, to_epoch,
 )

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from guardian.errors import LockError
-from guardian.fsutil import ensure_dir
+from guardian.local.fsutil import ensure_dir
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ class Alerter:
         self.store = str(store or "")
         self.timeout = timeout
         self.host = host or socket.gethostname()
-        self.log = get_logger("guardian.alerts")
+        self.log = get_logger("guardian.runtime.alerts")
 
     @classmethod
     def from_config(cls, config: Any) -> "Alerter":

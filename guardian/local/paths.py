@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guardian.errors import StoreError
-from guardian.fsutil import atomic_write_text, ensure_dir
+from guardian.local.fsutil import atomic_write_text, ensure_dir
 
 DEFAULT_STORE = "~/.config/contextd/vectorstore"
 

@@ -85,7 +85,7 @@ class ControlServer:
     def __init__(self, path: str | os.PathLike, handlers: dict[str, Callable[..., Any]]) -> None:
         self.path = Path(path)
         self.handlers = {"ping": lambda: "pong", **handlers}
-        self.log = get_logger("guardian.control")
+        self.log = get_logger("guardian.runtime.control")
         self._server: _UnixServer | None = None
         self._thread: threading.Thread | None = None
 

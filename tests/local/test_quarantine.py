@@ -6,8 +6,8 @@ import subprocess
 import pytest
 
 from guardian.errors import RestoreError, UsageError
-from guardian.quarantine import Quarantine
-from guardian.state import StatePaths
+from guardian.local.quarantine import Quarantine
+from guardian.local.paths import StatePaths
 
 
 @pytest.fixture

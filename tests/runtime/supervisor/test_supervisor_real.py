@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from guardian.supervisor import (
+from guardian.runtime.supervisor import (
     FATAL,
     RUNNING,
     STOPPED,
@@ -20,10 +20,10 @@ from guardian.supervisor import (
     RestartPolicy,
     Supervisor,
 )
-from guardian.supervisor.process import spawn_process
+from guardian.runtime.supervisor.process import spawn_process
 from tests.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FAST = RestartPolicy(backoff_initial=0.01, backoff_max=0.05, jitter_fraction=0.1, stable_seconds=60.0,
                      max_failures=3, failure_window=60.0)
 
@@ -175,7 +175,7 @@ def test_a_child_that_crashed_on_a_damaged_store_starts_again_after_the_repair(t
 
 DRIVER = """
 import sys
-from guardian.supervisor import RestartPolicy, Supervisor, install_signal_handlers
+from guardian.runtime.supervisor import RestartPolicy, Supervisor, install_signal_handlers
 sup = Supervisor(sys.argv[1:], policy=RestartPolicy(backoff_initial=0.01), stop_timeout=3.0, poll_interval=0.01)
 install_signal_handlers(sup)
 sys.exit(sup.run_forever())
@@ -239,7 +239,7 @@ def test_the_child_does_not_inherit_systemds_notify_variables(tmp_path, monkeypa
 def test_a_child_that_crashed_on_a_real_damaged_chromem_store_restarts_after_the_repair(tmp_path, plain_store):
     """The child refuses the store exactly when chromem would (scan_store's verdict); the pre-flight
     moves the damaged file out (a small stand-in for guardian's repair) and the child starts again."""
-    from guardian.fsutil import durable_move
+    from guardian.local.fsutil import durable_move
     from guardian.store.scan import scan_store
 
     quarantine = tmp_path / "quarantine"

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from guardian.control import ControlServer, SidecarUnavailable, control_request
+from guardian.runtime.control import ControlServer, SidecarUnavailable, control_request
 from guardian.errors import GuardianError, RestoreError, SupervisorError, UsageError
 
 

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from guardian.fsutil import atomic_write, ensure_dir
+from guardian.local.fsutil import atomic_write, ensure_dir
 
 HEARTBEAT_SECONDS = 5.0
 STALE_FACTOR = 3

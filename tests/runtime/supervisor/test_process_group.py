@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from guardian.supervisor.process import group_has_live_members, spawn_process
+from guardian.runtime.supervisor.process import group_has_live_members, spawn_process
 from tests.waiting import wait_until
 
 

@@ -1,10 +1,10 @@
 """Supervision of the child command (contextd): process group, restarts with backoff, FATAL, signals."""
 
-from guardian.supervisor.backoff import backoff_delay
-from guardian.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
-from guardian.supervisor.process import ProcessGroup, become_subreaper, spawn_process
-from guardian.supervisor.signals import install_signal_handlers
-from guardian.supervisor.supervisor import (
+from guardian.runtime.supervisor.backoff import backoff_delay
+from guardian.runtime.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
+from guardian.runtime.supervisor.process import ProcessGroup, become_subreaper, spawn_process
+from guardian.runtime.supervisor.signals import install_signal_handlers
+from guardian.runtime.supervisor.supervisor import (
     BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STATES, STOPPED, STOPPING, PreflightResult, Supervisor,
 )
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from guardian.fsutil import atomic_write_text, ensure_dir
+from guardian.local.fsutil import atomic_write_text, ensure_dir
 
 
 class Catalog:

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from guardian.notify import WatchdogPinger, notify_address, sd_notify, watchdog_interval
+from guardian.runtime.sd_notify import WatchdogPinger, notify_address, sd_notify, watchdog_interval
 
 
 @pytest.fixture

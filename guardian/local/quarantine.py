@@ -7,7 +7,7 @@ Layout, in the state dir (outside the store)::
 
 Stable API (used by restore and by repair)::
 
-    q = Quarantine(paths)                      # paths: guardian.state.StatePaths
+    q = Quarantine(paths)                      # paths: guardian.local.paths.StatePaths
     entry = q.put(store_root, "655f126a/1a2b3c4d.gob", reason="truncated document", source="repair")
     q.preserve(store_root, rel_path, reason)   # copy in, leave the original (before an atomic replace)
     q.list() -> [QuarantineEntry]               # oldest first
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, UsageError
-from guardian.fsutil import atomic_write_text, copy_synced, durable_move, ensure_dir, fsync_dir, sha256_file
-from guardian.state import StatePaths
+from guardian.local.fsutil import atomic_write_text, copy_synced, durable_move, ensure_dir, fsync_dir, sha256_file
+from guardian.local.paths import StatePaths
 
 ENTRY_FILE = "entry.json"
 PAYLOAD_DIR = "payload"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guardian import alerts
+from guardian.runtime import alerts
 
 
 def preflight_and_alert(config, paths, log, alerter: alerts.Alerter | None = None):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from guardian import service
+from guardian.runtime import service_files as service
 from guardian.errors import UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def unit_fields(text: str) -> dict[str, dict[str, list[str]]]:
