@@ -16,6 +16,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "chromem-go-v0.7.0"
 STORE_PLAIN = FIXTURES / "store-plain"
 STORE_GZ = FIXTURES / "store-gz"
 DAMAGED = FIXTURES / "damaged"
+# The real chromem-go v0.7.0 as a command (../shared beside the clone in CI); tests skip without it.
+SHARED = Path(os.environ.get("GUARDIAN_TEST_SHARED", ROOT.parent / "shared"))
+CHROMEMH = SHARED / "chromem-harness" / "chromemh"
 
 
 def copy_store(src: Path, dst: Path) -> Path:
@@ -42,6 +45,21 @@ def queries() -> dict:
 @pytest.fixture(scope="session")
 def verdicts() -> dict:
     return json.loads((DAMAGED / "verdicts.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def chromemh() -> Path:
+    """Path of the real chromem loader/writer (``chromemh``); skips the test cleanly where absent."""
+    if not (CHROMEMH.is_file() and os.access(CHROMEMH, os.X_OK)):
+        pytest.skip(f"the real chromem harness is not at {CHROMEMH}")
+    return CHROMEMH
+
+
+def chromem_load(chromemh_path: Path, store: Path, compress: bool = False) -> dict:
+    """The real NewPersistentDB's verdict on ``store``: {"ok", "error", "collections"}."""
+    proc = subprocess.run([str(chromemh_path), "load", str(store), "1" if compress else "0"],
+                          capture_output=True, timeout=300, check=True)
+    return json.loads(proc.stdout)
 
 
 @pytest.fixture
