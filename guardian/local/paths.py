@@ -93,9 +93,45 @@ class StatePaths:
         return self.root / "control.sock"
 
     def ensure(self) -> "StatePaths":
-        """Create the state folder (0700) and record which store it belongs to."""
+        """Create the state folder (0700) and record which store it belongs to; folders guardian
+        owns that are open to others (a pre-existing --state-dir at 0755) are tightened to 0700."""
         ensure_dir(self.root)
+        tighten_state_dirs(self.root)
         marker = self.root / "store.json"
         if not marker.exists():
             atomic_write_text(marker, json.dumps({"store": str(self.store)}) + "\n")
         return self
+
+
+def tighten_state_dirs(store_state: Path) -> list[str]:
+    """Make guardian's state private: the per-store folder, ``stores/`` and the state dir itself go to
+    0700 when group or others could enter them. The state dir is changed only when it holds nothing
+    but guardian's ``stores`` (someone's own folder passed as --state-dir is not re-permissioned:
+    a warning says so). Returns the warnings."""
+    warnings: list[str] = []
+    stores = store_state.parent
+    for folder, ours in ((store_state, True), (stores, True), (stores.parent, _only_guardian(stores.parent))):
+        try:
+            mode = os.lstat(folder).st_mode & 0o777
+            if not mode & 0o077:
+                continue
+            if ours and os.lstat(folder).st_uid == os.geteuid():
+                os.chmod(folder, 0o700)
+                continue
+        except OSError:
+            continue
+        warnings.append(f"guardian's state dir {folder} is readable by others (mode {mode:o}); "
+                        f"its snapshots hold every stored memory: run `chmod 700 {folder}`")
+    if warnings:
+        from guardian.logs import get_logger
+
+        for text in warnings:
+            get_logger("guardian.paths").warning("state_dir_open", detail=text)
+    return warnings
+
+
+def _only_guardian(folder: Path) -> bool:
+    try:
+        return set(os.listdir(folder)) <= {"stores"}
+    except OSError:
+        return False

@@ -28,17 +28,26 @@ import json
 import os
 import secrets
 import shutil
+import stat as statmod
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, UsageError
-from guardian.local.fsutil import atomic_write_text, copy_synced, durable_move, ensure_dir, fsync_dir, sha256_file
+from guardian.local import storefs
+from guardian.local.fsutil import PRIVATE_FILE, atomic_write_text, ensure_dir, fsync_dir
 from guardian.local.paths import StatePaths
 
 ENTRY_FILE = "entry.json"
 PAYLOAD_DIR = "payload"
+EXDEV = 18
+STORE_FILE_MODE = 0o644   # as chromem creates its files
+STORE_DIR_MODE = 0o755
+
+
+class QuarantineFailed(OSError):
+    """A quarantine could not be completed; it was rolled back (the original is where it was)."""
 
 
 @dataclass
@@ -90,14 +99,89 @@ def _check_rel(rel_path: str) -> str:
     return rel
 
 
-def _measure(path: Path) -> tuple[str, int, str | None]:
-    """(kind, size, sha256) of a file, symlink or folder, without following symlinks."""
+# --------------------------------------------------------------------------- measuring (never opens a special file)
+
+
+def _measure_at(dir_fd: int, name: str) -> tuple[str, int, str | None]:
+    """(kind, size, sha256) of an entry, without following symlinks; only regular files are read."""
+    info = storefs.stat_at(name, dir_fd)
+    if statmod.S_ISDIR(info.st_mode):
+        return "folder", _tree_size(dir_fd, name), None
+    if statmod.S_ISREG(info.st_mode):
+        return "file", info.st_size, storefs.sha256_regular(name, dir_fd)
+    return "file", 0, None
+
+
+def _tree_size(dir_fd: int, name: str) -> int:
+    total = 0
+    for _, _, files, fd in os.fwalk(name, dir_fd=dir_fd, follow_symlinks=False):
+        for file_name in files:
+            with contextlib.suppress(OSError):
+                total += storefs.stat_at(file_name, fd).st_size
+    return total
+
+
+# --------------------------------------------------------------------------- copying out of a folder fd
+
+
+def _copy_entry(src_fd: int, name: str, dst: Path) -> None:
+    """Copy an entry (file, symlink, FIFO, device or folder) to ``dst``, durably, without following a
+    symlink or opening anything but a regular file; every regular file copied is checked by hash."""
+    info = storefs.stat_at(name, src_fd)
+    if statmod.S_ISDIR(info.st_mode):
+        os.mkdir(dst, 0o700)
+        child = os.open(name, storefs.DIR_FLAGS, dir_fd=src_fd)
+        try:
+            for entry in sorted(os.listdir(child)):
+                _copy_entry(child, entry, dst / entry)
+        finally:
+            os.close(child)
+        fsync_dir(dst)
+    elif statmod.S_ISREG(info.st_mode):
+        _copy_regular(src_fd, name, dst)
+    elif statmod.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(name, dir_fd=src_fd), dst)
+    elif statmod.S_ISFIFO(info.st_mode):
+        os.mkfifo(dst, 0o600)
+    elif statmod.S_ISCHR(info.st_mode) or statmod.S_ISBLK(info.st_mode):
+        os.mknod(dst, statmod.S_IFMT(info.st_mode) | 0o600, info.st_rdev)
+    else:
+        raise QuarantineFailed(f"cannot copy a {storefs.kind_of(info.st_mode)} to another filesystem: "
+                               f"{name}")
+
+
+def _copy_regular(src_fd: int, name: str, dst: Path) -> None:
+    copied = storefs.copy_regular(name, src_fd, dst)
+    if storefs.sha256_regular(dst) != copied:
+        raise QuarantineFailed(f"the quarantined copy of {name} does not match the original")
+
+
+def _private(path: Path) -> None:
+    """Quarantined copies are guardian's: 0600 files, 0700 folders (never setuid, never world-readable)."""
     if path.is_symlink():
-        return "file", 0, None
-    if path.is_dir():
-        total = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs)
-        return "folder", total, None
-    return "file", path.stat().st_size, sha256_file(path)
+        return
+    if not path.is_dir():
+        if path.is_file():
+            os.chmod(path, PRIVATE_FILE)
+        return
+    os.chmod(path, 0o700)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs:
+            if not os.path.islink(os.path.join(folder, name)):
+                os.chmod(os.path.join(folder, name), 0o700)
+        for name in files:
+            full = os.path.join(folder, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                os.chmod(full, PRIVATE_FILE)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove guardian's own partial copy (in the quarantine, never in the store)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 
 
 class Quarantine:
@@ -107,35 +191,84 @@ class Quarantine:
         self.clock = clock
 
     # ---- putting things in ---------------------------------------------------------------
-    def put(self, store_root, rel_path: str, reason: str, kind: str = "file", source: str = "") -> QuarantineEntry:
-        """Move ``store_root/rel_path`` (file, symlink or folder) into the quarantine."""
+    def put(self, store_root, rel_path: str, reason: str, kind: str = "file", source: str = "",
+            dirs: storefs.DirFds | None = None) -> QuarantineEntry:
+        """Move ``store_root/rel_path`` (file, symlink, special file or folder) into the quarantine.
+
+        The entry is reached through folder fds opened without following symlinks (``dirs``: the
+        caller's, kept open across a whole restore). Same filesystem: one rename. Otherwise a copy,
+        verified by hash, and only then the original is removed; a copy that fails (a full disk) is
+        removed again, so the quarantine gives its space back and the original stays in place.
+        """
         rel = _check_rel(rel_path)
-        source_path = Path(store_root) / rel
-        if not os.path.lexists(source_path):
-            raise UsageError(f"cannot quarantine {rel}: it does not exist in {store_root}")
-        entry = self._new_entry(store_root, rel, reason, kind, source, source_path, state="moving")
-        durable_move(source_path, entry.payload_path)
-        entry.state = "quarantined"
-        self._write(entry)
+        with _dirs_for(store_root, dirs) as fds:
+            parent_fd, name = _parent(fds, rel, store_root)
+            entry = self._new_entry(store_root, rel, reason, kind, source, parent_fd, name, state="moving")
+            try:
+                self._move_in(parent_fd, name, entry)
+            except BaseException:
+                self._discard(entry)
+                raise
+            fds.forget(rel)
+            entry.state = "quarantined"
+            self._write(entry)
         return entry
 
-    def preserve(self, store_root, rel_path: str, reason: str, source: str = "") -> QuarantineEntry:
-        """Copy a file into the quarantine and leave it in place (the caller replaces it atomically next)."""
+    def preserve(self, store_root, rel_path: str, reason: str, source: str = "",
+                 dirs: storefs.DirFds | None = None) -> QuarantineEntry:
+        """Copy an entry into the quarantine and leave it in place (the caller replaces it atomically
+        next). The copy is complete and verified before this returns; on failure it is removed."""
         rel = _check_rel(rel_path)
-        source_path = Path(store_root) / rel
-        entry = self._new_entry(store_root, rel, reason, "file", source, source_path, state="quarantined",
-                                write=False)
-        ensure_dir(entry.payload_path.parent)
-        if source_path.is_dir() and not source_path.is_symlink():
-            shutil.copytree(source_path, entry.payload_path, symlinks=True, copy_function=copy_synced)
+        with _dirs_for(store_root, dirs) as fds:
+            parent_fd, name = _parent(fds, rel, store_root)
+            entry = self._new_entry(store_root, rel, reason, "file", source, parent_fd, name, state="quarantined",
+                                    write=False)
+            try:
+                ensure_dir(entry.payload_path.parent)
+                _copy_entry(parent_fd, name, entry.payload_path)
+                _private(entry.payload_path)
+                fsync_dir(entry.payload_path.parent)
+                self._write(entry)
+            except BaseException:
+                self._discard(entry)
+                raise
+        return entry
+
+    def _move_in(self, parent_fd: int, name: str, entry: QuarantineEntry) -> None:
+        payload = entry.payload_path
+        ensure_dir(payload.parent)
+        try:
+            os.rename(name, payload, src_dir_fd=parent_fd)
+        except OSError as exc:
+            if exc.errno != EXDEV:
+                raise
+            self._copy_then_remove(parent_fd, name, payload)
         else:
-            copy_synced(source_path, entry.payload_path)
-        fsync_dir(entry.payload_path.parent)
-        self._write(entry)
-        return entry
+            os.fsync(parent_fd)
+        _private(payload)
+        fsync_dir(payload.parent)
 
-    def _new_entry(self, store_root, rel, reason, kind, source, source_path, state, write=True) -> QuarantineEntry:
-        measured_kind, size, digest = _measure(source_path)
+    def _copy_then_remove(self, parent_fd: int, name: str, payload: Path) -> None:
+        """Across filesystems: a complete, hash-verified copy first; the original goes only after."""
+        before = storefs.stat_at(name, parent_fd)
+        _copy_entry(parent_fd, name, payload)
+        after = storefs.stat_at(name, parent_fd)
+        if (before.st_ino, before.st_size, before.st_mtime_ns) != (after.st_ino, after.st_size, after.st_mtime_ns):
+            raise QuarantineFailed(f"{name} changed while it was copied to the quarantine; left in place")
+        if statmod.S_ISDIR(after.st_mode):
+            shutil.rmtree(name, dir_fd=parent_fd)
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+        os.fsync(parent_fd)
+
+    def _discard(self, entry: QuarantineEntry) -> None:
+        """Roll back an unfinished quarantine: guardian's own copy and record go, the space comes back."""
+        _remove_tree(Path(entry.folder))
+        with contextlib.suppress(OSError):
+            fsync_dir(self.root)
+
+    def _new_entry(self, store_root, rel, reason, kind, source, parent_fd, name, state, write=True) -> QuarantineEntry:
+        measured_kind, size, digest = _measure_at(parent_fd, name)
         if measured_kind == "folder" and kind == "file":
             kind = "folder"
         moment = self.clock()
@@ -143,6 +276,7 @@ class Quarantine:
         entry = QuarantineEntry(id=entry_id, time=_stamp(moment), original_path=rel, reason=reason, kind=kind,
                                 size=size, sha256=digest, source=source, store=str(store_root), state=state,
                                 folder=str(self.root / entry_id))
+        ensure_dir(self.root)
         ensure_dir(self.root / entry_id)
         if write:
             self._write(entry)
@@ -187,33 +321,115 @@ class Quarantine:
     # ---- putting things back ------------------------------------------------------------
     def restore(self, entry_id: str, store_root,
                 validate: Callable[[QuarantineEntry, Path], None] | None = None) -> QuarantineEntry:
-        """Move an entry back to its original place; the record is kept, marked restored."""
+        """Move an entry back to its original place; the record is kept, marked restored.
+
+        Written through folder fds opened without following symlinks (a folder of the path swapped
+        for a symlink is refused, never written through); the destination is never overwritten."""
         entry = self.get(entry_id)
         if entry.state != "quarantined":
             raise RestoreError(f"quarantine entry {entry.id} is {entry.state}; nothing to put back",
                                "list entries with `guardian quarantine list`")
         if not os.path.lexists(entry.payload_path):
             raise RestoreError(f"quarantine entry {entry.id} has no payload at {entry.payload_path}")
-        destination = Path(store_root) / entry.original_path
-        if os.path.lexists(destination):
-            raise RestoreError(f"{entry.original_path} already exists in the store; not overwriting it",
-                               "quarantine or move the current one first, then restore this entry")
-        _refuse_symlinked_parents(Path(store_root), entry.original_path)
         if validate is not None:
             validate(entry, entry.payload_path)
-        durable_move(entry.payload_path, destination)
+        with storefs.DirFds(store_root) as fds:
+            parent_fd, name = _parent_for_restore(fds, entry.original_path)
+            if storefs.exists_at(name, parent_fd):
+                raise RestoreError(f"{entry.original_path} already exists in the store; not overwriting it",
+                                   "quarantine or move the current one first, then restore this entry")
+            _put_back(entry.payload_path, parent_fd, name)
         entry.state = "restored"
         entry.restored_at = _stamp(self.clock())
         self._write(entry)
         return entry
 
 
-def _refuse_symlinked_parents(root: Path, rel: str) -> None:
-    probe = root
-    for part in rel.split("/")[:-1]:
-        probe = probe / part
-        if probe.is_symlink():
-            raise RestoreError(f"refusing to write through the symlink {probe}", "replace the symlink by a folder")
+@contextlib.contextmanager
+def _dirs_for(store_root, dirs: storefs.DirFds | None):
+    if dirs is not None:
+        yield dirs
+        return
+    with storefs.DirFds(store_root) as own:
+        yield own
 
 
-__all__ = ["Quarantine", "QuarantineEntry", "new_entry_id"]
+def _parent(fds: storefs.DirFds, rel: str, store_root) -> tuple[int, str]:
+    try:
+        parent_fd, name = fds.parent_of(rel)
+        storefs.stat_at(name, parent_fd)
+    except FileNotFoundError:
+        raise UsageError(f"cannot quarantine {rel}: it does not exist in {store_root}") from None
+    except storefs.UnsafeFolder as exc:
+        raise RestoreError(f"refusing to reach {rel} through {exc.filename}: {exc.what}",
+                           "replace the symlink by a real folder, then run guardian again") from None
+    return parent_fd, name
+
+
+def _parent_for_restore(fds: storefs.DirFds, rel: str) -> tuple[int, str]:
+    """The folder fd for ``rel``, creating missing folders (0755, as chromem does); a symlink on the
+    way is refused."""
+    parts = rel.split("/")
+    try:
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            parent_fd, name = fds.parent_of(folder)
+            storefs.mkdir_at(parent_fd, name, 0o755)
+        return fds.parent_of(rel)
+    except storefs.UnsafeFolder as exc:
+        raise RestoreError(f"refusing to write through {exc.filename}: {exc.what}",
+                           "replace the symlink by a folder") from None
+
+
+def _put_back(payload: Path, parent_fd: int, name: str) -> None:
+    """Payload -> store, never over an existing entry: a rename when on one filesystem (checked free
+    just before, under the store lock), else a verified copy under a temp name, renamed into place."""
+    try:
+        os.rename(payload, name, dst_dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno != EXDEV:
+            raise
+        _copy_back(payload, parent_fd, name)
+        _remove_tree(payload)
+    _store_modes(parent_fd, name)
+    os.fsync(parent_fd)
+
+
+def _copy_back(payload: Path, parent_fd: int, name: str) -> None:
+    """Copy the payload (guardian's own, in the state dir) under a temp name in the store folder fd,
+    then rename it into place: the store never shows a half-copied entry under its real name."""
+    temp = storefs.temp_name_for(name)
+    _copy_path_to_fd(payload, parent_fd, temp)
+    os.rename(temp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+
+
+def _copy_path_to_fd(src: Path, dst_fd: int, dst_name: str) -> None:
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst_name, dir_fd=dst_fd)
+    elif src.is_dir():
+        os.mkdir(dst_name, 0o700, dir_fd=dst_fd)
+        child = os.open(dst_name, storefs.DIR_FLAGS, dir_fd=dst_fd)
+        try:
+            for entry in sorted(os.listdir(src)):
+                _copy_path_to_fd(src / entry, child, entry)
+            os.fsync(child)
+        finally:
+            os.close(child)
+    elif src.is_file():
+        storefs.copy_regular(src, None, dst_name, dst_fd)
+
+
+def _store_modes(parent_fd: int, name: str) -> None:
+    """Back in the store, files get chromem's 0644 and folders 0755 (the quarantine kept them 0600/0700)."""
+    info = storefs.stat_at(name, parent_fd)
+    if statmod.S_ISREG(info.st_mode):
+        os.chmod(name, STORE_FILE_MODE, dir_fd=parent_fd)
+    elif statmod.S_ISDIR(info.st_mode):
+        for _, dirs, files, fd in os.fwalk(name, dir_fd=parent_fd, follow_symlinks=False):
+            os.fchmod(fd, STORE_DIR_MODE)
+            for file_name in files:
+                if statmod.S_ISREG(storefs.stat_at(file_name, fd).st_mode):
+                    os.chmod(file_name, STORE_FILE_MODE, dir_fd=fd)
+
+
+__all__ = ["Quarantine", "QuarantineEntry", "QuarantineFailed", "new_entry_id"]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
-from guardian.local.fsutil import TEMP_PREFIX, fsync_dir, sha256_file, temp_path_for, write_all
+from guardian.local import storefs
+from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
@@ -67,8 +68,9 @@ class StoreState:
 
 
 def _sha256_file(path: str) -> str | None:
+    """The content hash of a regular file; None for anything else (never opens a FIFO or device)."""
     try:
-        return sha256_file(path)
+        return storefs.sha256_regular(path)
     except OSError:
         return None
 
@@ -164,18 +166,11 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
             return result
         if plan.disturbs_store and confirm is not None and not confirm(plan):
             raise RestoreError("restore cancelled; the store was not changed", "pass --force to skip the question")
-        _remove_leftovers(root, state.leftovers)
+        storefs.clean_guardian_temps(root)
         result.quarantined = Executor(root, repo, Quarantine(paths), plan, progress).run()
     if check_load:
         result.loadable, result.load_error = check_loadable(root, manifest.compress)
     return result
-
-
-def _remove_leftovers(root: Path, leftovers: list[str]) -> None:
-    """Remove staged temp files of an interrupted restore (guardian's own, never user data)."""
-    for rel in leftovers:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(root / rel)
 
 
 def check_loadable(root: Path, compress: bool | None) -> tuple[bool | None, str]:
@@ -188,16 +183,22 @@ def check_loadable(root: Path, compress: bool | None) -> tuple[bool | None, str]
 
 
 class Executor:
-    """Carries out a plan: move aside blockers, stage (verified), then commit by renames."""
+    """Carries out a plan: move aside blockers, stage (verified), then commit by renames.
+
+    Every write, rename and mkdir is relative to a folder fd opened without following symlinks
+    (``storefs.DirFds``, one per folder for the whole run): a folder swapped for a symlink while the
+    restore runs cannot redirect a single write outside the store; a folder that already is a
+    symlink is refused before anything is written.
+    """
 
     def __init__(self, root: Path, repo: Repository, quarantine: Quarantine, plan: RestorePlan, progress) -> None:
         self.root, self.repo, self.quarantine, self.plan, self.progress = root, repo, quarantine, plan, progress
         self.reason = f"restore of snapshot {plan.snapshot_id}"
-        self.staged: dict[str, Path] = {}
-        self.created_dirs: list[Path] = []
+        self.dirs = storefs.DirFds(root)
+        self.staged: dict[str, tuple[int, str]] = {}   # rel -> (folder fd, temp name)
+        self.created_dirs: list[str] = []
         self.entries: list[str] = []
-        self.touched: set[Path] = set()
-        self.checked_dirs: set[Path] = set()   # folders seen not to be symlinks
+        self.touched: set[int] = set()
         self.delay = test_slow_io_delay()
 
     def run(self) -> list[str]:
@@ -205,30 +206,27 @@ class Executor:
         if self.progress:
             self.progress.start(len(to_write))
         try:
-            self._move_blockers()
-            self._create_dirs()
-            self._stage(to_write)
-        except BaseException:
-            self._unstage()
-            raise
+            try:
+                self._move_blockers()
+                self._create_dirs()
+                self._stage(to_write)
+            except BaseException:
+                self._unstage()
+                raise
+            finally:
+                if self.progress:
+                    self.progress.close()
+            self._commit()
+        except storefs.UnsafeFolder as exc:
+            raise RestoreError(f"refusing to write {exc.filename} through a {exc.what}",
+                               "replace the symlink by a folder, or restore without it") from None
         finally:
-            if self.progress:
-                self.progress.close()
-        self._commit()
+            self.dirs.close()
         return self.entries
 
-    def _safe_dest(self, rel: str) -> Path:
-        """``root/rel``, refusing a symlink among its folders (each folder is looked at once per run)."""
-        probe = self.root
-        for part in rel.split("/")[:-1]:
-            probe = probe / part
-            if probe in self.checked_dirs:
-                continue
-            if probe.is_symlink():
-                raise RestoreError(f"refusing to write {rel} through the symlink {probe}",
-                                   "replace the symlink by a folder, or restore without it")
-            self.checked_dirs.add(probe)
-        return self.root / rel
+    def _folder(self, rel: str) -> tuple[int, str]:
+        """(fd of the folder holding ``rel``, its name there); a symlinked folder is refused."""
+        return self.dirs.parent_of(rel)
 
     def _move_blockers(self) -> None:
         blockers = [a for a in self.plan.actions if a.kind == "move_aside" and a.reason.startswith("a file is where")]
@@ -237,24 +235,20 @@ class Executor:
 
     def _create_dirs(self) -> None:
         for rel, mode in self.plan.create_dirs:
-            path = self._safe_dest(rel + "/x").parent
-            if os.path.isdir(path) and not path.is_symlink():
-                continue
-            os.mkdir(path, 0o700)
-            os.chmod(path, mode or 0o700)
-            self.created_dirs.append(path)
-            fsync_dir(path.parent)
+            parent_fd, name = self._folder(rel)
+            if storefs.mkdir_at(parent_fd, name, mode or 0o700):
+                self.created_dirs.append(rel)
+            self.dirs.get(rel)   # a real folder now (refuses a symlink standing there)
 
     def _stage(self, actions) -> None:
         """Stage every file (blobs verified) on a few threads; the first failure stops it all."""
-        for action in actions:
-            self.staged[action.path] = temp_path_for(self._safe_dest(action.path))
+        targets = {a.path: self._folder(a.path) for a in actions}   # fds opened before the threads
         with ThreadPoolExecutor(max_workers=STAGE_WORKERS) as pool:
-            for _ in pool.map(self._stage_one, actions):
+            for _ in pool.map(lambda a: self._stage_one(a, *targets[a.path]), actions):
                 if self.progress:
                     self.progress.advance(1)
 
-    def _stage_one(self, action) -> None:
+    def _stage_one(self, action, folder_fd: int, name: str) -> None:
         entry = action.entry
         try:
             data = self.repo.read_blob(entry.hash)
@@ -262,32 +256,23 @@ class Executor:
             raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message} (needed for "
                                f"{action.path}); the store was not changed",
                                "pass an earlier --at and run `guardian verify`") from None
-        self._write_staged(self.staged[action.path], data, entry.mode, entry.mtime_ns)
-
-    def _write_staged(self, staged: Path, data: bytes, mode: int, mtime_ns: int) -> None:
         if self.delay:
             time.sleep(self.delay)
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, data)
-            os.fchmod(fd, mode or 0o600)
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        temp = storefs.write_temp_at(folder_fd, name, data, storefs.safe_mode(entry.mode), entry.mtime_ns)
+        self.staged[action.path] = (folder_fd, temp)
 
     def _unstage(self) -> None:
-        for staged in self.staged.values():
+        for folder_fd, temp in self.staged.values():
             with contextlib.suppress(OSError):
-                os.unlink(staged)
-        for folder in reversed(self.created_dirs):
+                storefs.unlink_temp_at(folder_fd, temp)
+        for rel in reversed(self.created_dirs):
             with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only if still empty: we created it
+                parent_fd, name = self._folder(rel)
+                os.rmdir(name, dir_fd=parent_fd)  # only if still empty: we created it
 
     def _put(self, rel: str, why: str) -> None:
-        entry = self.quarantine.put(self.root, rel, f"{self.reason}: {why}", source="restore")
+        entry = self.quarantine.put(self.root, rel, f"{self.reason}: {why}", source="restore", dirs=self.dirs)
         self.entries.append(entry.id)
-        self.touched.add((self.root / rel).parent)
 
     def _commit(self) -> None:
         for action in self.plan.actions:
@@ -296,18 +281,20 @@ class Executor:
         for action in self.plan.actions:
             if action.kind in ("write", "replace"):
                 self._commit_one(action)
-        for folder in sorted(self.touched):
-            with contextlib.suppress(FileNotFoundError):
-                fsync_dir(folder)
+        for folder_fd in self.touched:
+            with contextlib.suppress(OSError):
+                os.fsync(folder_fd)
 
     def _commit_one(self, action) -> None:
         if self.delay:
             time.sleep(self.delay / 2)
-        dest = self.root / action.path
+        folder_fd, temp = self.staged[action.path]
+        name = action.path.rsplit("/", 1)[-1]
         if action.is_dir:
             self._put(action.path, action.reason)
-        elif os.path.lexists(dest):
-            entry = self.quarantine.preserve(self.root, action.path, f"{self.reason}: replaced", source="restore")
+        elif storefs.exists_at(name, folder_fd):
+            entry = self.quarantine.preserve(self.root, action.path, f"{self.reason}: replaced", source="restore",
+                                             dirs=self.dirs)
             self.entries.append(entry.id)
-        os.replace(self.staged[action.path], dest)
-        self.touched.add(dest.parent)
+        storefs.replace_at(folder_fd, temp, name)
+        self.touched.add(folder_fd)

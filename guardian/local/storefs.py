@@ -1,0 +1,382 @@
+"""Safe file operations inside the store: folder fds that never follow a symlink, regular files only.
+
+The store is not guardian's: anyone may put a FIFO, a device node or a symlink where a file or a
+folder belongs, or swap a folder for a symlink while guardian works. Two rules follow:
+
+- **Open only regular files.** ``open_regular`` looks (lstat) before it opens, opens with
+  ``O_NOFOLLOW|O_NONBLOCK`` (a FIFO cannot block the open, a symlink cannot redirect it) and checks
+  the opened fd again with ``fstat`` (the entry may have been swapped between the look and the open).
+  Reads are bounded (``read_regular(limit=)``): a huge or sparse file never fills memory.
+- **Write relative to a folder fd.** ``open_dir_nofollow(root, rel)`` walks ``rel`` one component at a
+  time with ``O_DIRECTORY|O_NOFOLLOW``; every later write, rename, mkdir or unlink is an ``*at`` call
+  on that fd (``dir_fd=``), so swapping a folder of the path for a symlink afterwards cannot move the
+  write outside the store: the fd still names the folder that was opened.
+
+Every function here that others must use: ``open_dir_nofollow``, ``DirFds``, ``open_regular``,
+``read_regular``, ``sha256_regular``, ``stat_at``, ``write_temp_at``, ``replace_at``, ``atomic_write_at``,
+``mkdir_at``, ``unlink_temp_at``, ``is_guardian_temp``, ``clean_guardian_temps``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import stat as statmod
+from typing import Iterator
+
+from guardian.local.fsutil import TEMP_PREFIX, write_all
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+CHUNK = 1 << 20
+# Only these bits of a mode are ever given to what guardian writes into the store: chromem creates its
+# files with os.Create (0666 less the umask) and its folders 0755-style; setuid, setgid, sticky and an
+# executable bit never come back from a snapshot or a manifest.
+FILE_PERMISSION_BITS = 0o666
+DIR_PERMISSION_BITS = 0o777
+
+
+class NotRegularFile(OSError):
+    """The entry is not a regular file (FIFO, socket, device, folder, symlink): guardian never opens it."""
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(errno.EINVAL, f"not a regular file ({what})", path)
+        self.what = what
+
+
+class UnsafeFolder(OSError):
+    """A folder on the way is a symlink or not a folder: guardian never writes through it."""
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(errno.ENOTDIR, f"not a real folder ({what})", path)
+        self.what = what
+
+
+def kind_of(mode: int) -> str:
+    """A short name for a file type (for problems and errors)."""
+    for test, name in ((statmod.S_ISREG, "regular file"), (statmod.S_ISDIR, "folder"),
+                       (statmod.S_ISLNK, "symlink"), (statmod.S_ISFIFO, "FIFO"), (statmod.S_ISSOCK, "socket"),
+                       (statmod.S_ISCHR, "character device"), (statmod.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "unknown file type"
+
+
+def safe_mode(mode: int | None, default: int = 0o600, folder: bool = False) -> int:
+    """Permission bits only (never setuid/setgid/sticky, a file never executable); ``default`` when
+    none are left."""
+    bits = (mode or 0) & (DIR_PERMISSION_BITS if folder else FILE_PERMISSION_BITS)
+    return bits or default
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def open_dir_nofollow(root: str | os.PathLike, rel: str = "") -> int:
+    """An fd of the folder ``root/rel``; ``root`` is the user's path (opened as a folder, symlinks in
+    it allowed: it is the user's choice), each component of ``rel`` is opened without following a
+    symlink. Raises UnsafeFolder when a component is a symlink or not a folder."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in _parts(rel):
+            fd = _step(fd, part, rel)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _parts(rel: str) -> list[str]:
+    parts = [p for p in str(rel).split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafeFolder(rel, "'..' in the path")
+    return parts
+
+
+def _step(fd: int, name: str, rel: str) -> int:
+    """Open ``name`` inside ``fd`` as a folder (never through a symlink); closes ``fd``."""
+    try:
+        child = os.open(name, DIR_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            info = _lstat_or_none(name, fd)
+            raise UnsafeFolder(rel, kind_of(info.st_mode) if info else "missing") from None
+        raise
+    finally:
+        os.close(fd)
+    return child
+
+
+def _lstat_or_none(name: str, dir_fd: int | None) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+class DirFds:
+    """Folder fds of one store, opened once per folder (without following symlinks) and kept open
+    for the whole operation; ``close()`` (or ``with``) closes them all."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.fspath(root)
+        self.fds: dict[str, int] = {}
+
+    def __enter__(self) -> "DirFds":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get(self, rel_dir: str) -> int:
+        """The fd of folder ``rel_dir`` ("" is the root), opened relative to its parent's fd."""
+        rel_dir = "/".join(_parts(rel_dir))
+        if rel_dir in self.fds:
+            return self.fds[rel_dir]
+        if not rel_dir:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
+            parent, _, name = rel_dir.rpartition("/")
+            fd = _step(os.dup(self.get(parent)), name, rel_dir)
+        self.fds[rel_dir] = fd
+        return fd
+
+    def parent_of(self, rel: str) -> tuple[int, str]:
+        """(fd of the folder holding ``rel``, the entry's name in it)."""
+        parent, _, name = "/".join(_parts(rel)).rpartition("/")
+        return self.get(parent), name
+
+    def forget(self, rel_dir: str) -> None:
+        """Close the fds of ``rel_dir`` and below (it was moved away or replaced)."""
+        rel_dir = "/".join(_parts(rel_dir))
+        for key in [k for k in self.fds if k == rel_dir or k.startswith(rel_dir + "/")]:
+            os.close(self.fds.pop(key))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+
+
+# --------------------------------------------------------------------------- reading regular files
+
+
+def stat_at(name: str, dir_fd: int | None = None) -> os.stat_result:
+    """lstat of ``name`` (relative to ``dir_fd`` when given)."""
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def open_regular(path: str | os.PathLike, dir_fd: int | None = None, follow: bool = False) -> int:
+    """A read-only fd of a regular file, never blocking and never anything else.
+
+    ``follow``: a symlink to a regular file is followed (as chromem's os.Open does; used only to
+    predict what chromem reads). Without it a symlink is refused. A FIFO, socket or device is refused
+    before it is opened (lstat/stat), and the opened fd is checked again (fstat) in case the entry was
+    swapped in between; O_NONBLOCK makes even that race unable to hang the open.
+    """
+    path = os.fspath(path)
+    info = os.stat(path, dir_fd=dir_fd, follow_symlinks=follow)
+    if not statmod.S_ISREG(info.st_mode):
+        raise NotRegularFile(path, kind_of(info.st_mode))
+    flags = READ_FLAGS & ~os.O_NOFOLLOW if follow else READ_FLAGS
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise NotRegularFile(path, "symlink") from None
+        raise
+    try:
+        opened = os.fstat(fd)
+        if not statmod.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            raise NotRegularFile(path, f"{kind_of(opened.st_mode)} (swapped while opening)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class TooLarge(OSError):
+    """A file is larger than the bound guardian reads into memory."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(errno.EFBIG, f"larger than {limit} bytes", path)
+        self.limit = limit
+
+
+def read_regular(path: str | os.PathLike, limit: int | None = None, dir_fd: int | None = None,
+                 follow: bool = False, prefix: bool = False) -> bytes:
+    """The bytes of a regular file, at most ``limit`` of them: past it, TooLarge — or, with
+    ``prefix``, the first ``limit`` bytes (enough to judge a file a decoder reads from the front)."""
+    fd = open_regular(path, dir_fd, follow)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            if limit is None:
+                return handle.read()
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        if not prefix:
+            raise TooLarge(os.fspath(path), limit)
+        return data[:limit]
+    return data
+
+
+def sha256_regular(path: str | os.PathLike, dir_fd: int | None = None) -> str:
+    """sha256 of a regular file (streamed: memory stays at one chunk whatever the size)."""
+    digest = hashlib.sha256()
+    fd = open_regular(path, dir_fd)
+    try:
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def exists_at(name: str, dir_fd: int | None = None) -> bool:
+    """Whether anything (even a dangling symlink) is at ``name``."""
+    return _lstat_or_none(name, dir_fd) is not None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def copy_regular(src: str | os.PathLike, src_dir_fd: int | None, dst: str | os.PathLike,
+                 dst_dir_fd: int | None = None, mode: int = 0o600) -> str:
+    """Stream a regular file to a new file ``dst`` (never over an existing one), fsync it, and
+    return the sha256 of what was read; memory stays at one chunk."""
+    source = open_regular(src, src_dir_fd)
+    digest = hashlib.sha256()
+    try:
+        out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=dst_dir_fd)
+        try:
+            while chunk := os.read(source, CHUNK):
+                digest.update(chunk)
+                write_all(out, chunk)
+            os.fchmod(out, safe_mode(mode))
+            os.fsync(out)
+        finally:
+            os.close(out)
+    finally:
+        os.close(source)
+    return digest.hexdigest()
+
+
+def temp_name_for(name: str) -> str:
+    """A fresh guardian temp name for ``name`` (never ends in .gob/.gob.gz: chromem ignores it)."""
+    return f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}"
+
+
+def is_guardian_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX)
+
+
+def write_temp_at(dir_fd: int, name: str, data: bytes | memoryview, mode: int = 0o600,
+                  mtime_ns: int | None = None) -> str:
+    """Write ``data`` durably to a new temp file next to ``name`` in ``dir_fd``; returns the temp name.
+    The mode is reduced to permission bits (``safe_mode``)."""
+    temp = temp_name_for(name)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            write_all(fd, data)
+            os.fchmod(fd, safe_mode(mode))
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_temp_at(dir_fd, temp)
+        raise
+    return temp
+
+
+def replace_at(src_dir_fd: int, src: str, dst: str, dst_dir_fd: int | None = None) -> None:
+    """Rename ``src`` over ``dst``, both relative to folder fds (the same one by default)."""
+    os.replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=src_dir_fd if dst_dir_fd is None else dst_dir_fd)
+
+
+def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
+    """Temp file in the same folder fd, fsync, rename over ``name``, fsync the folder."""
+    temp = write_temp_at(dir_fd, name, data, mode)
+    try:
+        replace_at(dir_fd, temp, name)
+    except BaseException:
+        unlink_temp_at(dir_fd, temp)
+        raise
+    if sync_dir:
+        os.fsync(dir_fd)
+
+
+def mkdir_at(dir_fd: int, name: str, mode: int = 0o755) -> bool:
+    """Create folder ``name`` in ``dir_fd`` with permission bits ``mode``; False if it existed."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        os.fchmod(child, safe_mode(mode, 0o755, folder=True))
+    finally:
+        os.close(child)
+    os.fsync(dir_fd)
+    return True
+
+
+def unlink_temp_at(dir_fd: int, name: str) -> bool:
+    """Remove one of guardian's own temp files (refuses any other name: never a user's file)."""
+    if not is_guardian_temp(name):
+        raise ValueError(f"refusing to remove {name!r}: not a guardian temp file")
+    try:
+        info = stat_at(name, dir_fd)
+        if statmod.S_ISDIR(info.st_mode):
+            return False
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def guardian_temps(root: str | os.PathLike) -> list[str]:
+    """Relative paths of guardian's temp files in the store root and its real folders (depth 1:
+    where guardian writes), found without following a symlink."""
+    found: list[str] = []
+    for rel_dir, names in _folders_depth1(root):
+        found.extend(f"{rel_dir}/{n}" if rel_dir else n for n in names if is_guardian_temp(n))
+    return found
+
+
+def _folders_depth1(root) -> Iterator[tuple[str, list[str]]]:
+    try:
+        with os.scandir(root) as it:
+            top = list(it)
+    except OSError:
+        return
+    yield "", [e.name for e in top if not e.is_dir(follow_symlinks=False)]
+    for entry in top:
+        if entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                yield entry.name, [e.name for e in os.scandir(entry.path) if not e.is_dir(follow_symlinks=False)]
+
+
+def clean_guardian_temps(root: str | os.PathLike) -> list[str]:
+    """Remove guardian's own temp files left by a killed write (root and collection folders); returns
+    their relative paths. Removal goes through folder fds opened without following symlinks."""
+    removed: list[str] = []
+    with DirFds(root) as dirs:
+        for rel in guardian_temps(root):
+            with contextlib.suppress(OSError):
+                fd, name = dirs.parent_of(rel)
+                if unlink_temp_at(fd, name):
+                    removed.append(rel)
+        for fd in dirs.fds.values():
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+    return removed
