@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 def run(args, ctx) -> int:
     from guardian import logs
-    from guardian.runtime.sidecar import Sidecar
+    from guardian.runtime.assembly import assemble
 
     config = ctx.config
     if args.port is not None or args.host:
@@ -21,4 +21,4 @@ def run(args, ctx) -> int:
                                 http_host=args.host or config.http_host)
     logs.configure(level=config.log_level, log_file=config.log_file or None)
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else list(args.cmd)
-    return Sidecar(config, ctx.paths, cmd).run()
+    return assemble(config, ctx.paths, cmd).run()

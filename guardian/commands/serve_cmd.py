@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-
-from guardian.local.catalog import Catalog
-from guardian.logs import get_logger
 
 HELP = "serve the HTTP query API for the store (no supervision) until SIGTERM/SIGINT"
-log = get_logger("guardian.serve")
 
 
 def add_arguments(parser) -> None:
@@ -22,46 +16,22 @@ def add_arguments(parser) -> None:
 
 def build_index(config, paths):
     """The store's index, from the cache where files are unchanged; the cache is updated."""
-    from guardian.index.store_index import StoreIndex
+    from guardian.runtime.parts.index import open_index
 
-    index = StoreIndex(config.store_path, config.compress_flag, paths.cache / "index",
-                       Catalog(paths.catalog_file).names()).build()
+    index = open_index(config, paths).build()
     index.save_cache()
     return index
 
 
 def run(args, ctx) -> int:
-    from guardian.index.embed import embedder_from_config
-    from guardian.server.http import GuardianHTTPServer
-    from guardian.runtime.status_facts import collect_status
+    from guardian.runtime.assembly import assemble
 
     config = ctx.config.replace(http_port=args.port if args.port is not None else ctx.config.http_port,
                                 http_host=args.host or ctx.config.http_host)
-    paths = ctx.paths.ensure()
-    index = build_index(config, paths)
-    server = GuardianHTTPServer(index, lambda: collect_status(config, paths), config,
-                                embedder=embedder_from_config(config))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    watcher = start_watcher(config, index, args.watch)
-    server.start()
-    print(f"guardian: serving {config.store_path} on {server.url}", file=sys.stderr, flush=True)
-    try:
-        while not stop.wait(2.0 if watcher is None else 60.0):
-            index.refresh_all() if watcher is None else index.save_cache()
-    finally:
-        server.stop()
-        if watcher is not None:
-            watcher.stop()
-        index.save_cache()
-    return 0
+    runtime = assemble(config, ctx.paths, guard=False, watch=args.watch)
+    return runtime.run(on_started=announce)
 
 
-def start_watcher(config, index, wanted: bool | None):
-    if not (config.watch if wanted is None else wanted):
-        return None
-    from guardian.runtime.watcher import StoreWatcher
-
-    return StoreWatcher(config.store_path, index.watch_handlers(), debounce=config.debounce_seconds,
-                        compress=index.compress).start()
+def announce(runtime) -> None:
+    url = runtime.part("http").url
+    print(f"guardian: serving {runtime.ctx.config.store_path} on {url}", file=sys.stderr, flush=True)

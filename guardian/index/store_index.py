@@ -1,6 +1,6 @@
 """The index of a whole store: every collection folder, kept fresh without full rebuilds.
 
-Interface for the watcher (guardian/watcher.py) and the sidecar — all thread-safe, all
+Interface for the runtime (its index and watcher parts) — all thread-safe, all
 never-raising for damaged files (problems are recorded on the collection instead):
 
 * :meth:`StoreIndex.build` — once at start: cached collections are loaded from
@@ -316,16 +316,6 @@ class StoreIndex:
             snapshot[dir_name] = index
         self._by_dir = snapshot
         self.updated_at = time.time()
-
-    def watch_handlers(self):
-        """guardian.runtime.watcher.WatchHandlers that keep this index fresh (for `guardian serve`)."""
-        from guardian.runtime.watcher import WatchHandlers
-
-        return WatchHandlers(
-            on_collection_created=self.refresh_collection, on_metadata_lost=self.refresh_collection,
-            on_metadata_changed=self.refresh_collection, on_collection_removed=self.refresh_collection,
-            on_documents_changed=lambda dir_name, paths: self.refresh_paths(paths),
-        )
 
     # ------------------------------------------------------------------ cache
 

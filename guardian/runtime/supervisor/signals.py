@@ -11,8 +11,8 @@ from guardian.errors import SupervisorError
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def install_signal_handlers(supervisor, signals=HANDLED_SIGNALS) -> Callable[[], None]:
-    """Route SIGTERM/SIGINT/SIGHUP to ``supervisor.notify_signal``; returns a function restoring the old handlers.
+def install_signal_handlers(target, signals=HANDLED_SIGNALS) -> Callable[[], None]:
+    """Route SIGTERM/SIGINT/SIGHUP to ``target.notify_signal`` (which only enqueues); returns a function restoring the old handlers.
 
     Must be called from the main thread (Python only delivers signals there).
     """
@@ -21,7 +21,7 @@ def install_signal_handlers(supervisor, signals=HANDLED_SIGNALS) -> Callable[[],
                               "call install_signal_handlers() before starting other threads' work")
 
     def record(signum, _frame):
-        supervisor.notify_signal(signum)
+        target.notify_signal(signum)
 
     previous = {signum: signal.signal(signum, record) for signum in signals}
 

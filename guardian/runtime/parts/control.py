@@ -1,0 +1,60 @@
+"""The control socket part: `guardian status`, `restart`, `restore` and `snapshot` talk to it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from guardian.errors import SupervisorError
+from guardian.runtime.control import ControlServer
+from guardian.runtime.parts import BasePart
+from guardian.snapshots.restore import restore_store
+
+
+class ControlPart(BasePart):
+    name = "control"
+
+    def __init__(self, ctx, status: Callable[[], dict]) -> None:
+        super().__init__(ctx)
+        self.status_provider = status
+        self.server: ControlServer | None = None
+
+    def start(self) -> None:
+        handlers = {"status": lambda **_: self.status_provider(), "restart": self.restart,
+                    "restore": self.restore, "snapshot": self.snapshot}
+        self.server = ControlServer(self.ctx.paths.control_socket, handlers)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def restart(self, **_):
+        child = self.ctx.child
+        if child is None:
+            raise SupervisorError("this sidecar supervises no child", "start it with `guardian run -- CMD`")
+        child.request_restart()
+        return {"ok": True, "child": child.snapshot()}
+
+    def snapshot(self, **_):
+        result = self.ctx.take_snapshot()
+        return {"ok": True, "snapshot": result.to_dict() if hasattr(result, "to_dict") else str(result)}
+
+    def restore(self, at: str | None = None, collection: str | None = None, **_):
+        """Stop the child, restore, check, start it again (asked by `guardian restore`).
+
+        ``at`` is an ISO 8601 instant already resolved by the CLI (None: the latest snapshot).
+        """
+        ctx = self.ctx
+        when = datetime.fromisoformat(at) if at else None
+        child = ctx.child
+        paused = child.pause_child() if child is not None else None
+        try:
+            result = restore_store(ctx.paths, when, collection, confirm=None)
+        finally:
+            if paused is not None:
+                child.resume_child()
+        ctx.refresh_index()
+        ctx.log.warning("restored", snapshot=result.snapshot_id, collection=collection,
+                        child_restarted=paused is not None)
+        return {"restore": result.to_dict(), "child_paused": paused is not None}

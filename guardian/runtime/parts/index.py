@@ -1,0 +1,107 @@
+"""The index part: guardian's own search index of the store, kept fresh and cached.
+
+Built in the background in the sidecar (the HTTP API answers /healthz meanwhile, /readyz says
+why it is not ready) or before anything else in `guardian serve`. Every minute the changed
+collections go to the cache; without a watcher the whole store is re-read every few seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from guardian.errors import GuardianError
+from guardian.index.store_index import StoreIndex
+from guardian.local.catalog import Catalog
+from guardian.runtime.context import INDEX_STALE, REPAIRED
+from guardian.runtime.parts import BasePart
+
+CACHE_SAVE_SECONDS = 60.0
+POLL_SECONDS = 2.0  # how often the index re-reads the store when nothing watches it
+
+
+def open_index(config, paths, compress: bool | None = None) -> StoreIndex:
+    """The store's index (not built yet), with its cache in the state dir and the known names."""
+    if compress is None:
+        compress = config.compress_flag
+    return StoreIndex(config.store_path, compress, cache_dir=paths.cache / "index",
+                      known_names=Catalog(paths.catalog_file).names())
+
+
+class IndexPart(BasePart):
+    name = "index"
+
+    def __init__(self, ctx, *, background: bool = True, poll: bool = False) -> None:
+        super().__init__(ctx)
+        self.background = background
+        self.poll = poll
+        self.index: StoreIndex | None = None
+        self.stopping = threading.Event()
+        self.upkeep: threading.Thread | None = None
+
+    def start(self) -> None:
+        ctx = self.ctx
+        compress = ctx.config.compress_flag
+        if compress is None and ctx.last_scan is not None:
+            compress = ctx.last_scan.compress  # the pre-flight already detected it: one rule, one walk
+        self.index = ctx.index = open_index(ctx.config, ctx.paths, compress)
+        ctx.on(INDEX_STALE, self.refresh)
+        ctx.on(REPAIRED, lambda actions: self.refresh(background=True))
+        if self.background:
+            threading.Thread(target=self.build, name="guardian-index-build", daemon=True).start()
+        else:
+            self.index.build()
+            self.index.save_cache()
+        self.upkeep = threading.Thread(target=self.keep_up, name="guardian-index-upkeep", daemon=True)
+        self.upkeep.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.upkeep is not None:
+            self.upkeep.join(timeout=30)
+        self.save_cache()
+
+    def status(self) -> dict:
+        index = self.index
+        return {"index": index.summary() if index is not None and index.built else None}
+
+    def build(self) -> None:
+        try:
+            self.index.build()
+            self.index.save_cache()
+        except Exception as exc:  # the server keeps answering /healthz; /readyz says why
+            self.ctx.log.error("index_build_failed", error=str(exc))
+
+    def save_cache(self) -> None:
+        if self.index is not None and self.index.built:
+            self.index.save_cache()
+
+    def refresh(self, collection: str | None = None, paths: list | None = None, background: bool = False) -> None:
+        if background:
+            threading.Thread(target=self.refresh, args=(collection, paths), name="guardian-index-refresh",
+                             daemon=True).start()
+        elif paths is not None:
+            self.index.refresh_paths(paths)  # absolute (the watcher's) or store-relative: both resolve
+        elif collection is not None:
+            self.index.refresh_collection(collection)
+        else:
+            self.index.refresh_all()
+
+    def keep_up(self) -> None:
+        wait = POLL_SECONDS if self.poll else CACHE_SAVE_SECONDS
+        waited = 0.0
+        while not self.stopping.wait(wait):
+            waited += wait
+            if self.poll and self.index.built:
+                self.poll_store()
+            if waited >= CACHE_SAVE_SECONDS:
+                waited = 0.0
+                try:
+                    self.save_cache()
+                except OSError as exc:
+                    self.ctx.log.warning("index_cache_save_failed", error=str(exc))
+
+    def poll_store(self) -> None:
+        try:
+            self.index.refresh_all()
+        except (GuardianError, OSError) as exc:  # the next poll tries again
+            self.ctx.log.warning("index_refresh_failed", error=str(exc))

@@ -1,0 +1,55 @@
+"""The snapshot part: the hourly schedule, snapshots on request, retention after each one."""
+
+from __future__ import annotations
+
+from guardian.errors import GuardianError
+from guardian.runtime import alerts
+from guardian.runtime.context import REPAIRED, SNAPSHOT, SNAPSHOT_WANTED
+from guardian.runtime.metrics_feed import update_snapshot_metrics
+from guardian.runtime.parts import BasePart
+from guardian.snapshots.prune import forget_and_prune
+from guardian.snapshots.schedule import SnapshotScheduler
+from guardian.snapshots.take import take_snapshot
+
+
+class SnapshotPart(BasePart):
+    name = "snapshots"
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.scheduler: SnapshotScheduler | None = None
+
+    def start(self) -> None:
+        ctx = self.ctx
+        self.scheduler = SnapshotScheduler(self.take, ctx.config.snapshot_interval_minutes)
+        self.scheduler.start()
+        self.scheduler.trigger_now()
+        ctx.provide(SNAPSHOT, self.take)
+        ctx.on(SNAPSHOT_WANTED, self.scheduler.trigger_now)
+        ctx.on(REPAIRED, lambda actions: self.scheduler.trigger_now())
+        update_snapshot_metrics(ctx)
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+
+    def take(self):
+        ctx = self.ctx
+        try:
+            result = take_snapshot(ctx.paths, ctx.config.compress_flag)
+        except GuardianError as exc:
+            ctx.counters.snapshots_failed += 1
+            ctx.log.error("snapshot_failed", error=exc.message)
+            ctx.alerter.send(alerts.SNAPSHOT_FAILED, error=exc.message, hint=exc.hint)
+            raise
+        self.apply_retention()
+        update_snapshot_metrics(ctx)
+        return result
+
+    def apply_retention(self) -> None:
+        config = self.ctx.config
+        try:
+            forget_and_prune(self.ctx.paths, config.keep_last, config.keep_hourly, config.keep_daily,
+                             config.keep_weekly)
+        except (GuardianError, OSError) as exc:
+            self.ctx.log.warning("retention_failed", error=str(exc))

@@ -1,0 +1,148 @@
+"""The one assembly: which parts each command gets, start/stop order, the one signal path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from guardian.config import Config
+from guardian.errors import LockError
+from guardian.local.paths import StatePaths
+from guardian.runtime.assembly import Runtime, WaitForSignal, assemble
+from guardian.runtime.context import INDEX_STALE, RuntimeContext
+from guardian.runtime.parts import BasePart
+from guardian.runtime.parts.lock import LockPart
+from guardian.runtime.status import StatusFile
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+def setup(plain_store, state_dir):
+    config = Config(store=str(plain_store), http_port=0)
+    return config, StatePaths.for_store(config.store_path, str(state_dir))
+
+
+def names(runtime) -> list[str]:
+    return [part.name for part in runtime.parts]
+
+
+def test_run_serve_and_run_with_cmd_take_their_parts_from_one_assembly(setup):
+    config, paths = setup
+    guarded = ["lock", "preflight", "snapshots", "index", "watcher", "http", "control", "heartbeat"]
+    assert names(assemble(config, paths, ["contextd"])) == [*guarded, "supervisor"]
+    assert names(assemble(config, paths)) == guarded
+    assert names(assemble(config, paths, guard=False)) == ["index", "watcher", "http"]
+    assert names(assemble(config, paths, guard=False, watch=False)) == ["index", "http"]
+    assert names(assemble(config.replace(watch=False), paths)) == [n for n in guarded if n != "watcher"]
+    with_cmd = assemble(config, paths, ["contextd"])
+    assert with_cmd.foreground is with_cmd.parts[-1]
+    assert isinstance(assemble(config, paths).foreground, WaitForSignal)
+
+
+class Recorder(BasePart):
+    def __init__(self, ctx, name, log, fail_start=False, fail_stop=False):
+        super().__init__(ctx)
+        self.name, self.log, self.fail_start, self.fail_stop = name, log, fail_start, fail_stop
+
+    def start(self):
+        self.log.append(f"start {self.name}")
+        if self.fail_start:
+            raise RuntimeError(f"{self.name} cannot start")
+
+    def stop(self):
+        self.log.append(f"stop {self.name}")
+        if self.fail_stop:
+            raise RuntimeError(f"{self.name} cannot stop")
+
+    def status(self):
+        return {self.name: "up"}
+
+
+class Returns:
+    """A foreground that returns at once."""
+
+    def run(self):
+        return 7
+
+    def notify_signal(self, signum):
+        raise AssertionError("no signal expected")
+
+
+def runtime_of(config, paths, *parts_spec, foreground=None):
+    ctx = RuntimeContext(config, paths)
+    runtime = Runtime(ctx)
+    log: list[str] = []
+    runtime.parts = [Recorder(ctx, name, log, **opts) for name, opts in parts_spec]
+    runtime.foreground = foreground or Returns()
+    return runtime, log
+
+
+def test_parts_start_in_order_and_stop_in_reverse_with_the_foregrounds_exit_code(setup):
+    runtime, log = runtime_of(*setup, ("a", {}), ("b", {}), ("c", {}))
+    assert runtime.run() == 7
+    assert log == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+
+
+def test_a_part_that_fails_to_start_stops_only_the_started_ones(setup):
+    runtime, log = runtime_of(*setup, ("a", {}), ("b", {"fail_start": True}), ("c", {}))
+    with pytest.raises(RuntimeError, match="b cannot start"):
+        runtime.run()
+    assert log == ["start a", "start b", "stop a"]
+
+
+def test_a_part_that_fails_to_stop_does_not_keep_the_others_running(setup):
+    runtime, log = runtime_of(*setup, ("a", {}), ("b", {"fail_stop": True}), ("c", {}))
+    assert runtime.run() == 7
+    assert log[-3:] == ["stop c", "stop b", "stop a"]
+
+
+def test_each_part_adds_its_keys_to_the_sidecar_status(setup):
+    runtime, _ = runtime_of(*setup, ("a", {}), ("b", {}))
+    sidecar = runtime.status_file_data(running=True)["sidecar"]
+    assert sidecar["a"] == "up" and sidecar["b"] == "up"
+    assert sidecar["running"] is True and sidecar["child"] is None and sidecar["http"] is None
+    assert runtime.health() == {"healthy": True, "status": "ok", "child": None}
+
+
+def test_signals_only_reach_the_foregrounds_queue_sighup_refreshes_sigterm_stops(setup):
+    runtime, log = runtime_of(*setup, ("a", {}))
+    ctx = runtime.ctx
+    runtime.foreground = WaitForSignal(ctx)
+    refreshes = []
+    ctx.on(INDEX_STALE, lambda **fields: refreshes.append(fields))
+    before = signal.getsignal(signal.SIGTERM)
+
+    def send():
+        wait_until(lambda: signal.getsignal(signal.SIGTERM) is not before, timeout=30)
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(lambda: refreshes, timeout=30)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert runtime.run() == 0
+    sender.join()
+    assert refreshes == [{"collection": None, "paths": None, "background": True}]
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    assert log == ["start a", "stop a"]
+
+
+def test_a_second_sidecar_on_the_same_store_is_refused_and_leaves_the_status_file_alone(setup):
+    config, paths = setup
+    paths.ensure()
+    first = LockPart(RuntimeContext(config, paths))
+    first.start()
+    try:
+        StatusFile(paths.status_file).write({"sidecar": {"running": True, "pid": 1}})
+        second = assemble(config, paths)
+        with pytest.raises(LockError, match="another guardian sidecar"):
+            second.run()
+        assert StatusFile(paths.status_file).read() == {"sidecar": {"running": True, "pid": 1}}
+    finally:
+        first.stop()
+    again = LockPart(RuntimeContext(config, paths))
+    again.start()  # released: the next sidecar gets it
+    again.stop()
