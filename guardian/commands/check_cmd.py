@@ -26,8 +26,6 @@ def add_arguments(parser) -> None:
 
 def run(args, ctx) -> int:
     if args.repair or args.dry_run:
-        from guardian.repair.preflight import run_check_repair
-
         return run_check_repair(args, ctx)
     scan = run_scan(ctx, use_cache=not args.no_cache)
     if args.json:
@@ -72,3 +70,50 @@ def render_scan(scan: StoreScan, verbose: bool = False) -> str:
     lines += ["", verdict_line(scan)]
     return "\n".join(lines)
 
+
+def run_check_repair(args, ctx) -> int:
+    """`guardian check --repair [--dry-run] [--name N]... [--json]`."""
+    from guardian.repair.preflight import preflight
+
+    result = preflight(ctx.config, ctx.paths, names=getattr(args, "names", None) or (),
+                       dry_run=bool(getattr(args, "dry_run", False)),
+                       use_cache=not getattr(args, "no_cache", False), deep=True)
+    if getattr(args, "json", False):
+        print_json(result.to_dict())
+    else:
+        print(render_report(result, verbose=bool(getattr(args, "verbose", False))))
+    return result.exit_code
+
+
+def render_report(result, verbose: bool = False) -> str:
+    """The repair report of `check --repair` (a PreflightResult) for people."""
+    from guardian.repair.preflight import summary_line
+
+    lines = [f"store: {result.store}", ""]
+    if result.actions:
+        rows = [(a["action"] + ("" if a.get("ok", True) else " (FAILED)"), a["path"], a["source"])
+                for a in result.actions]
+        title = "planned actions (dry run, nothing changed):" if result.dry_run else "actions:"
+        lines += [title, format_table(("action", "path", "source"), rows), ""]
+        if verbose:
+            lines += [f"  {a['path']}: {a['reason']}" for a in result.actions] + [""]
+    else:
+        lines += ["nothing to repair", ""]
+    for lost in result.lost_documents:
+        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) is in quarantine; "
+                     "no snapshot held a valid copy")
+    for item in result.unresolved:
+        lines.append(f"UNRESOLVED {item['kind']}: {item['path']}: {item['detail']}"
+                     + (f" -- {item['loud']}" if item.get("loud") else "") + f" (hint: {item.get('hint', '')})")
+    for item in result.failed:
+        lines.append(f"FAILED {item['action']} {item['path']}: {item.get('detail', '')}")
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    for item in result.hazards:
+        loud = f"!! {item['loud']}: " if item.get("loud") else ""
+        lines.append(f"warning {item['kind']}: {item['path']}: {loud}{item.get('detail', '')} "
+                     f"(hint: {item.get('hint', '')})")
+    lines += ["", summary_line(result)]
+    if not result.dry_run and not result.loadable_after:
+        lines.append(f"chromem would still refuse the store: {result.scan.error} (cause: {result.scan.cause})")
+    return "\n".join(lines)

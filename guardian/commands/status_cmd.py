@@ -7,8 +7,10 @@ with warnings, sidecar not running); 3 the store would not load; 4 the supervise
 
 from __future__ import annotations
 
+import os
+
 from guardian.commands.output import print_json
-from guardian.runtime.status import render_status
+from guardian.runtime.status import human_duration, store_issue_count
 from guardian.runtime.status_facts import collect_status
 
 HELP = "show the sidecar, store health, snapshots and last repair (exit 0 ok, 1 warn, 3 unloadable, 4 FATAL)"
@@ -26,3 +28,62 @@ def run(args, ctx) -> int:
     else:
         print(render_status(status))
     return status["exit_code"]
+
+
+def render_status(status: dict) -> str:
+    """Short human-readable lines, one per part, ending with the verdict."""
+    lines = [_render_sidecar(status["sidecar"]), _render_store(status["store"]),
+             _render_snapshots(status["snapshots"])]
+    if status["store"].get("quarantined"):
+        lines.append(f"quarantine: {status['store']['quarantined']} item(s)")
+    if status.get("last_repair"):
+        lines.append(_render_repair(status["last_repair"]))
+    verdict = status.get("health", "ok")
+    if status.get("warnings"):
+        verdict += ": " + "; ".join(status["warnings"])
+    lines.append(f"status: {verdict}")
+    return "\n".join(lines)
+
+
+def _render_sidecar(sidecar: dict) -> str:
+    if not sidecar.get("running"):
+        return f"sidecar: {sidecar.get('detail', 'not running')}"
+    text = f"sidecar: running pid {sidecar.get('pid')}, up {human_duration(sidecar.get('uptime_seconds'))}"
+    child = sidecar.get("child")
+    if child:
+        name = os.path.basename(str((child.get("cmd") or ["child"])[0])) if child.get("cmd") else "child"
+        state = "FATAL" if child.get("fatal") else child.get("state")
+        text += f", child {name} {state} (restarts {child.get('restarts', 0)}"
+        if child.get("last_exit") is not None:
+            text += f", last exit {child['last_exit']}"
+        text += ")"
+    return text
+
+
+def _render_store(store: dict) -> str:
+    if not store.get("scanned"):
+        return "store: not scanned"
+    counts = store["collections"]
+    parts = [f"{counts[k]} {k}" for k in ("healthy", "warning", "damaged") if counts[k]]
+    head = "loadable" if store["loadable"] else f"WOULD NOT LOAD ({store['error']})"
+    text = f"store: {head}, {counts['total']} collections ({', '.join(parts) or 'none'})"
+    if store_issue_count(store):
+        text += f", {store_issue_count(store)} problem(s)"
+    return text
+
+
+def _render_snapshots(snaps: dict) -> str:
+    if not snaps["count"]:
+        return "snapshots: none yet"
+    text = f"snapshots: {snaps['count']}, newest {human_duration(snaps['newest_age_seconds'])} ago"
+    text += f" (oldest {snaps['oldest']})"
+    if snaps["stale"]:
+        text += f", STALE (interval {human_duration(snaps['interval_seconds'])})"
+    return text
+
+
+def _render_repair(repair: dict) -> str:
+    when = repair.get("time") or repair.get("at") or repair.get("finished_at") or "?"
+    what = repair.get("summary") or repair.get("action") or ", ".join(
+        f"{k}={v}" for k, v in sorted(repair.items()) if k not in ("time", "at", "finished_at"))
+    return f"last repair: {when} {what}".rstrip()

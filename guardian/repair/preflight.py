@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from guardian.local.catalog import Catalog
-from guardian.commands.output import format_table, print_json
 from guardian.config import Config
 from guardian.local.lock import store_lock
 from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
@@ -229,37 +228,6 @@ def summary_line(result: PreflightResult) -> str:
     return text
 
 
-def render_report(result: PreflightResult, verbose: bool = False) -> str:
-    lines = [f"store: {result.store}", ""]
-    if result.actions:
-        rows = [(a["action"] + ("" if a.get("ok", True) else " (FAILED)"), a["path"], a["source"])
-                for a in result.actions]
-        title = "planned actions (dry run, nothing changed):" if result.dry_run else "actions:"
-        lines += [title, format_table(("action", "path", "source"), rows), ""]
-        if verbose:
-            lines += [f"  {a['path']}: {a['reason']}" for a in result.actions] + [""]
-    else:
-        lines += ["nothing to repair", ""]
-    for lost in result.lost_documents:
-        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) is in quarantine; "
-                     "no snapshot held a valid copy")
-    for item in result.unresolved:
-        lines.append(f"UNRESOLVED {item['kind']}: {item['path']}: {item['detail']}"
-                     + (f" -- {item['loud']}" if item.get("loud") else "") + f" (hint: {item.get('hint', '')})")
-    for item in result.failed:
-        lines.append(f"FAILED {item['action']} {item['path']}: {item.get('detail', '')}")
-    for note in result.notes:
-        lines.append(f"note: {note}")
-    for item in result.hazards:
-        loud = f"!! {item['loud']}: " if item.get("loud") else ""
-        lines.append(f"warning {item['kind']}: {item['path']}: {loud}{item.get('detail', '')} "
-                     f"(hint: {item.get('hint', '')})")
-    lines += ["", summary_line(result)]
-    if not result.dry_run and not result.loadable_after:
-        lines.append(f"chromem would still refuse the store: {result.scan.error} (cause: {result.scan.cause})")
-    return "\n".join(lines)
-
-
 def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     """The sidecar's alerts for one pre-flight: corruption_found, repair_done, repair_impossible."""
     events: list[tuple[str, dict]] = []
@@ -276,15 +244,3 @@ def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
         events.append(("repair_impossible", {"error": result.scan.error, "cause": result.scan.cause,
                                              "unresolved": result.unresolved}))
     return events
-
-
-def run_check_repair(args, ctx) -> int:
-    """`guardian check --repair [--dry-run] [--name N]... [--json]` (called by the check command)."""
-    result = preflight(ctx.config, ctx.paths, names=getattr(args, "names", None) or (),
-                       dry_run=bool(getattr(args, "dry_run", False)),
-                       use_cache=not getattr(args, "no_cache", False), deep=True)
-    if getattr(args, "json", False):
-        print_json(result.to_dict())
-    else:
-        print(render_report(result, verbose=bool(getattr(args, "verbose", False))))
-    return result.exit_code

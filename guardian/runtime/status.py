@@ -1,4 +1,6 @@
-"""The status model behind `guardian status`: one dict built from facts, one renderer, one exit code.
+"""The status model behind `guardian status`: one dict built from facts, and one exit code.
+
+(Rendering it for people is presentation: ``guardian.commands.status_cmd``.)
 
 The sidecar writes its own state to ``StatePaths.status_file`` every few seconds
 (:data:`HEARTBEAT_SECONDS`), atomically, through :class:`StatusFile`. `guardian status` reads that
@@ -265,8 +267,8 @@ def status_warnings(status: dict) -> list[str]:
         out.append(f"store would not load: {store.get('error') or 'see guardian check'}")
     elif not store.get("scanned"):
         out.append("store could not be scanned")
-    elif _store_issues(store):
-        out.append(f"store loads with {_store_issues(store)} problem(s)")
+    elif store_issue_count(store):
+        out.append(f"store loads with {store_issue_count(store)} problem(s)")
     if child_is_fatal(status):
         out.append("child is FATAL (restarts stopped; run `guardian restart`)")
     if not sidecar.get("running"):
@@ -279,7 +281,7 @@ def status_warnings(status: dict) -> list[str]:
     return out
 
 
-def _store_issues(store: dict) -> int:
+def store_issue_count(store: dict) -> int:
     """Warnings and fatal problems (informational notes do not count), or damaged collections."""
     counts = store["collections"]
     return max(store["warning_problems"] + store["fatal_problems"], counts["warning"] + counts["damaged"])
@@ -292,65 +294,3 @@ def exit_code(status: dict) -> int:
     if child_is_fatal(status):
         return EXIT_CHILD_FATAL
     return EXIT_WARNING if status_warnings(status) else EXIT_OK
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_status(status: dict) -> str:
-    """Short human-readable lines, one per part, ending with the verdict."""
-    lines = [_render_sidecar(status["sidecar"]), _render_store(status["store"]),
-             _render_snapshots(status["snapshots"])]
-    if status["store"].get("quarantined"):
-        lines.append(f"quarantine: {status['store']['quarantined']} item(s)")
-    if status.get("last_repair"):
-        lines.append(_render_repair(status["last_repair"]))
-    verdict = status.get("health", "ok")
-    if status.get("warnings"):
-        verdict += ": " + "; ".join(status["warnings"])
-    lines.append(f"status: {verdict}")
-    return "\n".join(lines)
-
-
-def _render_sidecar(sidecar: dict) -> str:
-    if not sidecar.get("running"):
-        return f"sidecar: {sidecar.get('detail', 'not running')}"
-    text = f"sidecar: running pid {sidecar.get('pid')}, up {human_duration(sidecar.get('uptime_seconds'))}"
-    child = sidecar.get("child")
-    if child:
-        name = os.path.basename(str((child.get("cmd") or ["child"])[0])) if child.get("cmd") else "child"
-        state = "FATAL" if child.get("fatal") else child.get("state")
-        text += f", child {name} {state} (restarts {child.get('restarts', 0)}"
-        if child.get("last_exit") is not None:
-            text += f", last exit {child['last_exit']}"
-        text += ")"
-    return text
-
-
-def _render_store(store: dict) -> str:
-    if not store.get("scanned"):
-        return "store: not scanned"
-    counts = store["collections"]
-    parts = [f"{counts[k]} {k}" for k in ("healthy", "warning", "damaged") if counts[k]]
-    head = "loadable" if store["loadable"] else f"WOULD NOT LOAD ({store['error']})"
-    text = f"store: {head}, {counts['total']} collections ({', '.join(parts) or 'none'})"
-    if _store_issues(store):
-        text += f", {_store_issues(store)} problem(s)"
-    return text
-
-
-def _render_snapshots(snaps: dict) -> str:
-    if not snaps["count"]:
-        return "snapshots: none yet"
-    text = f"snapshots: {snaps['count']}, newest {human_duration(snaps['newest_age_seconds'])} ago"
-    text += f" (oldest {snaps['oldest']})"
-    if snaps["stale"]:
-        text += f", STALE (interval {human_duration(snaps['interval_seconds'])})"
-    return text
-
-
-def _render_repair(repair: dict) -> str:
-    when = repair.get("time") or repair.get("at") or repair.get("finished_at") or "?"
-    what = repair.get("summary") or repair.get("action") or ", ".join(
-        f"{k}={v}" for k, v in sorted(repair.items()) if k not in ("time", "at", "finished_at"))
-    return f"last repair: {when} {what}".rstrip()

@@ -9,7 +9,8 @@ import pytest
 
 from guardian.format import chromem
 from guardian.local.quarantine import Quarantine
-from guardian.repair.preflight import alert_events, render_report
+from guardian.commands.check_cmd import render_report
+from guardian.repair.preflight import alert_events
 from guardian.snapshots.take import take_snapshot
 from guardian.store.scan import scan_store
 from tests.conftest import STORE_PLAIN, copy_store

@@ -1,4 +1,4 @@
-"""The status model: the status file, build_status in each state, exit codes, and the renderer."""
+"""The status model: the status file, build_status in each state, exit codes (rendering: commands/test_status_cmd)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from guardian.config import Config
 from guardian.local.paths import StatePaths
 from guardian.runtime.status import (
     EXIT_CHILD_FATAL, EXIT_OK, EXIT_UNLOADABLE, EXIT_WARNING, HEARTBEAT_SECONDS, StatusFile, build_status,
-    default_pid_alive, human_duration, iso_utc, render_status, snapshot_time, to_epoch,
+    default_pid_alive, human_duration, iso_utc, snapshot_time, to_epoch,
 )
 from guardian.store.scan import scan_store
 from tests.conftest import DAMAGED, copy_store
@@ -174,41 +174,11 @@ def test_last_repair_and_quarantine_are_reported(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), sidecar_file(last_repair=repair),
                         quarantine=3)
     assert status["last_repair"] == repair and status["store"]["quarantined"] == 3
-    text = render_status(status)
-    assert "last repair: 2025-01-10T11:00:00Z re-created metadata of webapp_memories" in text
-    assert "quarantine: 3 item(s)" in text
 
 
 def test_status_dict_is_json_serialisable(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), sidecar_file())
     assert json.loads(json.dumps(status))["exit_code"] == EXIT_OK
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def test_render_running_healthy(paths, plain_store):
-    text = render_status(status_for(paths, scan_store(plain_store), fresh_snapshots(), sidecar_file()))
-    lines = text.splitlines()
-    assert lines[0] == "sidecar: running pid 4242, up 2h, child contextd running (restarts 0)"
-    assert lines[1] == "store: loadable, 5 collections (5 healthy)"
-    assert lines[2] == "snapshots: 24, newest 12 min ago (oldest 2025-01-09T12:48:00Z)"
-    assert lines[-1] == "status: ok"
-
-
-def test_render_damaged_and_stopped(paths, tmp_path):
-    store = copy_store(DAMAGED / "plain" / "missing_metadata", tmp_path / "damaged")
-    text = render_status(status_for(paths, scan_store(store), [], None))
-    assert "sidecar: not running" in text
-    assert "store: WOULD NOT LOAD (collection metadata file not found" in text
-    assert "snapshots: none yet" in text
-    assert text.splitlines()[-1].startswith("status: unloadable: store would not load")
-
-
-def test_render_fatal_child(paths, plain_store):
-    text = render_status(status_for(paths, scan_store(plain_store), fresh_snapshots(),
-                                    sidecar_file(child_state="fatal", fatal=True)))
-    assert "child contextd FATAL (restarts 5, last exit 1)" in text
 
 
 # --------------------------------------------------------------------------- helpers
