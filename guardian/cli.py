@@ -14,15 +14,13 @@ from functools import cached_property
 
 from guardian import __version__
 from guardian.config import Config, load_config
-from guardian.errors import GuardianError
+from guardian.errors import ExitCode, GuardianError
 from guardian.local.paths import StatePaths
 
 COMMANDS = (
     "check", "export", "snapshot", "snapshots", "restore", "verify", "quarantine",
     "run", "exec", "status", "restart", "serve", "query", "install",
 )
-
-EXIT_INTERNAL = 70
 
 
 @dataclass
@@ -94,22 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
-        return 2
+        return ExitCode.USAGE
     try:
         ctx = make_context(args)
         from guardian import logs
 
         logs.configure(level=ctx.config.log_level if args.log_level else "warning",
                        log_file=ctx.config.log_file or None)
-        return int(args.handler(args, ctx) or 0)
+        return int(args.handler(args, ctx) or ExitCode.OK)
     except GuardianError as exc:
         print(exc.one_line(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        return 0
+        return ExitCode.OK
     except Exception as exc:  # a bug: still one line, never a traceback
         print(f"error: internal error {type(exc).__name__}: {exc} "
               "(hint: run again with GUARDIAN_DEBUG=1 for details and report it)", file=sys.stderr)
@@ -117,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("GUARDIAN_DEBUG"):
             raise
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL

@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-from guardian.errors import GuardianError, UsageError
+from guardian.errors import ExitCode, GuardianError, UsageError
 
 HELP = "pre-flight + repair the store, then replace guardian with CMD (stdin/stdout untouched)"
-EXIT_NOT_FOUND = 127
 
 
 def add_arguments(parser) -> None:
@@ -42,5 +41,5 @@ def run(args, ctx) -> int:
         os.execvp(cmd[0], cmd)
     except OSError as exc:
         print(f"error: cannot run {cmd[0]!r}: {exc.strerror} (hint: check the command and PATH)", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    return 0  # not reached
+        return ExitCode.NOT_RUNNABLE
+    return ExitCode.OK  # not reached

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from guardian.errors import UsageError
+from guardian.errors import ExitCode, UsageError
 from guardian.format import chromem
 from guardian.local.fsutil import atomic_write
 from guardian.store.scan import scan_store
@@ -39,7 +39,7 @@ def run(args, ctx) -> int:
     skipped = sum(1 for p in scan.problems if p.kind.startswith("document_"))
     if skipped:
         print(f"warning: {skipped} unreadable document files were skipped (see `guardian check`)", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def export_lines(collections, compress: bool) -> list[str]:

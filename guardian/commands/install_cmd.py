@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from guardian.runtime import service_files as service
-from guardian.errors import UsageError
+from guardian.errors import ExitCode, UsageError
 from guardian.local.fsutil import atomic_write, durable_move, ensure_dir
 
 HELP = "write a systemd user unit or launchd agent that runs `guardian run` (and CMD) at login"
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         print("# then enable it with:")
         for command in plan.enable_commands:
             print(command)
-        return 0
+        return ExitCode.OK
     status = write_service_file(plan, force=args.force)
     if kind == service.LAUNCHD:
         ensure_dir(service.launchd_log_dir(home), PUBLIC_DIR)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         print(f"  {command}")
     if kind == service.SYSTEMD:
         print("to keep it running while you are logged out: loginctl enable-linger $USER")
-    return 0
+    return ExitCode.OK
 
 
 def write_service_file(plan: service.ServiceFile, force: bool) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
-from guardian.errors import CodecError, RestoreError, UsageError
+from guardian.errors import CodecError, ExitCode, RestoreError, UsageError
 from guardian.local.quarantine import Quarantine, QuarantineEntry
 
 HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
@@ -71,18 +71,18 @@ def run(args, ctx) -> int:
         print_json(entry.to_dict())
     else:
         print(f"restored {entry.original_path} from quarantine entry {entry.id}")
-    return 0
+    return ExitCode.OK
 
 
 def _list(quarantine: Quarantine, as_json: bool) -> int:
     entries = quarantine.list()
     if as_json:
         print_json([e.to_dict() for e in entries])
-        return 0
+        return ExitCode.OK
     if not entries:
         print("the quarantine is empty")
-        return 0
+        return ExitCode.OK
     rows = [[e.id, e.time[:19] + "Z", e.state, e.kind, e.original_path, human_bytes(e.size), e.reason]
             for e in entries]
     print(format_table(["id", "time", "state", "kind", "path", "size", "reason"], rows))
-    return 0
+    return ExitCode.OK

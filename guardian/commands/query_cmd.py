@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from guardian.commands.output import format_table, print_json
-from guardian.errors import QueryError, UsageError
+from guardian.errors import ExitCode, QueryError, UsageError
 
 HELP = "search a collection by vector, document id (--like) or text, as chromem's QueryEmbedding does"
 PROBE_TIMEOUT = 0.5
@@ -44,7 +44,7 @@ def run(args, ctx) -> int:
     else:
         print(render(answer))
     print(f"({len(answer['results'])} results from the {source})", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def request_body(args) -> dict:

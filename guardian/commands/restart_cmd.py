@@ -6,7 +6,7 @@ import argparse
 
 from guardian.commands.output import print_json
 from guardian.runtime.control import control_request
-from guardian.errors import SupervisorError
+from guardian.errors import ExitCode, SupervisorError
 
 HELP = "restart the supervised child in the running sidecar (clears FATAL)"
 RESTART_TIMEOUT = 60.0
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, ctx) -> int:
                               result.get("hint") or "a sidecar started without `-- CMD` supervises nothing")
     if args.json:
         print_json(result)
-        return 0
+        return ExitCode.OK
     state = result.get("state") if isinstance(result, dict) else None
     print(f"restart requested; child state: {state}" if state else "restart requested")
-    return 0
+    return ExitCode.OK

@@ -6,7 +6,7 @@ import sys
 from datetime import datetime, timezone
 
 from guardian.commands.output import print_json
-from guardian.errors import RestoreError
+from guardian.errors import ExitCode, RestoreError
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.timespec import parse_time
@@ -80,7 +80,7 @@ def restore_through_sidecar(args, ctx, at) -> int:
               f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
               + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
         print(f"  chromem will load the store: {'yes' if result['loadable'] else 'NO (' + str(result['load_error']) + ')'}")
-    return 0 if result["loadable"] is not False else 1
+    return ExitCode.OK if result["loadable"] is not False else ExitCode.UNLOADABLE
 
 
 def run(args, ctx) -> int:
@@ -95,7 +95,7 @@ def run(args, ctx) -> int:
         print_json(result.to_dict())
     else:
         _print_human(result)
-    return 0 if result.loadable is not False else 1
+    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
 
 
 def _print_human(result) -> None:

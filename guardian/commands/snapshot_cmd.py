@@ -5,6 +5,7 @@ from __future__ import annotations
 from guardian.commands.output import human_bytes, print_json
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.take import take_snapshot
+from guardian.errors import ExitCode
 
 HELP = "take a snapshot of the store now (only changed files are read and stored)"
 
@@ -27,7 +28,7 @@ def run(args, ctx) -> int:
                                          cfg.keep_weekly).to_dict()
     if args.json:
         print_json(data)
-        return 0
+        return ExitCode.OK
     print(f"snapshot {result.id}: {result.files} files ({result.read_files} read), "
           f"{len(result.collections)} collections, {result.documents} documents, "
           f"{human_bytes(result.total_bytes)} in the store, {human_bytes(result.new_bytes)} newly stored, "
@@ -39,4 +40,4 @@ def run(args, ctx) -> int:
     if args.prune:
         print(f"  retention: forgot {len(data['prune']['forgotten'])} snapshots, "
               f"freed {human_bytes(data['prune']['bytes_freed'])}")
-    return 0
+    return ExitCode.OK

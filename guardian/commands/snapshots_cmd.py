@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guardian.commands.output import format_table, human_bytes, print_json
+from guardian.errors import ExitCode
 from guardian.snapshots.repository import Repository
 
 HELP = "list the snapshots of the store (newest last)"
@@ -46,10 +47,10 @@ def run(args, ctx) -> int:
     rows = snapshot_rows(Repository(ctx.paths.snapshots))
     if args.json:
         print_json(rows)
-        return 0
+        return ExitCode.OK
     if not rows:
         print("no snapshots yet (take one with `guardian snapshot`)")
-        return 0
+        return ExitCode.OK
     table = []
     for row in rows:
         if "damaged" in row:
@@ -58,4 +59,4 @@ def run(args, ctx) -> int:
         table.append([row["id"], row["time_local"], row["time_utc"][:19] + "Z", ", ".join(row["collections"]),
                       row["documents"], human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])])
     print(format_table(["id", "local time", "utc", "collections", "documents", "size", "new"], table))
-    return 0
+    return ExitCode.OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guardian.commands.output import print_json
+from guardian.errors import ExitCode
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.verify import verify_repository
@@ -22,7 +23,7 @@ def run(args, ctx) -> int:
                                scratch=ctx.paths.cache, progress=progress)
     if args.json:
         print_json(report.to_dict())
-        return 0 if report.ok else 1
+        return ExitCode.OK if report.ok else ExitCode.WARNINGS
     print(f"{len(report.snapshots)} snapshots, {report.blobs_checked} blobs checked: "
           f"{'OK' if report.ok else 'PROBLEMS FOUND'}")
     for problem in report.problems:
@@ -33,4 +34,4 @@ def run(args, ctx) -> int:
     if report.affected:
         intact = [s for s in report.snapshots if s not in report.affected]
         print(f"  unaffected snapshots: {', '.join(intact) or 'none'}")
-    return 0 if report.ok else 1
+    return ExitCode.OK if report.ok else ExitCode.WARNINGS

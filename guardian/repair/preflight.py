@@ -13,6 +13,7 @@ from typing import Iterable
 
 from guardian.local.catalog import Catalog
 from guardian.config import Config
+from guardian.errors import ExitCode
 from guardian.local.lock import store_lock
 from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
                                   remaining_findings)
@@ -97,12 +98,12 @@ class PreflightResult:
         return [a.to_dict() for a in self.applied if not a.ok]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if not self.scan.loadable:
-            return 3
+            return ExitCode.UNLOADABLE
         if self.lost_documents or self.unresolved or self.failed or not self.scan.healthy:
-            return 1
-        return 0
+            return ExitCode.WARNINGS
+        return ExitCode.OK
 
     @property
     def detail(self) -> str:

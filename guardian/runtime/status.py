@@ -28,17 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from guardian.errors import ExitCode
 from guardian.local.fsutil import atomic_write, ensure_dir
 
 HEARTBEAT_SECONDS = 5.0
 STALE_FACTOR = 3
 SNAPSHOT_STALE_FACTOR = 2
 
-EXIT_OK = 0
-EXIT_WARNING = 1
-EXIT_USAGE = 2
-EXIT_UNLOADABLE = 3
-EXIT_CHILD_FATAL = 4
 MAX_STATUS_FILE = 1 << 20
 
 
@@ -248,8 +244,8 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
     }
     status["warnings"] = status_warnings(status)
     status["exit_code"] = exit_code(status)
-    status["health"] = {EXIT_OK: "ok", EXIT_WARNING: "warning", EXIT_UNLOADABLE: "unloadable",
-                        EXIT_CHILD_FATAL: "child-fatal"}[status["exit_code"]]
+    status["health"] = {ExitCode.OK: "ok", ExitCode.WARNINGS: "warning", ExitCode.UNLOADABLE: "unloadable",
+                        ExitCode.CHILD_FATAL: "child-fatal"}[status["exit_code"]]
     return status
 
 
@@ -290,7 +286,7 @@ def store_issue_count(store: dict) -> int:
 def exit_code(status: dict) -> int:
     """3 store would not load > 4 child FATAL > 1 warnings > 0 healthy (2 is usage, raised earlier)."""
     if status["store"].get("loadable") is False:
-        return EXIT_UNLOADABLE
+        return ExitCode.UNLOADABLE
     if child_is_fatal(status):
-        return EXIT_CHILD_FATAL
-    return EXIT_WARNING if status_warnings(status) else EXIT_OK
+        return ExitCode.CHILD_FATAL
+    return ExitCode.WARNINGS if status_warnings(status) else ExitCode.OK

@@ -17,7 +17,7 @@ import os
 import stat as stat_mod
 from dataclasses import dataclass, field
 
-from guardian.errors import StoreError
+from guardian.errors import ExitCode, StoreError
 from guardian.format import layout
 from guardian.format.layout import GobError
 from guardian.store import verified_cache
@@ -155,10 +155,10 @@ class StoreScan:
     def collection(self, dir_name: str) -> CollectionScan | None:
         return next((c for c in self.collections if c.dir == dir_name), None)
 
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if not self.loadable:
-            return 3
-        return 0 if self.healthy else 1
+            return ExitCode.UNLOADABLE
+        return ExitCode.OK if self.healthy else ExitCode.WARNINGS
 
     def to_dict(self) -> dict:
         return {

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from guardian.errors import ExitCode
 from guardian.local.paths import StatePaths
 from guardian.runtime.status import StatusFile
 from guardian.store.scan import scan_store
@@ -204,6 +205,19 @@ def test_metrics_report_the_start_up_pre_flight(plain_store, env, tmp_path):
         values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
         assert float(values["guardian_store_loadable"]) == 1.0
         assert float(values["guardian_documents"]) == sum(c.documents for c in scan_store(plain_store).collections)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_a_second_sidecar_on_the_same_store_exits_locked_with_one_line(plain_store, env, tmp_path):
+    proc = start_sidecar(plain_store, env, tmp_path)
+    try:
+        wait_for(lambda: status_json(plain_store, env)["sidecar"]["running"])
+        second = run_cli("run", "--store", str(plain_store), "--port", "0", env=env)
+        assert second.returncode == ExitCode.LOCKED
+        assert second.stderr_text.strip().splitlines()[-1].startswith("error: another guardian sidecar already guards")
+        assert status_json(plain_store, env)["sidecar"]["pid"] == proc.pid  # the first one's status file stands
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from guardian.config import Config
+from guardian.errors import ExitCode
 from guardian.local.paths import StatePaths
 from guardian.runtime.status import (
-    EXIT_CHILD_FATAL, EXIT_OK, EXIT_UNLOADABLE, EXIT_WARNING, HEARTBEAT_SECONDS, StatusFile, build_status,
+    HEARTBEAT_SECONDS, StatusFile, build_status,
     default_pid_alive, human_duration, iso_utc, snapshot_time, to_epoch,
 )
 from guardian.store.scan import scan_store
@@ -84,7 +85,7 @@ def test_stopped_sidecar_with_a_healthy_store_is_a_warning(paths, plain_store):
     assert status["sidecar"] == {"running": False, "state": "stopped", "detail": "not running"}
     assert status["store"]["loadable"] is True
     assert status["store"]["collections"] == {"total": 5, "healthy": 5, "warning": 0, "damaged": 0}
-    assert status["exit_code"] == EXIT_WARNING
+    assert status["exit_code"] == ExitCode.WARNINGS
     assert status["warnings"] == ["sidecar not running"]
 
 
@@ -98,13 +99,13 @@ def test_running_and_healthy_is_exit_zero(paths, plain_store):
     assert snaps["count"] == 24 and snaps["stale"] is False
     assert snaps["newest_age_seconds"] == pytest.approx(12 * 60)
     assert snaps["newest"] == "2025-01-10T11:48:00Z" and snaps["oldest"] == "2025-01-09T12:48:00Z"
-    assert status["warnings"] == [] and status["exit_code"] == EXIT_OK and status["health"] == "ok"
+    assert status["warnings"] == [] and status["exit_code"] == ExitCode.OK and status["health"] == "ok"
 
 
 def test_child_fatal_is_exit_four(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), sidecar_file(child_state="fatal", fatal=True))
     assert status["sidecar"]["child"]["fatal"] is True
-    assert status["exit_code"] == EXIT_CHILD_FATAL
+    assert status["exit_code"] == ExitCode.CHILD_FATAL
     assert any("FATAL" in w for w in status["warnings"])
 
 
@@ -114,7 +115,7 @@ def test_supervisor_shaped_child_state_fatal_counts_too(paths, plain_store):
                                 "command": ["contextd"], "fatal_reason": "5 failures in 300s"}
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), data)
     assert status["sidecar"]["child"]["last_exit"] == 1
-    assert status["exit_code"] == EXIT_CHILD_FATAL
+    assert status["exit_code"] == ExitCode.CHILD_FATAL
 
 
 def test_damaged_store_is_exit_three_even_with_a_fatal_child(paths, tmp_path):
@@ -123,21 +124,21 @@ def test_damaged_store_is_exit_three_even_with_a_fatal_child(paths, tmp_path):
     assert status["store"]["loadable"] is False
     assert "collection metadata file not found" in status["store"]["error"]
     assert status["store"]["collections"]["damaged"] == 1
-    assert status["exit_code"] == EXIT_UNLOADABLE and status["health"] == "unloadable"
+    assert status["exit_code"] == ExitCode.UNLOADABLE and status["health"] == "unloadable"
 
 
 def test_stale_snapshots_are_a_warning(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(newest_age=timedelta(hours=2, minutes=1)),
                         sidecar_file())
     assert status["snapshots"]["stale"] is True
-    assert status["exit_code"] == EXIT_WARNING
+    assert status["exit_code"] == ExitCode.WARNINGS
     assert status["warnings"] == ["newest snapshot is 2h old (more than 2x the interval)"]
 
 
 def test_no_snapshot_at_all_is_a_warning(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), [], sidecar_file())
     assert status["snapshots"]["count"] == 0 and status["snapshots"]["stale"] is True
-    assert status["warnings"] == ["no snapshot yet"] and status["exit_code"] == EXIT_WARNING
+    assert status["warnings"] == ["no snapshot yet"] and status["exit_code"] == ExitCode.WARNINGS
 
 
 def test_stale_status_file_means_not_running(paths, plain_store):
@@ -145,7 +146,7 @@ def test_stale_status_file_means_not_running(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), data)
     assert status["sidecar"]["running"] is False
     assert status["sidecar"]["detail"] == "not running (stale status file)"
-    assert status["exit_code"] == EXIT_WARNING  # a FATAL child of a dead sidecar is history, not now
+    assert status["exit_code"] == ExitCode.WARNINGS  # a FATAL child of a dead sidecar is history, not now
 
 
 def test_dead_pid_means_not_running(paths, plain_store):
@@ -158,7 +159,7 @@ def test_store_loading_with_warnings_is_a_warning(paths, tmp_path):
     store = copy_store(DAMAGED / "plain" / "wrong_format_file", tmp_path / "mixed")
     status = status_for(paths, scan_store(store), fresh_snapshots(), sidecar_file())
     assert status["store"]["loadable"] is True and status["store"]["collections"]["warning"] == 1
-    assert status["exit_code"] == EXIT_WARNING
+    assert status["exit_code"] == ExitCode.WARNINGS
     assert status["warnings"][0].startswith("store loads with")
 
 
@@ -166,7 +167,7 @@ def test_informational_notes_do_not_make_a_warning(paths, tmp_path):
     store = copy_store(DAMAGED / "plain" / "stray_files", tmp_path / "stray")
     status = status_for(paths, scan_store(store), fresh_snapshots(), sidecar_file())
     assert status["store"]["problems"] >= 1
-    assert status["exit_code"] == EXIT_OK
+    assert status["exit_code"] == ExitCode.OK
 
 
 def test_last_repair_and_quarantine_are_reported(paths, plain_store):
@@ -178,7 +179,7 @@ def test_last_repair_and_quarantine_are_reported(paths, plain_store):
 
 def test_status_dict_is_json_serialisable(paths, plain_store):
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), sidecar_file())
-    assert json.loads(json.dumps(status))["exit_code"] == EXIT_OK
+    assert json.loads(json.dumps(status))["exit_code"] == ExitCode.OK
 
 
 # --------------------------------------------------------------------------- helpers
