@@ -74,7 +74,8 @@ class Worker:
         """Start guardian, SIGKILL it after a random delay; True if it was killed while running."""
         proc = subprocess.Popen([sys.executable, "-m", "guardian", *args, "--store", str(self.store)],
                                 env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        time.sleep(self.rng.uniform(0.03, 0.45))
+        self.wait_until_working(proc)
+        time.sleep(self.rng.uniform(0.0, 0.42))
         killed = proc.poll() is None
         if killed:
             os.kill(proc.pid, signal.SIGKILL)
@@ -84,6 +85,18 @@ class Worker:
         else:
             self.stats.completed += 1
         return killed
+
+    def wait_until_working(self, proc, timeout: float = 60.0) -> None:
+        """Wait until ``proc`` holds the store lock (it writes its pid there): the kill delay then
+        counts from the start of the work, not from the interpreter's start-up (slow on a loaded box)."""
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if self.paths.lock_file.read_text().strip() == str(proc.pid):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.002)
 
     def mutate(self) -> None:
         files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX))
