@@ -10,7 +10,9 @@ Routes (JSON in and out; errors are ``{"error": ..., "hint": ...}`` with a 4xx s
     POST /v1/collections/{name}/query      chromem QueryEmbedding semantics (see guardian.index.query)
 
 With a bearer token configured, every route but /healthz and /readyz needs
-``Authorization: Bearer <token>`` (else 401).
+``Authorization: Bearer <token>`` (else 401). A transport calls :meth:`Api.screen` with the request
+line and headers first and reads a body only when it answers None, so that no body is read for a
+request that is refused anyway (wrong token, wrong method, unknown route).
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ from guardian.logs import get_logger
 from guardian.server.metrics import Metrics
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_ERROR_CHARS = 300  # one line: an error quoting a huge value is cut
 JSON_TYPE = "application/json"
 OPEN_ROUTES = ("/healthz", "/readyz")
+ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/v1/status": "status", "/metrics": "render_metrics",
+          "/v1/collections": "list_collections"}  # GET path -> method; queries are POST /v1/collections/{name}/query
+NESTING_HINT = 'send a flat JSON object such as {"vector": [numbers], "k": 5}'
 log = get_logger("guardian.server")
 
 
@@ -46,6 +52,8 @@ def json_response(status: int, data: Any, headers: tuple = ()) -> Response:
 
 
 def error_response(status: int, message: str, hint: str = "", headers: tuple = ()) -> Response:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + "..."
     return json_response(status, {"error": message, "hint": hint}, headers)
 
 
@@ -65,11 +73,23 @@ class Api:
         self.ready_provider = ready_provider
         self.embedder = embedder
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def screen(self, method: str, target: str, headers: Mapping[str, str]) -> Response | None:
+        """The answer a request gets before its body is read (401, 404, 405), or None to go on."""
         path = urlsplit(target).path
         if path not in OPEN_ROUTES and not self._authorized(headers):
             return error_response(401, "missing or wrong bearer token", "send Authorization: Bearer <http_token>",
                                   (("WWW-Authenticate", "Bearer"),))
+        return self._refuse_method(method, path)
+
+    def wants_body(self, method: str, target: str) -> bool:
+        """Only queries read a body; every other route answers without one."""
+        return method == "POST" and collection_from_path(urlsplit(target).path) is not None
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        path = urlsplit(target).path
+        refused = self.screen(method, target, headers)
+        if refused is not None:
+            return refused
         try:
             return self._route(method, path, body)
         except QueryError as exc:
@@ -78,6 +98,13 @@ class Api:
         except GuardianError as exc:
             self.metrics.count_error(503)
             return error_response(503, exc.message, exc.hint)
+        except RecursionError:  # hostile nesting that got past parse_json (e.g. in a repr)
+            self.metrics.count_error(400)
+            return error_response(400, "the request nests too deeply", NESTING_HINT)
+        except OverflowError as exc:  # e.g. 10**400 in a vector: Python's int does not fit a float
+            self.metrics.count_error(400)
+            return error_response(400, f"a number in the request is out of range ({exc})",
+                                  "send numbers within float32 range")
         except Exception as exc:  # a bug: answer 500 with a one-line reason, log the details
             log.exception("request failed", path=path)
             return error_response(500, f"internal error {type(exc).__name__}: {exc}", "report this bug")
@@ -89,21 +116,21 @@ class Api:
         scheme, _, value = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
 
-    def _route(self, method: str, path: str, body: bytes) -> Response:
-        routes = {
-            "/healthz": self.healthz, "/readyz": self.readyz, "/v1/status": self.status,
-            "/metrics": self.render_metrics, "/v1/collections": self.list_collections,
-        }
-        if path in routes:
+    def _refuse_method(self, method: str, path: str) -> Response | None:
+        if path in ROUTES:
             if method != "GET":
                 return error_response(405, f"{path} answers GET only", "use GET", (("Allow", "GET"),))
-            return routes[path]()
-        name = collection_from_path(path)
-        if name is not None:
+            return None
+        if collection_from_path(path) is not None:
             if method != "POST":
                 return error_response(405, "queries are POSTed", "use POST with a JSON body", (("Allow", "POST"),))
-            return self.query(name, body)
+            return None
         return error_response(404, f"no route {path}", "see /v1/collections and README's API section")
+
+    def _route(self, method: str, path: str, body: bytes) -> Response:
+        if path in ROUTES:
+            return getattr(self, ROUTES[path])()
+        return self.query(collection_from_path(path), body)
 
     # ------------------------------------------------------------------ routes
 
@@ -165,5 +192,7 @@ def parse_json(body: bytes) -> Any:
         raise QueryError("the request body is empty", 'send a JSON object, e.g. {"vector": [...]}')
     try:
         return json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise QueryError("the request body nests too deeply", NESTING_HINT) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise QueryError(f"the request body is not valid JSON: {exc}", "send a JSON object") from None

@@ -1,20 +1,41 @@
-"""The HTTP transport: a standard-library ThreadingHTTPServer on 127.0.0.1 serving :class:`Api`.
+"""The HTTP transport: cheroot (CherryPy's server) on 127.0.0.1 serving :class:`Api`.
 
 Used by the sidecar (embedded) and by `guardian serve` (alone)::
 
     server = GuardianHTTPServer(index, status_provider, config, metrics,
                                 health_provider=..., embedder=...)
-    server.start()      # serves in a daemon thread; server.port is the bound port (0 -> a free one)
+    server.start()      # binds, serves from background threads; server.port is the bound port (0 -> a free one)
     ...
     server.stop()
+
+Why cheroot and not the standard library's ThreadingHTTPServer (one thread per connection, a
+listen backlog of 5, no timeouts): cheroot answers requests from a fixed pool of worker threads
+and parks idle keep-alive connections in a selector, so 1,000 idle clients cost 1,000 sockets,
+not 1,000 threads; every socket read has a timeout and idle connections are closed after it; the
+backlog is ours to set. uvicorn was the other candidate: it needs an asyncio loop plus a thread
+pool for the numpy work and has no timeout for a connection that never sends a request; waitress
+reads the whole body before the application sees the headers, so a 16 MiB body would be read
+before its 401.
+
+What this module adds on top of cheroot: the bearer token and the route are checked before a body
+is read (:meth:`Api.screen`), a refused request with an unread body closes its connection instead
+of draining it, every error cheroot answers itself (garbage request lines, HTTP/0.9, timeouts,
+oversized headers) is a JSON ``{error, hint}`` too, cheroot's log goes to structlog without
+tracebacks, and numpy's BLAS runs one thread per query while a server runs (several queries at
+once on a small machine otherwise oversubscribe the cores many times over).
 """
 
 from __future__ import annotations
 
-import http.server
-import socket
+import http
+import json
+import logging
+import select
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable
+
+from cheroot import server as cheroot
 
 from guardian.errors import ConfigError
 from guardian.logs import get_logger
@@ -24,101 +45,240 @@ from guardian.server.metrics import Metrics
 log = get_logger("guardian.server")
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "guardian"
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much of the machine the server may use, and how long it waits for a slow client."""
+
+    threads: int = 8             # worker threads answering requests (queries run on these)
+    backlog: int = 1024          # connections the kernel queues before we accept them
+    timeout: float = 10.0        # seconds: every socket read, and how long an idle connection is kept
+    keep_alive: int = 256        # idle keep-alive connections kept open at most (more: answered, then closed)
+    max_header_bytes: int = 64 * 1024
+
+
+# --------------------------------------------------------------------------- cheroot plumbing
+
+
+def _error_bytes(message: str, hint: str) -> bytes:
+    return (json.dumps({"error": message, "hint": hint}) + "\n").encode("utf-8")
+
+
+PROTOCOL_HINTS = {
+    400: "send an HTTP/1.1 request: METHOD /path HTTP/1.1, CRLF line ends, valid headers",
+    408: "send the whole request without pausing (the server stops waiting after a timeout)",
+    413: "send smaller headers",
+    414: "send a shorter request line",
+    501: "send the body with a Content-Length (no other transfer coding)",
+    505: "use HTTP/1.1",
+    503: "retry in a moment",
+}
+
+
+def _readable(sock) -> bool:
+    """Bytes (or the end of the stream) waiting on the socket right now; poll, not select (fds > 1024)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True  # let a worker find out what is wrong with it
+
+
+class _Request(cheroot.HTTPRequest):
+    """cheroot's request with its own error answers (garbage, timeouts, limits) as JSON."""
+
+    def simple_response(self, status, msg=""):
+        code = int(str(status)[:3])
+        phrase = str(status)[4:] or http.HTTPStatus(code).phrase
+        message = (msg.decode("latin-1") if isinstance(msg, bytes) else str(msg)) or phrase
+        body = _error_bytes(message, PROTOCOL_HINTS.get(code, "report this bug"))
+        self.close_connection = True  # after a protocol error the rest of the stream cannot be trusted
+        head = (f"{self.server.protocol} {code} {phrase}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        try:
+            self.conn.wfile.write(head.encode("latin-1") + body)
+        except OSError:
+            pass  # the client is gone
+
+
+class _Connection(cheroot.HTTPConnection):
+    RequestHandlerClass = _Request
+
+
+class _Gateway(cheroot.Gateway):
+    """One request: screen it, read its body (bounded, with the socket's timeout), answer it."""
+
     api: Api  # set on the subclass made per server
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle/delayed-ACK stalls
+    def respond(self) -> None:
+        req = self.req
+        method = req.method.decode("latin-1")
+        target = req.uri.decode("latin-1")
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in req.inheaders.items()}
+        response = self.api.screen(method, target, headers)
+        if response is None:
+            body, response = self._read_body(headers) if self.api.wants_body(method, target) else (b"", None)
+            if response is None:
+                response = self.api.handle(method, target, headers, body)
+        self._send(response)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        self._answer(b"")
-
-    def do_POST(self) -> None:  # noqa: N802
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self._send(error_response(411, "Content-Length is required", "send the body with its length"))
-            return
+    def _read_body(self, headers: dict[str, str]) -> tuple[bytes, Response | None]:
+        req = self.req
+        length = headers.get("Content-Length")
+        if req.chunked_read or length is None:
+            return b"", error_response(411, "Content-Length is required", "send the body with its length")
+        size = int(length)  # cheroot refused a non-number already
+        if size < 0:
+            return b"", error_response(400, "bad Content-Length", "send a number >= 0")
+        if size > MAX_BODY:
+            return b"", error_response(413, f"request body over {MAX_BODY} bytes", "send fewer vectors per batch")
         try:
-            size = int(length)
-        except ValueError:
-            self._send(error_response(400, "bad Content-Length", "send a number"))
-            return
-        if size < 0 or size > MAX_BODY:
-            self.close_connection = True
-            self._send(error_response(413, f"request body over {MAX_BODY} bytes", "send fewer vectors per batch"))
-            return
-        self._answer(self.rfile.read(size))
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._send(error_response(405, "method not allowed", "use GET or POST"))
-
-    do_DELETE = do_PATCH = do_PUT
-
-    def _answer(self, body: bytes) -> None:
-        self._send(self.api.handle(self.command, self.path, self.headers, body))
+            body = req.rfile.read(size)
+        except TimeoutError:
+            return b"", error_response(408, f"the body did not arrive within {req.server.timeout:g} s of silence",
+                                       "send the whole body right after the headers")
+        if len(body) < size:
+            return b"", error_response(400, f"the body ended after {len(body)} of {size} bytes",
+                                       "send as many bytes as Content-Length says")
+        return body, None
 
     def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self._headers_buffer.append(b"\r\n" + response.body)  # headers and body in one write
-        self.flush_headers()
+        req = self.req
+        if req.chunked_read or getattr(req.rfile, "remaining", 0):
+            req.close_connection = True  # an unread (refused) body: close rather than read it to drain
+        req.status = f"{response.status} {http.HTTPStatus(response.status).phrase}".encode("latin-1")
+        req.outheaders = [(b"Content-Type", response.content_type.encode("latin-1")),
+                          (b"Content-Length", str(len(response.body)).encode("latin-1"))]
+        req.outheaders.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers)
+        req.ensure_headers_sent()
+        req.write(response.body)
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("http", request=fmt % args)
+
+class _CherootServer(cheroot.HTTPServer):
+    ConnectionClass = _Connection
+
+    def process_conn(self, conn):
+        """A worker only for a connection with bytes to read; a silent one waits in the selector.
+
+        cheroot hands every *new* connection straight to a worker, which then blocks in its first
+        read until the timeout: 8 clients that connect and say nothing would stall the server for
+        a timeout each. Parked in the selector they cost nothing and expire after the timeout.
+        """
+        if conn.rfile.has_data() or _readable(conn.socket):
+            super().process_conn(conn)
+        else:
+            self.put_conn(conn)
+
+    def error_log(self, msg="", level=logging.INFO, traceback=False):
+        """cheroot's own complaints (client resets, timeouts) as one structlog event, no traceback."""
+        (log.error if level >= logging.ERROR else log.debug)("http_server_event", detail=str(msg))
+
+
+# --------------------------------------------------------------------------- BLAS threads
+
+
+class _BlasLimit:
+    """One BLAS thread per query while any server runs; the previous setting comes back after the last."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                from threadpoolctl import threadpool_limits
+
+                self._limiter = threadpool_limits(limits=1, user_api="blas")
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+BLAS_LIMIT = _BlasLimit()
+
+
+# --------------------------------------------------------------------------- the server
 
 
 class GuardianHTTPServer:
-    """The API served from a background thread; bound to config.http_host:config.http_port."""
+    """The API served from background threads; bound to config.http_host:config.http_port by start()."""
 
     def __init__(self, index, status_provider: Callable[[], dict] | None, config,
                  metrics: Metrics | None = None, health_provider: Callable[[], dict] | None = None,
-                 ready_provider: Callable[[], tuple[bool, str]] | None = None, embedder: Any = None) -> None:
+                 ready_provider: Callable[[], tuple[bool, str]] | None = None, embedder: Any = None,
+                 limits: ServerLimits | None = None) -> None:
         self.metrics = metrics or Metrics()
         self.api = Api(index, status_provider, self.metrics, config.http_token, health_provider,
                        ready_provider, embedder)
-        handler = type("GuardianHandler", (_Handler,), {"api": self.api})
-        try:
-            self.httpd = http.server.ThreadingHTTPServer((config.http_host, config.http_port), handler)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror or exc}",
-                              "pick another http_port (or stop what holds it)") from None
-        self.httpd.daemon_threads = True
+        self.limits = limits or ServerLimits()
+        self._address = (config.http_host, config.http_port)
+        self._server: _CherootServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def host(self) -> str:
-        return self.httpd.server_address[0]
+        return self._bound()[0]
 
     @property
     def port(self) -> int:
-        return self.httpd.server_address[1]
+        return self._bound()[1]
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def _bound(self) -> tuple[str, int]:
+        sock = getattr(self._server, "socket", None)
+        return sock.getsockname()[:2] if sock is not None else self._address
+
     def start(self) -> "GuardianHTTPServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                        name="guardian-http", daemon=True)
+        server = self._make_server()
+        try:
+            server.prepare()  # binds and listens: errors surface here, in the caller's thread
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self._address[0]}:{self._address[1]}: {exc.strerror or exc}",
+                              "pick another http_port (or stop what holds it)") from None
+        BLAS_LIMIT.acquire()
+        self._server = server
+        self._thread = threading.Thread(target=server.serve, name="guardian-http", daemon=True)
         self._thread.start()
         log.info("http api listening", url=self.url)
         return self
 
+    def _make_server(self) -> _CherootServer:
+        gateway = type("GuardianGateway", (_Gateway,), {"api": self.api})
+        limits = self.limits
+        server = _CherootServer(self._address, gateway, minthreads=limits.threads, maxthreads=limits.threads,
+                                server_name="guardian")
+        server.request_queue_size = limits.backlog
+        server.timeout = limits.timeout
+        server.keep_alive_conn_limit = limits.keep_alive
+        server.max_request_header_size = limits.max_header_bytes
+        server.shutdown_timeout = 5
+        return server
+
     def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        address = server.socket.getsockname()[:2] if server.socket is not None else self._address
+        server.stop()
+        self._address = address  # host/port still answer after stop (logs, status)
         if self._thread is not None:
-            self.httpd.shutdown()
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
             self._thread = None
-        self.httpd.server_close()
+        BLAS_LIMIT.release()
 
     def __enter__(self) -> "GuardianHTTPServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
