@@ -32,7 +32,7 @@ from guardian.runtime.parts.preflight import PreflightPart
 from guardian.runtime.parts.snapshots import SnapshotPart
 from guardian.runtime.parts.supervisor import SupervisorPart
 from guardian.runtime.parts.watcher import WatcherPart
-from guardian.runtime.status import HEARTBEAT_SECONDS
+from guardian.runtime.status import HEARTBEAT_SECONDS, StatusFile
 from guardian.runtime.status_facts import collect_status
 from guardian.runtime.supervisor.signals import install_signal_handlers
 
@@ -54,10 +54,10 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
     if watch:
         parts.append(WatcherPart(ctx, guard=guard))
     if guard:
-        parts.append(HttpPart(ctx, runtime.status_dict, runtime.health, runtime.ready))
+        parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready))
         parts += [ControlPart(ctx, runtime.status_dict), HeartbeatPart(ctx, runtime.status_file_data)]
-    else:  # serve: the status is whatever the sidecar's status file says, if one runs
-        parts.append(HttpPart(ctx, lambda: collect_status(config, paths)))
+    else:  # serve: the sidecar's part of the status is whatever its status file says, if one runs
+        parts.append(HttpPart(ctx, StatusFile(paths.status_file).read))
     foreground: Foreground = WaitForSignal(ctx)
     if ctx.cmd:
         foreground = SupervisorPart(ctx)

@@ -25,6 +25,7 @@ REPAIRED = "repaired"                 # actions: list[dict] -- guardian itself w
 SNAPSHOT_WANTED = "snapshot_wanted"   # (no fields) -- take a snapshot soon
 INDEX_STALE = "index_stale"           # collection: str | None, paths: list | None, background: bool
 CHILD_STATE = "child_state"           # old: str, new: str, snapshot: dict
+SNAPSHOT_TAKEN = "snapshot_taken"     # (no fields) -- a snapshot was committed (and retention ran)
 
 # ---- services (provide/ask): what exactly one part can do -------------------------------------
 REPAIR = "repair"        # () -> the pre-flight result (check + repair, under the repair lock)

@@ -1,38 +1,55 @@
-"""The HTTP part: the query API (and /healthz, /readyz, /v1/status, /metrics) on 127.0.0.1."""
+"""The HTTP part: the query API (and /healthz, /readyz, /v1/status, /metrics) on 127.0.0.1.
+
+/v1/status is built from facts kept current by :class:`~guardian.runtime.live_status.LiveStatus`
+(started and stopped with this part), so a status call never rescans the store.
+"""
 
 from __future__ import annotations
 
 from typing import Callable
 
 from guardian.index.embed import embedder_from_config
+from guardian.runtime.live_status import LiveStatus
 from guardian.runtime.parts import BasePart
 from guardian.server.http import GuardianHTTPServer
 
 
 class HttpPart(BasePart):
-    """``status``, ``health`` and ``ready`` are the providers the API answers from (None: the API's
-    own defaults, as in `guardian serve`: healthy, ready when the index is built and clean)."""
+    """``status_file_data`` gives the sidecar's own section of the status (the runtime's, or what a
+    running sidecar's status file says, in `guardian serve`); ``health`` and ``ready`` are the
+    providers the API answers from (None: the API's own defaults, as in `guardian serve`: healthy,
+    ready when the index is built and clean)."""
 
     name = "http"
 
-    def __init__(self, ctx, status: Callable[[], dict], health: Callable[[], dict] | None = None,
+    def __init__(self, ctx, status_file_data: Callable[[], dict | None],
+                 health: Callable[[], dict] | None = None,
                  ready: Callable[[], tuple[bool, str]] | None = None) -> None:
         super().__init__(ctx)
-        self.providers = {"status_provider": status, "health_provider": health, "ready_provider": ready}
+        self.status_file_data = status_file_data
+        self.providers = {"health_provider": health, "ready_provider": ready}
+        self.live_status: LiveStatus | None = None
         self.server: GuardianHTTPServer | None = None
 
     def start(self) -> None:
         ctx = self.ctx
-        self.server = GuardianHTTPServer(ctx.index, self.providers["status_provider"], ctx.config,
-                                         metrics=ctx.metrics, health_provider=self.providers["health_provider"],
+        self.live_status = LiveStatus(ctx, self.status_file_data).start()
+        self.server = GuardianHTTPServer(ctx.index, self.live_status, ctx.config, metrics=ctx.metrics,
+                                         health_provider=self.providers["health_provider"],
                                          ready_provider=self.providers["ready_provider"],
                                          embedder=embedder_from_config(ctx.config))
-        self.server.start()
+        try:
+            self.server.start()
+        except Exception:
+            self.live_status.stop()
+            raise
         ctx.log.info("http_listening", host=ctx.config.http_host, port=self.server.port)
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+        if self.live_status is not None:
+            self.live_status.stop()
 
     @property
     def url(self) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guardian.errors import GuardianError
 from guardian.runtime import alerts
-from guardian.runtime.context import REPAIRED, SNAPSHOT, SNAPSHOT_WANTED
+from guardian.runtime.context import REPAIRED, SNAPSHOT, SNAPSHOT_TAKEN, SNAPSHOT_WANTED
 from guardian.runtime.metrics_feed import update_snapshot_metrics
 from guardian.runtime.parts import BasePart
 from guardian.snapshots.prune import forget_and_prune
@@ -44,6 +44,7 @@ class SnapshotPart(BasePart):
             raise
         self.apply_retention()
         update_snapshot_metrics(ctx)
+        ctx.emit(SNAPSHOT_TAKEN)
         return result
 
     def apply_retention(self) -> None:
