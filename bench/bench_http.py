@@ -197,7 +197,7 @@ def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def idle_connections(port: int, pid: int, count: int, body: bytes) -> dict:
+def idle_connections(port: int, pid: int, count: int, body: bytes, idle_timeout: float = 10.0) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 256)), hard))
     before = thread_count(pid)
@@ -213,14 +213,17 @@ def idle_connections(port: int, pid: int, count: int, body: bytes) -> dict:
         answered = f"yes ({took * 1000:.1f} ms)"
     except Exception as exc:
         answered = f"no ({exc!r})"
+    time.sleep(idle_timeout + 2.0)  # past the server's idle timeout: it should have closed them all
     closed_by_server = 0
     for sock in sockets:
         sock.settimeout(0.0)
         try:
             if sock.recv(1) == b"":
                 closed_by_server += 1
-        except (BlockingIOError, ConnectionResetError):
+        except BlockingIOError:
             pass
+        except ConnectionResetError:
+            closed_by_server += 1
         sock.close()
     return {"before": before, "during": during, "answered": answered, "closed_by_server": closed_by_server}
 
@@ -263,7 +266,8 @@ def main() -> int:
         print(f"/v1/status one at a time    p50 {ms(one)[0]:7.1f} ms;  8 at once: slowest {max(eight) * 1000:.1f} ms")
         idle = idle_connections(port, proc.pid, args.idle, bodies[0])
         print(f"{args.idle} idle connections       server threads {idle['before']} -> {idle['during']}; "
-              f"query answered meanwhile: {idle['answered']}; closed by the server: {idle['closed_by_server']}")
+              f"query answered meanwhile: {idle['answered']}; closed by the server after its idle timeout: "
+              f"{idle['closed_by_server']}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
