@@ -171,11 +171,13 @@ def run(work: Path, docs: int, count: int) -> None:
     name = "checkpoints"
     shutil.rmtree(store / collection_dir_name(name))
     one, one_s = timed(lambda: restore_store(paths, None, name, check_load=False))
-    report(f"restore one collection ({len(layout[name])} docs)", f"{one_s:.2f} s, {one.plan.counts()['write']} files written")
+    report(f"restore one collection ({len(layout[name])} docs)",
+           f"{one_s:.2f} s, {one.plan.counts()['write']} files written")
     os.rename(store, work / "store-old")
     store.mkdir()
     whole, whole_s = timed(lambda: restore_store(paths, None))
-    loadable, load_s = timed(lambda: __import__("guardian.store.scan", fromlist=["scan_store"]).scan_store(store).loadable)
+    scan_module = __import__("guardian.store.scan", fromlist=["scan_store"])
+    loadable, load_s = timed(lambda: scan_module.scan_store(store).loadable)
     report("restore whole store (into an empty folder)", f"{whole_s:.2f} s, {whole.plan.counts()['write']} files, "
            f"{mb / whole_s:.0f} MB/s (copy: {mb / base['copy_s']:.0f} MB/s); loadable={loadable} "
            f"(check {load_s:.1f} s)")

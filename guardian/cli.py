@@ -56,7 +56,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", help="the chromem store root (default: contextd's ~/.config/contextd/vectorstore)")
-    common.add_argument("--state-dir", dest="state_dir", help="guardian's state folder (default: $XDG_STATE_HOME/guardian)")
+    common.add_argument("--state-dir", dest="state_dir",
+                        help="guardian's state folder (default: $XDG_STATE_HOME/guardian)")
     common.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/guardian/config.toml)")
     common.add_argument("--compress", choices=("auto", "true", "false"),
                         help="the store's compression as chromem is configured (default: detect)")

@@ -79,7 +79,8 @@ def restore_through_sidecar(args, ctx, at) -> int:
         print(f"restored through the running sidecar to snapshot {result['snapshot']} "
               f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
               + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
-        print(f"  chromem will load the store: {'yes' if result['loadable'] else 'NO (' + str(result['load_error']) + ')'}")
+        verdict = "yes" if result["loadable"] else f"NO ({result['load_error']})"
+        print(f"  chromem will load the store: {verdict}")
     return ExitCode.OK if result["loadable"] is not False else ExitCode.UNLOADABLE
 
 

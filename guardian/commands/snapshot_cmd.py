@@ -13,7 +13,8 @@ HELP = "take a snapshot of the store now (only changed files are read and stored
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--prune", action="store_true",
-                        help="afterwards apply retention (keep_last/keep_hourly/keep_daily/keep_weekly) and remove unused blobs")
+                        help="afterwards apply retention (keep_last/keep_hourly/keep_daily/keep_weekly) "
+                             "and remove unused blobs")
 
 
 def run(args, ctx) -> int:

@@ -3,9 +3,10 @@
 Per collection folder ``<dir>``:
 
 * ``<dir>.<token>.npy`` — the float32 matrix;
-* ``<dir>.manifest`` — the manifest (Python ``marshal``: plain data only, no code, fast to load): the header (name, metadata, damage), row data (files, ids,
-  contents, metadatas), the stat (size, mtime_ns, inode) of every document file when it was
-  read, the problems, and the ``<token>`` of its matrix file.
+* ``<dir>.manifest`` — the manifest (Python ``marshal``: plain data only, no code, fast to load):
+  the header (name, metadata, damage), row data (files, ids, contents, metadatas), the stat
+  (size, mtime_ns, inode) of every document file when it was read, the problems, and the
+  ``<token>`` of its matrix file.
 
 The matrix is written first, then the manifest (both atomically); a manifest only ever names a
 complete matrix. On start, the store index compares the folder's current stats with the
@@ -47,7 +48,8 @@ class IndexCache:
         path = self.manifest_path(dir_name)
         try:
             manifest = marshal.loads(path.read_bytes())
-            if not isinstance(manifest, dict) or manifest.get("version") != CACHE_VERSION or manifest.get("ext") != self.ext:
+            if (not isinstance(manifest, dict) or manifest.get("version") != CACHE_VERSION
+                    or manifest.get("ext") != self.ext):
                 return None
             mapped = np.load(self.folder / manifest["matrix"], mmap_mode="r", allow_pickle=False)
             matrix = np.asarray(mapped)  # a plain ndarray view of the mapping (no memmap subclass per result)

@@ -6,9 +6,9 @@ never-raising for damaged files (problems are recorded on the collection instead
 * :meth:`StoreIndex.build` — once at start: cached collections are loaded from
   ``paths.cache / "index"`` and only files whose (size, mtime_ns, inode) changed are re-decoded;
   the rest is decoded in bulk (worker processes for large stores).
-* :meth:`StoreIndex.refresh_paths` ``(paths)`` — paths absolute or relative to the root; re-stat and re-decode the given paths: a
-  document file that was added/changed is upserted, a missing one removed, an undecodable one
-  removed from the index with an ``undecodable`` problem. A collection folder path or its
+* :meth:`StoreIndex.refresh_paths` ``(paths)`` — paths absolute or relative to the root; re-stat and
+  re-decode the given paths: a document file that was added/changed is upserted, a missing one
+  removed, an undecodable one removed from the index with an ``undecodable`` problem. A collection folder path or its
   metadata file refreshes that collection (added/removed/renamed collection).
 * :meth:`StoreIndex.refresh_collection` ``(dir_name)`` and :meth:`StoreIndex.refresh_all` —
   compare stats and re-decode only what changed.

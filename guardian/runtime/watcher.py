@@ -177,7 +177,8 @@ def _classify_metadata(dir_name: str, events: list[RawEvent], view: FolderView,
 
 
 def _changed_documents(events: list[RawEvent], extensions: Iterable[str]) -> tuple[PurePosixPath, ...]:
-    paths = {e.rel for e in events if len(e.rel.parts) == 2 and not e.is_dir and is_document_name(e.rel.name, extensions)}
+    paths = {e.rel for e in events
+             if len(e.rel.parts) == 2 and not e.is_dir and is_document_name(e.rel.name, extensions)}
     return tuple(sorted(paths))
 
 

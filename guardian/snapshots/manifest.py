@@ -291,7 +291,8 @@ def _checked_entries(rows: list, where: str) -> list[FileEntry]:
             entry = FileEntry(*row)
             _check_entry(entry)
         except (ValueError, TypeError) as exc:
-            raise SnapshotError(f"manifest {where}: file entry {number} is invalid ({exc}) (damaged or tampered)") from None
+            raise SnapshotError(f"manifest {where}: file entry {number} is invalid ({exc}) "
+                                "(damaged or tampered)") from None
         if entry.path in seen:
             raise SnapshotError(f"manifest {where}: {entry.path!r} is listed twice (damaged or tampered)")
         seen.add(entry.path)

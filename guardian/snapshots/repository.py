@@ -258,7 +258,8 @@ class Repository:
         try:
             return self.manifest_path(snapshot_id).read_bytes()
         except FileNotFoundError:
-            raise SnapshotError(f"snapshot {snapshot_id} does not exist", "list them with `guardian snapshots`") from None
+            raise SnapshotError(f"snapshot {snapshot_id} does not exist",
+                                "list them with `guardian snapshots`") from None
         except OSError as exc:
             raise SnapshotError(f"snapshot {snapshot_id} cannot be read: {exc.strerror or exc}") from None
 

@@ -59,7 +59,8 @@ KINDS = {
     # harmless
     "stray_file": (INFO, "chromem ignores it; move it out of the store to keep the store clean"),
     "ignored_folder": (INFO, "chromem ignores folders without documents or metadata"),
-    "store_missing": (WARNING, "check --store: chromem would create an empty store here and contextd would start with no memories"),
+    "store_missing": (WARNING, "check --store: chromem would create an empty store here "
+                               "and contextd would start with no memories"),
 }
 
 
@@ -447,7 +448,8 @@ def special(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str, r
         error = f"couldn't open file: open <store>/{rel}: {entry.error}"
     elif stat_mod.S_ISDIR(entry.mode):
         problem = Problem(rel, f"{role}_corrupt", "a symlink to a folder", coll.dir)
-        error = f"couldn't read magic number to determine whether the stream is compressed: read <store>/{rel}: is a directory"
+        error = ("couldn't read magic number to determine whether the stream is compressed: "
+                 f"read <store>/{rel}: is a directory")
     else:
         problem = Problem(rel, "special_file", "not a regular file (chromem would block or fail on it)", coll.dir)
         error = f"couldn't open file: <store>/{rel} is not a regular file"

@@ -96,8 +96,9 @@ def test_verify_does_catch_a_broken_unit(tmp_path):
 
 
 def test_the_rendered_plist_has_the_required_fields(tmp_path):
-    data = service.render_launchd_plist(["/Users/a/bin/guardian", "run", "--", "contextd"], "/Users/a/Library/Logs/guardian",
-                                        stop_timeout=10.0, environment={"PATH": "/usr/bin:/bin"})
+    data = service.render_launchd_plist(["/Users/a/bin/guardian", "run", "--", "contextd"],
+                                        "/Users/a/Library/Logs/guardian", stop_timeout=10.0,
+                                        environment={"PATH": "/usr/bin:/bin"})
     plist = plistlib.loads(data)
     assert plist["Label"] == "io.guardian.sidecar"
     assert plist["ProgramArguments"] == ["/Users/a/bin/guardian", "run", "--", "contextd"]
@@ -146,8 +147,10 @@ def test_guardian_executable_prefers_the_running_script_then_path_then_python(tm
     script.parent.mkdir()
     script.write_text("#!/bin/sh\n")
     assert service.guardian_executable(str(script), which=lambda name: None) == [str(script)]
-    assert service.guardian_executable("/x/__main__.py", which=lambda name: "/usr/bin/guardian") == ["/usr/bin/guardian"]
-    assert service.guardian_executable("/x/__main__.py", which=lambda name: None) == [sys.executable, "-m", "guardian"]
+    on_path = service.guardian_executable("/x/__main__.py", which=lambda name: "/usr/bin/guardian")
+    assert on_path == ["/usr/bin/guardian"]
+    no_guardian_on_path = service.guardian_executable("/x/__main__.py", which=lambda name: None)
+    assert no_guardian_on_path == [sys.executable, "-m", "guardian"]
 
 
 def test_child_command_is_made_absolute_when_found():

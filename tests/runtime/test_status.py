@@ -103,7 +103,8 @@ def test_running_and_healthy_is_exit_zero(paths, plain_store):
 
 
 def test_child_fatal_is_exit_four(paths, plain_store):
-    status = status_for(paths, scan_store(plain_store), fresh_snapshots(), sidecar_file(child_state="fatal", fatal=True))
+    status = status_for(paths, scan_store(plain_store), fresh_snapshots(),
+                        sidecar_file(child_state="fatal", fatal=True))
     assert status["sidecar"]["child"]["fatal"] is True
     assert status["exit_code"] == ExitCode.CHILD_FATAL
     assert any("FATAL" in w for w in status["warnings"])

@@ -73,7 +73,8 @@ class Worker:
     def launch(self, *args: str) -> bool:
         """Start guardian, SIGKILL it after a random delay; True if it was killed while running."""
         proc = subprocess.Popen([sys.executable, "-m", "guardian", *args, "--store", str(self.store)],
-                                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
         self.wait_until_working(proc)
         time.sleep(self.rng.uniform(0.0, 0.42))
         killed = proc.poll() is None

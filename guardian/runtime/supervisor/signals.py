@@ -12,7 +12,9 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def install_signal_handlers(target, signals=HANDLED_SIGNALS) -> Callable[[], None]:
-    """Route SIGTERM/SIGINT/SIGHUP to ``target.notify_signal`` (which only enqueues); returns a function restoring the old handlers.
+    """Route SIGTERM/SIGINT/SIGHUP to ``target.notify_signal`` (which only enqueues).
+
+    Returns a function restoring the old handlers.
 
     Must be called from the main thread (Python only delivers signals there).
     """

@@ -115,7 +115,8 @@ def test_a_crash_loop_reaches_fatal_with_growing_backoff(tmp_path):
     clock = FakeClock()
     factory = Factory(clock, {"lifetime": 0.5, "code": 3})
     sink = tmp_path / "alerts.jsonl"
-    alerter = Alerter(f'{sys.executable} -c "import sys; open(sys.argv[1], \'a\').write(sys.stdin.read() + chr(10))" {sink}')
+    append_stdin = "import sys; open(sys.argv[1], 'a').write(sys.stdin.read() + chr(10))"
+    alerter = Alerter(f'{sys.executable} -c "{append_stdin}" {sink}')
     sup = make(clock, factory, alerter=alerter)
     stop_when(sup, FATAL)
     started = clock.now
