@@ -67,37 +67,52 @@ class Worker:
         self.repo = Repository(self.paths.snapshots)
         self.expected: dict[str, dict[str, bytes]] = {}
         self.stats = Stats()
+        self.work_seconds: dict[str, float] = {}  # command -> its last uninterrupted work time
         self.env = dict(os.environ, GUARDIAN_STATE_DIR=str(self.state), GUARDIAN_TEST_SLOW_IO=SLOW_IO,
                         GUARDIAN_CONFIG=str(workdir / "none.toml"), PYTHONPATH=str(ROOT))
 
     def launch(self, *args: str) -> bool:
-        """Start guardian, SIGKILL it after a random delay; True if it was killed while running."""
+        """Start guardian, SIGKILL it at a random point of its work; True if it was killed while running.
+
+        The kill point is drawn from how long this command's work (from taking the store lock to
+        exiting) took when it last ran to the end here, under the same load: the first run of each
+        command is never killed, later ones are killed within 1.25x that time (about one in five
+        completes). So the kills land inside the work on a fast box and on a loaded one alike.
+        """
+        command = args[0]
         proc = subprocess.Popen([sys.executable, "-m", "guardian", *args, "--store", str(self.store)],
                                 env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 stdin=subprocess.DEVNULL)
-        self.wait_until_working(proc)
-        time.sleep(self.rng.uniform(0.0, 0.42))
-        killed = proc.poll() is None
+        seen_working = self.wait_until_working(proc)
+        started = time.monotonic()
+        typical = self.work_seconds.get(command)
+        if typical is not None:
+            deadline = started + self.rng.uniform(0.0, 1.25 * typical)
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+        killed = proc.poll() is None and typical is not None
         if killed:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         if killed:
             self.stats.kills += 1
         else:
+            if seen_working:  # a run that ended before we saw it start tells nothing about its length
+                self.work_seconds[command] = max(time.monotonic() - started, 0.01)
             self.stats.completed += 1
         return killed
 
-    def wait_until_working(self, proc, timeout: float = 60.0) -> None:
-        """Wait until ``proc`` holds the store lock (it writes its pid there): the kill delay then
-        counts from the start of the work, not from the interpreter's start-up (slow on a loaded box)."""
+    def wait_until_working(self, proc, timeout: float = 60.0) -> bool:
+        """Wait until ``proc`` holds the store lock (it writes its pid there); False if it ended first."""
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             try:
                 if self.paths.lock_file.read_text().strip() == str(proc.pid):
-                    return
+                    return True
             except OSError:
                 pass
             time.sleep(0.002)
+        return False
 
     def mutate(self) -> None:
         files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX))
