@@ -31,10 +31,13 @@ import http
 import json
 import logging
 import select
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from cheroot import makefile as cheroot_files
 from cheroot import server as cheroot
 
 from guardian.errors import ConfigError
@@ -52,6 +55,7 @@ class ServerLimits:
     threads: int = 8             # worker threads answering requests (queries run on these)
     backlog: int = 1024          # connections the kernel queues before we accept them
     timeout: float = 10.0        # seconds: every socket read, and how long an idle connection is kept
+    request_timeout: float = 30.0  # seconds from a request's first byte to its last (a trickle is cut off)
     keep_alive: int = 256        # idle keep-alive connections kept open at most (more: answered, then closed)
     max_header_bytes: int = 64 * 1024
 
@@ -101,8 +105,59 @@ class _Request(cheroot.HTTPRequest):
             pass  # the client is gone
 
 
+class _DeadlineSocketIO(socket.SocketIO):
+    """Socket reads that together may not outlast the request's deadline.
+
+    Every read has the server's timeout, but a client sending one byte every few seconds never
+    trips it and would keep a worker for ever; each read here waits at most what is left.
+    """
+
+    def __init__(self, sock, conn: "_Connection") -> None:
+        super().__init__(sock, "rb")
+        self._conn = conn
+
+    def readinto(self, buffer) -> int | None:
+        deadline = self._conn.deadline
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")  # cheroot answers 408 (or the gateway does, mid-body)
+            self._sock.settimeout(min(self._conn.server.timeout, left))
+        return super().readinto(buffer)
+
+
+class _DeadlineReader(cheroot_files.StreamReader):
+    def __init__(self, sock, conn: "_Connection", bufsize: int) -> None:  # noqa: D107 - see _DeadlineSocketIO
+        cheroot_files.io.BufferedReader.__init__(self, _DeadlineSocketIO(sock, conn), bufsize)
+        self.bytes_read = 0
+
+
 class _Connection(cheroot.HTTPConnection):
+    """A connection whose reads for one request share one deadline (``request_timeout``)."""
+
     RequestHandlerClass = _Request
+    deadline: float | None = None
+
+    def __init__(self, server, sock, makefile=cheroot_files.MakeFile) -> None:
+        def files(sock, mode="r", bufsize=cheroot_files.io.DEFAULT_BUFFER_SIZE):
+            return _DeadlineReader(sock, self, bufsize) if "r" in mode else makefile(sock, mode, bufsize)
+
+        super().__init__(server, sock, files if makefile is cheroot_files.MakeFile else makefile)
+
+    def communicate(self):
+        """One request (cheroot reads and answers one per call): the deadline runs from its first byte."""
+        self.deadline = time.monotonic() + self.server.request_timeout
+        try:
+            return super().communicate()
+        finally:
+            self.end_deadline()
+
+    def end_deadline(self) -> None:
+        self.deadline = None
+        try:
+            self.socket.settimeout(self.server.timeout)
+        except OSError:
+            pass  # already closed
 
 
 class _Gateway(cheroot.Gateway):
@@ -144,6 +199,7 @@ class _Gateway(cheroot.Gateway):
 
     def _send(self, response: Response) -> None:
         req = self.req
+        req.conn.end_deadline()  # the answer is written with the plain timeout, whatever reading took
         if req.chunked_read or getattr(req.rfile, "remaining", 0):
             req.close_connection = True  # an unread (refused) body: close rather than read it to drain
         req.status = f"{response.status} {http.HTTPStatus(response.status).phrase}".encode("latin-1")
@@ -156,6 +212,7 @@ class _Gateway(cheroot.Gateway):
 
 class _CherootServer(cheroot.HTTPServer):
     ConnectionClass = _Connection
+    request_timeout = 30.0
 
     def process_conn(self, conn):
         """A worker only for a connection with bytes to read; a silent one waits in the selector.
@@ -259,6 +316,7 @@ class GuardianHTTPServer:
                                 server_name="guardian")
         server.request_queue_size = limits.backlog
         server.timeout = limits.timeout
+        server.request_timeout = max(limits.request_timeout, limits.timeout)
         server.keep_alive_conn_limit = limits.keep_alive
         server.max_request_header_size = limits.max_header_bytes
         server.shutdown_timeout = 5

@@ -212,6 +212,38 @@ def test_half_sent_headers_get_408(index):
         server.stop()
 
 
+def test_a_trickling_client_is_cut_off_at_the_request_deadline(index):
+    """One byte at a time, each well inside the read timeout: the whole-request deadline still ends it."""
+    server = serve(index, threads=1, timeout=2.0, request_timeout=2.0)
+    try:
+        trickle = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nX-Slow: " .encode() + b"a" * 10_000
+        with socket.create_connection((server.host, server.port), timeout=30) as sock:
+            answer = b""
+            for byte in trickle:  # at most ~10,000 x 0.1 s, but the server cuts it after 2 s
+                try:
+                    sock.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sock.settimeout(0.1)
+                try:
+                    answer = sock.recv(65536)
+                except (TimeoutError, BlockingIOError):
+                    continue
+                except ConnectionResetError:
+                    break
+                finally:
+                    sock.settimeout(30)
+                break
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert json_error(answer)[0] == 408
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        assert query_over(conn) == 200  # the one worker is free again
+        conn.close()
+    finally:
+        server.stop()
+
+
 def test_token_is_checked_before_the_body_is_read(index):
     server = serve(index, token="s3cret", timeout=30.0)
     try:
