@@ -231,6 +231,27 @@ class _CherootServer(cheroot.HTTPServer):
         (log.error if level >= logging.ERROR else log.debug)("http_server_event", detail=str(msg))
 
 
+def _prepare_as_daemon(server: _CherootServer) -> None:
+    """cheroot's prepare() (bind, listen, start the workers) from a daemon thread.
+
+    Threads inherit daemon-ness from the thread that starts them: started from the main thread,
+    cheroot's workers would keep the interpreter alive at exit whenever a stop() was missed.
+    """
+    failures: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            server.prepare()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=prepare, name="guardian-http-prepare", daemon=True)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
 # --------------------------------------------------------------------------- BLAS threads
 
 
@@ -298,7 +319,7 @@ class GuardianHTTPServer:
     def start(self) -> "GuardianHTTPServer":
         server = self._make_server()
         try:
-            server.prepare()  # binds and listens: errors surface here, in the caller's thread
+            _prepare_as_daemon(server)  # binds and listens: errors surface here, in the caller's thread
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self._address[0]}:{self._address[1]}: {exc.strerror or exc}",
                               "pick another http_port (or stop what holds it)") from None

@@ -447,3 +447,14 @@ def test_concurrent_queries_answer_like_sequential_ones(server, queries):
     for thread in threads:
         thread.join(timeout=120)
     assert len(got) == 8 and all(answers == expected for answers in got.values())
+
+
+def test_a_process_that_never_stops_its_server_still_exits(plain_store):
+    script = (
+        "import sys; from pathlib import Path; from guardian.config import Config;"
+        "from guardian.index.store_index import StoreIndex; from guardian.server.http import GuardianHTTPServer;"
+        f"GuardianHTTPServer(StoreIndex(Path({str(plain_store)!r})).build(), None, Config(http_port=0)).start();"
+        "print('started')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "started" in done.stdout, done.stderr[-2000:]
