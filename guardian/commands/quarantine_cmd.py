@@ -66,7 +66,10 @@ def run(args, ctx) -> int:
         return _list(quarantine, args.json)
     if not args.id:
         raise UsageError("quarantine restore needs the entry id", "see `guardian quarantine list`")
-    entry = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store)
+    from guardian.local.lock import store_lock
+
+    with store_lock(ctx.paths.lock_file):  # serialised with repair, restore and snapshot of this store
+        entry = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store)
     if args.json:
         print_json(entry.to_dict())
     else:

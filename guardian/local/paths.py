@@ -4,12 +4,13 @@ Layout (one folder per store, keyed by the store's real path)::
 
     $XDG_STATE_HOME/guardian/stores/<sha256(realpath)[:16]>/
         store.json        which store this folder belongs to
-        lock              flock taken by writers (snapshot, restore, repair)
         snapshots/        content-addressed repository (blobs/, manifests/)
         quarantine/       everything guardian moved out of the store, with reasons
         cache/            verified-file cache, index cache
         catalog.json      every collection name ever seen in this store
         status.json       the sidecar's last status
+
+The locks are not here: they are keyed on the store's device and inode (``guardian.local.lock``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,16 @@ class StatePaths:
 
     @property
     def lock_file(self) -> Path:
-        return self.root / "lock"
+        """The writer lock, keyed on the store itself (not on this state dir): see ``local.lock``."""
+        from guardian.local.lock import writer_lock_file
+
+        return writer_lock_file(self.store)
+
+    @property
+    def sidecar_lock_file(self) -> Path:
+        from guardian.local.lock import sidecar_lock_file
+
+        return sidecar_lock_file(self.store)
 
     @property
     def snapshots(self) -> Path:
