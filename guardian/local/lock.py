@@ -57,6 +57,10 @@ def sidecar_lock_file(store: str | os.PathLike) -> Path:
     return lock_dir() / f"{store_identity(store)}.sidecar.lock"
 
 
+def child_record_file(store: str | os.PathLike) -> Path:
+    return lock_dir() / f"{store_identity(store)}.child.json"
+
+
 def _open_lock(lock_file: Path) -> int:
     folder = ensure_dir(lock_file.parent)
     info = os.lstat(folder)

@@ -79,6 +79,13 @@ class StatePaths:
         return sidecar_lock_file(self.store)
 
     @property
+    def child_record_file(self) -> Path:
+        """The sidecar's current child (pid + start time), next to the store's sidecar lock."""
+        from guardian.local.lock import child_record_file
+
+        return child_record_file(self.store)
+
+    @property
     def snapshots(self) -> Path:
         return self.root / "snapshots"
 

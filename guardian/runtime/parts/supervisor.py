@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from guardian.runtime.context import CHILD_STATE
 from guardian.runtime.parts import BasePart
+from guardian.runtime.supervisor.child_record import write_record
+from guardian.runtime.supervisor.process import spawn_process
 from guardian.runtime.supervisor.supervisor import FATAL, PreflightResult, Supervisor
 
 
@@ -20,7 +22,17 @@ class SupervisorPart(BasePart):
     def start(self) -> None:
         ctx = self.ctx
         self.supervisor = ctx.child = Supervisor(ctx.cmd, ctx.config, preflight=self.preflight,
-                                                 alerter=ctx.alerter, on_state_change=self.on_state_change)
+                                                 alerter=ctx.alerter, on_state_change=self.on_state_change,
+                                                 spawn=self.spawn)
+
+    def spawn(self, cmd):
+        """Start the child (it dies with guardian: PR_SET_PDEATHSIG) and record it for a successor."""
+        process = spawn_process(cmd)
+        try:
+            write_record(self.ctx.paths.child_record_file, process.pid, list(cmd))
+        except OSError as exc:
+            self.ctx.log.warning("child_record_failed", error=str(exc))
+        return process
 
     def run(self) -> int:
         return self.supervisor.run_forever()

@@ -4,6 +4,12 @@
 methods (``pid``, ``poll``, ``signal_group``, ``group_alive``, ``reap_group_members``) can stand
 in for it, which is how the supervisor's unit tests drive it without real processes.
 
+The child dies with guardian, even on ``kill -9`` of guardian: on Linux it asks the kernel for
+SIGKILL when its parent dies (``PR_SET_PDEATHSIG``, set in the child between fork and exec). The
+kernel sends it when the *thread* that forked exits, which is why the supervisor spawns from its
+one long-lived loop thread. Elsewhere the recorded child (``child_record``) is stopped by the next
+``guardian run``.
+
 Limits: a grandchild that leaves the group on purpose (``setsid``/``setpgid``) escapes it; on Linux
 ``become_subreaper()`` at least makes such orphans guardian's children instead of init's.
 """
@@ -19,6 +25,7 @@ import sys
 import threading
 from typing import Protocol, Sequence
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 SERVICE_MANAGER_VARIABLES = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
 
@@ -95,8 +102,38 @@ def spawn_process(cmd: Sequence[str], **popen_kwargs) -> ProcessGroup:
     """
     if "env" not in popen_kwargs:
         popen_kwargs["env"] = child_environment(os.environ)
+    popen_kwargs.setdefault("preexec_fn", die_with_parent_hook())
     popen = subprocess.Popen(list(cmd), process_group=0, **popen_kwargs)
     return ProcessGroup(popen)
+
+
+def die_with_parent_hook():
+    """A preexec function asking the kernel to SIGKILL the child when guardian dies (Linux), else None.
+
+    libc is loaded here, in the parent: the hook itself runs between fork and exec, where only a
+    plain foreign call is safe. If guardian died before the call took effect, the child exits at once.
+    """
+    libc = _libc()
+    if libc is None:
+        return None
+    parent = os.getpid()
+    prctl = libc.prctl
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
 
 
 def child_environment(environ) -> dict[str, str]:
@@ -137,12 +174,10 @@ def become_subreaper() -> bool:
 
     Returns False where unsupported. Call once in the long-running sidecar, not in libraries.
     """
-    if not sys.platform.startswith("linux"):
-        return False
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
+        return libc is not None and libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except AttributeError:
         return False
 
 
