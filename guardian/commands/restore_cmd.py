@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     parser.add_argument("--force", action="store_true",
                         help="do not ask before replacing or moving aside files (they go to quarantine)")
+    parser.add_argument("--allow-damaged", action="store_true",
+                        help="also write snapshot copies chromem would refuse (by default they are left out)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -70,7 +72,8 @@ def restore_through_sidecar(args, ctx, at) -> int:
     if confirm is not None and (plan.counts()["replace"] or plan.counts()["move_aside"]) and not confirm(plan):
         raise RestoreError("restore cancelled; nothing was changed")
     answer = control_request(ctx.paths.control_socket, "restore", timeout=600.0,
-                             at=at.isoformat() if at else None, collection=args.collection)
+                             at=at.isoformat() if at else None, collection=args.collection,
+                             allow_damaged=bool(args.allow_damaged))
     result = answer["restore"]
     if args.json:
         print_json({**result, "through_sidecar": True, "child_paused": answer.get("child_paused")})
@@ -79,6 +82,7 @@ def restore_through_sidecar(args, ctx, at) -> int:
         print(f"restored through the running sidecar to snapshot {result['snapshot']} "
               f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
               + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
+        _print_refused(result.get("refused_damaged", []))
         verdict = "yes" if result["loadable"] else f"NO ({result['load_error']})"
         print(f"  chromem will load the store: {verdict}")
     return ExitCode.OK if result["loadable"] is not False else ExitCode.UNLOADABLE
@@ -91,7 +95,7 @@ def run(args, ctx) -> int:
     progress = Progress("restore", enabled=False if args.json else None)
     result = restore_store(ctx.paths, at, args.collection, dry_run=args.dry_run,
                            confirm=make_confirm(args.force), progress=progress,
-                           check_load=not args.dry_run)
+                           check_load=not args.dry_run, allow_damaged=bool(args.allow_damaged))
     if args.json:
         print_json(result.to_dict())
     else:
@@ -113,6 +117,7 @@ def _print_human(result) -> None:
                 print(f"  {action.kind:10} {action.path}{'/' if action.is_dir else ''}"
                       f"{'  (' + action.reason + ')' if action.reason else ''}")
         return
+    _print_refused(result.refused_damaged)
     if result.quarantined:
         print(f"  {len(result.quarantined)} quarantine entries hold what was replaced or moved aside "
               f"(`guardian quarantine list`)")
@@ -122,3 +127,9 @@ def _print_human(result) -> None:
         print("  chromem will load the store: yes")
     else:
         print(f"  chromem will load the store: NO ({result.load_error}); run `guardian check`")
+
+
+def _print_refused(refused: list[dict]) -> None:
+    for item in refused:
+        print(f"  not written: {item['path']} (its snapshot copy would not load in chromem: {item['reason']}; "
+              "pass --allow-damaged to write it anyway, or pick another --at)")

@@ -29,16 +29,20 @@ def run(args, ctx) -> int:
                                          cfg.keep_weekly).to_dict()
     if args.json:
         print_json(data)
-        return ExitCode.OK
+        return ExitCode.WARNINGS if result.damaged else ExitCode.OK
     print(f"snapshot {result.id}: {result.files} files ({result.read_files} read), "
           f"{len(result.collections)} collections, {result.documents} documents, "
           f"{human_bytes(result.total_bytes)} in the store, {human_bytes(result.new_bytes)} newly stored, "
           f"{result.seconds:.2f} s")
     for path in result.unstable:
         print(f"  unstable (changed while read; previous version kept): {path}")
+    for path, why in result.damaged:
+        print(f"  DAMAGED (chromem would refuse it: {why}; the previous good copy stays the one restored): {path}")
+    if result.damaged:
+        print("  run `guardian check --repair` to repair the store from the good copies")
     for path, why in result.skipped:
         print(f"  skipped {path}: {why}")
     if args.prune:
         print(f"  retention: forgot {len(data['prune']['forgotten'])} snapshots, "
               f"freed {human_bytes(data['prune']['bytes_freed'])}")
-    return ExitCode.OK
+    return ExitCode.WARNINGS if result.damaged else ExitCode.OK

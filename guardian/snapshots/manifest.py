@@ -31,6 +31,8 @@ HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}$")
 FLAG_UNSTABLE = 1  # the file kept changing while read: not stored from this snapshot's read
 FLAG_RACY = 2      # modified too close to the scan: the next snapshot must re-read it
+FLAG_DAMAGED = 4   # the file as read would not load in chromem: the row keeps the previous good copy
+NO_CONTENT_FLAGS = FLAG_UNSTABLE | FLAG_DAMAGED  # a row with one of these may have no hash (no good copy)
 MAX_HEADER = 64 << 20
 MAX_BODY = 2 << 30
 
@@ -42,12 +44,16 @@ class FileEntry:
     mode: int          # permission bits
     mtime_ns: int
     inode: int
-    hash: str | None   # sha256 of the content (the blob name); None only when unstable
+    hash: str | None   # sha256 of the content (the blob name); None only when unstable or damaged
     flags: int = 0
 
     @property
     def unstable(self) -> bool:
         return bool(self.flags & FLAG_UNSTABLE)
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.flags & FLAG_DAMAGED)
 
     @property
     def racy(self) -> bool:
@@ -251,7 +257,7 @@ def _rows_look_valid(rows: list) -> bool:
     if max(modes) > 0o7777:
         return False
     if None in hashes:
-        if any(digest is None and not flag & FLAG_UNSTABLE for digest, flag in zip(hashes, flags)):
+        if any(digest is None and not flag & NO_CONTENT_FLAGS for digest, flag in zip(hashes, flags)):
             return False
         hashes = [digest for digest in hashes if digest is not None]
     return _paths_look_safe(paths) and len(set(paths)) == len(paths) and _hashes_look_valid(hashes)
@@ -309,7 +315,7 @@ def _check_entry(entry: FileEntry) -> None:
     if entry.mode > 0o7777:
         raise ValueError("mode out of range")
     if entry.hash is None:
-        if not entry.unstable:
+        if not entry.flags & NO_CONTENT_FLAGS:
             raise ValueError("missing content hash")
     elif not isinstance(entry.hash, str) or not HASH_PATTERN.match(entry.hash):
         raise ValueError("content hash is not a sha256 hex digest")

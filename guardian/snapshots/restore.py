@@ -26,6 +26,7 @@ from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
+from guardian.store.judge import damage_of
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
 from guardian.snapshots.take import test_slow_io_delay
 from guardian.snapshots.timespec import pick_snapshot
@@ -122,6 +123,7 @@ class RestoreResult:
     plan: RestorePlan
     dry_run: bool
     quarantined: list[str] = field(default_factory=list)
+    refused_damaged: list[dict] = field(default_factory=list)  # snapshot copies chromem would refuse: not written
     loadable: bool | None = None
     load_error: str = ""
 
@@ -131,6 +133,7 @@ class RestoreResult:
                 "collection": self.collection, "scope": self.scope, "dry_run": self.dry_run,
                 "counts": self.plan.counts(), "quarantine_entries": self.quarantined,
                 "loadable": self.loadable, "load_error": self.load_error,
+                "refused_damaged": self.refused_damaged,
                 "actions": self.plan.to_dict()["actions"]}
 
 
@@ -149,8 +152,12 @@ def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
 
 def restore_store(paths: StatePaths, at: datetime | None, collection: str | None = None, *,
                   dry_run: bool = False, confirm: Callable[[RestorePlan], bool] | None = None,
-                  lock_timeout: float = 30.0, progress=None, check_load: bool = True) -> RestoreResult:
-    """Restore the store (or one collection) to the newest snapshot at or before ``at``."""
+                  lock_timeout: float = 30.0, progress=None, check_load: bool = True,
+                  allow_damaged: bool = False) -> RestoreResult:
+    """Restore the store (or one collection) to the newest snapshot at or before ``at``.
+
+    A snapshot copy chromem would refuse (possible in snapshots taken before damage was flagged) is
+    not written unless ``allow_damaged``: the file in the store stays as it is, and the result says so."""
     repo = Repository(paths.snapshots)
     root = paths.store
     if not root.is_dir():
@@ -167,7 +174,9 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
         if plan.disturbs_store and confirm is not None and not confirm(plan):
             raise RestoreError("restore cancelled; the store was not changed", "pass --force to skip the question")
         storefs.clean_guardian_temps(root)
-        result.quarantined = Executor(root, repo, Quarantine(paths), plan, progress).run()
+        executor = Executor(root, repo, Quarantine(paths), plan, progress, allow_damaged)
+        result.quarantined = executor.run()
+        result.refused_damaged = sorted(executor.refused, key=lambda item: item["path"])
     if check_load:
         result.loadable, result.load_error = check_loadable(root, manifest.compress)
     return result
@@ -191,8 +200,11 @@ class Executor:
     symlink is refused before anything is written.
     """
 
-    def __init__(self, root: Path, repo: Repository, quarantine: Quarantine, plan: RestorePlan, progress) -> None:
+    def __init__(self, root: Path, repo: Repository, quarantine: Quarantine, plan: RestorePlan, progress,
+                 allow_damaged: bool = False) -> None:
         self.root, self.repo, self.quarantine, self.plan, self.progress = root, repo, quarantine, plan, progress
+        self.allow_damaged = allow_damaged
+        self.refused: list[dict] = []
         self.reason = f"restore of snapshot {plan.snapshot_id}"
         self.dirs = storefs.DirFds(root)
         self.staged: dict[str, tuple[int, str]] = {}   # rel -> (folder fd, temp name)
@@ -256,6 +268,11 @@ class Executor:
             raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message} (needed for "
                                f"{action.path}); the store was not changed",
                                "pass an earlier --at and run `guardian verify`") from None
+        if not self.allow_damaged:
+            why = damage_of(action.path, data)
+            if why is not None:
+                self.refused.append({"path": action.path, "reason": why})
+                return
         if self.delay:
             time.sleep(self.delay)
         temp = storefs.write_temp_at(folder_fd, name, data, storefs.safe_mode(entry.mode), entry.mtime_ns)
@@ -279,7 +296,7 @@ class Executor:
             if action.kind == "move_aside" and not action.reason.startswith("a file is where"):
                 self._put(action.path, action.reason)
         for action in self.plan.actions:
-            if action.kind in ("write", "replace"):
+            if action.kind in ("write", "replace") and action.path in self.staged:
                 self._commit_one(action)
         for folder_fd in self.touched:
             with contextlib.suppress(OSError):

@@ -6,7 +6,7 @@ Actions, per path relative to the store root:
 - ``replace``     the store has something else there (it goes to quarantine first)
 - ``move_aside``  the store has it, the snapshot does not (within the scope; goes to quarantine)
 - ``keep``        identical already
-- ``skip``        the snapshot has no content for it (the file was unstable while snapshotted)
+- ``skip``        the snapshot has no content for it (unstable, or damaged with no good copy before)
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def plan_restore(snapshot_id: str, files: list[FileEntry], snapshot_dirs: list[t
 
 def _action_for(entry: FileEntry, now: CurrentFile | None) -> Action:
     if entry.hash is None:
-        return Action("skip", entry.path, entry, reason="unstable while snapshotted; no content kept")
+        why = "damaged when snapshotted and no good copy before" if entry.damaged else "unstable while snapshotted"
+        return Action("skip", entry.path, entry, reason=f"{why}; no content kept")
     if now is None:
         return Action("write", entry.path, entry)
     if now.is_dir:

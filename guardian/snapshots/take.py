@@ -3,6 +3,12 @@
 A file whose (size, mtime_ns, inode) matches the previous snapshot reuses that snapshot's blob
 without being read, so a snapshot of an unchanged store costs a stat walk. A file that changes
 while being read is re-read (a few tries), else marked unstable and the previous blob is kept.
+A file chromem would refuse (empty, cut, garbage) is marked damaged and the row keeps the previous
+good copy, so damage never becomes the newest version a restore or a repair would use.
+
+Continuous capture passes ``changed`` (the paths the watcher saw change): the new snapshot is the
+previous one's file list with only those paths looked at and read again, so its cost follows the
+change, not the store's size. The hourly snapshot stays a full walk and catches lost events.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.format import layout
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
-from guardian.snapshots.manifest import (FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest,
-                                         encode_manifest)
+from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry,
+                                         Manifest, encode_manifest)
+from guardian.store.judge import damage_of
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
 from guardian.local.paths import StatePaths
 
@@ -119,13 +126,25 @@ class SnapshotResult:
     collections: list[dict]
     unstable: list[str]
     skipped: list[tuple[str, str]]
+    damaged: list[tuple[str, str]] = field(default_factory=list)   # (path, why) found damaged this time
+    incremental: bool = False
+    baseline: "Baseline | None" = field(default=None, repr=False)  # for the next incremental take
 
     def to_dict(self) -> dict:
         return {"id": self.id, "time": self.time.isoformat().replace("+00:00", "Z"), "files": self.files,
                 "read_files": self.read_files, "new_blobs": self.new_blobs, "new_bytes": self.new_bytes,
                 "total_bytes": self.total_bytes, "manifest_bytes": self.manifest_bytes,
                 "seconds": round(self.seconds, 3), "documents": self.documents, "collections": self.collections,
-                "unstable": self.unstable, "skipped": [list(s) for s in self.skipped]}
+                "unstable": self.unstable, "skipped": [list(s) for s in self.skipped],
+                "damaged": [{"path": p, "reason": r} for p, r in self.damaged], "incremental": self.incremental}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A committed snapshot's header and rows, kept in memory by continuous capture (not re-read)."""
+
+    manifest: Manifest
+    rows: list[list]
 
 
 # A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.FileEntry.row).
@@ -149,6 +168,7 @@ class _Capture:
         self.new_bytes = 0
         self.read_files = 0
         self.unreadable: list[tuple[str, str]] = []
+        self.damaged: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
         self.delay = test_slow_io_delay()
         self.counting = threading.Lock()   # the counters above are updated from the reading threads
@@ -201,6 +221,9 @@ class _Capture:
         if result is None:
             return self._unstable(rel)
         data, info = result
+        damage = damage_of(rel, data)
+        if damage is not None:
+            return self._damaged(rel, damage, info)
         digest = sha256_hex(data)
         written = self.repo.put_blob(data, digest)
         if written:
@@ -211,6 +234,39 @@ class _Capture:
             self.contents[rel] = data
         flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
         return [rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags]
+
+    def _damaged(self, rel: str, why: str, info: os.stat_result) -> list:
+        """Chromem would refuse the file as read: keep the previous good copy (if any), flagged."""
+        with self.counting:
+            self.damaged.append((rel, why))
+        old = self.previous.get(rel)
+        if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
+            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_DAMAGED]
+        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_DAMAGED]
+
+    def capture_changes(self, changes: dict[str, os.stat_result | None]) -> list[list]:
+        """The previous rows with ``changes`` applied (None: gone); changed files are read, never reused:
+        an event said they changed, and a rewrite within one mtime tick keeps size and mtime."""
+        rows = dict(self.previous)
+        to_read = []
+        for rel, info in changes.items():
+            if info is None:
+                rows.pop(rel, None)
+            else:
+                to_read.append(rel)
+        if len(to_read) > 4:
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                read = list(pool.map(self.capture_one, to_read))
+        else:
+            read = [self.capture_one(rel) for rel in to_read]
+        for rel, row in zip(to_read, read):
+            if row is None:
+                rows.pop(rel, None)
+            else:
+                rows[rel] = row
+        if len(rows) == len(self.previous) and all(rel in self.previous for rel in to_read):
+            return [rows[rel] for rel in self.previous]  # same paths: the previous (sorted) order holds
+        return [rows[rel] for rel in sorted(rows)]
 
     def _unstable(self, rel: str) -> list:
         old = self.previous.get(rel)
@@ -287,16 +343,43 @@ def encode_against_previous_base(repo: Repository, manifest: Manifest, rows: lis
 
 def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeout: float = 30.0,
                   clock: Callable[[], datetime] | None = None, progress=None,
-                  reader: Callable = read_stable) -> SnapshotResult:
-    """Take one snapshot of ``paths.store`` under the store lock."""
+                  reader: Callable = read_stable, changed: "set[str] | None" = None,
+                  baseline: Baseline | None = None) -> SnapshotResult:
+    """Take one snapshot of ``paths.store`` under the store lock.
+
+    ``changed`` (store-relative paths of files or folders that changed): an incremental snapshot on
+    top of the newest one (``baseline`` if it still is the newest, saving a manifest read); without
+    it, or when there is no usable previous snapshot, a full walk."""
     root = paths.store
     if not root.is_dir():
         raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
     paths.ensure()
     repo = Repository(paths.snapshots).ensure()
     with store_lock(paths.lock_file, timeout=lock_timeout):
+        if changed is not None:
+            previous, previous_rows = _baseline_or_latest(repo, baseline)
+            if previous is not None:
+                return _take_locked(paths, repo, _BlobsOnDisk(repo), compress, clock, None, reader,
+                                    (previous, previous_rows), changed)
         existing_blobs = repo.sweep()  # one pass: leftover temp files removed, every blob listed
-        return _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader)
+        return _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader, None, None)
+
+
+class _BlobsOnDisk:
+    """``in`` looks on disk: an incremental take asks about a few blobs, not worth a sweep."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    def __contains__(self, digest) -> bool:
+        return bool(digest) and self.repo.has_blob(digest)
+
+
+def _baseline_or_latest(repo: Repository, baseline: Baseline | None) -> tuple[Manifest | None, list[list]]:
+    ids = repo.list_ids()
+    if baseline is not None and ids and ids[-1] == baseline.manifest.id:
+        return baseline.manifest, baseline.rows
+    return _latest_readable(repo)
 
 
 def _latest_readable(repo: Repository) -> tuple[Manifest | None, list[list]]:
@@ -307,19 +390,102 @@ def _latest_readable(repo: Repository) -> tuple[Manifest | None, list[list]]:
     return None, []
 
 
-def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader) -> SnapshotResult:
+def changed_listing(root: Path, changed: set[str], previous: Manifest, previous_rows: list[list]
+                    ) -> tuple[dict[str, os.stat_result | None], StoreListing]:
+    """What the ``changed`` paths are now: {rel: lstat or None (gone)}, and the folders/skips after.
+
+    A changed folder is walked (a new collection) or, when gone, everything under it goes too."""
+    dirs = dict(previous.dirs)
+    skipped = dict(previous.skipped)
+    changes: dict[str, os.stat_result | None] = {}
+    known = None
+    for rel in sorted(changed):
+        if not rel or rel.startswith("/") or any(part in ("", ".", "..") for part in rel.split("/")):
+            continue
+        if rel.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+            continue
+        skipped.pop(rel, None)
+        try:
+            info = os.lstat(root / rel)
+        except FileNotFoundError:
+            info = None
+        except OSError as exc:
+            skipped[rel] = f"unreadable: {exc.strerror}"
+            info = None
+        if info is not None and statmod.S_ISDIR(info.st_mode):
+            known = known if known is not None else [row[PATH] for row in previous_rows]
+            _walk_changed_folder(root, rel, info, changes, dirs, skipped, known)
+            continue
+        if info is None or not statmod.S_ISREG(info.st_mode):
+            if info is not None:
+                skipped[rel] = "symlink (not followed)" if statmod.S_ISLNK(info.st_mode) else "not a regular file"
+            changes[rel] = None
+            if info is None and (rel in dirs or any(d.startswith(rel + "/") for d in dirs)):
+                known = known if known is not None else [row[PATH] for row in previous_rows]
+                _forget_folder(rel, changes, dirs, skipped, known)
+            continue
+        changes[rel] = info
+        _note_parents(root, rel, dirs)
+    listing = StoreListing(files={}, dirs=sorted(dirs.items()), skipped=sorted(skipped.items()))
+    return changes, listing
+
+
+def _walk_changed_folder(root, rel, info, changes, dirs, skipped, known) -> None:
+    """A folder that changed (appeared, or was replaced): its files as they are now."""
+    _forget_folder(rel, changes, dirs, skipped, known)
+    listing = StoreListing()
+    listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
+    pending = [(rel + "/", str(root / rel))]
+    while pending:
+        pending.extend(_list_folder(listing, *pending.pop()))
+    for path, found in listing.files.items():
+        changes[path] = found
+    dirs.update(dict(listing.dirs))
+    skipped.update(dict(listing.skipped))
+    _note_parents(root, rel + "/x", dirs)
+
+
+def _forget_folder(rel, changes, dirs, skipped, known) -> None:
+    prefix = rel + "/"
+    for path in known:
+        if path.startswith(prefix):
+            changes[path] = None
+    for folder in [d for d in dirs if d == rel or d.startswith(prefix)]:
+        del dirs[folder]
+    for path in [p for p in skipped if p.startswith(prefix)]:
+        del skipped[path]
+
+
+def _note_parents(root: Path, rel: str, dirs: dict[str, int]) -> None:
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        folder = "/".join(parts[:depth])
+        if folder not in dirs:
+            with contextlib.suppress(OSError):
+                dirs[folder] = statmod.S_IMODE(os.lstat(root / folder).st_mode)
+
+
+def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader, base, changed) -> SnapshotResult:
     started = time.monotonic()
     moment = (clock or (lambda: datetime.now(timezone.utc)))()
     started_ns = time.time_ns()
-    previous, previous_rows = _latest_readable(repo)
-    listing = list_store(paths.store)
+    if base is None:
+        previous, previous_rows = _latest_readable(repo)
+    else:
+        previous, previous_rows = base
     capture = _Capture(repo, paths.store, previous_rows, existing_blobs, started_ns, reader, progress)
-    if progress:
-        progress.start(len(listing.files))
     try:
-        rows = capture.capture_all(listing.files)
+        if changed is None:
+            listing = list_store(paths.store)
+            if progress:
+                progress.start(len(listing.files))
+            rows = capture.capture_all(listing.files)
+        else:
+            changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
+            rows = capture.capture_changes(changes)
         manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
+        manifest.stats["incremental"] = changed is not None
         manifest_bytes = _commit(repo, manifest, rows, previous, capture)
     except GuardianError:
         _discard(repo, capture)
@@ -334,14 +500,22 @@ def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader)
         if progress:
             progress.close()
     names = [c.name for c in manifest.collections if c.name]
-    with contextlib.suppress(OSError):
-        Catalog(paths.catalog_file).add(names, "snapshot")
-    return _result(manifest, capture, manifest_bytes, time.monotonic() - started)
+    if changed is None or any(c.metadata_hash not in _known_metadata(previous) for c in manifest.collections):
+        with contextlib.suppress(OSError):
+            Catalog(paths.catalog_file).add(names, "snapshot")
+    result = _result(manifest, capture, manifest_bytes, time.monotonic() - started)
+    result.incremental = changed is not None
+    result.baseline = Baseline(manifest, rows)
+    return result
+
+
+def _known_metadata(previous: Manifest | None) -> set:
+    return {c.metadata_hash for c in previous.collections} if previous is not None else set()
 
 
 def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress) -> Manifest:
     """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`)."""
-    is_compressed = detect_compress(listing.files, compress)
+    is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
     collections = collection_infos(rows, is_compressed, capture.contents, previous, repo)
     manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
                         compress=is_compressed, collections=collections, dirs=listing.dirs,
@@ -349,7 +523,8 @@ def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compr
     manifest.stats = {"files": len(rows), "read_files": capture.read_files,
                       "new_blobs": len(capture.new_hashes), "new_bytes": capture.new_bytes,
                       "total_bytes": sum(row[SIZE] for row in rows),
-                      "unstable": [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE]}
+                      "unstable": [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE],
+                      "damaged": sorted(capture.damaged)}
     return manifest
 
 
@@ -391,4 +566,4 @@ def _result(manifest: Manifest, capture: _Capture, manifest_bytes: int, seconds:
         new_blobs=len(capture.new_hashes), new_bytes=capture.new_bytes + manifest_bytes,
         total_bytes=stats["total_bytes"], manifest_bytes=manifest_bytes, seconds=seconds,
         documents=manifest.documents, collections=[c.to_dict() for c in manifest.collections],
-        unstable=stats["unstable"], skipped=manifest.skipped)
+        unstable=stats["unstable"], skipped=manifest.skipped, damaged=sorted(capture.damaged))

@@ -60,3 +60,10 @@ def plain_paths(plain_store, state_dir) -> StatePaths:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+def doc_bytes(text: str) -> bytes:
+    """A valid chromem document holding ``text`` (snapshots never keep bytes chromem would refuse)."""
+    from guardian.format.chromem import Document, encode_document
+
+    return encode_document(Document(id=text, content=text))

@@ -27,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
+from guardian.format.chromem import Document, encode_document  # noqa: E402
 from guardian.local.fsutil import TEMP_PREFIX  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
 from guardian.snapshots.restore import restore_store  # noqa: E402
@@ -102,8 +105,15 @@ class Worker:
             self.stats.completed += 1
         return killed
 
+<<<<<<< HEAD
     def wait_until_working(self, proc, timeout: float = 60.0) -> bool:
         """Wait until ``proc`` holds the store lock (it writes its pid there); False if it ended first."""
+=======
+<<<<<<< HEAD
+    def wait_until_working(self, proc, timeout: float = 60.0) -> None:
+        """Wait until ``proc`` holds the store lock (it writes its pid there): the kill delay then
+        counts from the start of the work, not from the interpreter's start-up (slow on a loaded box)."""
+>>>>>>> a0dc36e (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             try:
@@ -112,14 +122,26 @@ class Worker:
             except OSError:
                 pass
             time.sleep(0.002)
+<<<<<<< HEAD
         return False
+=======
+=======
+    def random_document(self) -> bytes:
+        """A valid chromem document with random content (damaged bytes are never stored as a version)."""
+        text = os.urandom(self.rng.randint(20, 2000)).hex()
+        doc = Document(id=f"d{self.rng.randrange(10**9)}", metadata={"k": text[:8]},
+                       embedding=np.frombuffer(os.urandom(16), dtype=np.float32).copy(), content=text)
+        return encode_document(doc)
+>>>>>>> 7bc658f (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
+>>>>>>> a0dc36e (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
 
     def mutate(self) -> None:
-        files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX))
+        files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX)
+                       and not p.name.startswith("00000000"))
         for path in self.rng.sample(files, k=min(3, len(files))):
-            path.write_bytes(os.urandom(self.rng.randint(50, 4000)))
+            path.write_bytes(self.random_document())
         if self.rng.random() < 0.3:
-            (files[0].parent / f"n{self.rng.randrange(10**6):06d}.gob").write_bytes(os.urandom(300))
+            (files[0].parent / f"n{self.rng.randrange(10**6):06d}.gob").write_bytes(self.random_document())
 
     def snapshot_round(self) -> None:
         self.mutate()

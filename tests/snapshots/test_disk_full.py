@@ -46,7 +46,7 @@ def test_no_space_on_a_small_filesystem(plain_store, small_fs, cli, monkeypatch)
     paths = StatePaths.for_store(plain_store, small_fs)
     original = tree_bytes(plain_store)
     first = take_snapshot(paths)
-    (plain_store / "40917930" / "big.gob").write_bytes(os.urandom(1 << 20))
+    (plain_store / "40917930" / "big.bin").write_bytes(os.urandom(1 << 20))
     with pytest.raises(SnapshotError, match="No space left"):
         take_snapshot(paths)
     repo = Repository(paths.snapshots)
@@ -54,7 +54,7 @@ def test_no_space_on_a_small_filesystem(plain_store, small_fs, cli, monkeypatch)
     out = cli("snapshot", "--store", str(plain_store), env={"GUARDIAN_STATE_DIR": str(small_fs)})
     assert out.returncode == 5 and out.stderr_text.count("\n") == 1 and "No space left" in out.stderr_text
     assert_repository_clean(repo, [first.id])
-    (plain_store / "40917930" / "big.gob").unlink()
+    (plain_store / "40917930" / "big.bin").unlink()
     next(plain_store.glob("*/1*.gob")).write_bytes(b"damage")
     restore_store(paths, None)
     assert tree_bytes(plain_store) == original
@@ -68,7 +68,7 @@ def _limit_file_size():
 def test_writes_failing_midway_rlimit(plain_store, state_dir, cli):
     age_files(plain_store)
     first = cli("snapshot", "--store", str(plain_store), "--json", check=True)
-    (plain_store / "40917930" / "big.gob").write_bytes(os.urandom(256 * 1024))
+    (plain_store / "40917930" / "big.bin").write_bytes(os.urandom(256 * 1024))
     (plain_store / "40917930" / "mid.gob").write_bytes(os.urandom(10 * 1024))
     repo = Repository(StatePaths.for_store(plain_store, state_dir).snapshots)
     blobs_before = repo.list_blobs()

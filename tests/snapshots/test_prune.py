@@ -3,7 +3,7 @@ from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 
-from conftest import tree_bytes
+from conftest import doc_bytes, tree_bytes
 
 
 def test_retention_forgets_old_and_removes_unreferenced_blobs(plain_paths, clock):
@@ -11,7 +11,7 @@ def test_retention_forgets_old_and_removes_unreferenced_blobs(plain_paths, clock
     versions = []
     ids = []
     for i in range(5):
-        doc.write_bytes(f"version {i}".encode())
+        doc.write_bytes(doc_bytes(f"version {i}"))
         versions.append(tree_bytes(plain_paths.store))
         ids.append(take_snapshot(plain_paths, clock=clock).id)
         clock.advance(hours=1)

@@ -73,3 +73,21 @@ def test_snapshot_prune_applies_retention(plain_store, cli):
     out = cli("snapshot", "--store", store, "--prune", "--json", env={"GUARDIAN_KEEP_LAST": "2"})
     assert len(json.loads(out.stdout_text)["prune"]["forgotten"]) == 2
     assert len(json.loads(cli("snapshots", "--store", store, "--json").stdout_text)) == 2
+
+
+def test_snapshot_of_a_damaged_store_says_so_and_restore_brings_back_the_good_copy(plain_store, cli):
+    from conftest import tree_bytes
+
+    assert cli("snapshot", "--store", str(plain_store)).returncode == 0
+    original = tree_bytes(plain_store)
+    doc = next(plain_store.glob("*/1*.gob"))
+    doc.write_bytes(b"")
+    out = cli("snapshot", "--store", str(plain_store))
+    assert out.returncode == 1
+    assert f"DAMAGED (chromem would refuse it: empty; the previous good copy stays the one restored): " \
+           f"{doc.parent.name}/{doc.name}" in out.stdout_text
+    listed = json.loads(cli("snapshot", "--store", str(plain_store), "--json").stdout_text)
+    assert listed["damaged"] == [{"path": f"{doc.parent.name}/{doc.name}", "reason": "empty"}]
+    restored = cli("restore", "--store", str(plain_store), "--at", "latest", "--force")
+    assert restored.returncode == 0, restored.stderr_text
+    assert tree_bytes(plain_store) == original

@@ -50,7 +50,7 @@ def test_missing_blob_and_damaged_manifest_reported(plain_paths, clock):
 
 
 def test_deep_reports_snapshot_that_would_not_load(plain_paths):
-    (plain_paths.store / "40917930" / "zzzzzzzz.gob").write_bytes(b"")  # chromem refuses empty docs
+    (plain_paths.store / "40917930" / "00000000.gob").unlink()  # chromem refuses documents without metadata
     take_snapshot(plain_paths)
     report = verify_repository(Repository(plain_paths.snapshots), deep=True, scratch=plain_paths.cache)
     assert [r["loadable"] for r in report.deep.values()] == [False] and not report.ok

@@ -139,17 +139,17 @@ def test_large_file_lists_share_a_dictionary_blob(tmp_path, state_dir, clock):
     from guardian.snapshots.prune import forget_and_prune
     from guardian.snapshots.verify import verify_repository
     from guardian.local.paths import StatePaths
-    from conftest import age_files
+    from conftest import age_files, doc_bytes
 
     store = tmp_path / "big"
     (store / "c").mkdir(parents=True)
     for i in range(600):
-        (store / "c" / f"{i:08x}.gob").write_bytes(f"doc {i}".encode())
+        (store / "c" / f"{i:08x}.gob").write_bytes(doc_bytes(f"doc {i}"))
     age_files(store)
     paths = StatePaths.for_store(store, state_dir)
     repo = Repository(paths.snapshots)
     first = take_snapshot(paths, clock=clock)
-    (store / "c" / "00000001.gob").write_bytes(b"changed")
+    (store / "c" / "00000001.gob").write_bytes(doc_bytes("changed"))
     clock.advance(hours=1)
     second = take_snapshot(paths, clock=clock)
     m1, m2 = repo.read_manifest(first.id), repo.read_manifest(second.id)

@@ -40,7 +40,7 @@ class ControlPart(BasePart):
         result = self.ctx.take_snapshot()
         return {"ok": True, "snapshot": result.to_dict() if hasattr(result, "to_dict") else str(result)}
 
-    def restore(self, at: str | None = None, collection: str | None = None, **_):
+    def restore(self, at: str | None = None, collection: str | None = None, allow_damaged: bool = False, **_):
         """Stop the child, restore, check, start it again (asked by `guardian restore`).
 
         ``at`` is an ISO 8601 instant already resolved by the CLI (None: the latest snapshot).
@@ -50,7 +50,7 @@ class ControlPart(BasePart):
         child = ctx.child
         paused = child.pause_child() if child is not None else None
         try:
-            result = restore_store(ctx.paths, when, collection, confirm=None)
+            result = restore_store(ctx.paths, when, collection, confirm=None, allow_damaged=bool(allow_damaged))
         finally:
             if paused is not None:
                 child.resume_child()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from guardian.format import chromem
+from guardian.store.judge import damage_of, role_of
+from tests.conftest import STORE_GZ, STORE_PLAIN
+
+
+def first_document(store):
+    folder = next(p for p in sorted(store.iterdir()) if p.is_dir())
+    doc = next(p for p in sorted(folder.iterdir()) if not p.name.startswith("00000000"))
+    return folder, doc
+
+
+def test_roles():
+    assert role_of("abcd1234/00000000.gob") == "metadata"
+    assert role_of("abcd1234/00000000.gob.gz") == "metadata"
+    assert role_of("abcd1234/1234abcd.gob") == "document"
+    assert role_of("abcd1234/notes.txt") is None
+    assert role_of("top.gob") is None
+    assert role_of("a/b/c.gob") is None
+
+
+def test_real_files_are_good_and_every_cut_is_damage():
+    for store in (STORE_PLAIN, STORE_GZ):
+        folder, doc = first_document(store)
+        data = doc.read_bytes()
+        rel = f"{folder.name}/{doc.name}"
+        assert damage_of(rel, data) is None
+        assert damage_of(rel, b"") == "empty"
+        for cut in (1, len(data) // 3, len(data) // 2):  # (a gz file cut in its trailer still loads in chromem)
+            assert damage_of(rel, data[:cut]) is not None, (store.name, cut)
+        meta = folder / chromem.metadata_file_name(store is STORE_GZ)
+        assert damage_of(f"{folder.name}/{meta.name}", meta.read_bytes()) is None
+        assert damage_of(f"{folder.name}/{meta.name}", b"\x00garbage" * 8) is not None
+
+
+def test_files_chromem_never_reads_are_not_judged():
+    assert damage_of("abcd1234/readme.md", b"") is None
