@@ -29,9 +29,16 @@ class Config:
     # snapshots
     snapshot_interval_minutes: float = 60.0
     keep_last: int = 24
-    keep_hourly: int = 0
+    keep_hourly: int = 24
     keep_daily: int = 0
     keep_weekly: int = 0
+    keep_within_minutes: float = 60.0   # every snapshot this close to the newest is kept
+    # continuous capture and live repair (guardian run)
+    capture: bool = True
+    capture_quiet_seconds: float = 1.0      # a burst of writes makes one snapshot: wait this long after the last
+    capture_max_wait_seconds: float = 3.0   # but never longer than this after the first change not captured
+    settle_seconds: float = 1.5             # a file unchanged (and closed) this long is judged; before, it may be a write
+    live_repair: bool = True
     # repair
     collection_names: tuple[str, ...] = ()
     # HTTP endpoint
@@ -123,6 +130,11 @@ def _validate(config: Config) -> Config:
         ("keep_hourly", config.keep_hourly >= 0, "must be >= 0"),
         ("keep_daily", config.keep_daily >= 0, "must be >= 0"),
         ("keep_weekly", config.keep_weekly >= 0, "must be >= 0"),
+        ("keep_within_minutes", config.keep_within_minutes >= 0, "must be >= 0"),
+        ("capture_quiet_seconds", config.capture_quiet_seconds >= 0, "must be >= 0"),
+        ("capture_max_wait_seconds", config.capture_max_wait_seconds >= config.capture_quiet_seconds,
+         "must be >= capture_quiet_seconds"),
+        ("settle_seconds", config.settle_seconds > 0, "must be > 0"),
         ("http_port", 0 <= config.http_port <= 65535, "must be a TCP port (0 picks a free one)"),
         ("stop_timeout", config.stop_timeout > 0, "must be > 0"),
         ("backoff_initial", config.backoff_initial > 0, "must be > 0"),

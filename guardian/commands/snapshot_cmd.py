@@ -22,11 +22,9 @@ def run(args, ctx) -> int:
     result = take_snapshot(ctx.paths, ctx.config.compress_flag, progress=progress)
     data = result.to_dict()
     if args.prune:
-        from guardian.snapshots.prune import forget_and_prune
+        from guardian.snapshots.prune import forget_and_prune_for
 
-        cfg = ctx.config
-        data["prune"] = forget_and_prune(ctx.paths, cfg.keep_last, cfg.keep_hourly, cfg.keep_daily,
-                                         cfg.keep_weekly).to_dict()
+        data["prune"] = forget_and_prune_for(ctx.paths, ctx.config).to_dict()
     if args.json:
         print_json(data)
         return ExitCode.WARNINGS if result.damaged else ExitCode.OK

@@ -218,6 +218,28 @@ def decode_manifest_rows(data: bytes, where: str = "?",
     return manifest, validated_rows(rows, where)
 
 
+def referenced_hashes(data: bytes, where: str, base_hashes: Callable[[str], set[str]]) -> set[str]:
+    """Every blob a manifest may need, without rebuilding its file list (garbage collection).
+
+    A delta manifest needs its base list blob, the blobs of its own rows and at most every blob of
+    the base list (``base_hashes(digest)``, which callers cache: thousands of small continuous
+    snapshots share one base). A superset is safe here: it only keeps more."""
+    manifest = decode_header(data, where)
+    _, body = _split(data, where)
+    try:
+        ops = json.loads(_decompress(body, where, "file list") or b"[]")
+    except ValueError as exc:
+        raise SnapshotError(f"manifest {where}: unreadable file list ({exc}) (damaged)") from None
+    if not isinstance(ops, list):
+        raise SnapshotError(f"manifest {where}: file list is not a list (damaged)")
+    hashes = {op[5] for op in ops if isinstance(op, list) and len(op) == 7 and isinstance(op[5], str)}
+    if manifest.files_dict:
+        hashes.add(manifest.files_dict)
+        if any(isinstance(op, list) and len(op) == 2 for op in ops):
+            hashes |= base_hashes(manifest.files_dict)
+    return hashes
+
+
 def parse_rows(raw: bytes) -> list:
     rows = json.loads(raw) if raw.strip() else []
     if not isinstance(rows, list):

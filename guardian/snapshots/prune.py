@@ -8,9 +8,11 @@ removed (its references are unknown), and the report says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from guardian.errors import SnapshotError
 from guardian.local.lock import store_lock
+from guardian.snapshots.manifest import referenced_hashes
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import id_time
 from guardian.snapshots.retention import plan_retention
@@ -31,24 +33,44 @@ class PruneResult:
 
 
 def forget_and_prune(paths: StatePaths, keep_last: int = 24, keep_hourly: int = 0, keep_daily: int = 0,
-                     keep_weekly: int = 0, lock_timeout: float = 30.0) -> PruneResult:
+                     keep_weekly: int = 0, lock_timeout: float = 30.0, keep_within_minutes: float = 0.0,
+                     collect: bool = True) -> PruneResult:
+    """Forget the snapshots retention does not keep; with ``collect``, remove the blobs none needs.
+    (Forgetting reads only snapshot ids: continuous capture runs it after every snapshot and collects
+    garbage now and then.)"""
     repo = Repository(paths.snapshots)
     with store_lock(paths.lock_file, timeout=lock_timeout):
-        repo.clean_temp_files()
         ids = repo.list_ids()
-        keep, forget = plan_retention([(i, id_time(i)) for i in ids], keep_last, keep_hourly, keep_daily, keep_weekly)
+        keep, forget = plan_retention([(i, id_time(i)) for i in ids], keep_last, keep_hourly, keep_daily,
+                                      keep_weekly, timedelta(minutes=keep_within_minutes))
         for snapshot_id in forget:
             repo.delete_manifest(snapshot_id)
         result = PruneResult(kept=keep, forgotten=forget)
-        collect_garbage(repo, keep, result)
+        if collect:
+            repo.clean_temp_files()
+            collect_garbage(repo, keep, result)
         return result
+
+
+def forget_and_prune_for(paths: StatePaths, config, collect: bool = True) -> PruneResult:
+    """Retention as ``config`` says (keep_last, keep_within_minutes, keep_hourly/daily/weekly)."""
+    return forget_and_prune(paths, config.keep_last, config.keep_hourly, config.keep_daily, config.keep_weekly,
+                            keep_within_minutes=config.keep_within_minutes, collect=collect)
 
 
 def collect_garbage(repo: Repository, keep: list[str], result: PruneResult) -> None:
     referenced: set[str] = set()
+    bases: dict[str, set[str]] = {}
+
+    def base_hashes(digest: str) -> set[str]:
+        if digest not in bases:
+            bases[digest] = {row[5] for row in repo.dictionary(digest) if isinstance(row, list) and len(row) == 7
+                             and isinstance(row[5], str)}
+        return bases[digest]
+
     for snapshot_id in keep:
         try:
-            referenced |= repo.read_manifest(snapshot_id).blob_hashes()
+            referenced |= referenced_hashes(repo.manifest_bytes(snapshot_id), snapshot_id, base_hashes)
         except SnapshotError as exc:
             result.gc_skipped = f"snapshot {snapshot_id} is unreadable ({exc.message}); no blob removed"
             return

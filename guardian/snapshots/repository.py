@@ -263,6 +263,10 @@ class Repository:
         except OSError as exc:
             raise SnapshotError(f"snapshot {snapshot_id} cannot be read: {exc.strerror or exc}") from None
 
+    def manifest_bytes(self, snapshot_id: str) -> bytes:
+        """The raw manifest (SnapshotError if missing or unreadable)."""
+        return self._manifest_bytes(snapshot_id)
+
     def read_header(self, snapshot_id: str) -> Manifest:
         manifest = decode_manifest(self._manifest_bytes(snapshot_id), snapshot_id, header_only=True)
         self._check_id(manifest, snapshot_id)

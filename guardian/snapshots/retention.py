@@ -1,13 +1,14 @@
 """Which snapshots to keep: a pure function in the spirit of restic's ``forget --keep-*``.
 
-``keep_last`` keeps the newest N; ``keep_hourly``/``keep_daily``/``keep_weekly`` keep the newest
-snapshot of each of the last N hours/days/ISO weeks that have one (UTC buckets). The newest
-snapshot is always kept, whatever the counts.
+``keep_last`` keeps the newest N; ``keep_within`` keeps every snapshot taken within that time of
+the newest one (continuous capture: every snapshot of the last hour); ``keep_hourly``/``keep_daily``/
+``keep_weekly`` keep the newest snapshot of each of the last N hours/days/ISO weeks that have one
+(UTC buckets). The newest snapshot is always kept, whatever the counts.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 def _bucket_hour(moment: datetime):
@@ -38,13 +39,17 @@ def _keep_per_bucket(ordered: list[tuple[str, datetime]], count: int, bucket_of)
 
 
 def plan_retention(snapshots: list[tuple[str, datetime]], keep_last: int = 24, keep_hourly: int = 0,
-                   keep_daily: int = 0, keep_weekly: int = 0) -> tuple[list[str], list[str]]:
+                   keep_daily: int = 0, keep_weekly: int = 0,
+                   keep_within: timedelta = timedelta(0)) -> tuple[list[str], list[str]]:
     """Split snapshot ids into (keep, forget), both newest first. Never forgets the newest."""
     ordered = sorted(snapshots, key=lambda item: (item[1], item[0]), reverse=True)
     if not ordered:
         return [], []
     kept = {ordered[0][0]}
     kept.update(snapshot_id for snapshot_id, _ in ordered[:max(keep_last, 0)])
+    if keep_within > timedelta(0):
+        since = ordered[0][1] - keep_within
+        kept.update(snapshot_id for snapshot_id, taken in ordered if taken >= since)
     kept |= _keep_per_bucket(ordered, keep_hourly, _bucket_hour)
     kept |= _keep_per_bucket(ordered, keep_daily, _bucket_day)
     kept |= _keep_per_bucket(ordered, keep_weekly, _bucket_week)

@@ -65,3 +65,19 @@ def test_partition_properties(minutes, last, hourly_n, daily, weekly):
     newest = max(snaps, key=lambda s: s[1])[0]
     assert newest in keep
     assert len(keep) <= max(1, last) + hourly_n + daily + weekly + 1
+
+
+def test_keep_within_keeps_every_snapshot_of_the_last_hour_then_one_per_hour():
+    from datetime import timedelta
+
+    newest = datetime(2026, 12, 1, 12, 0, 30, tzinfo=timezone.utc)
+    # one snapshot every 10 s for three hours
+    snaps = [(f"s{i:05d}", newest - timedelta(seconds=10 * i)) for i in range(3 * 360)]
+    keep, forget = plan_retention(snaps, keep_last=24, keep_hourly=24, keep_within=timedelta(minutes=60))
+    recent = {sid for sid, taken in snaps if taken >= newest - timedelta(minutes=60)}
+    assert recent <= set(keep)
+    older = [sid for sid in keep if sid not in recent]
+    hours = {next(t for s, t in snaps if s == sid).replace(minute=0, second=0) for sid in older}
+    assert len(older) == len(hours)  # at most one per hour beyond the last hour
+    assert len(keep) == len(recent) + len(older) and set(keep) | set(forget) == {s for s, _ in snaps}
+    assert not set(keep) & set(forget)

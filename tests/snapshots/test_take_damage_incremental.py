@@ -138,3 +138,32 @@ def test_incremental_with_a_stale_baseline_reads_the_newest_manifest(plain_paths
     assert blob(rows[f"{doc.parent.name}/{doc.name}"].hash) == doc_bytes("v2")
     assert blob(rows[rel].hash) == doc_bytes("v3")
     os.utime(other)
+
+
+def test_garbage_collection_over_incremental_snapshots_sharing_a_base_list(tmp_path, state_dir, clock):
+    from guardian.local.paths import StatePaths
+    from guardian.snapshots.prune import forget_and_prune
+    from guardian.snapshots.verify import verify_repository
+
+    store = tmp_path / "big"
+    (store / "c").mkdir(parents=True)
+    (store / "c" / "00000000.gob").write_bytes(encode_collection("big"))
+    for i in range(1, 601):
+        (store / "c" / f"{i:08x}.gob").write_bytes(doc_bytes(f"doc {i}"))
+    age_files(store)
+    paths = StatePaths.for_store(store, state_dir)
+    result = take_snapshot(paths, clock=clock)
+    repo = Repository(paths.snapshots)
+    for version in range(3):
+        (store / "c" / "00000001.gob").write_bytes(doc_bytes(f"v{version}"))
+        clock.advance(seconds=5)
+        result = take_snapshot(paths, clock=clock, changed={"c/00000001.gob"}, baseline=result.baseline)
+        assert result.read_files == 1
+    assert len({repo.read_header(i).files_dict for i in repo.list_ids()}) == 1  # one base list for all
+    pruned = forget_and_prune(paths, keep_last=1)
+    # v0 and v1 go; the original stays while the base list (which names it) is in use: a safe superset
+    assert pruned.blobs_removed == 2
+    assert verify_repository(repo).ok
+    (store / "c" / "00000001.gob").write_bytes(b"")
+    restore_store(paths, None, confirm=None)
+    assert (store / "c" / "00000001.gob").read_bytes() == doc_bytes("v2")

@@ -7,7 +7,7 @@ from guardian.runtime import alerts
 from guardian.runtime.context import REPAIRED, SNAPSHOT, SNAPSHOT_TAKEN, SNAPSHOT_WANTED
 from guardian.runtime.metrics_feed import update_snapshot_metrics
 from guardian.runtime.parts import BasePart
-from guardian.snapshots.prune import forget_and_prune
+from guardian.snapshots.prune import forget_and_prune_for
 from guardian.snapshots.schedule import SnapshotScheduler
 from guardian.snapshots.take import take_snapshot
 
@@ -48,9 +48,7 @@ class SnapshotPart(BasePart):
         return result
 
     def apply_retention(self) -> None:
-        config = self.ctx.config
         try:
-            forget_and_prune(self.ctx.paths, config.keep_last, config.keep_hourly, config.keep_daily,
-                             config.keep_weekly)
+            forget_and_prune_for(self.ctx.paths, self.ctx.config)
         except (GuardianError, OSError) as exc:
             self.ctx.log.warning("retention_failed", error=str(exc))
