@@ -48,9 +48,20 @@ class Applied:
         return data
 
 
+class FileChanged(GuardianError):
+    """A file changed after it was judged: a writer is at work, so the repair leaves it alone."""
+
+    default_hint = "guardian looks at it again once it has settled"
+
+
 class PlanApplier:
-    def __init__(self, store_root, quarantine: Quarantine, repo: Repository, compress: bool) -> None:
+    """``guard(rel)`` (live repair) is called right before each rename or move in the store; it
+    raises FileChanged if the file is no longer what was judged, and the action is skipped."""
+
+    def __init__(self, store_root, quarantine: Quarantine, repo: Repository, compress: bool,
+                 guard=None) -> None:
         self.root = Path(store_root)
+        self.guard = guard
         self.quarantine = quarantine
         self.repo = repo
         self.compress = compress
@@ -63,12 +74,34 @@ class PlanApplier:
 
     def apply_one(self, action: Action) -> Applied:
         try:
+            if self.guard is not None:
+                return self.guarded(action)
             if action.kind == "quarantine":
                 return self.move_out(action)
             return self.write(action, self.bytes_for(action))
+        except FileChanged as exc:
+            return Applied(action, False, f"skipped: {exc.message}")
         except (OSError, GuardianError) as exc:
             message = exc.one_line() if isinstance(exc, GuardianError) else f"{exc.strerror or exc}"
             return Applied(action, False, f"failed: {message}")
+
+    def guarded(self, action: Action) -> Applied:
+        """Live repair: the same moves, each checked against the judged state just before it lands."""
+        if action.kind == "quarantine":
+            self.guard(action.path)
+            return self.move_out(action)
+        data = self.bytes_for(action)
+        target = self.root / action.path
+        if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
+            current = read_or_none(target)
+            if current == data:
+                return Applied(action, True, "already in place")
+            quarantine_id = self.preserve(action, current)
+            self.guard(action.path)
+            replace_checked(self.root, action.path, data, self.guard)
+            return Applied(action, True, quarantine_id=quarantine_id)
+        self.guard(action.path)
+        return self.write(action, data)
 
     # ---- what to write -----------------------------------------------------------------
     def bytes_for(self, action: Action) -> bytes:
@@ -122,6 +155,23 @@ class PlanApplier:
             self._preserved = {(e.original_path, e.sha256): e.id for e in self.quarantine.list()
                                if e.state == "quarantined" and e.sha256 and e.store in ("", str(self.root))}
         return self._preserved
+
+
+def replace_checked(root: Path, rel: str, data: bytes, guard) -> None:
+    """Stage ``data`` next to ``rel``, check with ``guard`` that the file is still the one judged, rename.
+    (The window between the check and the rename is one system call.)"""
+    from guardian.local import storefs
+
+    with storefs.DirFds(root) as dirs:
+        folder_fd, name = dirs.parent_of(rel)
+        temp = storefs.write_temp_at(folder_fd, name, data, STORE_FILE_MODE)
+        try:
+            guard(rel)
+            storefs.replace_at(folder_fd, temp, name)
+        except BaseException:
+            storefs.unlink_temp_at(folder_fd, temp)
+            raise
+        os.fsync(folder_fd)
 
 
 def check_decodes(action: Action, data: bytes) -> None:

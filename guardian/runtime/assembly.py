@@ -23,10 +23,13 @@ import signal
 from guardian.runtime import sd_notify as notify
 from guardian.runtime.context import RuntimeContext
 from guardian.runtime.parts import BasePart, Foreground, Part
+from guardian.runtime.parts.capture import CapturePart
 from guardian.runtime.parts.control import ControlPart
+from guardian.runtime.parts.health import StoreHealthPart
 from guardian.runtime.parts.heartbeat import HeartbeatPart
 from guardian.runtime.parts.http import HttpPart
 from guardian.runtime.parts.index import IndexPart
+from guardian.runtime.parts.live_repair import LiveRepairPart
 from guardian.runtime.parts.lock import LockPart
 from guardian.runtime.parts.preflight import PreflightPart
 from guardian.runtime.parts.snapshots import SnapshotPart
@@ -50,14 +53,19 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
     parts: list[Part] = []
     if guard:
         parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx)]
+        if watch and config.capture:
+            parts.append(CapturePart(ctx))
     parts.append(IndexPart(ctx, background=guard, poll=not watch))
     if watch:
+        parts.append(StoreHealthPart(ctx))
+        if guard and config.live_repair:
+            parts.append(LiveRepairPart(ctx))
         parts.append(WatcherPart(ctx, guard=guard))
     if guard:
         parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready))
         parts += [ControlPart(ctx, runtime.status_dict), HeartbeatPart(ctx, runtime.status_file_data)]
     else:  # serve: the sidecar's part of the status is whatever its status file says, if one runs
-        parts.append(HttpPart(ctx, StatusFile(paths.status_file).read))
+        parts.append(HttpPart(ctx, StatusFile(paths.status_file).read, ready=runtime.ready))
     foreground: Foreground = WaitForSignal(ctx)
     if ctx.cmd:
         foreground = SupervisorPart(ctx)
@@ -160,6 +168,10 @@ class Runtime:
         index = self.ctx.index
         if index is None or not index.built:
             return False, "index is being built"
-        last_repair = self.ctx.last_repair
-        scan_ok = last_repair.get("loadable_after", True) if last_repair else True
+        scan = self.ctx.last_scan  # kept current by the pre-flight, the health and the live repair parts
+        if scan is not None:
+            scan_ok = bool(scan.loadable)
+        else:
+            last_repair = self.ctx.last_repair
+            scan_ok = last_repair.get("loadable_after", True) if last_repair else True
         return (True, "ready") if scan_ok else (False, "store would not load; see `guardian check`")

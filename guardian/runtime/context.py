@@ -26,10 +26,14 @@ SNAPSHOT_WANTED = "snapshot_wanted"   # (no fields) -- take a snapshot soon
 INDEX_STALE = "index_stale"           # collection: str | None, paths: list | None, background: bool
 CHILD_STATE = "child_state"           # old: str, new: str, snapshot: dict
 SNAPSHOT_TAKEN = "snapshot_taken"     # (no fields) -- a snapshot was committed (and retention ran)
+STORE_CHANGED = "store_changed"       # events: list[watcher.RawEvent] -- raw, on the observer thread: be quick
+DAMAGE_FOUND = "damage_found"         # damages: list[judge.Damage] -- settled paths chromem would refuse
 
 # ---- services (provide/ask): what exactly one part can do -------------------------------------
 REPAIR = "repair"        # () -> the pre-flight result (check + repair, under the repair lock)
 SNAPSHOT = "snapshot"    # () -> the snapshot result (taken now, in this thread)
+VERDICT = "verdict"      # () -> dict: chromem's verdict on the store as it is now (health part)
+LIVE_REPAIR = "live_repair"  # (damages) -> repairs settled damage (live repair part; its presence matters)
 
 
 class Counters:

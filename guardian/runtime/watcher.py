@@ -70,6 +70,8 @@ class RawEvent:
     kind: str  # created | modified | deleted
     rel: PurePosixPath
     is_dir: bool = False
+    # the writer closed the file (inotify close-write), or it was renamed in whole (not part of equality)
+    closed: bool = field(default=False, compare=False)
 
     @property
     def folder(self) -> str:
@@ -190,7 +192,7 @@ def normalize_event(event_type: str, src: str, dest: str, is_dir: bool,
         for path, kind in ((src, DELETED), (dest, CREATED)):
             rel = to_rel(path) if path else None
             if rel is not None and rel.parts:
-                out.append(RawEvent(kind, rel, is_dir))
+                out.append(RawEvent(kind, rel, is_dir, closed=True))  # a rename delivers a whole file
         return out
     kind = {"created": CREATED, "modified": MODIFIED, "closed": MODIFIED, "deleted": DELETED}.get(event_type)
     rel = to_rel(src) if kind else None
@@ -198,7 +200,7 @@ def normalize_event(event_type: str, src: str, dest: str, is_dir: bool,
         return []
     if kind == MODIFIED and is_dir:
         return []  # a folder's mtime changes with every file: the file events say more
-    return [RawEvent(kind, rel, is_dir)]
+    return [RawEvent(kind, rel, is_dir, closed=event_type in ("closed", "deleted"))]
 
 
 def reconcile(before: dict[str, FolderView], after: dict[str, FolderView]) -> list[Action]:
@@ -326,7 +328,8 @@ class StoreWatcher:
                  clock: Callable[[], float] = time.monotonic, observer_factory=None,
                  compress: bool | None = None, poll_interval: float = POLL_INTERVAL,
                  metadata_ok: Callable[[bytes], bool] = default_metadata_ok,
-                 reconcile_interval: float | None = RECONCILE_INTERVAL) -> None:
+                 reconcile_interval: float | None = RECONCILE_INTERVAL,
+                 on_raw: Callable[[list[RawEvent]], object] | None = None) -> None:
         self.root = Path(os.path.abspath(root))
         self.real_root = Path(os.path.realpath(root))
         self.handlers = handlers
@@ -337,6 +340,7 @@ class StoreWatcher:
         self.poll_interval = poll_interval
         self.metadata_ok = functools.lru_cache(maxsize=4096)(metadata_ok)  # metadata files are tiny
         self.reconcile_interval = reconcile_interval
+        self.on_raw = on_raw  # every event but guardian's temp files, its own writes included (observer thread: be quick)
         self._known: dict[str, FolderView] = {}
         self.reconciliations = 0
         self._next_reconcile: float | None = None
@@ -444,6 +448,13 @@ class StoreWatcher:
         raws = normalize_event(event_type, src, dest, is_dir, self._to_rel)
         if not raws:
             return
+        if self.on_raw is not None:
+            wanted = [raw for raw in raws if not raw.rel.name.startswith(TEMP_PREFIX)]
+            if wanted:
+                try:
+                    self.on_raw(wanted)
+                except Exception:  # a listener bug must not stop the debounced dispatch
+                    log.error("raw watch listener failed", exc_info=True)
         with self._cond:
             now = self.clock()
             for raw in raws:

@@ -31,12 +31,16 @@ def names(runtime) -> list[str]:
 
 def test_run_serve_and_run_with_cmd_take_their_parts_from_one_assembly(setup):
     config, paths = setup
-    guarded = ["lock", "preflight", "snapshots", "index", "watcher", "http", "control", "heartbeat"]
+    guarded = ["lock", "preflight", "snapshots", "capture", "index", "health", "live_repair", "watcher", "http",
+               "control", "heartbeat"]
+    watching = ("capture", "health", "live_repair", "watcher")  # continuous capture and live repair need events
     assert names(assemble(config, paths, ["contextd"])) == [*guarded, "supervisor"]
     assert names(assemble(config, paths)) == guarded
-    assert names(assemble(config, paths, guard=False)) == ["index", "watcher", "http"]
+    assert names(assemble(config, paths, guard=False)) == ["index", "health", "watcher", "http"]
     assert names(assemble(config, paths, guard=False, watch=False)) == ["index", "http"]
-    assert names(assemble(config.replace(watch=False), paths)) == [n for n in guarded if n != "watcher"]
+    assert names(assemble(config.replace(watch=False), paths)) == [n for n in guarded if n not in watching]
+    assert "capture" not in names(assemble(config.replace(capture=False), paths))
+    assert "live_repair" not in names(assemble(config.replace(live_repair=False), paths))
     with_cmd = assemble(config, paths, ["contextd"])
     assert with_cmd.foreground is with_cmd.parts[-1]
     assert isinstance(assemble(config, paths).foreground, WaitForSignal)

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from guardian.format.chromem import Document, encode_document  # noqa: E402
 from guardian.local.fsutil import TEMP_PREFIX  # noqa: E402
+from guardian.local.lock import read_holder  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
 from guardian.snapshots.restore import restore_store  # noqa: E402
 from guardian.snapshots.verify import materialize, verify_repository  # noqa: E402
@@ -106,10 +107,13 @@ class Worker:
         return killed
 
 <<<<<<< HEAD
+<<<<<<< HEAD
     def wait_until_working(self, proc, timeout: float = 60.0) -> bool:
         """Wait until ``proc`` holds the store lock (it writes its pid there); False if it ended first."""
 =======
 <<<<<<< HEAD
+=======
+>>>>>>> 38ccb81 (Continuous capture, store health and live repair as runtime parts: the watcher hands raw events (with close-write) to a capture part (debounced incremental snapshots, retention by ids), a health part (settle tracking, per-path judgment, rescans: /readyz and metrics follow chromem's verdict now, in run and serve) and a live repair part (only settled, judged paths; each checked unchanged right before its rename))
     def wait_until_working(self, proc, timeout: float = 60.0) -> None:
         """Wait until ``proc`` holds the store lock (it writes its pid there): the kill delay then
         counts from the start of the work, not from the interpreter's start-up (slow on a loaded box)."""
@@ -117,6 +121,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             try:
+<<<<<<< HEAD
                 if self.paths.lock_file.read_text().strip() == str(proc.pid):
                     return True
             except OSError:
@@ -134,6 +139,13 @@ class Worker:
         return encode_document(doc)
 >>>>>>> 7bc658f (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
 >>>>>>> a0dc36e (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
+=======
+                if read_holder(self.paths.lock_file).get("pid") == proc.pid:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.002)
+>>>>>>> 38ccb81 (Continuous capture, store health and live repair as runtime parts: the watcher hands raw events (with close-write) to a capture part (debounced incremental snapshots, retention by ids), a health part (settle tracking, per-path judgment, rescans: /readyz and metrics follow chromem's verdict now, in run and serve) and a live repair part (only settled, judged paths; each checked unchanged right before its rename))
 
     def mutate(self) -> None:
         files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX)

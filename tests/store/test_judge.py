@@ -36,3 +36,32 @@ def test_real_files_are_good_and_every_cut_is_damage():
 
 def test_files_chromem_never_reads_are_not_judged():
     assert damage_of("abcd1234/readme.md", b"") is None
+
+
+def test_judge_path_on_disk(tmp_path):
+    import os
+    import shutil
+
+    from guardian.store.judge import judge_path, lstat_key
+
+    store = tmp_path / "store"
+    shutil.copytree(STORE_PLAIN, store)
+    folder, doc = first_document(store)
+    rel = f"{folder.name}/{doc.name}"
+    assert judge_path(store, rel) is None
+    doc.write_bytes(doc.read_bytes()[:20])
+    found = judge_path(store, rel)
+    assert found.kind == "document_damaged" and found.key == lstat_key(doc)
+    doc.unlink()
+    assert judge_path(store, rel) is None  # contextd deleted a memory
+    os.mkfifo(doc)
+    assert judge_path(store, rel).kind == "special_file"
+    meta = folder / "00000000.gob"
+    meta.unlink()
+    assert judge_path(store, f"{folder.name}/00000000.gob").kind == "metadata_missing"
+    stray = store / ".backup"
+    stray.mkdir()
+    assert judge_path(store, ".backup") is None
+    (stray / "x.gob").write_bytes(b"x")
+    assert judge_path(store, ".backup").kind == "stray_folder"
+    assert judge_path(store, "notes.txt") is None

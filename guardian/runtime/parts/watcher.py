@@ -13,7 +13,7 @@ from guardian.errors import GuardianError
 from guardian.format import chromem
 from guardian.local.catalog import Catalog
 from guardian.runtime import alerts
-from guardian.runtime.context import REPAIRED
+from guardian.runtime.context import LIVE_REPAIR, REPAIRED, STORE_CHANGED
 from guardian.runtime.parts import BasePart
 from guardian.runtime.watcher import StoreWatcher, WatchHandlers
 
@@ -29,7 +29,8 @@ class WatcherPart(BasePart):
     def start(self) -> None:
         ctx = self.ctx
         handlers = self.guarding_handlers() if self.guard else self.index_handlers()
-        self.watcher = StoreWatcher(ctx.config.store_path, handlers, debounce=ctx.config.debounce_seconds)
+        self.watcher = StoreWatcher(ctx.config.store_path, handlers, debounce=ctx.config.debounce_seconds,
+                                    on_raw=lambda events: ctx.emit(STORE_CHANGED, events=events))
         ctx.on(REPAIRED, self.ignore_own_writes)
         self.watcher.start()
 
@@ -74,6 +75,8 @@ class WatcherPart(BasePart):
     def on_metadata_lost(self, dir_name: str) -> None:
         ctx = self.ctx
         ctx.log.warning("metadata_lost", collection_dir=dir_name)
+        if ctx.offers(LIVE_REPAIR):
+            return  # the live repair part repairs it once settled (never a file a writer still writes)
         result = ctx.repair()
         still_fatal = {p.collection_dir for p in getattr(getattr(result, "scan", None), "problems", [])
                        if p.severity == "fatal"}

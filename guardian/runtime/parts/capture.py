@@ -1,0 +1,117 @@
+"""Continuous capture: every change the watcher sees is in a committed snapshot within seconds.
+
+The watcher hands over every raw event (``store_changed``); changed paths gather in a
+:class:`~guardian.runtime.capture.CaptureQueue` and, once a burst is over (or ``max_wait`` after
+its first change), one incremental snapshot reads just those paths on top of the previous one,
+kept in memory. Retention then forgets what it no longer keeps (ids only, cheap); garbage is
+collected by the hourly full snapshot, which also catches any event the watcher lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from guardian.errors import GuardianError
+from guardian.runtime import alerts
+from guardian.runtime.capture import CaptureQueue
+from guardian.runtime.context import STORE_CHANGED
+from guardian.runtime.metrics_feed import update_snapshot_metrics
+from guardian.runtime.parts import BasePart
+from guardian.snapshots.prune import forget_and_prune_for
+from guardian.snapshots.take import take_snapshot
+
+RETRY_SECONDS = 2.0
+LOGGED_PATHS = 50  # a capture's log line names its paths up to this many (the bench reads them)
+
+
+class CapturePart(BasePart):
+    name = "capture"
+
+    def __init__(self, ctx, clock=time.monotonic) -> None:
+        super().__init__(ctx)
+        config = ctx.config
+        self.clock = clock
+        self.queue = CaptureQueue(config.capture_quiet_seconds, config.capture_max_wait_seconds)
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        self.baseline = None
+        self.captures = 0
+        self.failures = 0
+        self.last: dict | None = None
+
+    def start(self) -> None:
+        self.ctx.on(STORE_CHANGED, self.on_changes)
+        self.thread = threading.Thread(target=self.loop, name="guardian-capture", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        if self.thread is not None:
+            self.thread.join(30)
+        with self.cond:
+            oldest = self.queue.oldest_age(self.clock())
+            paths = self.queue.take()
+        if paths:  # a clean stop captures what is still pending
+            self.capture(paths, oldest, retry=False)
+
+    def on_changes(self, events) -> None:
+        """Observer thread: note the paths, wake the worker; nothing slow here."""
+        with self.cond:
+            self.queue.add({str(e.rel) for e in events}, self.clock())
+            self.cond.notify_all()
+
+    def loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.stopping:
+                    wait = self.queue.due_in(self.clock())
+                    if wait == 0:
+                        break
+                    self.cond.wait(wait)
+                if self.stopping:
+                    return
+                oldest = self.queue.oldest_age(self.clock())
+                paths = self.queue.take()
+            self.capture(paths, oldest)
+
+    def capture(self, paths: set[str], oldest: float | None, retry: bool = True) -> None:
+        ctx = self.ctx
+        try:
+            result = take_snapshot(ctx.paths, ctx.config.compress_flag, changed=paths, baseline=self.baseline)
+        except (GuardianError, OSError) as exc:
+            self.failures += 1
+            message = getattr(exc, "message", str(exc))
+            ctx.log.error("capture_failed", error=message, paths=len(paths))
+            if self.failures == 1 or self.failures % 30 == 0:
+                ctx.alerter.send(alerts.SNAPSHOT_FAILED, error=message, hint=getattr(exc, "hint", ""))
+            if retry:
+                with self.cond:
+                    self.queue.put_back(paths, self.clock())
+                    self.cond.wait(RETRY_SECONDS)
+            return
+        self.failures = 0
+        self.captures += 1
+        self.baseline = result.baseline
+        self.last = {"id": result.id, "time": ctx.wall_clock(), "paths": len(paths), "read": result.read_files,
+                     "seconds": round(result.seconds, 3), "damaged": [p for p, _ in result.damaged]}
+        ctx.log.info("snapshot_captured", snapshot=result.id, changes=len(paths), read=result.read_files,
+                     incremental=result.incremental, seconds=round(result.seconds, 3),
+                     waited=round(oldest, 3) if oldest is not None else None,
+                     paths=sorted(paths)[:LOGGED_PATHS] if len(paths) <= LOGGED_PATHS else None)
+        try:
+            forget_and_prune_for(ctx.paths, ctx.config, collect=False)
+        except (GuardianError, OSError) as exc:
+            ctx.log.warning("retention_failed", error=str(exc))
+        update_snapshot_metrics(ctx)
+
+    def status(self) -> dict:
+        with self.cond:
+            pending = len(self.queue.paths)
+            oldest = self.queue.oldest_age(self.clock())
+        return {"capture": {"pending_changes": pending,
+                            "oldest_pending_seconds": round(oldest, 3) if oldest is not None else None,
+                            "captures": self.captures, "failures": self.failures, "last": self.last}}
