@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from guardian.local.lock import store_lock
 from guardian.repair.apply import Applied, FileChanged, PlanApplier
-from guardian.repair.plan import RepairPlan
+from guardian.repair.plan import Action, RepairPlan
 from guardian.repair.preflight import RepairContext, needs_repair
-from guardian.store.judge import Damage, lstat_key
+from guardian.store.judge import Damage, lstat_key, role_of
 
 
 class JudgedGuard:
@@ -81,8 +81,32 @@ def repair_judged(config, paths, damages: list[Damage], lock_timeout: float = 30
             for action in result.plan.actions:
                 if action.path in judged:
                     result.applied.append(applier.apply_one(action))
+            result.applied += restore_moved_out(paths, applier, judged, damages)
         result.scan = context.rescan() if result.applied else scan
     return result
+
+
+def restore_moved_out(paths, applier: PlanApplier, judged: dict, damages: list[Damage]) -> list[Applied]:
+    """A document replaced by something that is not a regular file: once that thing is in quarantine
+    (a missing document loads fine, so the plan stops there), put the newest good copy back."""
+    from guardian.repair.sources import load_versions
+    from guardian.snapshots.repository import Repository
+
+    gone = [d.path for d in damages if d.kind == "special_file" and role_of(d.path) == "document"
+            and lstat_key(paths.store / d.path) is None]
+    if not gone:
+        return []
+    versions = load_versions(Repository(paths.snapshots), {rel: "document" for rel in gone})
+    applied = []
+    for rel in gone:
+        good = next((v for v in versions.get(rel, []) if v.valid), None)
+        if good is None:
+            continue
+        judged[rel] = None  # it is to be absent right before the write lands
+        action = Action("restore_document", rel, reason="special_file", blob=good.blob, snapshot_id=good.snapshot_id,
+                        source=f"snapshot {good.snapshot_id}")
+        applied.append(applier.apply_one(action))
+    return applied
 
 
 def _applier_parts(paths):

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Callable
 
 from guardian.errors import SupervisorError
+from guardian.runtime.context import VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
 from guardian.snapshots.restore import restore_store
@@ -21,7 +22,8 @@ class ControlPart(BasePart):
 
     def start(self) -> None:
         handlers = {"status": lambda **_: self.status_provider(), "restart": self.restart,
-                    "restore": self.restore, "snapshot": self.snapshot}
+                    "restore": self.restore, "snapshot": self.snapshot, "verdict": self.verdict,
+                    "repair": self.repair}
         self.server = ControlServer(self.ctx.paths.control_socket, handlers)
         self.server.start()
 
@@ -35,6 +37,19 @@ class ControlPart(BasePart):
             raise SupervisorError("this sidecar supervises no child", "start it with `guardian run -- CMD`")
         child.request_restart()
         return {"ok": True, "child": child.snapshot()}
+
+    def verdict(self, **_):
+        """chromem's verdict on the store now (asked by `guardian exec` instead of walking the store)."""
+        answer = self.ctx.ask(VERDICT)
+        return answer if answer is not None else {"loadable": None}
+
+    def repair(self, **_):
+        """Check and repair now (asked by `guardian exec` when the verdict is bad); the new verdict."""
+        result = self.ctx.repair()
+        scan = getattr(result, "scan", None)
+        if scan is not None:
+            self.ctx.last_scan = scan
+        return {"loadable": None if scan is None else bool(scan.loadable), "actions": len(getattr(result, "actions", []))}
 
     def snapshot(self, **_):
         result = self.ctx.take_snapshot()

@@ -10,6 +10,8 @@ not a scan; while the store keeps changing it is also rescanned every ``RESCAN_S
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 
@@ -18,12 +20,19 @@ from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERD
 from guardian.runtime.metrics_feed import update_store_metrics
 from guardian.runtime.parts import BasePart
 from guardian.runtime.settle import SettleTracker
-from guardian.runtime.watcher import DELETED
+from guardian.runtime.watcher import CREATED, DELETED
 from guardian.store.judge import judge_path
 from guardian.store.scan import scan_store
 
 RESCAN_SECONDS = 30.0
 IDLE_WAKE = 1.0
+
+
+def _is_regular(path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class StoreHealthPart(BasePart):
@@ -63,11 +72,14 @@ class StoreHealthPart(BasePart):
     # ---- intake (observer thread) ------------------------------------------------------------
 
     def on_changes(self, events) -> None:
+        root = self.ctx.config.store_path
         with self.cond:
             now = self.clock()
             for event in events:
                 if len(event.rel.parts) <= 2:
-                    self.tracker.note(str(event.rel), now, closed=event.closed, deleted=event.kind == DELETED,
+                    # created: open for writing only if it is a regular file (mkfifo, mkdir, ln -s open nothing)
+                    closed = event.closed or (event.kind == CREATED and not _is_regular(root / event.rel))
+                    self.tracker.note(str(event.rel), now, closed=closed, deleted=event.kind == DELETED,
                                       is_dir=event.is_dir and len(event.rel.parts) == 1)
             self.dirty = True
             self.cond.notify_all()
