@@ -256,7 +256,8 @@ def test_eight_concurrent_execs_on_a_damaged_store_one_repair_eight_children(pla
 def test_exec_asks_the_running_sidecar_for_the_verdict(guardian, plain_store):
     g = guardian()
     payload = b"hello over stdio\n"
-    proc = run_cli("exec", "--store", str(plain_store), "--", sys.executable, "-c", ECHO, env=g.env, input=payload)
+    proc = run_cli("exec", "--store", str(plain_store), "--log-level", "info", "--", sys.executable, "-c", ECHO,
+                   env=g.env, input=payload)
     assert proc.returncode == 0, proc.stderr_text
     assert proc.stdout == payload
     assert '"verdict_from_sidecar"' in proc.stderr_text and '"preflight_ok"' not in proc.stderr_text
