@@ -55,7 +55,7 @@ def test_second_run_with_another_state_dir_is_refused(plain_store, tmp_path):
         assert wait_until(lambda: holder.exists() and str(first.pid) in holder.read_text(), timeout=60)
         second = run_cli("run", "--store", str(plain_store), "--port", "0",
                          env={"GUARDIAN_STATE_DIR": str(tmp_path / "state-b")}, timeout=120)
-        assert second.returncode == 4, second.stderr_text
+        assert second.returncode == 7, second.stderr_text  # ExitCode.LOCKED
         assert f"pid {first.pid}" in second.stderr_text
         assert "kill" in second.stderr_text  # how to stop it
         assert "Traceback" not in second.stderr_text
