@@ -69,6 +69,8 @@ def _render_store(store: dict) -> str:
     text = f"store: {head}, {counts['total']} collections ({', '.join(parts) or 'none'})"
     if store_issue_count(store):
         text += f", {store_issue_count(store)} problem(s)"
+    for item in store.get("unrepaired") or []:
+        text += f"\n  unrepaired damage: {item.get('path')} ({item.get('kind')}: {item.get('reason')})"
     return text
 
 
@@ -77,6 +79,11 @@ def _render_snapshots(snaps: dict) -> str:
         return "snapshots: none yet"
     text = f"snapshots: {snaps['count']}, newest {human_duration(snaps['newest_age_seconds'])} ago"
     text += f" (oldest {snaps['oldest']})"
+    if snaps.get("uncaptured_changes"):
+        text += (f"; {snaps['uncaptured_changes']} change(s) not yet captured "
+                 f"(oldest {human_duration(snaps.get('uncaptured_oldest_seconds'))})")
+    elif snaps.get("uncaptured_changes") == 0:
+        text += "; every change captured"
     if snaps["stale"]:
         text += f", STALE (interval {human_duration(snaps['interval_seconds'])})"
     return text

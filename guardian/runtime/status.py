@@ -134,6 +134,8 @@ def sidecar_part(data: dict | None, now: float, pid_alive: Callable[[int], bool]
         "pid": pid, "started_at": iso_utc(started), "updated_at": iso_utc(updated),
         "http": sidecar.get("http"), "child": child_part(sidecar.get("child")),
         "heartbeat_seconds": heartbeat,
+        "capture": sidecar.get("capture") if isinstance(sidecar.get("capture"), dict) else None,
+        "live_damage": (sidecar.get("health") or {}).get("damaged") if isinstance(sidecar.get("health"), dict) else None,
     }
     state, detail = _sidecar_state(sidecar, pid, updated, now, heartbeat, pid_alive)
     part.update(running=state == "running", state=state, detail=detail)
@@ -223,6 +225,18 @@ def snapshots_part(snapshots: Iterable[Any], now: float, interval_seconds: float
     }
 
 
+def uncaptured_part(sidecar: dict, now: float) -> dict:
+    """Changes the running sidecar saw but has not snapshotted yet (continuous capture)."""
+    capture = sidecar.get("capture") if sidecar.get("running") else None
+    if not isinstance(capture, dict):
+        return {"uncaptured_changes": None, "uncaptured_oldest_seconds": None}
+    updated = to_epoch(sidecar.get("updated_at"))
+    oldest = capture.get("oldest_pending_seconds")
+    if oldest is not None and updated is not None:
+        oldest = oldest + max(0.0, now - updated)  # the status file is a few seconds old
+    return {"uncaptured_changes": capture.get("pending_changes"), "uncaptured_oldest_seconds": oldest}
+
+
 # --------------------------------------------------------------------------- the whole
 
 
@@ -242,6 +256,8 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
         "snapshots": snapshots_part(snapshots, now_epoch, interval),
         "last_repair": last_repair if isinstance(last_repair, dict) else None,
     }
+    status["snapshots"].update(uncaptured_part(status["sidecar"], now_epoch))
+    status["store"]["unrepaired"] = status["sidecar"].get("live_damage") or [] if status["sidecar"].get("running") else []
     status["warnings"] = status_warnings(status)
     status["exit_code"] = exit_code(status)
     status["health"] = {ExitCode.OK: "ok", ExitCode.WARNINGS: "warning", ExitCode.UNLOADABLE: "unloadable",
@@ -269,6 +285,8 @@ def status_warnings(status: dict) -> list[str]:
         out.append("child is FATAL (restarts stopped; run `guardian restart`)")
     if not sidecar.get("running"):
         out.append(f"sidecar {sidecar.get('detail', 'not running')}")
+    if store.get("unrepaired"):
+        out.append(f"{len(store['unrepaired'])} damaged path(s) the live repair could not fix (see `guardian check`)")
     if snaps["count"] == 0:
         out.append("no snapshot yet")
     elif snaps["stale"]:

@@ -13,12 +13,14 @@ from guardian.runtime.status import StatusFile, build_status
 from guardian.store.scan import scan_store
 
 
-def list_snapshot_headers(paths) -> list:
+def list_snapshot_times(paths) -> list:
+    """Every snapshot's time, from its id (no manifest is read: continuous capture keeps thousands)."""
     from guardian.snapshots.repository import Repository
+    from guardian.snapshots.restore import id_time
 
     if not paths.snapshots.exists():
         return []
-    return Repository(paths.snapshots).headers()
+    return [id_time(snapshot_id) for snapshot_id in Repository(paths.snapshots).list_ids()]
 
 
 def count_quarantined(paths) -> int | None:
@@ -39,7 +41,7 @@ def collect_status(config, paths, scan=None, status_file_data=None, now: float |
     if status_file_data is None:
         status_file_data = StatusFile(paths.status_file).read()
     try:
-        snapshots = list_snapshot_headers(paths)
+        snapshots = list_snapshot_times(paths)
     except (GuardianError, OSError):
         snapshots = []
     return build_status(paths, config, time.time() if now is None else now, scan, snapshots,

@@ -207,3 +207,23 @@ def test_pid_alive_probe_on_real_processes():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert default_pid_alive(child.pid) is False
+
+
+def test_uncaptured_changes_and_unrepaired_damage_are_shown(paths, plain_store):
+    from guardian.commands.status_cmd import render_status
+
+    data = sidecar_file()
+    data["sidecar"]["capture"] = {"pending_changes": 3, "oldest_pending_seconds": 1.5, "captures": 10}
+    data["sidecar"]["health"] = {"damaged": [{"path": "40917930/x.gob", "kind": "document_damaged",
+                                              "reason": "empty"}]}
+    status = status_for(paths, scan_store(plain_store), fresh_snapshots(), data)
+    assert status["snapshots"]["uncaptured_changes"] == 3
+    assert status["snapshots"]["uncaptured_oldest_seconds"] == pytest.approx(3.5)  # the file is 2 s old
+    assert status["store"]["unrepaired"][0]["path"] == "40917930/x.gob"
+    assert status["exit_code"] == ExitCode.WARNINGS
+    text = render_status(status)
+    assert "3 change(s) not yet captured" in text and "unrepaired damage: 40917930/x.gob" in text
+    data["sidecar"]["capture"]["pending_changes"] = 0
+    data["sidecar"]["health"]["damaged"] = []
+    status = status_for(paths, scan_store(plain_store), fresh_snapshots(), data)
+    assert "every change captured" in render_status(status) and status["exit_code"] == ExitCode.OK
