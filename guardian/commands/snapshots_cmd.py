@@ -9,8 +9,12 @@ from guardian.snapshots.repository import Repository
 HELP = "list the snapshots of the store (newest last)"
 
 
+SHOWN_ONE_BY_ONE = 10  # the newest snapshots listed one per row; older ones of the same hour are grouped
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    parser.add_argument("--all", action="store_true", help="one row per snapshot (default: group older ones by hour)")
 
 
 def snapshot_rows(repo: Repository) -> list[dict]:
@@ -32,6 +36,7 @@ def snapshot_rows(repo: Repository) -> list[dict]:
             "total_bytes": stats.get("total_bytes", 0),
             "new_bytes": stats.get("new_bytes", 0) + _size(repo.manifest_path(snapshot_id)),
             "compress": header.compress, "unstable": stats.get("unstable", []),
+            "damaged_files": [d[0] for d in stats.get("damaged", [])], "incremental": bool(stats.get("incremental")),
         })
     return rows
 
@@ -52,11 +57,39 @@ def run(args, ctx) -> int:
         print("no snapshots yet (take one with `guardian snapshot`)")
         return ExitCode.OK
     table = []
-    for row in rows:
-        if "damaged" in row:
-            table.append([row["id"], "DAMAGED", "", row["damaged"], "", "", ""])
-            continue
-        table.append([row["id"], row["time_local"], row["time_utc"][:19] + "Z", ", ".join(row["collections"]),
-                      row["documents"], human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])])
+    for item in (rows if args.all else group_rows(rows)):
+        table.append(_table_row(item))
     print(format_table(["id", "local time", "utc", "collections", "documents", "size", "new"], table))
     return ExitCode.OK
+
+
+def group_rows(rows: list[dict], one_by_one: int = SHOWN_ONE_BY_ONE) -> list[dict]:
+    """Rows (oldest first) with older snapshots of one UTC hour folded into one summary row (pure).
+    Continuous capture keeps every snapshot of the last hour: thousands of rows would say nothing."""
+    older, newest = rows[:-one_by_one] if one_by_one else rows, rows[-one_by_one:] if one_by_one else []
+    grouped: list[dict] = []
+    for row in older:
+        hour = row.get("time_utc", "")[:13]
+        last = grouped[-1] if grouped else None
+        if last is not None and "damaged" not in row and "damaged" not in last and last.get("hour") == hour:
+            last["group"].append(row)
+            continue
+        grouped.append({"hour": hour, "group": [row]} if "damaged" not in row else {"group": [row]})
+    out = [g["group"][0] if len(g["group"]) == 1 else _summary(g["group"]) for g in grouped]
+    return out + newest
+
+
+def _summary(group: list[dict]) -> dict:
+    last = group[-1]
+    return {**last, "id": f"{len(group)} snapshots ({group[0]['id'][:15]} .. {last['id'][:15]})",
+            "new_bytes": sum(r.get("new_bytes", 0) for r in group)}
+
+
+def _table_row(row: dict) -> list:
+    if "damaged" in row:
+        return [row["id"], "DAMAGED", "", row["damaged"], "", "", ""]
+    collections = ", ".join(row["collections"])
+    if row.get("damaged_files"):
+        collections += f" [{len(row['damaged_files'])} damaged file(s): previous good copies kept]"
+    return [row["id"], row["time_local"], row["time_utc"][:19] + "Z", collections, row["documents"],
+            human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])]
