@@ -56,10 +56,11 @@ def verdict_from_sidecar(ctx, log) -> bool:
 def run(args, ctx) -> int:
     cmd = child_command(args.cmd)
     from guardian.logs import get_logger
-    from guardian.runtime.preflight import preflight_and_alert
 
     log = get_logger("guardian.exec")
     if not verdict_from_sidecar(ctx, log):
+        from guardian.runtime.preflight import preflight_and_alert
+
         try:
             preflight_and_alert(ctx.config, ctx.paths, log)
         except GuardianError as exc:  # never block the child: contextd decides
