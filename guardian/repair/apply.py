@@ -97,9 +97,8 @@ class PlanApplier:
             if current == data:
                 return Applied(action, True, "already in place")
             quarantine_id = self.preserve(action, current)
-            self.guard(action.path)
-            replace_checked(self.root, action.path, data, self.guard)
-            return Applied(action, True, quarantine_id=quarantine_id)
+            note = replace_checked(self.root, action.path, data, self.guard)
+            return Applied(action, True, note, quarantine_id=quarantine_id)
         self.guard(action.path)
         return self.write(action, data)
 
@@ -157,21 +156,42 @@ class PlanApplier:
         return self._preserved
 
 
-def replace_checked(root: Path, rel: str, data: bytes, guard) -> None:
+def replace_checked(root: Path, rel: str, data: bytes, guard) -> str:
     """Stage ``data`` next to ``rel``, check with ``guard`` that the file is still the one judged, rename.
-    (The window between the check and the rename is one system call.)"""
+
+    The window between the check and the rename is one system call; a writer that still wrote into
+    the old file inside it is caught afterwards (the old inode is held open and compared): its bytes
+    are newer than any snapshot copy, so when they decode they are put back. Returns a note ("" or
+    what happened)."""
     from guardian.local import storefs
+    from guardian.store.judge import damage_of
 
     with storefs.DirFds(root) as dirs:
         folder_fd, name = dirs.parent_of(rel)
         temp = storefs.write_temp_at(folder_fd, name, data, STORE_FILE_MODE)
+        old_fd = None
         try:
+            old_fd = storefs.open_regular(name, dir_fd=folder_fd)
+            judged = os.fstat(old_fd)
             guard(rel)
             storefs.replace_at(folder_fd, temp, name)
         except BaseException:
             storefs.unlink_temp_at(folder_fd, temp)
+            if old_fd is not None:
+                os.close(old_fd)
             raise
-        os.fsync(folder_fd)
+        try:
+            os.fsync(folder_fd)
+            after = os.fstat(old_fd)
+            if (after.st_size, after.st_mtime_ns) == (judged.st_size, judged.st_mtime_ns):
+                return ""
+            late = os.pread(old_fd, after.st_size, 0)
+        finally:
+            os.close(old_fd)
+        if damage_of(rel, late) is not None:
+            return "a write into the old file during the repair was itself damaged; the good copy stays"
+        storefs.atomic_write_at(folder_fd, name, late, STORE_FILE_MODE)
+        return "a write landed in the old file during the repair: that newer write was put back"
 
 
 def check_decodes(action: Action, data: bytes) -> None:

@@ -147,6 +147,13 @@ class Worker:
             time.sleep(0.002)
 >>>>>>> 38ccb81 (Continuous capture, store health and live repair as runtime parts: the watcher hands raw events (with close-write) to a capture part (debounced incremental snapshots, retention by ids), a health part (settle tracking, per-path judgment, rescans: /readyz and metrics follow chromem's verdict now, in run and serve) and a live repair part (only settled, judged paths; each checked unchanged right before its rename))
 
+    def random_document(self) -> bytes:
+        """A valid chromem document with random content (damaged bytes are never stored as a version)."""
+        text = os.urandom(self.rng.randint(20, 2000)).hex()
+        doc = Document(id=f"d{self.rng.randrange(10**9)}", metadata={"k": text[:8]},
+                       embedding=np.frombuffer(os.urandom(16), dtype=np.float32).copy(), content=text)
+        return encode_document(doc)
+
     def mutate(self) -> None:
         files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX)
                        and not p.name.startswith("00000000"))
