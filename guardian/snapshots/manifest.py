@@ -114,20 +114,57 @@ def encode_files(files: list[FileEntry]) -> bytes:
     return json.dumps(rows, separators=(",", ":")).encode()
 
 
+_BASE_INDEX: dict[int, tuple[list, dict[str, int]]] = {}
+
+
+def base_index(base_rows: list[list]) -> dict[str, int]:
+    """path -> position in a base list (the last one built is kept: every continuous snapshot uses it)."""
+    cached = _BASE_INDEX.get(id(base_rows))
+    if cached is not None and cached[0] is base_rows:
+        return cached[1]
+    index = {row[0]: i for i, row in enumerate(base_rows)}
+    _BASE_INDEX.clear()
+    _BASE_INDEX[id(base_rows)] = (base_rows, index)
+    return index
+
+
 def delta_rows(rows: list[list], base_rows: list[list]) -> list[list]:
     """Rows as ops: ``[start, count]`` copies base rows, a 7-item row is itself."""
     if rows and rows == base_rows:
         return [[0, len(rows)]]  # nothing changed since the base list was written
-    index = {row[0]: i for i, row in enumerate(base_rows)}
+    index = base_index(base_rows)
     ops: list[list] = []
     for row in rows:
         i = index.get(row[0])
-        if i is None or base_rows[i] != row:
+        if i is None or (base_rows[i] is not row and base_rows[i] != row):
             ops.append(row)
         elif ops and len(ops[-1]) == 2 and ops[-1][0] + ops[-1][1] == i:
             ops[-1][1] += 1
         else:
             ops.append([i, 1])
+    return ops
+
+
+def sparse_delta(base_rows: list[list], base_paths: list[str], explicit: dict[str, list], dropped: set[int]) -> list:
+    """The ops of :func:`delta_rows` when the difference to the base is known: the base rows minus the
+    positions in ``dropped``, merged by path with the ``explicit`` rows. Costs O(changes x log n), not
+    O(n): continuous capture writes a manifest every few seconds against one base list."""
+    import bisect
+
+    events = sorted([(bisect.bisect_left(base_paths, path), 0, path) for path in explicit]
+                    + [(index, 1, "") for index in dropped])
+    ops: list = []
+    pos = 0
+    for index, kind, path in events:
+        if index > pos:
+            ops.append([pos, index - pos])
+            pos = index
+        if kind == 0:
+            ops.append(explicit[path])
+        else:
+            pos = index + 1
+    if pos < len(base_rows):
+        ops.append([pos, len(base_rows) - pos])
     return ops
 
 
@@ -152,12 +189,16 @@ def file_rows(files: list[FileEntry]) -> list[list]:
 
 
 def encode_manifest(manifest: Manifest, base_rows: list[list] | None = None, level: int = 3,
-                    rows: list[list] | None = None) -> bytes:
+                    rows: list[list] | None = None, ops: list | None = None) -> bytes:
     """Encode; with ``base_rows`` (the header must name their blob) the file list is a delta.
-    ``rows`` (``file_rows(manifest.files)``) may be passed when already computed."""
+    ``rows`` (``file_rows(manifest.files)``) may be passed when already computed, ``ops`` (the delta
+    itself, see :func:`sparse_delta`) too."""
     header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
-    rows = rows if rows is not None else file_rows(manifest.files or [])
-    listed = delta_rows(rows, base_rows) if base_rows is not None else rows
+    if ops is not None:
+        listed = ops
+    else:
+        rows = rows if rows is not None else file_rows(manifest.files or [])
+        listed = delta_rows(rows, base_rows) if base_rows is not None else rows
     body_raw = json.dumps(listed, separators=(",", ":")).encode()
     body = zstandard.ZstdCompressor(level=level).compress(body_raw)
     return MAGIC + struct.pack(">I", len(header)) + header + body

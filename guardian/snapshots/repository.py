@@ -70,6 +70,21 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _Dictionaries(dict):
+    """Parsed base lists, shared by every Repository of the process (continuous capture makes a new
+    one per snapshot; parsing a 100k-row base list costs ~0.3 s). Only the newest few are kept."""
+
+    KEEP = 2
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self.KEEP:
+            del self[next(iter(self))]
+
+
+_SHARED_DICTIONARIES = _Dictionaries()
+
+
 class Repository:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -77,7 +92,7 @@ class Repository:
         self.manifests = self.root / "manifests"
         self._known_dirs: set[Path] = set()
         self._dirty_dirs: set[Path] = set()
-        self._dictionaries: dict[str, bytes] = {}
+        self._dictionaries = _SHARED_DICTIONARIES  # content-addressed, so safe to share in the process
         self._lock = threading.Lock()
         self._present: set[str] = set()   # blobs known to exist (or being written by put_blob)
         self._swept = False               # True once _present holds every blob on disk

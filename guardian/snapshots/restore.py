@@ -26,7 +26,7 @@ from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
-from guardian.store.judge import damage_of
+from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
 from guardian.snapshots.take import test_slow_io_delay
 from guardian.snapshots.timespec import pick_snapshot
@@ -162,6 +162,8 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
     root = paths.store
     if not root.is_dir():
         raise RestoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
+    if not dry_run:
+        prepare_judge()  # the decoder's import, not while holding the lock
     with store_lock(paths.lock_file, timeout=lock_timeout):
         snapshot_id = choose_snapshot(repo, at)
         manifest = read_snapshot(repo, snapshot_id)

@@ -13,6 +13,7 @@ change, not the store's size. The hourly snapshot stays a full walk and catches 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -31,14 +32,15 @@ from guardian.format import layout
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry,
-                                         Manifest, encode_manifest)
-from guardian.store.judge import damage_of
+                                         Manifest, base_index, encode_manifest, sparse_delta)
+from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
 from guardian.local.paths import StatePaths
 
 READ_TRIES = 3
 RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-read next time
 REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows past this share
+CONTINUOUS_REBASE_FRACTION = 0.025  # ... of continuous snapshots (one every few seconds: ~40 per base list)
 BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without a base list
 METADATA_STEM = "00000000"
 WORKERS = 8  # reads, compression and fsyncs overlap; fsync-bound on small files
@@ -139,12 +141,71 @@ class SnapshotResult:
                 "damaged": [{"path": p, "reason": r} for p, r in self.damaged], "incremental": self.incremental}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Baseline:
-    """A committed snapshot's header and rows, kept in memory by continuous capture (not re-read)."""
+    """A committed snapshot's header and rows, kept in memory by continuous capture (not re-read),
+    with the lookups an incremental take needs (built once, then carried from snapshot to snapshot)."""
 
     manifest: Manifest
     rows: list[list]
+    by_path: dict[str, list] | None = None
+    folder_files: dict[str, int] | None = None   # top folder -> files listed under it
+    delta: "DeltaState | None" = None             # how ``rows`` differ from the manifest's base list
+
+    def path_index(self) -> dict[str, list]:
+        if self.by_path is None:
+            self.by_path = {row[0]: row for row in self.rows}
+        return self.by_path
+
+    def files_per_folder(self) -> dict[str, int]:
+        if self.folder_files is None:
+            counts: dict[str, int] = {}
+            for row in self.rows:
+                folder, slash, _ = row[0].partition("/")
+                if slash:
+                    counts[folder] = counts.get(folder, 0) + 1
+            self.folder_files = counts
+        return self.folder_files
+
+
+@dataclass
+class DeltaState:
+    """How a file list differs from its base list: rows not in it (or changed), base positions left out."""
+
+    base: str
+    explicit: dict[str, list]
+    dropped: set[int]
+
+    @classmethod
+    def compute(cls, base: str, base_rows: list[list], rows: list[list]) -> "DeltaState":
+        index = base_index(base_rows)
+        kept = set()
+        explicit = {}
+        for row in rows:
+            i = index.get(row[0])
+            if i is not None and (base_rows[i] is row or base_rows[i] == row):
+                kept.add(i)
+            else:
+                explicit[row[0]] = row
+        return cls(base, explicit, set(range(len(base_rows))) - kept)
+
+    def updated(self, base_rows: list[list], changes, by_path: dict[str, list]) -> "DeltaState":
+        index = base_index(base_rows)
+        explicit, dropped = dict(self.explicit), set(self.dropped)
+        for rel in changes:
+            i = index.get(rel)
+            row = by_path.get(rel)
+            explicit.pop(rel, None)
+            if i is not None:
+                dropped.discard(i)
+            if row is None:
+                if i is not None:
+                    dropped.add(i)
+            elif i is None or not (base_rows[i] is row or base_rows[i] == row):
+                explicit[rel] = row
+                if i is not None:
+                    dropped.add(i)
+        return DeltaState(self.base, explicit, dropped)
 
 
 # A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.FileEntry.row).
@@ -159,9 +220,10 @@ class _Capture:
     """
 
     def __init__(self, repo: Repository, root: Path, previous_rows: list[list], existing_blobs: set[str],
-                 started_ns: int, reader: Callable, progress) -> None:
+                 started_ns: int, reader: Callable, progress, previous_by_path: dict | None = None) -> None:
         self.repo, self.root, self.reader, self.progress = repo, root, reader, progress
-        self.previous = {row[PATH]: row for row in previous_rows}
+        self.previous = previous_by_path if previous_by_path is not None else {row[PATH]: row for row in previous_rows}
+        self.previous_rows = previous_rows
         self.existing_blobs = existing_blobs
         self.started_ns = started_ns
         self.new_hashes: list[str] = []
@@ -244,29 +306,32 @@ class _Capture:
             return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_DAMAGED]
         return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_DAMAGED]
 
-    def capture_changes(self, changes: dict[str, os.stat_result | None]) -> list[list]:
-        """The previous rows with ``changes`` applied (None: gone); changed files are read, never reused:
-        an event said they changed, and a rewrite within one mtime tick keeps size and mtime."""
+    def capture_changes(self, changes: dict[str, os.stat_result | None]) -> tuple[list[list], dict[str, list]]:
+        """The previous rows with ``changes`` applied (None: gone), as a sorted list and by path.
+        Changed files are read, never reused: an event said they changed, and a rewrite within one
+        mtime tick keeps size and mtime. (No sort of the whole list: new paths are inserted.)"""
         rows = dict(self.previous)
-        to_read = []
-        for rel, info in changes.items():
-            if info is None:
-                rows.pop(rel, None)
-            else:
-                to_read.append(rel)
+        to_read = [rel for rel, info in changes.items() if info is not None]
         if len(to_read) > 4:
             with ThreadPoolExecutor(max_workers=WORKERS) as pool:
                 read = list(pool.map(self.capture_one, to_read))
         else:
             read = [self.capture_one(rel) for rel in to_read]
+        gone = {rel for rel, info in changes.items() if info is None}
         for rel, row in zip(to_read, read):
             if row is None:
-                rows.pop(rel, None)
+                gone.add(rel)
             else:
                 rows[rel] = row
-        if len(rows) == len(self.previous) and all(rel in self.previous for rel in to_read):
-            return [rows[rel] for rel in self.previous]  # same paths: the previous (sorted) order holds
-        return [rows[rel] for rel in sorted(rows)]
+        for rel in gone:
+            rows.pop(rel, None)
+        added = sorted(rel for rel in rows if rel not in self.previous) if len(rows) != len(self.previous) or \
+            any(rel not in self.previous for rel in to_read) else []
+        order = [row[PATH] for row in self.previous_rows if row[PATH] in rows] if gone else \
+            [row[PATH] for row in self.previous_rows]
+        for rel in added:
+            bisect.insort(order, rel)
+        return [rows[rel] for rel in order], rows
 
     def _unstable(self, rel: str) -> list:
         old = self.previous.get(rel)
@@ -314,6 +379,50 @@ def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes
     return result
 
 
+def changed_folder_files(base: Baseline, changes: dict, by_path: dict) -> dict[str, int]:
+    """Files per top folder after ``changes`` (from the baseline's counts: no pass over every row)."""
+    counts = dict(base.files_per_folder())
+    old = base.path_index()
+    for rel in changes:
+        folder, slash, _ = rel.partition("/")
+        delta = (rel in by_path) - (rel in old)
+        if slash and delta:
+            counts[folder] = counts.get(folder, 0) + delta
+    return {folder: n for folder, n in counts.items() if n > 0}
+
+
+def changed_collection_infos(base: Baseline, changes: dict, by_path: dict, folder_files: dict[str, int],
+                             compress: bool, contents: dict[str, bytes], repo: Repository) -> list[CollectionInfo]:
+    """:func:`collection_infos` for an incremental snapshot: the previous infos updated by ``changes``
+    (document counts by added/removed files, names only for metadata files that changed)."""
+    ext = ".gob.gz" if compress else ".gob"
+    metadata_name = METADATA_STEM + ext
+    previous = {c.dir: c for c in base.manifest.collections}
+    documents = {folder: c.documents for folder, c in previous.items()}
+    metadata = {folder: c.metadata_hash for folder, c in previous.items()}
+    names = {folder: c.name for folder, c in previous.items()}
+    known = {c.metadata_hash: c.name for c in base.manifest.collections if c.metadata_hash}
+    old = base.path_index()
+    for rel in changes:
+        folder, slash, name = rel.partition("/")
+        if not slash or "/" in name:
+            continue
+        if name == metadata_name:
+            row = by_path.get(rel)
+            digest = row[HASH] if row is not None else None
+            metadata[folder] = digest
+            if digest is None:
+                names[folder] = None
+            elif digest in known:
+                names[folder] = known[digest]
+            else:
+                names[folder] = _collection_name(FileEntry(*row), contents, repo)
+        elif name.endswith(ext):
+            documents[folder] = documents.get(folder, 0) + (rel in by_path) - (rel in old)
+    return [CollectionInfo(folder, names.get(folder) if metadata.get(folder) else None, documents.get(folder, 0),
+                           metadata.get(folder)) for folder in sorted(folder_files)]
+
+
 def _collection_name(meta: FileEntry, contents: dict[str, bytes], repo: Repository) -> str | None:
     from guardian.errors import CodecError
     from guardian.format.chromem import decode_collection
@@ -355,12 +464,12 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
         raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
     paths.ensure()
     repo = Repository(paths.snapshots).ensure()
+    prepare_judge()  # not while holding the lock
     with store_lock(paths.lock_file, timeout=lock_timeout):
         if changed is not None:
-            previous, previous_rows = _baseline_or_latest(repo, baseline)
-            if previous is not None:
-                return _take_locked(paths, repo, _BlobsOnDisk(repo), compress, clock, None, reader,
-                                    (previous, previous_rows), changed)
+            base = _baseline_or_latest(repo, baseline)
+            if base is not None:
+                return _take_locked(paths, repo, _BlobsOnDisk(repo), compress, clock, None, reader, base, changed)
         existing_blobs = repo.sweep()  # one pass: leftover temp files removed, every blob listed
         return _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader, None, None)
 
@@ -375,11 +484,12 @@ class _BlobsOnDisk:
         return bool(digest) and self.repo.has_blob(digest)
 
 
-def _baseline_or_latest(repo: Repository, baseline: Baseline | None) -> tuple[Manifest | None, list[list]]:
+def _baseline_or_latest(repo: Repository, baseline: Baseline | None) -> Baseline | None:
     ids = repo.list_ids()
     if baseline is not None and ids and ids[-1] == baseline.manifest.id:
-        return baseline.manifest, baseline.rows
-    return _latest_readable(repo)
+        return baseline
+    manifest, rows = _latest_readable(repo)
+    return None if manifest is None else Baseline(manifest, rows)
 
 
 def _latest_readable(repo: Repository) -> tuple[Manifest | None, list[list]]:
@@ -472,8 +582,10 @@ def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader,
     if base is None:
         previous, previous_rows = _latest_readable(repo)
     else:
-        previous, previous_rows = base
-    capture = _Capture(repo, paths.store, previous_rows, existing_blobs, started_ns, reader, progress)
+        previous, previous_rows = base.manifest, base.rows
+    capture = _Capture(repo, paths.store, previous_rows, existing_blobs, started_ns, reader, progress,
+                       base.path_index() if base is not None else None)
+    by_path = folder_files = None
     try:
         if changed is None:
             listing = list_store(paths.store)
@@ -482,11 +594,16 @@ def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader,
             rows = capture.capture_all(listing.files)
         else:
             changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
-            rows = capture.capture_changes(changes)
-        manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress)
+            rows, by_path = capture.capture_changes(changes)
+            folder_files = changed_folder_files(base, changes, by_path)
+        manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress,
+                                   (base, changes, by_path, folder_files) if changed is not None else None)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
         manifest.stats["incremental"] = changed is not None
-        manifest_bytes = _commit(repo, manifest, rows, previous, capture)
+        delta = None
+        if changed is not None and previous.files_dict and len(rows) >= BASE_LIST_MIN_FILES:
+            delta = _delta_for(repo, base, changes, by_path)
+        manifest_bytes, delta = _commit(repo, manifest, rows, previous, capture, delta)
     except GuardianError:
         _discard(repo, capture)
         raise
@@ -505,7 +622,7 @@ def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader,
             Catalog(paths.catalog_file).add(names, "snapshot")
     result = _result(manifest, capture, manifest_bytes, time.monotonic() - started)
     result.incremental = changed is not None
-    result.baseline = Baseline(manifest, rows)
+    result.baseline = Baseline(manifest, rows, by_path, folder_files, delta)
     return result
 
 
@@ -513,10 +630,17 @@ def _known_metadata(previous: Manifest | None) -> set:
     return {c.metadata_hash for c in previous.collections} if previous is not None else set()
 
 
-def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress) -> Manifest:
+def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress, incremental=None) -> Manifest:
     """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`)."""
-    is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
-    collections = collection_infos(rows, is_compressed, capture.contents, previous, repo)
+    if incremental is not None and compress is None:
+        is_compressed = previous.compress  # the store's format does not change with a few writes
+    else:
+        is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
+    collections = None
+    if incremental is not None and is_compressed == previous.compress:
+        collections = changed_collection_infos(*incremental, is_compressed, capture.contents, repo)
+    if collections is None:
+        collections = collection_infos(rows, is_compressed, capture.contents, previous, repo)
     manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
                         compress=is_compressed, collections=collections, dirs=listing.dirs,
                         skipped=sorted(listing.skipped + capture.unreadable), files=None)
@@ -528,13 +652,56 @@ def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compr
     return manifest
 
 
+def _delta_for(repo: Repository, base: Baseline, changes, by_path) -> DeltaState | None:
+    """The new rows' difference to the previous manifest's base list (None: not worth it / not there)."""
+    digest = base.manifest.files_dict
+    try:
+        base_rows = repo.dictionary(digest)
+    except SnapshotError:
+        return None
+    state = base.delta if base.delta is not None and base.delta.base == digest else None
+    if state is None:
+        state = DeltaState.compute(digest, base_rows, base.rows)
+    return state.updated(base_rows, changes, by_path)
+
+
+def _encode_sparse(repo: Repository, manifest: Manifest, delta: DeltaState) -> bytes | None:
+    """An incremental manifest against its base list from the known difference, if it stays small."""
+    if not repo.has_blob(delta.base):
+        return None
+    base_rows = repo.dictionary(delta.base)
+    base_paths = _base_paths(base_rows)
+    manifest.files_dict = delta.base
+    data = encode_manifest(manifest, ops=sparse_delta(base_rows, base_paths, delta.explicit, delta.dropped))
+    if len(data) <= CONTINUOUS_REBASE_FRACTION * repo.blob_size(delta.base):
+        return data
+    manifest.files_dict = None
+    return None
+
+
+_BASE_PATHS: dict[int, tuple[list, list[str]]] = {}
+
+
+def _base_paths(base_rows: list[list]) -> list[str]:
+    cached = _BASE_PATHS.get(id(base_rows))
+    if cached is None or cached[0] is not base_rows:
+        _BASE_PATHS.clear()
+        cached = _BASE_PATHS[id(base_rows)] = (base_rows, [row[0] for row in base_rows])
+    return cached[1]
+
+
 def _commit(repo: Repository, manifest: Manifest, rows: list[list], previous: Manifest | None,
-            capture: _Capture) -> int:
-    """Write the manifest (rows sorted by path) after every blob it names is durable."""
+            capture: _Capture, delta: DeltaState | None = None) -> tuple[int, DeltaState | None]:
+    """Write the manifest (rows sorted by path) after every blob it names is durable; returns its size
+    and how the rows differ from the base list it was written against (for the next incremental)."""
     manifest.files_dict = None
     data = None
     if len(rows) >= BASE_LIST_MIN_FILES:  # small stores: a base list would not pay for itself
-        data = encode_against_previous_base(repo, manifest, rows, previous)
+        if delta is not None:
+            data = _encode_sparse(repo, manifest, delta)
+            delta = delta if data is not None else None
+        else:
+            data = encode_against_previous_base(repo, manifest, rows, previous)
         if data is None:
             base, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode(), rows)
             if written:
@@ -543,10 +710,13 @@ def _commit(repo: Repository, manifest: Manifest, rows: list[list], previous: Ma
                 manifest.stats["new_bytes"] = capture.new_bytes
             manifest.files_dict = base
             data = encode_manifest(manifest, rows, rows=rows)
+            delta = DeltaState(base, {}, set())  # the rows are the new base list
+    else:
+        delta = None
     if data is None:
         data = encode_manifest(manifest, rows=rows)
     repo.sync()
-    return repo.write_manifest_bytes(manifest.id, data)
+    return repo.write_manifest_bytes(manifest.id, data), delta
 
 
 def _discard(repo: Repository, capture: _Capture) -> None:

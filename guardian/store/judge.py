@@ -36,6 +36,11 @@ def role_of(rel: str) -> str | None:
     return None
 
 
+def prepare() -> None:
+    """Import the decoder now (numpy and the gob codec: ~0.1 s), e.g. before taking the store lock."""
+    from guardian.format import chromem  # noqa: F401
+
+
 def damage_of(rel: str, data: bytes) -> str | None:
     """Why chromem would refuse ``data`` as the file ``rel`` (e.g. "empty", the gob error), else None."""
     role = role_of(rel)

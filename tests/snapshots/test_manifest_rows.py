@@ -82,3 +82,30 @@ def test_sweep_lists_blobs_and_removes_only_temp_files(tmp_path):
     assert all(kept) and repo.sweep() == digests and len(digests) == 40
     assert not any(p.name.startswith(TEMP_PREFIX) for p in repo.root.rglob("*"))
     assert (folder / "notes.txt").exists()
+
+
+def test_sparse_delta_equals_the_full_delta_for_random_changes():
+    import random
+
+    from guardian.snapshots.manifest import apply_delta, delta_rows, sparse_delta
+    from guardian.snapshots.take import DeltaState
+
+    rng = random.Random(5)
+    for trial in range(200):
+        base = [[f"c/{i:05d}.gob", i, 0o644, i, i, "a" * 64, 0] for i in range(rng.randint(0, 60))]
+        state = DeltaState.compute("x", base, base)
+        rows = {r[0]: r for r in base}
+        for _ in range(rng.randint(1, 4)):
+            changes = set()
+            for _ in range(rng.randint(0, 8)):
+                path = f"c/{rng.randint(0, 80):05d}.gob"
+                changes.add(path)
+                if rng.random() < 0.3:
+                    rows.pop(path, None)
+                else:
+                    rows[path] = [path, rng.randint(0, 9), 0o644, trial, 1, "b" * 64, 0]
+            state = state.updated(base, changes, rows)
+            ordered = [rows[p] for p in sorted(rows)]
+            ops = sparse_delta(base, [r[0] for r in base], state.explicit, state.dropped)
+            assert apply_delta(ops, base) == ordered
+            assert apply_delta(delta_rows(ordered, base), base) == ordered

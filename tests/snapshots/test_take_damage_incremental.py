@@ -74,8 +74,9 @@ def test_restore_leaves_out_damaged_copies_of_old_snapshots_unless_asked(plain_p
     files = [e if e.path != rel else type(e)(e.path, len(bad), e.mode, e.mtime_ns, e.inode, digest, 0)
              for e in manifest.files]
     manifest.files, manifest.files_dict = files, None
-    clock.advance(minutes=1)
-    manifest.id = manifest.id[:-4] + "beef"
+    from guardian.snapshots.repository import new_snapshot_id
+
+    manifest.id = new_snapshot_id(clock.advance(minutes=1))  # newer than the real one
     repo.write_manifest(manifest)
     current = doc.read_bytes()
     doc.write_bytes(doc_bytes("newer"))
@@ -157,8 +158,10 @@ def test_garbage_collection_over_incremental_snapshots_sharing_a_base_list(tmp_p
     for version in range(3):
         (store / "c" / "00000001.gob").write_bytes(doc_bytes(f"v{version}"))
         clock.advance(seconds=5)
-        result = take_snapshot(paths, clock=clock, changed={"c/00000001.gob"}, baseline=result.baseline)
-        assert result.read_files == 1
+        result = take_snapshot(paths, clock=clock, changed={"c/00000001.gob", f"c/{700 + version:08x}.gob"},
+                               baseline=result.baseline)
+        assert result.read_files == 1  # the rewrite; the other path does not exist
+        assert [e.row() for e in repo.read_manifest(result.id).files] == result.baseline.rows  # as written
     assert len({repo.read_header(i).files_dict for i in repo.list_ids()}) == 1  # one base list for all
     pruned = forget_and_prune(paths, keep_last=1)
     # v0 and v1 go; the original stays while the base list (which names it) is in use: a safe superset

@@ -22,7 +22,7 @@ from guardian.snapshots.prune import forget_and_prune_for
 from guardian.snapshots.take import take_snapshot
 
 RETRY_SECONDS = 2.0
-LOGGED_PATHS = 50  # a capture's log line names its paths up to this many (the bench reads them)
+LOGGED_PATHS = 2000  # a capture's log line names its paths up to this many (the bench reads them)
 
 
 class CapturePart(BasePart):
