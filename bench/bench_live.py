@@ -219,8 +219,8 @@ def main() -> int:
         done = [x for x in latencies if x != float("inf")]
         print(f"writes: {len(written)} at {args.rate:g}/s over {write_seconds:.1f} s (writer interval "
               f"{1 / args.rate:.3f} s = the baseline)")
-        print(f"RPO (write -> committed snapshot): p50 {percentile(done, 0.5):.2f} s, p99 {percentile(done, 0.99):.2f} s, "
-              f"max {max(done):.2f} s; {missed} never captured")
+        print(f"RPO (write -> committed snapshot): p50 {percentile(done, 0.5):.2f} s, "
+              f"p99 {percentile(done, 0.99):.2f} s, max {max(done):.2f} s; {missed} never captured")
         print(f"CPU of guardian run under load: {100 * (cpu1 - cpu0) / (wall1 - wall0):.1f}% of one core "
               f"({cpu1 - cpu0:.2f} s CPU in {wall1 - wall0:.1f} s)")
         time.sleep(3)

@@ -37,7 +37,7 @@ class Config:
     capture: bool = True
     capture_quiet_seconds: float = 1.0      # a burst of writes makes one snapshot: wait this long after the last
     capture_max_wait_seconds: float = 3.0   # but never longer than this after the first change not captured
-    settle_seconds: float = 1.0             # a file unchanged (and closed) this long is judged; before, it may be a write
+    settle_seconds: float = 1.0             # judged once unchanged (and closed) this long; before, maybe a write
     live_repair: bool = True
     # repair
     collection_names: tuple[str, ...] = ()

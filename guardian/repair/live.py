@@ -77,7 +77,8 @@ def repair_judged(config, paths, damages: list[Damage], lock_timeout: float = 30
         scan = context.rescan()
         if needs_repair(scan):
             result.plan = context.plan(scan)
-            applier = PlanApplier(paths.store, *_applier_parts(paths), scan.compress, guard=JudgedGuard(paths.store, judged))
+            applier = PlanApplier(paths.store, *_applier_parts(paths), scan.compress,
+                                  guard=JudgedGuard(paths.store, judged))
             for action in result.plan.actions:
                 if action.path in judged:
                     result.applied.append(applier.apply_one(action))

@@ -1,7 +1,7 @@
 """/v1/status from facts the runtime keeps current, instead of a store rescan on every call.
 
 `guardian status` gathers its facts from disk (:func:`~guardian.runtime.status_facts.collect_status`:
-scan the store, read every snapshot header, list the quarantine). Done per HTTP call that cost
+scan the store, list the snapshots, list the quarantine). Done per HTTP call that cost
 2.2 s at 20k documents and 25.8 s for 8 calls at once. :class:`LiveStatus` keeps those three
 facts and re-reads one only when the runtime says it changed (the index was told files changed,
 a repair ran, a snapshot was taken), in one background thread, a second after the last change;
@@ -19,7 +19,7 @@ from typing import Callable
 from guardian.errors import GuardianError
 from guardian.runtime.context import INDEX_STALE, REPAIRED, SNAPSHOT_TAKEN
 from guardian.runtime.status import build_status
-from guardian.runtime.status_facts import count_quarantined, list_snapshot_headers
+from guardian.runtime.status_facts import count_quarantined, list_snapshot_times
 from guardian.store.scan import scan_store
 
 DEBOUNCE_SECONDS = 1.0  # a burst of changes costs one re-read
@@ -105,7 +105,7 @@ class LiveStatus:
                 return None
         if name == "snapshots":
             try:
-                return list_snapshot_headers(ctx.paths)
+                return list_snapshot_times(ctx.paths)
             except (GuardianError, OSError):
                 return []
         return count_quarantined(ctx.paths)

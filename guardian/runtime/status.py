@@ -135,7 +135,7 @@ def sidecar_part(data: dict | None, now: float, pid_alive: Callable[[int], bool]
         "http": sidecar.get("http"), "child": child_part(sidecar.get("child")),
         "heartbeat_seconds": heartbeat,
         "capture": sidecar.get("capture") if isinstance(sidecar.get("capture"), dict) else None,
-        "live_damage": (sidecar.get("health") or {}).get("damaged") if isinstance(sidecar.get("health"), dict) else None,
+        "live_damage": sidecar["health"].get("damaged") if isinstance(sidecar.get("health"), dict) else None,
     }
     state, detail = _sidecar_state(sidecar, pid, updated, now, heartbeat, pid_alive)
     part.update(running=state == "running", state=state, detail=detail)
@@ -257,7 +257,8 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
         "last_repair": last_repair if isinstance(last_repair, dict) else None,
     }
     status["snapshots"].update(uncaptured_part(status["sidecar"], now_epoch))
-    status["store"]["unrepaired"] = status["sidecar"].get("live_damage") or [] if status["sidecar"].get("running") else []
+    running = status["sidecar"].get("running")
+    status["store"]["unrepaired"] = (status["sidecar"].get("live_damage") or []) if running else []
     status["warnings"] = status_warnings(status)
     status["exit_code"] = exit_code(status)
     status["health"] = {ExitCode.OK: "ok", ExitCode.WARNINGS: "warning", ExitCode.UNLOADABLE: "unloadable",

@@ -340,7 +340,8 @@ class StoreWatcher:
         self.poll_interval = poll_interval
         self.metadata_ok = functools.lru_cache(maxsize=4096)(metadata_ok)  # metadata files are tiny
         self.reconcile_interval = reconcile_interval
-        self.on_raw = on_raw  # every event but guardian's temp files, its own writes included (observer thread: be quick)
+        # every event but guardian's temp files, its own writes included (observer thread: be quick)
+        self.on_raw = on_raw
         self._known: dict[str, FolderView] = {}
         self.reconciliations = 0
         self._next_reconcile: float | None = None

@@ -4,7 +4,8 @@ from guardian.commands.snapshots_cmd import group_rows
 
 
 def row(i: int, hour: int, minute: int) -> dict:
-    return {"id": f"20261201T{hour:02d}{minute:02d}00.000000Z-{i:04x}", "time_utc": f"2026-12-01T{hour:02d}:{minute:02d}:00Z",
+    return {"id": f"20261201T{hour:02d}{minute:02d}00.000000Z-{i:04x}",
+            "time_utc": f"2026-12-01T{hour:02d}:{minute:02d}:00Z",
             "time_local": "", "collections": ["a"], "documents": 1, "total_bytes": 10, "new_bytes": 2}
 
 

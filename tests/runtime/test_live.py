@@ -83,8 +83,9 @@ def test_real_writers_are_captured_and_every_write_survives_kill_9(guardian, pla
     good = victim.read_bytes()
     before = chromem_load(chromemh, plain_store)["collections"]
     written_a, written_b = [], []
-    writers = [threading.Thread(target=run_writer, args=(chromemh, plain_store, existing["name"], 40, 50, 1, written_a)),
-               threading.Thread(target=run_writer, args=(chromemh, plain_store, "live_new_memories", 25, 80, 2, written_b))]
+    writers = [threading.Thread(target=run_writer, args=(chromemh, plain_store, name, count, interval, seed, out))
+               for name, count, interval, seed, out in ((existing["name"], 40, 50, 1, written_a),
+                                                         ("live_new_memories", 25, 80, 2, written_b))]
     for writer in writers:
         writer.start()
     assert wait_until(lambda: written_a and written_b, timeout=DEADLINE)  # both opened the store and write
@@ -115,18 +116,24 @@ def apply_damage(store, kind: str, folder: str):
     """Damage one collection folder; returns the path to check and its good bytes (None: must vanish)."""
     doc = some_document(store, folder)
     meta = store / folder / "00000000.gob"
-    if kind == "empty":
-        good = doc.read_bytes(); doc.write_bytes(b""); return doc, good
-    if kind == "cut":
-        good = doc.read_bytes(); doc.write_bytes(good[:len(good) // 3]); return doc, good
-    if kind == "garbage":
-        good = doc.read_bytes(); doc.write_bytes(os.urandom(len(good))); return doc, good
+    cuts = {"empty": lambda data: b"", "cut": lambda data: data[:len(data) // 3],
+            "garbage": lambda data: os.urandom(len(data))}
+    if kind in cuts:
+        good = doc.read_bytes()
+        doc.write_bytes(cuts[kind](good))
+        return doc, good
     if kind == "fifo":
-        good = doc.read_bytes(); doc.unlink(); os.mkfifo(doc); return doc, good
-    if kind == "metadata_deleted":
-        good = meta.read_bytes(); meta.unlink(); return meta, good
-    if kind == "metadata_empty":
-        good = meta.read_bytes(); meta.write_bytes(b""); return meta, good
+        good = doc.read_bytes()
+        doc.unlink()
+        os.mkfifo(doc)
+        return doc, good
+    if kind in ("metadata_deleted", "metadata_empty"):
+        good = meta.read_bytes()
+        if kind == "metadata_deleted":
+            meta.unlink()
+        else:
+            meta.write_bytes(b"")
+        return meta, good
     stray = store / ".backup"
     stray.mkdir()
     shutil.copy(doc, stray / doc.name)

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from guardian.local.paths import StatePaths
 from guardian.runtime.supervisor.child_record import process_start_ticks, write_record
 from tests.conftest import run_cli

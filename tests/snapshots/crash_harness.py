@@ -106,46 +106,17 @@ class Worker:
             self.stats.completed += 1
         return killed
 
-<<<<<<< HEAD
-<<<<<<< HEAD
     def wait_until_working(self, proc, timeout: float = 60.0) -> bool:
         """Wait until ``proc`` holds the store lock (it writes its pid there); False if it ended first."""
-=======
-<<<<<<< HEAD
-=======
->>>>>>> 38ccb81 (Continuous capture, store health and live repair as runtime parts: the watcher hands raw events (with close-write) to a capture part (debounced incremental snapshots, retention by ids), a health part (settle tracking, per-path judgment, rescans: /readyz and metrics follow chromem's verdict now, in run and serve) and a live repair part (only settled, judged paths; each checked unchanged right before its rename))
-    def wait_until_working(self, proc, timeout: float = 60.0) -> None:
-        """Wait until ``proc`` holds the store lock (it writes its pid there): the kill delay then
-        counts from the start of the work, not from the interpreter's start-up (slow on a loaded box)."""
->>>>>>> a0dc36e (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-<<<<<<< HEAD
-                if self.paths.lock_file.read_text().strip() == str(proc.pid):
+                if read_holder(self.paths.lock_file).get("pid") == proc.pid:
                     return True
             except OSError:
                 pass
             time.sleep(0.002)
-<<<<<<< HEAD
         return False
-=======
-=======
-    def random_document(self) -> bytes:
-        """A valid chromem document with random content (damaged bytes are never stored as a version)."""
-        text = os.urandom(self.rng.randint(20, 2000)).hex()
-        doc = Document(id=f"d{self.rng.randrange(10**9)}", metadata={"k": text[:8]},
-                       embedding=np.frombuffer(os.urandom(16), dtype=np.float32).copy(), content=text)
-        return encode_document(doc)
->>>>>>> 7bc658f (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
->>>>>>> a0dc36e (Snapshots: a file chromem would refuse is flagged damaged in the manifest and keeps the previous good copy (restore and repair use it); snapshot reports damage (exit 1); restore leaves out damaged copies of older snapshots unless --allow-damaged; incremental take given the changed paths (reads only those, walks changed folders, equals a full walk))
-=======
-                if read_holder(self.paths.lock_file).get("pid") == proc.pid:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.002)
->>>>>>> 38ccb81 (Continuous capture, store health and live repair as runtime parts: the watcher hands raw events (with close-write) to a capture part (debounced incremental snapshots, retention by ids), a health part (settle tracking, per-path judgment, rescans: /readyz and metrics follow chromem's verdict now, in run and serve) and a live repair part (only settled, judged paths; each checked unchanged right before its rename))
 
     def random_document(self) -> bytes:
         """A valid chromem document with random content (damaged bytes are never stored as a version)."""

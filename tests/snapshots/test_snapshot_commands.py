@@ -70,8 +70,8 @@ def test_snapshot_prune_applies_retention(plain_store, cli):
     store = str(plain_store)
     for _ in range(3):
         cli("snapshot", "--store", store, check=True)
-    out = cli("snapshot", "--store", store, "--prune", "--json", env={"GUARDIAN_KEEP_LAST": "2", "GUARDIAN_KEEP_HOURLY": "0",
-                                                                 "GUARDIAN_KEEP_WITHIN_MINUTES": "0"})
+    no_continuous = {"GUARDIAN_KEEP_LAST": "2", "GUARDIAN_KEEP_HOURLY": "0", "GUARDIAN_KEEP_WITHIN_MINUTES": "0"}
+    out = cli("snapshot", "--store", store, "--prune", "--json", env=no_continuous)
     assert len(json.loads(out.stdout_text)["prune"]["forgotten"]) == 2
     assert len(json.loads(cli("snapshots", "--store", store, "--json").stdout_text)) == 2
 

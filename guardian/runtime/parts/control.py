@@ -49,7 +49,8 @@ class ControlPart(BasePart):
         scan = getattr(result, "scan", None)
         if scan is not None:
             self.ctx.last_scan = scan
-        return {"loadable": None if scan is None else bool(scan.loadable), "actions": len(getattr(result, "actions", []))}
+        return {"loadable": None if scan is None else bool(scan.loadable),
+                "actions": len(getattr(result, "actions", []))}
 
     def snapshot(self, **_):
         result = self.ctx.take_snapshot()
