@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import os
 import signal
 import subprocess
@@ -145,8 +146,9 @@ def test_restore_while_supervising_stops_restores_and_restarts_the_child(plain_s
         wait_for(lambda: status_json(plain_store, env)["snapshots"]["count"] >= 1)
         doc = plain_store / "6c7f5464" / "0356cf79.gob"
         original = doc.read_bytes()
+        before = datetime.now(timezone.utc).isoformat()  # continuous capture snapshots the deletion itself
         doc.unlink()
-        restored = run_cli("restore", "--store", str(plain_store), "--at", "latest", "--json", env=env)
+        restored = run_cli("restore", "--store", str(plain_store), "--at", before, "--json", env=env)
         assert restored.returncode == 0, restored.stderr_text
         answer = json.loads(restored.stdout_text)
         assert answer["through_sidecar"] is True and answer["child_paused"] is True
