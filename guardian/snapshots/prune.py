@@ -3,6 +3,11 @@
 Runs under the store lock. Only guardian's own repository files are deleted (manifests of
 forgotten snapshots, then unreferenced blobs); if any kept manifest cannot be read, no blob is
 removed (its references are unknown), and the report says so.
+
+Blobs live in packs: a pack no kept snapshot needs is deleted; a pack that is mostly garbage (less
+than ``REPACK_BELOW`` of its frame bytes still referenced) is rewritten with only the referenced
+blobs, the new pack durable before the old one goes; any other partly used pack is kept whole, so a
+pack a kept manifest needs is never deleted. A damaged pack is never touched (``verify`` reports it).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 
 from guardian.errors import SnapshotError
 from guardian.local.lock import store_lock
+from guardian.snapshots.packs import PackError
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import id_time
 from guardian.snapshots.retention import plan_retention
@@ -44,15 +50,38 @@ def forget_and_prune(paths: StatePaths, keep_last: int = 24, keep_hourly: int = 
         return result
 
 
+REPACK_BELOW = 0.5
+
+
 def collect_garbage(repo: Repository, keep: list[str], result: PruneResult) -> None:
     referenced: set[str] = set()
     for snapshot_id in keep:
         try:
-            referenced |= repo.read_manifest(snapshot_id).blob_hashes()
+            manifest, rows = repo.read_manifest_rows(snapshot_id)
         except SnapshotError as exc:
             result.gc_skipped = f"snapshot {snapshot_id} is unreadable ({exc.message}); no blob removed"
             return
-    for digest in repo.list_blobs():
+        referenced.update(row[5] for row in rows if row[5])
+        if manifest.files_dict:
+            referenced.add(manifest.files_dict)
+    to_repack: dict[str, set[str]] = {}
+    for pack_id in repo.pack_ids():
+        try:
+            entries = repo.pack_entries(pack_id)
+        except (OSError, PackError):
+            continue  # damaged: left for `verify` to report, never deleted
+        used = [e for e in entries if e[0] in referenced]
+        garbage = len(entries) - len(used)
+        if not used:
+            result.bytes_freed += repo.delete_pack(pack_id)
+        elif garbage and sum(e[2] for e in used) < REPACK_BELOW * sum(e[2] for e in entries):
+            to_repack[pack_id] = {e[0] for e in used}
+        else:
+            continue
+        result.blobs_removed += garbage
+    if to_repack:
+        result.bytes_freed += repo.repack(to_repack)
+    for digest in repo.loose_blobs():
         if digest not in referenced:
             result.bytes_freed += repo.delete_blob(digest)
             result.blobs_removed += 1

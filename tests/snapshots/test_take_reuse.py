@@ -6,6 +6,8 @@ import stat
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import take_snapshot
 
+from conftest import drop_blob
+
 
 def entries(paths, snapshot_id):
     return {e.path: e for e in Repository(paths.snapshots).read_manifest(snapshot_id).files}
@@ -28,7 +30,7 @@ def test_missing_blob_makes_the_file_read_again(plain_paths):
     first = take_snapshot(plain_paths)
     repo = Repository(plain_paths.snapshots)
     victim = sorted(entries(plain_paths, first.id).values(), key=lambda e: e.path)[1]
-    repo.blob_path(victim.hash).unlink()
+    drop_blob(repo, victim.hash)
     second = take_snapshot(plain_paths)
     assert second.read_files == 1 and repo.has_blob(victim.hash)
     assert entries(plain_paths, second.id)[victim.path].hash == victim.hash
