@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -61,15 +62,31 @@ def stat_walk(root: str) -> int:
     return count
 
 
-def timed(fn) -> float:
+CPU: dict[str, list[float]] = {}   # figure -> CPU seconds (user + system) of each run
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn, cpu_key: str | None = None) -> float:
+    cpu = cpu_seconds(resource.RUSAGE_SELF)
     started = time.perf_counter()
     fn()
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if cpu_key:
+        CPU.setdefault(cpu_key, []).append(cpu_seconds(resource.RUSAGE_SELF) - cpu)
+    return elapsed
 
 
 def chromem_load_seconds(store: Path, compress: bool) -> float:
+    """Wall seconds of chromem's NewPersistentDB (its own figure); the CPU time of the whole chromemh
+    process (load plus one query) is noted too."""
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     out = subprocess.run([str(CHROMEMH), "bench", str(store), "1" if compress else "0", "-", "1", "1"],
                          capture_output=True, text=True, check=True).stdout
+    CPU.setdefault("chromem", []).append(cpu_seconds(resource.RUSAGE_CHILDREN) - cpu)
     return float(json.loads(out)["load_s"])
 
 
@@ -108,11 +125,11 @@ def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: F
             loads.append(chromem_load_seconds(store, compress))
         state = work / f"state-{attempt}"
         paths = StatePaths.for_store(store, state)
-        firsts.append(timed(lambda: take_snapshot(paths, compress)))
+        firsts.append(timed(lambda: take_snapshot(paths, compress), "first"))
         target = work / f"restored-{attempt}"
         target.mkdir()
         restored = StatePaths(store=target, root=paths.root)
-        restores.append(timed(lambda: restore_store(restored, None, check_load=False)))
+        restores.append(timed(lambda: restore_store(restored, None, check_load=False), "restore"))
         checked.append(restores[-1] + timed(lambda: check_loadable(target, compress)))
         shutil.rmtree(target)
         if attempt < repeat - 1:
@@ -123,6 +140,12 @@ def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: F
     figures.add("first snapshot", firsts, base_label, loads)
     figures.add("restore into an empty folder", restores, base_label, loads)
     figures.add("restore + loadability check", checked, base_label, loads)
+    if have_chromem:
+        chromem_cpu = statistics.median(CPU.pop("chromem"))
+        for key in ("first", "restore"):
+            mine = statistics.median(CPU.pop(key))
+            print(f"  CPU time (user+sys), {key:<31} {mine:8.3f} s   chromemh process (load + 1 query)  "
+                  f"{chromem_cpu:8.3f} s   ratio {mine / chromem_cpu:5.2f}x", flush=True)
     same, walks = [], []
     for _ in range(repeat):
         walks.append(timed(lambda: stat_walk(str(store))))

@@ -382,6 +382,23 @@ class Repository:
         self.sync()
         return old_size - new_size
 
+    def read_run(self, pack_id: str, run: list[tuple[str, int, int]]) -> list[tuple[str, bytes]]:
+        """(digest, content) of a run of frames of one pack, sorted by offset (as :meth:`locate`
+        gives them): one read for the whole run, each blob checked against its hash."""
+        start, end = run[0][1], run[-1][1] + run[-1][2]
+        try:
+            fd = os.open(self.pack_path(pack_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                data = memoryview(os.pread(fd, end - start, start))
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            raise SnapshotError(f"pack {pack_id[:12]} is missing from the repository") from None
+        except OSError as exc:
+            raise SnapshotError(f"pack {pack_id[:12]} cannot be read: {exc.strerror or exc}") from None
+        return [(digest, self.unpack_frame(digest, data[offset - start:offset - start + length]))
+                for digest, offset, length in run]
+
     def iter_blobs(self, digests):
         """(digest, content) for each of ``digests``, each checked: every pack read once, in order."""
         groups, other = self.locate(digests)

@@ -21,9 +21,9 @@ import operator
 import os
 import stat as statmod
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
-
-import numpy as np
 
 from guardian.local.fsutil import atomic_write, ensure_dir
 
@@ -32,24 +32,23 @@ INODE = operator.attrgetter("st_ino")
 CTIME = operator.attrgetter("st_ctime_ns")
 
 
-def columns(stats: list) -> tuple[np.ndarray, np.ndarray]:
+def columns(stats: list) -> tuple[array, array]:
     """The inode and ctime columns of a folder's lstat results (C-speed, no per-file Python code)."""
-    count = len(stats)
-    return (np.fromiter(map(INODE, stats), np.uint64, count), np.fromiter(map(CTIME, stats), np.int64, count))
+    return array("Q", map(INODE, stats)), array("q", map(CTIME, stats))
 
 
 @dataclass
 class FolderState:
     names: str             # "\x00".join(names) in directory order
-    inodes: np.ndarray
-    ctimes: np.ndarray
+    inodes: array
+    ctimes: array
     clean: bool
 
     def same_as(self, names: list[str], stats: list) -> bool:
         if len(stats) != len(self.inodes) or "\x00".join(names) != self.names:
             return False
         inodes, ctimes = columns(stats)
-        return bool(np.array_equal(inodes, self.inodes) and np.array_equal(ctimes, self.ctimes))
+        return inodes == self.inodes and ctimes == self.ctimes
 
 
 @dataclass
@@ -72,14 +71,14 @@ class StatCache:
     # ---- file format: MAGIC | u32 header length | JSON header | names | inodes | ctimes --------------
     def encode(self) -> bytes:
         order = list(self.folders.items())
-        header = {"body_sha": self.body_sha, "dirs": [list(d) for d in self.dirs],
+        header = {"body_sha": self.body_sha, "byteorder": sys.byteorder, "dirs": [list(d) for d in self.dirs],
                   "skipped": [list(s) for s in self.skipped],
                   "folders": [[prefix, s.clean, len(s.inodes), len(s.names.encode())] for prefix, s in order]}
         head = json.dumps(header).encode()
         parts = [MAGIC, struct.pack(">I", len(head)), head]
         parts += [s.names.encode() for _, s in order]
-        parts += [s.inodes.astype("<u8").tobytes() for _, s in order]
-        parts += [s.ctimes.astype("<i8").tobytes() for _, s in order]
+        parts += [s.inodes.tobytes() for _, s in order]
+        parts += [s.ctimes.tobytes() for _, s in order]
         return b"".join(parts)
 
     @classmethod
@@ -89,6 +88,8 @@ class StatCache:
         (length,) = struct.unpack(">I", data[len(MAGIC):len(MAGIC) + 4])
         at = len(MAGIC) + 4
         header = json.loads(data[at:at + length])
+        if header.get("byteorder") != sys.byteorder:
+            raise ValueError("stat cache written on another machine")
         at += length
         specs = header["folders"]
         names = []
@@ -97,16 +98,26 @@ class StatCache:
             at += name_bytes
         inodes = []
         for _, _, count, _ in specs:
-            inodes.append(np.frombuffer(data, "<u8", count, at))
+            inodes.append(_column("Q", data, at, count))
             at += 8 * count
         folders = {}
         for (prefix, clean, count, _), joined, ino in zip(specs, names, inodes):
-            folders[prefix] = FolderState(joined, ino, np.frombuffer(data, "<i8", count, at), bool(clean))
+            folders[prefix] = FolderState(joined, ino, _column("q", data, at, count), bool(clean))
             at += 8 * count
         if at != len(data):
             raise ValueError("stat cache has the wrong length")
         return cls(header["body_sha"], folders, [tuple(d) for d in header["dirs"]],
                    [tuple(s) for s in header["skipped"]])
+
+
+def _column(typecode: str, data: bytes, at: int, count: int) -> array:
+    column = array(typecode)
+    if column.itemsize != 8:  # pragma: no cover - 8-byte "Q"/"q" on every supported platform
+        raise ValueError("unexpected array item size")
+    column.frombytes(data[at:at + 8 * count])
+    if len(column) != count:
+        raise ValueError("stat cache is truncated")
+    return column
 
 
 def build(listing, rows_by_path: dict, started_ns: int, racy_ns: int, body_sha: str) -> StatCache:
@@ -115,7 +126,7 @@ def build(listing, rows_by_path: dict, started_ns: int, racy_ns: int, body_sha: 
     recent = started_ns - racy_ns
     for prefix, names, stats in listing.folders:
         inodes, ctimes = columns(stats)
-        clean = not (len(ctimes) and int(ctimes.max()) >= recent)
+        clean = not (len(ctimes) and max(ctimes) >= recent)
         if clean:
             for name, info in zip(names, stats):
                 row = rows_by_path.get(prefix + name)

@@ -226,7 +226,7 @@ class _Capture:
         if self.progress:
             self.progress.advance(len(files) - len(to_read))
         if to_read:
-            chunks = _chunks(to_read, WORKERS, MIN_CHUNK)
+            chunks = _chunks(to_read, WORKERS, 1 if self.delay else MIN_CHUNK)  # test hook: spread the sleeps
             with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
                 for chunk, captured in zip(chunks, pool.map(self.capture_chunk, chunks)):
                     rows.update(zip(chunk, captured))

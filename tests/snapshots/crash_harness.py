@@ -38,8 +38,10 @@ SLOW_IO = "0.002"
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """Every file chromem could see (guardian's temp files and staging folders are not)."""
     found = {}
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(TEMP_PREFIX)]
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 continue
@@ -135,6 +137,10 @@ class Worker:
         if not ids:
             return
         self.mutate()
+        if self.rng.random() < 0.3:  # a whole collection lost: restored as a folder staged whole
+            folders = sorted(p for p in self.store.iterdir() if p.is_dir() and not p.name.startswith(TEMP_PREFIX))
+            if folders:
+                shutil.rmtree(self.rng.choice(folders))
         before = tree(self.store)
         target = self.expected[ids[-1]]
         self.launch("restore", "--at", "latest", "--force")
@@ -169,7 +175,7 @@ class Worker:
             restore_store(self.paths, snapshot_time(first), check_load=False)
             if tree(self.store) != self.expected[first]:
                 self.stats.failures.append("restoring the earliest snapshot is not byte-identical")
-            leftovers = [p for p in self.store.rglob(f"{TEMP_PREFIX}*")]
+            leftovers = [p for p in self.store.rglob(f"{TEMP_PREFIX}*")]  # files and staging folders
             if leftovers:
                 self.stats.failures.append(f"staged temp files left after a restore: {leftovers[:3]}")
 
