@@ -356,21 +356,31 @@ class Executor:
         if not self.stage_dir:
             return
         root_fd, stage_fd = self.dirs.get(""), self.dirs.get(self.stage_dir)
-        for name in self.whole:
-            if self.delay:
-                time.sleep(self.delay / 2)
-            try:
-                os.rename(name, name, src_dir_fd=stage_fd, dst_dir_fd=root_fd)
-            except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                    raise RestoreError(f"{name} appeared in the store while the restore ran; it was left as it "
-                                       "is", "run the restore again") from None
-                raise
+        try:
+            for name in self.whole:
+                if self.delay:
+                    time.sleep(self.delay / 2)
+                self._rename_whole(name, stage_fd, root_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.fsync(root_fd)
+                storefs.remove_stage_dir(root_fd, self.stage_dir)   # what was not renamed in yet
+            raise
         os.fsync(root_fd)
         self.dirs.forget(self.stage_dir)
         with contextlib.suppress(OSError):
             os.rmdir(self.stage_dir, dir_fd=root_fd)
             os.fsync(root_fd)
+
+    @staticmethod
+    def _rename_whole(name: str, stage_fd: int, root_fd: int) -> None:
+        try:
+            os.rename(name, name, src_dir_fd=stage_fd, dst_dir_fd=root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise RestoreError(f"{name} appeared in the store while the restore ran; it was left as it is",
+                                   "run the restore again") from None
+            raise
 
     def _commit_one(self, action) -> None:
         if self.delay:

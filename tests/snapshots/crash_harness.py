@@ -118,6 +118,8 @@ class Worker:
 
     def mutate(self) -> None:
         files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX))
+        if not files:
+            return
         for path in self.rng.sample(files, k=min(3, len(files))):
             path.write_bytes(os.urandom(self.rng.randint(50, 4000)))
         if self.rng.random() < 0.3:
@@ -139,7 +141,7 @@ class Worker:
         self.mutate()
         if self.rng.random() < 0.3:  # a whole collection lost: restored as a folder staged whole
             folders = sorted(p for p in self.store.iterdir() if p.is_dir() and not p.name.startswith(TEMP_PREFIX))
-            if folders:
+            if len(folders) >= 3:  # (a killed restore may not bring it back: keep the store from emptying)
                 shutil.rmtree(self.rng.choice(folders))
         before = tree(self.store)
         target = self.expected[ids[-1]]
