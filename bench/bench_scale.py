@@ -183,7 +183,6 @@ def main() -> int:
             store = Path(args.store).expanduser().resolve()
             compress = bool(int(args.compress)) if args.compress else detect_compress(list_store(store).files, None)
             bench_store(store, compress, work, args.repeat, figures)
-            figures.table()
         else:
             if not CHROMEMH.exists():
                 print(f"{CHROMEMH} is missing: pass --store", file=sys.stderr)

@@ -212,9 +212,11 @@ class FolderListing:
             except OSError:
                 pass   # the loop below records which entry failed and why
             else:
-                return cls(list(zip(map(_NAME, entries), repeat(False), map(_IS_LINK, entries),
-                                    map(_SIZE, stats), map(_MTIME, stats), map(_INO, stats), map(_MODE, stats),
-                                    repeat(""))))
+                names = list(map(_NAME, entries))
+                listing = cls(list(zip(names, repeat(False), map(_IS_LINK, entries), map(_SIZE, stats),
+                                       map(_MTIME, stats), map(_INO, stats), map(_MODE, stats), repeat(""))))
+                listing._names = "\0" + "\0".join(names) + "\0" if names else "\0"
+                return listing
         rows = []
         append = rows.append
         for entry in entries:
