@@ -90,10 +90,14 @@ def chromem_load_seconds(store: Path, compress: bool) -> float:
     return float(json.loads(out)["load_s"])
 
 
-def run_cli(*args: str) -> float:
+def run_cli(*args: str, cpu_key: str | None = None) -> float:
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if cpu_key:
+        CPU.setdefault(cpu_key, []).append(cpu_seconds(resource.RUSAGE_CHILDREN) - cpu)
+    return elapsed
 
 
 class Figures:
@@ -148,16 +152,25 @@ def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: F
                   f"{chromem_cpu:8.3f} s   ratio {mine / chromem_cpu:5.2f}x", flush=True)
     same, walks = [], []
     for _ in range(repeat):
-        walks.append(timed(lambda: stat_walk(str(store))))
-        same.append(timed(lambda: take_snapshot(paths, compress)))
+        walks.append(timed(lambda: stat_walk(str(store)), "walk"))
+        same.append(timed(lambda: take_snapshot(paths, compress), "same"))
     figures.add("no-change snapshot", same, "bare stat walk", walks)
+    print_cpu("no-change snapshot", "same", "bare stat walk", "walk")
     cli = [sys.executable, "-m", "guardian", "check", "--store", str(store), "--state-dir", str(state)]
     run_cli(*cli)  # fills the verified cache
     checks, bare = [], []
     for _ in range(repeat):
-        bare.append(run_cli(sys.executable, "-c", WALK, str(store)))
-        checks.append(run_cli(*cli))
+        bare.append(run_cli(sys.executable, "-c", WALK, str(store), cpu_key="bare"))
+        checks.append(run_cli(*cli, cpu_key="check"))
     figures.add("check CLI, unchanged store", checks, "interpreter + bare stat walk", bare)
+    print_cpu("check CLI", "check", "interpreter + bare stat walk", "bare")
+
+
+def print_cpu(label: str, key: str, base_label: str, base_key: str) -> None:
+    """The same comparison in CPU time (user + system): steadier than wall time on a loaded machine."""
+    mine, base = statistics.median(CPU.pop(key)), statistics.median(CPU.pop(base_key))
+    print(f"  CPU time (user+sys), {label:<23} {mine:8.3f} s   {base_label:<34} {base:8.3f} s   "
+          f"ratio {mine / base:5.2f}x", flush=True)
 
 
 def synth(work: Path, docs: int, compress: bool) -> Path:

@@ -19,7 +19,6 @@ import operator
 import os
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, dec
 BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
 BLOB_LEVEL = 3
-SYNC_WORKERS = 8
 MAX_BLOB = 4 << 30
 BLOB_NAME_LENGTH = 64 + len(BLOB_SUFFIX)
 DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))

@@ -68,7 +68,7 @@ def test_damaged_pack_is_reported_and_its_blobs_missing(plain_paths):
 
 
 def test_old_per_blob_layout_is_read_then_migrated_once(plain_paths, clock):
-    first = take_snapshot(plain_paths, clock=clock)
+    take_snapshot(plain_paths, clock=clock)
     original = tree_bytes(plain_paths.store)
     repo = Repository(plain_paths.snapshots)
     digests = repo.list_blobs()
