@@ -1,0 +1,41 @@
+"""`guardian mcp -- CMD ARGS...`: pre-flight + repair, then relay MCP stdio to CMD and stand in when it fails.
+
+What an MCP client runs instead of ``contextd --mcp``. stdout belongs to the protocol: before
+anything else guardian moves its own fd 1 onto stderr and keeps a private copy for the protocol,
+so no stray print (guardian's, a library's) can ever reach the client.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from guardian.commands.exec_cmd import child_command
+
+HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's search tools when CMD is down"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--answer-timeout", dest="answer_timeout", type=float,
+                        help="seconds an unanswered request may wait before CMD counts as hung (default 30)")
+    parser.add_argument("cmd", nargs="...", help="-- CMD ARGS... the MCP server to run (e.g. -- contextd --mcp)")
+
+
+def claim_stdout() -> int:
+    """A private duplicate of fd 1 for the protocol; fd 1 itself now points at stderr."""
+    wire = os.dup(1)
+    os.set_inheritable(wire, False)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return wire
+
+
+def run(args, ctx) -> int:
+    cmd = child_command(args.cmd)
+    config = ctx.config
+    if args.answer_timeout is not None:
+        config = config.replace(mcp_answer_timeout=args.answer_timeout)
+    wire_out = claim_stdout()
+    from guardian.mcp.session import serve_session
+
+    return serve_session(cmd, config, ctx.paths, wire_in=0, wire_out=wire_out)
