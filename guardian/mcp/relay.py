@@ -41,6 +41,7 @@ log = get_logger("guardian.mcp")
 @dataclass(frozen=True)
 class RelayOptions:
     answer_timeout: float = 30.0
+    start_timeout: float = 60.0  # a child that has said nothing yet since it started (loading its model)
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     backoff_jitter: float = 0.1
@@ -114,6 +115,7 @@ class McpRelay:
         self.fallback_primed = False
         self.queued: list[tuple[bytes, dict | None]] = []
         self.last_child_output = time.monotonic()
+        self.child_spoke = False  # the current child has written at least one line
         self.stats = Stats()
         self._reinit: dict[str, asyncio.Future] = {}
         self._down = asyncio.Event()
@@ -242,6 +244,7 @@ class McpRelay:
                 if not line.endswith(b"\n"):
                     line += b"\n"
                 self.last_child_output = time.monotonic()
+                self.child_spoke = True
                 await self.from_child(line)
         except (ValueError, asyncio.LimitOverrunError):
             log.error("mcp_child_line_too_long", limit=LINE_LIMIT)
@@ -328,12 +331,16 @@ class McpRelay:
                 await self._to_fallback(message)
 
     async def _watch_hangs(self) -> None:
-        """A request left unanswered past answer_timeout while the child says nothing: it is hung."""
-        timeout = self.options.answer_timeout
+        """A request left unanswered past answer_timeout while the child says nothing: it is hung.
+
+        Until the child's first line the longer start_timeout applies: contextd loads its model
+        before it answers anything, and a slow start is not a hang.
+        """
         while True:
             await asyncio.sleep(self.options.check_every)
             if self.mode != CHILD or not self.pending:
                 continue
+            timeout = self.options.answer_timeout if self.child_spoke else self.options.start_timeout
             now = time.monotonic()
             oldest = min(p.sent_at for p in self.pending.values())
             if now - oldest > timeout and now - self.last_child_output > timeout:
@@ -398,6 +405,8 @@ class McpRelay:
             return None
         self.child_generation += 1
         self.child = child
+        self.child_spoke = False
+        self.last_child_output = time.monotonic()
         self.stats.child_starts += 1
         log.info("mcp_child_started", pid=child.pid, generation=self.child_generation)
         asyncio.get_running_loop().create_task(self._read_child(child, self.child_generation))
@@ -414,9 +423,9 @@ class McpRelay:
         if not await self._write_child(json.dumps(request).encode() + b"\n"):
             return False
         try:
-            answer = await asyncio.wait_for(asyncio.shield(future), self.options.answer_timeout)
+            answer = await asyncio.wait_for(asyncio.shield(future), self.options.start_timeout)
         except asyncio.TimeoutError:
-            self.reason = f"restarted contextd did not answer initialize within {self.options.answer_timeout:g} s"
+            self.reason = f"restarted contextd did not answer initialize within {self.options.start_timeout:g} s"
             return False
         finally:
             self._reinit.pop(request_id, None)

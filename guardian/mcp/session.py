@@ -63,7 +63,7 @@ class LazySearcher:
 
 
 def relay_options(config) -> RelayOptions:
-    return RelayOptions(answer_timeout=config.mcp_answer_timeout, backoff_initial=config.backoff_initial,
+    return RelayOptions(answer_timeout=config.mcp_answer_timeout, start_timeout=config.mcp_start_timeout, backoff_initial=config.backoff_initial,
                         backoff_max=config.backoff_max, backoff_jitter=config.backoff_jitter,
                         stop_timeout=config.stop_timeout)
 

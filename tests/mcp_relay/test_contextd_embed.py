@@ -9,7 +9,7 @@ from guardian.errors import ConfigError
 from guardian.index import contextd_embed
 from guardian.index.contextd_embed import ContextdEmbedder, contextd_embedder, find_contextd_model, models_dir
 
-from tests.mcp.conftest import DIM, FASTEMBED_FOLDER, reference_embedding
+from tests.mcp_relay.conftest import DIM, FASTEMBED_FOLDER, reference_embedding
 
 QUERIES = ["jwt refresh token", "React hydration mismatch in render", "postgres connection pool exhausted",
            "unknownword flaky tests"]

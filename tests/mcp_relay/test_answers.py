@@ -10,7 +10,7 @@ from guardian.index.store_index import StoreIndex
 from guardian.mcp import answers, contextd
 from guardian.mcp.answers import Searcher, ToolError
 
-from tests.mcp.conftest import FASTEMBED_FOLDER, MEMORIES, PROJECT, expected_memory_ids, generate_store
+from tests.mcp_relay.conftest import FASTEMBED_FOLDER, MEMORIES, PROJECT, expected_memory_ids, generate_store
 
 
 @pytest.fixture

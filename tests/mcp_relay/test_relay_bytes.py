@@ -1,0 +1,62 @@
+"""The relay at the byte level: real `guardian mcp` process, a raw child that records its bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+from tests.mcp_relay.conftest import ROOT, wait_for
+
+RAW_CHILD = os.path.join(os.path.dirname(__file__), "raw_child.py")
+REQUESTS = [
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},'
+    b'"clientInfo":{"name":"t","version":"1"}}}\n',
+    b'{ "jsonrpc" : "2.0" , "method":"notifications/initialized" }\n',
+    '{"id":"a\u00e9","jsonrpc":"2.0","method":"tools/call","params":{"name":"memory_search","arguments":'
+    '{"project_id":"p","query":"caf\u00e9 \\u00e9"}}}\n'.encode("utf-8"),
+    b'{"jsonrpc":"2.0","id":3,"method":"ping"}\n',
+]
+
+
+def start(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"), GUARDIAN_LOG_LEVEL="debug",
+               EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
+    cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--log-level", "debug",
+           "--", sys.executable, RAW_CHILD, str(tmp_path / "received"), str(tmp_path / "sent")]
+    (tmp_path / "store").mkdir()
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_lines_pass_through_byte_exact_and_stdout_is_protocol_only(tmp_path):
+    proc = start(tmp_path)
+    stderr = []
+    threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True).start()
+    got = []
+    try:
+        for request in REQUESTS:
+            proc.stdin.write(request)
+            proc.stdin.flush()
+            if b'"id"' in request:
+                got.append(proc.stdout.readline())  # the notification
+                got.append(proc.stdout.readline())  # the answer
+        assert wait_for(lambda: (tmp_path / "received").read_bytes().count(b"\n") >= len(REQUESTS), 60)
+    finally:
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.wait(timeout=60)
+    received = (tmp_path / "received").read_bytes().splitlines(keepends=True)
+    guardians = [line for line in received if b'"id": "io.guardian/' in line or b'"id":"io.guardian/' in line]
+    assert [line for line in received if line not in guardians] == REQUESTS  # client -> child: untouched
+    assert [json.loads(line)["method"] for line in guardians] == ["tools/list"]  # guardian learns the tools
+    sent = (tmp_path / "sent").read_bytes().splitlines(keepends=True)
+    to_client = [line for line in sent if b'"id":"io.guardian/' not in line]
+    assert b"".join(got) + rest == b"".join(to_client)  # child -> client: untouched, nothing else
+    assert len(sent) - len(to_client) == 1  # the one answer meant for guardian was kept back
+    for line in (b"".join(got) + rest).splitlines():
+        assert json.loads(line)["jsonrpc"] == "2.0"
+    assert proc.returncode == 0
+    assert b"mcp_child_started" in stderr[0] and b"raw child: noise on stderr" in stderr[0]
