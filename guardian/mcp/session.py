@@ -68,7 +68,8 @@ def relay_options(config) -> RelayOptions:
                         stop_timeout=config.stop_timeout)
 
 
-def serve_session(cmd: list[str], config, paths, wire_in: int = 0, wire_out: int = 1) -> int:
+def serve_session(cmd: list[str], config, paths, wire_in: int = 0, wire_out: int = 1,
+                  child_env: dict | None = None) -> int:
     from guardian.runtime.preflight import preflight_and_alert
 
     try:
@@ -82,7 +83,8 @@ def serve_session(cmd: list[str], config, paths, wire_in: int = 0, wire_out: int
     relay_box: list[McpRelay] = []
     fallback = FallbackServer(catalog, searcher, reason=lambda: relay_box[0].reason if relay_box else "")
     relay = McpRelay(cmd, relay_options(config), catalog, fallback,
-                     preflight=lambda: preflight_and_alert(config, paths, log), wire_in=wire_in, wire_out=wire_out)
+                     preflight=lambda: preflight_and_alert(config, paths, log), wire_in=wire_in, wire_out=wire_out,
+                     env=child_env)
     relay_box.append(relay)
     searcher.warm_up()
     return anyio.run(relay.run, backend="asyncio")

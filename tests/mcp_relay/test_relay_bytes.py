@@ -34,7 +34,8 @@ def start(tmp_path):
 def test_lines_pass_through_byte_exact_and_stdout_is_protocol_only(tmp_path):
     proc = start(tmp_path)
     stderr = []
-    threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True).start()
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    reader.start()
     got = []
     try:
         for request in REQUESTS:
@@ -48,6 +49,7 @@ def test_lines_pass_through_byte_exact_and_stdout_is_protocol_only(tmp_path):
         proc.stdin.close()
         rest = proc.stdout.read()
         proc.wait(timeout=60)
+        reader.join(timeout=60)
     received = (tmp_path / "received").read_bytes().splitlines(keepends=True)
     guardians = [line for line in received if b'"id": "io.guardian/' in line or b'"id":"io.guardian/' in line]
     assert [line for line in received if line not in guardians] == REQUESTS  # client -> child: untouched
