@@ -21,6 +21,8 @@ import asyncio
 import json
 import os
 import signal
+import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -64,6 +66,31 @@ class Stats:
     child_starts: int = 0
     handbacks: int = 0
     outages: list = field(default_factory=list)
+
+
+def _feed_from_file(fd: int, reader: asyncio.StreamReader, loop) -> None:
+    """Read a regular file in a thread and hand its bytes to the loop's reader."""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            loop.call_soon_threadsafe(reader.feed_eof)
+            return
+        loop.call_soon_threadsafe(reader.feed_data, chunk)
+
+
+class _FileWriter:
+    """StreamWriter's write/drain for a regular file (blocking writes; a file never blocks long)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    async def drain(self) -> None:
+        return None
 
 
 def parse(line: bytes) -> dict | None:
@@ -114,6 +141,7 @@ class McpRelay:
         self.client_initialized = False         # the client sent notifications/initialized
         self.fallback_primed = False
         self.queued: list[tuple[bytes, dict | None]] = []
+        self.fallback_open = 0  # requests handed to the fallback and not answered yet
         self.last_child_output = time.monotonic()
         self.child_spoke = False  # the current child has written at least one line
         self.stats = Stats()
@@ -145,11 +173,16 @@ class McpRelay:
 
     async def _open_client_reader(self, loop) -> asyncio.StreamReader:
         reader = asyncio.StreamReader(limit=LINE_LIMIT)
+        if stat.S_ISREG(os.fstat(self.wire_in).st_mode):  # `< requests.jsonl`: no pipe transport for files
+            threading.Thread(target=_feed_from_file, args=(self.wire_in, reader, loop), daemon=True).start()
+            return reader
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                      os.fdopen(self.wire_in, "rb", buffering=0, closefd=False))
         return reader
 
-    async def _open_client_writer(self, loop) -> asyncio.StreamWriter:
+    async def _open_client_writer(self, loop):
+        if stat.S_ISREG(os.fstat(self.wire_out).st_mode):  # `> answers.jsonl`
+            return _FileWriter(self.wire_out)
         transport, protocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(self.wire_out, "wb", buffering=0, closefd=False))
         return asyncio.StreamWriter(transport, protocol, None, loop)
@@ -174,7 +207,16 @@ class McpRelay:
         except (ConnectionError, OSError):
             pass
         log.info("mcp_client_closed")
+        await self._drain()
         self._closing.set()
+
+    async def _drain(self) -> None:
+        """The client stopped writing: let the answers it is owed go out first (a bounded wait)."""
+        deadline = time.monotonic() + self.options.stop_timeout
+        while time.monotonic() < deadline:
+            if self.mode != STARTING and not self.queued and not self.pending and self.fallback_open <= 0:
+                return
+            await asyncio.sleep(0.02)
 
     async def from_client(self, line: bytes) -> None:
         message = parse(line)
@@ -213,6 +255,8 @@ class McpRelay:
             self.fallback_primed = True  # the client's own handshake initializes the fallback
         elif not self.fallback_primed and self.initialize is not None:
             await self._prime_fallback()
+        if "id" in message:
+            self.fallback_open += 1
         await self.fallback.submit(message)
 
     async def _prime_fallback(self) -> None:
@@ -227,8 +271,9 @@ class McpRelay:
             message = parse(line)
             if message is not None and message.get("id") == PRIME_ID:
                 continue
-            if message is not None and message.get("method") is None and message.get("id") is not None:
+            if message is not None and message.get("method") is None and "id" in message:
                 self.stats.fallback_answers += 1
+                self.fallback_open -= 1
                 if self.initialize is not None and message.get("id") == self.initialize.get("id"):
                     self.initialize_answered = True
             await self.send_client(line)

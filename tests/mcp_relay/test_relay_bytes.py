@@ -62,3 +62,25 @@ def test_lines_pass_through_byte_exact_and_stdout_is_protocol_only(tmp_path):
         assert json.loads(line)["jsonrpc"] == "2.0"
     assert proc.returncode == 0
     assert b"mcp_child_started" in stderr[0] and b"raw child: noise on stderr" in stderr[0]
+
+
+def test_requests_from_a_file_are_all_answered_before_exit(tmp_path):
+    """stdin and stdout as regular files (no pipes): the fallback answers each request, then exits 0."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(REQUESTS[0] + REQUESTS[1] + b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}\n'
+                         + b'not json\n' + b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":'
+                         b'"checkpoint_save","arguments":{}}}\n')
+    (tmp_path / "store").mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
+    with open(requests, "rb") as stdin, open(tmp_path / "answers.jsonl", "wb") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--",
+                               str(tmp_path / "no-such-contextd")], stdin=stdin, stdout=stdout,
+                              stderr=subprocess.PIPE, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_bytes().splitlines()]
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "guardian-fallback"
+    assert [t["name"] for t in by_id[2]["result"]["tools"]][0] == "memory_search"
+    assert by_id[None]["error"]["code"] == -32700
+    assert by_id[3]["result"]["isError"] is True and "Nothing was stored" in by_id[3]["result"]["content"][0]["text"]
