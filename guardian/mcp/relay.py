@@ -146,7 +146,7 @@ class McpRelay:
         self.child_spoke = False  # the current child has written at least one line
         self.stats = Stats()
         self._reinit: dict[str, asyncio.Future] = {}
-        self._down = asyncio.Event()
+        self.child_exited: asyncio.Event | None = None  # set once the current child is down and killed
         self._closing = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
         self._sequence = 0
@@ -346,12 +346,17 @@ class McpRelay:
     # ------------------------------------------------------------------ outages
 
     async def child_down(self, reason: str) -> None:
-        """The child is gone or hung: kill it, answer what it left open, schedule a restart."""
-        if self.mode == FALLBACK and self.child is None:
+        """The child is gone or hung: answer what it left open from the fallback, then kill it.
+
+        The child is detached first, so nothing more is sent to it while it dies; the supervisor
+        learns of it through the child's own ``exited`` event, set once the kill is done.
+        """
+        child, exited = self.child, self.child_exited
+        if child is None and self.mode != STARTING:
             return
-        was_serving = self.mode == CHILD
+        self.child, self.child_exited = None, None
         self.child_generation += 1
-        await self._kill_child()
+        was_serving = self.mode == CHILD
         self.reason = reason
         self.mode = FALLBACK
         for future in self._reinit.values():  # a restart that was being re-initialized died
@@ -365,7 +370,9 @@ class McpRelay:
             for pending in sorted(left_open, key=lambda p: p.sent_at):
                 await self._to_fallback(pending.message)
         await self._flush_queue()
-        self._down.set()
+        await self._kill(child)
+        if exited is not None:
+            exited.set()
 
     async def _flush_queue(self) -> None:
         queued, self.queued = self.queued, []
@@ -403,10 +410,10 @@ class McpRelay:
                 log.info("mcp_restart_scheduled", attempt=attempt, seconds=round(delay, 3))
                 await asyncio.sleep(delay)
             await anyio.to_thread.run_sync(self._preflight)
-            if await self._start_and_hand_back():
+            exited = await self._start_and_hand_back()
+            if exited is not None:
                 attempt = 0
-                self._down.clear()
-                await self._down.wait()
+                await exited.wait()
             attempt += 1
 
     def _preflight(self) -> None:
@@ -415,19 +422,23 @@ class McpRelay:
         except Exception as exc:  # never keep the child from starting: contextd decides
             log.error("mcp_preflight_failed", error=str(exc))
 
-    async def _start_and_hand_back(self) -> bool:
+    async def _start_and_hand_back(self) -> asyncio.Event | None:
+        """Start the child and give it the session; its ``exited`` event, or None when that failed."""
         child = await self._spawn()
         if child is None:
             if self.mode == STARTING:
                 await self.child_down(self.reason)
-            return False
+            return None
+        exited = self.child_exited
         if self.initialize is not None and (self.initialize_answered or self.mode == FALLBACK):
             if not await self._reinitialize():
-                await self._kill_child()
-                self.child = None
+                if self.child is child:  # not already taken down by child_down
+                    self.child, self.child_exited = None, None
+                    self.child_generation += 1
+                    await self._kill(child)
                 if self.mode == STARTING:
                     await self.child_down(self.reason)
-                return False
+                return None
         was_fallback = self.mode == FALLBACK
         self.mode = CHILD
         self.last_child_output = time.monotonic()
@@ -437,7 +448,7 @@ class McpRelay:
             if self.client_initialized:
                 await self._ask_child_tools()
         await self._flush_queue()
-        return True
+        return exited
 
     async def _spawn(self) -> asyncio.subprocess.Process | None:
         try:
@@ -450,6 +461,7 @@ class McpRelay:
             return None
         self.child_generation += 1
         self.child = child
+        self.child_exited = asyncio.Event()
         self.child_spoke = False
         self.last_child_output = time.monotonic()
         self.stats.child_starts += 1
@@ -481,28 +493,28 @@ class McpRelay:
             await self._write_child(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         return True
 
-    async def _kill_child(self) -> None:
-        child, self.child = self.child, None
-        if child is None or child.returncode is not None:
+    async def _kill(self, child: asyncio.subprocess.Process | None) -> None:
+        """SIGTERM the child's process group, SIGKILL after stop_timeout, and the group's leftovers."""
+        if child is None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        if child.returncode is None:
             try:
-                os.killpg(child.pid, sig)
+                os.killpg(child.pid, signal.SIGTERM)
+                await asyncio.wait_for(child.wait(), self.options.stop_timeout)
             except (ProcessLookupError, PermissionError):
-                break
-            try:
-                await asyncio.wait_for(child.wait(), self.options.stop_timeout if sig == signal.SIGTERM else 5)
-                break
+                pass
             except asyncio.TimeoutError:
-                continue
+                log.warning("mcp_child_killed", pid=child.pid, after_seconds=self.options.stop_timeout)
         try:
-            os.killpg(child.pid, signal.SIGKILL)  # grandchildren left behind in the group
+            os.killpg(child.pid, signal.SIGKILL)  # the child if it lingers, and grandchildren left in its group
         except (ProcessLookupError, PermissionError):
             pass
+        if child.returncode is None:
+            await child.wait()
 
     async def _stop_child(self, reason: str) -> None:
         """Closing: let the child see EOF on stdin first, then signal its group."""
-        child = self.child
+        child, self.child = self.child, None
         self.child_generation += 1
         if child is None:
             return
@@ -511,5 +523,5 @@ class McpRelay:
             await asyncio.wait_for(child.wait(), min(2.0, self.options.stop_timeout))
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
-        await self._kill_child()
+        await self._kill(child)
         log.info("mcp_child_stopped", reason=reason)
