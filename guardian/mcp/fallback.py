@@ -71,7 +71,7 @@ class FallbackServer:
     # ------------------------------------------------------------------ handlers
 
     async def _list_tools(self, ctx, params) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in self.catalog.definitions()],
+        return types.ListToolsResult(tools=[tool_model(t) for t in self.catalog.definitions()],
                                      _meta={META_KEY: self._meta()})
 
     async def _call_tool(self, ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -98,6 +98,15 @@ class FallbackServer:
     def _error(self, text: str) -> types.CallToolResult:
         return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True,
                                     _meta={META_KEY: self._meta()})
+
+
+def tool_model(definition: dict) -> types.Tool:
+    """A learned definition as the SDK's Tool; fields this SDK cannot take are dropped, not fatal."""
+    try:
+        return types.Tool.model_validate(definition)
+    except ValueError:
+        return types.Tool(name=definition["name"], description=definition.get("description"),
+                          input_schema=definition["inputSchema"])
 
 
 def refusal(tool: str, reason: str) -> str:
