@@ -11,6 +11,7 @@ import os
 import sys
 
 from guardian.commands.exec_cmd import child_command
+from guardian.errors import ExitCode
 
 HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's search tools when CMD is down"
 
@@ -52,4 +53,5 @@ def run(args, ctx) -> int:
     wire_out = claim_stdout()
     from guardian.mcp.session import serve_session
 
-    return serve_session(cmd, config, ctx.paths, wire_in=0, wire_out=wire_out, child_env=child_env)
+    serve_session(cmd, config, ctx.paths, wire_in=0, wire_out=wire_out, child_env=child_env)
+    return ExitCode.OK  # the client ended the session; whatever CMD did meanwhile was handled
