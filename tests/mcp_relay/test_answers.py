@@ -146,3 +146,20 @@ def test_filter_rows_are_cached_per_snapshot(searcher):
     first = searcher.rows(collection, {"tenant_id": PROJECT})
     assert searcher.rows(collection, {"tenant_id": PROJECT}) is first
     assert isinstance(first, np.ndarray) and first.size == 9
+
+
+def test_a_memory_written_meanwhile_shows_up(searcher, contextd_store, monkeypatch):
+    """contextd's siblings keep writing: the fallback re-stats the store in the background."""
+    from guardian.format import chromem
+    from tests.mcp_relay.conftest import DIM, memory
+    from tests.waiting import wait_until
+
+    monkeypatch.setattr(answers, "REFRESH_EVERY", 0.0)
+    args = {"project_id": PROJECT, "query": "jwt refresh token", "limit": 20}
+    assert len(ids(answers.answer(searcher, "memory_search", args))) == 7
+    new = memory(42, "new lesson", "written while contextd was down")
+    vector = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
+    folder = contextd_store / chromem.collection_dir_name(f"{PROJECT}_memories")
+    (folder / (chromem.document_stem(new["id"]) + ".gob")).write_bytes(
+        chromem.encode_document(chromem.Document(new["id"], new["metadata"], vector, new["content"])))
+    assert wait_until(lambda: new["id"] in ids(answers.answer(searcher, "memory_search", args)), timeout=60)
