@@ -32,7 +32,6 @@ import anyio
 from guardian.logs import get_logger
 from guardian.mcp.fallback import PRIME_ID, FallbackServer, prime_messages
 from guardian.mcp.tools import ToolCatalog
-from guardian.runtime.supervisor.backoff import backoff_delay
 
 LINE_LIMIT = 64 * 1024 * 1024
 GUARDIAN_ID = "io.guardian/"
@@ -93,6 +92,11 @@ class _FileWriter:
         return None
 
 
+def doubling_delay(attempt: int, initial: float, cap: float, jitter: float) -> float:
+    """Stand-in restart delay for tests without the supervisor's policy (the command injects it)."""
+    return min(cap, initial * 2 ** (attempt - 1))
+
+
 def parse(line: bytes) -> dict | None:
     """A JSON-RPC object from one line, or None when the line is not one."""
     try:
@@ -123,7 +127,8 @@ class McpRelay:
 
     def __init__(self, cmd: list[str], options: RelayOptions, catalog: ToolCatalog, fallback: FallbackServer,
                  preflight: Callable[[], Any] = lambda: None, wire_in: int = 0, wire_out: int = 1,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None,
+                 backoff: Callable[[int, float, float, float], float] = doubling_delay) -> None:
         self.cmd = cmd
         self.options = options
         self.catalog = catalog
@@ -131,6 +136,7 @@ class McpRelay:
         self.preflight = preflight
         self.wire_in, self.wire_out = wire_in, wire_out
         self.env = env
+        self.backoff = backoff  # the supervisor's backoff_delay(attempt, initial, cap, jitter)
         self.mode = STARTING
         self.reason = "contextd is starting"
         self.child: asyncio.subprocess.Process | None = None
@@ -405,7 +411,7 @@ class McpRelay:
         attempt = 0
         while True:
             if attempt:
-                delay = backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max,
+                delay = self.backoff(attempt, self.options.backoff_initial, self.options.backoff_max,
                                       self.options.backoff_jitter)
                 log.info("mcp_restart_scheduled", attempt=attempt, seconds=round(delay, 3))
                 await asyncio.sleep(delay)

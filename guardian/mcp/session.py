@@ -63,15 +63,15 @@ class LazySearcher:
 
 
 def relay_options(config) -> RelayOptions:
-    return RelayOptions(answer_timeout=config.mcp_answer_timeout, start_timeout=config.mcp_start_timeout, backoff_initial=config.backoff_initial,
-                        backoff_max=config.backoff_max, backoff_jitter=config.backoff_jitter,
-                        stop_timeout=config.stop_timeout)
+    return RelayOptions(answer_timeout=config.mcp_answer_timeout, start_timeout=config.mcp_start_timeout,
+                        backoff_initial=config.backoff_initial, backoff_max=config.backoff_max,
+                        backoff_jitter=config.backoff_jitter, stop_timeout=config.stop_timeout)
 
 
-def serve_session(cmd: list[str], config, paths, wire_in: int = 0, wire_out: int = 1,
+def serve_session(cmd: list[str], config, paths, preflight, backoff, wire_in: int = 0, wire_out: int = 1,
                   child_env: dict | None = None) -> int:
-    from guardian.runtime.preflight import preflight_and_alert
-
+    """One session. ``preflight()`` runs before every start of the child and ``backoff(attempt,
+    initial, cap, jitter)`` spaces the restarts: the runtime's own, handed in by the command."""
     try:
         paths.ensure()
         state_dir = paths.root
@@ -83,8 +83,8 @@ def serve_session(cmd: list[str], config, paths, wire_in: int = 0, wire_out: int
     relay_box: list[McpRelay] = []
     fallback = FallbackServer(catalog, searcher, reason=lambda: relay_box[0].reason if relay_box else "")
     relay = McpRelay(cmd, relay_options(config), catalog, fallback,
-                     preflight=lambda: preflight_and_alert(config, paths, log), wire_in=wire_in, wire_out=wire_out,
-                     env=child_env)
+                     preflight=preflight, wire_in=wire_in, wire_out=wire_out, env=child_env,
+                     backoff=backoff)
     relay_box.append(relay)
     searcher.warm_up()
     return anyio.run(relay.run, backend="asyncio")

@@ -19,7 +19,8 @@ with open(received_path, "ab") as received, open(sent_path, "ab") as sent:
         sys.stderr.write("raw child: noise on stderr\n")
         if "id" not in message:
             continue
-        note = b'{ "method":"notifications/message" ,"jsonrpc":"2.0","params":{"level":"info","data":"\\u00e9t\\u00e9"}}\n'
+        note = (b'{ "method":"notifications/message" ,"jsonrpc":"2.0",'
+                b'"params":{"level":"info","data":"\\u00e9t\\u00e9"}}\n')
         answer = ('{"result" : {"echo": %s, "text":"caf\u00e9 \\n line",  "n": 1.50},"jsonrpc":"2.0",  "id":%s}\n'
                   % (json.dumps(message.get("method")), json.dumps(message["id"]))).encode("utf-8")
         for chunk in (note, answer):

@@ -87,7 +87,8 @@ def test_unknown_project_is_empty_and_bad_arguments_are_tool_errors(searcher):
 
 
 def test_checkpoints_list_and_resume(searcher):
-    listed = answers.answer(searcher, "checkpoint_list", {"tenant_id": "alice", "project_path": "/home/alice/src/webapp"})
+    listed = answers.answer(searcher, "checkpoint_list",
+                            {"tenant_id": "alice", "project_path": "/home/alice/src/webapp"})
     assert listed.structured["count"] == 4
     row = listed.structured["checkpoints"][0]
     assert set(row) == {"id", "session_id", "name", "description", "summary", "token_count", "threshold",
@@ -115,7 +116,7 @@ def test_semantic_search_greps_the_project_when_nothing_is_indexed(searcher, tmp
     assert got.structured["source"] == "grep" and got.structured["count"] == 1
     assert got.structured["results"][0] == {"file_path": "pkg/a.go", "content": "// JWT refresh here",
                                             "line_number": 2, "score": 1.0}
-    assert got.text == f"Found 1 results for query: jwt refresh (source: grep)"
+    assert got.text == "Found 1 results for query: jwt refresh (source: grep)"
 
 
 def test_contextd_names():
