@@ -46,7 +46,7 @@ def single_threaded_blas() -> dict:
 
 def run(args, ctx) -> int:
     child_env = single_threaded_blas()
-    cmd = child_command(args.cmd)
+    cmd = child_command(args.cmd, "mcp")
     config = ctx.config
     if args.answer_timeout is not None:
         config = config.replace(mcp_answer_timeout=args.answer_timeout)

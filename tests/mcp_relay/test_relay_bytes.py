@@ -84,3 +84,13 @@ def test_requests_from_a_file_are_all_answered_before_exit(tmp_path):
     assert [t["name"] for t in by_id[2]["result"]["tools"]][0] == "memory_search"
     assert by_id[None]["error"]["code"] == -32700
     assert by_id[3]["result"]["isError"] is True and "Nothing was stored" in by_id[3]["result"]["content"][0]["text"]
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"))
+    for args, words in ((["mcp"], "guardian mcp -- contextd --mcp"),
+                        (["mcp", "--answer-timeout", "0", "--", "true"], "mcp_answer_timeout")):
+        proc = subprocess.run([sys.executable, "-m", "guardian", *args], capture_output=True, env=env, timeout=120)
+        assert proc.returncode == 2 and proc.stdout == b""
+        assert proc.stderr.decode().count("\n") == 1 and words in proc.stderr.decode()
