@@ -215,6 +215,7 @@ class Executor:
         self.stage_dir: str | None = None              # the folder whole new folders are staged in
         self.whole: list[str] = []                     # top-level folders staged whole
         self.whole_set: set[str] = set()
+        self.parent_fds: dict[str, int] = {}          # staged parent folder -> its fd (from self.dirs)
 
     def run(self) -> list[str]:
         to_write = [a for a in self.plan.actions if a.kind in ("write", "replace")]
@@ -241,8 +242,15 @@ class Executor:
         return self.entries
 
     def _folder(self, rel: str) -> tuple[int, str]:
-        """(fd of the folder holding ``rel``, its name there); a symlinked folder is refused."""
-        return self.dirs.parent_of(self._staged_rel(rel))
+        """(fd of the folder holding ``rel``, its name there); a symlinked folder is refused. The fd is
+        looked up once per folder (a restore asks for 100k files in a few folders)."""
+        staged = self._staged_rel(rel)
+        parent, _, name = staged.rpartition("/")
+        fd = self.parent_fds.get(parent)
+        if fd is None:
+            fd, name = self.dirs.parent_of(staged)
+            self.parent_fds[parent] = fd
+        return fd, name
 
     def _staged_rel(self, rel: str) -> str:
         """Where ``rel`` is written while staging: inside the staging folder if its top folder is new."""
