@@ -64,6 +64,11 @@ class Config:
     embed_api: str = "openai"  # openai | tei
     embed_model: str = ""
     embed_model_dir: str = ""
+    # guardian mcp: when contextd counts as hung, and where contextd's own embedding model lives
+    mcp_answer_timeout: float = 30.0
+    mcp_start_timeout: float = 60.0   # until the child's first line (contextd loads its model first)
+    contextd_model: str = ""        # default: contextd's EMBEDDINGS_MODEL, else BAAI/bge-small-en-v1.5
+    contextd_models_dir: str = ""   # default: contextd's EMBEDDINGS_CACHE_DIR, else ~/.config/contextd/models
 
     @property
     def store_path(self) -> Path:
@@ -143,6 +148,8 @@ def _validate(config: Config) -> Config:
         ("max_failures", config.max_failures >= 1, "must be >= 1"),
         ("failure_window", config.failure_window > 0, "must be > 0"),
         ("debounce_seconds", config.debounce_seconds >= 0, "must be >= 0"),
+        ("mcp_answer_timeout", config.mcp_answer_timeout > 0, "must be > 0"),
+        ("mcp_start_timeout", config.mcp_start_timeout > 0, "must be > 0"),
         ("embed_api", config.embed_api in ("openai", "tei"), "must be openai or tei"),
         ("log_level", config.log_level.lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),

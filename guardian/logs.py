@@ -2,6 +2,10 @@
 
 Logs always go to stderr (in `guardian exec` mode stdout belongs to the child's protocol),
 and optionally to a log file as JSON lines.
+
+``configure`` only records the settings; structlog is imported and set up on the first
+``get_logger``: importing it (it imports asyncio) is a good share of a short command's start-up,
+and `guardian check` of a healthy store logs nothing.
 """
 
 from __future__ import annotations
@@ -10,13 +14,21 @@ import logging
 import os
 import sys
 
-import structlog
-
 _configured = False
+_settings: tuple | None = None
 
 
 def configure(level: str = "info", json_output: bool | None = None, log_file: str | None = None) -> None:
+    """Set up logging: applied when the first logger is asked for (see the module docstring)."""
+    global _configured, _settings
+    _settings = (level, json_output, log_file)
+    _configured = False
+
+
+def _apply(level: str = "info", json_output: bool | None = None, log_file: str | None = None) -> None:
     global _configured
+    import structlog
+
     if json_output is None:
         json_output = not sys.stderr.isatty()
     numeric = getattr(logging, level.upper(), logging.INFO)
@@ -46,6 +58,8 @@ def configure(level: str = "info", json_output: bool | None = None, log_file: st
 
 
 def get_logger(name: str = "guardian"):
+    import structlog
+
     if not _configured:
-        configure(level=os.environ.get("GUARDIAN_LOG_LEVEL", "warning"))
+        _apply(*(_settings or (os.environ.get("GUARDIAN_LOG_LEVEL", "warning"),)))
     return structlog.get_logger(name)

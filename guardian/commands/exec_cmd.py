@@ -24,10 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("cmd", nargs="...", help="-- CMD ARGS... the server to run (e.g. -- contextd --mcp)")
 
 
-def child_command(raw: list[str]) -> list[str]:
+def child_command(raw: list[str], command: str = "exec") -> list[str]:
     cmd = raw[1:] if raw and raw[0] == "--" else list(raw)
     if not cmd:
-        raise UsageError("no command given", "use: guardian exec -- contextd --mcp")
+        raise UsageError("no command given", f"use: guardian {command} -- contextd --mcp")
     return cmd
 
 

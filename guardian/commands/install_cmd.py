@@ -50,6 +50,21 @@ def run_arguments(args: argparse.Namespace, ctx) -> list[str]:
     return argv
 
 
+def mcp_client_config(ctx) -> str:
+    """The MCP client entry that runs contextd through `guardian mcp` (pasteable JSON)."""
+    import json
+
+    args = service.guardian_executable() + ["mcp", "--store", str(ctx.config.store_path), "--", "contextd", "--mcp"]
+    entry = {"mcpServers": {"contextd": {"command": args[0], "args": args[1:]}}}
+    return json.dumps(entry, indent=2)
+
+
+def print_mcp_hint(ctx, prefix: str = "") -> None:
+    print(f"{prefix}MCP clients: run contextd through guardian (it answers searches while contextd is down):")
+    for line in mcp_client_config(ctx).splitlines():
+        print(f"{prefix}  {line}")
+
+
 def run(args: argparse.Namespace, ctx) -> int:
     kind = args.kind or service.default_kind()
     home = Path(os.path.expanduser("~"))
@@ -61,6 +76,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         print("# then enable it with:")
         for command in plan.enable_commands:
             print(command)
+        print_mcp_hint(ctx, prefix="# ")
         return ExitCode.OK
     status = write_service_file(plan, force=args.force)
     if kind == service.LAUNCHD:
@@ -71,6 +87,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         print(f"  {command}")
     if kind == service.SYSTEMD:
         print("to keep it running while you are logged out: loginctl enable-linger $USER")
+    print_mcp_hint(ctx)
     return ExitCode.OK
 
 

@@ -278,9 +278,10 @@ def is_guardian_temp(name: str) -> bool:
 
 
 def write_temp_at(dir_fd: int, name: str, data: bytes | memoryview, mode: int = 0o600,
-                  mtime_ns: int | None = None) -> str:
+                  mtime_ns: int | None = None, sync: bool = True) -> str:
     """Write ``data`` durably to a new temp file next to ``name`` in ``dir_fd``; returns the temp name.
-    The mode is reduced to permission bits (``safe_mode``)."""
+    The mode is reduced to permission bits (``safe_mode``). ``sync=False``: no fsync, for a caller
+    that makes many files durable at once (``fsutil.sync_filesystem``) before renaming any."""
     temp = temp_name_for(name)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
@@ -289,7 +290,8 @@ def write_temp_at(dir_fd: int, name: str, data: bytes | memoryview, mode: int = 
             os.fchmod(fd, safe_mode(mode))
             if mtime_ns is not None:
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
@@ -315,8 +317,9 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600, sync
         os.fsync(dir_fd)
 
 
-def mkdir_at(dir_fd: int, name: str, mode: int = 0o755) -> bool:
-    """Create folder ``name`` in ``dir_fd`` with permission bits ``mode``; False if it existed."""
+def mkdir_at(dir_fd: int, name: str, mode: int = 0o755, sync: bool = True) -> bool:
+    """Create folder ``name`` in ``dir_fd`` with permission bits ``mode``; False if it existed.
+    ``sync=False``: the caller makes the new entry durable later (with its other writes)."""
     try:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
     except FileExistsError:
@@ -326,7 +329,8 @@ def mkdir_at(dir_fd: int, name: str, mode: int = 0o755) -> bool:
         os.fchmod(child, safe_mode(mode, 0o755, folder=True))
     finally:
         os.close(child)
-    os.fsync(dir_fd)
+    if sync:
+        os.fsync(dir_fd)
     return True
 
 
@@ -369,7 +373,7 @@ def _folders_depth1(root) -> Iterator[tuple[str, list[str]]]:
 def clean_guardian_temps(root: str | os.PathLike) -> list[str]:
     """Remove guardian's own temp files left by a killed write (root and collection folders); returns
     their relative paths. Removal goes through folder fds opened without following symlinks."""
-    removed: list[str] = []
+    removed: list[str] = remove_stale_stages(root)
     with DirFds(root) as dirs:
         for rel in guardian_temps(root):
             with contextlib.suppress(OSError):
@@ -379,4 +383,53 @@ def clean_guardian_temps(root: str | os.PathLike) -> list[str]:
         for fd in dirs.fds.values():
             with contextlib.suppress(OSError):
                 os.fsync(fd)
+    return removed
+
+
+# A restore stages a folder the store lacks entirely inside <store>/STAGE_PREFIX<token>/<folder>/ and
+# renames it into place: chromem skips a folder that holds only folders, so a killed restore's staging
+# folder is harmless until removed (by the next guardian write, like any other leftover).
+STAGE_PREFIX = TEMP_PREFIX + "restore."
+
+
+def remove_stage_dir(root_fd: int, name: str) -> None:
+    """Remove one of guardian's staging folders (``.guardian-tmp-restore.*`` in the store root) and
+    everything in it: only guardian ever writes there. Walks by folder fds, never following a symlink."""
+    if not (name.startswith(STAGE_PREFIX) and "/" not in name):
+        raise ValueError(f"refusing to remove {name!r}: not a guardian staging folder")
+    _empty_folder_at(root_fd, name)
+    os.rmdir(name, dir_fd=root_fd)
+
+
+def _empty_folder_at(parent_fd: int, name: str) -> None:
+    fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                _empty_folder_at(fd, entry.name)
+                os.rmdir(entry.name, dir_fd=fd)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_stages(root: str | os.PathLike) -> list[str]:
+    """Remove staging folders a killed restore left in the store root (guardian's own); their names."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(STAGE_PREFIX)]
+    except OSError:
+        return removed
+    if not names:
+        return removed
+    root_fd = open_dir_nofollow(root)
+    try:
+        for name in names:
+            with contextlib.suppress(OSError):
+                remove_stage_dir(root_fd, name)
+                removed.append(name)
+        os.fsync(root_fd)
+    finally:
+        os.close(root_fd)
     return removed

@@ -26,7 +26,8 @@ import zstandard
 from guardian.errors import SnapshotError
 
 MAGIC = b"GUARDIAN-SNAPSHOT-1\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2      # 2: blobs live in pack files and the header names them ("packs")
+READABLE_VERSIONS = (1, 2)
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}$")
 FLAG_UNSTABLE = 1  # the file kept changing while read: not stored from this snapshot's read
@@ -87,6 +88,8 @@ class Manifest:
     stats: dict = field(default_factory=dict)
     files_dict: str | None = None
     files: list[FileEntry] | None = None  # None when only the header was read
+    packs: list[str] | None = None        # the packs holding every blob it names (None: not recorded)
+    extra: dict = field(default_factory=dict)   # header fields this version does not know: kept as they are
 
     @property
     def documents(self) -> int:
@@ -94,12 +97,13 @@ class Manifest:
 
     def header(self) -> dict:
         return {
+            **self.extra,
             "version": FORMAT_VERSION, "id": self.id,
             "time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
             "store": self.store, "compress": self.compress,
             "collections": [c.to_dict() for c in self.collections],
             "dirs": [list(d) for d in self.dirs], "skipped": [list(s) for s in self.skipped],
-            "stats": self.stats, "files_dict": self.files_dict,
+            "stats": self.stats, "files_dict": self.files_dict, "packs": self.packs,
         }
 
     def blob_hashes(self) -> set[str]:
@@ -193,15 +197,30 @@ def encode_manifest(manifest: Manifest, base_rows: list[list] | None = None, lev
     """Encode; with ``base_rows`` (the header must name their blob) the file list is a delta.
     ``rows`` (``file_rows(manifest.files)``) may be passed when already computed, ``ops`` (the delta
     itself, see :func:`sparse_delta`) too."""
-    header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
     if ops is not None:
-        listed = ops
-    else:
-        rows = rows if rows is not None else file_rows(manifest.files or [])
-        listed = delta_rows(rows, base_rows) if base_rows is not None else rows
-    body_raw = json.dumps(listed, separators=(",", ":")).encode()
-    body = zstandard.ZstdCompressor(level=level).compress(body_raw)
+        body = zstandard.ZstdCompressor(level=level).compress(json.dumps(ops, separators=(",", ":")).encode())
+        return encode_with_body(manifest, body, level)
+    rows = rows if rows is not None else file_rows(manifest.files or [])
+    return encode_with_body(manifest, encode_body(rows, base_rows, level), level)
+
+
+def encode_body(rows: list[list], base_rows: list[list] | None = None, level: int = 3) -> bytes:
+    """The compressed file list: ``rows``, or with ``base_rows`` a delta against them."""
+    listed = delta_rows(rows, base_rows) if base_rows is not None else rows
+    return zstandard.ZstdCompressor(level=level).compress(json.dumps(listed, separators=(",", ":")).encode())
+
+
+def encode_with_body(manifest: Manifest, body: bytes, level: int = 3) -> bytes:
+    """A manifest whose file list is ``body``: another manifest's compressed file list, taken as it is
+    (with the same ``files_dict``). A snapshot of an unchanged store copies its predecessor's list
+    this way, without decoding or re-encoding 100k rows (rows it does not know stay as they were)."""
+    header = zstandard.ZstdCompressor(level=level).compress(json.dumps(manifest.header()).encode())
     return MAGIC + struct.pack(">I", len(header)) + header + body
+
+
+def body_of(data: bytes, where: str = "?") -> bytes:
+    """The compressed file list of an encoded manifest."""
+    return _split(data, where)[1]
 
 
 def _split(data: bytes, where: str) -> tuple[bytes, bytes]:
@@ -397,7 +416,7 @@ def check_rel_path(path) -> str:
 
 
 def _manifest_from_header(header: dict) -> Manifest:
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"unknown manifest version {header.get('version')!r}")
     if not isinstance(header["id"], str) or not ID_PATTERN.match(header["id"]):
         raise ValueError("invalid snapshot id")
@@ -412,7 +431,15 @@ def _manifest_from_header(header: dict) -> Manifest:
     files_dict = header.get("files_dict")
     if files_dict is not None and not HASH_PATTERN.match(str(files_dict)):
         raise ValueError("invalid dictionary hash")
+    packs = header.get("packs")
+    if packs is not None and (not isinstance(packs, list) or not all(HASH_PATTERN.match(str(p)) for p in packs)):
+        raise ValueError("invalid pack list")
     return Manifest(id=header["id"], time=time.astimezone(timezone.utc), store=str(header["store"]),
                     compress=bool(header["compress"]), collections=collections, dirs=dirs,
                     skipped=[(str(s[0]), str(s[1])) for s in header.get("skipped", [])],
-                    stats=dict(header.get("stats", {})), files_dict=files_dict)
+                    stats=dict(header.get("stats", {})), files_dict=files_dict, packs=packs,
+                    extra={k: v for k, v in header.items() if k not in KNOWN_HEADER_KEYS})
+
+
+KNOWN_HEADER_KEYS = frozenset(("version", "id", "time", "store", "compress", "collections", "dirs", "skipped",
+                               "stats", "files_dict", "packs"))

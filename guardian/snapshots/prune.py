@@ -3,6 +3,11 @@
 Runs under the store lock. Only guardian's own repository files are deleted (manifests of
 forgotten snapshots, then unreferenced blobs); if any kept manifest cannot be read, no blob is
 removed (its references are unknown), and the report says so.
+
+Blobs live in packs: a pack no kept snapshot needs is deleted; a pack that is mostly garbage (less
+than ``REPACK_BELOW`` of its frame bytes still referenced) is rewritten with only the referenced
+blobs, the new pack durable before the old one goes; any other partly used pack is kept whole, so a
+pack a kept manifest needs is never deleted. A damaged pack is never touched (``verify`` reports it).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from datetime import timedelta
 from guardian.errors import SnapshotError
 from guardian.local.lock import store_lock
 from guardian.snapshots.manifest import referenced_hashes
+from guardian.snapshots.packs import PackError
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import id_time
 from guardian.snapshots.retention import plan_retention
@@ -58,6 +64,9 @@ def forget_and_prune_for(paths: StatePaths, config, collect: bool = True) -> Pru
                             keep_within_minutes=config.keep_within_minutes, collect=collect)
 
 
+REPACK_BELOW = 0.5
+
+
 def collect_garbage(repo: Repository, keep: list[str], result: PruneResult) -> None:
     referenced: set[str] = set()
     bases: dict[str, set[str]] = {}
@@ -74,7 +83,24 @@ def collect_garbage(repo: Repository, keep: list[str], result: PruneResult) -> N
         except SnapshotError as exc:
             result.gc_skipped = f"snapshot {snapshot_id} is unreadable ({exc.message}); no blob removed"
             return
-    for digest in repo.list_blobs():
+    to_repack: dict[str, set[str]] = {}
+    for pack_id in repo.pack_ids():
+        try:
+            entries = repo.pack_entries(pack_id)
+        except (OSError, PackError):
+            continue  # damaged: left for `verify` to report, never deleted
+        used = [e for e in entries if e[0] in referenced]
+        garbage = len(entries) - len(used)
+        if not used:
+            result.bytes_freed += repo.delete_pack(pack_id)
+        elif garbage and sum(e[2] for e in used) < REPACK_BELOW * sum(e[2] for e in entries):
+            to_repack[pack_id] = {e[0] for e in used}
+        else:
+            continue
+        result.blobs_removed += garbage
+    if to_repack:
+        result.bytes_freed += repo.repack(to_repack)
+    for digest in repo.loose_blobs():
         if digest not in referenced:
             result.bytes_freed += repo.delete_blob(digest)
             result.blobs_removed += 1

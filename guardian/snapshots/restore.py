@@ -10,7 +10,9 @@ restore can be undone. Every path stays either old or new: never torn, never hal
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import stat as statmod
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
-from guardian.local import storefs
+from guardian.local import fsutil, storefs
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
@@ -33,7 +35,9 @@ from guardian.snapshots.timespec import pick_snapshot
 from guardian.local.paths import StatePaths
 
 
-STAGE_WORKERS = 8  # fsync-bound: more files in flight than cores
+STAGE_WORKERS = 3  # CPU-bound (decompress, hash, create): no fsync per file any more
+SYNC_WORKERS = 8   # only where there is no syncfs: fsyncs in flight
+MIN_RUN = 256      # blobs per staging thread at least
 
 
 def id_time(snapshot_id: str) -> datetime:
@@ -194,12 +198,20 @@ def check_loadable(root: Path, compress: bool | None) -> tuple[bool | None, str]
 
 
 class Executor:
-    """Carries out a plan: move aside blockers, stage (verified), then commit by renames.
+    """Carries out a plan: move aside blockers, stage (verified), make the staged bytes durable at
+    once, then commit by renames.
 
     Every write, rename and mkdir is relative to a folder fd opened without following symlinks
     (``storefs.DirFds``, one per folder for the whole run): a folder swapped for a symlink while the
     restore runs cannot redirect a single write outside the store; a folder that already is a
     symlink is refused before anything is written.
+
+    Durability is batched: staged files are written without an fsync each, then one ``syncfs`` of
+    the store's filesystem (or, where there is none, an fsync of every staged file) makes all of them
+    durable before the first rename; the renamed-into folders are fsynced at the end. A top-level
+    folder the store does not have at all (a lost collection, or a restore into an empty store) is
+    staged whole inside ``.guardian-tmp-restore.*/`` (chromem skips a folder that holds only folders)
+    and renamed into place in one step, so it appears complete or not at all.
     """
 
     def __init__(self, root: Path, repo: Repository, quarantine: Quarantine, plan: RestorePlan, progress,
@@ -209,11 +221,15 @@ class Executor:
         self.refused: list[dict] = []
         self.reason = f"restore of snapshot {plan.snapshot_id}"
         self.dirs = storefs.DirFds(root)
-        self.staged: dict[str, tuple[int, str]] = {}   # rel -> (folder fd, temp name)
+        self.staged: dict[str, tuple[int, str]] = {}   # rel -> (folder fd, staged name)
         self.created_dirs: list[str] = []
         self.entries: list[str] = []
         self.touched: set[int] = set()
         self.delay = test_slow_io_delay()
+        self.stage_dir: str | None = None              # the folder whole new folders are staged in
+        self.whole: list[str] = []                     # top-level folders staged whole
+        self.whole_set: set[str] = set()
+        self.parent_fds: dict[str, int] = {}          # staged parent folder -> its fd (from self.dirs)
 
     def run(self) -> list[str]:
         to_write = [a for a in self.plan.actions if a.kind in ("write", "replace")]
@@ -224,6 +240,7 @@ class Executor:
                 self._move_blockers()
                 self._create_dirs()
                 self._stage(to_write)
+                self._make_durable()
             except BaseException:
                 self._unstage()
                 raise
@@ -239,8 +256,21 @@ class Executor:
         return self.entries
 
     def _folder(self, rel: str) -> tuple[int, str]:
-        """(fd of the folder holding ``rel``, its name there); a symlinked folder is refused."""
-        return self.dirs.parent_of(rel)
+        """(fd of the folder holding ``rel``, its name there); a symlinked folder is refused. The fd is
+        looked up once per folder (a restore asks for 100k files in a few folders)."""
+        staged = self._staged_rel(rel)
+        parent, _, name = staged.rpartition("/")
+        fd = self.parent_fds.get(parent)
+        if fd is None:
+            fd, name = self.dirs.parent_of(staged)
+            self.parent_fds[parent] = fd
+        return fd, name
+
+    def _staged_rel(self, rel: str) -> str:
+        """Where ``rel`` is written while staging: inside the staging folder if its top folder is new."""
+        if self.stage_dir and rel.split("/", 1)[0] in self.whole_set:
+            return f"{self.stage_dir}/{rel}"
+        return rel
 
     def _move_blockers(self) -> None:
         blockers = [a for a in self.plan.actions if a.kind == "move_aside" and a.reason.startswith("a file is where")]
@@ -248,28 +278,48 @@ class Executor:
             self._put(action.path, action.reason)
 
     def _create_dirs(self) -> None:
+        self.whole = [rel for rel, _ in self.plan.create_dirs if "/" not in rel]
+        self.whole_set = set(self.whole)
+        if self.whole:
+            self.stage_dir = f"{storefs.STAGE_PREFIX}{secrets.token_hex(4)}"
+            os.mkdir(self.stage_dir, 0o700, dir_fd=self.dirs.get(""))
         for rel, mode in self.plan.create_dirs:
             parent_fd, name = self._folder(rel)
-            if storefs.mkdir_at(parent_fd, name, mode or 0o700):
-                self.created_dirs.append(rel)
-            self.dirs.get(rel)   # a real folder now (refuses a symlink standing there)
+            created = storefs.mkdir_at(parent_fd, name, mode or 0o700, sync=False)
+            if created and rel.split("/", 1)[0] not in self.whole_set:
+                self.created_dirs.append(rel)   # made in the store itself: removed again if staging fails
+            self.dirs.get(self._staged_rel(rel))   # a real folder now (refuses a symlink standing there)
 
     def _stage(self, actions) -> None:
-        """Stage every file (blobs verified) on a few threads; the first failure stops it all."""
-        targets = {a.path: self._folder(a.path) for a in actions}   # fds opened before the threads
+        """Stage every file (each blob verified), each pack read once, on a few threads; the first
+        failure stops it all."""
+        by_digest: dict[str, list] = {}
+        for action in actions:
+            by_digest.setdefault(action.entry.hash, []).append((action, *self._folder(action.path)))
+        groups, other = self.repo.locate(by_digest)
+        runs = [(pack_id, run) for pack_id, members in sorted(groups.items())
+                for run in _runs(members, STAGE_WORKERS, 1 if self.delay else MIN_RUN)]
+        runs += [(None, [(digest, 0, 0)]) for digest in other]
         with ThreadPoolExecutor(max_workers=STAGE_WORKERS) as pool:
-            for _ in pool.map(lambda a: self._stage_one(a, *targets[a.path]), actions):
-                if self.progress:
-                    self.progress.advance(1)
+            for _ in pool.map(lambda item: self._stage_run(*item, by_digest), runs):
+                pass
 
-    def _stage_one(self, action, folder_fd: int, name: str) -> None:
-        entry = action.entry
+    def _stage_run(self, pack_id: str | None, run: list, by_digest: dict) -> None:
+        """Stage the files of one run of blobs (adjacent frames of one pack, or one loose blob)."""
         try:
-            data = self.repo.read_blob(entry.hash)
+            if pack_id is None:
+                blobs = [(run[0][0], self.repo.read_blob(run[0][0]))]
+            else:
+                blobs = self.repo.read_run(pack_id, run)
+            for digest, data in blobs:
+                for action, folder_fd, name in by_digest[digest]:
+                    self._stage_one(action, folder_fd, name, data)
         except SnapshotError as exc:
-            raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message} (needed for "
-                               f"{action.path}); the store was not changed",
-                               "pass an earlier --at and run `guardian verify`") from None
+            raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message}; the store was not "
+                               "changed", "pass an earlier --at and run `guardian verify`") from None
+
+    def _stage_one(self, action, folder_fd: int, name: str, data: bytes) -> None:
+        entry = action.entry
         if not self.allow_damaged:
             why = damage_of(action.path, data)
             if why is not None:
@@ -277,16 +327,38 @@ class Executor:
                 return
         if self.delay:
             time.sleep(self.delay)
-        temp = storefs.write_temp_at(folder_fd, name, data, storefs.safe_mode(entry.mode), entry.mtime_ns)
-        self.staged[action.path] = (folder_fd, temp)
+        mode = storefs.safe_mode(entry.mode)
+        if self.stage_dir and action.path.split("/", 1)[0] in self.whole_set:
+            _write_new(folder_fd, name, data, mode, entry.mtime_ns)   # final name, inside the staging folder
+            self.staged[action.path] = (folder_fd, name)
+        else:
+            temp = storefs.write_temp_at(folder_fd, name, data, mode, entry.mtime_ns, sync=False)
+            self.staged[action.path] = (folder_fd, temp)
+        if self.progress:
+            self.progress.advance(1)
+
+    def _make_durable(self) -> None:
+        """One barrier for every staged byte: syncfs of the store's filesystem, else an fsync per file."""
+        if not self.staged:
+            return
+        if fsutil.sync_filesystem(self.dirs.get("")):
+            return
+        with ThreadPoolExecutor(max_workers=SYNC_WORKERS) as pool:
+            list(pool.map(lambda item: _fsync_at(*item), self.staged.values()))
+        for folder_fd in list(self.dirs.fds.values()):   # every folder written in, and their parents
+            os.fsync(folder_fd)
 
     def _unstage(self) -> None:
-        for folder_fd, temp in self.staged.values():
+        for rel, (folder_fd, temp) in self.staged.items():
+            if not (self.stage_dir and rel.split("/", 1)[0] in self.whole_set):
+                with contextlib.suppress(OSError):
+                    storefs.unlink_temp_at(folder_fd, temp)
+        if self.stage_dir:
             with contextlib.suppress(OSError):
-                storefs.unlink_temp_at(folder_fd, temp)
+                storefs.remove_stage_dir(self.dirs.get(""), self.stage_dir)
         for rel in reversed(self.created_dirs):
             with contextlib.suppress(OSError):
-                parent_fd, name = self._folder(rel)
+                parent_fd, name = self.dirs.parent_of(rel)
                 os.rmdir(name, dir_fd=parent_fd)  # only if still empty: we created it
 
     def _put(self, rel: str, why: str) -> None:
@@ -297,12 +369,45 @@ class Executor:
         for action in self.plan.actions:
             if action.kind == "move_aside" and not action.reason.startswith("a file is where"):
                 self._put(action.path, action.reason)
+        self._commit_whole_folders()
         for action in self.plan.actions:
-            if action.kind in ("write", "replace") and action.path in self.staged:
+            if action.kind in ("write", "replace") and action.path in self.staged and \
+                    not (self.stage_dir and action.path.split("/", 1)[0] in self.whole_set):
                 self._commit_one(action)
         for folder_fd in self.touched:
             with contextlib.suppress(OSError):
                 os.fsync(folder_fd)
+
+    def _commit_whole_folders(self) -> None:
+        """Rename each staged new folder into the store root (one atomic step per folder)."""
+        if not self.stage_dir:
+            return
+        root_fd, stage_fd = self.dirs.get(""), self.dirs.get(self.stage_dir)
+        try:
+            for name in self.whole:
+                if self.delay:
+                    time.sleep(self.delay / 2)
+                self._rename_whole(name, stage_fd, root_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.fsync(root_fd)
+                storefs.remove_stage_dir(root_fd, self.stage_dir)   # what was not renamed in yet
+            raise
+        os.fsync(root_fd)
+        self.dirs.forget(self.stage_dir)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.stage_dir, dir_fd=root_fd)
+            os.fsync(root_fd)
+
+    @staticmethod
+    def _rename_whole(name: str, stage_fd: int, root_fd: int) -> None:
+        try:
+            os.rename(name, name, src_dir_fd=stage_fd, dst_dir_fd=root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise RestoreError(f"{name} appeared in the store while the restore ran; it was left as it is",
+                                   "run the restore again") from None
+            raise
 
     def _commit_one(self, action) -> None:
         if self.delay:
@@ -317,3 +422,32 @@ class Executor:
             self.entries.append(entry.id)
         storefs.replace_at(folder_fd, temp, name)
         self.touched.add(folder_fd)
+
+
+def _runs(members: list, parts: int, minimum: int) -> list[list]:
+    """One pack's members cut into at most ``parts`` runs of adjacent frames (at least ``minimum`` each)."""
+    count = max(1, min(parts, len(members) // minimum))
+    size = -(-len(members) // count)
+    return [members[i:i + size] for i in range(0, len(members), size)]
+
+
+def _write_new(dir_fd: int, name: str, data: bytes, mode: int, mtime_ns: int) -> None:
+    """Create ``name`` (it must not exist) with ``data``, permission bits and mtime; no fsync (the
+    restore makes all its files durable at once)."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        fsutil.write_all(fd, data)
+        if mode != 0o600:
+            os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+        fsutil.start_writeback(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_at(dir_fd: int, name: str) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

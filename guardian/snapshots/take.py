@@ -1,21 +1,27 @@
 """Take a snapshot: stat-walk the store, read only what changed, store new blobs, write the manifest.
 
 A file whose (size, mtime_ns, inode) matches the previous snapshot reuses that snapshot's blob
-without being read, so a snapshot of an unchanged store costs a stat walk. A file that changes
-while being read is re-read (a few tries), else marked unstable and the previous blob is kept.
+without being read. When nothing changed at all (``statcache``: every folder as the last snapshot
+recorded it) the new manifest takes the previous file list as it is, so a snapshot of an unchanged
+store costs a stat walk. A file that changes while being read is re-read (a few tries), else marked
+unstable and the previous blob is kept. New blobs go into pack files (one fsync per pack), written
+by a few threads each with its own pack; the manifest is written after every pack is durable.
 A file chromem would refuse (empty, cut, garbage) is marked damaged and the row keeps the previous
 good copy, so damage never becomes the newest version a restore or a repair would use.
 
 Continuous capture passes ``changed`` (the paths the watcher saw change): the new snapshot is the
-previous one's file list with only those paths looked at and read again, so its cost follows the
-change, not the store's size. The hourly snapshot stays a full walk and catches lost events.
+previous one's file list with only those paths looked at and read again, and its delta against the
+base list is carried from snapshot to snapshot, so its cost follows the change, not the store's
+size. The hourly snapshot stays a full walk and catches any event the watcher lost.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import json
+import operator
 import os
 import stat as statmod
 import threading
@@ -31,8 +37,10 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.format import layout
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
+from guardian.snapshots import statcache
 from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry,
-                                         Manifest, base_index, encode_manifest, sparse_delta)
+                                         Manifest, base_index, body_of, decode_header, decode_manifest_rows,
+                                         encode_body, encode_manifest, encode_with_body, sparse_delta)
 from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
 from guardian.local.paths import StatePaths
@@ -43,7 +51,11 @@ REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows 
 CONTINUOUS_REBASE_FRACTION = 0.025  # ... of continuous snapshots (one every few seconds: ~40 per base list)
 BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without a base list
 METADATA_STEM = "00000000"
-WORKERS = 8  # reads, compression and fsyncs overlap; fsync-bound on small files
+WORKERS = 3  # CPU-bound now (hashing, compression, one fsync per pack): a few threads, each with its own pack
+MIN_CHUNK = 256  # files per reading thread at least (small changes are read by one thread, into one pack)
+STAT_CACHE = "snapshot-stats"
+STAT = operator.methodcaller("stat", follow_symlinks=False)
+NAME = operator.attrgetter("name")
 FILE_TYPE_BITS = 0o170000
 
 
@@ -57,14 +69,24 @@ def test_slow_io_delay() -> float:
 
 @dataclass
 class StoreListing:
-    files: dict[str, os.stat_result] = field(default_factory=dict)
+    folders: list[tuple[str, list[str], list[os.stat_result]]] = field(default_factory=list)  # prefix, names, lstats
     dirs: list[tuple[str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    _files: dict[str, os.stat_result] | None = None
+
+    @property
+    def files(self) -> dict[str, os.stat_result]:
+        """Every regular file's store-relative path -> lstat (built on first use)."""
+        if self._files is None:
+            self._files = {prefix + name: info for prefix, names, stats in self.folders
+                           for name, info in zip(names, stats)}
+        return self._files
 
 
 def list_store(root: Path) -> StoreListing:
-    """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat.
-    (One thread: threads per collection folder were slower, the per-entry work holds the GIL.)"""
+    """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat, folder by
+    folder in directory order. (One thread: threads per collection folder were slower, the per-entry
+    work holds the GIL; the per-entry work is done by ``map`` in C where it can be.)"""
     listing = StoreListing()
     pending = [("", str(root))]
     while pending:
@@ -78,18 +100,22 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
     """Note one folder's entries in ``listing``; returns its subfolders as (prefix, path) to walk."""
     try:
         entries = list(os.scandir(folder))
+        stats = list(map(STAT, entries))
     except OSError as exc:
         listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
         return []
-    subfolders = []
-    files = listing.files
-    for entry in entries:
-        if entry.name.startswith(TEMP_PREFIX):
+    names = list(map(NAME, entries))
+    if all(map(_plain_file, names, stats)):  # the common case: a collection folder holds only files
+        listing.folders.append((prefix, names, stats))
+        return []
+    file_names, file_stats, subfolders = [], [], []
+    for entry, name, info in zip(entries, names, stats):
+        rel = prefix + name
+        if name.startswith(TEMP_PREFIX):
             continue  # guardian's own staged file from an interrupted restore
-        rel = prefix + entry.name
-        info = entry.stat(follow_symlinks=False)
         if info.st_mode & FILE_TYPE_BITS == statmod.S_IFREG:
-            files[rel] = info
+            file_names.append(name)
+            file_stats.append(info)
         elif statmod.S_ISDIR(info.st_mode):
             listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
             subfolders.append((rel + "/", entry.path))
@@ -97,20 +123,47 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
             listing.skipped.append((rel, "symlink (not followed)"))
         else:
             listing.skipped.append((rel, "not a regular file"))
+    listing.folders.append((prefix, file_names, file_stats))
     return subfolders
 
 
+def _plain_file(name: str, info: os.stat_result) -> bool:
+    return info.st_mode & FILE_TYPE_BITS == statmod.S_IFREG and not name.startswith(TEMP_PREFIX)
+
+
 def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
-    """Read a file whose size and mtime did not change during the read; None if it kept changing."""
+    """Read a file whose size and mtime did not change during the read; None if it kept changing.
+    Opens only a regular file (never through a symlink; a FIFO cannot block the open)."""
     for attempt in range(tries):
-        with open(path, "rb") as handle:
-            before = os.fstat(handle.fileno())
-            data = handle.read()
-            after = os.fstat(handle.fileno())
+        fd = os.open(path, READ_FLAGS)
+        try:
+            before = os.fstat(fd)
+            if not statmod.S_ISREG(before.st_mode):
+                raise FileNotFoundError(f"{path} is no longer a regular file")
+            data = _read_fd(fd, before.st_size)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
         if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and len(data) == after.st_size:
             return data, after
         sleep(0.01 * (attempt + 1))
     return None
+
+
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    """All of the file (one read for the usual small file; more if it grew)."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 @dataclass
@@ -208,6 +261,8 @@ class DeltaState:
         return DeltaState(self.base, explicit, dropped)
 
 
+
+
 # A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.FileEntry.row).
 PATH, SIZE, MODE, MTIME, INODE, HASH, FLAGS = range(7)
 
@@ -226,7 +281,8 @@ class _Capture:
         self.previous_rows = previous_rows
         self.existing_blobs = existing_blobs
         self.started_ns = started_ns
-        self.new_hashes: list[str] = []
+        self.root_prefix = str(root) + os.sep
+        self.new_blobs = 0
         self.new_bytes = 0
         self.read_files = 0
         self.unreadable: list[tuple[str, str]] = []
@@ -256,10 +312,15 @@ class _Capture:
         if self.progress:
             self.progress.advance(len(files) - len(to_read))
         if to_read:
-            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-                for rel, row in zip(to_read, pool.map(self.capture_one, to_read)):
-                    rows[rel] = row
+            chunks = _chunks(to_read, WORKERS, 1 if self.delay else MIN_CHUNK)  # test hook: spread the sleeps
+            with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+                for chunk, captured in zip(chunks, pool.map(self.capture_chunk, chunks)):
+                    rows.update(zip(chunk, captured))
         return [row for row in rows.values() if row is not None]
+
+    def capture_chunk(self, chunk: list[str]) -> list[list | None]:
+        """Read a run of files on one thread (which writes them into its own pack)."""
+        return [self.capture_one(rel) for rel in chunk]
 
     def capture_one(self, rel: str) -> list | None:
         try:
@@ -272,7 +333,7 @@ class _Capture:
         if self.delay:
             time.sleep(self.delay)
         try:
-            result = self.reader(str(self.root / rel))
+            result = self.reader(self.root_prefix + rel)
         except FileNotFoundError:
             return None  # deleted since the walk: not part of this snapshot
         except OSError as exc:
@@ -289,13 +350,16 @@ class _Capture:
         digest = sha256_hex(data)
         written = self.repo.put_blob(data, digest)
         if written:
-            with self.counting:
-                self.new_hashes.append(digest)
-                self.new_bytes += written
+            self.note_written(written)
         if rel.split("/")[-1].startswith(METADATA_STEM + "."):
             self.contents[rel] = data
         flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
         return [rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags]
+
+    def note_written(self, written: int) -> None:
+        with self.counting:
+            self.new_blobs += 1
+            self.new_bytes += written
 
     def _damaged(self, rel: str, why: str, info: os.stat_result) -> list:
         """Chromem would refuse the file as read: keep the previous good copy (if any), flagged."""
@@ -312,11 +376,7 @@ class _Capture:
         mtime tick keeps size and mtime. (No sort of the whole list: new paths are inserted.)"""
         rows = dict(self.previous)
         to_read = [rel for rel, info in changes.items() if info is not None]
-        if len(to_read) > 4:
-            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-                read = list(pool.map(self.capture_one, to_read))
-        else:
-            read = [self.capture_one(rel) for rel in to_read]
+        read = [self.capture_one(rel) for rel in to_read]  # one thread: the new blobs go into one pack
         gone = {rel for rel, info in changes.items() if info is None}
         for rel, row in zip(to_read, read):
             if row is None:
@@ -339,6 +399,13 @@ class _Capture:
         if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
             return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_UNSTABLE]
         return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_UNSTABLE]
+
+
+def _chunks(items: list, parts: int, minimum: int) -> list[list]:
+    """``items`` cut into at most ``parts`` runs of at least ``minimum`` (the last may be shorter)."""
+    count = max(1, min(parts, len(items) // minimum))
+    size = -(-len(items) // count)
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def detect_compress(files, configured: bool | None) -> bool:
@@ -436,24 +503,10 @@ def _collection_name(meta: FileEntry, contents: dict[str, bytes], repo: Reposito
         return None
 
 
-def encode_against_previous_base(repo: Repository, manifest: Manifest, rows: list[list],
-                                 previous: Manifest | None) -> bytes | None:
-    """The manifest as a delta against the previous snapshot's base list, if that stays small."""
-    if previous is None or not previous.files_dict or not repo.has_blob(previous.files_dict):
-        return None
-    with contextlib.suppress(SnapshotError):
-        manifest.files_dict = previous.files_dict
-        data = encode_manifest(manifest, repo.dictionary(previous.files_dict), rows=rows)
-        if len(data) <= REBASE_FRACTION * repo.blob_size(previous.files_dict):
-            return data
-    manifest.files_dict = None
-    return None
-
-
 def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeout: float = 30.0,
                   clock: Callable[[], datetime] | None = None, progress=None,
                   reader: Callable = read_stable, changed: "set[str] | None" = None,
-                  baseline: Baseline | None = None) -> SnapshotResult:
+                  baseline: "Baseline | None" = None) -> SnapshotResult:
     """Take one snapshot of ``paths.store`` under the store lock.
 
     ``changed`` (store-relative paths of files or folders that changed): an incremental snapshot on
@@ -464,14 +517,50 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
         raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
     paths.ensure()
     repo = Repository(paths.snapshots).ensure()
-    prepare_judge()  # not while holding the lock
+    prepare_judge()  # the decoder's import, not while holding the lock
     with store_lock(paths.lock_file, timeout=lock_timeout):
         if changed is not None:
             base = _baseline_or_latest(repo, baseline)
-            if base is not None:
-                return _take_locked(paths, repo, _BlobsOnDisk(repo), compress, clock, None, reader, base, changed)
-        existing_blobs = repo.sweep()  # one pass: leftover temp files removed, every blob listed
-        return _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader, None, None)
+            if base is not None and base.manifest.packs is not None:
+                return _take_incremental(paths, repo, base, changed, compress, clock, reader)
+        repo.clean_temp_files()
+        try:
+            repo.migrate_loose()  # repositories of older versions: blobs into packs, once
+        except OSError as exc:
+            raise SnapshotError(f"cannot move the old blobs into packs: {exc.strerror or exc}",
+                                "free space in guardian's state dir and run `guardian snapshot` again; "
+                                "older snapshots are intact") from None
+        return _take_locked(paths, repo, compress, clock, progress, reader)
+
+
+@dataclass
+class _Previous:
+    """The newest snapshot: its header and encoded bytes; its rows are decoded only when needed."""
+    manifest: Manifest | None = None
+    data: bytes = b""
+    rows: list[list] | None = None
+
+    def decoded(self, repo: Repository) -> tuple[Manifest | None, list[list]]:
+        """The newest snapshot whose file list decodes (falling back to older ones), as header + rows."""
+        if self.rows is None:
+            self.rows = []
+            if self.manifest is not None:
+                with contextlib.suppress(SnapshotError):
+                    self.manifest, self.rows = decode_manifest_rows(self.data, self.manifest.id, repo.dictionary)
+                    return self.manifest, self.rows
+            self.manifest, self.rows = _latest_readable(repo, skip=self.manifest.id if self.manifest else None)
+        return self.manifest, self.rows
+
+
+def _newest_header(repo: Repository) -> _Previous:
+    """The newest snapshot whose header reads (its bytes kept for the no-change path)."""
+    for snapshot_id in reversed(repo.list_ids()):
+        with contextlib.suppress(SnapshotError):
+            data = repo._manifest_bytes(snapshot_id)
+            manifest = decode_header(data, snapshot_id)
+            if manifest.id == snapshot_id:
+                return _Previous(manifest, data)
+    return _Previous()
 
 
 class _BlobsOnDisk:
@@ -484,7 +573,7 @@ class _BlobsOnDisk:
         return bool(digest) and self.repo.has_blob(digest)
 
 
-def _baseline_or_latest(repo: Repository, baseline: Baseline | None) -> Baseline | None:
+def _baseline_or_latest(repo: Repository, baseline: "Baseline | None") -> "Baseline | None":
     ids = repo.list_ids()
     if baseline is not None and ids and ids[-1] == baseline.manifest.id:
         return baseline
@@ -492,9 +581,11 @@ def _baseline_or_latest(repo: Repository, baseline: Baseline | None) -> Baseline
     return None if manifest is None else Baseline(manifest, rows)
 
 
-def _latest_readable(repo: Repository) -> tuple[Manifest | None, list[list]]:
+def _latest_readable(repo: Repository, skip: str | None = None) -> tuple[Manifest | None, list[list]]:
     """The newest readable snapshot's header and validated file-list rows (None, [] if there is none)."""
     for snapshot_id in reversed(repo.list_ids()):
+        if snapshot_id == skip:
+            continue
         with contextlib.suppress(SnapshotError):
             return repo.read_manifest_rows(snapshot_id)
     return None, []
@@ -536,7 +627,7 @@ def changed_listing(root: Path, changed: set[str], previous: Manifest, previous_
             continue
         changes[rel] = info
         _note_parents(root, rel, dirs)
-    listing = StoreListing(files={}, dirs=sorted(dirs.items()), skipped=sorted(skipped.items()))
+    listing = StoreListing(dirs=sorted(dirs.items()), skipped=sorted(skipped.items()))
     return changes, listing
 
 
@@ -575,81 +666,73 @@ def _note_parents(root: Path, rel: str, dirs: dict[str, int]) -> None:
                 dirs[folder] = statmod.S_IMODE(os.lstat(root / folder).st_mode)
 
 
-def _take_locked(paths, repo, existing_blobs, compress, clock, progress, reader, base, changed) -> SnapshotResult:
+def _take_incremental(paths, repo: Repository, base: "Baseline", changed: set[str], compress, clock,
+                      reader) -> SnapshotResult:
+    """An incremental snapshot: the baseline's rows with the ``changed`` paths looked at again."""
     started = time.monotonic()
     moment = (clock or (lambda: datetime.now(timezone.utc)))()
-    started_ns = time.time_ns()
-    if base is None:
-        previous, previous_rows = _latest_readable(repo)
-    else:
-        previous, previous_rows = base.manifest, base.rows
-    capture = _Capture(repo, paths.store, previous_rows, existing_blobs, started_ns, reader, progress,
-                       base.path_index() if base is not None else None)
-    by_path = folder_files = None
+    previous, previous_rows = base.manifest, base.rows
+    capture = _Capture(repo, paths.store, previous_rows, _BlobsOnDisk(repo), time.time_ns(), reader, None,
+                       base.path_index())
     try:
-        if changed is None:
-            listing = list_store(paths.store)
-            if progress:
-                progress.start(len(listing.files))
-            rows = capture.capture_all(listing.files)
-        else:
-            changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
-            rows, by_path = capture.capture_changes(changes)
-            folder_files = changed_folder_files(base, changes, by_path)
+        changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
+        rows, by_path = capture.capture_changes(changes)
+        folder_files = changed_folder_files(base, changes, by_path)
         manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress,
-                                   (base, changes, by_path, folder_files) if changed is not None else None)
+                                   (base, changes, by_path, folder_files))
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
-        manifest.stats["incremental"] = changed is not None
+        manifest.stats["incremental"] = True
         delta = None
-        if changed is not None and previous.files_dict and len(rows) >= BASE_LIST_MIN_FILES:
+        if previous.files_dict and len(rows) >= BASE_LIST_MIN_FILES:
             delta = _delta_for(repo, base, changes, by_path)
-        manifest_bytes, delta = _commit(repo, manifest, rows, previous, capture, delta)
+        manifest_bytes, delta = _commit_incremental(repo, manifest, rows, previous, capture, delta, changes, by_path)
     except GuardianError:
         _discard(repo, capture)
         raise
     except OSError as exc:
         _discard(repo, capture)
-        raise SnapshotError(f"snapshot failed, nothing was kept from it: {exc.strerror or exc}"
-                            f"{' (' + exc.filename + ')' if getattr(exc, 'filename', None) else ''}",
-                            "free space in guardian's state dir (or fix the error) and run `guardian snapshot` again; "
-                            "older snapshots are intact") from None
-    finally:
-        if progress:
-            progress.close()
-    names = [c.name for c in manifest.collections if c.name]
-    if changed is None or any(c.metadata_hash not in _known_metadata(previous) for c in manifest.collections):
+        raise SnapshotError(f"snapshot failed, nothing was kept from it: {exc.strerror or exc}",
+                            "free space in guardian's state dir (or fix the error); older snapshots are intact"
+                            ) from None
+    if any(c.metadata_hash not in {p.metadata_hash for p in previous.collections} for c in manifest.collections):
         with contextlib.suppress(OSError):
-            Catalog(paths.catalog_file).add(names, "snapshot")
-    result = _result(manifest, capture, manifest_bytes, time.monotonic() - started)
-    result.incremental = changed is not None
+            Catalog(paths.catalog_file).add([c.name for c in manifest.collections if c.name], "snapshot")
+    result = _result(manifest, capture.new_blobs, capture.new_bytes, capture.read_files, manifest_bytes,
+                     time.monotonic() - started, capture.damaged)
+    result.incremental = True
     result.baseline = Baseline(manifest, rows, by_path, folder_files, delta)
     return result
 
 
-def _known_metadata(previous: Manifest | None) -> set:
-    return {c.metadata_hash for c in previous.collections} if previous is not None else set()
-
-
-def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress, incremental=None) -> Manifest:
-    """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`)."""
-    if incremental is not None and compress is None:
-        is_compressed = previous.compress  # the store's format does not change with a few writes
+def _commit_incremental(repo: Repository, manifest: Manifest, rows, previous: Manifest, capture: _Capture,
+                        delta, changes, by_path):
+    """Write an incremental manifest: against the base list from the known difference (or a new base
+    list), listing the previous packs plus those of the changed files (a superset is safe: it only
+    keeps a pack longer)."""
+    manifest.files_dict = None
+    data = None
+    if delta is not None:
+        data = _encode_sparse(repo, manifest, delta)
+    if data is None and len(rows) >= BASE_LIST_MIN_FILES:
+        digest, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode(), rows)
+        if written:
+            capture.note_written(written)
+            manifest.stats["new_bytes"] = capture.new_bytes
+        manifest.files_dict = digest
+        delta = DeltaState(digest, {}, set())  # the rows are the new base list
+    elif data is None:
+        delta = None
+    repo.sync()
+    digests = {by_path[rel][HASH] for rel in changes if rel in by_path and by_path[rel][HASH]}
+    if manifest.files_dict:
+        digests.add(manifest.files_dict)
+    manifest.packs = sorted(set(previous.packs or []) | repo.packs_for(digests) | set(repo.new_packs()))
+    if data is None:
+        body = encode_body(rows, rows) if manifest.files_dict else encode_body(rows)
+        data = encode_with_body(manifest, body)
     else:
-        is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
-    collections = None
-    if incremental is not None and is_compressed == previous.compress:
-        collections = changed_collection_infos(*incremental, is_compressed, capture.contents, repo)
-    if collections is None:
-        collections = collection_infos(rows, is_compressed, capture.contents, previous, repo)
-    manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
-                        compress=is_compressed, collections=collections, dirs=listing.dirs,
-                        skipped=sorted(listing.skipped + capture.unreadable), files=None)
-    manifest.stats = {"files": len(rows), "read_files": capture.read_files,
-                      "new_blobs": len(capture.new_hashes), "new_bytes": capture.new_bytes,
-                      "total_bytes": sum(row[SIZE] for row in rows),
-                      "unstable": [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE],
-                      "damaged": sorted(capture.damaged)}
-    return manifest
+        data = encode_with_body(manifest, body_of(data, manifest.id))
+    return repo.write_manifest_bytes(manifest.id, data), delta
 
 
 def _delta_for(repo: Repository, base: Baseline, changes, by_path) -> DeltaState | None:
@@ -690,50 +773,161 @@ def _base_paths(base_rows: list[list]) -> list[str]:
     return cached[1]
 
 
+def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResult:
+    started = time.monotonic()
+    moment = (clock or (lambda: datetime.now(timezone.utc)))()
+    started_ns = time.time_ns()
+    newest = _newest_header(repo)
+    listing = list_store(paths.store)
+    unchanged = _commit_unchanged(paths, repo, newest, listing, compress, moment, started)
+    if unchanged is not None:
+        return unchanged
+    previous, previous_rows = newest.decoded(repo)
+    capture = _Capture(repo, paths.store, previous_rows, repo.present(), started_ns, reader, progress)
+    if progress:
+        progress.start(len(listing.files))
+    try:
+        rows = capture.capture_all(listing.files)
+        manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress)
+        manifest.stats["seconds"] = round(time.monotonic() - started, 3)
+        manifest_bytes, data = _commit(repo, manifest, rows, previous, capture)
+    except GuardianError:
+        _discard(repo, capture)
+        raise
+    except OSError as exc:
+        _discard(repo, capture)
+        raise SnapshotError(f"snapshot failed, nothing was kept from it: {exc.strerror or exc}"
+                            f"{' (' + exc.filename + ')' if getattr(exc, 'filename', None) else ''}",
+                            "free space in guardian's state dir (or fix the error) and run `guardian snapshot` again; "
+                            "older snapshots are intact") from None
+    finally:
+        if progress:
+            progress.close()
+    _save_stat_cache(paths, listing, rows, started_ns, data)
+    names = [c.name for c in manifest.collections if c.name]
+    with contextlib.suppress(OSError):
+        Catalog(paths.catalog_file).add(names, "snapshot")
+    return _result(manifest, capture.new_blobs, capture.new_bytes, capture.read_files, manifest_bytes,
+                   time.monotonic() - started, capture.damaged)
+
+
+def _commit_unchanged(paths, repo, newest: _Previous, listing, compress, moment, started) -> SnapshotResult | None:
+    """If the store is exactly as the newest snapshot recorded it, commit a snapshot that takes that
+    snapshot's file list as it is (no rows decoded, nothing read); None when that does not apply."""
+    previous = newest.manifest
+    if previous is None or previous.packs is None:
+        return None
+    if compress is not None and compress != previous.compress:
+        return None
+    cache = statcache.load(paths.cache / STAT_CACHE)
+    if cache is None or not cache.unchanged(listing):
+        return None
+    body = body_of(newest.data, previous.id)
+    if hashlib.sha256(body).hexdigest() != cache.body_sha or not set(previous.packs) <= set(repo.pack_ids()):
+        return None
+    manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
+                        compress=previous.compress, collections=previous.collections, dirs=listing.dirs,
+                        skipped=list(listing.skipped), files_dict=previous.files_dict, packs=previous.packs,
+                        extra=dict(previous.extra))
+    stats = previous.stats
+    manifest.stats = {"files": stats.get("files", 0), "read_files": 0, "new_blobs": 0, "new_bytes": 0,
+                      "total_bytes": stats.get("total_bytes", 0), "unstable": [],
+                      "seconds": round(time.monotonic() - started, 3)}
+    try:
+        manifest_bytes = repo.write_manifest_bytes(manifest.id, encode_with_body(manifest, body))
+    except OSError as exc:
+        raise SnapshotError(f"snapshot failed, nothing was kept from it: {exc.strerror or exc}",
+                            "free space in guardian's state dir and run `guardian snapshot` again; "
+                            "older snapshots are intact") from None
+    return _result(manifest, 0, 0, 0, manifest_bytes, time.monotonic() - started)
+
+
+def _save_stat_cache(paths, listing, rows, started_ns: int, data: bytes) -> None:
+    """Record what this snapshot saw, for the next one (a cache: failing to write it costs only time)."""
+    with contextlib.suppress(OSError):
+        body_sha = hashlib.sha256(body_of(data)).hexdigest()
+        cache = statcache.build(listing, {row[PATH]: row for row in rows}, started_ns, RACY_WINDOW_NS, body_sha)
+        statcache.save(paths.cache / STAT_CACHE, cache)
+
+
+def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress, incremental=None) -> Manifest:
+    """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`)."""
+    if incremental is not None and compress is None:
+        is_compressed = previous.compress  # the store's format does not change with a few writes
+    else:
+        is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
+    collections = None
+    if incremental is not None and is_compressed == previous.compress:
+        collections = changed_collection_infos(*incremental, is_compressed, capture.contents, repo)
+    if collections is None:
+        collections = collection_infos(rows, is_compressed, capture.contents, previous, repo)
+    manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
+                        compress=is_compressed, collections=collections, dirs=listing.dirs,
+                        skipped=sorted(listing.skipped + capture.unreadable), files=None)
+    manifest.stats = {"files": len(rows), "read_files": capture.read_files,
+                      "new_blobs": capture.new_blobs, "new_bytes": capture.new_bytes,
+                      "total_bytes": sum(row[SIZE] for row in rows),
+                      "unstable": [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE],
+                      "damaged": sorted(capture.damaged)}
+    return manifest
+
+
 def _commit(repo: Repository, manifest: Manifest, rows: list[list], previous: Manifest | None,
-            capture: _Capture, delta: DeltaState | None = None) -> tuple[int, DeltaState | None]:
-    """Write the manifest (rows sorted by path) after every blob it names is durable; returns its size
-    and how the rows differ from the base list it was written against (for the next incremental)."""
+            capture: _Capture) -> tuple[int, bytes]:
+    """Write the manifest (rows sorted by path) after every pack it needs is durable."""
     manifest.files_dict = None
-    data = None
+    body = None
     if len(rows) >= BASE_LIST_MIN_FILES:  # small stores: a base list would not pay for itself
-        if delta is not None:
-            data = _encode_sparse(repo, manifest, delta)
-            delta = delta if data is not None else None
-        else:
-            data = encode_against_previous_base(repo, manifest, rows, previous)
-        if data is None:
+        body = _body_against_previous_base(repo, manifest, rows, previous)
+        if body is None:
             base, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode(), rows)
             if written:
-                capture.new_hashes.append(base)
-                capture.new_bytes += written
+                capture.note_written(written)
                 manifest.stats["new_bytes"] = capture.new_bytes
             manifest.files_dict = base
-            data = encode_manifest(manifest, rows, rows=rows)
-            delta = DeltaState(base, {}, set())  # the rows are the new base list
-    else:
-        delta = None
-    if data is None:
-        data = encode_manifest(manifest, rows=rows)
+            body = encode_body(rows, rows)
+    if body is None:
+        body = encode_body(rows)
     repo.sync()
-    return repo.write_manifest_bytes(manifest.id, data), delta
+    digests = {row[HASH] for row in rows if row[HASH]}
+    if manifest.files_dict:
+        digests.add(manifest.files_dict)
+    manifest.packs = sorted(repo.packs_for(digests))
+    data = encode_with_body(manifest, body)
+    return repo.write_manifest_bytes(manifest.id, data), data
+
+
+def _body_against_previous_base(repo: Repository, manifest: Manifest, rows: list[list],
+                                previous: Manifest | None) -> bytes | None:
+    """The file list as a delta against the previous snapshot's base list, if that stays small."""
+    if previous is None or not previous.files_dict or not repo.has_blob(previous.files_dict):
+        return None
+    with contextlib.suppress(SnapshotError):
+        body = encode_body(rows, repo.dictionary(previous.files_dict))
+        if len(body) <= REBASE_FRACTION * repo.blob_size(previous.files_dict):
+            manifest.files_dict = previous.files_dict
+            return body
+    return None
 
 
 def _discard(repo: Repository, capture: _Capture) -> None:
-    """Remove the blobs this failed snapshot wrote (guardian's own files, referenced by nothing)."""
-    for digest in capture.new_hashes:
+    """Remove the packs this failed snapshot wrote (guardian's own files, referenced by nothing)."""
+    with contextlib.suppress(OSError):
+        repo.abort_writes()
+    for pack_id in repo.new_packs():
         with contextlib.suppress(OSError):
-            repo.delete_blob(digest)
+            repo.delete_pack(pack_id)
     with contextlib.suppress(OSError):
         repo.clean_temp_files()
         repo.sync()
 
 
-def _result(manifest: Manifest, capture: _Capture, manifest_bytes: int, seconds: float) -> SnapshotResult:
+def _result(manifest: Manifest, new_blobs: int, new_bytes: int, read_files: int, manifest_bytes: int,
+            seconds: float, damaged=()) -> SnapshotResult:
     stats = manifest.stats
     return SnapshotResult(
-        id=manifest.id, time=manifest.time, files=stats["files"], read_files=stats["read_files"],
-        new_blobs=len(capture.new_hashes), new_bytes=capture.new_bytes + manifest_bytes,
+        id=manifest.id, time=manifest.time, files=stats["files"], read_files=read_files,
+        new_blobs=new_blobs, new_bytes=new_bytes + manifest_bytes,
         total_bytes=stats["total_bytes"], manifest_bytes=manifest_bytes, seconds=seconds,
         documents=manifest.documents, collections=[c.to_dict() for c in manifest.collections],
-        unstable=stats["unstable"], skipped=manifest.skipped, damaged=sorted(capture.damaged))
+        unstable=stats["unstable"], skipped=manifest.skipped, damaged=sorted(damaged))

@@ -1,5 +1,6 @@
 """`guardian install` through the real CLI, with HOME pointing at a temporary folder."""
 
+import json
 import os
 import plistlib
 import stat
@@ -31,6 +32,9 @@ def test_dry_run_prints_the_unit_and_writes_nothing(cli, home, plain_store):
     assert exec_start.endswith('-- /usr/bin/sh -c "sleep 1"') or exec_start.endswith('-- /bin/sh -c "sleep 1"')
     assert "systemctl --user daemon-reload && systemctl --user enable --now guardian" in proc.stdout_text
     assert not (home / ".config").exists()
+    config_lines = [line[4:] for line in proc.stdout_text.splitlines() if line.startswith("#   ")]
+    entry = json.loads("\n".join(config_lines))["mcpServers"]["contextd"]
+    assert entry["args"][-6:] == ["mcp", "--store", str(plain_store), "--", "contextd", "--mcp"]
 
 
 def test_install_writes_the_unit_atomically_and_is_idempotent(cli, home, plain_store):

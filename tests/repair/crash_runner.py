@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
+from guardian import logs
 from guardian.config import Config
 from guardian.repair import apply as apply_mod
 from guardian.repair.preflight import preflight
@@ -23,6 +24,7 @@ def main() -> int:
         return original(self, action)
 
     apply_mod.PlanApplier.apply_one = slow_apply_one
+    logs.get_logger("guardian.repair")  # structlog is set up on first use: not inside the kill window
     print("started", flush=True)
     result = preflight(Config(store=store, state_dir=state), StatePaths.for_store(store, state))
     return result.exit_code

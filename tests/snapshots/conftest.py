@@ -31,6 +31,20 @@ def age_files(root: Path, seconds: float = 3600) -> None:
             os.utime(os.path.join(folder, name), (past, past), follow_symlinks=False)
 
 
+def damage_blob(repo, digest: str) -> None:
+    """Overwrite a stored blob's compressed bytes in place (inside its pack): a damaged blob."""
+    path, offset, length = repo.blob_location(digest)
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write((b"\x28\xb5\x2f\xfd garbage" * length)[:length])
+
+
+def drop_blob(repo, digest: str) -> None:
+    """Take one blob out of the repository (its pack rewritten without it): a missing blob."""
+    pack_id = repo.blob_location(digest)[0].name[:-len(".pack")]
+    repo.repack({pack_id: {e[0] for e in repo.pack_entries(pack_id)} - {digest}})
+
+
 class Clock:
     """A settable UTC clock for snapshot times."""
 

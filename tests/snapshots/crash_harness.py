@@ -42,8 +42,10 @@ SLOW_IO = "0.002"
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """Every file chromem could see (guardian's temp files and staging folders are not)."""
     found = {}
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(TEMP_PREFIX)]
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 continue
@@ -128,6 +130,8 @@ class Worker:
     def mutate(self) -> None:
         files = sorted(p for p in self.store.glob("*/*") if p.is_file() and not p.name.startswith(TEMP_PREFIX)
                        and not p.name.startswith("00000000"))
+        if not files:
+            return
         for path in self.rng.sample(files, k=min(3, len(files))):
             path.write_bytes(self.random_document())
         if self.rng.random() < 0.3:
@@ -147,6 +151,10 @@ class Worker:
         if not ids:
             return
         self.mutate()
+        if self.rng.random() < 0.3:  # a whole collection lost: restored as a folder staged whole
+            folders = sorted(p for p in self.store.iterdir() if p.is_dir() and not p.name.startswith(TEMP_PREFIX))
+            if len(folders) >= 3:  # (a killed restore may not bring it back: keep the store from emptying)
+                shutil.rmtree(self.rng.choice(folders))
         before = tree(self.store)
         target = self.expected[ids[-1]]
         self.launch("restore", "--at", "latest", "--force")
@@ -181,7 +189,7 @@ class Worker:
             restore_store(self.paths, snapshot_time(first), check_load=False)
             if tree(self.store) != self.expected[first]:
                 self.stats.failures.append("restoring the earliest snapshot is not byte-identical")
-            leftovers = [p for p in self.store.rglob(f"{TEMP_PREFIX}*")]
+            leftovers = [p for p in self.store.rglob(f"{TEMP_PREFIX}*")]  # files and staging folders
             if leftovers:
                 self.stats.failures.append(f"staged temp files left after a restore: {leftovers[:3]}")
 

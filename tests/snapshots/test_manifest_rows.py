@@ -74,12 +74,13 @@ def test_sweep_lists_blobs_and_removes_only_temp_files(tmp_path):
 
     repo = Repository(tmp_path / "repo").ensure()
     kept = [repo.put_blob(bytes([i]) * 10) for i in range(40)]
+    repo.sync()
     digests = set(repo.list_blobs())
-    folder = repo.blob_path(next(iter(digests))).parent
-    (folder / f"{TEMP_PREFIX}half.zst.beef").write_bytes(b"partial")
+    folder = repo.packs
+    (folder / f"{TEMP_PREFIX}pack.beef").write_bytes(b"partial")
     (folder / "notes.txt").write_bytes(b"not a blob")
     (repo.manifests / f"{TEMP_PREFIX}x.manifest.dead").write_bytes(b"partial")
-    assert all(kept) and repo.sweep() == digests and len(digests) == 40
+    assert all(kept) and Repository(repo.root).sweep() == digests and len(digests) == 40
     assert not any(p.name.startswith(TEMP_PREFIX) for p in repo.root.rglob("*"))
     assert (folder / "notes.txt").exists()
 

@@ -5,7 +5,7 @@ import json
 from guardian.snapshots.repository import Repository
 from guardian.local.paths import StatePaths
 
-from conftest import age_files, tree_bytes
+from conftest import age_files, damage_blob, tree_bytes
 
 
 def test_snapshot_list_restore_verify(any_store, cli, state_dir):
@@ -61,7 +61,7 @@ def test_verify_exit_code_names_damaged_snapshot(plain_store, cli, state_dir):
     snap = json.loads(cli("snapshot", "--store", store, "--json", check=True).stdout_text)
     repo = Repository(StatePaths.for_store(plain_store, state_dir).snapshots)
     digest = repo.read_manifest(snap["id"]).files[0].hash
-    repo.blob_path(digest).write_bytes(b"bad")
+    damage_blob(repo, digest)
     out = cli("verify", "--store", store)
     assert out.returncode == 1 and snap["id"] in out.stdout_text and digest[:12] in out.stdout_text
 

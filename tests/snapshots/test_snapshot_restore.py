@@ -10,7 +10,7 @@ from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 
-from conftest import tree_bytes
+from conftest import damage_blob, tree_bytes
 
 
 def damage(store):
@@ -114,8 +114,7 @@ def test_damaged_blob_refuses_and_leaves_store_unchanged(plain_paths):
     result = take_snapshot(plain_paths)
     repo = Repository(plain_paths.snapshots)
     entry = repo.read_manifest(result.id).files[5]
-    blob = repo.blob_path(entry.hash)
-    blob.write_bytes(blob.read_bytes()[:-4] + b"\x00\x00\x00\x00")
+    damage_blob(repo, entry.hash)
     (plain_paths.store / entry.path).write_bytes(b"damaged")
     (plain_paths.store / "newcol").mkdir()
     before = tree_bytes(plain_paths.store)

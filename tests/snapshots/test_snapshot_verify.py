@@ -4,7 +4,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
-from conftest import tree_bytes
+from conftest import damage_blob, drop_blob, tree_bytes
 
 
 def test_intact_repository_verifies_deep(store_paths):
@@ -24,7 +24,7 @@ def test_damaged_blob_names_affected_snapshots_and_unaffected_still_restores(pla
     repo = Repository(plain_paths.snapshots)
     rel = str(doc.relative_to(plain_paths.store))
     new_hash = {e.path: e.hash for e in repo.read_manifest(second.id).files}[rel]
-    repo.blob_path(new_hash).write_bytes(b"\x28\xb5\x2f\xfd garbage")
+    damage_blob(repo, new_hash)
     report = verify_repository(repo)
     assert not report.ok
     assert list(report.affected) == [second.id]
@@ -40,7 +40,7 @@ def test_missing_blob_and_damaged_manifest_reported(plain_paths, clock):
     second = take_snapshot(plain_paths, clock=clock)
     repo = Repository(plain_paths.snapshots)
     shared = repo.read_manifest(first.id).files[0].hash
-    repo.blob_path(shared).unlink()
+    drop_blob(repo, shared)
     path = repo.manifest_path(second.id)
     path.write_bytes(b"nonsense")
     report = verify_repository(repo)
@@ -54,4 +54,4 @@ def test_deep_reports_snapshot_that_would_not_load(plain_paths):
     take_snapshot(plain_paths)
     report = verify_repository(Repository(plain_paths.snapshots), deep=True, scratch=plain_paths.cache)
     assert [r["loadable"] for r in report.deep.values()] == [False] and not report.ok
-    assert not any(plain_paths.cache.iterdir())  # scratch copies removed
+    assert not any(p.name.startswith("verify-") for p in plain_paths.cache.iterdir())  # scratch copies removed

@@ -32,9 +32,9 @@ def test_repository_files_are_private(store_paths):
     result = take_snapshot(store_paths)
     repo = Repository(store_paths.snapshots)
     assert mode_of(repo.manifest_path(result.id)) == 0o600
-    blob = repo.blob_path(repo.read_manifest(result.id).files[0].hash)
-    assert mode_of(blob) == 0o600
-    for folder in (repo.root, repo.blobs, repo.manifests, blob.parent):
+    pack = repo.blob_location(repo.read_manifest(result.id).files[0].hash)[0]
+    assert mode_of(pack) == 0o600
+    for folder in (repo.root, repo.packs, repo.manifests, pack.parent):
         assert mode_of(folder) == 0o700
 
 
@@ -120,8 +120,7 @@ def test_leftover_temp_files_ignored_by_readers_and_cleaned_by_writers(plain_pat
     repo = Repository(plain_paths.snapshots)
     junk_manifest = repo.manifests / f"{TEMP_PREFIX}{first.id}.manifest.dead"
     junk_manifest.write_bytes(b"partial")
-    blob_dir = next(p for p in repo.blobs.iterdir())
-    junk_blob = blob_dir / f"{TEMP_PREFIX}x.zst.beef"
+    junk_blob = repo.packs / f"{TEMP_PREFIX}pack.beef"
     junk_blob.write_bytes(b"partial")
     assert repo.list_ids() == [first.id]
     take_snapshot(plain_paths)

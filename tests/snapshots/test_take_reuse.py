@@ -6,6 +6,8 @@ import stat
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import take_snapshot
 
+from conftest import doc_bytes, drop_blob
+
 
 def entries(paths, snapshot_id):
     return {e.path: e for e in Repository(paths.snapshots).read_manifest(snapshot_id).files}
@@ -28,7 +30,7 @@ def test_missing_blob_makes_the_file_read_again(plain_paths):
     first = take_snapshot(plain_paths)
     repo = Repository(plain_paths.snapshots)
     victim = sorted(entries(plain_paths, first.id).values(), key=lambda e: e.path)[1]
-    repo.blob_path(victim.hash).unlink()
+    drop_blob(repo, victim.hash)
     second = take_snapshot(plain_paths)
     assert second.read_files == 1 and repo.has_blob(victim.hash)
     assert entries(plain_paths, second.id)[victim.path].hash == victim.hash
@@ -44,3 +46,45 @@ def test_damaged_latest_manifest_falls_back_to_an_older_one(plain_paths, clock):
     third = take_snapshot(plain_paths, clock=clock)
     assert third.read_files == 0  # reused the first snapshot's rows
     assert entries(plain_paths, third.id) == entries(plain_paths, first.id)
+
+
+def test_unchanged_store_takes_the_previous_file_list_as_it_is(plain_paths, clock):
+    from guardian.snapshots.manifest import body_of
+
+    first = take_snapshot(plain_paths, clock=clock)
+    clock.advance(hours=1)
+    second = take_snapshot(plain_paths, clock=clock)
+    repo = Repository(plain_paths.snapshots)
+    data = [repo.manifest_path(i).read_bytes() for i in (first.id, second.id)]
+    assert second.read_files == 0 and body_of(data[0]) == body_of(data[1])
+    assert entries(plain_paths, second.id) == entries(plain_paths, first.id)
+    assert repo.read_manifest(second.id).packs == repo.read_manifest(first.id).packs
+
+
+def test_damaged_stat_cache_only_costs_time(plain_paths, clock):
+    first = take_snapshot(plain_paths, clock=clock)
+    cache = plain_paths.cache / "snapshot-stats"
+    cache.write_bytes(cache.read_bytes()[:100])
+    doc = sorted(plain_paths.store.glob("*/*.gob"))[3]
+    clock.advance(hours=1)
+    second = take_snapshot(plain_paths, clock=clock)
+    assert second.read_files == 0 and entries(plain_paths, second.id) == entries(plain_paths, first.id)
+    doc.write_bytes(doc_bytes("changed"))
+    os.utime(doc, ns=(1, 1))  # an old mtime: only the stat comparison with the previous rows sees it
+    clock.advance(hours=1)
+    third = take_snapshot(plain_paths, clock=clock)
+    rel = str(doc.relative_to(plain_paths.store))
+    assert third.read_files == 1 and entries(plain_paths, third.id)[rel].size == len(doc_bytes("changed"))
+
+
+def test_a_file_written_during_the_snapshot_window_is_read_again(plain_paths, clock):
+    take_snapshot(plain_paths, clock=clock)
+    doc = sorted(plain_paths.store.glob("*/*.gob"))[4]
+    doc.write_bytes(doc_bytes("fresh bytes"))   # modified now: within the racy window of the next snapshot
+    clock.advance(hours=1)
+    second = take_snapshot(plain_paths, clock=clock)
+    clock.advance(hours=1)
+    third = take_snapshot(plain_paths, clock=clock)   # the racy row forces a read, no list copy
+    rel = str(doc.relative_to(plain_paths.store))
+    assert second.read_files == 1 and third.read_files == 1
+    assert entries(plain_paths, third.id)[rel].size == len(doc_bytes("fresh bytes"))

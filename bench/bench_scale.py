@@ -1,0 +1,215 @@
+"""Snapshots, restores and check at scale, each beside a baseline measured in the same run.
+
+| figure | baseline (same run) |
+| --- | --- |
+| first snapshot (fresh repository) | the real chromem-go v0.7.0 loading the same store (`chromemh bench`) |
+| whole-store restore into an empty folder (files durable; then with the loadability check) | same |
+| no-change snapshot | a bare stat walk of the store (scandir + lstat of every entry) |
+| `guardian check` CLI on an unchanged store (warm cache) | a new interpreter doing the bare stat walk |
+
+Every figure is measured ``--repeat`` times, alternating with its baseline, and the medians and their
+ratio are printed (the machine is shared: read the ratios). Stores: ``--store PATH`` (any existing
+store, never written to; ``--compress 0|1`` if it cannot be detected), else stores of ``--docs`` documents
+x 384 written by the real chromem (`chromemh synth`), plain and gz.
+
+    .venv/bin/python bench/bench_scale.py --docs 100000
+    .venv/bin/python bench/bench_scale.py --store ~/.config/contextd/vectorstore --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from guardian.local.paths import StatePaths  # noqa: E402
+from guardian.snapshots.restore import check_loadable, restore_store  # noqa: E402
+from guardian.snapshots.take import detect_compress, list_store, take_snapshot  # noqa: E402
+
+CHROMEMH = ROOT.parent / "shared" / "chromem-harness" / "chromemh"
+WALK = """
+import os, sys
+pending, count = [sys.argv[1]], 0
+while pending:
+    for entry in os.scandir(pending.pop()):
+        entry.stat(follow_symlinks=False)
+        count += 1
+        if entry.is_dir(follow_symlinks=False):
+            pending.append(entry.path)
+"""
+
+
+def stat_walk(root: str) -> int:
+    """The floor for a no-change snapshot: scandir + lstat of every entry, nothing else."""
+    pending, count = [root], 0
+    while pending:
+        for entry in os.scandir(pending.pop()):
+            entry.stat(follow_symlinks=False)
+            count += 1
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return count
+
+
+CPU: dict[str, list[float]] = {}   # figure -> CPU seconds (user + system) of each run
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn, cpu_key: str | None = None) -> float:
+    cpu = cpu_seconds(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - started
+    if cpu_key:
+        CPU.setdefault(cpu_key, []).append(cpu_seconds(resource.RUSAGE_SELF) - cpu)
+    return elapsed
+
+
+def chromem_load_seconds(store: Path, compress: bool) -> float:
+    """Wall seconds of chromem's NewPersistentDB (its own figure); the CPU time of the whole chromemh
+    process (load plus one query) is noted too."""
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([str(CHROMEMH), "bench", str(store), "1" if compress else "0", "-", "1", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    CPU.setdefault("chromem", []).append(cpu_seconds(resource.RUSAGE_CHILDREN) - cpu)
+    return float(json.loads(out)["load_s"])
+
+
+def run_cli(*args: str, cpu_key: str | None = None) -> float:
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    elapsed = time.perf_counter() - started
+    if cpu_key:
+        CPU.setdefault(cpu_key, []).append(cpu_seconds(resource.RUSAGE_CHILDREN) - cpu)
+    return elapsed
+
+
+class Figures:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, float, str, float]] = []
+        self.store = ""
+
+    def table(self) -> None:
+        print("\n| figure | guardian | baseline (same run) | baseline | ratio |\n| --- | --- | --- | --- | --- |")
+        for label, shown, value, base_label, base in self.rows:
+            print(f"| {label} | {shown} | {base_label} | {base:.3f} s | {value / base:.2f}x |")
+
+    def add(self, label: str, values: list[float], base_label: str, bases: list[float]) -> None:
+        value, base = statistics.median(values), statistics.median(bases)
+        self.rows.append((f"{label} ({self.store})", f"{value:.3f} s", value, base_label, base))
+        print(f"  {label:<44} {value:8.3f} s   {base_label:<34} {base:8.3f} s   ratio {value / base:5.2f}x   "
+              f"(runs: {', '.join(f'{v:.2f}' for v in values)} / {', '.join(f'{b:.2f}' for b in bases)})",
+              flush=True)
+
+
+def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: Figures) -> None:
+    files = len(list_store(store).files)
+    print(f"store {store} ({'gz' if compress else 'plain'}, {files} files)", flush=True)
+    figures.store = f"{'gz' if compress else 'plain'}, {files} files"
+    have_chromem = CHROMEMH.exists()
+    firsts, restores, checked, loads = [], [], [], []
+    for attempt in range(repeat):
+        if have_chromem:
+            loads.append(chromem_load_seconds(store, compress))
+        state = work / f"state-{attempt}"
+        paths = StatePaths.for_store(store, state)
+        firsts.append(timed(lambda: take_snapshot(paths, compress), "first"))
+        target = work / f"restored-{attempt}"
+        target.mkdir()
+        restored = StatePaths(store=target, root=paths.root)
+        restores.append(timed(lambda: restore_store(restored, None, check_load=False), "restore"))
+        checked.append(restores[-1] + timed(lambda: check_loadable(target, compress)))
+        shutil.rmtree(target)
+        if attempt < repeat - 1:
+            shutil.rmtree(state)
+    base_label = "chromem-go load (chromemh bench)"
+    if not have_chromem:
+        loads, base_label = [float("nan")], "chromemh missing"
+    figures.add("first snapshot", firsts, base_label, loads)
+    figures.add("restore into an empty folder", restores, base_label, loads)
+    figures.add("restore + loadability check", checked, base_label, loads)
+    if have_chromem:
+        chromem_cpu = statistics.median(CPU.pop("chromem"))
+        for key in ("first", "restore"):
+            mine = statistics.median(CPU.pop(key))
+            print(f"  CPU time (user+sys), {key:<31} {mine:8.3f} s   chromemh process (load + 1 query)  "
+                  f"{chromem_cpu:8.3f} s   ratio {mine / chromem_cpu:5.2f}x", flush=True)
+    same, walks = [], []
+    for _ in range(repeat):
+        walks.append(timed(lambda: stat_walk(str(store)), "walk"))
+        same.append(timed(lambda: take_snapshot(paths, compress), "same"))
+    figures.add("no-change snapshot", same, "bare stat walk", walks)
+    print_cpu("no-change snapshot", "same", "bare stat walk", "walk")
+    cli = [sys.executable, "-m", "guardian", "check", "--store", str(store), "--state-dir", str(state)]
+    run_cli(*cli)  # fills the verified cache
+    checks, bare = [], []
+    for _ in range(repeat):
+        bare.append(run_cli(sys.executable, "-c", WALK, str(store), cpu_key="bare"))
+        checks.append(run_cli(*cli, cpu_key="check"))
+    figures.add("check CLI, unchanged store", checks, "interpreter + bare stat walk", bare)
+    print_cpu("check CLI", "check", "interpreter + bare stat walk", "bare")
+
+
+def print_cpu(label: str, key: str, base_label: str, base_key: str) -> None:
+    """The same comparison in CPU time (user + system): steadier than wall time on a loaded machine."""
+    mine, base = statistics.median(CPU.pop(key)), statistics.median(CPU.pop(base_key))
+    print(f"  CPU time (user+sys), {label:<23} {mine:8.3f} s   {base_label:<34} {base:8.3f} s   "
+          f"ratio {mine / base:5.2f}x", flush=True)
+
+
+def synth(work: Path, docs: int, compress: bool) -> Path:
+    store = work / f"store-{'gz' if compress else 'plain'}"
+    subprocess.run([str(CHROMEMH), "synth", str(store), str(docs), "384", "1" if compress else "0"],
+                   stdout=subprocess.DEVNULL, check=True)
+    return store
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", help="an existing store (only read)")
+    parser.add_argument("--compress", choices=("0", "1"), help="for --store: how chromem runs it (default: detect)")
+    parser.add_argument("--docs", type=int, default=10_000, help="documents per synthetic store (no --store)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", help="work folder (default: a temp folder, removed after)")
+    args = parser.parse_args()
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    figures = Figures()
+    try:
+        if args.store:
+            store = Path(args.store).expanduser().resolve()
+            compress = bool(int(args.compress)) if args.compress else detect_compress(list_store(store).files, None)
+            bench_store(store, compress, work, args.repeat, figures)
+        else:
+            if not CHROMEMH.exists():
+                print(f"{CHROMEMH} is missing: pass --store", file=sys.stderr)
+                return 2
+            for compress in (False, True):
+                folder = work / ("gz" if compress else "plain")
+                folder.mkdir()
+                bench_store(synth(work, args.docs, compress), compress, folder, args.repeat, figures)
+        figures.table()
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""`guardian mcp -- CMD ARGS...`: pre-flight + repair, then relay MCP stdio to CMD and stand in when it fails.
+
+What an MCP client runs instead of ``contextd --mcp``. stdout belongs to the protocol: before
+anything else guardian moves its own fd 1 onto stderr and keeps a private copy for the protocol,
+so no stray print (guardian's, a library's) can ever reach the client.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from guardian.commands.exec_cmd import child_command
+from guardian.errors import ExitCode
+
+HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's search tools when CMD is down"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--answer-timeout", dest="answer_timeout", type=float,
+                        help="seconds an unanswered request may wait before CMD counts as hung (default 30)")
+    parser.add_argument("cmd", nargs="...", help="-- CMD ARGS... the MCP server to run (e.g. -- contextd --mcp)")
+
+
+def claim_stdout() -> int:
+    """A private duplicate of fd 1 for the protocol; fd 1 itself now points at stderr."""
+    wire = os.dup(1)
+    os.set_inheritable(wire, False)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return wire
+
+
+def single_threaded_blas() -> dict:
+    """Pin numpy's BLAS to one thread before numpy loads; returns the environment for the child.
+
+    A fallback query is one matrix-vector product right after an onnxruntime run; a multi-threaded
+    OpenBLAS spinning against onnxruntime made a 2,000-row product take 14 ms instead of 0.05 ms.
+    The child gets the environment as it was.
+    """
+    child_env = dict(os.environ)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    return child_env
+
+
+def run(args, ctx) -> int:
+    child_env = single_threaded_blas()
+    cmd = child_command(args.cmd, "mcp")
+    config = ctx.config
+    if args.answer_timeout is not None:
+        config = config.replace(mcp_answer_timeout=args.answer_timeout)
+    wire_out = claim_stdout()
+    from guardian.logs import get_logger
+    from guardian.mcp.session import serve_session
+    from guardian.runtime.preflight import preflight_and_alert
+    from guardian.runtime.supervisor.backoff import backoff_delay
+
+    log = get_logger("guardian.mcp")
+    serve_session(cmd, config, ctx.paths, preflight=lambda: preflight_and_alert(config, ctx.paths, log),
+                  backoff=backoff_delay, wire_in=0, wire_out=wire_out, child_env=child_env)
+    return ExitCode.OK  # the client ended the session; whatever CMD did meanwhile was handled

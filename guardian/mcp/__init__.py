@@ -1,0 +1,1 @@
+"""MCP stand-in for contextd: relay, fallback server, contextd tool schemas and answers."""

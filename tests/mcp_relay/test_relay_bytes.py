@@ -1,0 +1,96 @@
+"""The relay at the byte level: real `guardian mcp` process, a raw child that records its bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+from tests.mcp_relay.conftest import ROOT, wait_for
+
+RAW_CHILD = os.path.join(os.path.dirname(__file__), "raw_child.py")
+REQUESTS = [
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},'
+    b'"clientInfo":{"name":"t","version":"1"}}}\n',
+    b'{ "jsonrpc" : "2.0" , "method":"notifications/initialized" }\n',
+    '{"id":"a\u00e9","jsonrpc":"2.0","method":"tools/call","params":{"name":"memory_search","arguments":'
+    '{"project_id":"p","query":"caf\u00e9 \\u00e9"}}}\n'.encode("utf-8"),
+    b'{"jsonrpc":"2.0","id":3,"method":"ping"}\n',
+]
+
+
+def start(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"), GUARDIAN_LOG_LEVEL="debug",
+               EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
+    cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--log-level", "debug",
+           "--", sys.executable, RAW_CHILD, str(tmp_path / "received"), str(tmp_path / "sent")]
+    (tmp_path / "store").mkdir()
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_lines_pass_through_byte_exact_and_stdout_is_protocol_only(tmp_path):
+    proc = start(tmp_path)
+    stderr = []
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    got = []
+    try:
+        for request in REQUESTS:
+            proc.stdin.write(request)
+            proc.stdin.flush()
+            if b'"id"' in request:
+                got.append(proc.stdout.readline())  # the notification
+                got.append(proc.stdout.readline())  # the answer
+        assert wait_for(lambda: (tmp_path / "received").read_bytes().count(b"\n") >= len(REQUESTS), 60)
+    finally:
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.wait(timeout=60)
+        reader.join(timeout=60)
+    received = (tmp_path / "received").read_bytes().splitlines(keepends=True)
+    guardians = [line for line in received if b'"id": "io.guardian/' in line or b'"id":"io.guardian/' in line]
+    assert [line for line in received if line not in guardians] == REQUESTS  # client -> child: untouched
+    assert [json.loads(line)["method"] for line in guardians] == ["tools/list"]  # guardian learns the tools
+    sent = (tmp_path / "sent").read_bytes().splitlines(keepends=True)
+    to_client = [line for line in sent if b'"id":"io.guardian/' not in line]
+    assert b"".join(got) + rest == b"".join(to_client)  # child -> client: untouched, nothing else
+    assert len(sent) - len(to_client) == 1  # the one answer meant for guardian was kept back
+    for line in (b"".join(got) + rest).splitlines():
+        assert json.loads(line)["jsonrpc"] == "2.0"
+    assert proc.returncode == 0
+    assert b"mcp_child_started" in stderr[0] and b"raw child: noise on stderr" in stderr[0]
+
+
+def test_requests_from_a_file_are_all_answered_before_exit(tmp_path):
+    """stdin and stdout as regular files (no pipes): the fallback answers each request, then exits 0."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(REQUESTS[0] + REQUESTS[1] + b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}\n'
+                         + b'not json\n' + b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":'
+                         b'"checkpoint_save","arguments":{}}}\n')
+    (tmp_path / "store").mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
+    with open(requests, "rb") as stdin, open(tmp_path / "answers.jsonl", "wb") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--",
+                               str(tmp_path / "no-such-contextd")], stdin=stdin, stdout=stdout,
+                              stderr=subprocess.PIPE, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_bytes().splitlines()]
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "guardian-fallback"
+    assert [t["name"] for t in by_id[2]["result"]["tools"]][0] == "memory_search"
+    assert by_id[None]["error"]["code"] == -32700
+    assert by_id[3]["result"]["isError"] is True and "Nothing was stored" in by_id[3]["result"]["content"][0]["text"]
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"))
+    for args, words in ((["mcp"], "guardian mcp -- contextd --mcp"),
+                        (["mcp", "--answer-timeout", "0", "--", "true"], "mcp_answer_timeout")):
+        proc = subprocess.run([sys.executable, "-m", "guardian", *args], capture_output=True, env=env, timeout=120)
+        assert proc.returncode == 2 and proc.stdout == b""
+        assert proc.stderr.decode().count("\n") == 1 and words in proc.stderr.decode()

@@ -1,0 +1,53 @@
+"""The served tools' definitions: learned from contextd's tools/list, kept in the state dir."""
+
+from __future__ import annotations
+
+import json
+
+from guardian.mcp.fallback import refusal
+from guardian.mcp.relay import id_key, is_request, is_response, ours, parse
+from guardian.mcp.tools import BUILTIN_TOOLS, CATALOG_FILE, SERVED_TOOLS, ToolCatalog
+
+
+def contextd_list(marker: str) -> dict:
+    tools = [dict(BUILTIN_TOOLS[name], description=f"{name} {marker}") for name in SERVED_TOOLS]
+    return {"tools": tools + [{"name": "memory_record", "inputSchema": {"type": "object"}}, {"name": 3}, "junk"]}
+
+
+def test_builtin_until_contextd_is_seen_then_contextds_own(tmp_path):
+    catalog = ToolCatalog(tmp_path)
+    assert catalog.definitions() == [BUILTIN_TOOLS[n] for n in SERVED_TOOLS]
+    assert catalog.source("memory_search") == "builtin"
+    assert catalog.learn(contextd_list("v1")) is True
+    assert [t["description"] for t in catalog.definitions()] == [f"{n} v1" for n in SERVED_TOOLS]
+    assert catalog.learn(contextd_list("v1")) is False  # unchanged: no rewrite
+    saved = json.loads((tmp_path / CATALOG_FILE).read_text())
+    assert [t["name"] for t in saved["tools"]] == list(SERVED_TOOLS)  # write tools are not kept
+    again = ToolCatalog(tmp_path)
+    assert again.definitions() == catalog.definitions() and again.source("checkpoint_list") == "contextd"
+
+
+def test_partial_or_damaged_catalogs(tmp_path):
+    catalog = ToolCatalog(tmp_path)
+    catalog.learn({"tools": [dict(BUILTIN_TOOLS["memory_search"], description="only this one")]})
+    definitions = catalog.definitions()
+    assert definitions[0]["description"] == "only this one" and definitions[1] == BUILTIN_TOOLS["semantic_search"]
+    (tmp_path / CATALOG_FILE).write_text("{not json")
+    assert ToolCatalog(tmp_path).definitions() == [BUILTIN_TOOLS[n] for n in SERVED_TOOLS]
+    assert ToolCatalog(None).learn(contextd_list("x")) is True  # no state dir: kept in memory only
+    assert catalog.learn("nonsense") is False and catalog.learn({"tools": None}) is False
+
+
+def test_message_classification():
+    request = parse(b'{"jsonrpc":"2.0","id":7,"method":"tools/call"}\n')
+    assert is_request(request) and not is_response(request) and id_key(request) == "7"
+    assert id_key(parse(b'{"id":"7","result":{}}')) == '"7"'  # 7 and "7" are different requests
+    assert is_response(parse(b'{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}'))
+    assert parse(b"not json") is None and parse(b"[1, 2]") is None
+    assert ours({"id": "io.guardian/reinit-1"}) and not ours({"id": 1}) and not ours({"id": "io.other"})
+
+
+def test_refusals_say_what_happened():
+    assert "Nothing was stored" in refusal("memory_record", "contextd exited with status 1")
+    assert "contextd exited with status 1" in refusal("memory_record", "contextd exited with status 1")
+    assert "memory_search" in refusal("troubleshoot_diagnose", "down")
