@@ -127,8 +127,8 @@ def percentile(values: list[float], share: float) -> float:
 
 def repo_bytes(repo: Repository) -> tuple[int, int]:
     manifests = sum(p.stat().st_size for p in repo.manifests.iterdir())
-    blobs = sum(p.stat().st_size for p in repo.blobs.rglob("*") if p.is_file())
-    return manifests, blobs
+    everything = sum(p.stat().st_size for p in repo.root.rglob("*") if p.is_file())
+    return manifests, everything - manifests  # packs (and any loose blobs of an older layout)
 
 
 def kept_over_a_day(snapshot_seconds: float, config) -> tuple[int, int]:
