@@ -153,14 +153,16 @@ def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
 
 def restore_store(paths: StatePaths, at: datetime | None, collection: str | None = None, *,
                   dry_run: bool = False, confirm: Callable[[RestorePlan], bool] | None = None,
-                  lock_timeout: float = 30.0, progress=None, check_load: bool = True) -> RestoreResult:
-    """Restore the store (or one collection) to the newest snapshot at or before ``at``."""
+                  lock_timeout: float = 30.0, progress=None, check_load: bool = True,
+                  snapshot_id: str | None = None) -> RestoreResult:
+    """Restore the store (or one collection) to the newest snapshot at or before ``at`` (or to
+    ``snapshot_id``, as a restore from a replica does after fetching it)."""
     repo = Repository(paths.snapshots)
     root = paths.store
     if not root.is_dir():
         raise RestoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
     with store_lock(paths.lock_file, timeout=lock_timeout):
-        snapshot_id = choose_snapshot(repo, at)
+        snapshot_id = snapshot_id or choose_snapshot(repo, at)
         manifest = read_snapshot(repo, snapshot_id)
         scope = resolve_scope(manifest, collection)
         state = read_store_state(root, scope)
