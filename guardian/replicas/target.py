@@ -202,8 +202,12 @@ class S3Target:
     """A bucket and prefix on an S3-compatible service, through boto3."""
 
     def __init__(self, spec: ReplicaSpec) -> None:
-        import boto3
-        from botocore.config import Config as BotoConfig
+        try:
+            import boto3
+            from botocore.config import Config as BotoConfig
+        except ImportError:
+            raise ReplicaError("S3 replicas need boto3, which is not installed",
+                               "pip install 'guardian[replica]' (or pip install boto3)") from None
 
         self.spec = spec
         self.bucket = spec.bucket
