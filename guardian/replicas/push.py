@@ -71,9 +71,10 @@ class _Base:
 
 class Pusher:
     def __init__(self, replica: Replica, repo: Repository, retention: Retention, progress=None,
-                 collect_garbage: bool = False) -> None:
+                 collect_garbage: bool = False, cancelled=None) -> None:
         self.replica, self.repo, self.retention, self.progress = replica, repo, retention, progress
         self.collect_garbage = collect_garbage
+        self.cancelled = cancelled or (lambda: False)
         self.result = PushResult(replica.display)
         self.present: set[str] = set()
         self.known: dict[str, Entry] = {}
@@ -137,15 +138,17 @@ class Pusher:
         missing = [rel for rel in rels if keys[rel] not in self.present or rel not in self.known]
         if self.progress:
             self.progress.start(len(missing))
+        sent = 0
         with ThreadPoolExecutor(max_workers=PUSH_WORKERS) as pool:
-            for rel, entry in zip(missing, pool.map(lambda r: self._send(r, keys[r]), missing)):
+            for rel, (entry, was_sent) in zip(missing, pool.map(lambda r: self._send(r, keys[r]), missing)):
                 self.known[rel] = entry
                 self.present.add(keys[rel])
+                sent += was_sent
                 if self.progress:
                     self.progress.advance(1)
         if self.progress:
             self.progress.close()
-        self.result.objects_present += len(rels) - len(missing)
+        self.result.objects_present += len(rels) - sent
         entries = [self.known[rel] for rel in rels]
         record = Record(id=snapshot_id, time=header.time, documents=header.documents,
                         collections=sorted(c.name or c.dir for c in header.collections),
@@ -156,7 +159,8 @@ class Pusher:
         self.replica.remember(record)
         self.result.uploaded.append(snapshot_id)
 
-    def _send(self, rel: str, key: str) -> Entry:
+    def _send(self, rel: str, key: str) -> tuple[Entry, bool]:
+        """Upload one file unless the replica has it (then only its hash is taken); (entry, sent)."""
         try:
             data = (self.repo.root / rel).read_bytes()
         except FileNotFoundError:
@@ -164,11 +168,15 @@ class Pusher:
         except OSError as exc:
             raise ReplicaError(f"cannot read the local repository file {rel}: {exc.strerror or exc}",
                                "run `guardian verify`") from None
-        if key not in self.present:
+        sent = key not in self.present
+        if sent:
+            if self.cancelled():
+                raise ReplicaError(f"push to {self.replica.display} stopped (guardian is stopping)",
+                                   "it resumes where it stopped on the next push")
             if self.delay:
                 time.sleep(self.delay)
             self.replica.put_plain(key, data)
-        return Entry(rel, hashlib.sha256(data).hexdigest(), len(data))
+        return Entry(rel, hashlib.sha256(data).hexdigest(), len(data)), sent
 
     def _attach_list(self, record: Record, entries: list[Entry]) -> None:
         """Write the record's object list as a delta against the current base, or as a new base."""
@@ -205,5 +213,5 @@ class Pusher:
 
 
 def push(replica: Replica, repo: Repository, retention: Retention, progress=None,
-         collect_garbage: bool = False) -> PushResult:
-    return Pusher(replica, repo, retention, progress, collect_garbage).run()
+         collect_garbage: bool = False, cancelled=None) -> PushResult:
+    return Pusher(replica, repo, retention, progress, collect_garbage, cancelled).run()

@@ -18,7 +18,7 @@ from guardian.snapshots.repository import Repository
 
 
 def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = None, progress=None,
-              lock_timeout: float = 600.0, collect_garbage: bool = False) -> PushResult:
+              lock_timeout: float = 600.0, collect_garbage: bool = False, cancelled=None) -> PushResult:
     """Push the store's repository to ``url``; ReplicaError (recorded in the state file) on failure."""
     display = spec_from_config(url, config).display
     status = state_file(paths.root, display)
@@ -27,7 +27,7 @@ def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = Non
         with store_lock(lock_file(paths.root, display), timeout=lock_timeout):
             replica = Replica.open(url, config, key_file=key_file, create=True)
             result = push(replica, Repository(paths.snapshots), Retention.from_config(config), progress,
-                          collect_garbage=collect_garbage)
+                          collect_garbage=collect_garbage, cancelled=cancelled)
     except LockError:
         raise ReplicaError(f"another guardian is pushing to {display}", "wait for it (guardian status)") from None
     except ReplicaError as exc:

@@ -29,6 +29,7 @@ from guardian.runtime.parts.http import HttpPart
 from guardian.runtime.parts.index import IndexPart
 from guardian.runtime.parts.lock import LockPart
 from guardian.runtime.parts.preflight import PreflightPart
+from guardian.runtime.parts.replication import ReplicationPart
 from guardian.runtime.parts.snapshots import SnapshotPart
 from guardian.runtime.parts.supervisor import SupervisorPart
 from guardian.runtime.parts.watcher import WatcherPart
@@ -49,7 +50,7 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
     watch = config.watch if watch is None else watch
     parts: list[Part] = []
     if guard:
-        parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx)]
+        parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx), ReplicationPart(ctx)]
     parts.append(IndexPart(ctx, background=guard, poll=not watch))
     if watch:
         parts.append(WatcherPart(ctx, guard=guard))

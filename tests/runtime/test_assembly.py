@@ -31,7 +31,7 @@ def names(runtime) -> list[str]:
 
 def test_run_serve_and_run_with_cmd_take_their_parts_from_one_assembly(setup):
     config, paths = setup
-    guarded = ["lock", "preflight", "snapshots", "index", "watcher", "http", "control", "heartbeat"]
+    guarded = ["lock", "preflight", "snapshots", "replication", "index", "watcher", "http", "control", "heartbeat"]
     assert names(assemble(config, paths, ["contextd"])) == [*guarded, "supervisor"]
     assert names(assemble(config, paths)) == guarded
     assert names(assemble(config, paths, guard=False)) == ["index", "watcher", "http"]
