@@ -17,6 +17,10 @@ from guardian.replicas.state import lock_file, note_failure, note_success, state
 from guardian.snapshots.repository import Repository
 
 
+class ReplicaBusy(ReplicaError):
+    """Another push to this replica holds its lock (not a failure of the replica)."""
+
+
 def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = None, progress=None,
               lock_timeout: float = 600.0, collect_garbage: bool = False, cancelled=None) -> PushResult:
     """Push the store's repository to ``url``; ReplicaError (recorded in the state file) on failure."""
@@ -29,7 +33,7 @@ def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = Non
             result = push(replica, Repository(paths.snapshots), Retention.from_config(config), progress,
                           collect_garbage=collect_garbage, cancelled=cancelled)
     except LockError:
-        raise ReplicaError(f"another guardian is pushing to {display}", "wait for it (guardian status)") from None
+        raise ReplicaBusy(f"another guardian is pushing to {display}", "wait for it (guardian status)") from None
     except ReplicaError as exc:
         note_failure(status, display, exc.one_line(), replica.bytes_sent if replica else 0)
         raise

@@ -83,12 +83,15 @@ class ReplicationPart(BasePart):
             self.wake.wait(timeout=max(0.05, min(wait, interval)))
 
     def push(self, worker: ReplicaWorker, interval: float) -> None:
-        from guardian.replicas.sync import replicate
+        from guardian.replicas.sync import ReplicaBusy, replicate
 
         ctx = self.ctx
         try:
             result = replicate(ctx.config, ctx.paths, worker.url, lock_timeout=1.0,
                                cancelled=self.stopping.is_set)
+        except ReplicaBusy:  # `guardian replicate` is pushing: try again later, not a failure
+            worker.next_attempt = self.clock() + interval
+            return
         except GuardianError as exc:
             self.failed(worker, exc.one_line(), getattr(exc, "bytes_sent", 0))
             return
