@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.replicas.test_s3_replica import guardian, push, snapshot, tree
-from tests.waiting import wait_for, wait_until
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(400)
 
