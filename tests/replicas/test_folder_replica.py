@@ -91,3 +91,30 @@ def test_a_folder_on_a_disk_that_is_not_there(plain_store, tmp_path, key_home):
     one_line_error(proc, 7, "does not exist")
     proc = guardian(state, "replicate", "--store", str(plain_store), "--to", "ftp://example/x")
     one_line_error(proc, 7, "neither s3:// nor file://")
+
+
+def test_status_shows_the_replica_and_warns_until_the_key_is_exported(plain_store, tmp_path, key_home):
+    state = tmp_path / "state"
+    (tmp_path / "disk").mkdir()
+    url = f"file://{tmp_path / 'disk' / 'guardian'}?encrypt=1"
+    env = {"GUARDIAN_REPLICAS": url}
+
+    def status() -> dict:
+        return json.loads(guardian(state, "status", "--store", str(plain_store), "--json", env=env).stdout_text)
+    assert any("never pushed" in w for w in status()["warnings"])
+    first = snapshot(plain_store, state)
+    proc = guardian(state, "replicate", "--store", str(plain_store), "--json", env=env, check=True)
+    assert json.loads(proc.stdout_text)["replicas"][0]["uploaded"] == [first]
+    before = status()
+    replica = before["replicas"][0]
+    assert replica["remote_snapshots"] == 1 and replica["lag_seconds"] == 0 and replica["bytes_sent_total"] > 0
+    assert any("key was never exported" in w for w in before["warnings"])
+    run_cli("key", "export", check=True)
+    after = status()
+    assert not any("key" in w for w in after["warnings"])
+    assert not any("replica" in w for w in after["warnings"])
+    (plain_store / "new.txt").write_text("x\n")
+    snapshot(plain_store, state)
+    assert status()["replicas"][0]["lag_seconds"] > 0           # a local snapshot the replica lacks
+    text = guardian(state, "status", "--store", str(plain_store), env=env).stdout_text
+    assert "replica file://" in text and "1 snapshots" in text
