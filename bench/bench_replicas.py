@@ -104,7 +104,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     os.environ.update(AWS_ACCESS_KEY_ID=ADMIN[0], AWS_SECRET_ACCESS_KEY=ADMIN[1], AWS_DEFAULT_REGION=REGION,
                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    server = Seaweed(binary, work / "seaweed")
+    server = Seaweed(binary, work / "seaweed", volume_mb=256, volumes=40)
     server.start()
     try:
         return run(args, work, server)

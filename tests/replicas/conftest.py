@@ -47,8 +47,9 @@ def free_ports(count: int) -> list[int]:
 
 
 class Seaweed:
-    def __init__(self, binary: str, root: Path) -> None:
+    def __init__(self, binary: str, root: Path, volume_mb: int = 32, volumes: int = 30) -> None:
         self.binary, self.root = binary, root
+        self.volume_mb, self.volumes = volume_mb, volumes
         self.data = root / "data"
         self.data.mkdir(parents=True)
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
@@ -72,8 +73,8 @@ class Seaweed:
                 f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
                 f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
                 "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}", "-s3.port.iceberg=0",
-                "-s3.port.lance=0", f"-s3.config={self.identities}", "-master.volumeSizeLimitMB=32",
-                "-volume.max=30", "-volume.preStopSeconds=0", "-metricsPort=0"]
+                "-s3.port.lance=0", f"-s3.config={self.identities}", f"-master.volumeSizeLimitMB={self.volume_mb}",
+                f"-volume.max={self.volumes}", "-volume.preStopSeconds=0", "-metricsPort=0"]
 
     def client(self, credentials=ADMIN):
         import boto3
