@@ -62,7 +62,7 @@ def test_a_full_folder_target_is_one_line_and_counts_no_snapshot(plain_store, tm
     first = snapshot(plain_store, state)
     url = f"file://{small_fs}/replica"
     proc = guardian(state, "replicate", "--store", str(plain_store), "--to", url)
-    one_line_error(proc, 7, "is full")
+    one_line_error(proc, 8, "is full")
     rows = json.loads(guardian(state, "snapshots", "--from", url, "--json", check=True).stdout_text)
     assert rows == []
     local = json.loads(guardian(state, "snapshots", "--store", str(plain_store), "--json", check=True).stdout_text)
@@ -79,18 +79,18 @@ def test_a_read_only_folder_target_is_one_line(plain_store, tmp_path, spare_fs, 
     (plain_store / "b.txt").write_text("more\n")
     snapshot(plain_store, state)
     proc = guardian(state, "replicate", "--store", str(plain_store), "--to", url)
-    one_line_error(proc, 7, "read-only")
+    one_line_error(proc, 8, "read-only")
 
 
 def test_a_folder_on_a_disk_that_is_not_there(plain_store, tmp_path, key_home):
     state = tmp_path / "state"
     snapshot(plain_store, state)
     proc = guardian(state, "replicate", "--store", str(plain_store), "--to", f"file://{tmp_path}/unmounted/guardian")
-    one_line_error(proc, 7, "does not exist", "mount")
+    one_line_error(proc, 8, "does not exist", "mount")
     proc = guardian(state, "snapshots", "--from", f"file://{tmp_path}/unmounted/guardian")
-    one_line_error(proc, 7, "does not exist")
+    one_line_error(proc, 8, "does not exist")
     proc = guardian(state, "replicate", "--store", str(plain_store), "--to", "ftp://example/x")
-    one_line_error(proc, 7, "neither s3:// nor file://")
+    one_line_error(proc, 8, "neither s3:// nor file://")
 
 
 def test_status_shows_the_replica_and_warns_until_the_key_is_exported(plain_store, tmp_path, key_home):

@@ -154,10 +154,10 @@ def test_a_wrong_key_or_passphrase_is_refused_before_anything_is_read(plain_stor
     run_cli("key", "export", "--key-file", str(other), env={"XDG_CONFIG_HOME": str(other_home)}, check=True)
     proc = guardian(tmp_path / "s2", "restore", "--from", s3_url, "--at", "latest", "--store",
                     str(tmp_path / "never"), "--key-file", str(other))
-    one_line_error(proc, 7, "another key")
+    one_line_error(proc, 8, "another key")
     assert not (tmp_path / "never").exists() or not any((tmp_path / "never").iterdir())
     proc = guardian(tmp_path / "s2", "verify", "--from", s3_url, "--key-file", str(other))
-    one_line_error(proc, 7, "another key")
+    one_line_error(proc, 8, "another key")
 
 
 def test_a_passphrase_replica_round_trips(plain_store, tmp_path, s3_url, key_home):
@@ -170,9 +170,9 @@ def test_a_passphrase_replica_round_trips(plain_store, tmp_path, s3_url, key_hom
                    str(tmp_path / "back"), "--json", env=env, check=True)
     assert json.loads(out.stdout_text)["snapshot"] == first
     wrong = guardian(tmp_path / "s3", "snapshots", "--from", s3_url, env={"GUARDIAN_REPLICA_PASSPHRASE": "nope"})
-    one_line_error(wrong, 7, "another key")
+    one_line_error(wrong, 8, "another key")
     missing = guardian(tmp_path / "s3", "snapshots", "--from", s3_url)
-    one_line_error(missing, 7, "passphrase", "GUARDIAN_REPLICA_PASSPHRASE")
+    one_line_error(missing, 8, "passphrase", "GUARDIAN_REPLICA_PASSPHRASE")
 
 
 def test_credentials_bucket_and_read_only_errors_are_one_line_and_lose_nothing(plain_store, tmp_path, s3_env, prefix, key_home):
@@ -181,18 +181,18 @@ def test_credentials_bucket_and_read_only_errors_are_one_line_and_lose_nothing(p
     url = f"s3://{s3_env.bucket}/{prefix}?endpoint={s3_env.endpoint}&path_style=1"
     wrong = guardian(state, "replicate", "--store", str(plain_store), "--to", url,
                      env={"AWS_SECRET_ACCESS_KEY": "wrong-secret"})
-    one_line_error(wrong, 7, "refused the credentials")
+    one_line_error(wrong, 8, "refused the credentials")
     unknown = guardian(state, "replicate", "--store", str(plain_store), "--to", url,
                        env={"AWS_ACCESS_KEY_ID": "AKIDNOBODY"})
-    one_line_error(unknown, 7, "refused the credentials")
+    one_line_error(unknown, 8, "refused the credentials")
     nobucket = guardian(state, "replicate", "--store", str(plain_store), "--to",
                         f"s3://guardian-missing-bucket/p?endpoint={s3_env.endpoint}&path_style=1")
-    one_line_error(nobucket, 7, "does not exist", "create the bucket")
+    one_line_error(nobucket, 8, "does not exist", "create the bucket")
     reader = guardian(state, "replicate", "--store", str(plain_store), "--to", url,
                       env={"AWS_ACCESS_KEY_ID": READER[0], "AWS_SECRET_ACCESS_KEY": READER[1]})
-    one_line_error(reader, 7, "denied")
+    one_line_error(reader, 8, "denied")
     down = guardian(state, "replicate", "--store", str(plain_store), "--to", "s3://b/p?endpoint=http://127.0.0.1:9&path_style=1")
-    one_line_error(down, 7, "cannot be reached")
+    one_line_error(down, 8, "cannot be reached")
     listed = json.loads(guardian(state, "snapshots", "--store", str(plain_store), "--json", check=True).stdout_text)
     assert [r["id"] for r in listed] == [first]
     status_files = list((state / "stores").glob("*/replicas/*.json"))
@@ -217,7 +217,7 @@ def test_a_tampered_object_is_caught_by_verify_and_refused_by_restore(plain_stor
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     proc = guardian(tmp_path / "s2", "restore", "--from", s3_url, "--at", "latest", "--store", str(target), "--force")
-    one_line_error(proc, 7, "fails authentication")
+    one_line_error(proc, 8, "fails authentication")
     assert tree(target) == {"keep.txt": b"mine"}
     # a record that is garbage is listed as damaged, never used
     client.put_object(Bucket=seaweed.bucket, Key=f"{prefix}/snapshots/{first[:-4]}ffff", Body=b"half a record")

@@ -51,7 +51,7 @@ def test_failures_back_off_alert_once_and_recovery_catches_up(setup):
         assert part.status()["replication"][0]["lag_seconds"] == 0
         # a new committed snapshot is pushed at once, not after the 30 s interval
         second = take_snapshot(ctx.paths)
-        ctx.emit(SNAPSHOT_TAKEN, snapshot_id=second.id)
+        ctx.emit(SNAPSHOT_TAKEN)
         wait_for(lambda: (disk / "guardian" / "snapshots" / second.id).exists(), timeout=30, what="the new record")
         metrics = ctx.metrics.render().decode()
         assert 'guardian_replica_errors_total{replica="file://' in metrics
