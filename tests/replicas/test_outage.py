@@ -43,7 +43,7 @@ def test_kill_9_mid_push_leaves_no_snapshot_and_the_next_push_resumes(plain_stor
     state = tmp_path / "state"
     first = snapshot(plain_store, state)
     proc = spawn(state, "replicate", "--store", str(plain_store), "--to", s3_url,
-                 env={"GUARDIAN_TEST_REPLICA_DELAY": "0.1"}, log=tmp_path / "push.log")
+                 env={"GUARDIAN_TEST_REPLICA_DELAY": "0.3"}, log=tmp_path / "push.log")
     try:
         wait_for(lambda: data_objects(seaweed, prefix) >= 20, timeout=120, what="20 objects uploaded")
     finally:
@@ -68,7 +68,7 @@ def test_a_restore_killed_mid_fetch_resumes_without_refetching(plain_store, tmp_
     push(plain_store, state, s3_url)
     new_state, new_store = tmp_path / "new-state", tmp_path / "new-store"
     proc = spawn(new_state, "restore", "--from", s3_url, "--at", "latest", "--store", str(new_store),
-                 env={"GUARDIAN_TEST_REPLICA_DELAY": "0.1"}, log=tmp_path / "restore.log")
+                 env={"GUARDIAN_TEST_REPLICA_DELAY": "0.3"}, log=tmp_path / "restore.log")
 
     def fetched() -> int:
         return sum(1 for p in new_state.glob("stores/*/snapshots/blobs/*/*") if not p.name.startswith(".guardian-tmp"))
