@@ -215,7 +215,8 @@ class S3Target:
         try:
             session = boto3.session.Session(profile_name=spec.profile or None)
         except Exception as exc:  # botocore's ProfileNotFound and friends
-            raise ReplicaError(f"replica {spec.display}: {exc}", "check AWS_PROFILE / profile= and ~/.aws/config") from None
+            raise ReplicaError(f"replica {spec.display}: {exc}",
+                               "check AWS_PROFILE / profile= and ~/.aws/config") from None
         config = BotoConfig(s3={"addressing_style": "path" if spec.path_style else "auto"},
                             connect_timeout=5, read_timeout=60, max_pool_connections=16,
                             retries={"max_attempts": 3, "mode": "standard"})

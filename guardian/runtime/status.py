@@ -291,7 +291,8 @@ def replica_warnings(replicas: list[dict]) -> list[str]:
         if not replica.get("configured"):
             out.append(f"replica {name} is misconfigured: {replica.get('error')}")
         elif replica.get("consecutive_errors"):
-            out.append(f"replica {name} failing ({replica['consecutive_errors']} in a row): {replica.get('last_error')}")
+            out.append(f"replica {name} failing ({replica['consecutive_errors']} in a row): "
+                       f"{replica.get('last_error')}")
         elif not replica.get("pushed"):
             out.append(f"replica {name} was never pushed (guardian replicate)")
         elif (replica.get("lag_seconds") or 0) > REPLICA_LAG_WARNING:

@@ -92,7 +92,8 @@ def test_incremental_push_sends_only_new_objects(plain_store, tmp_path, s3_url, 
     assert second["bytes_sent"] < first["bytes_sent"] / 5
 
 
-def test_retention_on_the_replica_never_drops_what_a_kept_snapshot_needs(plain_store, tmp_path, s3_url, key_home, seaweed, prefix):
+def test_retention_on_the_replica_never_drops_what_a_kept_snapshot_needs(plain_store, tmp_path, s3_url, key_home,
+                                                                        seaweed, prefix):
     state = tmp_path / "state"
     env = {"GUARDIAN_KEEP_LAST": "2"}
     ids = []
@@ -145,7 +146,7 @@ def test_nothing_readable_from_the_store_appears_on_the_replica(plain_store, tmp
     assert leaked == []
 
 
-def test_a_wrong_key_or_passphrase_is_refused_before_anything_is_read(plain_store, tmp_path, s3_url, key_home, monkeypatch):
+def test_a_wrong_key_or_passphrase_is_refused_before_anything_is_read(plain_store, tmp_path, s3_url, key_home):
     state = tmp_path / "state"
     snapshot(plain_store, state)
     push(plain_store, state, s3_url)
@@ -175,7 +176,8 @@ def test_a_passphrase_replica_round_trips(plain_store, tmp_path, s3_url, key_hom
     one_line_error(missing, 8, "passphrase", "GUARDIAN_REPLICA_PASSPHRASE")
 
 
-def test_credentials_bucket_and_read_only_errors_are_one_line_and_lose_nothing(plain_store, tmp_path, s3_env, prefix, key_home):
+def test_credentials_bucket_and_read_only_errors_are_one_line_and_lose_nothing(plain_store, tmp_path, s3_env, prefix,
+                                                                               key_home):
     state = tmp_path / "state"
     first = snapshot(plain_store, state)
     url = f"s3://{s3_env.bucket}/{prefix}?endpoint={s3_env.endpoint}&path_style=1"
@@ -200,7 +202,8 @@ def test_credentials_bucket_and_read_only_errors_are_one_line_and_lose_nothing(p
                                 for p in status_files)
 
 
-def test_a_tampered_object_is_caught_by_verify_and_refused_by_restore(plain_store, tmp_path, s3_url, key_home, seaweed, prefix):
+def test_a_tampered_object_is_caught_by_verify_and_refused_by_restore(plain_store, tmp_path, s3_url, key_home, seaweed,
+                                                                       prefix):
     state = tmp_path / "state"
     first = snapshot(plain_store, state)
     push(plain_store, state, s3_url)
