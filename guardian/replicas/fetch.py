@@ -100,6 +100,8 @@ class Fetcher:
         for folder in sorted(self.dirty):
             fsync_dir(folder)
         ensure_dir(manifest_path.parent)
+        if self.delay:
+            time.sleep(self.delay)
         atomic_write(manifest_path, record.manifest)   # the local commit point
         result.seconds = round(time.monotonic() - started, 3)
         return result

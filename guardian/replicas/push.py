@@ -129,8 +129,8 @@ class Pusher:
     def _upload(self, snapshot_id: str) -> None:
         try:
             header = self.repo.read_header(snapshot_id)
-            rels = self.repo.data_files_for(snapshot_id)
             manifest_rel = self.repo.manifest_file_for(snapshot_id)
+            rels = [rel for rel in self.repo.data_files_for(snapshot_id) if rel != manifest_rel]
             manifest = (self.repo.root / manifest_rel).read_bytes()
         except (SnapshotError, FileNotFoundError):
             raise LocalSnapshotGone(snapshot_id) from None
@@ -155,7 +155,7 @@ class Pusher:
                         manifest_rel=manifest_rel, manifest_sha256=hashlib.sha256(manifest).hexdigest(),
                         manifest=manifest)
         self._attach_list(record, entries)
-        self.replica.put_plain(record_key(snapshot_id), encode_record(record))   # the commit point
+        self._put(record_key(snapshot_id), encode_record(record))   # the commit point
         self.replica.remember(record)
         self.result.uploaded.append(snapshot_id)
 
@@ -173,10 +173,13 @@ class Pusher:
             if self.cancelled():
                 raise ReplicaError(f"push to {self.replica.display} stopped (guardian is stopping)",
                                    "it resumes where it stopped on the next push")
-            if self.delay:
-                time.sleep(self.delay)
-            self.replica.put_plain(key, data)
+            self._put(key, data)
         return Entry(rel, hashlib.sha256(data).hexdigest(), len(data)), sent
+
+    def _put(self, key: str, data: bytes) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        self.replica.put_plain(key, data)
 
     def _attach_list(self, record: Record, entries: list[Entry]) -> None:
         """Write the record's object list as a delta against the current base, or as a new base."""
@@ -185,7 +188,7 @@ class Pusher:
             encoded = encode_list(entries)
             key = LISTS_PREFIX + self.replica.sealer.name("list-" + hashlib.sha256(encoded).hexdigest())
             if key not in self.present:
-                self.replica.put_plain(key, encoded)
+                self._put(key, encoded)
                 self.present.add(key)
             self.base = _Base(key, entries)
             self.replica.remember_list(key, entries)

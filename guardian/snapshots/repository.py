@@ -517,7 +517,11 @@ class Repository:
 
     def data_files_for(self, snapshot_id: str) -> list[str]:
         """The repository files (paths relative to its root) snapshot ``snapshot_id`` needs: its
-        manifest, the packs (or old-layout blob files) of every blob it names, its base list's too."""
+        manifest, the packs (or old-layout blob files) of every blob it names, its base list's too.
+
+        Replication (guardian/replicas/push.py) copies exactly these files as opaque objects named by
+        path, and a restore from a replica writes them back at the same paths, the manifest
+        (:meth:`manifest_file_for`) last: so a path, once written, must always hold the same bytes."""
         manifest, rows = self.read_manifest_rows(snapshot_id)
         digests = {row[5] for row in rows if row[5]}
         if manifest.files_dict:
@@ -611,19 +615,6 @@ class Repository:
         Replication (guardian/replicas/) copies this file last, as the commit point, and a restore
         from a replica writes it back at this path last."""
         return f"manifests/{snapshot_id}{MANIFEST_SUFFIX}"
-
-    def data_files_for(self, snapshot_id: str) -> list[str]:
-        """Every repository file, other than the manifest, that snapshot ``snapshot_id`` needs, as
-        sorted paths relative to :attr:`root`; SnapshotError if the manifest cannot be read.
-
-        REPLICATION DEPENDS ON THIS (guardian/replicas/push.py): it copies exactly these files, as
-        opaque objects named by path, and a restore from a replica writes them back at the same paths,
-        then the manifest, then restores from this repository. So whatever the on-disk layout
-        becomes (pack files, indexes): (1) the list must include every file needed to read the
-        snapshot, and (2) a path, once written, must always hold the same bytes (content-named),
-        because the replica never uploads a path it already has."""
-        manifest = self.read_manifest(snapshot_id)
-        return sorted(self.blob_path(digest).relative_to(self.root).as_posix() for digest in manifest.blob_hashes())
 
     def headers(self) -> list[Manifest]:
         """Headers of every readable snapshot, oldest first (damaged ones are skipped)."""

