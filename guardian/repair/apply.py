@@ -24,7 +24,7 @@ from guardian.format import chromem
 from guardian.format.gob import GobError
 from guardian.local.fsutil import TEMP_PREFIX, atomic_write
 from guardian.local.quarantine import Quarantine
-from guardian.repair.plan import Action, RepairPlan
+from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.snapshots.repository import Repository
 
 STORE_FILE_MODE = 0o644  # as chromem creates its files, so contextd (maybe another user) can read them
@@ -33,7 +33,7 @@ SOURCE = "repair"
 
 @dataclass
 class Applied:
-    action: Action
+    action: RepairAction
     ok: bool
     detail: str = ""
     quarantine_id: str = ""
@@ -61,7 +61,7 @@ class PlanApplier:
         clean_temp_files(self.root)
         return [self.apply_one(action) for action in plan.actions]
 
-    def apply_one(self, action: Action) -> Applied:
+    def apply_one(self, action: RepairAction) -> Applied:
         try:
             if action.kind == "quarantine":
                 return self.move_out(action)
@@ -71,7 +71,7 @@ class PlanApplier:
             return Applied(action, False, f"failed: {message}")
 
     # ---- what to write -----------------------------------------------------------------
-    def bytes_for(self, action: Action) -> bytes:
+    def bytes_for(self, action: RepairAction) -> bytes:
         if action.kind in ("restore_metadata", "restore_document"):
             data = self.repo.read_blob(action.blob)
         elif action.kind == "rebuild_metadata":
@@ -85,14 +85,14 @@ class PlanApplier:
         return data
 
     # ---- the two primitive moves --------------------------------------------------------
-    def move_out(self, action: Action) -> Applied:
+    def move_out(self, action: RepairAction) -> Applied:
         if not os.path.lexists(self.root / action.path):
             return Applied(action, True, "already gone from the store")
         entry = self.quarantine.put(self.root, action.path, reason=action.reason,
                                     kind="folder" if action.is_folder else "file", source=SOURCE)
         return Applied(action, True, quarantine_id=entry.id)
 
-    def write(self, action: Action, data: bytes) -> Applied:
+    def write(self, action: RepairAction, data: bytes) -> Applied:
         target = self.root / action.path
         quarantine_id = ""
         if target.is_dir() and not target.is_symlink():
@@ -106,7 +106,7 @@ class PlanApplier:
         atomic_write(target, data, mode=STORE_FILE_MODE)
         return Applied(action, True, quarantine_id=quarantine_id)
 
-    def preserve(self, action: Action, current: bytes | None) -> str:
+    def preserve(self, action: RepairAction, current: bytes | None) -> str:
         """Copy the damaged file into the quarantine once (a re-run finds the earlier copy)."""
         digest = hashlib.sha256(current).hexdigest() if current is not None else None
         known = self.preserved().get((action.path, digest)) if digest else None
@@ -124,7 +124,7 @@ class PlanApplier:
         return self._preserved
 
 
-def check_decodes(action: Action, data: bytes) -> None:
+def check_decodes(action: RepairAction, data: bytes) -> None:
     """Never write bytes chromem would refuse (a snapshot blob is checked by hash; this checks meaning)."""
     try:
         if action.kind in ("restore_metadata", "rebuild_metadata"):

@@ -565,7 +565,7 @@ class Repository:
         return manifest
 
     def read_manifest_rows(self, snapshot_id: str) -> tuple[Manifest, list[list]]:
-        """The header (``files`` None) and the validated file list as rows: cheaper than FileEntry objects."""
+        """The header (``files`` None) and the validated file list as rows: cheaper than ManifestEntry objects."""
         manifest, rows = decode_manifest_rows(self._manifest_bytes(snapshot_id), snapshot_id, self.dictionary)
         self._check_id(manifest, snapshot_id)
         return manifest, rows
