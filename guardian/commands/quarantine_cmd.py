@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
@@ -75,7 +77,10 @@ def run(args, ctx) -> int:
 
 
 def _list(quarantine: Quarantine, as_json: bool) -> int:
-    entries = quarantine.list()
+    entries, unreadable = quarantine.listing()
+    for name, reason in unreadable:  # never hidden: their files are still in the quarantine
+        print(f"warning: quarantine entry {name} is unreadable ({reason}); its files stay in "
+              f"{quarantine.root / name}", file=sys.stderr)
     if as_json:
         print_json([e.to_dict() for e in entries])
         return ExitCode.OK
