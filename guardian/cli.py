@@ -19,7 +19,7 @@ from guardian.local.paths import StatePaths
 
 COMMANDS = (
     "check", "export", "snapshot", "snapshots", "restore", "verify", "quarantine",
-    "run", "exec", "mcp", "status", "restart", "serve", "query", "install",
+    "run", "exec", "mcp", "status", "restart", "serve", "query", "install", "replicate", "key",
 )
 
 

@@ -59,6 +59,15 @@ class Config:
     # alerts
     alert_command: str = ""
     alert_webhook: str = ""
+    # off-machine replicas (guardian/replicas/): URLs, S3 defaults for them, the encryption key
+    replicas: tuple[str, ...] = ()
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_path_style: bool = False
+    s3_profile: str = ""
+    replica_key_file: str = ""            # default $XDG_CONFIG_HOME/guardian/replica.key
+    replica_interval_seconds: float = 60.0   # the sidecar's catch-up check between snapshots
+    replica_backoff_max: float = 300.0
     # text embedding (optional extra)
     embed_url: str = ""
     embed_api: str = "openai"  # openai | tei
@@ -150,6 +159,8 @@ def _validate(config: Config) -> Config:
         ("debounce_seconds", config.debounce_seconds >= 0, "must be >= 0"),
         ("mcp_answer_timeout", config.mcp_answer_timeout > 0, "must be > 0"),
         ("mcp_start_timeout", config.mcp_start_timeout > 0, "must be > 0"),
+        ("replica_interval_seconds", config.replica_interval_seconds > 0, "must be > 0"),
+        ("replica_backoff_max", config.replica_backoff_max > 0, "must be > 0"),
         ("embed_api", config.embed_api in ("openai", "tei"), "must be openai or tei"),
         ("log_level", config.log_level.lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),

@@ -20,6 +20,8 @@ class ExitCode(IntEnum):
     FAILED = 5          # a snapshot, restore or repair failed (the store was left as it was)
     SUPERVISOR = 6      # the child could not be started or controlled; no sidecar answers (restart)
     LOCKED = 7          # another guardian (a sidecar, a repair) holds this store's lock
+    REPLICA = 8         # a replica is unusable: unreachable, credentials refused, bucket missing, full or
+                        # read-only, tampered object, wrong key (nothing local was changed)
     INTERNAL = 70       # a bug in guardian (EX_SOFTWARE); GUARDIAN_DEBUG=1 shows the traceback
     NOT_RUNNABLE = 127  # exec: the command cannot be run (as a shell says)
     INTERRUPTED = 130   # Ctrl-C (128 + SIGINT)
@@ -119,3 +121,10 @@ class SupervisorError(GuardianError):
     """The supervised child could not be started or controlled."""
 
     exit_code = ExitCode.SUPERVISOR
+
+
+class ReplicaError(GuardianError):
+    """A replica (S3 bucket or folder on another disk) could not be used; nothing local was changed."""
+
+    exit_code = ExitCode.REPLICA
+    default_hint = "check the replica URL, its credentials and that it is reachable (guardian replicate)"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
 from guardian.errors import CodecError, ExitCode, RestoreError, UsageError
+from guardian.format.layout import EXTENSIONS, METADATA_STEM
 from guardian.local.quarantine import Quarantine, QuarantineEntry
 
 HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
-METADATA_STEM = "00000000"
 
 
 def add_arguments(parser) -> None:
@@ -19,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def _is_gob(name: str) -> bool:
-    return name.endswith(".gob") or name.endswith(".gob.gz")
+    return name.endswith(EXTENSIONS)
 
 
 def check_file(path: Path) -> None:
@@ -40,7 +42,7 @@ def check_file(path: Path) -> None:
 
 
 def check_folder(path: Path) -> None:
-    metadata = [p for p in (path / f"{METADATA_STEM}.gob", path / f"{METADATA_STEM}.gob.gz") if p.is_file()]
+    metadata = [p for p in (path / f"{METADATA_STEM}{ext}" for ext in EXTENSIONS) if p.is_file()]
     if not metadata:
         raise RestoreError(f"the folder {path.name} is not a chromem collection (no {METADATA_STEM}.gob); "
                            "chromem would refuse the store with it", "leave it in quarantine")
@@ -78,7 +80,10 @@ def run(args, ctx) -> int:
 
 
 def _list(quarantine: Quarantine, as_json: bool) -> int:
-    entries = quarantine.list()
+    entries, unreadable = quarantine.listing()
+    for name, reason in unreadable:  # never hidden: their files are still in the quarantine
+        print(f"warning: quarantine entry {name} is unreadable ({reason}); its files stay in "
+              f"{quarantine.root / name}", file=sys.stderr)
     if as_json:
         print_json([e.to_dict() for e in entries])
         return ExitCode.OK

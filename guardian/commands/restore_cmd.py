@@ -24,6 +24,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow-damaged", action="store_true",
                         help="also write snapshot copies chromem would refuse (by default they are left out)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_replica_arguments(parser, "restore from this replica (no local state needed: a new machine)")
+
+
+def add_replica_arguments(parser, what: str) -> None:
+    """--from URL and --key-file, shared by restore, snapshots and verify."""
+    parser.add_argument("--from", dest="from_replica", metavar="REPLICA",
+                        help=f"{what}: s3://bucket/prefix?endpoint=…, file:///folder")
+    parser.add_argument("--key-file", dest="key_file", metavar="FILE",
+                        help="the replica key (default: replica_key_file, ~/.config/guardian/replica.key)")
 
 
 def _describe(plan) -> str:
@@ -90,6 +99,8 @@ def restore_through_sidecar(args, ctx, at) -> int:
 
 def run(args, ctx) -> int:
     at = parse_time(args.at, datetime.now(timezone.utc))
+    if args.from_replica:
+        return restore_from_replica(args, ctx, at)
     if not args.dry_run and sidecar_running(ctx):
         return restore_through_sidecar(args, ctx, at)
     progress = Progress("restore", enabled=False if args.json else None)
@@ -127,6 +138,37 @@ def _print_human(result) -> None:
         print("  chromem will load the store: yes")
     else:
         print(f"  chromem will load the store: NO ({result.load_error}); run `guardian check`")
+
+
+def restore_from_replica(args, ctx, at) -> int:
+    """Fetch the chosen snapshot from the replica into this store's local repository (creating the
+    state dir and the store folder on a new machine), then restore it like a local one."""
+    import os
+
+    from guardian.replicas.fetch import choose_remote, fetch_snapshot
+    from guardian.replicas.layout import id_time
+    from guardian.replicas.replica import Replica
+    from guardian.snapshots.repository import Repository
+
+    replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
+    snapshot_id = choose_remote(replica, at)
+    os.makedirs(ctx.paths.store, mode=0o700, exist_ok=True)
+    ctx.paths.ensure()
+    progress = Progress("fetch", enabled=False if args.json else None)
+    fetched = fetch_snapshot(replica, Repository(ctx.paths.snapshots), ctx.paths.lock_file, snapshot_id, progress)
+    if not args.json:
+        print(f"fetched snapshot {snapshot_id} from {replica.display}: {fetched.objects_fetched} objects "
+              f"({fetched.bytes_fetched} bytes), {fetched.objects_reused} already here")
+    if not args.dry_run and sidecar_running(ctx):
+        return restore_through_sidecar(args, ctx, id_time(snapshot_id))
+    result = restore_store(ctx.paths, None, args.collection, dry_run=args.dry_run, confirm=make_confirm(args.force),
+                           progress=Progress("restore", enabled=False if args.json else None),
+                           check_load=not args.dry_run, snapshot_id=snapshot_id)
+    if args.json:
+        print_json({**result.to_dict(), "replica": replica.display, "fetch": fetched.to_dict()})
+    else:
+        _print_human(result)
+    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
 
 
 def _print_refused(refused: list[dict]) -> None:

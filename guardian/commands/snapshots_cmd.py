@@ -15,6 +15,9 @@ SHOWN_ONE_BY_ONE = 10  # the newest snapshots listed one per row; older ones of 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.add_argument("--all", action="store_true", help="one row per snapshot (default: group older ones by hour)")
+    from guardian.commands.restore_cmd import add_replica_arguments
+
+    add_replica_arguments(parser, "list the snapshots held by this replica")
 
 
 def snapshot_rows(repo: Repository) -> list[dict]:
@@ -49,6 +52,8 @@ def _size(path) -> int:
 
 
 def run(args, ctx) -> int:
+    if args.from_replica:
+        return run_from_replica(args, ctx)
     rows = snapshot_rows(Repository(ctx.paths.snapshots))
     if args.json:
         print_json(rows)
@@ -93,3 +98,22 @@ def _table_row(row: dict) -> list:
         collections += f" [{len(row['damaged_files'])} damaged file(s): previous good copies kept]"
     return [row["id"], row["time_local"], row["time_utc"][:19] + "Z", collections, row["documents"],
             human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])]
+
+
+def run_from_replica(args, ctx) -> int:
+    from guardian.replicas.fetch import list_remote
+    from guardian.replicas.replica import Replica
+
+    replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
+    rows = list_remote(replica)
+    if args.json:
+        print_json(rows)
+        return ExitCode.OK
+    if not rows:
+        print(f"replica {replica.display} holds no snapshot yet (push with `guardian replicate`)")
+        return ExitCode.OK
+    table = [[r["id"], "DAMAGED", "", r["damaged"], ""] if "damaged" in r else
+             [r["id"], r["time_local"], r["time_utc"][:19] + "Z", ", ".join(r["collections"]), r["documents"]]
+             for r in rows]
+    print(format_table(["id", "local time", "utc", "collections", "documents"], table))
+    return ExitCode.OK

@@ -38,6 +38,7 @@ def render_status(status: dict) -> str:
         lines.append(f"quarantine: {status['store']['quarantined']} item(s)")
     if status.get("last_repair"):
         lines.append(_render_repair(status["last_repair"]))
+    lines += [_render_replica(r) for r in status.get("replicas") or []]
     verdict = status.get("health", "ok")
     if status.get("warnings"):
         verdict += ": " + "; ".join(status["warnings"])
@@ -87,6 +88,20 @@ def _render_snapshots(snaps: dict) -> str:
     if snaps["stale"]:
         text += f", STALE (interval {human_duration(snaps['interval_seconds'])})"
     return text
+
+
+def _render_replica(replica: dict) -> str:
+    if not replica.get("configured"):
+        return f"replica {replica.get('replica')}: misconfigured ({replica.get('error')})"
+    text = f"replica {replica['replica']}: "
+    if not replica.get("pushed"):
+        text += "never pushed"
+    else:
+        text += (f"{replica.get('remote_snapshots', 0)} snapshots, lag {human_duration(replica.get('lag_seconds'))}, "
+                 f"{replica.get('bytes_sent_total', 0)} bytes sent, {replica.get('errors_total', 0)} errors")
+    if replica.get("consecutive_errors"):
+        text += f", FAILING: {replica.get('last_error')}"
+    return text + ("" if replica.get("encrypted") else " (not encrypted)")
 
 
 def _render_repair(repair: dict) -> str:

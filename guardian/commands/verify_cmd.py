@@ -15,16 +15,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--deep", action="store_true",
                         help="also restore each snapshot into a temporary folder and check chromem would load it")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    from guardian.commands.restore_cmd import add_replica_arguments
+
+    add_replica_arguments(parser, "verify this replica instead (every object against its hash)")
 
 
 def run(args, ctx) -> int:
     progress = Progress("verify", enabled=False if args.json else None)
-    report = verify_repository(Repository(ctx.paths.snapshots), deep=args.deep,
-                               scratch=ctx.paths.cache, progress=progress)
+    if args.from_replica:
+        from guardian.replicas.fetch import verify_replica
+        from guardian.replicas.replica import Replica
+
+        replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
+        report = verify_replica(replica, deep=args.deep, scratch=ctx.paths.cache, progress=progress)
+    else:
+        report = verify_repository(Repository(ctx.paths.snapshots), deep=args.deep,
+                                   scratch=ctx.paths.cache, progress=progress)
     if args.json:
         print_json(report.to_dict())
         return ExitCode.OK if report.ok else ExitCode.WARNINGS
-    print(f"{len(report.snapshots)} snapshots, {report.blobs_checked} blobs checked: "
+    what = "objects" if args.from_replica else "blobs"
+    print(f"{len(report.snapshots)} snapshots, {report.blobs_checked} {what} checked: "
           f"{'OK' if report.ok else 'PROBLEMS FOUND'}")
     for problem in report.problems:
         print(f"  {problem['kind']} damaged: {problem['detail']}; affects {', '.join(problem['snapshots'])}")

@@ -141,6 +141,27 @@ def read_string(buf: bytes, pos: int, end: int) -> tuple[str, int]:
     return raw.decode("utf-8", "surrogateescape"), pos
 
 
+def first_string_field(stream: bytes) -> str | None:
+    """The first field of a stream's first value, read as a string: walk the message frames
+    (type definitions are skipped, a cut last frame tolerated). For salvaging a damaged file's id."""
+    pos, size = 0, len(stream)
+    while pos < size:
+        length, body = read_uint(stream, pos, size)
+        end = min(body + length, size)
+        type_id, value_pos = read_int(stream, body, end)
+        if type_id < 0:
+            if body + length > size:
+                return None
+            pos = body + length
+            continue
+        delta, value_pos = read_uint(stream, value_pos, end)
+        if delta != 1:
+            return None
+        raw, _ = read_bytes(stream, value_pos, end)
+        return raw.decode("utf-8")
+    return None
+
+
 def float_from_uint(u: int) -> float:
     """gob floats: the float64 bits with their bytes reversed, sent as an unsigned int."""
     return struct.unpack("<d", u.to_bytes(8, "big"))[0]

@@ -14,6 +14,7 @@ from guardian.errors import CodecError
 METADATA_STEM = "00000000"
 GOB_EXT = ".gob"
 GZ_EXT = ".gob.gz"
+EXTENSIONS = (GOB_EXT, GZ_EXT)
 
 
 class GobError(CodecError):

@@ -39,18 +39,18 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from guardian.errors import CodecError, QueryError, StoreError
+from guardian.format.layout import METADATA_STEM, extension
 from guardian.index import query as q
 from guardian.index.cache import IndexCache
 from guardian.index.collection_index import CollectionIndex, FileStat
 from guardian.index.decode import decode_files
 from guardian.logs import get_logger
 
-METADATA_STEM = "00000000"
 log = get_logger("guardian.index")
 
 
 @dataclass(frozen=True)
-class FolderListing:
+class CollectionFiles:
     """One collection folder as found on disk."""
 
     metadata_stat: FileStat | None
@@ -109,7 +109,7 @@ class StoreIndex:
 
     @property
     def ext(self) -> str:
-        return ".gob.gz" if self.compress else ".gob"
+        return extension(self.compress)
 
     @property
     def metadata_file(self) -> str:
@@ -198,7 +198,7 @@ class StoreIndex:
                  cached=self.cached_collections)
         return self
 
-    def _from_cache(self, listings: dict[str, FolderListing]) -> dict[str, CollectionIndex]:
+    def _from_cache(self, listings: dict[str, CollectionFiles]) -> dict[str, CollectionIndex]:
         cache = self._cache()
         loaded: dict[str, CollectionIndex] = {}
         if cache is None:
@@ -211,12 +211,12 @@ class StoreIndex:
         self.cached_collections = len(loaded)
         return loaded
 
-    def _decode_folders(self, listings: dict[str, FolderListing]) -> dict[str, CollectionIndex]:
+    def _decode_folders(self, listings: dict[str, CollectionFiles]) -> dict[str, CollectionIndex]:
         """Index folders from scratch: decode every document file (in bulk, per folder)."""
         with _no_cyclic_gc():
             return self._decode_folders_now(listings)
 
-    def _decode_folders_now(self, listings: dict[str, FolderListing]) -> dict[str, CollectionIndex]:
+    def _decode_folders_now(self, listings: dict[str, CollectionFiles]) -> dict[str, CollectionIndex]:
         built = {}
         for dir_name, listing in sorted(listings.items()):
             folder = self.root / dir_name
@@ -283,7 +283,7 @@ class StoreIndex:
             self._swap(dir_name, self._updated(current, dir_name, changed, None))
 
     def _brought_up_to_date(self, dir_name: str, current: CollectionIndex,
-                            listing: FolderListing) -> CollectionIndex:
+                            listing: CollectionFiles) -> CollectionIndex:
         changed: dict[str, FileStat | None] = {
             name: st for name, st in listing.documents.items() if current.stats.get(name) != st}
         changed.update({name: None for name in current.stats if name not in listing.documents})
@@ -358,10 +358,10 @@ class StoreIndex:
         except OSError:
             return False
 
-    def _list_folder(self, dir_name: str) -> FolderListing:
+    def _list_folder(self, dir_name: str) -> CollectionFiles:
         folder = self.root / dir_name
         if dir_name.startswith(".") or not folder.is_dir() or not self._holds_chromem_files(str(folder)):
-            return FolderListing(None, {}, exists=False)
+            return CollectionFiles(None, {}, exists=False)
         metadata_stat = None
         documents: dict[str, FileStat] = {}
         ext, metadata_file = self.ext, self.metadata_file
@@ -380,9 +380,9 @@ class StoreIndex:
                     metadata_stat = FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
                 else:  # a plain tuple equals a FileStat and is cheaper to make 100k times
                     documents[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        return FolderListing(metadata_stat, documents)
+        return CollectionFiles(metadata_stat, documents)
 
-    def _read_header(self, dir_name: str, listing: FolderListing) -> Header:
+    def _read_header(self, dir_name: str, listing: CollectionFiles) -> Header:
         from guardian.format.chromem import read_collection
 
         if listing.metadata_stat is None:

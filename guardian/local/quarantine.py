@@ -38,6 +38,9 @@ from guardian.errors import RestoreError, UsageError
 from guardian.local import storefs
 from guardian.local.fsutil import PRIVATE_FILE, atomic_write_text, ensure_dir, fsync_dir
 from guardian.local.paths import StatePaths
+from guardian.logs import get_logger
+
+log = get_logger("guardian.local.quarantine")
 
 ENTRY_FILE = "entry.json"
 PAYLOAD_DIR = "payload"
@@ -290,15 +293,26 @@ class Quarantine:
 
     # ---- reading ---------------------------------------------------------------------------
     def list(self) -> list[QuarantineEntry]:
+        """The readable entries, oldest first; an unreadable one is logged (see :meth:`listing`)."""
+        entries, unreadable = self.listing()
+        for name, reason in unreadable:
+            log.warning("quarantine_entry_unreadable", entry=name, error=reason,
+                        hint=f"its files stay in {self.root / name}; `guardian quarantine list` shows it")
+        return entries
+
+    def listing(self) -> tuple[list[QuarantineEntry], list[tuple[str, str]]]:
+        """The readable entries, and (folder name, why) for every entry folder that cannot be read."""
         try:
             names = sorted(os.listdir(self.root))
         except FileNotFoundError:
-            return []
-        entries = []
+            return [], []
+        entries, unreadable = [], []
         for name in names:
-            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            try:
                 entries.append(self._load(name))
-        return entries
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                unreadable.append((name, describe_error(exc)))
+        return entries, unreadable
 
     def get(self, entry_id: str) -> QuarantineEntry:
         if not entry_id or "/" in entry_id or entry_id.startswith("."):
@@ -433,3 +447,12 @@ def _store_modes(parent_fd: int, name: str) -> None:
 
 
 __all__ = ["Quarantine", "QuarantineEntry", "QuarantineFailed", "new_entry_id"]
+
+
+def describe_error(exc: BaseException) -> str:
+    """Why an entry could not be read, in one line (a missing field names the field)."""
+    if isinstance(exc, KeyError):
+        return f"{ENTRY_FILE} lacks the field {exc.args[0]!r}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{ENTRY_FILE} is not valid: {exc}"

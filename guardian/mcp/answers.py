@@ -4,7 +4,8 @@ Each tool mirrors the contextd v0.5 code path that serves it (collection choice,
 over-fetch, post-filters, score boosts, output fields) so that an agent sees what contextd would
 have shown. Differences, on purpose and listed in the README: numbers stored as strings
 (chromem keeps metadata as strings) are parsed instead of read as zero, tags are split into a
-list, times are RFC 3339, and contents are not passed through contextd's secret scrubber.
+list, times are RFC 3339. Shown contents pass through :func:`guardian.mcp.scrub.scrub`, as
+contextd's own answers pass through its secret scrubber.
 
 With contextd's embedding model on disk the query is embedded as contextd embeds it
 (:mod:`guardian.index.contextd_embed`); without one, search falls back to keywords over the
@@ -26,6 +27,7 @@ import numpy as np
 
 from guardian.index import query as q
 from guardian.mcp import contextd
+from guardian.mcp.scrub import scrub
 
 SEMANTIC, GREP = "semantic", "grep"
 MEMORY_MIN_CONFIDENCE = 0.7
@@ -316,8 +318,8 @@ def memory_search(searcher: Searcher, args: Mapping, now: float | None = None) -
 
 
 def _memory_row(memory: dict, relevance: float) -> dict:
-    return {key: memory[key] for key in ("id", "title", "content", "outcome", "confidence", "tags")} | {
-        "relevance": relevance}
+    return {key: memory[key] for key in ("id", "title", "outcome", "confidence", "tags")} | {
+        "content": scrub(memory["content"]), "relevance": relevance}
 
 
 def search_metadata(rows: list[dict], query_entities: list[str]) -> dict:
@@ -429,8 +431,8 @@ def _newest_checkpoints(searcher: Searcher, where: Mapping[str, str], limit: int
 def _checkpoint_row(hit: Hit) -> dict:
     meta = hit.metadata
     return {"id": meta.get("id") or hit.doc_id, "session_id": meta.get("session_id", ""),
-            "name": meta.get("name", ""), "description": meta.get("description", ""),
-            "summary": meta.get("summary", ""), "token_count": integer(meta.get("token_count", 0)),
+            "name": meta.get("name", ""), "description": scrub(meta.get("description", "")),
+            "summary": scrub(meta.get("summary", "")), "token_count": integer(meta.get("token_count", 0)),
             "threshold": number(meta.get("threshold")), "auto_created": meta.get("auto_created") == "true",
             "created_at": rfc3339(meta.get("created_at"))}
 
@@ -465,7 +467,7 @@ def checkpoint_resume(searcher: Searcher, args: Mapping) -> Answer:
         content = summary
     tokens = integer(meta.get("token_count", 0)) if level == "full" else len(content.encode()) // 4
     structured = {"checkpoint_id": meta.get("id") or checkpoint_id, "session_id": meta.get("session_id", ""),
-                  "content": content, "token_count": tokens, "level": level}
+                  "content": scrub(content), "token_count": tokens, "level": level}
     return Answer(structured, f"Resumed checkpoint {structured['checkpoint_id']} at level {level}")
 
 
@@ -490,7 +492,7 @@ def semantic_search(searcher: Searcher, args: Mapping, environ=os.environ) -> An
     if searcher.embed_query is not None:
         hits, source = searcher.search(contextd.codebase_collection(tenant, project), query, limit, where)
     if source == SEMANTIC and hits:
-        rows = [{"file_path": h.metadata.get("file_path", ""), "content": h.content, "score": h.score,
+        rows = [{"file_path": h.metadata.get("file_path", ""), "content": scrub(h.content), "score": h.score,
                  "branch": h.metadata.get("branch", ""), "metadata": dict(h.metadata)} for h in hits]
     else:
         source, rows = GREP, grep_project(project_path, query, limit)
@@ -511,7 +513,7 @@ def grep_project(project_path: str, query: str, limit: int) -> list[dict]:
                 return found
             path = os.path.join(folder, name)
             for number_, line in _matching_lines(path, needle):
-                found.append({"file_path": os.path.relpath(path, project_path), "content": line,
+                found.append({"file_path": os.path.relpath(path, project_path), "content": scrub(line),
                               "line_number": number_, "score": 1.0})
                 if len(found) >= limit:
                     return found

@@ -24,7 +24,7 @@ from guardian.format import chromem
 from guardian.format.gob import GobError
 from guardian.local.fsutil import TEMP_PREFIX, atomic_write
 from guardian.local.quarantine import Quarantine
-from guardian.repair.plan import Action, RepairPlan
+from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.snapshots.repository import Repository
 
 STORE_FILE_MODE = 0o644  # as chromem creates its files, so contextd (maybe another user) can read them
@@ -33,7 +33,7 @@ SOURCE = "repair"
 
 @dataclass
 class Applied:
-    action: Action
+    action: RepairAction
     ok: bool
     detail: str = ""
     quarantine_id: str = ""
@@ -72,7 +72,7 @@ class PlanApplier:
         clean_temp_files(self.root)
         return [self.apply_one(action) for action in plan.actions]
 
-    def apply_one(self, action: Action) -> Applied:
+    def apply_one(self, action: RepairAction) -> Applied:
         try:
             if self.guard is not None:
                 return self.guarded(action)
@@ -85,7 +85,7 @@ class PlanApplier:
             message = exc.one_line() if isinstance(exc, GuardianError) else f"{exc.strerror or exc}"
             return Applied(action, False, f"failed: {message}")
 
-    def guarded(self, action: Action) -> Applied:
+    def guarded(self, action: RepairAction) -> Applied:
         """Live repair: the same moves, each checked against the judged state just before it lands."""
         if action.kind == "quarantine":
             self.guard(action.path)
@@ -103,7 +103,7 @@ class PlanApplier:
         return self.write(action, data)
 
     # ---- what to write -----------------------------------------------------------------
-    def bytes_for(self, action: Action) -> bytes:
+    def bytes_for(self, action: RepairAction) -> bytes:
         if action.kind in ("restore_metadata", "restore_document"):
             data = self.repo.read_blob(action.blob)
         elif action.kind == "rebuild_metadata":
@@ -117,14 +117,14 @@ class PlanApplier:
         return data
 
     # ---- the two primitive moves --------------------------------------------------------
-    def move_out(self, action: Action) -> Applied:
+    def move_out(self, action: RepairAction) -> Applied:
         if not os.path.lexists(self.root / action.path):
             return Applied(action, True, "already gone from the store")
         entry = self.quarantine.put(self.root, action.path, reason=action.reason,
                                     kind="folder" if action.is_folder else "file", source=SOURCE)
         return Applied(action, True, quarantine_id=entry.id)
 
-    def write(self, action: Action, data: bytes) -> Applied:
+    def write(self, action: RepairAction, data: bytes) -> Applied:
         target = self.root / action.path
         quarantine_id = ""
         if target.is_dir() and not target.is_symlink():
@@ -138,7 +138,7 @@ class PlanApplier:
         atomic_write(target, data, mode=STORE_FILE_MODE)
         return Applied(action, True, quarantine_id=quarantine_id)
 
-    def preserve(self, action: Action, current: bytes | None) -> str:
+    def preserve(self, action: RepairAction, current: bytes | None) -> str:
         """Copy the damaged file into the quarantine once (a re-run finds the earlier copy)."""
         digest = hashlib.sha256(current).hexdigest() if current is not None else None
         known = self.preserved().get((action.path, digest)) if digest else None
@@ -194,7 +194,7 @@ def replace_checked(root: Path, rel: str, data: bytes, guard) -> str:
         return "a write landed in the old file during the repair: that newer write was put back"
 
 
-def check_decodes(action: Action, data: bytes) -> None:
+def check_decodes(action: RepairAction, data: bytes) -> None:
     """Never write bytes chromem would refuse (a snapshot blob is checked by hash; this checks meaning)."""
     try:
         if action.kind in ("restore_metadata", "rebuild_metadata"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from guardian.local.lock import store_lock
 from guardian.repair.apply import Applied, FileChanged, PlanApplier
-from guardian.repair.plan import Action, RepairPlan
+from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.repair.preflight import RepairContext, needs_repair
 from guardian.store.judge import Damage, lstat_key, role_of
 
@@ -104,7 +104,7 @@ def restore_moved_out(paths, applier: PlanApplier, judged: dict, damages: list[D
         if good is None:
             continue
         judged[rel] = None  # it is to be absent right before the write lands
-        action = Action("restore_document", rel, reason="special_file", blob=good.blob, snapshot_id=good.snapshot_id,
+        action = RepairAction("restore_document", rel, reason="special_file", blob=good.blob, snapshot_id=good.snapshot_id,
                         source=f"snapshot {good.snapshot_id}")
         applied.append(applier.apply_one(action))
     return applied

@@ -97,7 +97,7 @@ class RepairSources:
 
 
 @dataclass(frozen=True)
-class Action:
+class RepairAction:
     kind: str
     path: str
     reason: str = ""
@@ -145,7 +145,7 @@ class Finding:
 
 @dataclass
 class RepairPlan:
-    actions: list[Action] = field(default_factory=list)
+    actions: list[RepairAction] = field(default_factory=list)
     unresolved: list[Finding] = field(default_factory=list)
     hazards: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -193,9 +193,10 @@ def plan_folders(scan: StoreScan, sources: RepairSources, candidate_names, plan:
     for problem in scan.problems:
         if problem.kind == "stray_folder":
             whole.add(problem.collection_dir or problem.path)
-            plan.actions.append(Action("quarantine", problem.collection_dir or problem.path, is_folder=True,
-                                       reason=f"stray folder chromem would load as a collection ({problem.detail})",
-                                       source="store"))
+            plan.actions.append(RepairAction("quarantine", problem.collection_dir or problem.path, is_folder=True,
+                                             reason="stray folder chromem would load as a collection "
+                                                    f"({problem.detail})",
+                                             source="store"))
     for coll in scan.collections:
         problem = metadata_problem(coll)
         if problem is None or coll.dir in whole:
@@ -216,9 +217,9 @@ def plan_metadata(scan, coll, problem, sources: RepairSources, candidates: dict[
     is_folder = problem.kind == "metadata_is_folder"
     version = sources.newest_valid(rel)
     if version is not None:
-        plan.actions.append(Action("restore_metadata", rel, reason=problem.kind, snapshot_id=version.snapshot_id,
-                                   blob=version.blob, name=version.name or "", is_folder=is_folder,
-                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+        plan.actions.append(RepairAction("restore_metadata", rel, reason=problem.kind, snapshot_id=version.snapshot_id,
+                                         blob=version.blob, name=version.name or "", is_folder=is_folder,
+                                         source=f"snapshot {version.snapshot_id} ({version.time})"))
         return True
     matches = names_mod.matching_names(coll.dir, candidates)
     if len(matches) == 1:
@@ -229,7 +230,7 @@ def plan_metadata(scan, coll, problem, sources: RepairSources, candidates: dict[
     return False
 
 
-def rebuild_action(rel, coll, problem, name, name_source, sources: RepairSources, is_folder, plan) -> Action:
+def rebuild_action(rel, coll, problem, name, name_source, sources: RepairSources, is_folder, plan) -> RepairAction:
     kept = sources.metadata_by_name.get(name)
     if kept is not None:
         metadata, meta_source = dict(kept.metadata or {}), f"collection metadata from snapshot {kept.snapshot_id}"
@@ -237,9 +238,9 @@ def rebuild_action(rel, coll, problem, name, name_source, sources: RepairSources
         metadata, meta_source = {}, "collection metadata unknown: written empty (no snapshot holds it)"
         plan.notes.append(f"{coll.dir}: collection {name!r} rebuilt with EMPTY collection metadata "
                           "(as contextd's own recovery writes it); no snapshot held its metadata map")
-    return Action("rebuild_metadata", rel, reason=problem.kind, name=name, metadata=metadata, is_folder=is_folder,
-                  source=f"name {name!r} from {name_source} (sha256 matches folder {coll.dir}); {meta_source}",
-                  snapshot_id=kept.snapshot_id if kept else "")
+    return RepairAction("rebuild_metadata", rel, reason=problem.kind, name=name, metadata=metadata, is_folder=is_folder,
+                        source=f"name {name!r} from {name_source} (sha256 matches folder {coll.dir}); {meta_source}",
+                        snapshot_id=kept.snapshot_id if kept else "")
 
 
 def give_up_on_metadata(coll: CollectionScan, problem: Problem, matches: list[str], plan: RepairPlan) -> None:
@@ -251,8 +252,8 @@ def give_up_on_metadata(coll: CollectionScan, problem: Problem, matches: list[st
         plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, f"{problem.detail}; {why}",
                                     problem.hint))
         return
-    plan.actions.append(Action("quarantine", coll.dir, is_folder=True, source="store",
-                               reason=f"collection name lost ({problem.kind}): {why}; its "
+    plan.actions.append(RepairAction("quarantine", coll.dir, is_folder=True, source="store",
+                                     reason=f"collection name lost ({problem.kind}): {why}; its "
                                       f"{coll.documents or 'unknown number of'} documents cannot load under any name"))
     plan.unresolved.append(Finding(coll.dir, "name_unrecoverable", FATAL,
                                    f"UNRECOVERED: the whole folder {coll.dir} goes to quarantine so the rest "
@@ -266,8 +267,8 @@ def plan_problem(scan: StoreScan, problem: Problem, sources: RepairSources, plan
     if problem.kind in DOCUMENT_KINDS:
         plan_document(problem, sources, plan)
     elif problem.kind == "special_file":
-        plan.actions.append(Action("quarantine", problem.path, source="store",
-                                   reason=f"not a regular file where chromem reads one ({problem.detail})"))
+        plan.actions.append(RepairAction("quarantine", problem.path, source="store",
+                                         reason=f"not a regular file where chromem reads one ({problem.detail})"))
     elif problem.kind == "other_format_file" and problem.path in sources.other_format:
         plan_other_format(problem, sources, plan)
     elif problem.severity == FATAL:
@@ -281,9 +282,10 @@ def plan_checksum_failure(rel: str, sources: RepairSources, plan: RepairPlan) ->
     """A gz document chromem loads with altered bytes: restore an intact copy, else say so loudly."""
     version = sources.newest_valid(rel)
     if version is not None:
-        plan.actions.append(Action("restore_document", rel, reason="gzip checksum fails (silently altered content)",
-                                   blob=version.blob, snapshot_id=version.snapshot_id,
-                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+        plan.actions.append(RepairAction("restore_document", rel,
+                                         reason="gzip checksum fails (silently altered content)",
+                                         blob=version.blob, snapshot_id=version.snapshot_id,
+                                         source=f"snapshot {version.snapshot_id} ({version.time})"))
         return
     plan.hazards.append(Finding(rel, "checksum_mismatch", "warning", "the gzip checksum fails: the content chromem "
                                 "loads is not what was written", "restore it from a snapshot or re-add the document",
@@ -305,13 +307,13 @@ def remaining_findings(scan: StoreScan) -> tuple[list[Finding], list[Finding]]:
 def plan_document(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:
     version = sources.newest_valid(problem.path)
     if version is not None:
-        plan.actions.append(Action("restore_document", problem.path, reason=problem.kind, blob=version.blob,
-                                   snapshot_id=version.snapshot_id, lost_id=None,
-                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+        plan.actions.append(RepairAction("restore_document", problem.path, reason=problem.kind, blob=version.blob,
+                                         snapshot_id=version.snapshot_id, lost_id=None,
+                                         source=f"snapshot {version.snapshot_id} ({version.time})"))
         return
     lost = sources.known_id(problem.path)
-    plan.actions.append(Action("quarantine", problem.path, lost_id=lost, source="store",
-                               reason=f"damaged document ({problem.kind}) with no valid copy in any snapshot; "
+    plan.actions.append(RepairAction("quarantine", problem.path, lost_id=lost, source="store",
+                                     reason=f"damaged document ({problem.kind}) with no valid copy in any snapshot; "
                                       f"the store loads without it (document id: {lost or 'unknown'})"))
 
 
@@ -324,12 +326,14 @@ def plan_other_format(problem: Problem, sources: RepairSources, plan: RepairPlan
     if facts.target_state == "absent":
         version = sources.newest_valid(facts.target)
         if version is not None and version.doc_id == facts.doc_id:
-            plan.actions.append(Action("restore_document", facts.target, reason="document only present in the "
-                                       "other compression format", blob=version.blob, snapshot_id=version.snapshot_id,
-                                       source=f"snapshot {version.snapshot_id} ({version.time})"))
+            plan.actions.append(RepairAction("restore_document", facts.target,
+                                             reason="document only present in the other compression format",
+                                             blob=version.blob, snapshot_id=version.snapshot_id,
+                                             source=f"snapshot {version.snapshot_id} ({version.time})"))
         else:
-            plan.actions.append(Action("convert_document", facts.target, from_path=facts.path,
-                                       reason="document only present in the other compression format",
-                                       source=f"same document re-wrapped from {facts.path}"))
-    plan.actions.append(Action("quarantine", facts.path, source="store", phase=1,
-                               reason=f"other-format copy of {facts.target} (identical document, chromem ignores it)"))
+            plan.actions.append(RepairAction("convert_document", facts.target, from_path=facts.path,
+                                             reason="document only present in the other compression format",
+                                             source=f"same document re-wrapped from {facts.path}"))
+    plan.actions.append(RepairAction("quarantine", facts.path, source="store", phase=1,
+                                     reason=f"other-format copy of {facts.target} "
+                                            "(identical document, chromem ignores it)"))

@@ -169,7 +169,7 @@ def salvage_document_id(data: bytes, file_name: str | None = None) -> str | None
     """
     try:
         stream = chromem.gob_stream(data)
-        doc_id = first_string_field(stream)
+        doc_id = gob.first_string_field(stream)
     except (GobError, UnicodeDecodeError, IndexError):
         return None
     if not doc_id:
@@ -177,26 +177,6 @@ def salvage_document_id(data: bytes, file_name: str | None = None) -> str | None
     if file_name is not None and chromem.document_stem(doc_id) != chromem.file_stem(file_name):
         return None
     return doc_id
-
-
-def first_string_field(stream: bytes) -> str | None:
-    """Walk the message frames (tolerating a cut last one) to the value; read its first field."""
-    pos, size = 0, len(stream)
-    while pos < size:
-        length, body = gob.read_uint(stream, pos, size)
-        end = min(body + length, size)
-        type_id, value_pos = gob.read_int(stream, body, end)
-        if type_id < 0:
-            if body + length > size:
-                return None
-            pos = body + length
-            continue
-        delta, value_pos = gob.read_uint(stream, value_pos, end)
-        if delta != 1:
-            return None
-        raw, _ = gob.read_bytes(stream, value_pos, end)
-        return raw.decode("utf-8")
-    return None
 
 
 def salvaged_ids(store_root: Path, rels: Iterable[str]) -> dict[str, str]:

@@ -25,7 +25,10 @@ REPAIR_DONE = "repair_done"
 REPAIR_IMPOSSIBLE = "repair_impossible"
 CHILD_FATAL = "child_fatal"
 SNAPSHOT_FAILED = "snapshot_failed"
-EVENTS = (CORRUPTION_FOUND, REPAIR_DONE, REPAIR_IMPOSSIBLE, CHILD_FATAL, SNAPSHOT_FAILED)
+REPLICA_FAILING = "replica_failing"      # a push failed (once per run of failures)
+REPLICA_RECOVERED = "replica_recovered"  # the first push that succeeded after failures
+EVENTS = (CORRUPTION_FOUND, REPAIR_DONE, REPAIR_IMPOSSIBLE, CHILD_FATAL, SNAPSHOT_FAILED, REPLICA_FAILING,
+          REPLICA_RECOVERED)
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -32,6 +32,7 @@ from guardian.runtime.parts.index import IndexPart
 from guardian.runtime.parts.live_repair import LiveRepairPart
 from guardian.runtime.parts.lock import LockPart
 from guardian.runtime.parts.preflight import PreflightPart
+from guardian.runtime.parts.replication import ReplicationPart
 from guardian.runtime.parts.snapshots import SnapshotPart
 from guardian.runtime.parts.supervisor import SupervisorPart
 from guardian.runtime.parts.watcher import WatcherPart
@@ -52,7 +53,7 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
     watch = config.watch if watch is None else watch
     parts: list[Part] = []
     if guard:
-        parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx)]
+        parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx), ReplicationPart(ctx)]
         if watch and config.capture:
             parts.append(CapturePart(ctx))
     parts.append(IndexPart(ctx, background=guard, poll=not watch))

@@ -34,6 +34,7 @@ from guardian.local.fsutil import atomic_write, ensure_dir
 HEARTBEAT_SECONDS = 5.0
 STALE_FACTOR = 3
 SNAPSHOT_STALE_FACTOR = 2
+REPLICA_LAG_WARNING = 600.0  # seconds a replica may lag behind the newest local snapshot
 
 MAX_STATUS_FILE = 1 << 20
 
@@ -242,7 +243,8 @@ def uncaptured_part(sidecar: dict, now: float) -> dict:
 
 def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], quarantine_count: int | None,
                  status_file_data: dict | None,
-                 pid_alive: Callable[[int], bool] = default_pid_alive) -> dict:
+                 pid_alive: Callable[[int], bool] = default_pid_alive, *,
+                 replicas: list[dict] | None = None, key_unexported: bool = False) -> dict:
     """The full status dict (pure: every fact is passed in). ``now``: epoch seconds or a datetime."""
     now_epoch = to_epoch(now)
     interval = float(config.snapshot_interval_minutes) * 60.0
@@ -255,6 +257,8 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
         "store": store_part(scan, quarantine_count),
         "snapshots": snapshots_part(snapshots, now_epoch, interval),
         "last_repair": last_repair if isinstance(last_repair, dict) else None,
+        "replicas": replicas or [],
+        "replica_key_unexported": key_unexported,
     }
     status["snapshots"].update(uncaptured_part(status["sidecar"], now_epoch))
     running = status["sidecar"].get("running")
@@ -293,6 +297,25 @@ def status_warnings(status: dict) -> list[str]:
     elif snaps["stale"]:
         out.append(f"newest snapshot is {human_duration(snaps['newest_age_seconds'])} old "
                    f"(more than {SNAPSHOT_STALE_FACTOR}x the interval)")
+    out += replica_warnings(status.get("replicas") or [])
+    if status.get("replica_key_unexported"):
+        out.append("the replica key was never exported (run `guardian key export` and keep it off this machine)")
+    return out
+
+
+def replica_warnings(replicas: list[dict]) -> list[str]:
+    out = []
+    for replica in replicas:
+        name = replica.get("replica")
+        if not replica.get("configured"):
+            out.append(f"replica {name} is misconfigured: {replica.get('error')}")
+        elif replica.get("consecutive_errors"):
+            out.append(f"replica {name} failing ({replica['consecutive_errors']} in a row): "
+                       f"{replica.get('last_error')}")
+        elif not replica.get("pushed"):
+            out.append(f"replica {name} was never pushed (guardian replicate)")
+        elif (replica.get("lag_seconds") or 0) > REPLICA_LAG_WARNING:
+            out.append(f"replica {name} is {human_duration(replica['lag_seconds'])} behind")
     return out
 
 

@@ -32,6 +32,38 @@ def count_quarantined(paths) -> int | None:
         return None
 
 
+def replica_facts(config, paths, now: float) -> tuple[list[dict], bool]:
+    """Per configured replica what its state file says (last push, errors, bytes) and its lag; and
+    whether an encrypted replica's key file exists but was never exported. Reads no remote object."""
+    if not config.replicas:
+        return [], False
+    from datetime import datetime, timezone
+
+    from guardian.replicas import crypto
+    from guardian.replicas.plan import replica_lag
+    from guardian.replicas.replica import spec_from_config
+    from guardian.replicas.state import load_state, state_file
+    from guardian.snapshots.repository import Repository
+
+    local = Repository(paths.snapshots).list_ids() if paths.snapshots.exists() else []
+    facts, encrypted = [], False
+    for url in config.replicas:
+        try:
+            spec = spec_from_config(url, config)
+        except GuardianError as exc:
+            facts.append({"replica": url, "error": exc.message, "configured": False})
+            continue
+        encrypted |= spec.encrypt
+        state = load_state(state_file(paths.root, spec.display))
+        newest = state.newest_remote
+        lag = replica_lag(local, [newest] if newest else [], datetime.fromtimestamp(now, timezone.utc))
+        facts.append({**state.to_dict(), "replica": spec.display, "configured": True, "encrypted": spec.encrypt,
+                      "lag_seconds": lag, "pushed": bool(state.last_success)})
+    key_file = crypto.KeySource.from_environment(config.replica_key_file).key_file
+    unexported = encrypted and key_file.exists() and not crypto.exported_marker(key_file).exists()
+    return facts, unexported
+
+
 def collect_status(config, paths, scan=None, status_file_data=None, now: float | None = None) -> dict:
     if scan is None:
         try:
@@ -44,5 +76,10 @@ def collect_status(config, paths, scan=None, status_file_data=None, now: float |
         snapshots = list_snapshot_times(paths)
     except (GuardianError, OSError):
         snapshots = []
-    return build_status(paths, config, time.time() if now is None else now, scan, snapshots,
-                        count_quarantined(paths), status_file_data)
+    now = time.time() if now is None else now
+    try:
+        replicas, key_unexported = replica_facts(config, paths, now)
+    except (GuardianError, OSError) as exc:
+        replicas, key_unexported = [{"replica": "?", "error": str(exc), "configured": False}], False
+    return build_status(paths, config, now, scan, snapshots, count_quarantined(paths), status_file_data,
+                        replicas=replicas, key_unexported=key_unexported)

@@ -17,7 +17,7 @@ Actions (one folder = one direct child of the store root):
                           a metadata or document file) - chromem loads every folder, hidden ones too
 
 The classification (:func:`classify_batch`) is pure: a batch of :class:`RawEvent` plus a
-:class:`FolderView` of the folder as it is now, in; a list of :class:`Action`, out.
+:class:`FolderView` of the folder as it is now, in; a list of :class:`WatchAction`, out.
 
 Events can be lost (inotify queue overflow, a watch that could not be added for a new folder),
 so every ``reconcile_interval`` seconds the worker also takes an inventory of the root folders and
@@ -37,11 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
+from guardian.format.layout import EXTENSIONS, METADATA_STEM, extension
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
 
-METADATA_STEM = "00000000"
-EXTENSIONS = (".gob", ".gob.gz")
 COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
 POLL_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
@@ -88,7 +87,7 @@ class FolderView:
 
 
 @dataclass(frozen=True)
-class Action:
+class WatchAction:
     kind: str
     dir_name: str
     paths: tuple[PurePosixPath, ...] = ()  # relative to the store root (documents_changed only)
@@ -134,7 +133,7 @@ def relevant(event: RawEvent, extensions: Iterable[str] = EXTENSIONS) -> bool:
 
 
 def classify_batch(dir_name: str, events: list[RawEvent], view: FolderView,
-                   extensions: Iterable[str] = EXTENSIONS) -> list[Action]:
+                   extensions: Iterable[str] = EXTENSIONS) -> list[WatchAction]:
     """Classify one debounced batch of events for the root folder ``dir_name``."""
     events = [e for e in events if relevant(e, extensions)]
     if not events:
@@ -146,35 +145,35 @@ def classify_batch(dir_name: str, events: list[RawEvent], view: FolderView,
     actions = _classify_metadata(dir_name, events, view, extensions)
     documents = _changed_documents(events, extensions)
     if documents:
-        actions.append(Action(DOCUMENTS_CHANGED, dir_name, documents))
+        actions.append(WatchAction(DOCUMENTS_CHANGED, dir_name, documents))
     return actions
 
 
-def _classify_stray(dir_name: str, view: FolderView) -> list[Action]:
+def _classify_stray(dir_name: str, view: FolderView) -> list[WatchAction]:
     loadable_files = view.has_documents or view.metadata != "missing"
-    return [Action(STRAY, dir_name)] if view.exists and loadable_files else []
+    return [WatchAction(STRAY, dir_name)] if view.exists and loadable_files else []
 
 
-def _classify_gone(dir_name: str, events: list[RawEvent]) -> list[Action]:
+def _classify_gone(dir_name: str, events: list[RawEvent]) -> list[WatchAction]:
     folder_events = [e for e in events if len(e.rel.parts) == 1]
     if not any(e.kind == DELETED for e in folder_events):
         return []  # a folder we never saw exist: nothing to record
     if folder_events[0].kind == CREATED:
         return []  # created and removed inside one window
-    return [Action(COLLECTION_REMOVED, dir_name)]
+    return [WatchAction(COLLECTION_REMOVED, dir_name)]
 
 
 def _classify_metadata(dir_name: str, events: list[RawEvent], view: FolderView,
-                       extensions: Iterable[str]) -> list[Action]:
+                       extensions: Iterable[str]) -> list[WatchAction]:
     folder_created = any(len(e.rel.parts) == 1 and e.kind == CREATED for e in events)
     meta_kinds = {e.kind for e in events if len(e.rel.parts) == 2 and is_metadata_name(e.rel.name, extensions)}
     if view.metadata != "ok":
         touched = bool(meta_kinds) or folder_created or _changed_documents(events, extensions)
-        return [Action(METADATA_LOST, dir_name)] if view.has_documents and touched else []
+        return [WatchAction(METADATA_LOST, dir_name)] if view.has_documents and touched else []
     if folder_created or CREATED in meta_kinds:
-        return [Action(COLLECTION_CREATED, dir_name)]
+        return [WatchAction(COLLECTION_CREATED, dir_name)]
     if meta_kinds:
-        return [Action(METADATA_CHANGED, dir_name)]
+        return [WatchAction(METADATA_CHANGED, dir_name)]
     return []
 
 
@@ -203,7 +202,7 @@ def normalize_event(event_type: str, src: str, dest: str, is_dir: bool,
     return [RawEvent(kind, rel, is_dir, closed=event_type in ("closed", "deleted"))]
 
 
-def reconcile(before: dict[str, FolderView], after: dict[str, FolderView]) -> list[Action]:
+def reconcile(before: dict[str, FolderView], after: dict[str, FolderView]) -> list[WatchAction]:
     """The safety net for lost events (inotify overflow, a watch that could not be added):
     compare two inventories of the root folders and report only what changed for the worse or
     appeared/disappeared. Damage that was already there in ``before`` is not reported again."""
@@ -212,7 +211,7 @@ def reconcile(before: dict[str, FolderView], after: dict[str, FolderView]) -> li
         old, new = before.get(name, FolderView(False)), after.get(name, FolderView(False))
         action = _reconcile_folder(name, old, new)
         if action:
-            actions.append(Action(action, name))
+            actions.append(WatchAction(action, name))
     return actions
 
 
@@ -336,7 +335,7 @@ class StoreWatcher:
         self.debounce = debounce
         self.clock = clock
         self.observer_factory = observer_factory or _default_observer
-        self.extensions = EXTENSIONS if compress is None else ((".gob.gz",) if compress else (".gob",))
+        self.extensions = EXTENSIONS if compress is None else (extension(compress),)
         self.poll_interval = poll_interval
         self.metadata_ok = functools.lru_cache(maxsize=4096)(metadata_ok)  # metadata files are tiny
         self.reconcile_interval = reconcile_interval
@@ -548,7 +547,7 @@ class StoreWatcher:
             self._run_handler(action)
         self._remember(dir_name)
 
-    def _run_handler(self, action: Action) -> None:
+    def _run_handler(self, action: WatchAction) -> None:
         self.counts[action.kind] = self.counts.get(action.kind, 0) + 1
         level = log.warning if action.kind in (METADATA_LOST, STRAY, COLLECTION_REMOVED) else log.info
         level("store change", action=action.kind, folder=action.dir_name, files=len(action.paths))
@@ -560,7 +559,7 @@ class StoreWatcher:
         except Exception:
             log.error("watch handler failed", action=action.kind, folder=action.dir_name, exc_info=True)
 
-    def _handler_call(self, action: Action) -> Callable[[], object] | None:
+    def _handler_call(self, action: WatchAction) -> Callable[[], object] | None:
         h = self.handlers
         simple = {COLLECTION_CREATED: h.on_collection_created, METADATA_LOST: h.on_metadata_lost,
                   METADATA_CHANGED: h.on_metadata_changed, COLLECTION_REMOVED: h.on_collection_removed}

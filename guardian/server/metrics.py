@@ -47,6 +47,17 @@ class Metrics:
                                        buckets=QUERY_BUCKETS, registry=r)
         self.query_errors = Counter("guardian_query_errors", "Rejected queries by HTTP status",
                                     ["status"], registry=r)
+        self.replica_lag = Gauge("guardian_replica_lag_seconds",
+                                 "Age of the oldest local snapshot the replica lacks (0: up to date)",
+                                 ["replica"], registry=r)
+        self.replica_bytes = Counter("guardian_replica_bytes_sent", "Bytes sent to the replica",
+                                     ["replica"], registry=r)
+        self.replica_errors = Counter("guardian_replica_errors", "Failed pushes to the replica",
+                                      ["replica"], registry=r)
+        self.replica_up = Gauge("guardian_replica_up", "1 when the last push to the replica succeeded",
+                                ["replica"], registry=r)
+        self.replica_last_success = Gauge("guardian_replica_last_success_timestamp_seconds",
+                                          "Unix time of the last successful push (0: none)", ["replica"], registry=r)
 
     def set_store(self, scan: Any) -> None:
         """From a StoreScan: collections by status, documents, loadable, problems by severity."""
@@ -82,6 +93,22 @@ class Metrics:
         for known in set(CHILD_STATES) | {current}:
             self.child_state.labels(known).set(1 if known == current else 0)
         self.child_restarts.set(restarts)
+
+    def watch_replica(self, replica: str, lag) -> None:
+        """``lag()`` is read at every scrape, so the gauge grows while the replica is behind."""
+        self.replica_lag.labels(replica).set_function(lag)
+        self.replica_bytes.labels(replica).inc(0)
+        self.replica_errors.labels(replica).inc(0)
+
+    def replica_pushed(self, replica: str, bytes_sent: int, when: float) -> None:
+        self.replica_bytes.labels(replica).inc(bytes_sent)
+        self.replica_up.labels(replica).set(1)
+        self.replica_last_success.labels(replica).set(when)
+
+    def replica_failed(self, replica: str, bytes_sent: int = 0) -> None:
+        self.replica_bytes.labels(replica).inc(bytes_sent)
+        self.replica_errors.labels(replica).inc()
+        self.replica_up.labels(replica).set(0)
 
     def observe_query(self, seconds: float) -> None:
         self.query_seconds.observe(seconds)

@@ -39,7 +39,7 @@ MAX_BODY = 2 << 30
 
 
 @dataclass(frozen=True)
-class FileEntry:
+class ManifestEntry:
     path: str          # relative to the store root, "/" separated
     size: int
     mode: int          # permission bits
@@ -87,7 +87,7 @@ class Manifest:
     skipped: list[tuple[str, str]] = field(default_factory=list)    # (path, why)
     stats: dict = field(default_factory=dict)
     files_dict: str | None = None
-    files: list[FileEntry] | None = None  # None when only the header was read
+    files: list[ManifestEntry] | None = None  # None when only the header was read
     packs: list[str] | None = None        # the packs holding every blob it names (None: not recorded)
     extra: dict = field(default_factory=dict)   # header fields this version does not know: kept as they are
 
@@ -112,7 +112,7 @@ class Manifest:
             hashes.add(self.files_dict)
         return hashes
 
-def encode_files(files: list[FileEntry]) -> bytes:
+def encode_files(files: list[ManifestEntry]) -> bytes:
     """The raw (uncompressed) file list: one JSON array of rows, sorted by path."""
     rows = [entry.row() for entry in sorted(files, key=lambda entry: entry.path)]
     return json.dumps(rows, separators=(",", ":")).encode()
@@ -188,7 +188,7 @@ def apply_delta(ops, base_rows: list[list]) -> list:
     return rows
 
 
-def file_rows(files: list[FileEntry]) -> list[list]:
+def file_rows(files: list[ManifestEntry]) -> list[list]:
     return [entry.row() for entry in sorted(files, key=lambda entry: entry.path)]
 
 
@@ -264,7 +264,7 @@ def decode_header(data: bytes, where: str = "?") -> Manifest:
 
 def decode_manifest_rows(data: bytes, where: str = "?",
                          load_dictionary: Callable[[str], list] | None = None) -> tuple[Manifest, list[list]]:
-    """The header (``files`` left None) and the validated file list as raw rows (no FileEntry objects)."""
+    """The header (``files`` left None) and the validated file list as raw rows (no ManifestEntry objects)."""
     manifest = decode_header(data, where)
     _, body = _split(data, where)
     try:
@@ -307,11 +307,11 @@ def parse_rows(raw: bytes) -> list:
     return rows
 
 
-def entries_from_rows(rows, where: str = "?", checked: bool = False) -> list[FileEntry]:
-    """FileEntry objects for ``rows``; ``checked`` means they came from :func:`validated_rows`."""
+def entries_from_rows(rows, where: str = "?", checked: bool = False) -> list[ManifestEntry]:
+    """ManifestEntry objects for ``rows``; ``checked`` means they came from :func:`validated_rows`."""
     if not checked:
         rows = validated_rows(rows, where)
-    return [FileEntry(*row) for row in rows]
+    return [ManifestEntry(*row) for row in rows]
 
 
 def validated_rows(rows, where: str = "?") -> list[list]:
@@ -371,12 +371,12 @@ def _hashes_look_valid(hashes) -> bool:
     return "".join(hashes).translate(NOT_LOWER_HEX) == ""
 
 
-def _checked_entries(rows: list, where: str) -> list[FileEntry]:
-    files: list[FileEntry] = []
+def _checked_entries(rows: list, where: str) -> list[ManifestEntry]:
+    files: list[ManifestEntry] = []
     seen: set[str] = set()
     for number, row in enumerate(rows, 1):
         try:
-            entry = FileEntry(*row)
+            entry = ManifestEntry(*row)
             _check_entry(entry)
         except (ValueError, TypeError) as exc:
             raise SnapshotError(f"manifest {where}: file entry {number} is invalid ({exc}) "
@@ -388,7 +388,7 @@ def _checked_entries(rows: list, where: str) -> list[FileEntry]:
     return files
 
 
-def _check_entry(entry: FileEntry) -> None:
+def _check_entry(entry: ManifestEntry) -> None:
     check_rel_path(entry.path)
     for name in ("size", "mode", "mtime_ns", "inode", "flags"):
         value = getattr(entry, name)

@@ -532,7 +532,11 @@ class Repository:
 
     def data_files_for(self, snapshot_id: str) -> list[str]:
         """The repository files (paths relative to its root) snapshot ``snapshot_id`` needs: its
-        manifest, the packs (or old-layout blob files) of every blob it names, its base list's too."""
+        manifest, the packs (or old-layout blob files) of every blob it names, its base list's too.
+
+        Replication (guardian/replicas/push.py) copies exactly these files as opaque objects named by
+        path, and a restore from a replica writes them back at the same paths, the manifest
+        (:meth:`manifest_file_for`) last: so a path, once written, must always hold the same bytes."""
         manifest, rows = self.read_manifest_rows(snapshot_id)
         digests = {row[5] for row in rows if row[5]}
         if manifest.files_dict:
@@ -580,7 +584,7 @@ class Repository:
         return manifest
 
     def read_manifest_rows(self, snapshot_id: str) -> tuple[Manifest, list[list]]:
-        """The header (``files`` None) and the validated file list as rows: cheaper than FileEntry objects."""
+        """The header (``files`` None) and the validated file list as rows: cheaper than ManifestEntry objects."""
         manifest, rows = decode_manifest_rows(self._manifest_bytes(snapshot_id), snapshot_id, self.dictionary)
         self._check_id(manifest, snapshot_id)
         return manifest, rows
@@ -622,6 +626,14 @@ class Repository:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.manifest_path(snapshot_id))
         fsync_dir(self.manifests)
+
+    # ---- files, for replication ----------------------------------------------------------
+    def manifest_file_for(self, snapshot_id: str) -> str:
+        """The manifest's path relative to :attr:`root` (``/``-separated).
+
+        Replication (guardian/replicas/) copies this file last, as the commit point, and a restore
+        from a replica writes it back at this path last."""
+        return f"manifests/{snapshot_id}{MANIFEST_SUFFIX}"
 
     def headers(self) -> list[Manifest]:
         """Headers of every readable snapshot, oldest first (damaged ones are skipped)."""

@@ -157,8 +157,9 @@ def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
 def restore_store(paths: StatePaths, at: datetime | None, collection: str | None = None, *,
                   dry_run: bool = False, confirm: Callable[[RestorePlan], bool] | None = None,
                   lock_timeout: float = 30.0, progress=None, check_load: bool = True,
-                  allow_damaged: bool = False) -> RestoreResult:
-    """Restore the store (or one collection) to the newest snapshot at or before ``at``.
+                  snapshot_id: str | None = None, allow_damaged: bool = False) -> RestoreResult:
+    """Restore the store (or one collection) to the newest snapshot at or before ``at`` (or to
+    ``snapshot_id``, as a restore from a replica does after fetching it).
 
     A snapshot copy chromem would refuse (possible in snapshots taken before damage was flagged) is
     not written unless ``allow_damaged``: the file in the store stays as it is, and the result says so."""
@@ -169,7 +170,7 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
     if not dry_run:
         prepare_judge()  # the decoder's import, not while holding the lock
     with store_lock(paths.lock_file, timeout=lock_timeout):
-        snapshot_id = choose_snapshot(repo, at)
+        snapshot_id = snapshot_id or choose_snapshot(repo, at)
         manifest = read_snapshot(repo, snapshot_id)
         scope = resolve_scope(manifest, collection)
         state = read_store_state(root, scope)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from guardian.snapshots.manifest import CollectionInfo, FileEntry
+from guardian.snapshots.manifest import CollectionInfo, ManifestEntry
 
 KINDS = ("move_aside", "replace", "write", "keep", "skip")
 
@@ -29,10 +29,10 @@ class CurrentFile:
 
 
 @dataclass(frozen=True)
-class Action:
+class RestoreAction:
     kind: str
     path: str
-    entry: FileEntry | None = None
+    entry: ManifestEntry | None = None
     is_dir: bool = False     # the thing moved aside / replaced is a folder
     reason: str = ""
 
@@ -51,10 +51,10 @@ class Action:
 class RestorePlan:
     snapshot_id: str
     scope: str | None
-    actions: list[Action] = field(default_factory=list)
+    actions: list[RestoreAction] = field(default_factory=list)
     create_dirs: list[tuple[str, int]] = field(default_factory=list)
 
-    def of_kind(self, kind: str) -> list[Action]:
+    def of_kind(self, kind: str) -> list[RestoreAction]:
         return [a for a in self.actions if a.kind == kind]
 
     def counts(self) -> dict[str, int]:
@@ -102,7 +102,7 @@ def _under_any(path: str, folders: set[str]) -> bool:
     return any(p in folders for p in _parents(path)) or path in folders
 
 
-def plan_restore(snapshot_id: str, files: list[FileEntry], snapshot_dirs: list[tuple[str, int]],
+def plan_restore(snapshot_id: str, files: list[ManifestEntry], snapshot_dirs: list[tuple[str, int]],
                  current: dict[str, CurrentFile], scope: str | None = None) -> RestorePlan:
     """What a restore of ``files`` (the snapshot) over ``current`` (the store now) must do."""
     wanted = {e.path: e for e in files if in_scope(e.path, scope)}
@@ -115,10 +115,10 @@ def plan_restore(snapshot_id: str, files: list[FileEntry], snapshot_dirs: list[t
     plan = RestorePlan(snapshot_id, scope)
     aside = _foreign_top_folders(current, wanted, wanted_dirs, scope)
     for folder in sorted(aside):
-        plan.actions.append(Action("move_aside", folder, is_dir=True, reason="folder not in the snapshot"))
+        plan.actions.append(RestoreAction("move_aside", folder, is_dir=True, reason="folder not in the snapshot"))
     blocking = _blocking_files(current, wanted_dirs)
     for path in blocking:
-        plan.actions.append(Action("move_aside", path, reason="a file is where the snapshot has a folder"))
+        plan.actions.append(RestoreAction("move_aside", path, reason="a file is where the snapshot has a folder"))
     for path in sorted(wanted):
         plan.actions.append(_action_for(wanted[path], current.get(path)))
     replaced_dirs = {p for p in wanted if p in current and current[p].is_dir}
@@ -128,23 +128,24 @@ def plan_restore(snapshot_id: str, files: list[FileEntry], snapshot_dirs: list[t
             continue
         if _under_any(path, aside) or _under_any(path, replaced_dirs):
             continue
-        plan.actions.append(Action("move_aside", path, reason="not in the snapshot"))
+        plan.actions.append(RestoreAction("move_aside", path, reason="not in the snapshot"))
     plan.create_dirs = sorted((d, m) for d, m in wanted_dirs.items()
                               if not (d in current and current[d].is_dir))
     return plan
 
 
-def _action_for(entry: FileEntry, now: CurrentFile | None) -> Action:
+def _action_for(entry: ManifestEntry, now: CurrentFile | None) -> RestoreAction:
     if entry.hash is None:
         why = "damaged when snapshotted and no good copy before" if entry.damaged else "unstable while snapshotted"
-        return Action("skip", entry.path, entry, reason=f"{why}; no content kept")
+        return RestoreAction("skip", entry.path, entry, reason=f"{why}; no content kept")
     if now is None:
-        return Action("write", entry.path, entry)
+        return RestoreAction("write", entry.path, entry)
     if now.is_dir:
-        return Action("replace", entry.path, entry, is_dir=True, reason="a folder is where the snapshot has a file")
+        return RestoreAction("replace", entry.path, entry, is_dir=True,
+                             reason="a folder is where the snapshot has a file")
     if now.hash == entry.hash:
-        return Action("keep", entry.path, entry)
-    return Action("replace", entry.path, entry, reason="content differs")
+        return RestoreAction("keep", entry.path, entry)
+    return RestoreAction("replace", entry.path, entry, reason="content differs")
 
 
 def _foreign_top_folders(current, wanted, wanted_dirs, scope) -> set[str]:

@@ -38,8 +38,8 @@ from guardian.format import layout
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots import statcache
-from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, FileEntry,
-                                         Manifest, base_index, body_of, decode_header, decode_manifest_rows,
+from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, Manifest,
+                                         ManifestEntry, base_index, body_of, decode_header, decode_manifest_rows,
                                          encode_body, encode_manifest, encode_with_body, sparse_delta)
 from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
@@ -50,7 +50,6 @@ RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-
 REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows past this share
 CONTINUOUS_REBASE_FRACTION = 0.025  # ... of continuous snapshots (one every few seconds: ~40 per base list)
 BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without a base list
-METADATA_STEM = "00000000"
 WORKERS = 3  # CPU-bound now (hashing, compression, one fsync per pack): a few threads, each with its own pack
 MIN_CHUNK = 256  # files per reading thread at least (small changes are read by one thread, into one pack)
 STAT_CACHE = "snapshot-stats"
@@ -263,7 +262,7 @@ class DeltaState:
 
 
 
-# A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.FileEntry.row).
+# A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.ManifestEntry.row).
 PATH, SIZE, MODE, MTIME, INODE, HASH, FLAGS = range(7)
 
 
@@ -351,7 +350,7 @@ class _Capture:
         written = self.repo.put_blob(data, digest)
         if written:
             self.note_written(written)
-        if rel.split("/")[-1].startswith(METADATA_STEM + "."):
+        if rel.split("/")[-1].startswith(layout.METADATA_STEM + "."):
             self.contents[rel] = data
         flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
         return [rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags]
@@ -420,11 +419,11 @@ def detect_compress(files, configured: bool | None) -> bool:
 def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes],
                      previous: Manifest | None, repo: Repository) -> list[CollectionInfo]:
     """Per top-level folder: the collection name (from its metadata file) and document count."""
-    ext = ".gob.gz" if compress else ".gob"
-    metadata_name = METADATA_STEM + ext
+    ext = layout.extension(compress)
+    metadata_name = layout.metadata_file_name(compress)
     known = {c.metadata_hash: c.name for c in (previous.collections if previous else []) if c.metadata_hash}
     documents: dict[str, int] = {}
-    metadata: dict[str, FileEntry] = {}
+    metadata: dict[str, ManifestEntry] = {}
     for row in rows:
         folder, slash, name = row[PATH].partition("/")
         if not slash:
@@ -433,7 +432,7 @@ def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes
         if "/" in name:
             continue
         if name == metadata_name:
-            metadata[folder] = FileEntry(*row)
+            metadata[folder] = ManifestEntry(*row)
         elif name.endswith(ext):
             documents[folder] = count + 1
     result = []
@@ -483,14 +482,14 @@ def changed_collection_infos(base: Baseline, changes: dict, by_path: dict, folde
             elif digest in known:
                 names[folder] = known[digest]
             else:
-                names[folder] = _collection_name(FileEntry(*row), contents, repo)
+                names[folder] = _collection_name(ManifestEntry(*row), contents, repo)
         elif name.endswith(ext):
             documents[folder] = documents.get(folder, 0) + (rel in by_path) - (rel in old)
     return [CollectionInfo(folder, names.get(folder) if metadata.get(folder) else None, documents.get(folder, 0),
                            metadata.get(folder)) for folder in sorted(folder_files)]
 
 
-def _collection_name(meta: FileEntry, contents: dict[str, bytes], repo: Repository) -> str | None:
+def _collection_name(meta: ManifestEntry, contents: dict[str, bytes], repo: Repository) -> str | None:
     from guardian.errors import CodecError
     from guardian.format.chromem import decode_collection
 

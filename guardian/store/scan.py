@@ -87,7 +87,7 @@ class Problem:
 
 
 @dataclass
-class FileEntry:
+class FolderEntry:
     """One directory entry as chromem sees it (stat follows symlinks, like os.Open)."""
 
     name: str
@@ -190,7 +190,7 @@ _SIZE, _MTIME, _INO, _MODE = (operator.attrgetter(a) for a in ("st_size", "st_mt
 
 
 class FolderListing:
-    """One folder's entries as raw rows (cheap), turned into sorted FileEntry objects on demand.
+    """One folder's entries as raw rows (cheap), turned into sorted FolderEntry objects on demand.
 
     A row is ``(name, is_dir, is_symlink, size, mtime_ns, ino, mode, error)``; stat follows
     symlinks, as chromem's os.Open does. Checking an unchanged store only needs the digest.
@@ -251,8 +251,8 @@ class FolderListing:
     def count_suffix(self, suffix: str) -> int:
         return self.names().count(suffix + "\0")
 
-    def entries(self) -> list[FileEntry]:
-        entries = [FileEntry(*row) for row in self.rows]
+    def entries(self) -> list[FolderEntry]:
+        entries = [FolderEntry(*row) for row in self.rows]
         entries.sort(key=lambda e: os.fsencode(e.name))
         return entries
 
@@ -317,7 +317,7 @@ def has_both_formats(listings: dict[str, FolderListing]) -> bool:
     return bool(gz and plain)
 
 
-def list_collection_folders(root: str, top: list[FileEntry]):
+def list_collection_folders(root: str, top: list[FolderEntry]):
     listings: dict[str, FolderListing] = {}
     unreadable: dict[str, str] = {}
     for entry in top:
@@ -329,7 +329,7 @@ def list_collection_folders(root: str, top: list[FileEntry]):
     return listings, unreadable
 
 
-def scan_top_entry(scan: StoreScan, root: str, entry: FileEntry, listings, unreadable, cache) -> None:
+def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unreadable, cache) -> None:
     if entry.is_symlink:
         kind = "symlinked_folder" if os.path.isdir(os.path.join(root, entry.name)) else "stray_file"
         scan.problems.append(Problem(entry.name, kind, "chromem skips symlinks at the store root"))
@@ -404,7 +404,7 @@ def replay_summary(scan: StoreScan, root: str, dir_name: str, summary: dict) -> 
     return coll
 
 
-def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: list[FileEntry],
+def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: list[FolderEntry],
                            cache) -> CollectionScan:
     path = os.path.join(root, dir_name)
     coll = CollectionScan(dir=dir_name, path=path)
@@ -434,7 +434,7 @@ def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: l
     return coll
 
 
-def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str) -> None:
+def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel: str) -> None:
     full = os.path.join(coll.path, entry.name)
     if entry.error or not stat_mod.S_ISREG(entry.mode):
         special(scan, coll, entry, rel, "metadata")
@@ -463,7 +463,7 @@ def note_overwritten_metadata(coll: CollectionScan, data: bytes, rel: str) -> No
                                      f"document {doc.id!r} hashes to 00000000 and overwrote the metadata", coll.dir))
 
 
-def special(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str, role: str) -> None:
+def special(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel: str, role: str) -> None:
     if entry.error:
         problem = Problem(rel, f"{role}_unreadable", entry.error, coll.dir)
         error = f"couldn't open file: open <store>/{rel}: {entry.error}"
@@ -479,7 +479,7 @@ def special(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str, r
     fail(scan, problem, f"{prefix}: {error}")
 
 
-def read_document_entry(scan: StoreScan, coll: CollectionScan, entry: FileEntry, rel: str, records,
+def read_document_entry(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel: str, records,
                         fresh) -> None:
     coll.document_files.append(entry.name)
     if entry.error or not stat_mod.S_ISREG(entry.mode):

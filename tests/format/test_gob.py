@@ -126,3 +126,12 @@ def test_field_delta_past_the_last_field_is_refused():
     body = gob.encode_int(66) + b"\x05\x00"
     with pytest.raises(GobError, match="field numbers out of bounds"):
         chromem.decode_document(DOC[:prefix_end] + gob.encode_uint(len(body)) + body)
+
+
+def test_first_string_field_salvages_the_id_of_a_cut_document():
+    doc = chromem.Document("id-to-salvage", {"k": "v"}, np.ones(384, dtype=np.float32), "content")
+    stream = chromem.gob_stream(chromem.encode_document(doc))
+    assert gob.first_string_field(stream) == "id-to-salvage"
+    value_start = stream.rindex(b"id-to-salvage")
+    assert gob.first_string_field(stream[:value_start + len("id-to-salvage") + 10]) == "id-to-salvage"
+    assert gob.first_string_field(stream[:20]) is None  # cut inside the type definitions: nothing to read

@@ -2,11 +2,12 @@ import hashlib
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from guardian.errors import RestoreError, UsageError
-from guardian.local.quarantine import Quarantine
+from guardian.local.quarantine import ENTRY_FILE, Quarantine
 from guardian.local.paths import StatePaths
 
 
@@ -152,3 +153,19 @@ def test_command_refuses_unloadable_and_restores_valid(paths, cli):
     ok = cli("quarantine", "restore", good_entry.id, "--store", str(store), "--json")
     assert ok.returncode == 0, ok.stderr_text
     assert json.loads(ok.stdout_text)["state"] == "restored" and good.exists()
+
+
+def test_an_unreadable_entry_is_shown_not_dropped(paths, cli, plain_store):
+    quarantine = Quarantine(paths)
+    good = quarantine.put(plain_store, "40917930/5628d2e7.gob", reason="test", kind="document")
+    broken = Path(good.folder).parent / "20250101T000000Z-broken"
+    broken.mkdir()
+    (broken / ENTRY_FILE).write_text("{not json")
+    entries, unreadable = quarantine.listing()
+    assert [e.id for e in entries] == [good.id]
+    assert [name for name, _ in unreadable] == [broken.name] and "not valid" in unreadable[0][1]
+    shown = cli("quarantine", "list", "--store", str(plain_store))
+    assert shown.returncode == 0 and good.id in shown.stdout_text
+    assert f"quarantine entry {broken.name} is unreadable" in shown.stderr_text
+    as_json = cli("quarantine", "list", "--json", "--store", str(plain_store))
+    assert broken.name in as_json.stderr_text and broken.name not in as_json.stdout_text

@@ -31,8 +31,8 @@ def names(runtime) -> list[str]:
 
 def test_run_serve_and_run_with_cmd_take_their_parts_from_one_assembly(setup):
     config, paths = setup
-    guarded = ["lock", "preflight", "snapshots", "capture", "index", "health", "live_repair", "watcher", "http",
-               "control", "heartbeat"]
+    guarded = ["lock", "preflight", "snapshots", "replication", "capture", "index", "health", "live_repair",
+               "watcher", "http", "control", "heartbeat"]
     watching = ("capture", "health", "live_repair", "watcher")  # continuous capture and live repair need events
     assert names(assemble(config, paths, ["contextd"])) == [*guarded, "supervisor"]
     assert names(assemble(config, paths)) == guarded

@@ -14,7 +14,7 @@ from guardian.format.chromem import decode_collection, encode_collection, read_c
 from guardian.local.fsutil import TEMP_PREFIX, atomic_write
 from guardian.runtime.watcher import (
     COLLECTION_CREATED, COLLECTION_REMOVED, CREATED, DELETED, DOCUMENTS_CHANGED, METADATA_CHANGED,
-    METADATA_LOST, MODIFIED, STRAY, Action, FolderView, RawEvent, StoreWatcher, WatchHandlers,
+    METADATA_LOST, MODIFIED, STRAY, WatchAction, FolderView, RawEvent, StoreWatcher, WatchHandlers,
     classify_batch, inspect_folder, normalize_event,
 )
 
@@ -29,7 +29,7 @@ def ev(kind: str, rel: str, is_dir: bool = False) -> RawEvent:
     return RawEvent(kind, PurePosixPath(rel), is_dir)
 
 
-def kinds(actions: list[Action]) -> list[str]:
+def kinds(actions: list[WatchAction]) -> list[str]:
     return [a.kind for a in actions]
 
 
@@ -38,7 +38,7 @@ def kinds(actions: list[Action]) -> list[str]:
 
 def test_metadata_deleted_while_documents_remain_is_lost():
     actions = classify_batch(WEBAPP, [ev(DELETED, f"{WEBAPP}/00000000.gob")], LOST_WITH_DOCS)
-    assert actions == [Action(METADATA_LOST, WEBAPP)]
+    assert actions == [WatchAction(METADATA_LOST, WEBAPP)]
 
 
 def test_metadata_damaged_in_place_is_lost():
@@ -56,7 +56,7 @@ def test_whole_folder_removed_is_recorded_not_resurrected():
     events = [ev(DELETED, f"{WEBAPP}/00000000.gob"), ev(DELETED, f"{WEBAPP}/01e48869.gob"),
               ev(DELETED, WEBAPP, is_dir=True)]
     actions = classify_batch(WEBAPP, events, FolderView(exists=False))
-    assert actions == [Action(COLLECTION_REMOVED, WEBAPP)]
+    assert actions == [WatchAction(COLLECTION_REMOVED, WEBAPP)]
 
 
 def test_folder_created_and_removed_inside_one_window_is_nothing():
@@ -68,7 +68,7 @@ def test_new_folder_with_metadata_is_a_new_collection():
     events = [ev(CREATED, "abcdef01", is_dir=True), ev(CREATED, "abcdef01/00000000.gob"),
               ev(MODIFIED, "abcdef01/00000000.gob")]
     view = FolderView(exists=True, metadata="ok", has_documents=False)
-    assert classify_batch("abcdef01", events, view) == [Action(COLLECTION_CREATED, "abcdef01")]
+    assert classify_batch("abcdef01", events, view) == [WatchAction(COLLECTION_CREATED, "abcdef01")]
 
 
 def test_metadata_renamed_into_place_counts_as_created():
@@ -79,7 +79,7 @@ def test_metadata_renamed_into_place_counts_as_created():
 
 def test_metadata_rewritten_and_valid_is_changed():
     actions = classify_batch(WEBAPP, [ev(MODIFIED, f"{WEBAPP}/00000000.gob")], OK_WITH_DOCS)
-    assert actions == [Action(METADATA_CHANGED, WEBAPP)]
+    assert actions == [WatchAction(METADATA_CHANGED, WEBAPP)]
 
 
 def test_document_changes_are_collected_sorted_and_unique():
@@ -87,8 +87,8 @@ def test_document_changes_are_collected_sorted_and_unique():
               ev(DELETED, f"{WEBAPP}/aaaa0000.gob"), ev(CREATED, f"{WEBAPP}/{TEMP_PREFIX}x.gob.1"),
               ev(CREATED, f"{WEBAPP}/.DS_Store"), ev(CREATED, f"{WEBAPP}/sub/cccc0000.gob")]
     actions = classify_batch(WEBAPP, events, OK_WITH_DOCS)
-    assert actions == [Action(DOCUMENTS_CHANGED, WEBAPP, (PurePosixPath(f"{WEBAPP}/aaaa0000.gob"),
-                                                          PurePosixPath(f"{WEBAPP}/bbbb0000.gob")))]
+    assert actions == [WatchAction(DOCUMENTS_CHANGED, WEBAPP, (PurePosixPath(f"{WEBAPP}/aaaa0000.gob"),
+                                                               PurePosixPath(f"{WEBAPP}/bbbb0000.gob")))]
 
 
 def test_extensions_follow_the_compression_setting():
@@ -100,7 +100,7 @@ def test_extensions_follow_the_compression_setting():
 def test_hidden_folder_holding_a_document_is_stray():
     events = [ev(CREATED, ".backup", is_dir=True), ev(CREATED, ".backup/01e48869.gob")]
     view = FolderView(exists=True, metadata="missing", has_documents=True)
-    assert classify_batch(".backup", events, view) == [Action(STRAY, ".backup")]
+    assert classify_batch(".backup", events, view) == [WatchAction(STRAY, ".backup")]
 
 
 def test_hidden_folder_chromem_skips_is_not_stray():
@@ -395,8 +395,8 @@ def test_reconcile_reports_only_changes_for_the_worse():
     from guardian.runtime.watcher import reconcile
 
     assert reconcile(before, after) == [
-        Action(STRAY, ".backup"), Action(COLLECTION_CREATED, "0badcafe"),
-        Action(METADATA_LOST, WEBAPP), Action(COLLECTION_REMOVED, CHECKPOINTS),
+        WatchAction(STRAY, ".backup"), WatchAction(COLLECTION_CREATED, "0badcafe"),
+        WatchAction(METADATA_LOST, WEBAPP), WatchAction(COLLECTION_REMOVED, CHECKPOINTS),
     ]
     assert reconcile(after, after) == []
 

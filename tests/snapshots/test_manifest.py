@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from guardian.errors import SnapshotError
-from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, FileEntry, Manifest, check_rel_path,
+from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, ManifestEntry, Manifest, check_rel_path,
                                          delta_rows, apply_delta,
                                          decode_manifest, encode_files, encode_manifest)
 
@@ -18,7 +18,8 @@ def manifest(files):
 
 
 def test_round_trip_with_and_without_dictionary():
-    files = [FileEntry("a/x.gob", 3, 0o644, 5, 7, H), FileEntry("a/00000000.gob", 1, 0o600, 5, 8, None, FLAG_UNSTABLE)]
+    files = [ManifestEntry("a/x.gob", 3, 0o644, 5, 7, H),
+             ManifestEntry("a/00000000.gob", 1, 0o600, 5, 8, None, FLAG_UNSTABLE)]
     for dictionary in (None, json.loads(encode_files(files[:1])), json.loads(encode_files(files))):
         m = manifest(files)
         m.files_dict = "cd" * 32 if dictionary is not None else None
@@ -29,7 +30,7 @@ def test_round_trip_with_and_without_dictionary():
 
 
 def test_header_only():
-    back = decode_manifest(encode_manifest(manifest([FileEntry("a/x.gob", 3, 0o644, 5, 7, H)])), header_only=True)
+    back = decode_manifest(encode_manifest(manifest([ManifestEntry("a/x.gob", 3, 0o644, 5, 7, H)])), header_only=True)
     assert back.files is None and back.id.endswith("abcd")
 
 
@@ -37,27 +38,28 @@ def test_header_only():
 def test_unsafe_paths_are_refused(path):
     with pytest.raises(ValueError):
         check_rel_path(path)
-    data = encode_manifest(manifest([FileEntry(path, 3, 0o644, 5, 7, H)]))
+    data = encode_manifest(manifest([ManifestEntry(path, 3, 0o644, 5, 7, H)]))
     with pytest.raises(SnapshotError, match="tampered"):
         decode_manifest(data)
 
 
-@pytest.mark.parametrize("bad", [FileEntry("a/x", -1, 0o644, 5, 7, H), FileEntry("a/x", 1, 0o644, 5, 7, "zz"),
-                                 FileEntry("a/x", 1, 0o644, 5, 7, None), FileEntry("a/x", 1, 0o170000, 5, 7, H)])
+@pytest.mark.parametrize("bad", [ManifestEntry("a/x", -1, 0o644, 5, 7, H), ManifestEntry("a/x", 1, 0o644, 5, 7, "zz"),
+                                 ManifestEntry("a/x", 1, 0o644, 5, 7, None),
+                                 ManifestEntry("a/x", 1, 0o170000, 5, 7, H)])
 def test_bad_entries_are_refused(bad):
     with pytest.raises(SnapshotError):
         decode_manifest(encode_manifest(manifest([bad])))
 
 
 def test_duplicate_paths_refused():
-    entry = FileEntry("a/x", 1, 0o644, 5, 7, H)
+    entry = ManifestEntry("a/x", 1, 0o644, 5, 7, H)
     with pytest.raises(SnapshotError, match="twice"):
         decode_manifest(encode_manifest(manifest([entry, entry])))
 
 
 @pytest.mark.parametrize("cut", [0, 5, 25, 40, -3])
 def test_truncated_or_garbled_manifest_is_damaged(cut):
-    data = encode_manifest(manifest([FileEntry("a/x", 1, 0o644, 5, 7, H)]))
+    data = encode_manifest(manifest([ManifestEntry("a/x", 1, 0o644, 5, 7, H)]))
     with pytest.raises(SnapshotError):
         decode_manifest(data[:cut] if cut else b"junk" + data)
 

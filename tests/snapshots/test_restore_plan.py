@@ -2,14 +2,14 @@
 
 import hashlib
 
-from guardian.snapshots.manifest import CollectionInfo, FileEntry
+from guardian.snapshots.manifest import CollectionInfo, ManifestEntry
 from guardian.snapshots.restore_plan import CurrentFile, plan_restore, scope_for_collection
 
 H1, H2, H3 = ("1" * 64, "2" * 64, "3" * 64)
 
 
 def entry(path, digest=H1, flags=0):
-    return FileEntry(path, 10, 0o644, 1, 1, digest, flags)
+    return ManifestEntry(path, 10, 0o644, 1, 1, digest, flags)
 
 
 def cur(path, digest=H1, is_dir=False):
@@ -52,7 +52,7 @@ def test_collection_scope_leaves_everything_else_alone():
 
 
 def test_unstable_entry_without_content_is_skipped():
-    plan = plan_restore("s", [FileEntry("a/u.gob", 5, 0o644, 1, 1, None, 1)], [("a", 0o700)], {})
+    plan = plan_restore("s", [ManifestEntry("a/u.gob", 5, 0o644, 1, 1, None, 1)], [("a", 0o700)], {})
     assert kinds(plan) == {("skip", "a/u.gob")}
 
 

@@ -6,7 +6,7 @@ from guardian.runtime.context import CHILD_STATE
 from guardian.runtime.parts import BasePart
 from guardian.runtime.supervisor.child_record import write_record
 from guardian.runtime.supervisor.process import spawn_process
-from guardian.runtime.supervisor.supervisor import FATAL, PreflightResult, Supervisor
+from guardian.runtime.supervisor.supervisor import FATAL, StartCheck, Supervisor
 
 
 class SupervisorPart(BasePart):
@@ -40,14 +40,14 @@ class SupervisorPart(BasePart):
     def notify_signal(self, signum: int) -> None:
         self.supervisor.notify_signal(signum)
 
-    def preflight(self) -> PreflightResult:
+    def preflight(self) -> StartCheck:
         # The store was just checked at start-up; every restart after that checks again. The child
         # starts even when the store stays unloadable: contextd decides (and the alerts went out).
         if self.first_start:
             self.first_start = False
-            return PreflightResult(ok=True, detail="checked at start-up")
+            return StartCheck(ok=True, detail="checked at start-up")
         result = self.ctx.repair()
-        return PreflightResult(ok=True, repaired=bool(getattr(result, "actions", None)))
+        return StartCheck(ok=True, repaired=bool(getattr(result, "actions", None)))
 
     def on_state_change(self, old: str, new: str, snapshot: dict) -> None:
         self.ctx.log.info("child_state", old=old, new=new)

@@ -5,12 +5,12 @@ from guardian.runtime.supervisor.policy import FailureHistory, RestartPolicy, af
 from guardian.runtime.supervisor.process import ProcessGroup, become_subreaper, spawn_process
 from guardian.runtime.supervisor.signals import install_signal_handlers
 from guardian.runtime.supervisor.supervisor import (
-    BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STATES, STOPPED, STOPPING, PreflightResult, Supervisor,
+    BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STATES, STOPPED, STOPPING, StartCheck, Supervisor,
 )
 
 __all__ = [
     "BACKOFF", "FATAL", "PAUSED", "RUNNING", "STARTING", "STATES", "STOPPED", "STOPPING",
-    "FailureHistory", "PreflightResult", "ProcessGroup", "RestartPolicy", "Supervisor",
+    "FailureHistory", "StartCheck", "ProcessGroup", "RestartPolicy", "Supervisor",
     "after_failure", "backoff_delay", "become_subreaper", "describe_exit", "install_signal_handlers",
     "spawn_process",
 ]

@@ -48,7 +48,7 @@ MAX_IDLE_WAIT = 1.0
 
 
 @dataclass(frozen=True)
-class PreflightResult:
+class StartCheck:
     """What the pre-flight hook (check + repair) found: ``ok`` False means do not start the child."""
 
     ok: bool = True
@@ -56,8 +56,8 @@ class PreflightResult:
     repaired: bool = False
 
     @classmethod
-    def coerce(cls, value: Any) -> "PreflightResult":
-        if isinstance(value, PreflightResult):
+    def coerce(cls, value: Any) -> "StartCheck":
+        if isinstance(value, StartCheck):
             return value
         if value is None:
             return cls(ok=True)
@@ -95,7 +95,7 @@ class Supervisor:
         self.cmd = list(cmd)
         self.policy = policy or (RestartPolicy.from_config(config) if config is not None else RestartPolicy())
         self.stop_timeout = stop_timeout if stop_timeout is not None else getattr(config, "stop_timeout", 10.0)
-        self.preflight = preflight or (lambda: PreflightResult(ok=True))
+        self.preflight = preflight or (lambda: StartCheck(ok=True))
         self.alerter = alerter
         self.clock = clock
         self.sleep = sleep
@@ -223,12 +223,12 @@ class Supervisor:
         self.log.info("child_started", pid=process.pid, restarts=self.restarts)
         self.set_state(RUNNING)
 
-    def run_preflight(self) -> PreflightResult:
+    def run_preflight(self) -> StartCheck:
         try:
-            result = PreflightResult.coerce(self.preflight())
+            result = StartCheck.coerce(self.preflight())
         except Exception as exc:  # a broken check must not kill the supervisor
             self.log.error("preflight_error", error=f"{type(exc).__name__}: {exc}")
-            return PreflightResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+            return StartCheck(ok=False, detail=f"{type(exc).__name__}: {exc}")
         if result.repaired:
             self.log.info("preflight_repaired", detail=result.detail)
         return result

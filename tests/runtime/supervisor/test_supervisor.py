@@ -11,7 +11,7 @@ import pytest
 from guardian.runtime.alerts import Alerter, CHILD_FATAL
 from guardian.errors import SupervisorError
 from guardian.runtime.supervisor import (
-    BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STOPPED, PreflightResult, RestartPolicy, Supervisor,
+    BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STOPPED, StartCheck, RestartPolicy, Supervisor,
 )
 
 POLICY = RestartPolicy(backoff_initial=1.0, backoff_max=8.0, jitter_fraction=0.0, stable_seconds=60.0,
@@ -167,8 +167,8 @@ def test_a_stable_run_resets_the_backoff():
 def test_preflight_runs_before_every_start_and_a_failed_one_is_a_failure():
     clock = FakeClock()
     factory = Factory(clock, {"lifetime": 1.0, "code": 2}, {"lifetime": None})
-    answers = iter([PreflightResult(ok=True), PreflightResult(ok=False, detail="store damaged"),
-                    RuntimeError("check crashed"), PreflightResult(ok=True, repaired=True)])
+    answers = iter([StartCheck(ok=True), StartCheck(ok=False, detail="store damaged"),
+                    RuntimeError("check crashed"), StartCheck(ok=True, repaired=True)])
     calls = []
 
     def preflight():

@@ -16,7 +16,7 @@ from guardian.runtime.supervisor import (
     FATAL,
     RUNNING,
     STOPPED,
-    PreflightResult,
+    StartCheck,
     RestartPolicy,
     Supervisor,
 )
@@ -151,8 +151,8 @@ def test_a_child_that_crashed_on_a_damaged_store_starts_again_after_the_repair(t
         if marker.read_text() != "ok":
             marker.write_text("ok")
             repairs.append("repaired")
-            return PreflightResult(ok=True, repaired=True, detail="rewrote 00000000.gob")
-        return PreflightResult(ok=True)
+            return StartCheck(ok=True, repaired=True, detail="rewrote 00000000.gob")
+        return StartCheck(ok=True)
 
     code = f"""
         import sys, time
@@ -252,7 +252,7 @@ def test_a_child_that_crashed_on_a_real_damaged_chromem_store_restarts_after_the
                 durable_move(plain_store / problem.path, quarantine / problem.path)
                 moved.append(problem.path)
         after = scan_store(plain_store)
-        return PreflightResult(ok=after.loadable, repaired=bool(moved), detail=after.error or "")
+        return StartCheck(ok=after.loadable, repaired=bool(moved), detail=after.error or "")
 
     child = f"""
         import sys, time

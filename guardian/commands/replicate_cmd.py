@@ -1,0 +1,53 @@
+"""guardian replicate: push the snapshots to every configured replica now (what each one lacks)."""
+
+from __future__ import annotations
+
+from guardian.commands.output import human_bytes, print_json
+from guardian.errors import ExitCode, ReplicaError, UsageError
+from guardian.snapshots.progress import Progress
+
+HELP = "push snapshots to the replicas now (only what each replica lacks; records last)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--to", action="append", metavar="URL",
+                        help="replica URL (s3://bucket/prefix?endpoint=…, file:///folder); default: config `replicas`")
+    parser.add_argument("--gc", action="store_true",
+                        help="also remove objects no kept snapshot needs (left by interrupted pushes)")
+    parser.add_argument("--key-file", dest="key_file", metavar="FILE",
+                        help="the replica key (default: replica_key_file, ~/.config/guardian/replica.key)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def run(args, ctx) -> int:
+    from guardian.replicas.sync import replicate
+
+    urls = args.to or list(ctx.config.replicas)
+    if not urls:
+        raise UsageError("no replica is configured",
+                         "add replicas = [\"s3://bucket/prefix\"] to config.toml or pass --to URL")
+    ctx.paths.ensure()
+    results, failures = [], []
+    for url in urls:
+        progress = Progress("replicate", enabled=False if args.json else None)
+        try:
+            results.append(replicate(ctx.config, ctx.paths, url, key_file=args.key_file, progress=progress,
+                                     collect_garbage=args.gc))
+        except ReplicaError as exc:
+            if len(urls) == 1:
+                raise
+            failures.append({"replica": url, "error": exc.one_line()})
+    if args.json:
+        print_json({"ok": not failures, "replicas": [r.to_dict() for r in results], "failures": failures})
+    else:
+        for result in results:
+            print(f"{result.replica}: {len(result.uploaded)} snapshots sent ({result.objects_sent} objects, "
+                  f"{human_bytes(result.bytes_sent)}; {result.objects_present} objects already there), "
+                  f"{len(result.forgotten)} forgotten, {result.objects_deleted} objects removed; "
+                  f"it holds {result.remote_snapshots} snapshots, lag {result.lag_seconds:.0f} s, "
+                  f"{result.seconds:.2f} s")
+            if result.gc_skipped:
+                print(f"  no object removed: {result.gc_skipped}")
+        for failure in failures:
+            print(f"{failure['replica']}: {failure['error']}")
+    return ExitCode.REPLICA if failures else ExitCode.OK

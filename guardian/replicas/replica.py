@@ -1,0 +1,155 @@
+"""One replica opened for use: its target, its header, its key, and cached reads of its records.
+
+The header (``guardian-replica.json``) is written once, when the first push creates the replica;
+from then on it decides whether the replica is encrypted and how its key is derived, whatever the
+URL says. A key that does not match the header's check value is refused before any object is read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from datetime import datetime, timezone
+
+from guardian.errors import ReplicaError
+from guardian.replicas import crypto
+from guardian.replicas.layout import (FORMAT, HEADER_KEY, SNAPSHOTS_PREFIX, Entry, Record, data_key, decode_list,
+                                      decode_record, record_key, snapshot_ids)
+from guardian.replicas.target import ReplicaSpec, open_target, parse_replica
+
+
+def spec_from_config(url: str, config) -> ReplicaSpec:
+    return parse_replica(url, {"s3_endpoint_url": config.s3_endpoint_url, "s3_region": config.s3_region,
+                               "s3_path_style": config.s3_path_style, "s3_profile": config.s3_profile})
+
+
+class Replica:
+    def __init__(self, spec: ReplicaSpec, key_source: crypto.KeySource, target=None) -> None:
+        self.spec = spec
+        self.key_source = key_source
+        self.target = target if target is not None else open_target(spec)
+        self.sealer = None
+        self.header: dict | None = None
+        self._records: dict[str, Record] = {}
+        self._lists: dict[str, list[Entry]] = {}
+        self._lock = threading.Lock()
+        self.bytes_sent = 0
+        self.objects_sent = 0
+
+    @classmethod
+    def open(cls, url: str, config, key_file: str | None = None, create: bool = False) -> "Replica":
+        spec = spec_from_config(url, config)
+        replica = cls(spec, crypto.KeySource.from_environment(key_file or config.replica_key_file))
+        replica.connect(create)
+        return replica
+
+    @property
+    def display(self) -> str:
+        return self.spec.display
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.sealer and self.sealer.encrypted)
+
+    # ---- header and key -----------------------------------------------------------------------
+    def connect(self, create: bool) -> None:
+        self.target.check(writable=create)
+        raw = self.target.get(HEADER_KEY)
+        if raw is None:
+            if not create:
+                raise ReplicaError(f"there is no guardian replica at {self.display}",
+                                   "check the URL; a replica is created by `guardian replicate`")
+            self._create_header()
+            return
+        try:
+            header = json.loads(raw)
+            if header.get("format") != FORMAT:
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise ReplicaError(f"{self.display}/{HEADER_KEY} is not a guardian replica header (damaged?)",
+                               "point guardian at another prefix, or remove the object if it is not yours") from None
+        self.header = header
+        self.sealer = self._sealer_for(header) if header.get("encrypted") else crypto.PlainSealer()
+        if header.get("encrypted") and self.sealer.key_check != header.get("key_check"):
+            raise ReplicaError(f"the key does not match replica {self.display} (it was encrypted with another key)",
+                               "use the key exported with `guardian key export` on the machine that created it "
+                               f"(--key-file), or the right {crypto.PASSPHRASE_ENV}")
+
+    def _sealer_for(self, header: dict):
+        key = header.get("key") or {}
+        if key.get("kind") == "passphrase":
+            if not self.key_source.passphrase:
+                raise ReplicaError(f"replica {self.display} is encrypted with a passphrase",
+                                   f"set {crypto.PASSPHRASE_ENV}")
+            salt = base64.b64decode(key["salt"])
+            return crypto.Sealer(crypto.passphrase_key(self.key_source.passphrase, salt, key["scrypt"]))
+        return crypto.Sealer(crypto.read_key_file(self.key_source.key_file))
+
+    def _create_header(self) -> None:
+        header = {"format": FORMAT, "guardian": "replica", "encrypted": self.spec.encrypt,
+                  "created": datetime.now(timezone.utc).isoformat()}
+        if not self.spec.encrypt:
+            self.sealer = crypto.PlainSealer()
+        elif self.key_source.passphrase:
+            salt = secrets.token_bytes(16)
+            header["key"] = {"kind": "passphrase", "kdf": "scrypt", "salt": base64.b64encode(salt).decode(),
+                             "scrypt": crypto.SCRYPT_PARAMS}
+            self.sealer = crypto.Sealer(crypto.passphrase_key(self.key_source.passphrase, salt, crypto.SCRYPT_PARAMS))
+        else:
+            path = self.key_source.key_file
+            master = crypto.read_key_file(path) if path.exists() else crypto.create_key_file(path)
+            header["key"] = {"kind": "file"}
+            self.sealer = crypto.Sealer(master)
+        header["key_check"] = self.sealer.key_check
+        self.target.put(HEADER_KEY, json.dumps(header, indent=1).encode() + b"\n")
+        self.header = header
+
+    # ---- objects --------------------------------------------------------------------------------
+    def data_key(self, rel: str) -> str:
+        return data_key(self.sealer.name(rel), self.encrypted)
+
+    def get_plain(self, key: str) -> bytes | None:
+        blob = self.target.get(key)
+        return None if blob is None else self.sealer.open(key, blob)
+
+    def put_plain(self, key: str, data: bytes) -> int:
+        blob = self.sealer.seal(key, data)
+        self.target.put(key, blob)
+        with self._lock:
+            self.bytes_sent += len(blob)
+            self.objects_sent += 1
+        return len(blob)
+
+    def snapshot_ids(self) -> list[str]:
+        return snapshot_ids(self.target.list(SNAPSHOTS_PREFIX))
+
+    def record(self, snapshot_id: str) -> Record:
+        if snapshot_id not in self._records:
+            data = self.get_plain(record_key(snapshot_id))
+            if data is None:
+                raise ReplicaError(f"replica {self.display} has no snapshot {snapshot_id}",
+                                   f"list them with `guardian snapshots --from {self.spec.url}`")
+            self._records[snapshot_id] = decode_record(data, snapshot_id)
+        return self._records[snapshot_id]
+
+    def remember(self, record: Record) -> None:
+        self._records[record.id] = record
+
+    def base_entries(self, key: str | None) -> list[Entry]:
+        if key is None:
+            return []
+        if key not in self._lists:
+            data = self.get_plain(key)
+            if data is None:
+                raise ReplicaError(f"replica {self.display} lacks the object list {key[:24]}… (damaged)",
+                                   "run `guardian verify --from …`")
+            self._lists[key] = decode_list(data)
+        return self._lists[key]
+
+    def remember_list(self, key: str, entries: list[Entry]) -> None:
+        self._lists[key] = entries
+
+    def entries(self, record: Record) -> list[Entry]:
+        return record.entries(self.base_entries(record.base))
