@@ -104,8 +104,8 @@ def restore_moved_out(paths, applier: PlanApplier, judged: dict, damages: list[D
         if good is None:
             continue
         judged[rel] = None  # it is to be absent right before the write lands
-        action = RepairAction("restore_document", rel, reason="special_file", blob=good.blob, snapshot_id=good.snapshot_id,
-                        source=f"snapshot {good.snapshot_id}")
+        action = RepairAction("restore_document", rel, reason="special_file", blob=good.blob,
+                              snapshot_id=good.snapshot_id, source=f"snapshot {good.snapshot_id}")
         applied.append(applier.apply_one(action))
     return applied
 

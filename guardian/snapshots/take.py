@@ -461,8 +461,8 @@ def changed_collection_infos(base: Baseline, changes: dict, by_path: dict, folde
                              compress: bool, contents: dict[str, bytes], repo: Repository) -> list[CollectionInfo]:
     """:func:`collection_infos` for an incremental snapshot: the previous infos updated by ``changes``
     (document counts by added/removed files, names only for metadata files that changed)."""
-    ext = ".gob.gz" if compress else ".gob"
-    metadata_name = METADATA_STEM + ext
+    ext = layout.extension(compress)
+    metadata_name = layout.metadata_file_name(compress)
     previous = {c.dir: c for c in base.manifest.collections}
     documents = {folder: c.documents for folder, c in previous.items()}
     metadata = {folder: c.metadata_hash for folder, c in previous.items()}
