@@ -38,7 +38,8 @@ def run(args, ctx) -> int:
     print(f"{len(report.snapshots)} snapshots, {report.blobs_checked} {what} checked: "
           f"{'OK' if report.ok else 'PROBLEMS FOUND'}")
     for problem in report.problems:
-        print(f"  {problem['kind']} damaged: {problem['detail']}; affects {', '.join(problem['snapshots'])}")
+        affects = ", ".join(problem["snapshots"]) or "the snapshots named by its blobs above"
+        print(f"  {problem['kind']} damaged: {problem['detail']}; affects {affects}")
     for snapshot_id, deep in report.deep.items():
         if not deep["loadable"]:
             print(f"  snapshot {snapshot_id} would not load: {deep['error']}")
