@@ -24,6 +24,16 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def state_dir_writable(paths, doing_without: str) -> bool:
+    """Read-only commands still work when guardian's state dir cannot be written: one note on
+    stderr saying which path and what is done without it."""
+    problem = paths.ensure_if_possible()
+    if problem is None:
+        return True
+    print(f"note: {problem.message}; {doing_without}", file=sys.stderr)
+    return False
+
+
 def human_bytes(n: int | float) -> str:
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from guardian.errors import LockError
+from guardian.errors import LockError, StateDirError
 from guardian.local.fsutil import ensure_dir
 
 
@@ -16,8 +16,11 @@ from guardian.local.fsutil import ensure_dir
 def store_lock(lock_file: str | os.PathLike, timeout: float = 30.0, sleep=time.sleep, clock=time.monotonic):
     """Hold an exclusive flock on ``lock_file``; wait up to ``timeout`` seconds for it."""
     lock_file = Path(lock_file)
-    ensure_dir(lock_file.parent)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        ensure_dir(lock_file.parent)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # the state dir is read-only, not ours, or full: name it, never a traceback
+        raise StateDirError(f"cannot take the lock {lock_file}: {exc.strerror or exc}") from None
     try:
         deadline = clock() + timeout
         while True:
