@@ -103,9 +103,10 @@ def render_report(result, verbose: bool = False) -> str:
             lines += [f"  {a['path']}: {a['reason']}" for a in result.actions] + [""]
     else:
         lines += ["nothing to repair", ""]
+    where = ("would be moved to quarantine; no snapshot holds" if result.dry_run
+             else "is in quarantine; no snapshot held")
     for lost in result.lost_documents:
-        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) is in quarantine; "
-                     "no snapshot held a valid copy")
+        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) {where} a valid copy")
     for item in result.unresolved:
         lines.append(f"UNRESOLVED {item['kind']}: {item['path']}: {item['detail']}"
                      + (f" -- {item['loud']}" if item.get("loud") else "") + f" (hint: {item.get('hint', '')})")

@@ -17,6 +17,8 @@ HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the st
 def add_arguments(parser) -> None:
     parser.add_argument("action", choices=("list", "restore"), help="list entries, or restore one")
     parser.add_argument("id", nargs="?", help="the entry id (for restore)")
+    parser.add_argument("--replace", action="store_true",
+                        help="with restore: if the path exists in the store, move that one to quarantine first")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -68,12 +70,37 @@ def run(args, ctx) -> int:
         return _list(quarantine, args.json)
     if not args.id:
         raise UsageError("quarantine restore needs the entry id", "see `guardian quarantine list`")
-    entry = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store)
-    if args.json:
-        print_json(entry.to_dict())
+    if args.replace:
+        entry, replaced = restore_replacing(quarantine, args.id, ctx.paths)
     else:
-        print(f"restored {entry.original_path} from quarantine entry {entry.id}")
+        entry, replaced = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store), None
+    if args.json:
+        print_json({**entry.to_dict(), "replaced_by_entry": replaced.id if replaced else None})
+        return ExitCode.OK
+    if replaced is not None:
+        print(f"moved the current {replaced.original_path} to quarantine entry {replaced.id}")
+    print(f"restored {entry.original_path} from quarantine entry {entry.id}")
     return ExitCode.OK
+
+
+def restore_replacing(quarantine: Quarantine, entry_id: str, paths) -> tuple[QuarantineEntry, QuarantineEntry | None]:
+    """--replace: check the entry would load, move what is at its path now to quarantine, put the
+    entry back (under the store lock). If putting it back fails, the current one returns."""
+    from guardian.local.lock import store_lock
+
+    with store_lock(paths.lock_file):
+        entry = quarantine.get(entry_id)
+        current = paths.store / entry.original_path
+        if entry.state != "quarantined" or not current.exists() and not current.is_symlink():
+            return quarantine.restore(entry_id, paths.store, validate=validate_for_store), None
+        validate_for_store(entry, entry.payload_path)
+        replaced = quarantine.put(paths.store, entry.original_path, reason=f"replaced by quarantine entry {entry.id}",
+                                  source="quarantine restore --replace")
+        try:
+            return quarantine.restore(entry_id, paths.store, validate=validate_for_store), replaced
+        except BaseException:
+            quarantine.restore(replaced.id, paths.store)
+            raise
 
 
 def _list(quarantine: Quarantine, as_json: bool) -> int:

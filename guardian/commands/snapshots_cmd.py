@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from guardian.commands.output import format_table, human_bytes, print_json
 from guardian.errors import ExitCode
 from guardian.snapshots.repository import Repository
 
 HELP = "list the snapshots of the store (newest last)"
+WIDTH = 80
 
 
 def add_arguments(parser) -> None:
@@ -56,15 +59,32 @@ def run(args, ctx) -> int:
     if not rows:
         print("no snapshots yet (take one with `guardian snapshot`)")
         return ExitCode.OK
-    table = []
+    print(render_table(rows))
+    return ExitCode.OK
+
+
+def render_table(rows: list[dict], width: int = WIDTH) -> str:
+    """Fits an 80-column terminal: the id (what `restore --at` takes, its UTC time inside), local
+    time, counts and sizes; the newest snapshot's collections are listed below, wrapped."""
+    table, damaged = [], []
     for row in rows:
         if "damaged" in row:
-            table.append([row["id"], "DAMAGED", "", row["damaged"], "", "", ""])
+            table.append([row["id"], "DAMAGED", "", "", ""])
+            damaged.append(f"  {row['id']}: {row['damaged']}")
             continue
-        table.append([row["id"], row["time_local"], row["time_utc"][:19] + "Z", ", ".join(row["collections"]),
-                      row["documents"], human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])])
-    print(format_table(["id", "local time", "utc", "collections", "documents", "size", "new"], table))
-    return ExitCode.OK
+        local = row["time_local"][:16].replace("T", " ")
+        table.append([row["id"], local, row["documents"], human_bytes(row["total_bytes"]),
+                      human_bytes(row["new_bytes"])])
+    lines = [format_table(["id", "local time", "docs", "size", "new"], table)]
+    lines += damaged
+    newest = next((row for row in reversed(rows) if "damaged" not in row), None)
+    if newest is not None:
+        names = ", ".join(newest["collections"]) or "none"
+        lines += textwrap.wrap(f"collections in {newest['id']}: {names}", width, subsequent_indent="  ",
+                               break_on_hyphens=False)
+    lines.append("restore one: guardian restore --at ID  (--json: every snapshot's collections)")
+    return "\n".join(lines)
+
 
 
 def run_from_replica(args, ctx) -> int:
