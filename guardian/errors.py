@@ -74,6 +74,9 @@ class NoStoreYet(GuardianError):
     exit_code = ExitCode.WARNINGS   # a warning, as `check` and `status` give for store_missing
     default_hint = "start contextd once (it creates the store), or pass --store with the right folder"
 
+    def one_line(self) -> str:
+        return "warning" + super().one_line()[len("error"):]
+
 
 class StoreError(GuardianError):
     """The store root cannot be used at all (missing, not a folder, unreadable)."""

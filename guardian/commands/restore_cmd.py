@@ -121,6 +121,7 @@ def run(args, ctx) -> int:
     at = resolve_at(args.at, Repository(ctx.paths.snapshots))
     if args.target:
         return restore_into_target(args, ctx, at)
+    recreate_missing_store(ctx)
     if not args.dry_run and sidecar_running(ctx):
         return restore_through_sidecar(args, ctx, at)
     progress = Progress("restore", enabled=False if args.json else None)
@@ -132,6 +133,25 @@ def run(args, ctx) -> int:
     else:
         _print_human(result)
     return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
+
+
+def recreate_missing_store(ctx) -> None:
+    """No store folder: with snapshots, the store was lost and restoring it is the point (its
+    folder is created); without any, there is nothing to restore yet (the no-store-yet rule)."""
+    import os
+
+    from guardian.commands.output import require_store
+    from guardian.local.fsutil import ensure_dir
+
+    store = ctx.paths.store
+    if os.path.lexists(store):
+        return
+    if not Repository(ctx.paths.snapshots).list_ids():
+        require_store(ctx, "restore")
+    if not store.parent.is_dir():
+        raise RestoreError(f"the store {store} and its parent folder are missing", "create the parent folder first")
+    ensure_dir(store, 0o755)
+    print(f"note: the store {store} was missing; created it to restore into", file=sys.stderr)
 
 
 def restore_into_target(args, ctx, at) -> int:

@@ -31,6 +31,7 @@ from guardian.runtime.parts.lock import LockPart
 from guardian.runtime.parts.preflight import PreflightPart
 from guardian.runtime.parts.replication import ReplicationPart
 from guardian.runtime.parts.snapshots import SnapshotPart
+from guardian.runtime.parts.store_appears import WhenStoreAppears
 from guardian.runtime.parts.supervisor import SupervisorPart
 from guardian.runtime.parts.watcher import WatcherPart
 from guardian.runtime.status import HEARTBEAT_SECONDS, StatusFile
@@ -52,8 +53,8 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
     if guard:
         parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx), ReplicationPart(ctx)]
     parts.append(IndexPart(ctx, background=guard, poll=not watch))
-    if watch:
-        parts.append(WatcherPart(ctx, guard=guard))
+    if watch:  # the watcher needs the folder: with no store yet it starts when the store appears
+        parts.append(WhenStoreAppears(ctx, [WatcherPart(ctx, guard=guard)]))
     if guard:
         parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready))
         parts += [ControlPart(ctx, runtime.status_dict), HeartbeatPart(ctx, runtime.status_file_data)]

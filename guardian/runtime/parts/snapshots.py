@@ -37,6 +37,9 @@ class SnapshotPart(BasePart):
 
     def take(self):
         ctx = self.ctx
+        if not ctx.paths.store.exists():  # no store yet (contextd creates it): nothing to keep, no failure
+            ctx.log.info("snapshot_skipped", reason="no store yet", store=str(ctx.paths.store))
+            return None
         try:
             result = take_snapshot(ctx.paths, ctx.config.compress_flag)
         except Exception as exc:  # one snapshot_failed event (and alert) per failure, scheduled or asked for
