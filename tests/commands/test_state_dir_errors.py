@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from guardian.errors import ExitCode
+
 WRITERS = (("snapshot",), ("restore", "--at", "latest", "--force"), ("check", "--repair"),
            ("run", "--port", "0"))
 READERS = (("check",), ("status",), ("snapshots",), ("verify",), ("verify", "--deep"),
@@ -57,7 +59,7 @@ def _one_line(proc) -> str:
 def test_writers_name_the_unwritable_path_in_one_line(cli, plain_store, read_only_dir, argv):
     proc = cli(*argv, "--store", str(plain_store), env={"GUARDIAN_STATE_DIR": str(read_only_dir)}, timeout=60)
     lines = _one_line(proc)
-    assert proc.returncode == 8, proc.stderr_text
+    assert proc.returncode == ExitCode.STATE_DIR, proc.stderr_text
     assert lines[-1].startswith("error: ") and str(read_only_dir) in lines[-1]
     assert "still work" in lines[-1]  # and it says what keeps working
 
@@ -93,7 +95,7 @@ def test_verify_deep_in_a_full_state_dir_names_the_path(cli, plain_store, full_d
     assert plain.returncode == 0, plain.stderr_text       # reading needs no space
     proc = cli("verify", "--deep", "--store", str(plain_store), env=env)
     lines = _one_line(proc)
-    assert proc.returncode == 8, proc.stderr_text
+    assert proc.returncode == ExitCode.STATE_DIR, proc.stderr_text
     assert len(lines) == 1 and str(full_dir) in lines[0] and "No space left" in lines[0]
     assert "without --deep" in lines[0]
     assert not list(full_dir.rglob("verify-*"))          # the scratch copy was removed
