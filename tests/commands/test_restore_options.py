@@ -127,3 +127,17 @@ def test_install_resolves_the_child_now_and_the_unit_carries_path(cli, tmp_path,
     missing = cli("install", "--systemd", "--dry-run", "--store", str(plain_store), "--", "no-such-tool-xyz",
                   env=env)
     assert missing.returncode == 0 and "not on this shell's PATH" in missing.stderr_text
+
+
+def test_verify_deep_says_what_it_restored_and_loaded(cli, plain_store):
+    cli("snapshot", "--store", str(plain_store), check=True)
+    plain = cli("verify", "--store", str(plain_store))
+    deep = cli("verify", "--deep", "--store", str(plain_store))
+    assert plain.returncode == deep.returncode == 0, deep.stderr_text
+    assert plain.stdout_text != deep.stdout_text
+    assert "1 restored and checked" in deep.stdout_text
+    line = next(x for x in deep.stdout_text.splitlines() if "restored 95 files" in x)
+    assert "chromem would load it: 5 collections, 90 documents" in line
+    data = json.loads(cli("verify", "--deep", "--json", "--store", str(plain_store)).stdout_text)
+    [report] = data["deep"].values()
+    assert report["restored_files"] == 95 and report["documents"] == 90 and report["loadable"] is True
