@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
@@ -12,6 +12,7 @@ from guardian.format.layout import EXTENSIONS, METADATA_STEM
 from guardian.local.quarantine import Quarantine, QuarantineEntry
 
 HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
+SETTLE_SECONDS = 2.0  # a file changed more recently may be a write in progress
 
 
 def add_arguments(parser) -> None:
@@ -83,6 +84,17 @@ def run(args, ctx) -> int:
     return ExitCode.OK
 
 
+def refuse_if_being_written(path: Path, now: float | None = None) -> None:
+    """The store is alive: a file changed in the last seconds may be a write in progress, which
+    --replace must not move away. (A folder is judged by its own mtime.)"""
+    import time
+
+    age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+    if age < SETTLE_SECONDS:
+        raise RestoreError(f"{path.name} in the store changed {max(age, 0):.1f}s ago; it may be being written",
+                           "try again in a few seconds (or stop contextd first)")
+
+
 def restore_replacing(quarantine: Quarantine, entry_id: str, paths) -> tuple[QuarantineEntry, QuarantineEntry | None]:
     """--replace: check the entry would load, move what is at its path now to quarantine, put the
     entry back (under the store lock). If putting it back fails, the current one returns."""
@@ -94,6 +106,7 @@ def restore_replacing(quarantine: Quarantine, entry_id: str, paths) -> tuple[Qua
         if entry.state != "quarantined" or not current.exists() and not current.is_symlink():
             return quarantine.restore(entry_id, paths.store, validate=validate_for_store), None
         validate_for_store(entry, entry.payload_path)
+        refuse_if_being_written(current)
         replaced = quarantine.put(paths.store, entry.original_path, reason=f"replaced by quarantine entry {entry.id}",
                                   source="quarantine restore --replace")
         try:

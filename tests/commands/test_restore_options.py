@@ -89,6 +89,10 @@ def test_quarantine_restore_replace_moves_the_current_one_first(cli, plain_store
     doc.write_bytes((plain_store / "40917930").joinpath(
         sorted(p.name for p in (plain_store / "40917930").iterdir() if p.name != "00000000.gob")[0]).read_bytes())
     newer = doc.read_bytes()
+    busy = cli("quarantine", "restore", entry.id, "--replace", "--store", str(plain_store))
+    assert busy.returncode != 0 and "may be being written" in busy.stderr_text   # just written: left alone
+    assert doc.read_bytes() == newer
+    age(plain_store)
     refused = cli("quarantine", "restore", entry.id, "--store", str(plain_store))
     assert refused.returncode != 0 and "--replace" in refused.stderr_text   # the hint names a real option
     done = cli("quarantine", "restore", entry.id, "--replace", "--store", str(plain_store))
