@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from guardian.errors import ExitCode  # noqa: E402
 from guardian.local.fsutil import TEMP_PREFIX  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
 from guardian.snapshots.restore import restore_store  # noqa: E402
@@ -41,6 +42,8 @@ from guardian.local.paths import StatePaths  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "chromem-go-v0.7.0" / "store-plain"
 CHILD = Path(__file__).resolve().with_name("crash_child.py")
+# a run that finished: the mutated stores hold random bytes, so a restore may leave them unloadable (3)
+FINISHED = (ExitCode.OK, ExitCode.WARNINGS, ExitCode.UNLOADABLE)
 FINISH_SHARE = 0.2          # runs left to complete: they commit snapshots and re-measure the steps
 DEFAULT_SEED = 20261201     # fixed: the same kill points on every run of the test
 
@@ -105,7 +108,7 @@ class Worker:
             self.stats.kills += 1
             return True
         self.stats.completed += 1
-        if proc.returncode not in (0, 1):
+        if proc.returncode not in FINISHED:
             self.stats.failures.append(f"guardian {' '.join(args)} exited {proc.returncode}: "
                                        f"{proc.stderr.decode(errors='replace')[-300:]}")
         if self.counts.exists():
