@@ -89,6 +89,8 @@ def test_quarantine_restore_replace_moves_the_current_one_first(cli, plain_store
     doc.write_bytes((plain_store / "40917930").joinpath(
         sorted(p.name for p in (plain_store / "40917930").iterdir() if p.name != "00000000.gob")[0]).read_bytes())
     newer = doc.read_bytes()
+    soon = time.time() + 3600   # "just written" however slow the CLI starts (an mtime ahead of now counts as fresh)
+    os.utime(doc, (soon, soon))
     busy = cli("quarantine", "restore", entry.id, "--replace", "--store", str(plain_store))
     assert busy.returncode != 0 and "may be being written" in busy.stderr_text   # just written: left alone
     assert doc.read_bytes() == newer
