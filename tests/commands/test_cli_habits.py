@@ -3,6 +3,11 @@ a suggestion for a mistyped command; and inputs that used to be internal errors.
 
 from __future__ import annotations
 
+import pytest
+
+# many real CLI processes per test: a deadline for a hang, not a speed goal (CI is a loaded 2-core box)
+pytestmark = pytest.mark.timeout(900)
+
 
 def test_global_options_before_the_command(cli, plain_store):
     proc = cli("--store", str(plain_store), "check")

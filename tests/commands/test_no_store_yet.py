@@ -21,6 +21,9 @@ from tests.waiting import wait_for
 READERS = (("check",), ("status",), ("snapshot",), ("export",),
            ("query", "--collection", "checkpoints", "--like", "x"), ("restore", "--at", "latest"))
 
+# many real CLI processes per test: a deadline for a hang, not a speed goal (CI is a loaded 2-core box)
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.mark.parametrize("argv", READERS, ids=lambda a: a[0])
 def test_every_command_says_no_store_yet_the_same_way(cli, tmp_path, argv):
@@ -68,12 +71,12 @@ def test_run_starts_the_child_then_guards_the_store_when_it_appears(state_dir, t
         return json.loads(done.stdout_text) if done.stdout_text.strip() else {}
 
     try:
-        wait_for(marker.exists, timeout=60, what="the child to start with no store")
-        running = wait_for(lambda: (s := status()).get("sidecar", {}).get("running") and s, timeout=60,
+        wait_for(marker.exists, timeout=180, what="the child to start with no store")
+        running = wait_for(lambda: (s := status()).get("sidecar", {}).get("running") and s, timeout=180,
                            what="the sidecar's status")
         assert running["sidecar"]["child"]["state"] == "running" and running["snapshots"]["count"] == 0
         shutil.copytree(STORE_PLAIN, store)           # contextd's first start creates the store
-        guarded = wait_for(lambda: (s := status())["snapshots"]["count"] >= 1 and s, timeout=60,
+        guarded = wait_for(lambda: (s := status())["snapshots"]["count"] >= 1 and s, timeout=180,
                            what="a snapshot of the new store")
         assert guarded["store"]["loadable"] is True
         port = guarded["sidecar"]["http"]["port"]
@@ -83,7 +86,7 @@ def test_run_starts_the_child_then_guards_the_store_when_it_appears(state_dir, t
             names = {c["name"] for c in body.get("collections", body if isinstance(body, list) else [])}
             return "checkpoints" in names and names
 
-        wait_for(collections, timeout=60, what="the index of the new store")
+        wait_for(collections, timeout=180, what="the index of the new store")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)

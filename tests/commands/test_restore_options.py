@@ -3,6 +3,8 @@ wording of a lost document, and install resolving the child command: real CLI, r
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import time
@@ -10,6 +12,9 @@ from pathlib import Path
 
 from tests import damage
 from tests.conftest import chromem_load
+
+# many real CLI processes per test: a deadline for a hang, not a speed goal (CI is a loaded 2-core box)
+pytestmark = pytest.mark.timeout(900)
 
 
 def age(store: Path, seconds: float = 3600) -> None:

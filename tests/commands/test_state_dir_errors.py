@@ -17,6 +17,9 @@ READERS = (("check",), ("status",), ("snapshots",), ("verify",), ("verify", "--d
            ("query", "--collection", "checkpoints", "--like", "19d2b8c6-06bc-4021-8d45-936ca7fddd07"),
            ("export",))
 
+# many real CLI processes per test: a deadline for a hang, not a speed goal (CI is a loaded 2-core box)
+pytestmark = pytest.mark.timeout(900)
+
 
 def _mount(path, options: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
