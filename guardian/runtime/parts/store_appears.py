@@ -22,6 +22,7 @@ class WhenStoreAppears(BasePart):
     def __init__(self, ctx, inner: list) -> None:
         super().__init__(ctx)
         self.inner = list(inner)
+        self.name = "+".join(part.name for part in self.inner)  # it stands for what it wraps
         self.started: list = []
         self.stopping = threading.Event()
         self.lock = threading.Lock()
