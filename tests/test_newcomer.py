@@ -30,7 +30,10 @@ README = ROOT / "README.md"
 DEMO_STATE = "/tmp/guardian-demo"
 SKIP = ("systemctl ", "python3 -m venv", ".venv/bin/python -m pytest", ".venv/bin/pip",
         ".venv/bin/python bench/",   # benchmarks (bench/ is not in the scratch copy), not examples
-        ".venv/bin/guardian mcp ")   # an MCP server on stdio: without contextd it serves its fallback forever
+        ".venv/bin/guardian mcp ",   # an MCP server on stdio: without contextd it serves its fallback forever
+        # these need a replica target (a bucket, a mounted folder):
+        ".venv/bin/guardian replicate", ".venv/bin/guardian key export", ".venv/bin/guardian snapshots --from",
+        ".venv/bin/guardian restore --from", ".venv/bin/guardian verify --from")
 # README's exit-code table, applied to what each example does on the running demo
 EXPECTED = (
     (r"guardian exec -- contextd", ExitCode.NOT_RUNNABLE),   # contextd is not installed here
