@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -105,6 +106,7 @@ def main() -> int:
     os.environ.update(AWS_ACCESS_KEY_ID=ADMIN[0], AWS_SECRET_ACCESS_KEY=ADMIN[1], AWS_DEFAULT_REGION=REGION,
                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
     server = Seaweed(binary, work / "seaweed", volume_mb=256, volumes=40)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so `finally` stops the server
     server.start()
     try:
         return run(args, work, server)

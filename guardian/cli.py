@@ -7,7 +7,9 @@ Errors become one line on stderr and an exit code; nothing here knows what a com
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,14 +40,53 @@ def command_module(name: str):
     return importlib.import_module(f"guardian.commands.{name.replace('-', '_')}_cmd")
 
 
+# Options every command takes; they may come before the command too (`guardian --store X check`).
+GLOBAL_OPTIONS = (
+    (("--store",), {"help": "the chromem store root (default: contextd's ~/.config/contextd/vectorstore)"}),
+    (("--state-dir",), {"dest": "state_dir", "help": "guardian's state folder (default: $XDG_STATE_HOME/guardian)"}),
+    (("--config",), {"help": "config file (default: $XDG_CONFIG_HOME/guardian/config.toml)"}),
+    (("--compress",), {"choices": ("auto", "true", "false"),
+                       "help": "the store's compression as chromem is configured (default: detect)"}),
+    (("--log-level",), {"dest": "log_level", "choices": ("debug", "info", "warning", "error")}),
+)
+VALUE_OPTIONS = frozenset(flag for flags, _ in GLOBAL_OPTIONS for flag in flags)
+
+
 def chosen_command(argv: list[str]) -> str | None:
-    """The command named on the command line, so only its module is imported (fast start-up)."""
+    """The command named on the command line (after any global options and their values),
+    so only its module is imported (fast start-up); None when there is none or it is unknown."""
+    word = command_word(argv)
+    return word if word in COMMANDS else None
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The first word that is neither an option nor a global option's value."""
+    skip = False
     for arg in argv:
+        if skip:
+            skip = False
+            continue
         if arg == "--":
             return None
-        if not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+        if arg.startswith("-"):
+            skip = arg in VALUE_OPTIONS  # `--store X`; `--store=X` carries its own value
+            continue
+        return arg
     return None
+
+
+def suggest_command(word: str) -> str:
+    """`did you mean ...` for a mistyped command (prefixes first: `snap` -> snapshot, snapshots)."""
+    matches = [name for name in COMMANDS if name.startswith(word.lower())]
+    matches = matches or difflib.get_close_matches(word.lower(), COMMANDS, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(m) for m in matches)}?" if matches else "see `guardian --help`"
+
+
+def add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """On a command's parser the defaults are SUPPRESSed, so a value given before the command
+    is not overwritten by the command's own (absent) option."""
+    for flags, options in GLOBAL_OPTIONS:
+        parser.add_argument(*flags, **options, **({"default": argparse.SUPPRESS} if suppress else {}))
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -54,15 +95,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Keeps a chromem-go vector store (contextd's) loadable, snapshotted and searchable.",
     )
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", help="the chromem store root (default: contextd's ~/.config/contextd/vectorstore)")
-    common.add_argument("--state-dir", dest="state_dir",
-                        help="guardian's state folder (default: $XDG_STATE_HOME/guardian)")
-    common.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/guardian/config.toml)")
-    common.add_argument("--compress", choices=("auto", "true", "false"),
-                        help="the store's compression as chromem is configured (default: detect)")
-    common.add_argument("--log-level", dest="log_level", choices=("debug", "info", "warning", "error"))
+    add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.command_parsers = {}
     for name in COMMANDS if only is None else (only,):
         try:
             module = command_module(name)
@@ -70,10 +105,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             if exc.name != f"guardian.commands.{name}_cmd":
                 raise
             continue
-        cmd_parser = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        cmd_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        add_global_options(cmd_parser, suppress=True)
         module.add_arguments(cmd_parser)
         cmd_parser.set_defaults(handler=module.run)
+        parser.command_parsers[name] = cmd_parser
     return parser
+
+
+def parse_arguments(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse; an unknown command gets a suggestion, an unknown option the usage of its command."""
+    word = command_word(argv)
+    parser = build_parser(chosen_command(argv))
+    if word is not None and word not in COMMANDS:
+        parser.error(f"unknown command {word!r}: {suggest_command(word)}")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner = parser.command_parsers.get(getattr(args, "command", None) or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return parser, args
 
 
 def make_context(args: argparse.Namespace) -> Context:
@@ -89,11 +139,11 @@ def make_context(args: argparse.Namespace) -> Context:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(chosen_command(argv))
-    args = parser.parse_args(argv)
+    parser, args = parse_arguments(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
+    ctx = None
     try:
         ctx = make_context(args)
         from guardian import logs
@@ -109,11 +159,35 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
+    except OSError as exc:
+        state = state_dir_failure(ctx, exc)
+        if state is None:
+            return internal_error(exc)
+        print(state.one_line(), file=sys.stderr)
+        return state.exit_code
     except Exception as exc:  # a bug: still one line, never a traceback
-        print(f"error: internal error {type(exc).__name__}: {exc} "
-              "(hint: run again with GUARDIAN_DEBUG=1 for details and report it)", file=sys.stderr)
-        import os
+        return internal_error(exc)
 
-        if os.environ.get("GUARDIAN_DEBUG"):
-            raise
-        return ExitCode.INTERNAL
+
+def state_dir_failure(ctx: Context | None, exc: OSError):
+    """An OSError on a path in guardian's state dir (read-only, not ours, full) is the user's to fix:
+    a StateDirError naming the path. Anything else stays an internal error."""
+    if ctx is None or not exc.filename:
+        return None
+    try:
+        paths = ctx.paths
+    except GuardianError:
+        return None
+    if not paths.owns(exc.filename):
+        return None
+    from guardian.local.paths import state_dir_error
+
+    return state_dir_error(exc, paths.root)
+
+
+def internal_error(exc: BaseException) -> int:
+    print(f"error: internal error {type(exc).__name__}: {exc} "
+          "(hint: run again with GUARDIAN_DEBUG=1 for details and report it)", file=sys.stderr)
+    if os.environ.get("GUARDIAN_DEBUG"):
+        raise exc
+    return ExitCode.INTERNAL

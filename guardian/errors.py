@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     LOCKED = 7          # another guardian (a sidecar, a repair) holds this store's lock
     REPLICA = 8         # a replica is unusable: unreachable, credentials refused, bucket missing, full or
                         # read-only, tampered object, wrong key (nothing local was changed)
+    STATE_DIR = 9       # guardian's state dir cannot be created or written (permissions, read-only, full)
     INTERNAL = 70       # a bug in guardian (EX_SOFTWARE); GUARDIAN_DEBUG=1 shows the traceback
     NOT_RUNNABLE = 127  # exec: the command cannot be run (as a shell says)
     INTERRUPTED = 130   # Ctrl-C (128 + SIGINT)
@@ -57,6 +58,24 @@ class ConfigError(GuardianError):
 
     exit_code = ExitCode.USAGE
     default_hint = "fix the named field in config.toml, the GUARDIAN_* environment or the flag"
+
+
+class StateDirError(GuardianError):
+    """guardian's own state dir (outside the store) cannot be written: the message names the path."""
+
+    exit_code = ExitCode.STATE_DIR
+    default_hint = ("fix its permissions or free space, or pass --state-dir DIR (GUARDIAN_STATE_DIR); "
+                    "check, status, snapshots, verify, query and export still work without writing it")
+
+
+class NoStoreYet(GuardianError):
+    """The store folder does not exist yet. Normal on a new machine: contextd creates it on first start."""
+
+    exit_code = ExitCode.WARNINGS   # a warning, as `check` and `status` give for store_missing
+    default_hint = "start contextd once (it creates the store), or pass --store with the right folder"
+
+    def one_line(self) -> str:
+        return "warning" + super().one_line()[len("error"):]
 
 
 class StoreError(GuardianError):

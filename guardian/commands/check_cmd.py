@@ -6,8 +6,10 @@ Exit codes: 0 loadable and healthy; 1 loadable with warnings; 3 chromem would re
 
 from __future__ import annotations
 
+import contextlib
+
 from guardian.local.catalog import Catalog
-from guardian.commands.output import format_table, print_json
+from guardian.commands.output import format_table, print_json, state_dir_writable
 from guardian.store.scan import INFO, StoreScan, scan_store
 
 HELP = "predict whether chromem will load the store (exit 0 ok, 1 warnings, 3 refused); --repair fixes it"
@@ -37,10 +39,12 @@ def run(args, ctx) -> int:
 
 def run_scan(ctx, use_cache: bool = True) -> StoreScan:
     paths = ctx.paths
-    paths.ensure()
+    writable = state_dir_writable(paths, "checking every file without the verified-file cache")
     scan = scan_store(ctx.config.store_path, ctx.config.compress_flag,
-                      cache_dir=paths.cache if use_cache else None)
-    Catalog(paths.catalog_file).add([c.name for c in scan.collections if c.name], "scan")
+                      cache_dir=paths.cache if use_cache and writable else None)
+    if writable:
+        with contextlib.suppress(OSError):  # the catalog only helps a later repair; the verdict stands
+            Catalog(paths.catalog_file).add([c.name for c in scan.collections if c.name], "scan")
     return scan
 
 
@@ -99,9 +103,10 @@ def render_report(result, verbose: bool = False) -> str:
             lines += [f"  {a['path']}: {a['reason']}" for a in result.actions] + [""]
     else:
         lines += ["nothing to repair", ""]
+    where = ("would be moved to quarantine; no snapshot holds" if result.dry_run
+             else "is in quarantine; no snapshot held")
     for lost in result.lost_documents:
-        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) is in quarantine; "
-                     "no snapshot held a valid copy")
+        lines.append(f"LOST DOCUMENT: {lost['path']} (id {lost['id'] or 'unknown'}) {where} a valid copy")
     for item in result.unresolved:
         lines.append(f"UNRESOLVED {item['kind']}: {item['path']}: {item['detail']}"
                      + (f" -- {item['loud']}" if item.get("loud") else "") + f" (hint: {item.get('hint', '')})")

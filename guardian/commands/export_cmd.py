@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from guardian.commands.output import require_store
 from guardian.errors import ExitCode, UsageError
 from guardian.format import chromem
 from guardian.local.fsutil import atomic_write
@@ -20,6 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, ctx) -> int:
+    require_store(ctx, "export")
     scan = scan_store(ctx.config.store_path, ctx.config.compress_flag)
     collections = [c for c in scan.collections if c.name and not c.skipped]
     if args.collection:

@@ -30,11 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the command guardian supervises, e.g. -- contextd --mcp")
 
 
-def child_command(args: argparse.Namespace) -> list[str]:
+def given_command(args: argparse.Namespace) -> list[str]:
     cmd = list(args.cmd or [])
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    return service.resolve_child_command(cmd)
+    return cmd[1:] if cmd and cmd[0] == "--" else cmd
+
+
+def child_command(args: argparse.Namespace) -> list[str]:
+    return service.resolve_child_command(given_command(args))
+
+
+def say_how_the_child_is_found(args: argparse.Namespace) -> None:
+    """The child's program is resolved now, on this shell's PATH: say to what (or that it is not found)."""
+    given, resolved = given_command(args), child_command(args)
+    if not given:
+        return
+    if os.sep in given[0]:
+        print(f"child command: {given[0]} (as given)", file=sys.stderr)
+    elif resolved[0] != given[0]:
+        print(f"child command: {given[0]} resolved now to {resolved[0]} (the service manager's PATH is "
+              "minimal; the unit also carries this shell's PATH)", file=sys.stderr)
+    else:
+        print(f"warning: {given[0]} is not on this shell's PATH; the service will not find it either "
+              f"(hint: pass its full path, e.g. -- ~/go/bin/{given[0]} ...)", file=sys.stderr)
 
 
 def run_arguments(args: argparse.Namespace, ctx) -> list[str]:
@@ -67,6 +84,7 @@ def print_mcp_hint(ctx, prefix: str = "") -> None:
 
 def run(args: argparse.Namespace, ctx) -> int:
     kind = args.kind or service.default_kind()
+    say_how_the_child_is_found(args)
     home = Path(os.path.expanduser("~"))
     plan = service.plan_service(kind, run_arguments(args, ctx), home, os.environ, os.getuid(),
                                 stop_timeout=ctx.config.stop_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -22,6 +23,26 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return "\n".join(lines)
+
+
+def require_store(ctx, doing: str) -> None:
+    """The one rule for "no store yet" (contextd creates it on first start): a one-line
+    NoStoreYet (exit 1, a warning, as `check` and `status` give for store_missing)."""
+    from guardian.errors import NoStoreYet
+
+    store = ctx.config.store_path
+    if not os.path.lexists(store):
+        raise NoStoreYet(f"no store yet at {store}: nothing to {doing}")
+
+
+def state_dir_writable(paths, doing_without: str) -> bool:
+    """Read-only commands still work when guardian's state dir cannot be written: one note on
+    stderr saying which path and what is done without it."""
+    problem = paths.ensure_if_possible()
+    if problem is None:
+        return True
+    print(f"note: {problem.message}; {doing_without}", file=sys.stderr)
+    return False
 
 
 def human_bytes(n: int | float) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
@@ -12,11 +12,14 @@ from guardian.format.layout import EXTENSIONS, METADATA_STEM
 from guardian.local.quarantine import Quarantine, QuarantineEntry
 
 HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
+SETTLE_SECONDS = 2.0  # a file changed more recently may be a write in progress
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("action", choices=("list", "restore"), help="list entries, or restore one")
     parser.add_argument("id", nargs="?", help="the entry id (for restore)")
+    parser.add_argument("--replace", action="store_true",
+                        help="with restore: if the path exists in the store, move that one to quarantine first")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -68,15 +71,52 @@ def run(args, ctx) -> int:
         return _list(quarantine, args.json)
     if not args.id:
         raise UsageError("quarantine restore needs the entry id", "see `guardian quarantine list`")
+    if args.replace:
+        entry, replaced = restore_replacing(quarantine, args.id, ctx.paths)
+    else:
+        from guardian.local.lock import store_lock
+
+        with store_lock(ctx.paths.lock_file):  # serialised with repair, restore and snapshot of this store
+            entry, replaced = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store), None
+    if args.json:
+        print_json({**entry.to_dict(), "replaced_by_entry": replaced.id if replaced else None})
+        return ExitCode.OK
+    if replaced is not None:
+        print(f"moved the current {replaced.original_path} to quarantine entry {replaced.id}")
+    print(f"restored {entry.original_path} from quarantine entry {entry.id}")
+    return ExitCode.OK
+
+
+def refuse_if_being_written(path: Path, now: float | None = None) -> None:
+    """The store is alive: a file changed in the last seconds may be a write in progress, which
+    --replace must not move away. (A folder is judged by its own mtime.)"""
+    import time
+
+    age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+    if age < SETTLE_SECONDS:
+        raise RestoreError(f"{path.name} in the store changed {max(age, 0):.1f}s ago; it may be being written",
+                           "try again in a few seconds (or stop contextd first)")
+
+
+def restore_replacing(quarantine: Quarantine, entry_id: str, paths) -> tuple[QuarantineEntry, QuarantineEntry | None]:
+    """--replace: check the entry would load, move what is at its path now to quarantine, put the
+    entry back (under the store lock). If putting it back fails, the current one returns."""
     from guardian.local.lock import store_lock
 
-    with store_lock(ctx.paths.lock_file):  # serialised with repair, restore and snapshot of this store
-        entry = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store)
-    if args.json:
-        print_json(entry.to_dict())
-    else:
-        print(f"restored {entry.original_path} from quarantine entry {entry.id}")
-    return ExitCode.OK
+    with store_lock(paths.lock_file):
+        entry = quarantine.get(entry_id)
+        current = paths.store / entry.original_path
+        if entry.state != "quarantined" or not current.exists() and not current.is_symlink():
+            return quarantine.restore(entry_id, paths.store, validate=validate_for_store), None
+        validate_for_store(entry, entry.payload_path)
+        refuse_if_being_written(current)
+        replaced = quarantine.put(paths.store, entry.original_path, reason=f"replaced by quarantine entry {entry.id}",
+                                  source="quarantine restore --replace")
+        try:
+            return quarantine.restore(entry_id, paths.store, validate=validate_for_store), replaced
+        except BaseException:
+            quarantine.restore(replaced.id, paths.store)
+            raise
 
 
 def _list(quarantine: Quarantine, as_json: bool) -> int:

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from guardian.commands.output import format_table, print_json
+from guardian.commands.output import format_table, print_json, require_store, state_dir_writable
 from guardian.errors import ExitCode, QueryError, UsageError
 
 HELP = "search a collection by vector, document id (--like) or text, as chromem's QueryEmbedding does"
@@ -38,6 +38,7 @@ def run(args, ctx) -> int:
     answer = None if args.direct else ask_sidecar(ctx, args.collection, body)
     source = "sidecar"
     if answer is None:
+        require_store(ctx, "search")
         answer, source = ask_store(ctx, args.collection, body), "store"
     if args.json:
         print_json(answer)
@@ -178,7 +179,8 @@ def ask_store(ctx, collection: str, body: dict) -> dict:
     from guardian.index.embed import embedder_from_config
 
     request = q.parse_request(body)
-    index = build_index(ctx.config, ctx.paths.ensure())
+    writable = state_dir_writable(ctx.paths, "searching without the index cache")
+    index = build_index(ctx.config, ctx.paths, use_cache=writable)
     embedder = embedder_from_config(ctx.config) if request.texts else None
     answer = index.search(collection, request, embedder.embed if embedder else None)
     return {"collection": answer.collection.name, "results": answer.results[0]}

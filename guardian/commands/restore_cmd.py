@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
-from guardian.commands.output import print_json
+from guardian.commands.output import human_bytes, print_json
 from guardian.errors import ExitCode, RestoreError
 from guardian.snapshots.progress import Progress
+from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.timespec import parse_time
 
@@ -16,7 +19,10 @@ HELP = "restore the store (or one collection) to the newest snapshot at or befor
 
 def add_arguments(parser) -> None:
     parser.add_argument("--at", required=True, metavar="TIME",
-                        help="latest | ISO 8601 time (no zone = local) | an age such as 90m, 2h, 1d, 1w")
+                        help="latest | a snapshot id (see `guardian snapshots`) | ISO 8601 time (no zone = local) "
+                             "| an age such as 90m, 2h, 1d, 1w")
+    parser.add_argument("--target", metavar="DIR",
+                        help="restore into this new or empty folder instead, leaving the store alone")
     parser.add_argument("--collection", metavar="NAME", help="restore only this collection")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     parser.add_argument("--force", action="store_true",
@@ -97,10 +103,29 @@ def restore_through_sidecar(args, ctx, at) -> int:
     return ExitCode.OK if result["loadable"] is not False else ExitCode.UNLOADABLE
 
 
+SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-z]+$")
+
+
+def resolve_at(text: str, repo: Repository | None) -> datetime | None:
+    """--at as an instant: a snapshot id names its own time exactly (ids sort by time), else a time."""
+    from guardian.snapshots.restore import id_time
+
+    if SNAPSHOT_ID.match(text.strip()):
+        snapshot_id = text.strip()
+        if repo is not None and snapshot_id not in repo.list_ids():
+            raise RestoreError(f"there is no snapshot {snapshot_id} of this store",
+                               "copy an id from `guardian snapshots`")
+        return id_time(snapshot_id)
+    return parse_time(text, datetime.now(timezone.utc))
+
+
 def run(args, ctx) -> int:
-    at = parse_time(args.at, datetime.now(timezone.utc))
-    if args.from_replica:
-        return restore_from_replica(args, ctx, at)
+    if args.from_replica:  # an id names its own time; the replica says whether it has it
+        return restore_from_replica(args, ctx, resolve_at(args.at, None))
+    at = resolve_at(args.at, Repository(ctx.paths.snapshots))
+    if args.target:
+        return restore_into_target(args, ctx, at)
+    recreate_missing_store(ctx)
     if not args.dry_run and sidecar_running(ctx):
         return restore_through_sidecar(args, ctx, at)
     progress = Progress("restore", enabled=False if args.json else None)
@@ -111,6 +136,52 @@ def run(args, ctx) -> int:
         print_json(result.to_dict())
     else:
         _print_human(result)
+    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
+
+
+def recreate_missing_store(ctx) -> None:
+    """No store folder: with snapshots, the store was lost and restoring it is the point (its
+    folder is created); without any, there is nothing to restore yet (the no-store-yet rule)."""
+    import os
+
+    from guardian.commands.output import require_store
+    from guardian.local.fsutil import ensure_dir
+
+    store = ctx.paths.store
+    if os.path.lexists(store):
+        return
+    if not Repository(ctx.paths.snapshots).list_ids():
+        require_store(ctx, "restore")
+    if not store.parent.is_dir():
+        raise RestoreError(f"the store {store} and its parent folder are missing", "create the parent folder first")
+    ensure_dir(store, 0o755)
+    print(f"note: the store {store} was missing; created it to restore into", file=sys.stderr)
+
+
+def restore_into_target(args, ctx, at) -> int:
+    """--target: write the snapshot into another folder; the store (and a running sidecar) is not touched."""
+    from guardian.snapshots.restore import check_loadable, choose_snapshot, read_snapshot, resolve_scope
+    from guardian.snapshots.restore_target import restore_to_folder
+
+    repo = Repository(ctx.paths.snapshots)
+    snapshot_id = choose_snapshot(repo, at)
+    manifest = read_snapshot(repo, snapshot_id)
+    scope = resolve_scope(manifest, args.collection)
+    result = restore_to_folder(ctx.paths, snapshot_id, manifest, scope, args.collection, Path(args.target),
+                               dry_run=args.dry_run)
+    if not args.dry_run:
+        result.loadable, result.load_error = check_loadable(result.target, manifest.compress)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        what = f"collection {args.collection!r}" if args.collection else "the store"
+        verb = "would write" if args.dry_run else "wrote"
+        print(f"{verb} {what} as of snapshot {snapshot_id} "
+              f"({result.snapshot_time.astimezone().isoformat(timespec='seconds')}) into {result.target}: "
+              f"{result.files} files, {human_bytes(result.bytes)}; the store was not touched")
+        if result.loadable is not None:
+            print(f"  chromem will load {result.target}: "
+                  f"{'yes' if result.loadable else 'NO (' + result.load_error + ')'}")
     return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
 
 

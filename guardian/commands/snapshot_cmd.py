@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guardian.commands.output import human_bytes, print_json
+from guardian.commands.output import human_bytes, print_json, require_store
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.take import take_snapshot
 from guardian.errors import ExitCode
@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, ctx) -> int:
+    require_store(ctx, "snapshot")
     progress = Progress("snapshot", enabled=False if args.json else None)
     result = take_snapshot(ctx.paths, ctx.config.compress_flag, progress=progress)
     data = result.to_dict()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from guardian.commands.output import format_table, human_bytes, print_json
 from guardian.errors import ExitCode
 from guardian.snapshots.repository import Repository
 
 HELP = "list the snapshots of the store (newest last)"
+WIDTH = 80
 
 
 SHOWN_ONE_BY_ONE = 10  # the newest snapshots listed one per row; older ones of the same hour are grouped
@@ -61,11 +64,33 @@ def run(args, ctx) -> int:
     if not rows:
         print("no snapshots yet (take one with `guardian snapshot`)")
         return ExitCode.OK
-    table = []
-    for item in (rows if args.all else group_rows(rows)):
-        table.append(_table_row(item))
-    print(format_table(["id", "local time", "utc", "collections", "documents", "size", "new"], table))
+    print(render_table(rows if args.all else group_rows(rows)))
     return ExitCode.OK
+
+
+def render_table(rows: list[dict], width: int = WIDTH) -> str:
+    """Fits an 80-column terminal: the id (what `restore --at` takes, its UTC time inside), local
+    time, counts and sizes; the newest snapshot's collections are listed below, wrapped."""
+    table, notes = [], []
+    for row in rows:
+        if "damaged" in row:
+            table.append([row["id"], "DAMAGED", "", "", ""])
+            notes.append(f"  {row['id']}: {row['damaged']}")
+            continue
+        local = row["time_local"][:16].replace("T", " ")
+        table.append([row["id"], local, row["documents"], human_bytes(row["total_bytes"]),
+                      human_bytes(row["new_bytes"])])
+        if row.get("damaged_files"):
+            notes.append(f"  {row['id']}: {len(row['damaged_files'])} damaged file(s), previous good copies kept")
+    lines = [format_table(["id", "local time", "docs", "size", "new"], table)]
+    lines += notes
+    newest = next((row for row in reversed(rows) if "damaged" not in row and "group" not in row), None)
+    if newest is not None:
+        names = ", ".join(newest["collections"]) or "none"
+        lines += textwrap.wrap(f"collections in {newest['id']}: {names}", width, subsequent_indent="  ",
+                               break_on_hyphens=False)
+    lines.append("restore one: guardian restore --at ID  (--all: every snapshot; --json: every collection)")
+    return "\n".join(lines)
 
 
 def group_rows(rows: list[dict], one_by_one: int = SHOWN_ONE_BY_ONE) -> list[dict]:
@@ -86,18 +111,9 @@ def group_rows(rows: list[dict], one_by_one: int = SHOWN_ONE_BY_ONE) -> list[dic
 
 def _summary(group: list[dict]) -> dict:
     last = group[-1]
-    return {**last, "id": f"{len(group)} snapshots ({group[0]['id'][:15]} .. {last['id'][:15]})",
-            "new_bytes": sum(r.get("new_bytes", 0) for r in group)}
-
-
-def _table_row(row: dict) -> list:
-    if "damaged" in row:
-        return [row["id"], "DAMAGED", "", row["damaged"], "", "", ""]
-    collections = ", ".join(row["collections"])
-    if row.get("damaged_files"):
-        collections += f" [{len(row['damaged_files'])} damaged file(s): previous good copies kept]"
-    return [row["id"], row["time_local"], row["time_utc"][:19] + "Z", collections, row["documents"],
-            human_bytes(row["total_bytes"]), human_bytes(row["new_bytes"])]
+    return {**last, "id": f"{len(group)} snapshots, hour {last['id'][:11]}", "group": len(group),
+            "new_bytes": sum(r.get("new_bytes", 0) for r in group),
+            "damaged_files": [f for r in group for f in r.get("damaged_files", [])]}
 
 
 def run_from_replica(args, ctx) -> int:

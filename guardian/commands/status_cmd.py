@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from guardian.commands.output import print_json
+from guardian.commands.output import print_json, state_dir_writable
 from guardian.runtime.status import human_duration, store_issue_count
 from guardian.runtime.status_facts import collect_status
 
@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, ctx) -> int:
-    ctx.paths.ensure()
+    state_dir_writable(ctx.paths, "showing what can be read")
     status = collect_status(ctx.config, ctx.paths)
     if args.json:
         print_json(status)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from guardian.commands.output import print_json
+import os
+import sys
+import tempfile
+
+from guardian.commands.output import human_bytes, print_json, state_dir_writable
 from guardian.errors import ExitCode
+from guardian.local.fsutil import ensure_dir
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.verify import verify_repository
@@ -22,27 +27,55 @@ def add_arguments(parser) -> None:
 
 def run(args, ctx) -> int:
     progress = Progress("verify", enabled=False if args.json else None)
+    scratch = deep_scratch(ctx.paths) if args.deep else None
     if args.from_replica:
         from guardian.replicas.fetch import verify_replica
         from guardian.replicas.replica import Replica
 
         replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
-        report = verify_replica(replica, deep=args.deep, scratch=ctx.paths.cache, progress=progress)
+        report = verify_replica(replica, deep=args.deep, scratch=scratch, progress=progress)
     else:
         report = verify_repository(Repository(ctx.paths.snapshots), deep=args.deep,
-                                   scratch=ctx.paths.cache, progress=progress)
+                                   scratch=scratch, progress=progress)
     if args.json:
         print_json(report.to_dict())
         return ExitCode.OK if report.ok else ExitCode.WARNINGS
     what = "objects" if args.from_replica else "blobs"
-    print(f"{len(report.snapshots)} snapshots, {report.blobs_checked} {what} checked: "
+    summary = f", {len(report.deep)} restored and checked" if args.deep else ""
+    print(f"{len(report.snapshots)} snapshots, {report.blobs_checked} {what} checked{summary}: "
           f"{'OK' if report.ok else 'PROBLEMS FOUND'}")
     for problem in report.problems:
-        print(f"  {problem['kind']} damaged: {problem['detail']}; affects {', '.join(problem['snapshots'])}")
+        affects = ", ".join(problem["snapshots"]) or "the snapshots named by its blobs above"
+        print(f"  {problem['kind']} damaged: {problem['detail']}; affects {affects}")
     for snapshot_id, deep in report.deep.items():
-        if not deep["loadable"]:
-            print(f"  snapshot {snapshot_id} would not load: {deep['error']}")
+        print(deep_line(snapshot_id, deep))
     if report.affected:
         intact = [s for s in report.snapshots if s not in report.affected]
         print(f"  unaffected snapshots: {', '.join(intact) or 'none'}")
     return ExitCode.OK if report.ok else ExitCode.WARNINGS
+
+
+def deep_scratch(paths):
+    """Where --deep restores: the state dir's cache, or the system's temporary folder when the
+    state dir cannot be written (the check itself only reads the repository)."""
+    if not state_dir_writable(paths, "restoring into the system's temporary folder"):
+        return None
+    try:
+        probe = tempfile.mkdtemp(prefix="verify-", dir=ensure_dir(paths.cache))
+        os.rmdir(probe)
+    except OSError as exc:
+        print(f"note: cannot write {paths.cache} ({exc.strerror or exc}); "
+              "restoring into the system's temporary folder", file=sys.stderr)
+        return None
+    return paths.cache
+
+
+def deep_line(snapshot_id: str, deep: dict) -> str:
+    """What --deep did with one snapshot: what was restored, and what chromem would load of it."""
+    if "restored_files" not in deep:
+        return f"  snapshot {snapshot_id}: could not be restored: {deep['error']}"
+    restored = (f"  snapshot {snapshot_id}: restored {deep['restored_files']} files "
+                f"({human_bytes(deep['restored_bytes'])}) into a temporary folder; ")
+    if deep["loadable"]:
+        return restored + f"chromem would load it: {deep['collections']} collections, {deep['documents']} documents"
+    return restored + f"chromem would NOT load it: {deep['error']}"

@@ -57,7 +57,7 @@ class IndexCache:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
-            log.warning("index cache unreadable; rebuilding", dir=dir_name, error=str(exc))
+            log.warning("index_cache_unreadable", dir=dir_name, error=str(exc))
             return None
 
     def save(self, index: CollectionIndex) -> None:

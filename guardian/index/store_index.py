@@ -194,7 +194,7 @@ class StoreIndex:
             self.built, self.error = True, ""
             self.built_at = self.updated_at = time.time()
             self.build_seconds = time.perf_counter() - started
-        log.info("index built", collections=len(fresh), seconds=round(self.build_seconds, 3),
+        log.info("index_built", collections=len(fresh), seconds=round(self.build_seconds, 3),
                  cached=self.cached_collections)
         return self
 
@@ -338,7 +338,7 @@ class StoreIndex:
                     cache.save(index)
                     written += 1
                 except OSError as exc:
-                    log.warning("index cache not written", dir=dir_name, error=str(exc))
+                    log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
         return written
 
     # ------------------------------------------------------------------ disk

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from guardian.errors import LockError
+from guardian.errors import LockError, StateDirError
 from guardian.local.fsutil import ensure_dir
 
 
@@ -62,12 +62,18 @@ def child_record_file(store: str | os.PathLike) -> Path:
 
 
 def _open_lock(lock_file: Path) -> int:
-    folder = ensure_dir(lock_file.parent)
-    info = os.lstat(folder)
+    try:
+        folder = ensure_dir(lock_file.parent)
+        info = os.lstat(folder)
+    except OSError as exc:  # read-only, not ours, or full: name it, never a traceback
+        raise StateDirError(f"cannot make the lock folder {lock_file.parent}: {exc.strerror or exc}") from None
     if info.st_uid != os.getuid() or not statmod.S_ISDIR(info.st_mode):
         raise LockError(f"the lock folder {folder} belongs to another user",
                         "set GUARDIAN_LOCK_DIR (or XDG_RUNTIME_DIR) to a folder of your own")
-    return os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        return os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StateDirError(f"cannot take the lock {lock_file}: {exc.strerror or exc}") from None
 
 
 def _record_holder(fd: int, extra: dict | None = None) -> None:

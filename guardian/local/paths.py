@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from guardian.errors import StoreError
+from guardian.errors import StateDirError, StoreError
 from guardian.local.fsutil import atomic_write_text, ensure_dir
 
 DEFAULT_STORE = "~/.config/contextd/vectorstore"
@@ -111,13 +111,40 @@ class StatePaths:
 
     def ensure(self) -> "StatePaths":
         """Create the state folder (0700) and record which store it belongs to; folders guardian
-        owns that are open to others (a pre-existing --state-dir at 0755) are tightened to 0700."""
-        ensure_dir(self.root)
-        tighten_state_dirs(self.root)
+        owns that are open to others (a pre-existing --state-dir at 0755) are tightened to 0700.
+
+        Raises StateDirError (naming the folder) when it cannot be created or written."""
         marker = self.root / "store.json"
-        if not marker.exists():
-            atomic_write_text(marker, json.dumps({"store": str(self.store)}) + "\n")
+        try:
+            ensure_dir(self.root)
+            tighten_state_dirs(self.root)
+            if not marker.exists():
+                atomic_write_text(marker, json.dumps({"store": str(self.store)}) + "\n")
+        except OSError as exc:
+            raise state_dir_error(exc, self.root) from None
         return self
+
+    def ensure_if_possible(self) -> StateDirError | None:
+        """For commands that only read: create the state folder if possible, else say why (no raise)."""
+        try:
+            self.ensure()
+        except StateDirError as exc:
+            return exc
+        return None
+
+    def owns(self, path: str | os.PathLike | None) -> bool:
+        """Is ``path`` inside this store's state folder (so an OSError on it is the state dir's)?"""
+        if not path:
+            return False
+        root = os.path.abspath(self.root)
+        return os.path.commonpath([root, os.path.abspath(os.fsdecode(path))]) == root
+
+
+def state_dir_error(exc: OSError, root: str | os.PathLike) -> StateDirError:
+    """One line for an OSError in guardian's state dir: which path, and why."""
+    where = os.fsdecode(exc.filename) if exc.filename else str(root)
+    why = exc.strerror or str(exc)
+    return StateDirError(f"guardian's state dir cannot be written: {where}: {why}")
 
 
 def tighten_state_dirs(store_state: Path) -> list[str]:

@@ -351,7 +351,8 @@ class Quarantine:
             parent_fd, name = _parent_for_restore(fds, entry.original_path)
             if storefs.exists_at(name, parent_fd):
                 raise RestoreError(f"{entry.original_path} already exists in the store; not overwriting it",
-                                   "quarantine or move the current one first, then restore this entry")
+                                   "pass --replace to move the current one to quarantine first "
+                                   "(`guardian quarantine restore ID --replace`)")
             _put_back(entry.payload_path, parent_fd, name)
         entry.state = "restored"
         entry.restored_at = _stamp(self.clock())

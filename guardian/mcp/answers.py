@@ -87,6 +87,7 @@ class Searcher:
             if not self.index.built:
                 self.index.build()
                 self._refreshed_at = self.clock()
+                self._save_cache()
                 return
             now = self.clock()
             if self._refreshing or (self._refreshed_at is not None and now - self._refreshed_at < REFRESH_EVERY):
@@ -94,9 +95,17 @@ class Searcher:
             self._refreshing = True
         threading.Thread(target=self._refresh, name="guardian-mcp-refresh", daemon=True).start()
 
+    def _save_cache(self) -> None:
+        """Keep the decoded index in the state dir: the next session starts from it (a stat walk)."""
+        try:
+            self.index.save_cache()
+        except OSError:
+            pass
+
     def _refresh(self) -> None:
         try:
             self.index.refresh_all()
+            self._save_cache()
         finally:
             with self._lock:
                 self._refreshing = False

@@ -34,6 +34,7 @@ from guardian.runtime.parts.lock import LockPart
 from guardian.runtime.parts.preflight import PreflightPart
 from guardian.runtime.parts.replication import ReplicationPart
 from guardian.runtime.parts.snapshots import SnapshotPart
+from guardian.runtime.parts.store_appears import WhenStoreAppears
 from guardian.runtime.parts.supervisor import SupervisorPart
 from guardian.runtime.parts.watcher import WatcherPart
 from guardian.runtime.status import HEARTBEAT_SECONDS, StatusFile
@@ -61,7 +62,8 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
         parts.append(StoreHealthPart(ctx))
         if guard and config.live_repair:
             parts.append(LiveRepairPart(ctx))
-        parts.append(WatcherPart(ctx, guard=guard))
+        # the watcher needs the folder: with no store yet it starts when the store appears
+        parts.append(WhenStoreAppears(ctx, [WatcherPart(ctx, guard=guard)]))
     if guard:
         parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready))
         parts += [ControlPart(ctx, runtime.status_dict), HeartbeatPart(ctx, runtime.status_file_data)]

@@ -132,12 +132,14 @@ def enable_commands(kind: str, path: Path, uid: int) -> tuple[str, ...]:
 def plan_service(kind: str, argv: Sequence[str], home: Path, environ: Mapping[str, str], uid: int,
                  stop_timeout: float = 10.0) -> ServiceFile:
     """Which file to write where, with what content, and the commands that enable it. Pure."""
+    # Service managers start with a minimal PATH (systemd's user manager has no ~/go/bin or
+    # ~/.local/bin): the unit carries the PATH of the install, as the plist does.
+    environment = {"PATH": environ["PATH"]} if environ.get("PATH") else {}
     if kind == SYSTEMD:
         path = systemd_unit_path(home, environ)
-        content = render_systemd_unit(systemd_command_line(argv), stop_timeout).encode("utf-8")
+        content = render_systemd_unit(systemd_command_line(argv), stop_timeout, environment).encode("utf-8")
     elif kind == LAUNCHD:
         path = launchd_plist_path(home)
-        environment = {"PATH": environ["PATH"]} if environ.get("PATH") else {}
         content = render_launchd_plist(argv, str(launchd_log_dir(home)), stop_timeout, environment)
     else:
         raise UsageError(f"unknown service kind {kind!r}", "use --systemd or --launchd")

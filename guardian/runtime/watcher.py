@@ -283,7 +283,7 @@ def _read_ok(path: Path, metadata_ok: Callable[[bytes], bool]) -> bool:
     try:
         return bool(data) and metadata_ok(data)
     except Exception:  # a decoder bug must not kill the watcher: treat as undecodable
-        log.warning("metadata decoder failed", path=str(path), exc_info=True)
+        log.warning("metadata_decode_failed", path=str(path), exc_info=True)
         return False
 
 
@@ -363,7 +363,7 @@ class StoreWatcher:
             self._next_reconcile = self.clock() + self.reconcile_interval
         self._worker = threading.Thread(target=self._work, name="guardian-watch-dispatch", daemon=True)
         self._worker.start()
-        log.info("watching store", root=str(self.root), observer=self.observer_kind)
+        log.info("watching_store", root=str(self.root), observer=self.observer_kind)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -392,7 +392,7 @@ class StoreWatcher:
         except OSError as exc:
             if exc.errno not in INOTIFY_EXHAUSTED:
                 raise
-            log.warning("inotify watches or instances exhausted; falling back to polling",
+            log.warning("inotify_exhausted_polling",
                         error=str(exc), interval=self.poll_interval,
                         hint="raise fs.inotify.max_user_watches / max_user_instances")
         observer = self._schedule(_polling_observer(self.poll_interval))
@@ -478,7 +478,7 @@ class StoreWatcher:
                 if not batches:
                     self._reconcile()
             except Exception:  # the worker must outlive any surprise
-                log.error("watch worker error", exc_info=True)
+                log.error("watch_worker_failed", exc_info=True)
 
     def _wait_for_work(self) -> list[tuple[str, list[RawEvent]]] | None:
         """Due batches; [] when it is time to reconcile; None when stopping."""
@@ -512,7 +512,7 @@ class StoreWatcher:
         try:
             current = inventory(self.root, self.metadata_ok, self.extensions)
         except Exception:
-            log.error("could not take the store inventory", exc_info=True)
+            log.error("store_inventory_failed", exc_info=True)
             return
         with self._cond:
             busy = set(self._pending)
@@ -523,7 +523,7 @@ class StoreWatcher:
         for name in set(before) - set(after):
             self._known.pop(name, None)
         for action in actions:
-            log.warning("change found by reconciliation (events were missed)", action=action.kind,
+            log.warning("change_found_by_reconciliation", action=action.kind,
                         folder=action.dir_name)
             self._run_handler(action)
             self._remember(action.dir_name)
@@ -541,7 +541,7 @@ class StoreWatcher:
             view = inspect_folder(self.root / dir_name, self.metadata_ok, self.extensions)
             actions = classify_batch(dir_name, events, view, self.extensions)
         except Exception:
-            log.error("could not classify watch events", folder=dir_name, exc_info=True)
+            log.error("watch_events_unclassified", folder=dir_name, exc_info=True)
             return
         for action in actions:
             self._run_handler(action)
@@ -557,7 +557,7 @@ class StoreWatcher:
         try:
             call()
         except Exception:
-            log.error("watch handler failed", action=action.kind, folder=action.dir_name, exc_info=True)
+            log.error("watch_handler_failed", action=action.kind, folder=action.dir_name, exc_info=True)
 
     def _handler_call(self, action: WatchAction) -> Callable[[], object] | None:
         h = self.handlers
@@ -585,4 +585,4 @@ class _EventSink:
             self.watcher.feed(event.event_type, os.fsdecode(event.src_path),
                               os.fsdecode(event.dest_path or ""), bool(event.is_directory))
         except Exception:  # never let an odd event kill watchdog's thread
-            log.error("could not queue watch event", exc_info=True)
+            log.error("watch_event_not_queued", exc_info=True)

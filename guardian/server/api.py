@@ -106,7 +106,7 @@ class Api:
             return error_response(400, f"a number in the request is out of range ({exc})",
                                   "send numbers within float32 range")
         except Exception as exc:  # a bug: answer 500 with a one-line reason, log the details
-            log.exception("request failed", path=path)
+            log.exception("request_failed", path=path)
             return error_response(500, f"internal error {type(exc).__name__}: {exc}", "report this bug")
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:

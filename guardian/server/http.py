@@ -327,7 +327,7 @@ class GuardianHTTPServer:
         self._server = server
         self._thread = threading.Thread(target=server.serve, name="guardian-http", daemon=True)
         self._thread.start()
-        log.info("http api listening", url=self.url)
+        log.info("http_listening", url=self.url, host=self.host, port=self.port)
         return self
 
     def _make_server(self) -> _CherootServer:

@@ -84,6 +84,7 @@ class SnapshotScheduler:
                 self.after_snapshot(result)
         except Exception as exc:  # keep the schedule alive; report and try again next time
             self.last_error = exc
-            self.log.warning("snapshot failed", error=str(exc))
             if self.on_error is not None:
-                self.on_error(exc)
+                self.on_error(exc)   # the owner reports it (one event per failure)
+            else:
+                self.log.warning("snapshot_failed", error=str(exc))

@@ -42,6 +42,7 @@ from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE,
                                          ManifestEntry, base_index, body_of, decode_header, decode_manifest_rows,
                                          encode_body, encode_manifest, encode_with_body, sparse_delta)
 from guardian.store.judge import damage_of, prepare as prepare_judge
+from guardian.store.scan import no_cyclic_gc
 from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
 from guardian.local.paths import StatePaths
 
@@ -55,6 +56,7 @@ MIN_CHUNK = 256  # files per reading thread at least (small changes are read by 
 STAT_CACHE = "snapshot-stats"
 STAT = operator.methodcaller("stat", follow_symlinks=False)
 NAME = operator.attrgetter("name")
+ST_MODE = operator.attrgetter("st_mode")
 FILE_TYPE_BITS = 0o170000
 
 
@@ -104,7 +106,8 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
         listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
         return []
     names = list(map(NAME, entries))
-    if all(map(_plain_file, names, stats)):  # the common case: a collection folder holds only files
+    if all(map(statmod.S_ISREG, map(ST_MODE, stats))) and \
+            "\x00" + TEMP_PREFIX not in "\x00" + "\x00".join(names):  # the common case, checked in C
         listing.folders.append((prefix, names, stats))
         return []
     file_names, file_stats, subfolders = [], [], []
@@ -124,10 +127,6 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
             listing.skipped.append((rel, "not a regular file"))
     listing.folders.append((prefix, file_names, file_stats))
     return subfolders
-
-
-def _plain_file(name: str, info: os.stat_result) -> bool:
-    return info.st_mode & FILE_TYPE_BITS == statmod.S_IFREG and not name.startswith(TEMP_PREFIX)
 
 
 def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
@@ -529,7 +528,8 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
             raise SnapshotError(f"cannot move the old blobs into packs: {exc.strerror or exc}",
                                 "free space in guardian's state dir and run `guardian snapshot` again; "
                                 "older snapshots are intact") from None
-        return _take_locked(paths, repo, compress, clock, progress, reader)
+        with no_cyclic_gc():   # 100k rows and stat results, no cycles among them
+            return _take_locked(paths, repo, compress, clock, progress, reader)
 
 
 @dataclass

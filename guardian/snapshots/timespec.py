@@ -32,7 +32,10 @@ def parse_time(text: str, now: datetime, local_zone=None) -> datetime | None:
     age = _AGE.match(text)
     if age:
         seconds = float(age.group(1)) * _UNIT_SECONDS[age.group(2).lower()]
-        return (now - timedelta(seconds=seconds)).astimezone(timezone.utc)
+        try:
+            return (now - timedelta(seconds=seconds)).astimezone(timezone.utc)
+        except OverflowError:  # further back than year 1: no snapshot can be that old
+            raise UsageError(f"the age {text!r} reaches back before the year 1", _HINT) from None
     return _parse_iso(text, local_zone).astimezone(timezone.utc)
 
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guardian.errors import SnapshotError
+from guardian.errors import SnapshotError, StateDirError
 from guardian.local.fsutil import ensure_dir
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
@@ -102,34 +102,55 @@ def _read_manifests(repo: Repository, report: VerifyReport) -> list[Manifest]:
     return manifests
 
 
-def materialize(repo: Repository, manifest: Manifest, target: Path) -> None:
-    """Write every file of a snapshot under ``target`` (a fresh folder outside any store)."""
+def materialize(repo: Repository, manifest: Manifest, target: Path) -> tuple[int, int]:
+    """Write every file of a snapshot under ``target`` (a fresh folder outside any store);
+    returns (files, bytes) written."""
     for rel, mode in manifest.dirs:
         (target / rel).mkdir(parents=True, exist_ok=True)
     contents = {}
     for entry in manifest.files or []:
         if entry.hash is not None:
             contents.setdefault(entry.hash, []).append(entry.path)
+    files = size = 0
     for digest, data in repo.iter_blobs(contents):
         for rel in contents[digest]:
             path = target / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+            files, size = files + 1, size + len(data)
+    return files, size
 
+
+def _scratch_error(exc: OSError, folder: Path | None, snapshot_id: str) -> StateDirError:
+    where = exc.filename or folder or tempfile.gettempdir()
+    return StateDirError(f"cannot restore snapshot {snapshot_id} for --deep into {where}: {exc.strerror or exc}",
+                         "free space there (or pass --state-dir on a roomier disk); "
+                         "`guardian verify` without --deep needs no space")
 
 def _deep_check(repo: Repository, manifest: Manifest, scratch: Path | None) -> dict:
-    base = ensure_dir(scratch) if scratch else None
-    folder = Path(tempfile.mkdtemp(prefix="verify-", dir=base))
+    """Restore one snapshot into a scratch folder and predict chromem's verdict on it. Says what was
+    restored (files, bytes) and what loaded (collections, documents). A scratch folder that cannot be
+    written (full, read-only) is a StateDirError naming it, not a damaged snapshot."""
+    try:
+        base = ensure_dir(scratch) if scratch else None
+        folder = Path(tempfile.mkdtemp(prefix="verify-", dir=base))
+    except OSError as exc:
+        raise _scratch_error(exc, scratch, manifest.id) from None
     try:
         target = folder / "store"
         target.mkdir()
-        materialize(repo, manifest, target)
+        files, size = materialize(repo, manifest, target)
         from guardian.store.scan import scan_store
 
         scan = scan_store(target, manifest.compress)
-        return {"loadable": bool(scan.loadable), "error": scan.error or ""}
+        loaded = [c for c in scan.collections if not c.skipped]
+        return {"loadable": bool(scan.loadable), "error": scan.error or "", "restored_files": files,
+                "restored_bytes": size, "collections": len(loaded),
+                "documents": sum(c.documents for c in loaded)}
     except SnapshotError as exc:
         return {"loadable": False, "error": exc.message}
+    except OSError as exc:
+        raise _scratch_error(exc, folder, manifest.id) from None
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(folder)  # our own scratch copy

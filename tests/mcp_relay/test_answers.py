@@ -164,3 +164,12 @@ def test_a_memory_written_meanwhile_shows_up(searcher, contextd_store, monkeypat
     (folder / (chromem.document_stem(new["id"]) + ".gob")).write_bytes(
         chromem.encode_document(chromem.Document(new["id"], new["metadata"], vector, new["content"])))
     assert wait_until(lambda: new["id"] in ids(answers.answer(searcher, "memory_search", args)), timeout=60)
+
+
+def test_the_decoded_index_is_kept_for_the_next_session(contextd_store, tmp_path):
+    cache = tmp_path / "cache"
+    first = Searcher(StoreIndex(contextd_store, cache_dir=cache), None)
+    first.fresh()
+    assert any(cache.rglob("*")), "nothing cached"
+    second = StoreIndex(contextd_store, cache_dir=cache).build()
+    assert second.cached_collections == 2  # both collections came from the cache, not decoded again

@@ -1,17 +1,23 @@
-"""Crash harness: SIGKILL real `guardian snapshot` / `guardian restore` processes at random moments.
+"""Crash harness: SIGKILL real `guardian snapshot` / `guardian restore` processes mid-work.
+
+Kill points come from the work's own progress, not the clock: each process runs under
+``crash_child.py``, which SIGKILLs it just before its Nth durable file operation (write, fsync,
+rename, unlink). N is drawn (seeded) from the step count of the last complete run of the same
+command, measured by that run itself, so every kill lands inside the work on a fast or a loaded
+machine alike; about one run in five is left to finish (it commits snapshots and re-measures).
 
 After every kill it checks: every blob in the repository matches its hash (no partial blob), every
 manifest reads and verifies, and (after a killed restore) every store file holds either its old or
 its new bytes, never anything else. At the end every snapshot is materialised and compared with the
 store as it was when that snapshot was taken, and a final restore leaves no staged temp files.
 
-Run alone:  .venv/bin/python tests/snapshots/crash_harness.py --kills 200
-The test-only hook GUARDIAN_TEST_SLOW_IO (seconds per file) widens the windows between steps.
+Run alone:  .venv/bin/python tests/snapshots/crash_harness.py --kills 200 --seed 7
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -29,16 +35,20 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from guardian.errors import ExitCode  # noqa: E402
 from guardian.format.chromem import Document, encode_document  # noqa: E402
 from guardian.local.fsutil import TEMP_PREFIX  # noqa: E402
-from guardian.local.lock import read_holder  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
 from guardian.snapshots.restore import restore_store  # noqa: E402
 from guardian.snapshots.verify import materialize, verify_repository  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "chromem-go-v0.7.0" / "store-plain"
-SLOW_IO = "0.002"
+CHILD = Path(__file__).resolve().with_name("crash_child.py")
+# a run that finished: the mutated stores hold random bytes, so a restore may leave them unloadable (3)
+FINISHED = (ExitCode.OK, ExitCode.WARNINGS, ExitCode.UNLOADABLE)
+FINISH_SHARE = 0.2          # runs left to complete: they commit snapshots and re-measure the steps
+DEFAULT_SEED = 20261201     # fixed: the same kill points on every run of the test
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -73,58 +83,46 @@ class Worker:
         self.repo = Repository(self.paths.snapshots)
         self.expected: dict[str, dict[str, bytes]] = {}
         self.stats = Stats()
-        self.work_seconds: dict[str, float] = {}  # command -> its last uninterrupted work time
-        self.env = dict(os.environ, GUARDIAN_STATE_DIR=str(self.state), GUARDIAN_TEST_SLOW_IO=SLOW_IO,
+        self.steps: dict[str, int] = {}      # command -> steps its last complete run took
+        self.counts = workdir / "steps.txt"
+        self.env = dict(os.environ, GUARDIAN_STATE_DIR=str(self.state),
                         GUARDIAN_CONFIG=str(workdir / "none.toml"), PYTHONPATH=str(ROOT))
 
-    def launch(self, *args: str) -> bool:
-        """Start guardian, SIGKILL it at a random point of its work; True if it was killed while running.
+    def kill_point(self, command: str) -> int | None:
+        """Which step to die at (None: let it finish), drawn from the last measured run."""
+        measured = self.steps.get(command)
+        if measured is None or self.rng.random() < FINISH_SHARE:
+            return None
+        return self.rng.randint(1, max(1, measured))
 
-        The kill point is drawn from how long this command's work (from taking the store lock to
-        exiting) took when it last ran to the end here, under the same load: the first run of each
-        command is never killed, later ones are killed within 1.25x that time (about one in five
-        completes). So the kills land inside the work on a fast box and on a loaded one alike.
-        """
-        command = args[0]
-        proc = subprocess.Popen([sys.executable, "-m", "guardian", *args, "--store", str(self.store)],
-                                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL)
-        seen_working = self.wait_until_working(proc)
-        started = time.monotonic()
-        typical = self.work_seconds.get(command)
-        if typical is not None:
-            deadline = started + self.rng.uniform(0.0, 1.25 * typical)
-            while proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
-        killed = proc.poll() is None and typical is not None
-        if killed:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    def launch(self, *args: str, kill: bool = True) -> bool:
+        """Run guardian; it SIGKILLs itself at a progress-chosen step. True if it was killed."""
+        kill_at = self.kill_point(args[0]) if kill else None
+        env = dict(self.env, GUARDIAN_TEST_COUNT_STEPS=str(self.counts))
+        if kill_at is not None:
+            env["GUARDIAN_TEST_KILL_AT_STEP"] = str(kill_at)
+        with contextlib.suppress(FileNotFoundError):
+            self.counts.unlink()
+        proc = subprocess.run([sys.executable, str(CHILD), *args, "--store", str(self.store)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=600)
+        killed = proc.returncode == -signal.SIGKILL
         if killed:
             self.stats.kills += 1
-        else:
-            if seen_working:  # a run that ended before we saw it start tells nothing about its length
-                self.work_seconds[command] = max(time.monotonic() - started, 0.01)
-            self.stats.completed += 1
-        return killed
-
-    def wait_until_working(self, proc, timeout: float = 60.0) -> bool:
-        """Wait until ``proc`` holds the store lock (it writes its pid there); False if it ended first."""
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if read_holder(self.paths.lock_file).get("pid") == proc.pid:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.002)
+            return True
+        self.stats.completed += 1
+        if proc.returncode not in FINISHED:
+            self.stats.failures.append(f"guardian {' '.join(args)} exited {proc.returncode}: "
+                                       f"{proc.stderr.decode(errors='replace')[-300:]}")
+        if self.counts.exists():
+            self.steps[args[0]] = int(self.counts.read_text() or 0)
         return False
 
     def random_document(self) -> bytes:
         """A valid chromem document with random content (damaged bytes are never stored as a version)."""
-        text = os.urandom(self.rng.randint(20, 2000)).hex()
+        text = self.rng.randbytes(self.rng.randint(20, 2000)).hex()
         doc = Document(id=f"d{self.rng.randrange(10**9)}", metadata={"k": text[:8]},
-                       embedding=np.frombuffer(os.urandom(16), dtype=np.float32).copy(), content=text)
+                       embedding=np.frombuffer(self.rng.randbytes(16), dtype=np.float32).copy(), content=text)
         return encode_document(doc)
 
     def mutate(self) -> None:
@@ -194,7 +192,7 @@ class Worker:
                 self.stats.failures.append(f"staged temp files left after a restore: {leftovers[:3]}")
 
     def run(self, kills: int, max_rounds: int) -> Stats:
-        self.launch("snapshot")  # maybe a first snapshot
+        self.launch("snapshot", kill=False)  # a first snapshot, complete: it measures the steps too
         self.expected.update({i: tree(self.store) for i in self.repo.list_ids()})
         while self.stats.kills < kills and self.stats.rounds < max_rounds:
             self.stats.rounds += 1
@@ -213,7 +211,7 @@ def snapshot_time(snapshot_id: str):
     return id_time(snapshot_id)
 
 
-def run_harness(workdir: Path, kills: int = 100, workers: int = 2, seed: int = 1) -> Stats:
+def run_harness(workdir: Path, kills: int = 100, workers: int = 2, seed: int = DEFAULT_SEED) -> Stats:
     per_worker = -(-kills // workers)
     folders = [workdir / f"w{i}" for i in range(workers)]
     for folder in folders:
@@ -235,7 +233,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         started = time.monotonic()

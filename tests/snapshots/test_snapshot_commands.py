@@ -24,7 +24,8 @@ def test_snapshot_list_restore_verify(any_store, cli, state_dir):
     assert listed[0]["documents"] == 90 and "checkpoints" in listed[0]["collections"]
     assert listed[1]["new_bytes"] < listed[0]["new_bytes"]
     table = cli("snapshots", "--store", store).stdout_text
-    assert info["id"] in table and "DOCUMENTS" in table
+    assert info["id"] in table and "DOCS" in table
+    assert max(len(line) for line in table.splitlines()) <= 80  # fits an 80-column terminal
 
     doc = next(p for p in any_store.glob("*/*") if not p.name.startswith("00000000"))
     doc.write_bytes(b"broken")

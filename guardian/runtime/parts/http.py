@@ -39,11 +39,10 @@ class HttpPart(BasePart):
                                          ready_provider=self.providers["ready_provider"],
                                          embedder=embedder_from_config(ctx.config))
         try:
-            self.server.start()
+            self.server.start()  # it logs http_listening itself (one event, one name)
         except Exception:
             self.live_status.stop()
             raise
-        ctx.log.info("http_listening", host=ctx.config.http_host, port=self.server.port)
 
     def stop(self) -> None:
         if self.server is not None:

@@ -65,6 +65,8 @@ class IndexPart(BasePart):
         return {"index": index.summary() if index is not None and index.built else None}
 
     def build(self) -> None:
+        if not self.ctx.paths.store.exists():  # no store yet: built when it appears (refresh)
+            return
         try:
             self.index.build()
             self.index.save_cache()
@@ -79,6 +81,8 @@ class IndexPart(BasePart):
         if background:
             threading.Thread(target=self.refresh, args=(collection, paths), name="guardian-index-refresh",
                              daemon=True).start()
+        elif not self.index.built:
+            self.build()  # the first build (the store appeared after start-up, or the build failed)
         elif paths is not None:
             self.index.refresh_paths(paths)  # absolute (the watcher's) or store-relative: both resolve
         elif collection is not None:

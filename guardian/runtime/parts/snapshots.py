@@ -21,7 +21,9 @@ class SnapshotPart(BasePart):
 
     def start(self) -> None:
         ctx = self.ctx
-        self.scheduler = SnapshotScheduler(self.take, ctx.config.snapshot_interval_minutes)
+        # take() reports its own failures: the scheduler must not log a second event for one failure
+        self.scheduler = SnapshotScheduler(self.take, ctx.config.snapshot_interval_minutes,
+                                           on_error=lambda exc: None)
         self.scheduler.start()
         self.scheduler.trigger_now()
         ctx.provide(SNAPSHOT, self.take)
@@ -35,12 +37,16 @@ class SnapshotPart(BasePart):
 
     def take(self):
         ctx = self.ctx
+        if not ctx.paths.store.exists():  # no store yet (contextd creates it): nothing to keep, no failure
+            ctx.log.info("snapshot_skipped", reason="no store yet", store=str(ctx.paths.store))
+            return None
         try:
             result = take_snapshot(ctx.paths, ctx.config.compress_flag)
-        except GuardianError as exc:
+        except Exception as exc:  # one snapshot_failed event (and alert) per failure, scheduled or asked for
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             ctx.counters.snapshots_failed += 1
-            ctx.log.error("snapshot_failed", error=exc.message)
-            ctx.alerter.send(alerts.SNAPSHOT_FAILED, error=exc.message, hint=exc.hint)
+            ctx.log.error("snapshot_failed", error=message)
+            ctx.alerter.send(alerts.SNAPSHOT_FAILED, error=message, hint=getattr(exc, "hint", ""))
             raise
         self.apply_retention()
         update_snapshot_metrics(ctx)

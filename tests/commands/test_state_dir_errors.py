@@ -1,0 +1,104 @@
+"""An unwritable or full state dir: one line naming the path; read-only commands still answer.
+
+Root ignores permission bits, so a read-only tmpfs stands in for an unwritable folder there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from guardian.errors import ExitCode
+
+WRITERS = (("snapshot",), ("restore", "--at", "latest", "--force"), ("check", "--repair"),
+           ("run", "--port", "0"))
+READERS = (("check",), ("status",), ("snapshots",), ("verify",), ("verify", "--deep"),
+           ("query", "--collection", "checkpoints", "--like", "19d2b8c6-06bc-4021-8d45-936ca7fddd07"),
+           ("export",))
+
+# many real CLI processes per test: a deadline for a hang, not a speed goal (CI is a loaded 2-core box)
+pytestmark = pytest.mark.timeout(900)
+
+
+def _mount(path, options: str) -> bool:
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write: chmod for a normal user, a read-only tmpfs for root."""
+    path = tmp_path / "ro-state"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    if not _mount(path, "ro,size=1m"):
+        pytest.skip("cannot mount a read-only tmpfs here")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def full_dir(tmp_path):
+    path = tmp_path / "full-state"
+    path.mkdir()
+    if not _mount(path, "size=1m"):
+        pytest.skip("cannot mount a small tmpfs here")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _one_line(proc) -> str:
+    lines = [line for line in proc.stderr_text.splitlines() if line.strip()]
+    assert "internal error" not in proc.stderr_text and "Traceback" not in proc.stderr_text, proc.stderr_text
+    return lines
+
+
+@pytest.mark.parametrize("argv", WRITERS, ids=lambda a: " ".join(a))
+def test_writers_name_the_unwritable_path_in_one_line(cli, plain_store, read_only_dir, argv):
+    proc = cli(*argv, "--store", str(plain_store), env={"GUARDIAN_STATE_DIR": str(read_only_dir)}, timeout=60)
+    lines = _one_line(proc)
+    assert proc.returncode == ExitCode.STATE_DIR, proc.stderr_text
+    assert lines[-1].startswith("error: ") and str(read_only_dir) in lines[-1]
+    assert "still work" in lines[-1]  # and it says what keeps working
+
+
+@pytest.mark.parametrize("argv", READERS, ids=lambda a: " ".join(a))
+def test_readers_still_answer_with_a_note(cli, plain_store, read_only_dir, argv):
+    proc = cli(*argv, "--store", str(plain_store), env={"GUARDIAN_STATE_DIR": str(read_only_dir)})
+    _one_line(proc)
+    assert proc.returncode in (0, 1), proc.stderr_text   # 1: status warns (no sidecar, no snapshot)
+    if argv[0] in ("check", "status", "query") or argv == ("verify", "--deep"):
+        assert f"note: guardian's state dir cannot be written: {read_only_dir}" in proc.stderr_text
+    if argv[0] == "check":
+        assert "no problems found" in proc.stdout_text
+
+
+def fill(folder) -> None:
+    """Fill the filesystem holding ``folder`` to the last byte (a filler file of the test's own)."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def test_verify_deep_in_a_full_state_dir_names_the_path(cli, plain_store, full_dir):
+    env = {"GUARDIAN_STATE_DIR": str(full_dir)}
+    assert cli("snapshot", "--store", str(plain_store), env=env).returncode == 0
+    fill(full_dir)
+    plain = cli("verify", "--store", str(plain_store), env=env)
+    assert plain.returncode == 0, plain.stderr_text       # reading needs no space
+    proc = cli("verify", "--deep", "--store", str(plain_store), env=env)
+    lines = _one_line(proc)
+    assert proc.returncode == ExitCode.STATE_DIR, proc.stderr_text
+    assert len(lines) == 1 and str(full_dir) in lines[0] and "No space left" in lines[0]
+    assert "without --deep" in lines[0]
+    assert not list(full_dir.rglob("verify-*"))          # the scratch copy was removed

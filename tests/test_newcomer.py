@@ -1,0 +1,166 @@
+"""A newcomer's first steps, replayed: README's first command in the background, then every README
+example (guardian commands and curl lines) against the example store, each with the exit code
+README's table gives, and never an internal error.
+
+The venv is the project's own (`.venv` linked into a scratch folder holding a copy of
+examples/store), not a fresh one: a fresh `pip install -e '.[test]'` takes minutes on a loaded
+box. Fixed paths of the README (/tmp/…, port 8765, HOME) are moved into the test's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from guardian.errors import ExitCode
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DEMO_STATE = "/tmp/guardian-demo"
+SKIP = ("systemctl ", "python3 -m venv", ".venv/bin/python -m pytest", ".venv/bin/pip",
+        ".venv/bin/python bench/",   # benchmarks (bench/ is not in the scratch copy), not examples
+        ".venv/bin/guardian mcp ",   # an MCP server on stdio: without contextd it serves its fallback forever
+        # these need a replica target (a bucket, a mounted folder):
+        ".venv/bin/guardian replicate", ".venv/bin/guardian key export", ".venv/bin/guardian snapshots --from",
+        ".venv/bin/guardian restore --from", ".venv/bin/guardian verify --from")
+# README's exit-code table, applied to what each example does on the running demo
+EXPECTED = (
+    (r"guardian exec -- contextd", ExitCode.NOT_RUNNABLE),   # contextd is not installed here
+    (r"guardian run -- contextd", ExitCode.LOCKED),          # the demo sidecar already guards the store
+)
+
+
+def sh_blocks(text: str) -> list[tuple[str, str]]:
+    """(heading, command) for every command line of every ```sh block (continuations joined)."""
+    found, heading = [], ""
+    for match in re.finditer(r"^(#+ [^\n]*)$|^```sh\n(.*?)^```", text, re.M | re.S):
+        if match.group(1):
+            heading = match.group(1)
+            continue
+        for line in match.group(2).replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line:
+                found.append((heading, line))
+    return found
+
+
+def inline_commands(text: str) -> list[str]:
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    return [m for m in re.findall(r"`([^`\n]+)`", prose) if m.startswith((".venv/bin/guardian ", "curl "))
+            and ("--store" in m or m.startswith("curl"))]
+
+
+def strip_comment(line: str) -> str:
+    return re.sub(r"\s+#\s.*$", "", line)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def normalized(text: str) -> list[str]:
+    """Status lines with what varies (pids, times, durations, counts) replaced by placeholders."""
+    text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "TIME", text)
+    text = re.sub(r"\b\d+[hmsd]( \d+[hms])*\b", "DURATION", text)
+    return [re.sub(r"\d+", "N", line) for line in text.strip().splitlines()]
+
+
+@pytest.fixture
+def demo(tmp_path):
+    """README's first command, running in the background in a scratch copy of the repository's demo."""
+    work = tmp_path / "clone"
+    (work / "examples").mkdir(parents=True)
+    shutil.copytree(ROOT / "examples" / "store", work / "examples" / "store")
+    (work / ".venv").symlink_to(Path(sys.prefix))
+    state, port, home = tmp_path / "demo-state", free_port(), tmp_path / "home"
+    home.mkdir()
+
+    def adapt(command: str) -> str:
+        command = command.replace("8765", str(port))
+        return re.sub(r"/tmp/[\w.-]+", lambda m: str(state) if m.group(0) == DEMO_STATE
+                      else str(tmp_path / m.group(0)[5:]), command)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_STATE_HOME=str(home / ".state"),
+               GUARDIAN_CONFIG=str(tmp_path / "no-config.toml"))
+    first = sh_blocks(README.read_text())[0][1]
+    assert first.startswith("python3 -m venv .venv") and ".venv/bin/guardian run" in first
+    start = adapt(first.split("&&")[-1].strip())
+    log = open(tmp_path / "sidecar.log", "wb")
+    proc = subprocess.Popen(["bash", "-c", f"exec {start}"], cwd=work, env=env, stdout=log, stderr=log)
+    try:
+        def ready():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+            except OSError:
+                return False
+        wait_for(ready, timeout=120, what="the demo sidecar to be ready")
+        snapshots = state / "stores"
+        wait_for(lambda: list(snapshots.glob("*/snapshots/manifests/*")) or list(snapshots.glob("*/snapshots/*/*")),
+                 timeout=120, what="the demo's first snapshot")
+        yield work, env, adapt
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, (tmp_path / "sidecar.log").read_text()[-2000:]
+
+
+def run(command: str, work: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def expected_code(command: str) -> int:
+    for pattern, code in EXPECTED:
+        if re.search(pattern, command):
+            return code
+    return ExitCode.OK
+
+
+@pytest.mark.timeout(1200)   # ~30 processes in a row: a deadline for a hang, not a speed goal
+def test_every_readme_example_runs_on_the_example_store(demo):
+    work, env, adapt = demo
+    text = README.read_text()
+    examples = [line for _, line in sh_blocks(text)[1:] if not line.startswith(SKIP)]
+    inline = inline_commands(text)
+    assert any("guardian status" in c for c in inline) and any(c.startswith("curl") for c in inline)
+    examples += inline
+    assert len(examples) >= 25
+    ran = []
+    for raw in examples:
+        command = adapt(strip_comment(raw))
+        assignment = re.fullmatch(r"export ((?:\w+=\S+\s*)+)", command)
+        if assignment:
+            env = {**env, **dict(pair.split("=", 1) for pair in assignment.group(1).split())}
+            continue
+        done = run(command, work, env)
+        output = done.stdout + done.stderr
+        assert "internal error" not in output and "Traceback" not in output, (raw, output[-1500:])
+        assert done.returncode == expected_code(command), (raw, done.returncode, output[-1500:])
+        if command.startswith("curl") and "-X POST" in command:
+            assert "results" in json.loads(done.stdout), (raw, done.stdout[:500])
+        ran.append(raw)
+    assert any("restore --at latest --target" in c for c in ran) and any(c.startswith("curl") for c in ran)
+
+
+@pytest.mark.timeout(600)
+def test_status_sample_matches_the_real_output(demo):
+    work, env, adapt = demo
+    text = README.read_text()
+    sample = re.search(r"## How to read `status`.*?```\n(.*?)```", text, re.S).group(1)
+    [command] = [c for c in inline_commands(text) if "guardian status" in c]
+    done = run(adapt(command), work, env)
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert normalized(done.stdout) == normalized(sample)
