@@ -15,7 +15,7 @@ import time
 from guardian.errors import GuardianError
 from guardian.runtime import alerts
 from guardian.runtime.capture import CaptureQueue
-from guardian.runtime.context import STORE_CHANGED
+from guardian.runtime.context import SNAPSHOT_TAKEN, STORE_CHANGED
 from guardian.runtime.metrics_feed import update_snapshot_metrics
 from guardian.runtime.parts import BasePart
 from guardian.snapshots.prune import forget_and_prune_for
@@ -107,6 +107,7 @@ class CapturePart(BasePart):
         except (GuardianError, OSError) as exc:
             ctx.log.warning("retention_failed", error=str(exc))
         update_snapshot_metrics(ctx)
+        ctx.emit(SNAPSHOT_TAKEN)  # replication pushes it, live status re-reads the snapshot headers
 
     def status(self) -> dict:
         with self.cond:
