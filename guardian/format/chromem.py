@@ -21,9 +21,16 @@ from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is 
     GOB_EXT, GZ_EXT, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem,
     metadata_file_name)
 from guardian.format.gob import GobError
+from guardian.local import storefs
 
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_DECOMPRESSED = 1 << 30  # refuse gzip members inflating past 1 GiB (a decompression bomb)
+# What guardian holds in memory for one chromem file: a real document (a memory's text, its metadata
+# and one embedding) is kilobytes, a very large one a few MiB. A file or an inflated gzip stream past
+# this bound is read only this far: Go's gob decoder pulls bytes from the front, so a verdict reached
+# within the bound is chromem's; one that needs more is reported as too large (never guessed).
+MAX_FILE_BYTES = 64 << 20
+MAX_DECOMPRESSED = MAX_FILE_BYTES
+TOO_LARGE = "too large for guardian to read"
 
 DOCUMENT_TYPE = gob.LocalStruct("chromem.Document", {
     "ID": gob.LOCAL_STRING,
@@ -101,25 +108,28 @@ def gzip_header_end(data: bytes) -> int:
 
 
 def inflate_prefix(data: bytes, start: int) -> bytes:
-    """Inflate raw deflate data; on corruption keep every byte decoded before it (as Go's flate)."""
+    """Inflate raw deflate data; on corruption keep every byte decoded before it (as Go's flate).
+    Output stops one byte past MAX_DECOMPRESSED (a gzip bomb costs that much memory, no more)."""
     inflater = zlib.decompressobj(-15)
     try:
-        out = inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
+        return inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
     except zlib.error:
         return inflate_salvage(data, start)
-    if len(out) > MAX_DECOMPRESSED:
-        raise GobError(f"gzip stream inflates past {MAX_DECOMPRESSED} bytes; refusing to read it")
-    return out
 
 
 def inflate_salvage(data: bytes, start: int) -> bytes:
     inflater = zlib.decompressobj(-15)
     parts: list[bytes] = []
     view = memoryview(data)
+    total = 0
     for i in range(start, len(data)):
         try:
-            parts.append(inflater.decompress(view[i:i + 1]))
+            part = inflater.decompress(view[i:i + 1], MAX_DECOMPRESSED + 1 - total)
         except zlib.error:
+            break
+        parts.append(part)
+        total += len(part)
+        if total > MAX_DECOMPRESSED:
             break
     return b"".join(parts)
 
@@ -149,9 +159,14 @@ _collection_decoder = gob.Decoder(COLLECTION_TYPE)
 
 
 def _decode(decoder: gob.Decoder, data: bytes, path) -> dict:
+    stream = b""
     try:
-        return decoder.decode(gob_stream(data))
+        stream = gob_stream(data)
+        return decoder.decode(stream)
     except GobError as exc:
+        if _clipped(data, stream) and "EOF" in exc.reason:
+            exc = GobError(f"{TOO_LARGE}: its value needs more than {MAX_FILE_BYTES} bytes "
+                           "(guardian reads no further; chromem's verdict on it is unknown)")
         raise exc.with_path(str(path)) if path is not None else exc
     except RecursionError:
         raise GobError("gob: value nested too deeply", str(path) if path else None) from None
@@ -176,11 +191,20 @@ def decode_collection(data: bytes, path=None) -> CollectionRecord:
     return CollectionRecord(name=fields.get("Name", ""), metadata=fields.get("Metadata") or {})
 
 
+def _clipped(data: bytes, stream: bytes) -> bool:
+    """True when guardian stopped reading the file or inflating it at its memory bound."""
+    return len(data) > MAX_FILE_BYTES or len(stream) > MAX_DECOMPRESSED
+
+
 def read_file(path) -> bytes:
-    """Read a chromem file's bytes; OS failures become the codec's error (as chromem fails)."""
+    """Read a chromem file's bytes as chromem's os.Open does (a symlink to a file is followed), but
+    only a regular file (a FIFO or device is never opened: it could block or never end) and at most
+    one byte past MAX_FILE_BYTES (a huge or sparse file never fills memory). OS failures become the
+    codec's error, as chromem fails."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return storefs.read_regular(path, limit=MAX_FILE_BYTES + 1, follow=True, prefix=True)
+    except storefs.NotRegularFile as exc:
+        raise GobError(f"couldn't open file: not a regular file ({exc.what})", str(path)) from None
     except OSError as exc:
         raise GobError(f"couldn't open file: {exc.strerror or exc}", str(path)) from None
 

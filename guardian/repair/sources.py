@@ -21,8 +21,9 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.format import chromem, gob
 from guardian.format.gob import GobError
 from guardian.repair import names as names_mod
-from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, OtherFormat, RepairSources, Version,
-                                  metadata_rel)
+from guardian.local import storefs
+from guardian.repair.plan import (DOCUMENT_KINDS, FILE_ENTRY_KINDS, FOLDER_ENTRY_KINDS, METADATA_KINDS, FolderCopy,
+                                  OtherFormat, RepairSources, Version, metadata_rel)
 from guardian.snapshots.repository import Repository
 from guardian.store.scan import StoreScan
 
@@ -39,6 +40,8 @@ def needed_paths(scan: StoreScan) -> dict[str, str]:
         if any(p.kind in METADATA_KINDS for p in coll.problems):
             needs[metadata_rel(scan, coll)] = "metadata"
     for problem in scan.problems:
+        if problem.kind in FILE_ENTRY_KINDS and "/" in problem.path:
+            needs[problem.path] = "metadata" if is_metadata_file(problem.path) else "document"
         if problem.kind in DOCUMENT_KINDS:
             needs[problem.path] = "document"
         elif problem.kind == "other_format_file" and not is_metadata_file(problem.path):
@@ -183,7 +186,8 @@ def salvaged_ids(store_root: Path, rels: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for rel in rels:
         with contextlib.suppress(OSError):
-            found = salvage_document_id((store_root / rel).read_bytes(), rel.rsplit("/", 1)[-1])
+            found = salvage_document_id(storefs.read_regular(store_root / rel, limit=chromem.MAX_FILE_BYTES,
+                                                             prefix=True), rel.rsplit("/", 1)[-1])
             if found:
                 out[rel] = found
     return out
@@ -206,7 +210,7 @@ def other_format_facts(store_root: Path, scan: StoreScan) -> dict[str, OtherForm
 
 def gob_payload(path: Path) -> bytes | None:
     try:
-        return chromem.gob_stream(path.read_bytes())
+        return chromem.gob_stream(chromem.read_file(path))
     except (OSError, GobError):
         return None
 
@@ -279,4 +283,45 @@ def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, 
     damaged = [rel for rel, role in needs.items() if role == "document" and sources.newest_valid(rel) is None]
     sources.salvaged_ids = salvaged_ids(root, damaged)
     sources.other_format = other_format_facts(root, scan)
+    with contextlib.suppress(OSError, GuardianError):
+        sources.folder_copies = folder_copies(root, repo, scan)
     return sources, candidates
+
+
+def folder_copies(root: Path, repo: Repository, scan: StoreScan) -> dict[str, FolderCopy]:
+    """For each top entry that hides a collection (a symlinked folder, a non-folder named like one):
+    the symlink's target when it is a real folder holding chromem files, else the newest snapshot
+    that held files in a folder of that name."""
+    wanted = {p.path for p in scan.problems if p.kind in FOLDER_ENTRY_KINDS}
+    found: dict[str, FolderCopy] = {}
+    for name in sorted(wanted):
+        target = usable_target(root, name, scan.compress)
+        if target:
+            found[name] = FolderCopy(target=target)
+    missing = wanted - set(found)
+    for manifest in manifests_newest_first(repo) if missing else ():
+        stamp = manifest.time.isoformat().replace("+00:00", "Z")
+        for name in sorted(missing):
+            files = tuple((e.path, e.hash) for e in manifest.files or () if e.hash and e.path.startswith(name + "/")
+                          and "/" not in e.path[len(name) + 1:])
+            if files:
+                found[name] = FolderCopy(snapshot_id=manifest.id, time=stamp, files=files)
+        missing -= set(found)
+        if not missing:
+            break
+    return found
+
+
+def usable_target(root: Path, name: str, compress: bool) -> str:
+    """The real folder a top-level symlink points to, if it holds chromem files ("" otherwise)."""
+    link = root / name
+    if not link.is_symlink() or not link.is_dir():
+        return ""
+    target = os.path.realpath(link)
+    if target == str(root) or target.startswith(str(root) + os.sep):
+        return ""   # a folder of the store itself: chromem loads it already
+    ext = chromem.extension(compress)
+    with contextlib.suppress(OSError):
+        if any(n.endswith(ext) for n in os.listdir(target)):
+            return target
+    return ""

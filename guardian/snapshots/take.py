@@ -27,6 +27,7 @@ from typing import Callable
 from guardian.local.catalog import Catalog
 from guardian.errors import GuardianError, SnapshotError
 from guardian.format import layout
+from guardian.local import storefs
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots import statcache
@@ -347,6 +348,7 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
     repo = Repository(paths.snapshots).ensure()
     with store_lock(paths.lock_file, timeout=lock_timeout):
         repo.clean_temp_files()
+        storefs.clean_guardian_temps(paths.store)   # a killed restore's staged files (guardian's own)
         try:
             repo.migrate_loose()  # repositories of older versions: blobs into packs, once
         except OSError as exc:
