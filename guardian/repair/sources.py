@@ -22,6 +22,7 @@ from guardian.format import chromem, gob
 from guardian.format.gob import GobError
 from guardian.repair import names as names_mod
 from guardian.local import storefs
+from guardian.logs import get_logger
 from guardian.repair.plan import (DOCUMENT_KINDS, FILE_ENTRY_KINDS, FOLDER_ENTRY_KINDS, METADATA_KINDS, FolderCopy,
                                   OtherFormat, RepairSources, Version, metadata_rel)
 from guardian.snapshots.repository import Repository
@@ -110,8 +111,12 @@ def read_version(repo: Repository, digest: str, role: str, base: dict) -> Versio
 
 def manifests_newest_first(repo: Repository):
     for snapshot_id in reversed(repo.list_ids()):
-        with contextlib.suppress(SnapshotError):
-            yield repo.read_manifest(snapshot_id)
+        try:
+            manifest = repo.read_manifest(snapshot_id)
+        except SnapshotError as exc:   # damaged or hostile: skipped (verify counts it)
+            get_logger("guardian.repair").warning("snapshot_skipped", snapshot=snapshot_id, error=exc.message)
+            continue
+        yield manifest
 
 
 def load_versions(repo: Repository, needs: dict[str, str]) -> dict[str, list[Version]]:

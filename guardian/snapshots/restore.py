@@ -23,6 +23,7 @@ from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
 from guardian.local import fsutil, storefs
+from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
@@ -63,6 +64,22 @@ def read_snapshot(repo: Repository, snapshot_id: str) -> Manifest:
     except SnapshotError as exc:
         raise RestoreError(f"snapshot {snapshot_id} is damaged: {exc.message}",
                            "pass an earlier --at (see `guardian snapshots`) and run `guardian verify`") from None
+
+
+def choose_readable(repo: Repository, at: datetime | None) -> tuple[str, Manifest, list[str]]:
+    """The newest snapshot at or before ``at`` whose manifest reads cleanly; damaged (or hostile)
+    manifests newer than it are skipped with a warning and returned, never fatal on their own."""
+    snapshot_id = choose_snapshot(repo, at)
+    ids = [i for i in repo.list_ids() if i <= snapshot_id]
+    skipped: list[str] = []
+    for candidate in reversed(ids):
+        try:
+            return candidate, repo.read_manifest(candidate), skipped
+        except SnapshotError as exc:
+            skipped.append(candidate)
+            get_logger("guardian.restore").warning("snapshot_skipped", snapshot=candidate, error=exc.message)
+    raise RestoreError(f"every snapshot at or before the requested time is damaged ({len(skipped)} skipped; "
+                       f"newest: {snapshot_id})", "run `guardian verify`, or pass a later --at")
 
 
 @dataclass
@@ -126,6 +143,7 @@ class RestoreResult:
     plan: RestorePlan
     dry_run: bool
     quarantined: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)    # newer snapshots passed over: damaged manifests
     loadable: bool | None = None
     load_error: str = ""
 
@@ -134,7 +152,7 @@ class RestoreResult:
                 "snapshot_time": self.snapshot_time.isoformat().replace("+00:00", "Z"),
                 "collection": self.collection, "scope": self.scope, "dry_run": self.dry_run,
                 "counts": self.plan.counts(), "quarantine_entries": self.quarantined,
-                "loadable": self.loadable, "load_error": self.load_error,
+                "loadable": self.loadable, "load_error": self.load_error, "skipped_damaged": self.skipped,
                 "actions": self.plan.to_dict()["actions"]}
 
 
@@ -162,12 +180,14 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
     if not root.is_dir():
         raise RestoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
     with store_lock(paths.lock_file, timeout=lock_timeout):
-        snapshot_id = snapshot_id or choose_snapshot(repo, at)
-        manifest = read_snapshot(repo, snapshot_id)
+        if snapshot_id:
+            manifest, skipped = read_snapshot(repo, snapshot_id), []
+        else:
+            snapshot_id, manifest, skipped = choose_readable(repo, at)
         scope = resolve_scope(manifest, collection)
         state = read_store_state(root, scope)
         plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope)
-        result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run)
+        result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run, skipped=skipped)
         if dry_run:
             return result
         if plan.disturbs_store and confirm is not None and not confirm(plan):

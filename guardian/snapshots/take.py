@@ -28,6 +28,7 @@ from guardian.local.catalog import Catalog
 from guardian.errors import GuardianError, SnapshotError
 from guardian.format import layout
 from guardian.local import storefs
+from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots import statcache
@@ -394,8 +395,10 @@ def _latest_readable(repo: Repository, skip: str | None = None) -> tuple[Manifes
     for snapshot_id in reversed(repo.list_ids()):
         if snapshot_id == skip:
             continue
-        with contextlib.suppress(SnapshotError):
+        try:
             return repo.read_manifest_rows(snapshot_id)
+        except SnapshotError as exc:   # damaged or hostile: skipped (verify counts it), never fatal
+            get_logger("guardian.snapshot").warning("snapshot_skipped", snapshot=snapshot_id, error=exc.message)
     return None, []
 
 
