@@ -48,6 +48,7 @@ STAT_CACHE = "snapshot-stats"
 STAT = operator.methodcaller("stat", follow_symlinks=False)
 NAME = operator.attrgetter("name")
 ST_MODE = operator.attrgetter("st_mode")
+ST_SIZE = operator.attrgetter("st_size")
 FILE_TYPE_BITS = 0o170000
 
 
@@ -98,7 +99,8 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
         return []
     names = list(map(NAME, entries))
     if all(map(statmod.S_ISREG, map(ST_MODE, stats))) and \
-            "\x00" + TEMP_PREFIX not in "\x00" + "\x00".join(names):  # the common case, checked in C
+            "\x00" + TEMP_PREFIX not in "\x00" + "\x00".join(names) and \
+            max(map(ST_SIZE, stats), default=0) <= MAX_SNAPSHOT_FILE:  # the common case, checked in C
         listing.folders.append((prefix, names, stats))
         return []
     file_names, file_stats, subfolders = [], [], []
@@ -107,6 +109,10 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
         if name.startswith(TEMP_PREFIX):
             continue  # guardian's own staged file from an interrupted restore
         if info.st_mode & FILE_TYPE_BITS == statmod.S_IFREG:
+            if info.st_size > MAX_SNAPSHOT_FILE:   # a huge or sparse file: never read into memory
+                listing.skipped.append((rel, f"larger than {MAX_SNAPSHOT_FILE} bytes: no chromem file is this "
+                                             "large (`guardian check` reports it)"))
+                continue
             file_names.append(name)
             file_stats.append(info)
         elif statmod.S_ISDIR(info.st_mode):
@@ -118,6 +124,9 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
             listing.skipped.append((rel, "not a regular file"))
     listing.folders.append((prefix, file_names, file_stats))
     return subfolders
+
+
+MAX_SNAPSHOT_FILE = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: what a real document can hold
 
 
 def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:

@@ -74,7 +74,7 @@ KINDS = {
                                     "missing): `guardian check --repair` restores it from a snapshot"),
     "symlinked_file": (WARNING, "chromem follows this symlink but snapshots never do (the document is in no "
                                 "snapshot): `guardian check --repair` replaces it by a copy of its target"),
-    "guardian_leftover": (INFO, "a temp file of an interrupted guardian write (guardian's own, never yours): "
+    "guardian_leftover": (WARNING, "a temp file of an interrupted guardian write (guardian's own, never yours): "
                                 "the next guardian write (check --repair, snapshot, restore) removes it"),
     "mixed_compression": (WARNING, "set --compress (or compress in config) to how contextd runs chromem"),
     "collision_risk": (INFO, "document file names are 32-bit hashes; at this size two ids may share one file"),
