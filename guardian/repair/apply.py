@@ -120,13 +120,13 @@ class PlanApplier:
         parent_fd, name = self.folder(action.path)
         info = storefs._lstat_or_none(name, parent_fd)
         quarantine_id = ""
-        if info is not None and statmod.S_ISREG(info.st_mode):
+        if info is not None and statmod.S_ISREG(info.st_mode) and info.st_size <= chromem.MAX_FILE_BYTES:
             current = read_or_none(parent_fd, name)
             if current == data:
                 return Applied(action, True, "already in place")
             quarantine_id = self.preserve(action, current)
-        elif info is not None:   # a folder, symlink, FIFO, socket or device: moved out whole, never opened
-            what = storefs.kind_of(info.st_mode)
+        elif info is not None:   # a folder, symlink, FIFO, socket, device or huge file: moved out, never read
+            what = storefs.kind_of(info.st_mode) if not statmod.S_ISREG(info.st_mode) else "file too large"
             quarantine_id = self.quarantine.put(self.root, action.path, source=SOURCE, dirs=self.fds(),
                                                 kind="folder" if statmod.S_ISDIR(info.st_mode) else "file",
                                                 reason=f"a {what} where {action.path} belongs ({action.reason})").id

@@ -38,6 +38,7 @@ from guardian.local.paths import StatePaths
 STAGE_WORKERS = 3  # CPU-bound (decompress, hash, create): no fsync per file any more
 SYNC_WORKERS = 8   # only where there is no syncfs: fsyncs in flight
 MIN_RUN = 256      # blobs per staging thread at least
+MAX_HASHED = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: a larger file is no real document
 
 
 def id_time(snapshot_id: str) -> datetime:
@@ -128,7 +129,7 @@ def _note_entry(state: StoreState, rel: str, entry: os.DirEntry, pending: list, 
     if statmod.S_ISDIR(info.st_mode):
         state.current[rel] = CurrentFile(rel, 0, None, is_dir=True)
         pending.append((rel + "/", entry.path))
-    elif statmod.S_ISREG(info.st_mode):
+    elif statmod.S_ISREG(info.st_mode) and info.st_size <= MAX_HASHED:
         regular.append((rel, info.st_size, entry.path))
     else:
         state.current[rel] = CurrentFile(rel, info.st_size, None)
@@ -208,6 +209,11 @@ def check_loadable(root: Path, compress: bool | None) -> tuple[bool | None, str]
     return bool(scan.loadable), scan.error or ""
 
 
+def _is_small_regular(name: str, folder_fd: int) -> bool:
+    info = storefs._lstat_or_none(name, folder_fd)
+    return info is not None and statmod.S_ISREG(info.st_mode) and info.st_size <= MAX_HASHED
+
+
 class Executor:
     """Carries out a plan: move aside blockers, stage (verified), make the staged bytes durable at
     once, then commit by renames.
@@ -259,6 +265,10 @@ class Executor:
         except storefs.UnsafeFolder as exc:
             raise RestoreError(f"refusing to write {exc.filename} through a {exc.what}",
                                "replace the symlink by a folder, or restore without it") from None
+        except OSError as exc:
+            raise RestoreError(f"the restore stopped: {exc.strerror or exc} ({exc.filename or 'store'}); every "
+                               "path holds its old or its new bytes and what was replaced is in quarantine",
+                               "fix the cause (disk space, permissions), then run the restore again") from None
         finally:
             self.dirs.close()
         return self.entries
@@ -419,10 +429,12 @@ class Executor:
         name = action.path.rsplit("/", 1)[-1]
         if action.is_dir:
             self._put(action.path, action.reason)
-        elif storefs.exists_at(name, folder_fd):
+        elif _is_small_regular(name, folder_fd):
             entry = self.quarantine.preserve(self.root, action.path, f"{self.reason}: replaced", source="restore",
                                              dirs=self.dirs)
             self.entries.append(entry.id)
+        elif storefs.exists_at(name, folder_fd):   # a FIFO, device, symlink or huge file: moved, never read
+            self._put(action.path, f"{action.reason}: not a regular file of a real document's size")
         storefs.replace_at(folder_fd, temp, name)
         self.touched.add(folder_fd)
 
