@@ -63,12 +63,24 @@ def proper_path(rel: str, compress: bool) -> str:
 
 
 def gzip_intact(data: bytes) -> bool:
-    """False when a gzip file's checksum or length fails: chromem never checks, and loads altered bytes."""
+    """False when a gzip file's checksum or length fails: chromem never checks, and loads altered bytes.
+    Streamed in bounded pieces (a gzip bomb is inflated chunk by chunk, never held whole); a stream
+    inflating past MAX_DECOMPRESSED is not judged here (check reports it as oversized)."""
     if data[:2] != chromem.GZIP_MAGIC:
         return True
+    inflater = zlib.decompressobj(31)
+    produced = 0
     try:
-        gzip.decompress(data)
-    except (OSError, EOFError, zlib.error):
+        pending = data
+        while pending and not inflater.eof:
+            produced += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+            if produced > chromem.MAX_DECOMPRESSED:
+                return True
+        if not inflater.eof:
+            inflater.flush()
+            return False
+    except zlib.error:
         return False
     return True
 
@@ -82,8 +94,8 @@ def checksum_failures(scan: StoreScan) -> list[str]:
     failing = []
     for coll in scan.collections:
         for path in document_files(root / coll.dir, True):
-            with contextlib.suppress(OSError):
-                if not gzip_intact(path.read_bytes()):
+            with contextlib.suppress(OSError, GobError):
+                if not gzip_intact(chromem.read_file(path)):
                     failing.append(f"{coll.dir}/{path.name}")
     return failing
 

@@ -38,8 +38,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from guardian.format.layout import EXTENSIONS, METADATA_STEM, extension
+from guardian.local import storefs
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
+
+MAX_METADATA_READ = (64 << 20) + 1   # guardian.format.chromem.MAX_FILE_BYTES + 1
 
 COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
 POLL_INTERVAL = 1.0
@@ -274,8 +277,8 @@ def inventory(root: Path, metadata_ok: Callable[[bytes], bool] = default_metadat
 
 
 def _read_ok(path: Path, metadata_ok: Callable[[bytes], bool]) -> bool:
-    try:
-        data = path.read_bytes()
+    try:   # regular files only (a FIFO never blocks the watcher), bounded (a huge file never fills memory)
+        data = storefs.read_regular(path, limit=MAX_METADATA_READ, follow=True, prefix=True)
     except OSError:
         return False
     try:
