@@ -10,6 +10,8 @@ comes before the last byte gob needs. This module reproduces all of that.
 from __future__ import annotations
 
 import gc
+import os
+import stat as stat_mod
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -21,7 +23,6 @@ from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is 
     GOB_EXT, GZ_EXT, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem,
     metadata_file_name)
 from guardian.format.gob import GobError
-from guardian.local import storefs
 
 GZIP_MAGIC = b"\x1f\x8b"
 # What guardian holds in memory for one chromem file: a real document (a memory's text, its metadata
@@ -200,13 +201,29 @@ def read_file(path) -> bytes:
     """Read a chromem file's bytes as chromem's os.Open does (a symlink to a file is followed), but
     only a regular file (a FIFO or device is never opened: it could block or never end) and at most
     one byte past MAX_FILE_BYTES (a huge or sparse file never fills memory). OS failures become the
-    codec's error, as chromem fails."""
+    codec's error, as chromem fails. (The same rule as ``guardian.local.storefs.read_regular``, which
+    this layer may not import.)"""
     try:
-        return storefs.read_regular(path, limit=MAX_FILE_BYTES + 1, follow=True, prefix=True)
-    except storefs.NotRegularFile as exc:
-        raise GobError(f"couldn't open file: not a regular file ({exc.what})", str(path)) from None
+        if not stat_mod.S_ISREG(os.stat(path).st_mode):   # looked at before it is opened
+            raise GobError(f"couldn't open file: not a regular file ({_kind(os.stat(path).st_mode)})", str(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)   # O_NONBLOCK: a FIFO swapped in never blocks
+        try:
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+                raise GobError("couldn't open file: not a regular file (swapped while opening)", str(path))
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise GobError(f"couldn't open file: {exc.strerror or exc}", str(path)) from None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat_mod.S_ISDIR, "folder"), (stat_mod.S_ISFIFO, "FIFO"), (stat_mod.S_ISSOCK, "socket"),
+                       (stat_mod.S_ISCHR, "character device"), (stat_mod.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def read_document(path) -> Document:

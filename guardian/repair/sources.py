@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import zlib
 from pathlib import Path
@@ -254,7 +253,15 @@ def document_files(folder: Path, compress: bool) -> list[Path]:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return []
-    return [Path(e.path) for e in entries if e.name.endswith(ext) and e.name != meta and e.is_file()]
+    return [Path(e.path) for e in entries if e.name.endswith(ext) and e.name != meta and _is_file(e)]
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file (a symlink to one counts: chromem follows it); a symlink loop is not (ELOOP)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def folder_candidates(folder: Path, compress: bool, base: dict[str, str]) -> dict[str, str]:

@@ -30,7 +30,8 @@ from guardian.store import verified_cache
 
 FATAL, WARNING, INFO = "fatal", "warning", "info"
 COLLISION_WARN_DOCS = 50_000
-TOO_LARGE = "too large for guardian to read"   # guardian.format.chromem.TOO_LARGE (not imported: warm checks need no codec)
+# guardian.format.chromem.TOO_LARGE (not imported here: a warm check needs no codec)
+TOO_LARGE = "too large for guardian to read"
 
 HINT_REPAIR = "run `guardian check --repair` (restores it from a snapshot or rebuilds it; nothing is deleted)"
 KINDS = {
@@ -49,8 +50,9 @@ KINDS = {
     "document_oversized": (FATAL, HINT_REPAIR),
     "special_file": (FATAL, "`guardian check --repair` moves this non-regular file to quarantine and restores "
                             "the file from a snapshot when one holds it"),
-    "broken_symlink": (FATAL, "a dangling or looping symlink where chromem reads a file: `guardian check --repair` "
-                              "moves the symlink to quarantine and restores the file from a snapshot when one holds it"),
+    "broken_symlink": (FATAL, "a dangling or looping symlink where chromem reads a file: `guardian check "
+                              "--repair` moves the symlink to quarantine and restores the file from a snapshot "
+                              "when one holds it"),
     "stray_folder": (FATAL, "`guardian check --repair` moves this folder to quarantine"),
     "collection_unreadable": (FATAL, "fix the folder's permissions, then run `guardian check`"),
     # chromem loads, but data is silently lost or at risk
