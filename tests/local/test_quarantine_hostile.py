@@ -17,7 +17,7 @@ import pytest
 from guardian.local.paths import StatePaths
 from guardian.local.quarantine import Quarantine
 from guardian.repair.apply import PlanApplier
-from guardian.repair.plan import Action, RepairPlan
+from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.snapshots.repository import Repository
 
 
@@ -67,7 +67,8 @@ def test_repair_reports_a_failed_quarantine_as_failed(plain_store, small_fs):
     paths = StatePaths.for_store(plain_store, small_fs).ensure()
     stray_folder(plain_store, 150, 4096)
     applier = PlanApplier(plain_store, Quarantine(paths), Repository(paths.snapshots), False)
-    [applied] = applier.apply(RepairPlan(actions=[Action("quarantine", ".backup", is_folder=True, reason="stray")]))
+    action = RepairAction("quarantine", ".backup", is_folder=True, reason="stray")
+    [applied] = applier.apply(RepairPlan(actions=[action]))
     assert not applied.ok and "No space" in applied.detail
     assert (plain_store / ".backup").is_dir() and len(os.listdir(plain_store / ".backup")) == 150
 
