@@ -303,6 +303,12 @@ def test_body_limit_after_the_token_and_chunked_bodies_refused(index):
         server.stop()
 
 
+def test_head_gets_headers_only(server):
+    status, headers, body = parse_answer(raw_exchange(server, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
+                                                              b"Connection: close\r\n\r\n"))
+    assert status == 405 and headers["allow"] == "GET" and int(headers["content-length"]) > 0 and body == b""
+
+
 def test_keep_alive_goes_on_after_a_query(server):
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     for _ in range(5):
