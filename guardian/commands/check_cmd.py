@@ -103,6 +103,8 @@ def render_report(result, verbose: bool = False) -> str:
             lines += [f"  {a['path']}: {a['reason']}" for a in result.actions] + [""]
     else:
         lines += ["nothing to repair", ""]
+    if result.cleaned:
+        lines += [f"removed {len(result.cleaned)} temp file(s) an interrupted guardian write left in the store", ""]
     where = ("would be moved to quarantine; no snapshot holds" if result.dry_run
              else "is in quarantine; no snapshot held")
     for lost in result.lost_documents:

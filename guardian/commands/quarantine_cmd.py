@@ -30,10 +30,15 @@ def _is_gob(name: str) -> bool:
 def check_file(path: Path) -> None:
     """Refuse a chromem file that chromem could not decode (CodecError -> RestoreError)."""
     from guardian.format import chromem
+    from guardian.local import storefs
 
     if not _is_gob(path.name):
         return
-    data = path.read_bytes()
+    try:
+        data = storefs.read_regular(path, limit=chromem.MAX_FILE_BYTES + 1, prefix=True)
+    except storefs.NotRegularFile as exc:
+        raise RestoreError(f"putting {path.name} back would put a {exc.what} where chromem reads a file",
+                           "leave it in quarantine") from None
     try:
         if path.name.split(".")[0] == METADATA_STEM:
             chromem.decode_collection(data, str(path))

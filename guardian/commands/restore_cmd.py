@@ -193,6 +193,9 @@ def _print_human(result) -> None:
           f"({result.snapshot_time.astimezone().isoformat(timespec='seconds')}): "
           f"{counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside, "
           f"{counts['keep']} unchanged, {counts['skip']} skipped")
+    if result.skipped:
+        print(f"  warning: passed over {len(result.skipped)} newer damaged snapshot(s): {', '.join(result.skipped)} "
+              "(run `guardian verify`)")
     if result.dry_run:
         for action in result.plan.actions:
             if action.kind != "keep":

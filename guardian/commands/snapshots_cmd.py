@@ -89,7 +89,7 @@ def render_table(rows: list[dict], width: int = WIDTH) -> str:
         names = ", ".join(newest["collections"]) or "none"
         lines += textwrap.wrap(f"collections in {newest['id']}: {names}", width, subsequent_indent="  ",
                                break_on_hyphens=False)
-    lines.append("restore one: guardian restore --at ID  (--all: every snapshot; --json: every collection)")
+    lines.append("restore one: guardian restore --at ID  (--all: one row each; --json: all facts)")
     return "\n".join(lines)
 
 

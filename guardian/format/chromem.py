@@ -10,6 +10,8 @@ comes before the last byte gob needs. This module reproduces all of that.
 from __future__ import annotations
 
 import gc
+import os
+import stat as stat_mod
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -23,7 +25,13 @@ from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is 
 from guardian.format.gob import GobError
 
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_DECOMPRESSED = 1 << 30  # refuse gzip members inflating past 1 GiB (a decompression bomb)
+# What guardian holds in memory for one chromem file: a real document (a memory's text, its metadata
+# and one embedding) is kilobytes, a very large one a few MiB. A file or an inflated gzip stream past
+# this bound is read only this far: Go's gob decoder pulls bytes from the front, so a verdict reached
+# within the bound is chromem's; one that needs more is reported as too large (never guessed).
+MAX_FILE_BYTES = 64 << 20
+MAX_DECOMPRESSED = MAX_FILE_BYTES
+TOO_LARGE = "too large for guardian to read"
 
 DOCUMENT_TYPE = gob.LocalStruct("chromem.Document", {
     "ID": gob.LOCAL_STRING,
@@ -101,25 +109,28 @@ def gzip_header_end(data: bytes) -> int:
 
 
 def inflate_prefix(data: bytes, start: int) -> bytes:
-    """Inflate raw deflate data; on corruption keep every byte decoded before it (as Go's flate)."""
+    """Inflate raw deflate data; on corruption keep every byte decoded before it (as Go's flate).
+    Output stops one byte past MAX_DECOMPRESSED (a gzip bomb costs that much memory, no more)."""
     inflater = zlib.decompressobj(-15)
     try:
-        out = inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
+        return inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
     except zlib.error:
         return inflate_salvage(data, start)
-    if len(out) > MAX_DECOMPRESSED:
-        raise GobError(f"gzip stream inflates past {MAX_DECOMPRESSED} bytes; refusing to read it")
-    return out
 
 
 def inflate_salvage(data: bytes, start: int) -> bytes:
     inflater = zlib.decompressobj(-15)
     parts: list[bytes] = []
     view = memoryview(data)
+    total = 0
     for i in range(start, len(data)):
         try:
-            parts.append(inflater.decompress(view[i:i + 1]))
+            part = inflater.decompress(view[i:i + 1], MAX_DECOMPRESSED + 1 - total)
         except zlib.error:
+            break
+        parts.append(part)
+        total += len(part)
+        if total > MAX_DECOMPRESSED:
             break
     return b"".join(parts)
 
@@ -149,9 +160,14 @@ _collection_decoder = gob.Decoder(COLLECTION_TYPE)
 
 
 def _decode(decoder: gob.Decoder, data: bytes, path) -> dict:
+    stream = b""
     try:
-        return decoder.decode(gob_stream(data))
+        stream = gob_stream(data)
+        return decoder.decode(stream)
     except GobError as exc:
+        if _clipped(data, stream) and "EOF" in exc.reason:
+            exc = GobError(f"{TOO_LARGE}: its value needs more than {MAX_FILE_BYTES} bytes "
+                           "(guardian reads no further; chromem's verdict on it is unknown)")
         raise exc.with_path(str(path)) if path is not None else exc
     except RecursionError:
         raise GobError("gob: value nested too deeply", str(path) if path else None) from None
@@ -176,13 +192,38 @@ def decode_collection(data: bytes, path=None) -> CollectionRecord:
     return CollectionRecord(name=fields.get("Name", ""), metadata=fields.get("Metadata") or {})
 
 
+def _clipped(data: bytes, stream: bytes) -> bool:
+    """True when guardian stopped reading the file or inflating it at its memory bound."""
+    return len(data) > MAX_FILE_BYTES or len(stream) > MAX_DECOMPRESSED
+
+
 def read_file(path) -> bytes:
-    """Read a chromem file's bytes; OS failures become the codec's error (as chromem fails)."""
+    """Read a chromem file's bytes as chromem's os.Open does (a symlink to a file is followed), but
+    only a regular file (a FIFO or device is never opened: it could block or never end) and at most
+    one byte past MAX_FILE_BYTES (a huge or sparse file never fills memory). OS failures become the
+    codec's error, as chromem fails. (The same rule as ``guardian.local.storefs.read_regular``, which
+    this layer may not import.)"""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        if not stat_mod.S_ISREG(os.stat(path).st_mode):   # looked at before it is opened
+            raise GobError(f"couldn't open file: not a regular file ({_kind(os.stat(path).st_mode)})", str(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)   # O_NONBLOCK: a FIFO swapped in never blocks
+        try:
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+                raise GobError("couldn't open file: not a regular file (swapped while opening)", str(path))
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise GobError(f"couldn't open file: {exc.strerror or exc}", str(path)) from None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat_mod.S_ISDIR, "folder"), (stat_mod.S_ISFIFO, "FIFO"), (stat_mod.S_ISSOCK, "socket"),
+                       (stat_mod.S_ISCHR, "character device"), (stat_mod.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def read_document(path) -> Document:

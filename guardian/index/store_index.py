@@ -349,7 +349,8 @@ class StoreIndex:
         except OSError as exc:
             raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
         return sorted(e.name for e in entries
-                      if not e.name.startswith(".") and e.is_dir() and self._holds_chromem_files(e.path))
+                      if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+                      and self._holds_chromem_files(e.path))
 
     def _holds_chromem_files(self, folder: str) -> bool:
         try:

@@ -47,6 +47,7 @@ PAYLOAD_DIR = "payload"
 EXDEV = 18
 STORE_FILE_MODE = 0o644   # as chromem creates its files
 STORE_DIR_MODE = 0o755
+HASH_LIMIT = 64 << 20     # larger than any chromem file (a sparse 4 GiB file): moved, not hashed
 
 
 class QuarantineFailed(OSError):
@@ -110,9 +111,9 @@ def _measure_at(dir_fd: int, name: str) -> tuple[str, int, str | None]:
     info = storefs.stat_at(name, dir_fd)
     if statmod.S_ISDIR(info.st_mode):
         return "folder", _tree_size(dir_fd, name), None
-    if statmod.S_ISREG(info.st_mode):
+    if statmod.S_ISREG(info.st_mode) and info.st_size <= HASH_LIMIT:
         return "file", info.st_size, storefs.sha256_regular(name, dir_fd)
-    return "file", 0, None
+    return "file", info.st_size if statmod.S_ISREG(info.st_mode) else 0, None
 
 
 def _tree_size(dir_fd: int, name: str) -> int:
@@ -148,9 +149,10 @@ def _copy_entry(src_fd: int, name: str, dst: Path) -> None:
         os.mkfifo(dst, 0o600)
     elif statmod.S_ISCHR(info.st_mode) or statmod.S_ISBLK(info.st_mode):
         os.mknod(dst, statmod.S_IFMT(info.st_mode) | 0o600, info.st_rdev)
+    elif statmod.S_ISSOCK(info.st_mode):
+        dst.write_bytes(b"")   # a socket holds no data: an empty placeholder records that one was here
     else:
-        raise QuarantineFailed(f"cannot copy a {storefs.kind_of(info.st_mode)} to another filesystem: "
-                               f"{name}")
+        raise QuarantineFailed(f"cannot copy a {storefs.kind_of(info.st_mode)}: {name}")
 
 
 def _copy_regular(src_fd: int, name: str, dst: Path) -> None:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat as statmod
 from dataclasses import dataclass
 from pathlib import Path
 
 from guardian.errors import GuardianError
 from guardian.format import chromem
 from guardian.format.gob import GobError
-from guardian.local.fsutil import TEMP_PREFIX, atomic_write
+from guardian.format import layout
+from guardian.local import storefs
 from guardian.local.quarantine import Quarantine
 from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.snapshots.repository import Repository
@@ -55,8 +57,10 @@ class FileChanged(GuardianError):
 
 
 class PlanApplier:
-    """``guard(rel)`` (live repair) is called right before each rename or move in the store; it
-    raises FileChanged if the file is no longer what was judged, and the action is skipped."""
+    """Applies one plan. Every touch of the store goes through folder fds opened without following
+    symlinks (``storefs.DirFds``), and only regular files are ever opened. ``guard(rel)`` (live repair)
+    is called right before each rename or move in the store; it raises FileChanged if the file is no
+    longer what was judged, and the action is skipped."""
 
     def __init__(self, store_root, quarantine: Quarantine, repo: Repository, compress: bool,
                  guard=None) -> None:
@@ -66,11 +70,13 @@ class PlanApplier:
         self.repo = repo
         self.compress = compress
         self._preserved: dict[tuple[str, str], str] | None = None
+        self.dirs: storefs.DirFds | None = None
 
     # ---- entry point -------------------------------------------------------------------
     def apply(self, plan: RepairPlan) -> list[Applied]:
-        clean_temp_files(self.root)
-        return [self.apply_one(action) for action in plan.actions]
+        storefs.clean_guardian_temps(self.root)
+        with storefs.DirFds(self.root) as self.dirs:
+            return [self.apply_one(action) for action in plan.actions]
 
     def apply_one(self, action: RepairAction) -> Applied:
         try:
@@ -78,6 +84,8 @@ class PlanApplier:
                 return self.guarded(action)
             if action.kind == "quarantine":
                 return self.move_out(action)
+            if action.kind == "restore_folder":
+                return self.restore_folder(action)
             return self.write(action, self.bytes_for(action))
         except FileChanged as exc:
             return Applied(action, False, f"skipped: {exc.message}")
@@ -90,6 +98,9 @@ class PlanApplier:
         if action.kind == "quarantine":
             self.guard(action.path)
             return self.move_out(action)
+        if action.kind == "restore_folder":
+            self.guard(action.path)
+            return self.restore_folder(action)
         data = self.bytes_for(action)
         target = self.root / action.path
         if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
@@ -109,34 +120,85 @@ class PlanApplier:
         elif action.kind == "rebuild_metadata":
             data = chromem.encode_collection(action.name, action.metadata or {}, self.compress)
         elif action.kind == "convert_document":
-            payload = chromem.gob_stream((self.root / action.from_path).read_bytes())
+            payload = chromem.gob_stream(chromem.read_file(self.root / action.from_path))
             data = chromem.gzip_bytes(payload) if self.compress else payload
+        elif action.kind == "copy_link_target":
+            data = chromem.read_file(self.root / action.path)   # follows the symlink, as chromem does
         else:
             raise ValueError(f"unknown action {action.kind}")
         check_decodes(action, data)
         return data
 
-    # ---- the two primitive moves --------------------------------------------------------
+    # ---- the primitive moves -----------------------------------------------------------
+    def folder(self, rel: str) -> tuple[int, str]:
+        try:
+            return self.fds().parent_of(rel)
+        except storefs.UnsafeFolder as exc:
+            raise GuardianError(f"refusing to write {rel} through {exc.filename} ({exc.what})",
+                                "replace the symlink by a real folder, then run `guardian check --repair`") from None
+
+    def fds(self) -> storefs.DirFds:
+        if self.dirs is None:
+            self.dirs = storefs.DirFds(self.root)
+        return self.dirs
+
     def move_out(self, action: RepairAction) -> Applied:
-        if not os.path.lexists(self.root / action.path):
+        parent_fd, name = self.folder(action.path)
+        if not storefs.exists_at(name, parent_fd):
             return Applied(action, True, "already gone from the store")
         entry = self.quarantine.put(self.root, action.path, reason=action.reason,
-                                    kind="folder" if action.is_folder else "file", source=SOURCE)
+                                    kind="folder" if action.is_folder else "file", source=SOURCE, dirs=self.fds())
         return Applied(action, True, quarantine_id=entry.id)
 
     def write(self, action: RepairAction, data: bytes) -> Applied:
-        target = self.root / action.path
+        parent_fd, name = self.folder(action.path)
+        info = storefs._lstat_or_none(name, parent_fd)
         quarantine_id = ""
-        if target.is_dir() and not target.is_symlink():
-            quarantine_id = self.quarantine.put(self.root, action.path, kind="folder", source=SOURCE,
-                                                reason=f"a folder where {action.path} belongs ({action.reason})").id
-        elif os.path.lexists(target):
-            current = read_or_none(target)
+        if info is not None and statmod.S_ISREG(info.st_mode) and info.st_size <= chromem.MAX_FILE_BYTES:
+            current = read_or_none(parent_fd, name)
             if current == data:
                 return Applied(action, True, "already in place")
             quarantine_id = self.preserve(action, current)
-        atomic_write(target, data, mode=STORE_FILE_MODE)
+        elif info is not None:   # a folder, symlink, FIFO, socket, device or huge file: moved out, never read
+            what = storefs.kind_of(info.st_mode) if not statmod.S_ISREG(info.st_mode) else "file too large"
+            quarantine_id = self.quarantine.put(self.root, action.path, source=SOURCE, dirs=self.fds(),
+                                                kind="folder" if statmod.S_ISDIR(info.st_mode) else "file",
+                                                reason=f"a {what} where {action.path} belongs ({action.reason})").id
+        storefs.atomic_write_at(parent_fd, name, data, mode=STORE_FILE_MODE)
         return Applied(action, True, quarantine_id=quarantine_id)
+
+    def restore_folder(self, action: RepairAction) -> Applied:
+        """A real collection folder where chromem found none: the entry goes to quarantine, a folder is
+        made, the metadata is written first (a load in between sees a smaller collection, never a
+        refused store), then every document."""
+        files = self.folder_contents(action)
+        if not any(layout.file_stem(n) == layout.METADATA_STEM for n, _ in files):
+            raise GuardianError(f"{action.path}: the source holds no collection metadata; not restoring it",
+                                "restore the collection with `guardian restore --collection NAME`")
+        root_fd, name = self.folder(action.path)
+        entry = self.quarantine.put(self.root, action.path, kind="folder", source=SOURCE, dirs=self.fds(),
+                                    reason=f"{action.reason}; replaced by a real folder ({action.source})")
+        storefs.mkdir_at(root_fd, name, 0o755)
+        folder_fd = self.fds().get(action.path)
+        files.sort(key=lambda item: layout.file_stem(item[0]) != layout.METADATA_STEM)
+        for file_name, data in files:
+            storefs.atomic_write_at(folder_fd, file_name, data, mode=STORE_FILE_MODE, sync_dir=False)
+        os.fsync(folder_fd)
+        return Applied(action, True, f"{len(files)} files", quarantine_id=entry.id)
+
+    def folder_contents(self, action: RepairAction) -> list[tuple[str, bytes]]:
+        """(file name, bytes) of every chromem file the new folder gets (each checked to decode)."""
+        ext = layout.extension(self.compress)
+        found: list[tuple[str, bytes]] = []
+        if action.from_path:
+            for file_name in sorted(os.listdir(action.from_path)):
+                if file_name.endswith(ext):
+                    with contextlib.suppress(OSError, GobError):
+                        found.append((file_name, chromem.read_file(os.path.join(action.from_path, file_name))))
+        else:
+            for rel, blob in action.files:
+                found.append((rel.rsplit("/", 1)[-1], self.repo.read_blob(blob)))
+        return [(name, data) for name, data in found if decodes(name, data)]
 
     def preserve(self, action: RepairAction, current: bytes | None) -> str:
         """Copy the damaged file into the quarantine once (a re-run finds the earlier copy)."""
@@ -144,7 +206,7 @@ class PlanApplier:
         known = self.preserved().get((action.path, digest)) if digest else None
         if known:
             return known
-        entry = self.quarantine.preserve(self.root, action.path, source=SOURCE,
+        entry = self.quarantine.preserve(self.root, action.path, source=SOURCE, dirs=self.fds(),
                                          reason=f"damaged original replaced by repair ({action.reason})")
         self.preserved()[(action.path, entry.sha256 or "")] = entry.id
         return entry.id
@@ -197,7 +259,9 @@ def replace_checked(root: Path, rel: str, data: bytes, guard) -> str:
 def check_decodes(action: RepairAction, data: bytes) -> None:
     """Never write bytes chromem would refuse (a snapshot blob is checked by hash; this checks meaning)."""
     try:
-        if action.kind in ("restore_metadata", "rebuild_metadata"):
+        if action.kind in ("restore_metadata", "rebuild_metadata") or (
+                action.kind == "copy_link_target" and layout.file_stem(action.path.rsplit("/", 1)[-1])
+                == layout.METADATA_STEM):
             if not chromem.decode_collection(data).name:
                 raise GobError("the metadata holds no collection name")
         else:
@@ -207,23 +271,25 @@ def check_decodes(action: RepairAction, data: bytes) -> None:
                             "the source is damaged; run `guardian verify`") from None
 
 
-def read_or_none(path: Path) -> bytes | None:
+def decodes(file_name: str, data: bytes) -> bool:
+    """Whether chromem would read this file cleanly (a file that would not is never written)."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        if layout.file_stem(file_name) == layout.METADATA_STEM:
+            return bool(chromem.decode_collection(data).name)
+        chromem.decode_document(data)
+    except GobError:
+        return False
+    return True
+
+
+def read_or_none(parent_fd: int, name: str) -> bytes | None:
+    """The current bytes of a regular file (bounded: a huge file is not compared, only preserved)."""
+    try:
+        return storefs.read_regular(name, limit=chromem.MAX_FILE_BYTES, dir_fd=parent_fd)
     except OSError:
         return None
 
 
 def clean_temp_files(root: Path) -> int:
     """Remove guardian's own temp files left in the store by a killed writer (ours by name)."""
-    removed = 0
-    with contextlib.suppress(OSError):
-        folders = [root, *(Path(e.path) for e in os.scandir(root) if e.is_dir(follow_symlinks=False))]
-        for folder in folders:
-            with contextlib.suppress(OSError):
-                for entry in os.scandir(folder):
-                    if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                        os.unlink(entry.path)
-                        removed += 1
-    return removed
+    return len(storefs.clean_guardian_temps(root))

@@ -26,15 +26,22 @@ from guardian.repair import names as names_mod
 from guardian.store.scan import FATAL, INFO, CollectionScan, Problem, StoreScan
 
 METADATA_KINDS = {"metadata_missing", "metadata_empty", "metadata_truncated", "metadata_corrupt",
-                  "metadata_is_folder", "metadata_empty_name"}
-DOCUMENT_KINDS = {"document_empty", "document_truncated", "document_corrupt"}
+                  "metadata_is_folder", "metadata_empty_name", "metadata_oversized"}
+DOCUMENT_KINDS = {"document_empty", "document_truncated", "document_corrupt", "document_oversized"}
 QUARANTINE_KINDS = {"stray_folder", "special_file"}
+# Something other than a regular file where chromem reads one, or other than a real folder where it
+# reads a collection: restored from the newest good snapshot copy (or the symlink's own target).
+ENTRY_KINDS = {"special_file", "broken_symlink", "document_is_folder", "symlinked_file", "symlinked_folder",
+               "collection_not_folder"}
+FILE_ENTRY_KINDS = {"special_file", "broken_symlink", "document_is_folder"}
+FOLDER_ENTRY_KINDS = {"symlinked_folder", "collection_not_folder"}
 # Reported by name in the repair report (the issue's vocabulary).
 REPORTED_AS = {"restore_metadata": "restored_metadata", "rebuild_metadata": "rebuilt_metadata",
                "restore_document": "restored_document", "convert_document": "restored_document",
-               "quarantine": "quarantined"}
-ORDER = {"quarantine": 0, "restore_metadata": 1, "rebuild_metadata": 1, "restore_document": 2,
-         "convert_document": 2}
+               "quarantine": "quarantined", "copy_link_target": "replaced_symlink",
+               "restore_folder": "restored_folder"}
+ORDER = {"quarantine": 0, "restore_folder": 0, "restore_metadata": 1, "rebuild_metadata": 1, "restore_document": 2,
+         "convert_document": 2, "copy_link_target": 2}
 # Hazards that are certain to lose (or already hide) data: said loudly.
 LOUD = {
     "duplicate_name": "DATA HIDDEN: chromem loads only one of these folders; the other folder's documents are "
@@ -77,6 +84,16 @@ class OtherFormat:
     target_state: str                  # "absent" | "same" (same gob bytes) | "different"
 
 
+@dataclass(frozen=True)
+class FolderCopy:
+    """Where a real collection folder can come from: the symlink's target folder, else a snapshot."""
+
+    target: str = ""                     # absolute path of the symlink's target folder ("" if none usable)
+    snapshot_id: str = ""
+    time: str = ""
+    files: tuple[tuple[str, str], ...] = ()   # (rel path, blob) of the snapshot's files in that folder
+
+
 @dataclass
 class RepairSources:
     versions: dict[str, list[Version]] = field(default_factory=dict)    # rel path -> newest first
@@ -84,6 +101,7 @@ class RepairSources:
     salvaged_ids: dict[str, str] = field(default_factory=dict)          # rel path -> id read from damaged bytes
     other_format: dict[str, OtherFormat] = field(default_factory=dict)  # rel path of the odd file -> facts
     checksum_failures: list[str] = field(default_factory=list)          # gz documents whose CRC fails
+    folder_copies: dict[str, "FolderCopy"] = field(default_factory=dict)  # top entry -> where a real folder comes from
 
     def newest_valid(self, rel: str) -> Version | None:
         return next((v for v in self.versions.get(rel, ()) if v.valid), None)
@@ -106,7 +124,8 @@ class RepairAction:
     blob: str = ""
     name: str = ""
     metadata: dict | None = None
-    from_path: str = ""              # convert_document: the other-format file
+    from_path: str = ""              # convert_document: the other-format file; restore_folder: the target
+    files: tuple = ()                # restore_folder from a snapshot: ((rel, blob), ...)
     lost_id: str | None = None       # quarantine of a document: the id it held, when known
     is_folder: bool = False
     phase: int = 0                   # 1: after the writes of phase 0 (a copy made redundant by them)
@@ -266,9 +285,14 @@ def plan_problem(scan: StoreScan, problem: Problem, sources: RepairSources, plan
         return  # handled per folder
     if problem.kind in DOCUMENT_KINDS:
         plan_document(problem, sources, plan)
-    elif problem.kind == "special_file":
-        plan.actions.append(RepairAction("quarantine", problem.path, source="store",
-                                         reason=f"not a regular file where chromem reads one ({problem.detail})"))
+    elif problem.kind in FILE_ENTRY_KINDS:
+        plan_file_entry(problem, sources, plan)
+    elif problem.kind == "symlinked_file":
+        plan.actions.append(RepairAction("copy_link_target", problem.path, source="the symlink's target",
+                                   reason="a symlink chromem follows but snapshots do not: replaced by a copy "
+                                          "of its target (the symlink goes to quarantine)"))
+    elif problem.kind in FOLDER_ENTRY_KINDS:
+        plan_folder_entry(problem, sources, plan)
     elif problem.kind == "other_format_file" and problem.path in sources.other_format:
         plan_other_format(problem, sources, plan)
     elif problem.severity == FATAL:
@@ -276,6 +300,46 @@ def plan_problem(scan: StoreScan, problem: Problem, sources: RepairSources, plan
     elif problem.severity != INFO:
         plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, problem.detail, problem.hint,
                                     LOUD.get(problem.kind, "")))
+
+
+def plan_file_entry(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:
+    """A non-regular entry where chromem reads a file: the newest good snapshot copy replaces it (the
+    entry itself goes to quarantine first); with no copy, a FIFO/device/bad symlink is only moved out
+    (chromem blocks or fails on it) and a folder is left, with a warning (chromem just skips it)."""
+    version = sources.newest_valid(problem.path)
+    is_metadata = layout.file_stem(problem.path.rsplit("/", 1)[-1]) == layout.METADATA_STEM
+    if version is not None:
+        plan.actions.append(RepairAction("restore_metadata" if is_metadata else "restore_document", problem.path,
+                                   reason=f"{problem.kind}: {problem.detail}", blob=version.blob,
+                                   snapshot_id=version.snapshot_id, name=version.name or "",
+                                   is_folder=problem.kind == "document_is_folder",
+                                   source=f"snapshot {version.snapshot_id} ({version.time})"))
+    elif problem.kind == "document_is_folder":
+        plan.hazards.append(Finding(problem.path, problem.kind, problem.severity,
+                                    f"{problem.detail}; no snapshot holds this document", problem.hint,
+                                    "DATA HIDDEN: chromem loads one document fewer than the folder's files"))
+    else:
+        plan.actions.append(RepairAction("quarantine", problem.path, source="store",
+                                   reason=f"not a regular file where chromem reads one ({problem.detail}); "
+                                          "no snapshot holds a copy"))
+
+
+def plan_folder_entry(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:
+    """Anything but a real folder where a collection belongs: put a real folder there (from the
+    symlink's target, else the newest snapshot holding that folder); the entry goes to quarantine."""
+    copy = sources.folder_copies.get(problem.path)
+    if copy is not None and copy.target:
+        plan.actions.append(RepairAction("restore_folder", problem.path, from_path=copy.target, is_folder=True,
+                                   reason=f"{problem.kind}: chromem skips it and hides its documents",
+                                   source=f"copy of the symlink's target {copy.target}"))
+    elif copy is not None and copy.files:
+        plan.actions.append(RepairAction("restore_folder", problem.path, files=copy.files, snapshot_id=copy.snapshot_id,
+                                   is_folder=True, reason=f"{problem.kind}: chromem skips it and hides a collection",
+                                   source=f"snapshot {copy.snapshot_id} ({copy.time})"))
+    else:
+        why = "no snapshot holds a collection folder of this name and the entry is not a symlink to a folder"
+        plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, f"{problem.detail}; {why}",
+                                    problem.hint, "DATA HIDDEN: chromem skips this entry"))
 
 
 def plan_checksum_failure(rel: str, sources: RepairSources, plan: RepairPlan) -> None:

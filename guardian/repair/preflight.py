@@ -15,13 +15,15 @@ from guardian.local.catalog import Catalog
 from guardian.config import Config
 from guardian.errors import ExitCode
 from guardian.local.lock import store_lock
-from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan, plan_repair,
-                                  remaining_findings)
+from guardian.local import storefs
+from guardian.repair.plan import (DOCUMENT_KINDS, ENTRY_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan,
+                                  plan_repair, remaining_findings)
 from guardian.local.paths import StatePaths
 from guardian.store.scan import StoreScan, scan_store
 
 MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
-ACTIONABLE = METADATA_KINDS | DOCUMENT_KINDS | QUARANTINE_KINDS | {"other_format_file"}
+ACTIONABLE = METADATA_KINDS | DOCUMENT_KINDS | QUARANTINE_KINDS | ENTRY_KINDS | {"other_format_file",
+                                                                              "guardian_leftover"}
 
 
 @dataclass
@@ -32,6 +34,7 @@ class PreflightResult:
     scan: StoreScan                       # the final scan (== scan_before on a dry run or no-op)
     plans: list[RepairPlan] = field(default_factory=list)
     applied: list = field(default_factory=list)  # repair.apply.Applied
+    cleaned: list[str] = field(default_factory=list)  # guardian's own leftover temp files removed
     seconds: float = 0.0
 
     # ---- what callers read -------------------------------------------------------------
@@ -116,7 +119,7 @@ class PreflightResult:
             "error_after": self.scan.error, "actions": self.actions, "lost_documents": self.lost_documents,
             "unresolved": self.unresolved, "hazards": self.hazards, "notes": self.notes, "failed": self.failed,
             "rounds": len(self.plans), "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-            "scan": self.scan.to_dict(),
+            "cleaned_leftovers": self.cleaned, "scan": self.scan.to_dict(),
         }
 
 
@@ -200,6 +203,7 @@ class RepairContext:
 
 def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
     """Plan/apply until nothing is left to do (each round's scan is taken under the lock)."""
+    result.cleaned = storefs.clean_guardian_temps(context.paths.store)   # guardian's own leftovers
     scan = context.rescan()
     for _ in range(MAX_ROUNDS):
         if not context.needs_repair(scan):

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import zlib
 from pathlib import Path
@@ -21,8 +20,10 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.format import chromem, gob
 from guardian.format.gob import GobError
 from guardian.repair import names as names_mod
-from guardian.repair.plan import (DOCUMENT_KINDS, METADATA_KINDS, OtherFormat, RepairSources, Version,
-                                  metadata_rel)
+from guardian.local import storefs
+from guardian.logs import get_logger
+from guardian.repair.plan import (DOCUMENT_KINDS, FILE_ENTRY_KINDS, FOLDER_ENTRY_KINDS, METADATA_KINDS, FolderCopy,
+                                  OtherFormat, RepairSources, Version, metadata_rel)
 from guardian.snapshots.repository import Repository
 from guardian.store.scan import StoreScan
 
@@ -39,6 +40,8 @@ def needed_paths(scan: StoreScan) -> dict[str, str]:
         if any(p.kind in METADATA_KINDS for p in coll.problems):
             needs[metadata_rel(scan, coll)] = "metadata"
     for problem in scan.problems:
+        if problem.kind in FILE_ENTRY_KINDS and "/" in problem.path:
+            needs[problem.path] = "metadata" if is_metadata_file(problem.path) else "document"
         if problem.kind in DOCUMENT_KINDS:
             needs[problem.path] = "document"
         elif problem.kind == "other_format_file" and not is_metadata_file(problem.path):
@@ -59,12 +62,24 @@ def proper_path(rel: str, compress: bool) -> str:
 
 
 def gzip_intact(data: bytes) -> bool:
-    """False when a gzip file's checksum or length fails: chromem never checks, and loads altered bytes."""
+    """False when a gzip file's checksum or length fails: chromem never checks, and loads altered bytes.
+    Streamed in bounded pieces (a gzip bomb is inflated chunk by chunk, never held whole); a stream
+    inflating past MAX_DECOMPRESSED is not judged here (check reports it as oversized)."""
     if data[:2] != chromem.GZIP_MAGIC:
         return True
+    inflater = zlib.decompressobj(31)
+    produced = 0
     try:
-        gzip.decompress(data)
-    except (OSError, EOFError, zlib.error):
+        pending = data
+        while pending and not inflater.eof:
+            produced += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+            if produced > chromem.MAX_DECOMPRESSED:
+                return True
+        if not inflater.eof:
+            inflater.flush()
+            return False
+    except zlib.error:
         return False
     return True
 
@@ -78,8 +93,8 @@ def checksum_failures(scan: StoreScan) -> list[str]:
     failing = []
     for coll in scan.collections:
         for path in document_files(root / coll.dir, True):
-            with contextlib.suppress(OSError):
-                if not gzip_intact(path.read_bytes()):
+            with contextlib.suppress(OSError, GobError):
+                if not gzip_intact(chromem.read_file(path)):
                     failing.append(f"{coll.dir}/{path.name}")
     return failing
 
@@ -107,8 +122,12 @@ def read_version(repo: Repository, digest: str, role: str, base: dict) -> Versio
 
 def manifests_newest_first(repo: Repository):
     for snapshot_id in reversed(repo.list_ids()):
-        with contextlib.suppress(SnapshotError):
-            yield repo.read_manifest(snapshot_id)
+        try:
+            manifest = repo.read_manifest(snapshot_id)
+        except SnapshotError as exc:   # damaged or hostile: skipped (verify counts it)
+            get_logger("guardian.repair").warning("snapshot_skipped", snapshot=snapshot_id, error=exc.message)
+            continue
+        yield manifest
 
 
 def load_versions(repo: Repository, needs: dict[str, str]) -> dict[str, list[Version]]:
@@ -183,7 +202,8 @@ def salvaged_ids(store_root: Path, rels: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for rel in rels:
         with contextlib.suppress(OSError):
-            found = salvage_document_id((store_root / rel).read_bytes(), rel.rsplit("/", 1)[-1])
+            found = salvage_document_id(storefs.read_regular(store_root / rel, limit=chromem.MAX_FILE_BYTES,
+                                                             prefix=True), rel.rsplit("/", 1)[-1])
             if found:
                 out[rel] = found
     return out
@@ -206,7 +226,7 @@ def other_format_facts(store_root: Path, scan: StoreScan) -> dict[str, OtherForm
 
 def gob_payload(path: Path) -> bytes | None:
     try:
-        return chromem.gob_stream(path.read_bytes())
+        return chromem.gob_stream(chromem.read_file(path))
     except (OSError, GobError):
         return None
 
@@ -233,7 +253,15 @@ def document_files(folder: Path, compress: bool) -> list[Path]:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return []
-    return [Path(e.path) for e in entries if e.name.endswith(ext) and e.name != meta and e.is_file()]
+    return [Path(e.path) for e in entries if e.name.endswith(ext) and e.name != meta and _is_file(e)]
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file (a symlink to one counts: chromem follows it); a symlink loop is not (ELOOP)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def folder_candidates(folder: Path, compress: bool, base: dict[str, str]) -> dict[str, str]:
@@ -279,4 +307,45 @@ def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, 
     damaged = [rel for rel, role in needs.items() if role == "document" and sources.newest_valid(rel) is None]
     sources.salvaged_ids = salvaged_ids(root, damaged)
     sources.other_format = other_format_facts(root, scan)
+    with contextlib.suppress(OSError, GuardianError):
+        sources.folder_copies = folder_copies(root, repo, scan)
     return sources, candidates
+
+
+def folder_copies(root: Path, repo: Repository, scan: StoreScan) -> dict[str, FolderCopy]:
+    """For each top entry that hides a collection (a symlinked folder, a non-folder named like one):
+    the symlink's target when it is a real folder holding chromem files, else the newest snapshot
+    that held files in a folder of that name."""
+    wanted = {p.path for p in scan.problems if p.kind in FOLDER_ENTRY_KINDS}
+    found: dict[str, FolderCopy] = {}
+    for name in sorted(wanted):
+        target = usable_target(root, name, scan.compress)
+        if target:
+            found[name] = FolderCopy(target=target)
+    missing = wanted - set(found)
+    for manifest in manifests_newest_first(repo) if missing else ():
+        stamp = manifest.time.isoformat().replace("+00:00", "Z")
+        for name in sorted(missing):
+            files = tuple((e.path, e.hash) for e in manifest.files or () if e.hash and e.path.startswith(name + "/")
+                          and "/" not in e.path[len(name) + 1:])
+            if files:
+                found[name] = FolderCopy(snapshot_id=manifest.id, time=stamp, files=files)
+        missing -= set(found)
+        if not missing:
+            break
+    return found
+
+
+def usable_target(root: Path, name: str, compress: bool) -> str:
+    """The real folder a top-level symlink points to, if it holds chromem files ("" otherwise)."""
+    link = root / name
+    if not link.is_symlink() or not link.is_dir():
+        return ""
+    target = os.path.realpath(link)
+    if target == str(root) or target.startswith(str(root) + os.sep):
+        return ""   # a folder of the store itself: chromem loads it already
+    ext = chromem.extension(compress)
+    with contextlib.suppress(OSError):
+        if any(n.endswith(ext) for n in os.listdir(target)):
+            return target
+    return ""

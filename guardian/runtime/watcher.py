@@ -38,8 +38,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from guardian.format.layout import EXTENSIONS, METADATA_STEM, extension
+from guardian.local import storefs
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
+
+MAX_METADATA_READ = (64 << 20) + 1   # guardian.format.chromem.MAX_FILE_BYTES + 1
 
 COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
 POLL_INTERVAL = 1.0
@@ -276,8 +279,8 @@ def inventory(root: Path, metadata_ok: Callable[[bytes], bool] = default_metadat
 
 
 def _read_ok(path: Path, metadata_ok: Callable[[bytes], bool]) -> bool:
-    try:
-        data = path.read_bytes()
+    try:   # regular files only (a FIFO never blocks the watcher), bounded (a huge file never fills memory)
+        data = storefs.read_regular(path, limit=MAX_METADATA_READ, follow=True, prefix=True)
     except OSError:
         return False
     try:
@@ -454,7 +457,7 @@ class StoreWatcher:
                 try:
                     self.on_raw(wanted)
                 except Exception:  # a listener bug must not stop the debounced dispatch
-                    log.error("raw watch listener failed", exc_info=True)
+                    log.error("raw_watch_listener_failed", exc_info=True)
         with self._cond:
             now = self.clock()
             for raw in raws:

@@ -161,7 +161,7 @@ class _Connection(cheroot.HTTPConnection):
 
 
 class _Gateway(cheroot.Gateway):
-    """One request: screen it, read its body (bounded, with the socket's timeout), answer it."""
+    """One request: screen it, read its body (bounded, within the request's deadline), answer it."""
 
     api: Api  # set on the subclass made per server
 
@@ -190,7 +190,8 @@ class _Gateway(cheroot.Gateway):
         try:
             body = req.rfile.read(size)
         except TimeoutError:
-            return b"", error_response(408, f"the body did not arrive within {req.server.timeout:g} s of silence",
+            return b"", error_response(408, f"the body did not arrive in time ({req.server.timeout:g} s of silence "
+                                       f"or {req.server.request_timeout:g} s in all)",
                                        "send the whole body right after the headers")
         if len(body) < size:
             return b"", error_response(400, f"the body ended after {len(body)} of {size} bytes",
@@ -207,7 +208,8 @@ class _Gateway(cheroot.Gateway):
                           (b"Content-Length", str(len(response.body)).encode("latin-1"))]
         req.outheaders.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers)
         req.ensure_headers_sent()
-        req.write(response.body)
+        if req.method != b"HEAD":  # HEAD: the headers (with the length) only
+            req.write(response.body)
 
 
 class _CherootServer(cheroot.HTTPServer):

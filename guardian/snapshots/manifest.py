@@ -233,11 +233,33 @@ def _split(data: bytes, where: str) -> tuple[bytes, bytes]:
     return data[start:start + length], data[start + length:]
 
 
+# A real file list is JSON of paths, sha256 hex digests and numbers: zstd shrinks it a few times, never
+# hundreds of times. Inflating past MAX_RATIO x its compressed size (at least MIN_INFLATE) is a bomb.
+MAX_RATIO = 256
+MIN_INFLATE = 16 << 20
+
+
+def inflate_limit(compressed: int, cap: int) -> int:
+    return min(cap, max(MIN_INFLATE, compressed * MAX_RATIO))
+
+
 def _decompress(blob: bytes, where: str, what: str, limit=MAX_BODY) -> bytes:
+    """zstd, bounded by both ``limit`` and the ratio a real manifest can have (a 33 KB bomb cannot
+    make guardian hold gigabytes)."""
+    bound = inflate_limit(len(blob), limit)
     try:
-        return zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
+        return zstandard.ZstdDecompressor().decompress(blob, max_output_size=bound)
     except zstandard.ZstdError as exc:
-        raise SnapshotError(f"manifest {where}: cannot decompress its {what} ({exc}) (damaged)") from None
+        raise SnapshotError(f"manifest {where}: cannot decompress its {what} within {bound} bytes ({exc}) "
+                            "(damaged or hostile)") from None
+
+
+def _json(raw: bytes, where: str, what: str):
+    """json.loads that turns every failure (a deeply nested body too) into a damaged-manifest error."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise SnapshotError(f"manifest {where}: its {what} is nested too deeply (damaged or hostile)") from None
 
 
 def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[str], list] | None = None,
@@ -256,9 +278,9 @@ def decode_manifest(data: bytes, where: str = "?", load_dictionary: Callable[[st
 def decode_header(data: bytes, where: str = "?") -> Manifest:
     header_bytes, _ = _split(data, where)
     try:
-        header = json.loads(_decompress(header_bytes, where, "header", limit=MAX_HEADER))
+        header = _json(_decompress(header_bytes, where, "header", limit=MAX_HEADER), where, "header")
         return _manifest_from_header(header)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         raise SnapshotError(f"manifest {where}: invalid header ({exc}) (damaged)") from None
 
 
@@ -268,7 +290,7 @@ def decode_manifest_rows(data: bytes, where: str = "?",
     manifest = decode_header(data, where)
     _, body = _split(data, where)
     try:
-        rows = json.loads(_decompress(body, where, "file list") or b"[]")
+        rows = _json(_decompress(body, where, "file list") or b"[]", where, "file list")
         if manifest.files_dict:
             if load_dictionary is None:
                 raise SnapshotError(f"manifest {where} needs its base list blob {manifest.files_dict[:12]}")
@@ -301,7 +323,10 @@ def referenced_hashes(data: bytes, where: str, base_hashes: Callable[[str], set[
 
 
 def parse_rows(raw: bytes) -> list:
-    rows = json.loads(raw) if raw.strip() else []
+    try:
+        rows = json.loads(raw) if raw.strip() else []
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(rows, list):
         raise ValueError("not a list")
     return rows

@@ -23,6 +23,7 @@ from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
 from guardian.local import fsutil, storefs
+from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
@@ -38,6 +39,7 @@ from guardian.local.paths import StatePaths
 STAGE_WORKERS = 3  # CPU-bound (decompress, hash, create): no fsync per file any more
 SYNC_WORKERS = 8   # only where there is no syncfs: fsyncs in flight
 MIN_RUN = 256      # blobs per staging thread at least
+MAX_HASHED = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: a larger file is no real document
 
 
 def id_time(snapshot_id: str) -> datetime:
@@ -64,6 +66,22 @@ def read_snapshot(repo: Repository, snapshot_id: str) -> Manifest:
     except SnapshotError as exc:
         raise RestoreError(f"snapshot {snapshot_id} is damaged: {exc.message}",
                            "pass an earlier --at (see `guardian snapshots`) and run `guardian verify`") from None
+
+
+def choose_readable(repo: Repository, at: datetime | None) -> tuple[str, Manifest, list[str]]:
+    """The newest snapshot at or before ``at`` whose manifest reads cleanly; damaged (or hostile)
+    manifests newer than it are skipped with a warning and returned, never fatal on their own."""
+    snapshot_id = choose_snapshot(repo, at)
+    ids = [i for i in repo.list_ids() if i <= snapshot_id]
+    skipped: list[str] = []
+    for candidate in reversed(ids):
+        try:
+            return candidate, repo.read_manifest(candidate), skipped
+        except SnapshotError as exc:
+            skipped.append(candidate)
+            get_logger("guardian.restore").warning("snapshot_skipped", snapshot=candidate, error=exc.message)
+    raise RestoreError(f"every snapshot at or before the requested time is damaged ({len(skipped)} skipped; "
+                       f"newest: {snapshot_id})", "run `guardian verify`, or pass a later --at")
 
 
 @dataclass
@@ -112,7 +130,7 @@ def _note_entry(state: StoreState, rel: str, entry: os.DirEntry, pending: list, 
     if statmod.S_ISDIR(info.st_mode):
         state.current[rel] = CurrentFile(rel, 0, None, is_dir=True)
         pending.append((rel + "/", entry.path))
-    elif statmod.S_ISREG(info.st_mode):
+    elif statmod.S_ISREG(info.st_mode) and info.st_size <= MAX_HASHED:
         regular.append((rel, info.st_size, entry.path))
     else:
         state.current[rel] = CurrentFile(rel, info.st_size, None)
@@ -128,6 +146,7 @@ class RestoreResult:
     dry_run: bool
     quarantined: list[str] = field(default_factory=list)
     refused_damaged: list[dict] = field(default_factory=list)  # snapshot copies chromem would refuse: not written
+    skipped: list[str] = field(default_factory=list)    # newer snapshots passed over: damaged manifests
     loadable: bool | None = None
     load_error: str = ""
 
@@ -136,7 +155,7 @@ class RestoreResult:
                 "snapshot_time": self.snapshot_time.isoformat().replace("+00:00", "Z"),
                 "collection": self.collection, "scope": self.scope, "dry_run": self.dry_run,
                 "counts": self.plan.counts(), "quarantine_entries": self.quarantined,
-                "loadable": self.loadable, "load_error": self.load_error,
+                "loadable": self.loadable, "load_error": self.load_error, "skipped_damaged": self.skipped,
                 "refused_damaged": self.refused_damaged,
                 "actions": self.plan.to_dict()["actions"]}
 
@@ -170,12 +189,14 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
     if not dry_run:
         prepare_judge()  # the decoder's import, not while holding the lock
     with store_lock(paths.lock_file, timeout=lock_timeout):
-        snapshot_id = snapshot_id or choose_snapshot(repo, at)
-        manifest = read_snapshot(repo, snapshot_id)
+        if snapshot_id:
+            manifest, skipped = read_snapshot(repo, snapshot_id), []
+        else:
+            snapshot_id, manifest, skipped = choose_readable(repo, at)
         scope = resolve_scope(manifest, collection)
         state = read_store_state(root, scope)
         plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope)
-        result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run)
+        result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run, skipped=skipped)
         if dry_run:
             return result
         if plan.disturbs_store and confirm is not None and not confirm(plan):
@@ -196,6 +217,11 @@ def check_loadable(root: Path, compress: bool | None) -> tuple[bool | None, str]
         return None, f"store check not available: {exc}"
     scan = scan_store(root, compress)
     return bool(scan.loadable), scan.error or ""
+
+
+def _is_small_regular(name: str, folder_fd: int) -> bool:
+    info = storefs._lstat_or_none(name, folder_fd)
+    return info is not None and statmod.S_ISREG(info.st_mode) and info.st_size <= MAX_HASHED
 
 
 class Executor:
@@ -252,6 +278,10 @@ class Executor:
         except storefs.UnsafeFolder as exc:
             raise RestoreError(f"refusing to write {exc.filename} through a {exc.what}",
                                "replace the symlink by a folder, or restore without it") from None
+        except OSError as exc:
+            raise RestoreError(f"the restore stopped: {exc.strerror or exc} ({exc.filename or 'store'}); every "
+                               "path holds its old or its new bytes and what was replaced is in quarantine",
+                               "fix the cause (disk space, permissions), then run the restore again") from None
         finally:
             self.dirs.close()
         return self.entries
@@ -417,10 +447,12 @@ class Executor:
         name = action.path.rsplit("/", 1)[-1]
         if action.is_dir:
             self._put(action.path, action.reason)
-        elif storefs.exists_at(name, folder_fd):
+        elif _is_small_regular(name, folder_fd):
             entry = self.quarantine.preserve(self.root, action.path, f"{self.reason}: replaced", source="restore",
                                              dirs=self.dirs)
             self.entries.append(entry.id)
+        elif storefs.exists_at(name, folder_fd):   # a FIFO, device, symlink or huge file: moved, never read
+            self._put(action.path, f"{action.reason}: not a regular file of a real document's size")
         storefs.replace_at(folder_fd, temp, name)
         self.touched.add(folder_fd)
 

@@ -35,6 +35,8 @@ from typing import Callable
 from guardian.local.catalog import Catalog
 from guardian.errors import GuardianError, SnapshotError
 from guardian.format import layout
+from guardian.local import storefs
+from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots import statcache
@@ -57,6 +59,7 @@ STAT_CACHE = "snapshot-stats"
 STAT = operator.methodcaller("stat", follow_symlinks=False)
 NAME = operator.attrgetter("name")
 ST_MODE = operator.attrgetter("st_mode")
+ST_SIZE = operator.attrgetter("st_size")
 FILE_TYPE_BITS = 0o170000
 
 
@@ -107,7 +110,8 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
         return []
     names = list(map(NAME, entries))
     if all(map(statmod.S_ISREG, map(ST_MODE, stats))) and \
-            "\x00" + TEMP_PREFIX not in "\x00" + "\x00".join(names):  # the common case, checked in C
+            "\x00" + TEMP_PREFIX not in "\x00" + "\x00".join(names) and \
+            max(map(ST_SIZE, stats), default=0) <= MAX_SNAPSHOT_FILE:  # the common case, checked in C
         listing.folders.append((prefix, names, stats))
         return []
     file_names, file_stats, subfolders = [], [], []
@@ -116,6 +120,10 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
         if name.startswith(TEMP_PREFIX):
             continue  # guardian's own staged file from an interrupted restore
         if info.st_mode & FILE_TYPE_BITS == statmod.S_IFREG:
+            if info.st_size > MAX_SNAPSHOT_FILE:   # a huge or sparse file: never read into memory
+                listing.skipped.append((rel, f"larger than {MAX_SNAPSHOT_FILE} bytes: no chromem file is this "
+                                             "large (`guardian check` reports it)"))
+                continue
             file_names.append(name)
             file_stats.append(info)
         elif statmod.S_ISDIR(info.st_mode):
@@ -127,6 +135,9 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
             listing.skipped.append((rel, "not a regular file"))
     listing.folders.append((prefix, file_names, file_stats))
     return subfolders
+
+
+MAX_SNAPSHOT_FILE = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: what a real document can hold
 
 
 def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
@@ -522,6 +533,7 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
             if base is not None and base.manifest.packs is not None:
                 return _take_incremental(paths, repo, base, changed, compress, clock, reader)
         repo.clean_temp_files()
+        storefs.clean_guardian_temps(paths.store)   # a killed restore's staged files (guardian's own)
         try:
             repo.migrate_loose()  # repositories of older versions: blobs into packs, once
         except OSError as exc:
@@ -585,8 +597,10 @@ def _latest_readable(repo: Repository, skip: str | None = None) -> tuple[Manifes
     for snapshot_id in reversed(repo.list_ids()):
         if snapshot_id == skip:
             continue
-        with contextlib.suppress(SnapshotError):
+        try:
             return repo.read_manifest_rows(snapshot_id)
+        except SnapshotError as exc:   # damaged or hostile: skipped (verify counts it), never fatal
+            get_logger("guardian.snapshot").warning("snapshot_skipped", snapshot=snapshot_id, error=exc.message)
     return None, []
 
 

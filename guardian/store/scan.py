@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from guardian.errors import ExitCode, StoreError
 from guardian.format import layout
 from guardian.format.layout import GobError
+from guardian.local import storefs
+from guardian.local.fsutil import TEMP_PREFIX as GUARDIAN_TEMP_PREFIX
 from guardian.store import verified_cache
 
 FATAL, WARNING, INFO = "fatal", "warning", "info"
 COLLISION_WARN_DOCS = 50_000
+# guardian.format.chromem.TOO_LARGE (not imported here: a warm check needs no codec)
+TOO_LARGE = "too large for guardian to read"
 
 HINT_REPAIR = "run `guardian check --repair` (restores it from a snapshot or rebuilds it; nothing is deleted)"
 KINDS = {
@@ -42,7 +46,13 @@ KINDS = {
     "document_truncated": (FATAL, HINT_REPAIR),
     "document_corrupt": (FATAL, HINT_REPAIR),
     "document_unreadable": (FATAL, "fix the file's permissions, then run `guardian check`"),
-    "special_file": (FATAL, "move this non-regular file out of the store (`guardian check --repair` quarantines it)"),
+    "metadata_oversized": (FATAL, HINT_REPAIR),
+    "document_oversized": (FATAL, HINT_REPAIR),
+    "special_file": (FATAL, "`guardian check --repair` moves this non-regular file to quarantine and restores "
+                            "the file from a snapshot when one holds it"),
+    "broken_symlink": (FATAL, "a dangling or looping symlink where chromem reads a file: `guardian check "
+                              "--repair` moves the symlink to quarantine and restores the file from a snapshot "
+                              "when one holds it"),
     "stray_folder": (FATAL, "`guardian check --repair` moves this folder to quarantine"),
     "collection_unreadable": (FATAL, "fix the folder's permissions, then run `guardian check`"),
     # chromem loads, but data is silently lost or at risk
@@ -57,7 +67,17 @@ KINDS = {
     "id_hash_mismatch": (WARNING, "the file name is not sha256(id)[:8]; chromem will write this document "
                                   "elsewhere on its next update; rename the file while contextd is stopped"),
     "duplicate_id": (WARNING, "two files hold the same document id; chromem keeps only the last one"),
-    "symlinked_folder": (WARNING, "chromem ignores symlinked folders: move the real folder into the store"),
+    "symlinked_folder": (WARNING, "chromem ignores symlinked folders (every document in it is hidden): "
+                                  "`guardian check --repair` puts a real folder there (a copy of the target, "
+                                  "else the newest snapshot's) and moves the symlink to quarantine"),
+    "collection_not_folder": (WARNING, "chromem skips anything but a real folder at the store root; a snapshot "
+                                       "holds a collection here: `guardian check --repair` restores it"),
+    "document_is_folder": (WARNING, "chromem skips a folder where a document file belongs (that document is "
+                                    "missing): `guardian check --repair` restores it from a snapshot"),
+    "symlinked_file": (WARNING, "chromem follows this symlink but snapshots never do (the document is in no "
+                                "snapshot): `guardian check --repair` replaces it by a copy of its target"),
+    "guardian_leftover": (WARNING, "a temp file of an interrupted guardian write (guardian's own, never yours): "
+                                "the next guardian write (check --repair, snapshot, restore) removes it"),
     "mixed_compression": (WARNING, "set --compress (or compress in config) to how contextd runs chromem"),
     "collision_risk": (INFO, "document file names are 32-bit hashes; at this size two ids may share one file"),
     # harmless
@@ -350,12 +370,12 @@ def list_collection_folders(root: str, top: list[FolderEntry]):
 
 
 def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unreadable, cache) -> None:
-    if entry.is_symlink:
-        kind = "symlinked_folder" if os.path.isdir(os.path.join(root, entry.name)) else "stray_file"
-        scan.problems.append(Problem(entry.name, kind, "chromem skips symlinks at the store root"))
+    if entry.is_symlink and os.path.isdir(os.path.join(root, entry.name)):
+        scan.problems.append(Problem(entry.name, "symlinked_folder", "chromem skips symlinks at the store root",
+                                     entry.name))
         return
     if not entry.is_dir:
-        scan.problems.append(Problem(entry.name, "stray_file", "a file at the store root (chromem ignores it)"))
+        scan.problems.append(top_level_file(entry))
         return
     if entry.name in unreadable:
         problem = Problem(entry.name, "collection_unreadable", f"cannot list folder: {unreadable[entry.name]}",
@@ -366,6 +386,22 @@ def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unr
     coll = scan_collection(scan, root, entry.name, listings[entry.name], cache)
     scan.collections.append(coll)
     scan.problems.extend(coll.problems)
+
+
+def top_level_file(entry: FolderEntry) -> Problem:
+    """Anything but a real folder at the root: chromem skips it. Named like a collection folder, it
+    hides a collection (warning); guardian's own temp file is a leftover; anything else is a stray."""
+    if entry.name.startswith(GUARDIAN_TEMP_PREFIX):
+        return Problem(entry.name, "guardian_leftover", "left by an interrupted guardian write")
+    what = "a symlink" if entry.is_symlink else (storefs.kind_of(entry.mode) if entry.mode else "a file")
+    if looks_like_collection_dir(entry.name):
+        return Problem(entry.name, "collection_not_folder", f"{what} named like a collection folder: chromem "
+                       "skips it", entry.name)
+    return Problem(entry.name, "stray_file", f"{what} at the store root (chromem ignores it)")
+
+
+def looks_like_collection_dir(name: str) -> bool:
+    return len(name) == 8 and all(c in "0123456789abcdef" for c in name)
 
 
 def fail(scan: StoreScan, problem: Problem, error: str) -> None:
@@ -383,6 +419,8 @@ def chromem_reason(exc: GobError) -> str:
 
 
 def classify(role: str, exc: GobError, size: int) -> str:
+    if exc.reason.startswith(TOO_LARGE):
+        return f"{role}_oversized"
     if exc.reason.startswith("couldn't open file"):
         return f"{role}_unreadable"
     if size == 0:
@@ -438,6 +476,12 @@ def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: l
         if entry.is_dir:
             if entry.name == meta_name:
                 coll.problems.append(Problem(rel, "metadata_is_folder", "the metadata path is a folder", dir_name))
+            elif entry.name.endswith(ext):
+                coll.problems.append(Problem(rel, "document_is_folder", "a folder where chromem reads a document "
+                                             "file: chromem silently skips it", dir_name))
+            continue
+        if entry.name.startswith(GUARDIAN_TEMP_PREFIX):
+            coll.problems.append(Problem(rel, "guardian_leftover", "left by an interrupted guardian write", dir_name))
             continue
         if entry.name == meta_name:
             read_metadata(scan, coll, entry, rel)
@@ -469,6 +513,7 @@ def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel
         fail(scan, problem, f"couldn't read collection metadata: {chromem_reason(exc)}")
         return
     coll.name, coll.metadata = record.name, record.metadata
+    note_symlinked_file(coll, entry, rel)
     if not record.name:
         note_overwritten_metadata(coll, data, rel)
 
@@ -484,7 +529,10 @@ def note_overwritten_metadata(coll: CollectionScan, data: bytes, rel: str) -> No
 
 
 def special(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel: str, role: str) -> None:
-    if entry.error:
+    if entry.error and entry.is_symlink:
+        problem = Problem(rel, "broken_symlink", f"symlink that cannot be followed: {entry.error}", coll.dir)
+        error = f"couldn't open file: open <store>/{rel}: {entry.error.lower()}"
+    elif entry.error:
         problem = Problem(rel, f"{role}_unreadable", entry.error, coll.dir)
         error = f"couldn't open file: open <store>/{rel}: {entry.error}"
     elif stat_mod.S_ISDIR(entry.mode):
@@ -492,7 +540,8 @@ def special(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel: str,
         error = ("couldn't read magic number to determine whether the stream is compressed: "
                  f"read <store>/{rel}: is a directory")
     else:
-        problem = Problem(rel, "special_file", "not a regular file (chromem would block or fail on it)", coll.dir)
+        problem = Problem(rel, "special_file", f"a {storefs.kind_of(entry.mode)}, not a regular file (chromem "
+                          "would block or fail on it; guardian never opens it)", coll.dir)
         error = f"couldn't open file: <store>/{rel} is not a regular file"
     coll.problems.append(problem)
     prefix = "couldn't read collection metadata" if role == "metadata" else "couldn't read document"
@@ -519,6 +568,13 @@ def read_document_entry(scan: StoreScan, coll: CollectionScan, entry: FolderEntr
         fail(scan, problem, f"couldn't read document: {chromem_reason(exc)}")
         return
     add_document(coll, doc_id, entry.name, rel)
+    note_symlinked_file(coll, entry, rel)
+
+
+def note_symlinked_file(coll: CollectionScan, entry: FolderEntry, rel: str) -> None:
+    if entry.is_symlink:
+        coll.problems.append(Problem(rel, "symlinked_file", "a symlink to a file: chromem reads it, snapshots do "
+                                     "not", coll.dir))
 
 
 def verify_document(path: str) -> tuple[str | None, str | None]:
@@ -581,8 +637,7 @@ def judge_skipped(coll: CollectionScan, meta_name: str) -> None:
 def metadata_absence_kind(coll: CollectionScan) -> str:
     if coll.metadata is not None:
         return "metadata_empty_name"
-    looks_like_collection = len(coll.dir) == 8 and all(c in "0123456789abcdef" for c in coll.dir)
-    return "metadata_missing" if looks_like_collection else "stray_folder"
+    return "metadata_missing" if looks_like_collection_dir(coll.dir) else "stray_folder"
 
 
 def finish(scan: StoreScan) -> None:

@@ -191,10 +191,16 @@ def test_gzip_short_header_is_unexpected_eof():
         chromem.decode_document(b"\x1f\x8b\x08\x00")
 
 
-def test_gzip_bomb_is_refused(monkeypatch):
+def test_gzip_bomb_is_read_only_to_the_bound(monkeypatch):
     monkeypatch.setattr(chromem, "MAX_DECOMPRESSED", 1 << 16)
-    with pytest.raises(CodecError, match="inflates past"):
+    monkeypatch.setattr(chromem, "MAX_FILE_BYTES", 1 << 16)
+    big = chromem.encode_document(chromem.Document(id="big", content="x" * (1 << 17)))
+    with pytest.raises(CodecError, match=chromem.TOO_LARGE):
+        chromem.decode_document(go_gzip(big))
+    with pytest.raises(CodecError, match=chromem.TOO_LARGE):   # Go would read every zero to EOF
         chromem.decode_document(go_gzip(b"\x00" * (1 << 17)))
+    small = chromem.encode_document(chromem.Document(id="small", content="x" * 100))
+    assert chromem.decode_document(go_gzip(small + b"\x00" * (1 << 17))).id == "small"  # decided in bound
 
 
 def test_empty_file_is_chromems_magic_number_error(tmp_path):

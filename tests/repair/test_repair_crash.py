@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from guardian.snapshots.take import take_snapshot
@@ -34,12 +33,16 @@ def damaged_store(base: Path, with_snapshot: bool) -> tuple[Path, Path]:
     return store, state
 
 
-def run_killed(store: Path, state: Path, kill_after: float) -> None:
+def run_killed(store: Path, state: Path, kill_at_action: int) -> None:
+    """Run a repair and SIGKILL it once it has begun action number ``kill_at_action`` (1-based; a
+    small sleep follows each announcement, so the kill lands before or inside that action)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, str(RUNNER), str(store), str(state), "0.02"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout.readline().strip() == b"started"
-    time.sleep(kill_after)
+    for _ in range(kill_at_action):
+        if not proc.stdout.readline():
+            break   # the repair finished first
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
@@ -55,7 +58,7 @@ def test_kill_9_at_random_points_converges(tmp_path):
         for attempt in range(3):
             store, state = damaged_store(tmp_path / f"run-{with_snapshot}-{attempt}", with_snapshot)
             for _ in range(2):  # killed twice in a row, at different points
-                run_killed(store, state, rng.uniform(0.0, 0.3))
+                run_killed(store, state, rng.randint(1, 6))
                 interrupted_mid_way += tree_bytes(store) not in (damaged, reference)
             result = repair(store, state)
             assert result.loadable_after, result.scan.error
