@@ -102,9 +102,10 @@ class PlanApplier:
             self.guard(action.path)
             return self.restore_folder(action)
         data = self.bytes_for(action)
-        target = self.root / action.path
-        if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
-            current = read_or_none(target)
+        parent_fd, name = self.folder(action.path)
+        info = storefs._lstat_or_none(name, parent_fd)
+        if info is not None and statmod.S_ISREG(info.st_mode) and info.st_size <= chromem.MAX_FILE_BYTES:
+            current = read_or_none(parent_fd, name)
             if current == data:
                 return Applied(action, True, "already in place")
             quarantine_id = self.preserve(action, current)
