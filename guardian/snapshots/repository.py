@@ -466,10 +466,8 @@ class Repository:
         """Remove a loose blob of the old layout (garbage collection); returns the bytes freed.
         Packed blobs go with their pack (:meth:`delete_pack`)."""
         path = self.blob_path(digest)
-        try:
-            size = path.stat().st_size
-            os.unlink(path)
-        except FileNotFoundError:
+        size = _unlink_sized(path)
+        if size is None:
             return 0
         with self._lock:
             if self._loose is not None:
@@ -480,11 +478,8 @@ class Repository:
     def delete_pack(self, pack_id: str) -> int:
         """Remove one of guardian's own packs (garbage collection, or a failed snapshot's); returns the
         bytes freed. The folder is fsynced by :meth:`sync`."""
-        path = self.pack_path(pack_id)
-        try:
-            size = path.stat().st_size
-            os.unlink(path)
-        except FileNotFoundError:
+        size = _unlink_sized(self.pack_path(pack_id))
+        if size is None:
             return 0
         with self._lock:
             if self._index is not None:
@@ -642,3 +637,14 @@ class Repository:
             with contextlib.suppress(SnapshotError):
                 found.append(self.read_header(snapshot_id))
         return found
+
+
+def _unlink_sized(path: Path) -> int | None:
+    """Remove one of the repository's own files; its size, or None when it was already gone
+    (a concurrent prune, or a retry after a kill)."""
+    try:
+        size = path.stat().st_size
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    return size
