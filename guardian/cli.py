@@ -137,8 +137,24 @@ def make_context(args: argparse.Namespace) -> Context:
     return Context(config=config)
 
 
+SOCKET_ACTIVATION_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+
+
+def forget_inherited_socket_activation() -> None:
+    """Drop systemd's socket-activation variables before anything can read them.
+
+    guardian is never socket-activated, so a LISTEN_PID it sees was meant for some ancestor (a
+    shell started from an activated unit passes it on). cheroot trusts any LISTEN_PID and serves
+    on fd 3, whatever that is in this process, instead of binding guardian's own address; the
+    child would inherit the same wrong promise. sd_listen_fds() unsets them for the same reason.
+    """
+    for name in SOCKET_ACTIVATION_VARIABLES:
+        os.environ.pop(name, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    forget_inherited_socket_activation()
     parser, args = parse_arguments(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)

@@ -19,10 +19,11 @@ from guardian.local.paths import StatePaths
 from tests.waiting import wait_until
 
 
-def start_serve(store, tmp_path, *extra) -> tuple[subprocess.Popen, str]:
+def start_serve(store, tmp_path, *extra, env=None, fd3=None) -> tuple[subprocess.Popen, str]:
     log = tmp_path / "serve.log"
     proc = subprocess.Popen([sys.executable, "-m", "guardian", "serve", "--store", str(store), "--port", "0", *extra],
-                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=open(log, "wb"))
+                            env=env or dict(os.environ), stdout=subprocess.PIPE, stderr=open(log, "wb"),
+                            **({} if fd3 is None else {"pass_fds": (3,), "preexec_fn": lambda: os.dup2(fd3, 3)}))
     found = {}
 
     def announced():
@@ -94,3 +95,19 @@ def test_serve_next_to_a_running_sidecar_needs_no_lock(plain_store, state_dir, t
         assert code == 0
     finally:
         os.close(fd)
+
+
+def test_serve_ignores_socket_activation_meant_for_another_process(plain_store, state_dir, tmp_path):
+    """An inherited LISTEN_PID (cheroot would serve on fd 3, here a plain file) must not stop serve from listening."""
+    decoy = os.open(tmp_path / "decoy", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        env = dict(os.environ, LISTEN_PID="1", LISTEN_FDS="1", LISTEN_FDNAMES="http")
+        proc, url = start_serve(plain_store, tmp_path, "--no-watch", env=env, fd3=decoy)
+    finally:
+        os.close(decoy)
+    try:
+        assert get(f"{url}/readyz")["ready"] is True
+    finally:
+        code, _ = stop(proc)
+    assert code == 0
+    assert (tmp_path / "decoy").read_bytes() == b""
