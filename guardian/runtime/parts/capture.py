@@ -9,7 +9,6 @@ collected by the hourly full snapshot, which also catches any event the watcher 
 
 from __future__ import annotations
 
-import threading
 import time
 
 from guardian.errors import GuardianError
@@ -17,7 +16,7 @@ from guardian.runtime import alerts
 from guardian.runtime.capture import CaptureQueue
 from guardian.runtime.context import SNAPSHOT_TAKEN, STORE_CHANGED
 from guardian.runtime.metrics_feed import update_snapshot_metrics
-from guardian.runtime.parts import BasePart
+from guardian.runtime.parts import ThreadedPart
 from guardian.snapshots.prune import forget_and_prune_for
 from guardian.snapshots.take import take_snapshot
 
@@ -25,17 +24,15 @@ RETRY_SECONDS = 2.0
 LOGGED_PATHS = 2000  # a capture's log line names its paths up to this many (the bench reads them)
 
 
-class CapturePart(BasePart):
+class CapturePart(ThreadedPart):
     name = "capture"
+    thread_name = "guardian-capture"
 
     def __init__(self, ctx, clock=time.monotonic) -> None:
         super().__init__(ctx)
         config = ctx.config
         self.clock = clock
         self.queue = CaptureQueue(config.capture_quiet_seconds, config.capture_max_wait_seconds)
-        self.cond = threading.Condition()
-        self.stopping = False
-        self.thread: threading.Thread | None = None
         self.baseline = None
         self.captures = 0
         self.failures = 0
@@ -43,15 +40,10 @@ class CapturePart(BasePart):
 
     def start(self) -> None:
         self.ctx.on(STORE_CHANGED, self.on_changes)
-        self.thread = threading.Thread(target=self.loop, name="guardian-capture", daemon=True)
-        self.thread.start()
+        self.start_thread()
 
     def stop(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
-        if self.thread is not None:
-            self.thread.join(30)
+        self.stop_thread()
         with self.cond:
             oldest = self.queue.oldest_age(self.clock())
             paths = self.queue.take()

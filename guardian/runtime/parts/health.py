@@ -18,7 +18,7 @@ import time
 from guardian.errors import GuardianError
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
 from guardian.runtime.metrics_feed import update_store_metrics
-from guardian.runtime.parts import BasePart
+from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.settle import SettleTracker
 from guardian.runtime.watcher import CREATED, DELETED
 from guardian.store.judge import judge_path
@@ -35,16 +35,14 @@ def _is_regular(path) -> bool:
         return False
 
 
-class StoreHealthPart(BasePart):
+class StoreHealthPart(ThreadedPart):
     name = "health"
+    thread_name = "guardian-health"
 
     def __init__(self, ctx, clock=time.monotonic) -> None:
         super().__init__(ctx)
         self.clock = clock
         self.tracker = SettleTracker(ctx.config.settle_seconds)
-        self.cond = threading.Condition()
-        self.stopping = False
-        self.thread: threading.Thread | None = None
         self.damaged: dict[str, object] = {}   # rel -> judge.Damage, still there when last judged
         self.dirty = False
         self.last_scan_at = 0.0
@@ -59,15 +57,7 @@ class StoreHealthPart(BasePart):
             self.rescan()
         else:
             self.last_scan_at = self.clock()
-        self.thread = threading.Thread(target=self.loop, name="guardian-health", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
-        if self.thread is not None:
-            self.thread.join(30)
+        self.start_thread()
 
     # ---- intake (observer thread) ------------------------------------------------------------
 

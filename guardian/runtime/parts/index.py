@@ -13,7 +13,7 @@ from guardian.errors import GuardianError
 from guardian.index.store_index import StoreIndex
 from guardian.local.catalog import Catalog
 from guardian.runtime.context import INDEX_STALE, REPAIRED
-from guardian.runtime.parts import BasePart
+from guardian.runtime.parts import ThreadedPart
 
 CACHE_SAVE_SECONDS = 60.0
 POLL_SECONDS = 2.0  # how often the index re-reads the store when nothing watches it
@@ -27,16 +27,18 @@ def open_index(config, paths, compress: bool | None = None) -> StoreIndex:
                       known_names=Catalog(paths.catalog_file).names())
 
 
-class IndexPart(BasePart):
+class IndexPart(ThreadedPart):
+    """Its worker thread is the upkeep (:meth:`loop`); a build or refresh in the background runs on a
+    thread of its own."""
+
     name = "index"
+    thread_name = "guardian-index-upkeep"
 
     def __init__(self, ctx, *, background: bool = True, poll: bool = False) -> None:
         super().__init__(ctx)
         self.background = background
         self.poll = poll
         self.index: StoreIndex | None = None
-        self.stopping = threading.Event()
-        self.upkeep: threading.Thread | None = None
 
     def start(self) -> None:
         ctx = self.ctx
@@ -51,13 +53,10 @@ class IndexPart(BasePart):
         else:
             self.index.build()
             self.index.save_cache()
-        self.upkeep = threading.Thread(target=self.keep_up, name="guardian-index-upkeep", daemon=True)
-        self.upkeep.start()
+        self.start_thread()
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.upkeep is not None:
-            self.upkeep.join(timeout=30)
+        self.stop_thread()
         self.save_cache()
 
     def status(self) -> dict:
@@ -90,10 +89,11 @@ class IndexPart(BasePart):
         else:
             self.index.refresh_all()
 
-    def keep_up(self) -> None:
+    def loop(self) -> None:
+        """Upkeep: the changed collections to the cache every minute; without a watcher, poll the store."""
         wait = POLL_SECONDS if self.poll else CACHE_SAVE_SECONDS
         waited = 0.0
-        while not self.stopping.wait(wait):
+        while not self.wait_stopped(wait):
             waited += wait
             if self.poll and self.index.built:
                 self.poll_store()

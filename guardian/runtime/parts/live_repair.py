@@ -8,50 +8,46 @@ Alerts: ``corruption_found`` (per damaged path), then ``repair_done`` or ``repai
 
 from __future__ import annotations
 
-import queue
-import threading
-
 from guardian.errors import GuardianError
 from guardian.repair.live import repair_judged
 from guardian.runtime import alerts
 from guardian.runtime.context import DAMAGE_FOUND, LIVE_REPAIR, REPAIRED
 from guardian.runtime.metrics_feed import update_store_metrics
-from guardian.runtime.parts import BasePart
+from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.status import iso_utc
 
 
-class LiveRepairPart(BasePart):
+class LiveRepairPart(ThreadedPart):
     name = "live_repair"
+    thread_name = "guardian-live-repair"
+    join_seconds = 60.0  # a repair under way finishes first
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
-        self.work: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
+        self.pending: list = []  # damages reported and not yet taken by the worker (under cond)
         self.repairs = 0
         self.last: dict | None = None
 
     def start(self) -> None:
-        self.ctx.on(DAMAGE_FOUND, lambda damages: self.work.put(list(damages)))
+        self.ctx.on(DAMAGE_FOUND, self.on_damage)
         self.ctx.provide(LIVE_REPAIR, self.repair)
-        self.thread = threading.Thread(target=self.loop, name="guardian-live-repair", daemon=True)
-        self.thread.start()
+        self.start_thread()
 
-    def stop(self) -> None:
-        self.work.put(None)
-        if self.thread is not None:
-            self.thread.join(60)
+    def on_damage(self, damages) -> None:
+        with self.cond:
+            self.pending.extend(damages)
+            self.cond.notify_all()
 
     def loop(self) -> None:
+        """Repair what was reported; several reports waiting make one repair. Damage reported
+        before a stop is still repaired."""
         while True:
-            damages = self.work.get()
-            if damages is None:
-                return
-            while not self.work.empty():  # several reports waiting: one repair
-                more = self.work.get()
-                if more is None:
-                    self.work.put(None)
-                    break
-                damages = damages + more
+            with self.cond:
+                while not self.pending and not self.stopping:
+                    self.cond.wait()
+                if not self.pending:
+                    return
+                damages, self.pending = self.pending, []
             try:
                 self.repair(damages)
             except Exception as exc:  # keep guarding

@@ -5,19 +5,18 @@ and every ``replica_interval_seconds`` to catch up with snapshots taken by `guar
 replica that fails is retried with capped exponential backoff (``backoff_initial`` doubling up to
 ``replica_backoff_max``); its first failure in a row sends ``replica_failing``, the first success
 after that ``replica_recovered``. Nothing here ever blocks a snapshot or the child: the snapshot
-part only sets an event, and a push reads the repository without the store lock.
+part only notes that one was taken, and a push reads the repository without the store lock.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timezone
 
 from guardian.errors import GuardianError
 from guardian.runtime import alerts
 from guardian.runtime.context import SNAPSHOT_TAKEN
-from guardian.runtime.parts import BasePart
+from guardian.runtime.parts import ThreadedPart
 
 
 class ReplicaWorker:
@@ -32,15 +31,14 @@ class ReplicaWorker:
         self.pushes = 0
 
 
-class ReplicationPart(BasePart):
+class ReplicationPart(ThreadedPart):
     name = "replication"
+    thread_name = "guardian-replication"
 
     def __init__(self, ctx, clock=time.monotonic) -> None:
         super().__init__(ctx)
         self.clock = clock
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.woken = False  # a snapshot was committed since the loop last looked (under cond)
         self.workers: list[ReplicaWorker] = []
 
     def start(self) -> None:
@@ -57,30 +55,32 @@ class ReplicationPart(BasePart):
             self.ctx.metrics.watch_replica(display, lambda w=worker: self.lag(w))
         if not self.workers:
             return
-        self.ctx.on(SNAPSHOT_TAKEN, lambda **_: self.wake.set())
-        self.thread = threading.Thread(target=self.loop, name="guardian-replication", daemon=True)
-        self.thread.start()
+        self.ctx.on(SNAPSHOT_TAKEN, self.on_snapshot)
+        self.start_thread()
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.wake.set()
-        if self.thread is not None:
-            self.thread.join(timeout=30)
+    def on_snapshot(self, **_) -> None:
+        with self.cond:
+            self.woken = True
+            self.cond.notify_all()
 
     # ---- the loop -------------------------------------------------------------------------------
     def loop(self) -> None:
         interval = self.ctx.config.replica_interval_seconds
-        while not self.stopping.is_set():
-            woken = self.wake.is_set()
-            self.wake.clear()
+        while True:
+            with self.cond:
+                if self.stopping:
+                    return
+                woken, self.woken = self.woken, False
             for worker in self.workers:
                 due = self.clock() >= worker.next_attempt
-                if self.stopping.is_set():
+                if self.stopping:
                     break
                 if due or (woken and worker.failures == 0):
                     self.push(worker, interval)
             wait = min((w.next_attempt for w in self.workers), default=self.clock() + interval) - self.clock()
-            self.wake.wait(timeout=max(0.05, min(wait, interval)))
+            with self.cond:
+                if not self.woken and not self.stopping:
+                    self.cond.wait(max(0.05, min(wait, interval)))
 
     def push(self, worker: ReplicaWorker, interval: float) -> None:
         from guardian.replicas.sync import ReplicaBusy, replicate
@@ -88,7 +88,7 @@ class ReplicationPart(BasePart):
         ctx = self.ctx
         try:
             result = replicate(ctx.config, ctx.paths, worker.url, lock_timeout=1.0,
-                               cancelled=self.stopping.is_set)
+                               cancelled=lambda: self.stopping)
         except ReplicaBusy:  # `guardian replicate` is pushing: try again later, not a failure
             worker.next_attempt = self.clock() + interval
             return

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import threading
 
-from guardian.runtime.parts import BasePart
+from guardian.runtime.parts import ThreadedPart
 
 STORE_POLL_SECONDS = 1.0
 
 
-class WhenStoreAppears(BasePart):
+class WhenStoreAppears(ThreadedPart):
     name = "store_wait"
+    thread_name = "guardian-store-wait"
 
     def __init__(self, ctx, inner: list) -> None:
         super().__init__(ctx)
         self.inner = list(inner)
         self.name = "+".join(part.name for part in self.inner)  # it stands for what it wraps
         self.started: list = []
-        self.stopping = threading.Event()
         self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.ctx.paths.store.is_dir():
@@ -34,11 +33,11 @@ class WhenStoreAppears(BasePart):
             return
         self.ctx.log.info("store_missing_waiting", store=str(self.ctx.paths.store),
                           note="contextd creates it on first start; guardian starts guarding it then")
-        self.thread = threading.Thread(target=self.wait_for_store, name="guardian-store-wait", daemon=True)
-        self.thread.start()
+        self.start_thread()
 
-    def wait_for_store(self) -> None:
-        while not self.stopping.wait(STORE_POLL_SECONDS):
+    def loop(self) -> None:
+        """Look for the store about once a second until it is there (or guardian stops)."""
+        while not self.wait_stopped(STORE_POLL_SECONDS):
             if self.ctx.paths.store.is_dir():
                 self.on_store_appeared()
                 return
@@ -57,15 +56,13 @@ class WhenStoreAppears(BasePart):
     def start_inner(self) -> None:
         with self.lock:
             for part in self.inner:
-                if self.stopping.is_set():
+                if self.stopping:
                     return
                 part.start()
                 self.started.append(part)
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=30)
+        self.stop_thread()
         with self.lock:
             for part in reversed(self.started):
                 part.stop()
