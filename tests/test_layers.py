@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "guardian"
 # A new package or root module goes here, at the lowest layer above everything it imports.
 LAYERS = {
     "__init__": 0, "errors": 0, "logs": 0,
-    "format": 1, "local": 1,
+    "format": 1, "local": 1, "restart": 1,
     "config": 2, "store": 2,
     "snapshots": 3, "index": 3,
     "repair": 4, "server": 4, "mcp": 4, "replicas": 4,
@@ -79,9 +79,10 @@ def test_no_package_imports_its_own_layer_or_above():
 
 def test_the_lower_layers_never_import_commands_or_runtime():
     graph = import_graph()
-    for low in ("format", "store", "local", "repair", "snapshots", "index", "server"):
+    for low in ("format", "store", "local", "restart", "repair", "snapshots", "index", "server", "mcp"):
         assert not {"commands", "runtime", "cli"} & set(graph.get(low, {})), low
     assert set(graph.get("local", {})) <= {"errors", "logs"}
+    assert set(graph.get("restart", {})) == set()  # pure: the supervisor and the MCP relay share it
 
 
 def test_no_package_cycle():

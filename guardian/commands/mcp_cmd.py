@@ -54,9 +54,8 @@ def run(args, ctx) -> int:
     from guardian.logs import get_logger
     from guardian.mcp.session import serve_session
     from guardian.runtime.preflight import preflight_and_alert
-    from guardian.runtime.supervisor.backoff import backoff_delay
 
     log = get_logger("guardian.mcp")
     serve_session(cmd, config, ctx.paths, preflight=lambda: preflight_and_alert(config, ctx.paths, log),
-                  backoff=backoff_delay, wire_in=0, wire_out=wire_out, child_env=child_env)
+                  wire_in=0, wire_out=wire_out, child_env=child_env)
     return ExitCode.OK  # the client ended the session; whatever CMD did meanwhile was handled

@@ -32,6 +32,7 @@ import anyio
 from guardian.logs import get_logger
 from guardian.mcp.fallback import PRIME_ID, FallbackServer, prime_messages
 from guardian.mcp.tools import ToolCatalog
+from guardian.restart import RestartPolicy, backoff_delay
 
 LINE_LIMIT = 64 * 1024 * 1024
 GUARDIAN_ID = "io.guardian/"
@@ -43,9 +44,7 @@ log = get_logger("guardian.mcp")
 class RelayOptions:
     answer_timeout: float = 30.0
     start_timeout: float = 60.0  # a child that has said nothing yet since it started (loading its model)
-    backoff_initial: float = 1.0
-    backoff_max: float = 60.0
-    backoff_jitter: float = 0.1
+    restart: RestartPolicy = field(default_factory=RestartPolicy)  # its backoff spaces the restarts
     stop_timeout: float = 10.0
     check_every: float = 0.2
 
@@ -92,11 +91,6 @@ class _FileWriter:
         return None
 
 
-def doubling_delay(attempt: int, initial: float, cap: float, jitter: float) -> float:
-    """Stand-in restart delay for tests without the supervisor's policy (the command injects it)."""
-    return min(cap, initial * 2 ** (attempt - 1))
-
-
 def parse(line: bytes) -> dict | None:
     """A JSON-RPC object from one line, or None when the line is not one."""
     try:
@@ -127,8 +121,7 @@ class McpRelay:
 
     def __init__(self, cmd: list[str], options: RelayOptions, catalog: ToolCatalog, fallback: FallbackServer,
                  preflight: Callable[[], Any] = lambda: None, wire_in: int = 0, wire_out: int = 1,
-                 env: dict | None = None,
-                 backoff: Callable[[int, float, float, float], float] = doubling_delay) -> None:
+                 env: dict | None = None) -> None:
         self.cmd = cmd
         self.options = options
         self.catalog = catalog
@@ -136,7 +129,6 @@ class McpRelay:
         self.preflight = preflight
         self.wire_in, self.wire_out = wire_in, wire_out
         self.env = env
-        self.backoff = backoff  # the supervisor's backoff_delay(attempt, initial, cap, jitter)
         self.mode = STARTING
         self.reason = "contextd is starting"
         self.child: asyncio.subprocess.Process | None = None
@@ -411,8 +403,8 @@ class McpRelay:
         attempt = 0
         while True:
             if attempt:
-                delay = self.backoff(attempt, self.options.backoff_initial, self.options.backoff_max,
-                                      self.options.backoff_jitter)
+                policy = self.options.restart
+                delay = backoff_delay(attempt, policy.backoff_initial, policy.backoff_max, policy.jitter_fraction)
                 log.info("mcp_restart_scheduled", attempt=attempt, seconds=round(delay, 3))
                 await asyncio.sleep(delay)
             await anyio.to_thread.run_sync(self._preflight)

@@ -17,6 +17,7 @@ from guardian.mcp.answers import Searcher
 from guardian.mcp.fallback import FallbackServer
 from guardian.mcp.relay import McpRelay, RelayOptions
 from guardian.mcp.tools import ToolCatalog
+from guardian.restart import RestartPolicy
 
 log = get_logger("guardian.mcp")
 
@@ -64,14 +65,13 @@ class LazySearcher:
 
 def relay_options(config) -> RelayOptions:
     return RelayOptions(answer_timeout=config.mcp_answer_timeout, start_timeout=config.mcp_start_timeout,
-                        backoff_initial=config.backoff_initial, backoff_max=config.backoff_max,
-                        backoff_jitter=config.backoff_jitter, stop_timeout=config.stop_timeout)
+                        restart=RestartPolicy.from_config(config), stop_timeout=config.stop_timeout)
 
 
-def serve_session(cmd: list[str], config, paths, preflight, backoff, wire_in: int = 0, wire_out: int = 1,
+def serve_session(cmd: list[str], config, paths, preflight, wire_in: int = 0, wire_out: int = 1,
                   child_env: dict | None = None) -> int:
-    """One session. ``preflight()`` runs before every start of the child and ``backoff(attempt,
-    initial, cap, jitter)`` spaces the restarts: the runtime's own, handed in by the command."""
+    """One session. ``preflight()`` runs before every start of the child (handed in by the command);
+    the restarts are spaced by the configured restart policy, as the supervisor's are."""
     try:
         paths.ensure()
         state_dir = paths.root
@@ -83,8 +83,7 @@ def serve_session(cmd: list[str], config, paths, preflight, backoff, wire_in: in
     relay_box: list[McpRelay] = []
     fallback = FallbackServer(catalog, searcher, reason=lambda: relay_box[0].reason if relay_box else "")
     relay = McpRelay(cmd, relay_options(config), catalog, fallback,
-                     preflight=preflight, wire_in=wire_in, wire_out=wire_out, env=child_env,
-                     backoff=backoff)
+                     preflight=preflight, wire_in=wire_in, wire_out=wire_out, env=child_env)
     relay_box.append(relay)
     searcher.warm_up()
     return anyio.run(relay.run, backend="asyncio")

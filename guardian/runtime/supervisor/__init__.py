@@ -1,7 +1,7 @@
 """Supervision of the child command (contextd): process group, restarts with backoff, FATAL, signals."""
 
-from guardian.runtime.supervisor.backoff import backoff_delay
-from guardian.runtime.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
+from guardian.restart.backoff import backoff_delay
+from guardian.restart.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
 from guardian.runtime.supervisor.process import ProcessGroup, become_subreaper, spawn_process
 from guardian.runtime.supervisor.signals import install_signal_handlers
 from guardian.runtime.supervisor.supervisor import (

@@ -27,8 +27,8 @@ from typing import Any, Callable, Sequence
 from guardian.runtime import alerts, sd_notify as notify
 from guardian.errors import SupervisorError
 from guardian.logs import get_logger
-from guardian.runtime.supervisor.backoff import backoff_delay
-from guardian.runtime.supervisor.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
+from guardian.restart.backoff import backoff_delay
+from guardian.restart.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
 from guardian.runtime.supervisor.process import ChildProcess, signal_name, spawn_process
 
 STARTING = "starting"

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from guardian.runtime.supervisor.backoff import backoff_delay
+from guardian.restart.backoff import backoff_delay
 
 MIDDLE = lambda: 0.5  # noqa: E731 - rng at the middle of [0, 1): no jitter
 

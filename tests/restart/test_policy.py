@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from guardian.runtime.supervisor.policy import (
+from guardian.restart.policy import (
     FailureHistory, RestartPolicy, after_failure, describe_exit, failures_in_window, ran_stably,
 )
 
