@@ -92,6 +92,20 @@ def test_old_per_blob_layout_is_read_then_migrated_once(plain_paths, clock):
     assert second.read_files == 1
 
 
+def test_list_blobs_sees_loose_blobs_written_since_and_ignores_other_names(tmp_path):
+    reader = Repository(tmp_path / "repo")
+    assert reader.list_blobs() == [] and reader.loose_blobs() == []    # lists (and caches) an empty folder
+    data = os.urandom(64)
+    digest = sha256_hex(data)
+    path = reader.blob_path(digest)                                    # another process writes the old layout
+    path.parent.mkdir(parents=True)
+    path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    for stray in ("notablob.zst", f"{digest}.zst.tmp", f".guardian-tmp-{digest[:8]}", "Z" * 64 + ".zst"):
+        (path.parent / stray).write_bytes(b"x")
+    assert reader.list_blobs() == [digest]                             # listed afresh, only real blob names
+    assert reader.loose_blobs() == [digest] and reader.read_blob(digest) == data
+
+
 def test_migration_killed_half_way_loses_nothing(plain_paths):
     take_snapshot(plain_paths)
     repo = Repository(plain_paths.snapshots)
