@@ -63,6 +63,28 @@ def chromem_load(chromemh_path: Path, store: Path, compress: bool = False) -> di
 
 
 @pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(name, size, read_only=False) -> Path``: a fresh tmpfs of ``size`` ("256k", "1m") mounted
+    at ``tmp_path / name`` for the test - a disk that fills up for real, or (read-only) a folder even
+    root cannot write. Skips the test where mounting is not allowed; unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str, read_only: bool = False) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        options = f"ro,size={size}" if read_only else f"size={size}"
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a {'read-only' if read_only else 'small'} tmpfs here")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
 def state_dir(tmp_path, monkeypatch) -> Path:
     """An isolated guardian state dir (outside every store), set in the environment."""
     path = tmp_path / "state"

@@ -5,7 +5,6 @@ Root ignores permission bits, so a read-only tmpfs stands in for an unwritable f
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
@@ -22,35 +21,22 @@ READERS = (("check",), ("status",), ("snapshots",), ("verify",), ("verify", "--d
 pytestmark = pytest.mark.timeout(900)
 
 
-def _mount(path, options: str) -> bool:
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
-
-
 @pytest.fixture
-def read_only_dir(tmp_path):
+def read_only_dir(tmp_path, tmpfs):
     """A folder nobody may write: chmod for a normal user, a read-only tmpfs for root."""
+    if os.geteuid() == 0:
+        yield tmpfs("ro-state", "1m", read_only=True)
+        return
     path = tmp_path / "ro-state"
     path.mkdir()
-    if os.geteuid() != 0:
-        path.chmod(0o555)
-        yield path
-        path.chmod(0o755)
-        return
-    if not _mount(path, "ro,size=1m"):
-        pytest.skip("cannot mount a read-only tmpfs here")
+    path.chmod(0o555)
     yield path
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    path.chmod(0o755)
 
 
 @pytest.fixture
-def full_dir(tmp_path):
-    path = tmp_path / "full-state"
-    path.mkdir()
-    if not _mount(path, "size=1m"):
-        pytest.skip("cannot mount a small tmpfs here")
-    yield path
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+def full_dir(tmpfs):
+    return tmpfs("full-state", "1m")
 
 
 def _one_line(proc) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 import threading
 
 import pytest
@@ -22,14 +21,8 @@ from guardian.snapshots.repository import Repository
 
 
 @pytest.fixture
-def small_fs(tmp_path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+def small_fs(tmpfs):
+    return tmpfs("small", "256k")
 
 
 def free_bytes(path) -> int:

@@ -30,14 +30,8 @@ def assert_repository_clean(repo: Repository, expected_ids: list[str]) -> None:
 
 
 @pytest.fixture
-def small_fs(tmp_path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=640k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+def small_fs(tmpfs):
+    return tmpfs("small", "640k")
 
 
 def test_no_space_on_a_small_filesystem(plain_store, small_fs, cli, monkeypatch):
