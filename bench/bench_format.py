@@ -18,13 +18,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import document_paths, make_store  # noqa: E402
+from common import document_paths, make_store, timed  # noqa: E402
 from guardian.format import chromem  # noqa: E402
 from guardian.store.scan import scan_store  # noqa: E402
 
@@ -35,11 +34,6 @@ def vs_chromem(seconds: float, n: int, chromem_100k: float) -> str:
     """Our time over chromem-go's for the same count (its 100k figure scaled linearly)."""
     return f"x{seconds / (chromem_100k * n / 100_000):.2f} of chromem-go"
 
-
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
 
 
 def read_all(paths) -> int:

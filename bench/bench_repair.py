@@ -18,13 +18,13 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import timed  # noqa: E402
 from guardian.config import Config  # noqa: E402
 from guardian.format.chromem import (Document, collection_dir_name, document_stem,  # noqa: E402
                                      encode_collection, encode_document, read_documents)
@@ -64,11 +64,6 @@ def all_document_files(root: Path) -> list[Path]:
     return [Path(d.path) / f for d in os.scandir(root) if d.is_dir() for f in os.listdir(d.path)
             if f.endswith(".gob") and f != "00000000.gob"]
 
-
-def timed(fn):
-    started = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - started, value
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_snapshots import change_share, folder_bytes, generate  # noqa: E402
+from bench.common import timed  # noqa: E402
 from guardian.config import Config  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.replicas.crypto import KeySource  # noqa: E402
@@ -85,11 +86,6 @@ def sync_down(client, bucket: str, prefix: str, target: Path) -> int:
         list(pool.map(get, keys))
     return len(keys)
 
-
-def timed(fn):
-    started = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - started, value
 
 
 def main() -> int:

@@ -19,8 +19,8 @@ x 384 written by the real chromem (`chromemh synth`), plain and gz.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -33,33 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import stat_walk  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.snapshots.restore import check_loadable, restore_store  # noqa: E402
 from guardian.snapshots.take import detect_compress, list_store, take_snapshot  # noqa: E402
 
 CHROMEMH = ROOT.parent / "shared" / "chromem-harness" / "chromemh"
-WALK = """
-import os, sys
-pending, count = [sys.argv[1]], 0
-while pending:
-    for entry in os.scandir(pending.pop()):
-        entry.stat(follow_symlinks=False)
-        count += 1
-        if entry.is_dir(follow_symlinks=False):
-            pending.append(entry.path)
-"""
-
-
-def stat_walk(root: str) -> int:
-    """The floor for a no-change snapshot: scandir + lstat of every entry, nothing else."""
-    pending, count = [root], 0
-    while pending:
-        for entry in os.scandir(pending.pop()):
-            entry.stat(follow_symlinks=False)
-            count += 1
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(entry.path)
-    return count
+# the same floor in a fresh interpreter, as the check CLI pays it
+WALK = f"import os, sys\n{inspect.getsource(stat_walk)}\nstat_walk(sys.argv[1])\n"
 
 
 CPU: dict[str, list[float]] = {}   # figure -> CPU seconds (user + system) of each run

@@ -26,6 +26,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import stat_walk, timed  # noqa: E402
 from guardian.format.chromem import (Document, collection_dir_name, document_stem, encode_collection,  # noqa: E402
                                      encode_document)
 from guardian.snapshots.restore import restore_store  # noqa: E402
@@ -77,14 +78,9 @@ def folder_bytes(path: Path) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def timed(fn):
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
-
 
 def baselines(store: Path, work: Path) -> dict:
-    _, copy_s = timed(lambda: shutil.copytree(store, work / "copy"))
+    copy_s, _ = timed(lambda: shutil.copytree(store, work / "copy"))
     shutil.rmtree(work / "copy")
 
     def tar_zstd():
@@ -92,21 +88,10 @@ def baselines(store: Path, work: Path) -> dict:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(store, arcname="store")
         return zstandard.ZstdCompressor(level=3, threads=-1).compress(buffer.getvalue())
-    packed, tar_s = timed(tar_zstd)
-    _, walk_s = timed(lambda: stat_walk(store))
+    tar_s, packed = timed(tar_zstd)
+    walk_s, _ = timed(lambda: stat_walk(store))
     return {"copy_s": copy_s, "tar_zstd_s": tar_s, "tar_zstd_bytes": len(packed), "stat_walk_s": walk_s}
 
-
-def stat_walk(root: Path) -> int:
-    """The floor for a no-change snapshot: scandir + lstat of every file, nothing else."""
-    pending, count = [str(root)], 0
-    while pending:
-        for entry in os.scandir(pending.pop()):
-            entry.stat(follow_symlinks=False)
-            count += 1
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(entry.path)
-    return count
 
 
 def main() -> int:
@@ -131,7 +116,7 @@ def report(label: str, value: str) -> None:
 
 def run(work: Path, docs: int, count: int) -> None:
     store = work / "store"
-    layout, gen_s = timed(lambda: generate(store, docs))
+    gen_s, layout = timed(lambda: generate(store, docs))
     raw = folder_bytes(store)
     mb = raw / 1e6
     report("store", f"{docs} documents x 384 dims, {mb:.1f} MB raw (generated in {gen_s:.0f} s)")
@@ -140,12 +125,12 @@ def run(work: Path, docs: int, count: int) -> None:
     report("baseline: zstd-3 of a tar", f"{base['tar_zstd_s']:.2f} s, {base['tar_zstd_bytes'] / 1e6:.1f} MB")
     paths = StatePaths.for_store(store, work / "state")
     moment = datetime.now(timezone.utc) - timedelta(hours=count + 1)
-    first, first_s = timed(lambda: take_snapshot(paths, clock=lambda: moment))
+    first_s, first = timed(lambda: take_snapshot(paths, clock=lambda: moment))
     full = folder_bytes(paths.snapshots)
     report("first snapshot", f"{first_s:.2f} s, {mb / first_s:.0f} MB/s, {full / 1e6:.1f} MB stored "
            f"({full / base['tar_zstd_bytes']:.2f}x tar.zst; copy took {first_s / base['copy_s']:.1f}x as long)")
     moment += timedelta(minutes=1)
-    same, same_s = timed(lambda: take_snapshot(paths, clock=lambda: moment))
+    same_s, same = timed(lambda: take_snapshot(paths, clock=lambda: moment))
     report("baseline: bare stat walk (scandir + lstat)", f"{base['stat_walk_s']:.2f} s")
     report("no-change snapshot (target <= 1 s)", f"{same_s:.2f} s ({same_s / base['stat_walk_s']:.1f}x the bare "
            f"stat walk), {same.read_files} files read, {same.new_bytes / 1e3:.0f} kB new")
@@ -155,7 +140,7 @@ def run(work: Path, docs: int, count: int) -> None:
         changed = change_share(store, layout, 0.01, rng)
         past = time.time() - 60
         moment += timedelta(hours=1)
-        result, seconds = timed(lambda: take_snapshot(paths, clock=lambda: moment))
+        seconds, result = timed(lambda: take_snapshot(paths, clock=lambda: moment))
         sizes.append((seconds, result.new_bytes, result.manifest_bytes))
         if hour == 1:
             report("snapshot after changing 1% of documents", f"{seconds:.2f} s, {result.read_files} files read "
@@ -170,14 +155,14 @@ def run(work: Path, docs: int, count: int) -> None:
            f"{np.mean([s[1] for s in sizes]) / 1e6:.2f} MB new per snapshot")
     name = "checkpoints"
     shutil.rmtree(store / collection_dir_name(name))
-    one, one_s = timed(lambda: restore_store(paths, None, name, check_load=False))
+    one_s, one = timed(lambda: restore_store(paths, None, name, check_load=False))
     report(f"restore one collection ({len(layout[name])} docs)",
            f"{one_s:.2f} s, {one.plan.counts()['write']} files written")
     os.rename(store, work / "store-old")
     store.mkdir()
-    whole, whole_s = timed(lambda: restore_store(paths, None))
+    whole_s, whole = timed(lambda: restore_store(paths, None))
     scan_module = __import__("guardian.store.scan", fromlist=["scan_store"])
-    loadable, load_s = timed(lambda: scan_module.scan_store(store).loadable)
+    load_s, loadable = timed(lambda: scan_module.scan_store(store).loadable)
     report("restore whole store (into an empty folder)", f"{whole_s:.2f} s, {whole.plan.counts()['write']} files, "
            f"{mb / whole_s:.0f} MB/s (copy: {mb / base['copy_s']:.0f} MB/s); loadable={loadable} "
            f"(check {load_s:.1f} s)")

@@ -6,12 +6,16 @@ writes ``n_docs`` documents spread round-robin over ``collections`` (each gets i
 id, contextd-like metadata and a short content. Deterministic for a given seed. Returns ``root``.
 Exactly ``n_docs`` files are written: an id whose 8-hex file name is taken gets a suffix.
 Other bench scripts import this: keep the signature stable.
+
+Also the benches' shared measuring helpers: ``timed(fn) -> (seconds, value)`` and
+``stat_walk(root) -> entries``, the floor any walk of a store compares with.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +68,23 @@ def document_paths(root) -> list[str]:
             out.extend(sorted(e.path for e in os.scandir(folder.path)
                               if e.is_file() and not e.name.startswith(chromem.METADATA_STEM)))
     return out
+
+
+def timed(fn):
+    """``(wall seconds, fn())``."""
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def stat_walk(root) -> int:
+    """The floor for anything that walks a store (a no-change snapshot, a scan): scandir + lstat of
+    every entry, nothing else; returns how many entries there were."""
+    pending, count = [str(root)], 0
+    while pending:
+        for entry in os.scandir(pending.pop()):
+            entry.stat(follow_symlinks=False)
+            count += 1
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return count
