@@ -17,13 +17,12 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from guardian.errors import ExitCode
-from tests.waiting import wait_for
+from tests.waiting import http_status, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -102,12 +101,8 @@ def demo(tmp_path):
     log = open(tmp_path / "sidecar.log", "wb")
     proc = subprocess.Popen(["bash", "-c", f"exec {start}"], cwd=work, env=env, stdout=log, stderr=log)
     try:
-        def ready():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
-            except OSError:
-                return False
-        wait_for(ready, timeout=120, what="the demo sidecar to be ready")
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, timeout=120,
+                 what="the demo sidecar to be ready")
         snapshots = state / "stores"
         wait_for(lambda: list(snapshots.glob("*/snapshots/manifests/*")) or list(snapshots.glob("*/snapshots/*/*")),
                  timeout=120, what="the demo's first snapshot")

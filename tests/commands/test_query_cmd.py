@@ -6,13 +6,13 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
 
 from guardian import cli as guardian_cli
 from guardian.format.chromem import Document, collection_dir_name, document_stem, encode_document
+from tests.waiting import http_status, wait_for
 
 
 def query_args(store, name, case_query, k):
@@ -70,17 +70,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(url: str, proc, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_ready(url: str, proc) -> None:
+    def ready() -> bool:
         assert proc.poll() is None, proc.stderr.read().decode()
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("guardian serve did not become ready")
+        return http_status(f"{url}/readyz") == 200
+    wait_for(ready, timeout=60, what="guardian serve to be ready")
 
 
 def post(url, body):
@@ -111,14 +105,10 @@ def test_serve_answers_query_cmd_and_follows_the_store_live(plain_store, state_d
             encode_document(Document("live-doc", {}, vector, "live"), False))
         victim = sorted(p for p in folder.iterdir() if p.name != "00000000.gob")[0]
         victim.write_bytes(victim.read_bytes()[:40])
-        deadline = time.monotonic() + 2.0
-        top = None
-        while time.monotonic() < deadline:
+        def top_is_the_new_doc() -> bool:
             top = post(f"{url}/v1/collections/checkpoints/query", {"vector": vector.tolist(), "k": 1})["results"]
-            if top and top[0]["id"] == "live-doc":
-                break
-            time.sleep(0.05)
-        assert top and top[0]["id"] == "live-doc"
+            return bool(top) and top[0]["id"] == "live-doc"
+        wait_for(top_is_the_new_doc, what="the served index to pick up the new document")
         assert proc.poll() is None  # the damaged file did not take the server down
     finally:
         proc.terminate()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -179,11 +178,3 @@ def expected_memory_ids(model_folder: Path | None, query: str, limit: int = 5) -
     return [kept[i]["id"] for i in order[:limit]]
 
 
-def wait_for(condition, timeout: float = 60.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return condition()

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 
-from tests.mcp_relay.conftest import ROOT, wait_for
+from tests.mcp_relay.conftest import ROOT
+from tests.waiting import wait_for
 
 RAW_CHILD = os.path.join(os.path.dirname(__file__), "raw_child.py")
 REQUESTS = [
@@ -44,7 +45,8 @@ def test_lines_pass_through_byte_exact_and_stdout_is_protocol_only(tmp_path):
             if b'"id"' in request:
                 got.append(proc.stdout.readline())  # the notification
                 got.append(proc.stdout.readline())  # the answer
-        assert wait_for(lambda: (tmp_path / "received").read_bytes().count(b"\n") >= len(REQUESTS), 60)
+        wait_for(lambda: (tmp_path / "received").read_bytes().count(b"\n") >= len(REQUESTS), 60,
+                 what="the child to receive every request")
     finally:
         proc.stdin.close()
         rest = proc.stdout.read()

@@ -10,6 +10,7 @@ import pytest
 
 from guardian.runtime.alerts import Alerter, CHILD_FATAL
 from guardian.errors import SupervisorError
+from tests.waiting import wait_for
 from guardian.runtime.supervisor import (
     BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STOPPED, StartCheck, RestartPolicy, Supervisor,
 )
@@ -254,18 +255,14 @@ def test_pause_and_resume_from_another_thread():
     loop = threading.Thread(target=sup.run_forever, daemon=True)
     loop.start()
     try:
-        deadline = time.monotonic() + 5
-        while sup.state != RUNNING and time.monotonic() < deadline:
-            time.sleep(0.001)
+        wait_for(lambda: sup.state == RUNNING, interval=0.001, what="the child to run")
         paused = sup.pause_child(timeout=5)
         assert paused["state"] == PAUSED and paused["pid"] is None
         assert factory.spawned[0].signals == [signal.SIGTERM]
         assert len(factory.spawned) == 1  # stays stopped while paused
         resumed = sup.resume_child(timeout=5)
         assert resumed["state"] in (STARTING, RUNNING)
-        deadline = time.monotonic() + 5
-        while len(factory.spawned) < 2 and time.monotonic() < deadline:
-            time.sleep(0.001)
+        wait_for(lambda: len(factory.spawned) >= 2, interval=0.001, what="the second start")
         assert len(factory.spawned) == 2
     finally:
         sup.stop()
