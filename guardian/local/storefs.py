@@ -79,13 +79,10 @@ def open_dir_nofollow(root: str | os.PathLike, rel: str = "") -> int:
     """An fd of the folder ``root/rel``; ``root`` is the user's path (opened as a folder, symlinks in
     it allowed: it is the user's choice), each component of ``rel`` is opened without following a
     symlink. Raises UnsafeFolder when a component is a symlink or not a folder."""
+    parts = _parts(rel)  # '..' is refused before anything is opened
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in _parts(rel):
-            fd = _step(fd, part, rel)
-    except BaseException:
-        os.close(fd)
-        raise
+    for part in parts:
+        fd = _step(fd, part, rel)  # closes the fd it is given, whatever happens: never close it twice
     return fd
 
 
