@@ -1,0 +1,73 @@
+"""The store health part: a changed path is judged once settled; damage is announced and the verdict
+follows it (a real store, real scans, the real settle tracker)."""
+
+from __future__ import annotations
+
+from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
+from guardian.runtime.parts.health import StoreHealthPart
+from tests.runtime.parts.conftest import changed
+from tests.waiting import wait_for
+
+
+def first_document(store, dir_name="40917930"):
+    return sorted(p for p in (store / dir_name).iterdir() if p.name != "00000000.gob")[0]
+
+
+def test_damage_that_settles_is_announced_and_healing_clears_it(parts):
+    ctx = parts.make(settle_seconds=0.2)
+    parts.listen(ctx, DAMAGE_FOUND)
+    part = StoreHealthPart(ctx)
+    part.start()
+    try:
+        assert ctx.last_scan is not None and ctx.ask(VERDICT)["loadable"] is True   # scanned at start
+        victim = first_document(parts.store)
+        good = victim.read_bytes()
+        victim.write_bytes(b"")                          # chromem refuses a 0-byte file
+        rel = f"{victim.parent.name}/{victim.name}"
+        ctx.emit(STORE_CHANGED, events=changed(rel))
+        wait_for(lambda: parts.events(DAMAGE_FOUND), what="damage_found")
+        damage = parts.events(DAMAGE_FOUND)[0]["damages"][0]
+        assert damage.path == rel
+        verdict = ctx.ask(VERDICT)
+        assert verdict["loadable"] is False and [d["path"] for d in verdict["damaged"]] == [rel]
+        assert part.status()["health"]["damaged"][0]["path"] == rel
+        assert ctx.metrics.render().decode().count("guardian_store_loadable 0.0") == 1
+
+        victim.write_bytes(good)                          # healed (by a writer, or a repair)
+        ctx.emit(STORE_CHANGED, events=changed(rel))
+        wait_for(lambda: not part.status()["health"]["damaged"], what="the damage to clear")
+        wait_for(lambda: ctx.ask(VERDICT)["loadable"] is True, what="a loadable verdict")
+        assert len(parts.events(DAMAGE_FOUND)) == 1       # the same damage is never announced twice
+    finally:
+        part.stop()
+    assert not part.thread.is_alive()
+
+
+def test_a_path_still_being_written_is_not_judged(parts):
+    ctx = parts.make(settle_seconds=0.2)
+    parts.listen(ctx, DAMAGE_FOUND)
+    part = StoreHealthPart(ctx)
+    part.start()
+    try:
+        victim = first_document(parts.store)
+        victim.write_bytes(b"")
+        rel = f"{victim.parent.name}/{victim.name}"
+        ctx.emit(STORE_CHANGED, events=[e.__class__("modified", e.rel, closed=False) for e in changed(rel)])
+        wait_for(lambda: part.status()["health"]["unsettled"] == 1, what="the open file to be watched")
+        # open for writing and under 30 s old: not judged yet, whatever it looks like now
+        assert parts.events(DAMAGE_FOUND) == [] and part.status()["health"]["damaged"] == []
+    finally:
+        part.stop()
+
+
+def test_a_repair_makes_it_rescan_at_once(parts):
+    ctx = parts.make()
+    part = StoreHealthPart(ctx)
+    part.start()
+    try:
+        first = ctx.last_scan
+        ctx.emit(REPAIRED, actions=[{"path": "x"}])
+        wait_for(lambda: ctx.last_scan is not first, what="a rescan after the repair")
+        assert ctx.last_scan.loadable
+    finally:
+        part.stop()
