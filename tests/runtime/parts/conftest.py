@@ -51,7 +51,10 @@ class PartSetup:
 
 
 @pytest.fixture
-def parts(plain_store, tmp_path) -> PartSetup:
+def parts(plain_store, tmp_path, monkeypatch) -> PartSetup:
+    (tmp_path / "locks").mkdir(mode=0o700)
+    monkeypatch.setenv("GUARDIAN_LOCK_DIR", str(tmp_path / "locks"))      # this test's locks only
+    monkeypatch.setenv("GUARDIAN_CONFIG", str(tmp_path / "no-config.toml"))
     return PartSetup(plain_store, tmp_path)
 
 
