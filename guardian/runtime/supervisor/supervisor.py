@@ -2,13 +2,10 @@
 
 One thread (the caller of :meth:`Supervisor.run_forever`, normally the main thread) owns the
 child. Everything else -- signal handlers, the control socket, the HTTP endpoint -- only posts a
-message into the inbox (a ``queue.SimpleQueue``, safe from signal handlers); the loop takes the
-messages and acts. The loop is a small state machine made of overridable steps::
-
-    starting --preflight+spawn--> running --exit--> backoff --delay--> starting
-                                     \\--too many failures in the window--> fatal
-    any --stop/SIGTERM/SIGINT--> stopping --> stopped        fatal --restart--> starting
-    running --pause (restore)--> paused --resume--> starting
+message into the :class:`~guardian.runtime.supervisor.inbox.Inbox`; the loop takes the messages
+and acts. The loop is the restart state machine of ``supervisor.states``, made of overridable
+steps; what it knows of the child is its :class:`~guardian.runtime.supervisor.record.SupervisionRecord`,
+and stopping the child's group is :class:`~guardian.runtime.supervisor.stopping.GroupStopper`'s.
 
 Clock, sleep and the process factory are constructor arguments, so tests drive restarts,
 backoff and FATAL with a fake clock and fake processes without waiting.
@@ -16,55 +13,25 @@ backoff and FATAL with a fake clock and fake processes without waiting.
 
 from __future__ import annotations
 
-import queue
 import random
 import signal
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from guardian.runtime import alerts, sd_notify as notify
 from guardian.errors import SupervisorError
 from guardian.logs import get_logger
 from guardian.restart.backoff import backoff_delay
-from guardian.restart.policy import FailureHistory, RestartPolicy, after_failure, describe_exit
+from guardian.restart.policy import RestartPolicy, after_failure
+from guardian.runtime import alerts, sd_notify as notify
+from guardian.runtime.supervisor.inbox import STOP_SIGNALS, Inbox, Reply
 from guardian.runtime.supervisor.process import ChildProcess, signal_name, spawn_process
+from guardian.runtime.supervisor.record import SupervisionRecord
+from guardian.runtime.supervisor.states import (  # noqa: F401 (the states are imported from here too)
+    BACKOFF, FATAL, PAUSED, RUNNING, STARTING, STATES, STOPPED, STOPPING, StartCheck,
+)
+from guardian.runtime.supervisor.stopping import KILL_GRACE_SECONDS, GroupStopper
 
-STARTING = "starting"
-RUNNING = "running"
-BACKOFF = "backoff"
-PAUSED = "paused"
-STOPPING = "stopping"
-STOPPED = "stopped"
-FATAL = "fatal"
-STATES = (STARTING, RUNNING, BACKOFF, PAUSED, STOPPING, STOPPED, FATAL)
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-STOP_POLL_FIRST_SECONDS = 0.001  # polls start fast (most children exit at once) and slow down
-STOP_POLL_SECONDS = 0.02
-KILL_GRACE_SECONDS = 5.0
 MAX_IDLE_WAIT = 1.0
-
-
-@dataclass(frozen=True)
-class StartCheck:
-    """What the pre-flight hook (check + repair) found: ``ok`` False means do not start the child."""
-
-    ok: bool = True
-    detail: str = ""
-    repaired: bool = False
-
-    @classmethod
-    def coerce(cls, value: Any) -> "StartCheck":
-        if isinstance(value, StartCheck):
-            return value
-        if value is None:
-            return cls(ok=True)
-        if isinstance(value, bool):
-            return cls(ok=value)
-        return cls(ok=bool(getattr(value, "ok", True)), detail=str(getattr(value, "detail", "")),
-                   repaired=bool(getattr(value, "repaired", False)))
 
 
 class Supervisor:
@@ -109,39 +76,36 @@ class Supervisor:
         self.heartbeat = heartbeat or notify.WatchdogPinger.from_environment()
         self.log = get_logger("guardian.runtime.supervisor")
 
-        self.state = STARTING
-        self.since = wall_clock()
-        self.process: ChildProcess | None = None
-        self.started_at: float | None = None
-        self.retry_at: float | None = None
-        self.history = FailureHistory()
-        self.spawns = 0
-        self.restarts = 0
-        self.last_exit: dict = describe_exit(None)
-        self.last_error = ""
-        self.fatal_reason = ""
+        self.record = SupervisionRecord(since=wall_clock())
+        self.inbox = Inbox()
+        self.stopper = GroupStopper(self.log, clock, self.pause, self.stop_timeout, self.hurry_requested)
         self.exit_code = 0
         self.ready_sent = False
         self.resume_state = STARTING
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending: list[tuple] = []
-        self._lock = threading.Lock()
         self._loop_running = False
         self._shutting_down = False
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    @property
+    def restarts(self) -> int:
+        return self.record.restarts
 
     # ---- public API (any thread) -------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to stop the child (SIGTERM, then SIGKILL after stop_timeout) and return."""
-        self._inbox.put(("stop", signal.SIGTERM))
+        self.inbox.put("stop", signal.SIGTERM)
 
     def notify_signal(self, signum: int) -> None:
         """Record a signal for the loop; the only thing signal handlers do."""
-        self._inbox.put(("signal", signum))
+        self.inbox.put("signal", signum)
 
     def request_restart(self) -> None:
         """Clear FATAL and the failure history, and (re)start the child now (`guardian restart`)."""
-        self._inbox.put(("restart", None))
+        self.inbox.put("restart")
 
     def pause_child(self, timeout: float | None = None) -> dict:
         """Stop the child and keep it stopped until :meth:`resume_child` (used around a restore)."""
@@ -153,26 +117,13 @@ class Supervisor:
 
     def snapshot(self) -> dict:
         """The supervisor's state for `status` and /healthz."""
-        with self._lock:
-            process = self.process
-            return {
-                "state": self.state,
-                "since": self.since,
-                "pid": getattr(process, "pid", None) if process is not None else None,
-                "uptime": (self.clock() - self.started_at
-                           if process is not None and self.started_at is not None else None),
-                "command": list(self.cmd),
-                "restarts": self.restarts,
-                "failures_in_window": len(self.history.times),
-                "max_failures": self.policy.max_failures,
-                "failure_window": self.policy.failure_window,
-                "last_exit_code": self.last_exit.get("exit_code"),
-                "last_exit_signal": self.last_exit.get("signal"),
-                "last_error": self.last_error or None,
-                "fatal_reason": self.fatal_reason or None,
-                "retry_in": (max(0.0, self.retry_at - self.clock())
-                             if self.state == BACKOFF and self.retry_at is not None else None),
-            }
+        return self.record.snapshot(self.clock(), self.cmd, self.policy)
+
+    def _ask(self, kind: str, timeout: float | None) -> dict:
+        if not self._loop_running:
+            raise SupervisorError(f"cannot {kind} the child: the supervisor loop is not running",
+                                  "start it with guardian run")
+        return self.inbox.ask(kind, timeout if timeout is not None else self.stop_timeout + KILL_GRACE_SECONDS + 30)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -187,7 +138,7 @@ class Supervisor:
                 if self.state != STOPPED:
                     self.step()
         finally:
-            if self.process is not None:  # an unexpected error in a step: never leave an orphan
+            if self.record.process is not None:  # an unexpected error in a step: never leave an orphan
                 self.stop_child()
             self._loop_running = False
         self.log.info("supervisor_stopped", exit_code=self.exit_code)
@@ -213,14 +164,9 @@ class Supervisor:
             return
         notify_on_exit = getattr(process, "notify_on_exit", None)
         if notify_on_exit is not None:  # optional: wakes the loop at once instead of at the next poll
-            notify_on_exit(lambda pid=process.pid: self._inbox.put(("child_exit", pid)))
-        with self._lock:
-            self.process = process
-            self.started_at = self.clock()
-            if self.spawns:
-                self.restarts += 1
-            self.spawns += 1
-        self.log.info("child_started", pid=process.pid, restarts=self.restarts)
+            notify_on_exit(lambda pid=process.pid: self.inbox.put("child_exit", pid))
+        self.record.started(process, self.clock())
+        self.log.info("child_started", pid=process.pid, restarts=self.record.restarts)
         self.set_state(RUNNING)
 
     def run_preflight(self) -> StartCheck:
@@ -234,7 +180,8 @@ class Supervisor:
         return result
 
     def watch_child(self) -> None:
-        returncode = self.process.poll() if self.process is not None else 0
+        process = self.record.process
+        returncode = process.poll() if process is not None else 0
         if returncode is None:
             self.wait_for_message(self.poll_interval)
             return
@@ -242,29 +189,26 @@ class Supervisor:
 
     def on_exit(self, returncode: int) -> None:
         """The child exited without being asked to: clean up its group, then restart or give up."""
-        process, started_at = self.process, self.started_at
-        self.clean_up_group(process)
-        with self._lock:
-            self.process = None
-            self.last_exit = describe_exit(returncode)
-        self.log.warning("child_exited", **self.last_exit, pid=process.pid)
+        record = self.record
+        process, started_at = record.process, record.started_at
+        self.stopper.clean_up(process)
+        record.ended(returncode)
+        self.log.warning("child_exited", **record.last_exit, pid=process.pid)
         if returncode == 0 and not self.restart_on_clean_exit:
             self.exit_code = 0
             self.set_state(STOPPED)
             return
-        self.on_failure(started_at, f"child exited unexpectedly ({self.describe_last_exit()})")
+        self.on_failure(started_at, f"child exited unexpectedly ({record.describe_last_exit()})")
 
     def on_failure(self, started_at: float | None, reason: str) -> None:
         now = self.clock()
-        verdict = after_failure(self.history, started_at, now, self.policy)
-        with self._lock:
-            self.history = verdict.history
-            self.last_error = reason
+        verdict = after_failure(self.record.history, started_at, now, self.policy)
+        self.record.failed(verdict.history, reason)
         if verdict.fatal:
             self.enter_fatal(reason)
             return
         delay = self.backoff_delay(verdict.attempt)
-        self.retry_at = now + delay
+        self.record.retry_at = now + delay
         self.log.warning("child_restart_scheduled", reason=reason, delay=round(delay, 3),
                          attempt=verdict.attempt, failures_in_window=len(verdict.history.times))
         self.set_state(BACKOFF)
@@ -274,20 +218,18 @@ class Supervisor:
         return backoff_delay(attempt, policy.backoff_initial, policy.backoff_max, policy.jitter_fraction, self.rng)
 
     def enter_fatal(self, reason: str) -> None:
-        failures = len(self.history.times)
-        self.fatal_reason = (f"{failures} failures within {self.policy.failure_window:g}s; last: {reason}")
-        self.log.error("child_fatal", reason=self.fatal_reason,
+        record = self.record
+        failures = len(record.history.times)
+        record.fatal_reason = f"{failures} failures within {self.policy.failure_window:g}s; last: {reason}"
+        self.log.error("child_fatal", reason=record.fatal_reason,
                        hint="fix the cause, then run `guardian restart` (or restart the service)")
         self.set_state(FATAL)
-        self.alert(alerts.CHILD_FATAL, reason=self.fatal_reason, command=self.cmd,
-                   failures=failures, **self.last_exit)
-
-    def alert(self, event: str, **fields: Any) -> None:
         if self.alerter is not None:
-            self.alerter.send(event, **fields)
+            self.alerter.send(alerts.CHILD_FATAL, reason=record.fatal_reason, command=self.cmd,
+                              failures=failures, **record.last_exit)
 
     def wait_backoff(self) -> None:
-        remaining = (self.retry_at or 0.0) - self.clock()
+        remaining = (self.record.retry_at or 0.0) - self.clock()
         if remaining <= 0:
             self.set_state(STARTING)
             return
@@ -296,40 +238,40 @@ class Supervisor:
     def idle(self) -> None:
         self.wait_for_message(MAX_IDLE_WAIT)
 
+    def set_state(self, new: str) -> None:
+        old = self.state
+        if new == old:
+            return
+        self.record.move_to(new, self.wall_clock())
+        self.log.info("supervisor_state", old=old, new=new)
+        if self.on_state_change is not None:
+            try:
+                self.on_state_change(old, new, self.snapshot())
+            except Exception as exc:  # an observer's bug must not stop supervision
+                self.log.error("state_callback_error", error=f"{type(exc).__name__}: {exc}")
+
     # ---- messages ----------------------------------------------------------------------------
 
     def wait_for_message(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds, returning early when a message arrives (real mode)."""
         if self.sleep is not None:
             self.sleep(timeout)
-            return
-        try:
-            self._pending.append(self._inbox.get(timeout=max(0.0, timeout)))
-        except queue.Empty:
-            pass
-
-    def take_messages(self) -> list[tuple]:
-        messages, self._pending = self._pending, []
-        while True:
-            try:
-                messages.append(self._inbox.get_nowait())
-            except queue.Empty:
-                return messages
+        else:
+            self.inbox.wait(timeout)
 
     def handle_messages(self) -> None:
-        for kind, value in self.take_messages():
+        for kind, value in self.inbox.take():
             if self.state == STOPPED:
-                self._answer(value, self.snapshot())
+                Inbox.answer(value, self.snapshot())
                 continue
-            handler = getattr(self, f"on_{kind}_message")
-            handler(value)
+            getattr(self, f"on_{kind}_message")(value)
 
     def on_signal_message(self, signum: int) -> None:
         self.log.info("signal_received", signal=signal_name(signum))
         if signum in STOP_SIGNALS:
             self.shutdown(signum)
-        elif self.process is not None:
-            self.process.signal_group(signum)
+        elif self.record.process is not None:
+            self.record.process.signal_group(signum)
 
     def on_child_exit_message(self, _pid: int) -> None:
         """Only a wake-up: the running step polls the child and handles its exit."""
@@ -338,31 +280,29 @@ class Supervisor:
         self.shutdown(signum)
 
     def on_restart_message(self, _value: Any) -> None:
-        with self._lock:
-            self.history = FailureHistory()
-            self.fatal_reason = ""
+        self.record.forgive()
         self.log.info("restart_requested", state=self.state)
         if self.state == PAUSED:
             self.resume_state = STARTING
             return
-        if self.process is not None:
+        if self.record.process is not None:
             self.set_state(STOPPING)
             self.stop_child()
         self.set_state(STARTING)
 
-    def on_pause_message(self, reply: "_Reply") -> None:
+    def on_pause_message(self, reply: Reply) -> None:
         if self.state != PAUSED:
             self.resume_state = FATAL if self.state == FATAL else STARTING
-            if self.process is not None:
+            if self.record.process is not None:
                 self.set_state(STOPPING)
                 self.stop_child()
             self.set_state(PAUSED)
-        self._answer(reply, self.snapshot())
+        Inbox.answer(reply, self.snapshot())
 
-    def on_resume_message(self, reply: "_Reply") -> None:
+    def on_resume_message(self, reply: Reply) -> None:
         if self.state == PAUSED:
             self.set_state(self.resume_state)
-        self._answer(reply, self.snapshot())
+        Inbox.answer(reply, self.snapshot())
 
     def shutdown(self, signum: int = signal.SIGTERM) -> None:
         self._shutting_down = True
@@ -376,105 +316,20 @@ class Supervisor:
 
     def stop_child(self, first_signal: int = signal.SIGTERM) -> None:
         """Signal the child's group, wait up to stop_timeout, SIGKILL the group, reap."""
-        process = self.process
+        process = self.record.process
         if process is None:
             return
         self.log.info("child_stopping", pid=process.pid, signal=signal_name(first_signal),
                       timeout=self.stop_timeout)
-        returncode = self.terminate_group(process, first_signal)
-        with self._lock:
-            self.process = None
-            self.last_exit = describe_exit(returncode)
-        self.log.info("child_stopped", pid=process.pid, **self.last_exit)
-
-    def clean_up_group(self, process: ChildProcess) -> None:
-        """After the leader died on its own: make sure nothing it left in its group survives."""
-        process.reap_group_members()
-        if process.group_alive():
-            self.log.warning("child_left_processes", pgid=process.pid)
-            self.terminate_group(process, signal.SIGTERM)
-
-    def terminate_group(self, process: ChildProcess, first_signal: int) -> int | None:
-        process.signal_group(first_signal)
-        if self.wait_group_gone(process, self.stop_timeout):
-            return process.poll()
-        self.log.warning("child_kill", pid=process.pid, after=self.stop_timeout)
-        process.signal_group(signal.SIGKILL)
-        if not self.wait_group_gone(process, KILL_GRACE_SECONDS):
-            self.log.error("child_unkillable", pid=process.pid)
-        return process.poll()
-
-    def wait_group_gone(self, process: ChildProcess, timeout: float) -> bool:
-        deadline = self.clock() + timeout
-        pause = STOP_POLL_FIRST_SECONDS
-        while True:
-            leader_done = process.poll() is not None
-            if leader_done:
-                process.reap_group_members()
-            if leader_done and not process.group_alive():
-                return True
-            if self.clock() >= deadline or self.hurry_requested():
-                return False
-            self.pause(pause)
-            pause = min(pause * 2, STOP_POLL_SECONDS)
+        self.record.ended(self.stopper.terminate(process, first_signal))
+        self.log.info("child_stopped", pid=process.pid, **self.record.last_exit)
 
     def hurry_requested(self) -> bool:
         """While shutting down, a second SIGTERM/SIGINT means: stop waiting, SIGKILL now."""
-        if not self._shutting_down:
+        if not self._shutting_down or not self.inbox.take_stop_signals():
             return False
-        messages = self.take_messages()
-        hurry = any(kind == "signal" and value in STOP_SIGNALS for kind, value in messages)
-        self._pending = [m for m in messages if not (m[0] == "signal" and m[1] in STOP_SIGNALS)]
-        if hurry:
-            self.log.warning("stop_hurried", hint="a second stop signal: killing the child now")
-        return hurry
+        self.log.warning("stop_hurried", hint="a second stop signal: killing the child now")
+        return True
 
     def pause(self, seconds: float) -> None:
         (self.sleep or time.sleep)(seconds)
-
-    # ---- helpers -----------------------------------------------------------------------------
-
-    def set_state(self, new: str) -> None:
-        old = self.state
-        if new == old:
-            return
-        with self._lock:
-            self.state = new
-            self.since = self.wall_clock()
-        self.log.info("supervisor_state", old=old, new=new)
-        if self.on_state_change is not None:
-            try:
-                self.on_state_change(old, new, self.snapshot())
-            except Exception as exc:  # an observer's bug must not stop supervision
-                self.log.error("state_callback_error", error=f"{type(exc).__name__}: {exc}")
-
-    def describe_last_exit(self) -> str:
-        if self.last_exit.get("signal"):
-            return f"killed by {self.last_exit['signal']}"
-        return f"exit code {self.last_exit.get('exit_code')}"
-
-    def _ask(self, kind: str, timeout: float | None) -> dict:
-        if not self._loop_running:
-            raise SupervisorError(f"cannot {kind} the child: the supervisor loop is not running",
-                                  "start it with guardian run")
-        reply = _Reply()
-        self._inbox.put((kind, reply))
-        wait = timeout if timeout is not None else self.stop_timeout + KILL_GRACE_SECONDS + 30
-        if not reply.done.wait(wait):
-            raise SupervisorError(f"the supervisor did not {kind} the child within {wait:g}s",
-                                  "see guardian's log; the child may be stuck")
-        return reply.value
-
-    @staticmethod
-    def _answer(reply: Any, value: dict) -> None:
-        if isinstance(reply, _Reply):
-            reply.value = value
-            reply.done.set()
-
-
-class _Reply:
-    """A one-shot answer from the loop thread to a caller in another thread."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: dict = {}
