@@ -134,3 +134,15 @@ def cli(state_dir):
         env.setdefault("GUARDIAN_STATE_DIR", str(state_dir))
         return run_cli(*args, env=env, **kwargs)
     return _run
+
+
+@pytest.fixture
+def parts(plain_store, tmp_path, monkeypatch):
+    """One runtime part at a time (tests/runtime/parts): ``parts.make(**config)`` is a real context on a
+    copy of the plain store; ``parts.alerts()`` what the real alerter sent; the locks are this test's."""
+    from tests.runtime.parts.part_helpers import PartSetup
+
+    (tmp_path / "locks").mkdir(mode=0o700)
+    monkeypatch.setenv("GUARDIAN_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("GUARDIAN_CONFIG", str(tmp_path / "no-config.toml"))
+    return PartSetup(plain_store, tmp_path)

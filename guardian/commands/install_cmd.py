@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -69,8 +70,6 @@ def run_arguments(args: argparse.Namespace, ctx) -> list[str]:
 
 def mcp_client_config(ctx) -> str:
     """The MCP client entry that runs contextd through `guardian mcp` (pasteable JSON)."""
-    import json
-
     args = service.guardian_executable() + ["mcp", "--store", str(ctx.config.store_path), "--", "contextd", "--mcp"]
     entry = {"mcpServers": {"contextd": {"command": args[0], "args": args[1:]}}}
     return json.dumps(entry, indent=2)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
 from guardian.errors import CodecError, ExitCode, RestoreError, UsageError
 from guardian.format.layout import EXTENSIONS, METADATA_STEM
+from guardian.local import storefs
+from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine, QuarantineEntry
 
 HELP = "list quarantined files (`list`) or put one back (`restore ID`) if the store stays loadable"
@@ -29,8 +32,7 @@ def _is_gob(name: str) -> bool:
 
 def check_file(path: Path) -> None:
     """Refuse a chromem file that chromem could not decode (CodecError -> RestoreError)."""
-    from guardian.format import chromem
-    from guardian.local import storefs
+    from guardian.format import chromem  # the decoder (~0.1 s): only `quarantine restore` of a chromem file
 
     if not _is_gob(path.name):
         return
@@ -79,8 +81,6 @@ def run(args, ctx) -> int:
     if args.replace:
         entry, replaced = restore_replacing(quarantine, args.id, ctx.paths)
     else:
-        from guardian.local.lock import store_lock
-
         with store_lock(ctx.paths.lock_file):  # serialised with repair, restore and snapshot of this store
             entry, replaced = quarantine.restore(args.id, ctx.paths.store, validate=validate_for_store), None
     if args.json:
@@ -95,8 +95,6 @@ def run(args, ctx) -> int:
 def refuse_if_being_written(path: Path, now: float | None = None) -> None:
     """The store is alive: a file changed in the last seconds may be a write in progress, which
     --replace must not move away. (A folder is judged by its own mtime.)"""
-    import time
-
     age = (time.time() if now is None else now) - os.lstat(path).st_mtime
     if age < SETTLE_SECONDS:
         raise RestoreError(f"{path.name} in the store changed {max(age, 0):.1f}s ago; it may be being written",
@@ -106,8 +104,6 @@ def refuse_if_being_written(path: Path, now: float | None = None) -> None:
 def restore_replacing(quarantine: Quarantine, entry_id: str, paths) -> tuple[QuarantineEntry, QuarantineEntry | None]:
     """--replace: check the entry would load, move what is at its path now to quarantine, put the
     entry back (under the store lock). If putting it back fails, the current one returns."""
-    from guardian.local.lock import store_lock
-
     with store_lock(paths.lock_file):
         entry = quarantine.get(entry_id)
         current = paths.store / entry.original_path

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from guardian.commands.output import human_bytes, print_json
-from guardian.errors import ExitCode, RestoreError
+from guardian.commands.output import human_bytes, print_json, require_store
+from guardian.errors import ExitCode, GuardianError, RestoreError
+from guardian.local.fsutil import ensure_dir
+from guardian.runtime.control import control_request
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.snapshots.restore import (check_loadable, choose_snapshot, id_time, read_snapshot, resolve_scope,
+                                        restore_store)
+from guardian.snapshots.restore_target import restore_to_folder
 from guardian.snapshots.timespec import parse_time
 
 HELP = "restore the store (or one collection) to the newest snapshot at or before --at TIME"
@@ -65,8 +70,6 @@ def make_confirm(force: bool, stdin=None, stderr=None):
 
 def sidecar_running(ctx) -> bool:
     """Is a sidecar answering on this store's control socket? (It must do the restore itself.)"""
-    from guardian.runtime.control import control_request
-    from guardian.errors import GuardianError
 
     if not ctx.paths.control_socket.exists():
         return False
@@ -80,8 +83,6 @@ def sidecar_running(ctx) -> bool:
 def restore_through_sidecar(args, ctx, at) -> int:
     """Plan here (so --force and --dry-run mean the same), then let the sidecar stop its child,
     restore, check and start the child again."""
-    from guardian.runtime.control import control_request
-
     plan = restore_store(ctx.paths, at, args.collection, dry_run=True, check_load=False).plan
     confirm = make_confirm(args.force)
     if confirm is not None and (plan.counts()["replace"] or plan.counts()["move_aside"]) and not confirm(plan):
@@ -108,8 +109,6 @@ SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-z]+$")
 
 def resolve_at(text: str, repo: Repository | None) -> datetime | None:
     """--at as an instant: a snapshot id names its own time exactly (ids sort by time), else a time."""
-    from guardian.snapshots.restore import id_time
-
     if SNAPSHOT_ID.match(text.strip()):
         snapshot_id = text.strip()
         if repo is not None and snapshot_id not in repo.list_ids():
@@ -142,11 +141,6 @@ def run(args, ctx) -> int:
 def recreate_missing_store(ctx) -> None:
     """No store folder: with snapshots, the store was lost and restoring it is the point (its
     folder is created); without any, there is nothing to restore yet (the no-store-yet rule)."""
-    import os
-
-    from guardian.commands.output import require_store
-    from guardian.local.fsutil import ensure_dir
-
     store = ctx.paths.store
     if os.path.lexists(store):
         return
@@ -160,9 +154,6 @@ def recreate_missing_store(ctx) -> None:
 
 def restore_into_target(args, ctx, at) -> int:
     """--target: write the snapshot into another folder; the store (and a running sidecar) is not touched."""
-    from guardian.snapshots.restore import check_loadable, choose_snapshot, read_snapshot, resolve_scope
-    from guardian.snapshots.restore_target import restore_to_folder
-
     repo = Repository(ctx.paths.snapshots)
     snapshot_id = choose_snapshot(repo, at)
     manifest = read_snapshot(repo, snapshot_id)
@@ -217,9 +208,7 @@ def _print_human(result) -> None:
 def restore_from_replica(args, ctx, at) -> int:
     """Fetch the chosen snapshot from the replica into this store's local repository (creating the
     state dir and the store folder on a new machine), then restore it like a local one."""
-    import os
-
-    from guardian.replicas.fetch import choose_remote, fetch_snapshot
+    from guardian.replicas.fetch import choose_remote, fetch_snapshot  # replicas: only for --from
     from guardian.replicas.layout import id_time
     from guardian.replicas.replica import Replica
     from guardian.snapshots.repository import Repository

@@ -187,7 +187,7 @@ def _read_json(path: Path):
 
 
 def import_runtime():
-    try:
+    try:  # ~200 ms + ~35 ms, only where a local embedding model is used
         import onnxruntime
         import tokenizers
     except ImportError as exc:

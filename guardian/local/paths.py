@@ -68,6 +68,7 @@ class StatePaths:
     @property
     def lock_file(self) -> Path:
         """The writer lock, keyed on the store itself (not on this state dir): see ``local.lock``."""
+        # local.lock costs ~30 ms to import (tempfile, fcntl); every command loads this module, few lock
         from guardian.local.lock import writer_lock_file
 
         return writer_lock_file(self.store)
@@ -167,7 +168,7 @@ def tighten_state_dirs(store_state: Path) -> list[str]:
         warnings.append(f"guardian's state dir {folder} is readable by others (mode {mode:o}); "
                         f"its snapshots hold every stored memory: run `chmod 700 {folder}`")
     if warnings:
-        from guardian.logs import get_logger
+        from guardian.logs import get_logger  # structlog, ~30 ms: only when there is something to warn about
 
         for text in warnings:
             get_logger("guardian.paths").warning("state_dir_open", detail=text)

@@ -39,7 +39,7 @@ class LazySearcher:
             return self._searcher
 
     def _make(self) -> Searcher:
-        from guardian.index.store_index import StoreIndex
+        from guardian.index.store_index import StoreIndex  # ~190 ms: after the relay is up, in the background
 
         index = StoreIndex(self.config.store_path, compress=self.config.compress_flag,
                            cache_dir=self.paths.cache / "index")

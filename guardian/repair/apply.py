@@ -28,6 +28,7 @@ from guardian.local import storefs
 from guardian.local.quarantine import Quarantine
 from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.snapshots.repository import Repository
+from guardian.store.judge import damage_of
 
 STORE_FILE_MODE = 0o644  # as chromem creates its files, so contextd (maybe another user) can read them
 SOURCE = "repair"
@@ -226,9 +227,6 @@ def replace_checked(root: Path, rel: str, data: bytes, guard) -> str:
     the old file inside it is caught afterwards (the old inode is held open and compared): its bytes
     are newer than any snapshot copy, so when they decode they are put back. Returns a note ("" or
     what happened)."""
-    from guardian.local import storefs
-    from guardian.store.judge import damage_of
-
     with storefs.DirFds(root) as dirs:
         folder_fd, name = dirs.parent_of(rel)
         temp = storefs.write_temp_at(folder_fd, name, data, STORE_FILE_MODE)

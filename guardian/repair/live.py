@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from guardian.local.lock import store_lock
+from guardian.local.quarantine import Quarantine
 from guardian.repair.apply import Applied, FileChanged, PlanApplier
 from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.repair.preflight import RepairContext, needs_repair
+from guardian.repair.sources import load_versions
+from guardian.snapshots.repository import Repository
 from guardian.store.judge import Damage, lstat_key, role_of
 
 
@@ -90,9 +93,6 @@ def repair_judged(config, paths, damages: list[Damage], lock_timeout: float = 30
 def restore_moved_out(paths, applier: PlanApplier, judged: dict, damages: list[Damage]) -> list[Applied]:
     """A document replaced by something that is not a regular file: once that thing is in quarantine
     (a missing document loads fine, so the plan stops there), put the newest good copy back."""
-    from guardian.repair.sources import load_versions
-    from guardian.snapshots.repository import Repository
-
     gone = [d.path for d in damages if d.kind == "special_file" and role_of(d.path) == "document"
             and lstat_key(paths.store / d.path) is None]
     if not gone:
@@ -111,7 +111,4 @@ def restore_moved_out(paths, applier: PlanApplier, judged: dict, damages: list[D
 
 
 def _applier_parts(paths):
-    from guardian.local.quarantine import Quarantine
-    from guardian.snapshots.repository import Repository
-
     return Quarantine(paths), Repository(paths.snapshots)

@@ -180,6 +180,8 @@ class RepairContext:
 
     def plan(self, scan: StoreScan) -> RepairPlan:
         catalog = Catalog(self.paths.catalog_file).names()
+        # sources, apply, quarantine and the repository (with the decoder): ~0.45-0.7 s of imports at
+        # load 5, paid only when there is something to repair - `guardian check` on a sound store never does
         from guardian.repair.sources import collect_inputs
 
         failing = _checksum_failures(scan) if self.deep else []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from guardian.snapshots.repository import Repository
+from guardian.snapshots.restore import id_time
+
 
 def update_store_metrics(ctx, scan) -> None:
     if scan is None:
@@ -15,9 +18,6 @@ def update_store_metrics(ctx, scan) -> None:
 def update_snapshot_metrics(ctx) -> None:
     """Count and newest time from the snapshot ids (no manifest read: continuous capture keeps thousands)."""
     try:
-        from guardian.snapshots.repository import Repository
-        from guardian.snapshots.restore import id_time
-
         ids = Repository(ctx.paths.snapshots).list_ids() if ctx.paths.snapshots.exists() else []
         ctx.metrics.set_snapshots(len(ids), id_time(ids[-1]).timestamp() if ids else None)
     except Exception as exc:  # an unreadable repository shows in `guardian verify`; keep running

@@ -14,6 +14,7 @@ so a damaged or tampered repository cannot direct a restore outside the store.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import struct
@@ -153,8 +154,6 @@ def sparse_delta(base_rows: list[list], base_paths: list[str], explicit: dict[st
     """The ops of :func:`delta_rows` when the difference to the base is known: the base rows minus the
     positions in ``dropped``, merged by path with the ``explicit`` rows. Costs O(changes x log n), not
     O(n): continuous capture writes a manifest every few seconds against one base list."""
-    import bisect
-
     events = sorted([(bisect.bisect_left(base_paths, path), 0, path) for path in explicit]
                     + [(index, 1, "") for index in dropped])
     ops: list = []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.errors import RestoreError, SnapshotError
+from guardian.format.layout import collection_dir_name
 from guardian.local import fsutil, storefs
 from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
@@ -30,6 +31,7 @@ from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 from guardian.store.judge import damage_of, prepare as prepare_judge
+from guardian.store.scan import scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
 from guardian.snapshots.take import test_slow_io_delay
 from guardian.snapshots.timespec import pick_snapshot
@@ -163,8 +165,6 @@ class RestoreResult:
 def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
     if collection is None:
         return None
-    from guardian.format.chromem import collection_dir_name
-
     scope = scope_for_collection(collection, manifest.collections, collection_dir_name)
     if scope is None:
         names = ", ".join(sorted(c.name for c in manifest.collections if c.name)) or "none"
@@ -211,10 +211,6 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
 
 
 def check_loadable(root: Path, compress: bool | None) -> tuple[bool | None, str]:
-    try:
-        from guardian.store.scan import scan_store
-    except ImportError as exc:
-        return None, f"store check not available: {exc}"
     scan = scan_store(root, compress)
     return bool(scan.loadable), scan.error or ""
 

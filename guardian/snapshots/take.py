@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.local.catalog import Catalog
-from guardian.errors import GuardianError, SnapshotError
+from guardian.errors import CodecError, GuardianError, SnapshotError
 from guardian.format import layout
 from guardian.local import storefs
 from guardian.logs import get_logger
@@ -500,7 +500,8 @@ def changed_collection_infos(base: Baseline, changes: dict, by_path: dict, folde
 
 
 def _collection_name(meta: ManifestEntry, contents: dict[str, bytes], repo: Repository) -> str | None:
-    from guardian.errors import CodecError
+    # the decoder (numpy + gob, ~0.25-0.5 s to import here at load 5) loads with the first metadata
+    # file a snapshot reads; `snapshots`, `status` and restores without a decode never pay it
     from guardian.format.chromem import decode_collection
 
     try:

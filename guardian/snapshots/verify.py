@@ -16,6 +16,7 @@ from guardian.errors import SnapshotError, StateDirError
 from guardian.local.fsutil import ensure_dir
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
+from guardian.store.scan import scan_store
 
 
 @dataclass
@@ -140,8 +141,6 @@ def _deep_check(repo: Repository, manifest: Manifest, scratch: Path | None) -> d
         target = folder / "store"
         target.mkdir()
         files, size = materialize(repo, manifest, target)
-        from guardian.store.scan import scan_store
-
         scan = scan_store(target, manifest.compress)
         loaded = [c for c in scan.collections if not c.skipped]
         return {"loadable": bool(scan.loadable), "error": scan.error or "", "restored_files": files,

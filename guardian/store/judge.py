@@ -48,7 +48,7 @@ def damage_of(rel: str, data: bytes) -> str | None:
         return None
     if not data:
         return "empty"
-    from guardian.format import chromem
+    from guardian.format import chromem  # the decoder's ~0.1 s import: see prepare()
     from guardian.format.gob import GobError
 
     try:

@@ -16,7 +16,11 @@ from datetime import datetime, timezone
 from guardian.errors import GuardianError
 from guardian.runtime import alerts
 from guardian.runtime.context import SNAPSHOT_TAKEN
+from guardian.replicas.plan import replica_lag
+from guardian.replicas.replica import spec_from_config
+from guardian.replicas.state import load_state, state_file
 from guardian.runtime.parts import ThreadedPart
+from guardian.snapshots.repository import Repository
 
 
 class ReplicaWorker:
@@ -42,8 +46,6 @@ class ReplicationPart(ThreadedPart):
         self.workers: list[ReplicaWorker] = []
 
     def start(self) -> None:
-        from guardian.replicas.replica import spec_from_config
-
         for url in self.ctx.config.replicas:
             try:
                 display = spec_from_config(url, self.ctx.config).display
@@ -83,6 +85,7 @@ class ReplicationPart(ThreadedPart):
                     self.cond.wait(max(0.05, min(wait, interval)))
 
     def push(self, worker: ReplicaWorker, interval: float) -> None:
+        # only a runtime with replicas pays for the push code: ~120 ms of imports (boto3 waits for an s3:// one)
         from guardian.replicas.sync import ReplicaBusy, replicate
 
         ctx = self.ctx
@@ -124,10 +127,6 @@ class ReplicationPart(ThreadedPart):
 
     # ---- what it reports ------------------------------------------------------------------------
     def lag(self, worker: ReplicaWorker) -> float:
-        from guardian.replicas.plan import replica_lag
-        from guardian.replicas.state import load_state, state_file
-        from guardian.snapshots.repository import Repository
-
         try:
             newest = load_state(state_file(self.ctx.paths.root, worker.display)).newest_remote
             local = Repository(self.ctx.paths.snapshots).list_ids()

@@ -6,7 +6,7 @@ from guardian.runtime.context import SNAPSHOT_TAKEN, STORE_CHANGED
 from guardian.runtime.parts.capture import CapturePart
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import take_snapshot
-from tests.runtime.parts.conftest import add_document, changed
+from tests.runtime.parts.part_helpers import add_document, changed
 from tests.waiting import wait_for
 
 

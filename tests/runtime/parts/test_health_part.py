@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
 from guardian.runtime.parts.health import StoreHealthPart
-from tests.runtime.parts.conftest import changed
+from tests.runtime.parts.part_helpers import changed
 from tests.waiting import wait_for
 
 

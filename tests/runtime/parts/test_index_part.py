@@ -4,7 +4,7 @@ watches the store, cached on stop."""
 from __future__ import annotations
 
 from guardian.runtime.parts.index import IndexPart, open_index
-from tests.runtime.parts.conftest import add_document
+from tests.runtime.parts.part_helpers import add_document
 from tests.waiting import wait_for
 
 

@@ -9,7 +9,7 @@ from guardian.local.catalog import Catalog
 from guardian.runtime.context import INDEX_STALE, SNAPSHOT_WANTED, STORE_CHANGED
 from guardian.runtime.parts.index import IndexPart
 from guardian.runtime.parts.watcher import WatcherPart
-from tests.runtime.parts.conftest import add_document
+from tests.runtime.parts.part_helpers import add_document
 from tests.waiting import wait_for
 
 

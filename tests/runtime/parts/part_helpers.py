@@ -1,13 +1,12 @@
-"""Fixtures for one runtime part at a time: a real RuntimeContext on a copy of the fixture store, and
-alerts that go through the real Alerter to a command that appends them to a file."""
+"""Helpers for testing one runtime part at a time (the ``parts`` fixture in tests/conftest.py): a real
+RuntimeContext on a copy of the fixture store, and alerts that go through the real Alerter to a
+command that appends them to a file."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-
-import pytest
 
 from guardian.config import Config
 from guardian.local.paths import StatePaths
@@ -49,13 +48,6 @@ class PartSetup:
     def events(self, event: str) -> list[dict]:
         return [fields for name, fields in self.heard if name == event]
 
-
-@pytest.fixture
-def parts(plain_store, tmp_path, monkeypatch) -> PartSetup:
-    (tmp_path / "locks").mkdir(mode=0o700)
-    monkeypatch.setenv("GUARDIAN_LOCK_DIR", str(tmp_path / "locks"))      # this test's locks only
-    monkeypatch.setenv("GUARDIAN_CONFIG", str(tmp_path / "no-config.toml"))
-    return PartSetup(plain_store, tmp_path)
 
 
 def add_document(store: Path, dir_name: str, doc_id: str, axis: int = 0) -> str:
