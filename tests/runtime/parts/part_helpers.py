@@ -70,3 +70,10 @@ def changed(*rels: str, kind: str = "modified"):
     from guardian.runtime.watcher import RawEvent
 
     return [RawEvent(kind, PurePosixPath(rel), closed=True) for rel in rels]
+
+
+def first_document(store: Path, dir_name: str = "40917930") -> Path:
+    """The first document file of a collection folder (its metadata file excluded)."""
+    from guardian.format.layout import METADATA_STEM
+
+    return sorted(p for p in (store / dir_name).iterdir() if not p.name.startswith(METADATA_STEM))[0]

@@ -8,6 +8,7 @@ from guardian.errors import SupervisorError
 from guardian.runtime.context import REPAIR, SNAPSHOT, VERDICT
 from guardian.runtime.control import SidecarUnavailable, control_request
 from guardian.runtime.parts.control import ControlPart
+from tests.runtime.parts.part_helpers import first_document
 
 
 def test_each_command_reaches_the_part_that_answers_it(parts):
@@ -39,7 +40,7 @@ def test_restore_through_the_socket_restores_and_refreshes_the_index(parts):
 
     ctx = parts.make()
     take_snapshot(ctx.paths)
-    victim = sorted(p for p in (parts.store / "40917930").iterdir() if p.name != "00000000.gob")[0]
+    victim = first_document(parts.store)
     good = victim.read_bytes()
     victim.write_bytes(b"")
     parts.listen(ctx, INDEX_STALE)

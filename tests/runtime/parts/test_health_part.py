@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
 from guardian.runtime.parts.health import StoreHealthPart
-from tests.runtime.parts.part_helpers import changed
+from tests.runtime.parts.part_helpers import changed, first_document
 from tests.waiting import wait_for
-
-
-def first_document(store, dir_name="40917930"):
-    return sorted(p for p in (store / dir_name).iterdir() if p.name != "00000000.gob")[0]
 
 
 def test_damage_that_settles_is_announced_and_healing_clears_it(parts):

@@ -6,11 +6,12 @@ from guardian.runtime.context import DAMAGE_FOUND, LIVE_REPAIR, REPAIRED
 from guardian.runtime.parts.live_repair import LiveRepairPart
 from guardian.snapshots.take import take_snapshot
 from guardian.store.judge import judge_path
+from tests.runtime.parts.part_helpers import first_document
 from tests.waiting import wait_for
 
 
 def damage(store, dir_name="40917930"):
-    victim = sorted(p for p in (store / dir_name).iterdir() if p.name != "00000000.gob")[0]
+    victim = first_document(store, dir_name)
     good = victim.read_bytes()
     victim.write_bytes(good[: len(good) // 2])          # truncated: chromem refuses the whole store
     rel = f"{dir_name}/{victim.name}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from guardian.runtime.context import REPAIR, REPAIRED
 from guardian.runtime.parts.preflight import PreflightPart
 from guardian.snapshots.take import take_snapshot
+from tests.runtime.parts.part_helpers import first_document
 
 
 def test_start_repairs_a_damaged_store_and_announces_what_it_did(parts):
     ctx = parts.make()
     take_snapshot(ctx.paths)
-    victim = sorted(p for p in (parts.store / "40917930").iterdir() if p.name != "00000000.gob")[0]
+    victim = first_document(parts.store)
     good = victim.read_bytes()
     victim.write_bytes(b"")
     parts.listen(ctx, REPAIRED)
