@@ -1,5 +1,8 @@
 """One collection's searchable index: an immutable float32 matrix plus ids, contents, metadata.
 
+The rows live in :mod:`guardian.index.rows` (packed columns, the base usually mapped from the
+index cache); contents and metadata are decoded only for the results returned.
+
 A :class:`CollectionIndex` never changes after it is built: an update builds a new one
 (:meth:`CollectionIndex.updated`) from the kept rows plus the re-decoded files, and the store
 index swaps the reference. Readers holding the old object keep a consistent view.
@@ -19,14 +22,16 @@ Rules (the same as chromem's loader where chromem has one):
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from guardian.index import query as q
+from guardian.index.rows import PackedStrings, Rows, Segment, encode
 
 
 class FileStat(NamedTuple):
@@ -68,25 +73,92 @@ class DecodedDocument:
     embedding: np.ndarray  # 1-D float32
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Row-aligned document data; ``matrix`` is (n, d) float32, read-only."""
+@dataclass
+class Decoded:
+    """Decoded document files: packed chunks (one matrix each), single documents, problems."""
 
-    files: tuple[str, ...] = ()
-    ids: tuple[str, ...] = ()
-    contents: tuple[str, ...] = ()
-    metadatas: tuple[Mapping[str, str], ...] = ()
-    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    chunks: list[Segment] = field(default_factory=list)
+    others: list[DecodedDocument] = field(default_factory=list)  # documents of another dimension
+    problems: list[IndexProblem] = field(default_factory=list)
+
+    @classmethod
+    def of_documents(cls, documents: Sequence[DecodedDocument], problems: Sequence[IndexProblem] = ()) -> "Decoded":
+        return cls([], list(documents), list(problems))
+
+    def extend(self, other: "Decoded") -> None:
+        self.chunks.extend(other.chunks)
+        self.others.extend(other.others)
+        self.problems.extend(other.problems)
+
+
+class FileStats(Mapping):
+    """file name -> (size, mtime_ns, inode) of every document file considered.
+
+    A sorted packed base (what the last build or cache held: no Python object per file) plus a
+    small dict of changes since (``None``: the file is gone)."""
+
+    __slots__ = ("names", "table", "changes")
+
+    def __init__(self, names: PackedStrings | None = None, table: np.ndarray | None = None,
+                 changes: Mapping[str, tuple | None] | None = None) -> None:
+        self.names = names if names is not None else PackedStrings.of_bytes([])
+        self.table = table if table is not None else np.zeros((0, 3), dtype=np.int64)
+        self.changes = dict(changes or {})
+
+    @classmethod
+    def of(cls, stats: Mapping[str, tuple]) -> "FileStats":
+        names = sorted(stats)
+        table = np.array([_stat_row(stats[name]) for name in names], dtype=np.int64).reshape(-1, 3)
+        return cls(PackedStrings.of_strings(names), table)
+
+    def _base_row(self, name: str) -> int | None:
+        at = bisect.bisect_left(self.names, name)
+        return at if at < len(self.names) and self.names[at] == name else None
+
+    def get(self, name: str, default=None):
+        if name in self.changes:
+            found = self.changes[name]
+            return default if found is None else tuple(found)
+        row = self._base_row(name)
+        return default if row is None else _stat_tuple(self.table[row].tolist())
+
+    def __getitem__(self, name: str) -> tuple:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def as_dict(self) -> dict[str, tuple]:
+        """Every file and its stat in one dict (for comparing a whole folder listing at once)."""
+        out = dict(zip(self.names, map(_stat_tuple, self.table.tolist())))
+        for name, stat in self.changes.items():
+            if stat is None:
+                out.pop(name, None)
+            else:
+                out[name] = tuple(stat)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.as_dict()) if self.changes else len(self.names)
 
-    def take(self, positions: Sequence[int]) -> "Rows":
-        positions = list(positions)
-        picked = np.asarray(positions, dtype=np.intp)
-        return Rows(tuple(self.files[i] for i in positions), tuple(self.ids[i] for i in positions),
-                    tuple(self.contents[i] for i in positions), tuple(self.metadatas[i] for i in positions),
-                    self.matrix[picked] if len(picked) else self.matrix[:0])
+    def updated(self, changed: Mapping[str, tuple | None]) -> "FileStats":
+        return FileStats(self.names, self.table, {**self.changes, **changed})
+
+
+def _stat_row(stat: tuple) -> tuple[int, int, int]:
+    size, mtime_ns, inode = stat
+    return size, mtime_ns, inode - (1 << 64) if inode >= 1 << 63 else inode  # int64 holds a uint64 inode
+
+
+def _stat_tuple(row: list[int]) -> tuple[int, int, int]:
+    size, mtime_ns, inode = row
+    return size, mtime_ns, inode + (1 << 64) if inode < 0 else inode
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,19 +169,21 @@ class CollectionIndex:
     name: str
     metadata: Mapping[str, str]
     rows: Rows
-    stats: Mapping[str, FileStat]  # every document file considered -> its stat when read
+    stats: FileStats  # every document file considered -> its stat when read
     problems: tuple[IndexProblem, ...] = ()
     damaged: bool = False  # the collection's metadata file is missing or unreadable
     damage: str = ""
     metadata_stat: FileStat | None = None
+    listing_digest: str = ""  # the folder listing these rows reflect ("" after a partial refresh)
 
     def __post_init__(self) -> None:
-        self.rows.matrix.setflags(write=False)
-        object.__setattr__(self, "_row_of_id", {doc_id: i for i, doc_id in enumerate(self.rows.ids)})
+        for segment in (self.rows.base, self.rows.extra):
+            if segment.matrix.flags.writeable:
+                segment.matrix.setflags(write=False)
 
     @property
     def dimension(self) -> int | None:
-        return self.rows.matrix.shape[1] if len(self.rows) else None
+        return self.rows.dimension if len(self.rows) else None
 
     @property
     def indexed(self) -> int:
@@ -121,18 +195,55 @@ class CollectionIndex:
         return len(self.rows) + sum(1 for p in self.problems if p.counts_as_document)
 
     def row_of(self, doc_id: str) -> int | None:
-        return self._row_of_id.get(doc_id)
+        return self.rows.row_of("ids", doc_id)
 
     def result(self, row: int, similarity: float) -> dict:
-        return {"id": self.rows.ids[row], "similarity": float(similarity),
-                "content": self.rows.contents[row], "metadata": dict(self.rows.metadatas[row] or {})}
+        segment, physical = self.rows.locate(row)
+        return {"id": segment.ids[physical], "similarity": float(similarity),
+                "content": segment.contents[physical], "metadata": segment.metadatas[physical]}
+
+    def matching(self, filters: q.Filters) -> np.ndarray | None:
+        """chromem's documentMatchesFilters over every row: the passing rows (ascending), or None
+        when there are no filters. Metadata keys are compared through a per-key column (built once
+        per segment); content operators are byte searches over the packed contents."""
+        if filters.empty:
+            return None
+        mask = np.ones(len(self.rows), dtype=bool)
+        for key, wanted in filters.where.items():
+            mask &= self.rows.where_mask(key, wanted)
+        contains = filters.where_document.get("$contains")
+        if contains is not None:
+            mask &= self._containing(contains)
+        not_contains = filters.where_document.get("$not_contains")
+        if not_contains is not None:
+            mask &= ~self._containing(not_contains)
+        return np.flatnonzero(mask).astype(np.intp)
+
+    def _containing(self, text: str) -> np.ndarray:
+        try:
+            needle = encode(text)
+        except UnicodeEncodeError:  # a lone surrogate no stored byte string decodes to: compare as text
+            return np.fromiter((text in content for content in self.rows.contents), dtype=bool, count=len(self.rows))
+        return self.rows.contains_mask(needle)
+
+    def rank(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``query.rank`` over these rows (base and extra segments): (rows, similarities) per query."""
+        if rows is not None and rows.size == 0:
+            return [(np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)) for _ in queries]
+        if rows is None:
+            scores = self.rows.scores(queries)
+        elif rows.size * 4 < len(self.rows):
+            scores = self.rows.subset_scores(queries, rows)
+        else:
+            scores = self.rows.scores(queries)[:, rows]
+        return q.pick(scores, k, rows)
 
     def search(self, queries: np.ndarray, k: int, filters: q.Filters) -> list[list[dict]]:
         """chromem's QueryEmbedding for each (validated, normalized) query row."""
-        selected = q.matching_rows(self.rows.metadatas, self.rows.contents, filters)
+        selected = self.matching(filters)
         if len(self.rows) == 0 or k == 0:
             return [[] for _ in queries]
-        answers = q.rank(self.rows.matrix, queries, k, selected)
+        answers = self.rank(queries, k, selected)
         return [[self.result(int(r), s) for r, s in zip(best, sims)] for best, sims in answers]
 
     def summary(self) -> dict:
@@ -141,54 +252,82 @@ class CollectionIndex:
                 "damage": self.damage, "metadata": dict(self.metadata),
                 "problems": [p.to_dict() for p in self.problems]}
 
-    def updated(self, decoded: Iterable[DecodedDocument], problems: Iterable[IndexProblem],
-                changed_stats: Mapping[str, FileStat | None], **header) -> "CollectionIndex":
+    def updated(self, decoded: Decoded, changed_stats: Mapping[str, FileStat | None], **header) -> "CollectionIndex":
         """A new index: rows of files not in ``changed_stats`` kept, the decoded files added.
 
         ``changed_stats`` maps every re-read file to its new stat (None: the file is gone);
-        ``header`` may replace name/metadata/damaged/damage/metadata_stat.
+        ``header`` may replace name/metadata/damaged/damage/metadata_stat/listing_digest.
+        The base segment is shared with this index, never copied.
         """
-        changed = set(changed_stats)
-        keep = [i for i, f in enumerate(self.rows.files) if f not in changed]
-        kept_problems = [p for p in self.problems if p.file not in changed and p.kind != "duplicate-id"]
-        stats = {f: s for f, s in self.stats.items() if f not in changed}
-        stats.update({f: s for f, s in changed_stats.items() if s is not None})
-        kept = self.rows if len(keep) == len(self.rows) else self.rows.take(keep)
-        rows, new_problems = assemble(kept, list(decoded))
+        dropped = [row for row in map(lambda f: self.rows.row_of("files", f), changed_stats) if row is not None]
+        kept_problems = [p for p in self.problems if p.file not in changed_stats and p.kind != "duplicate-id"]
+        rows, new_problems = assemble(self.rows.without(dropped), decoded)
         fields = {"name": self.name, "metadata": self.metadata, "damaged": self.damaged,
-                  "damage": self.damage, "metadata_stat": self.metadata_stat}
+                  "damage": self.damage, "metadata_stat": self.metadata_stat, "listing_digest": ""}
         fields.update(header)
-        return CollectionIndex(self.dir_name, rows=rows, stats=stats,
-                               problems=tuple(kept_problems) + tuple(problems) + tuple(new_problems),
+        return CollectionIndex(self.dir_name, rows=rows, stats=self.stats.updated(changed_stats),
+                               problems=tuple(kept_problems) + tuple(decoded.problems) + tuple(new_problems),
                                **fields)
 
     @classmethod
     def empty(cls, dir_name: str, name: str, metadata: Mapping[str, str] | None = None,
               **header) -> "CollectionIndex":
-        return cls(dir_name, name, dict(metadata or {}), Rows(), {}, **header)
+        return cls(dir_name, name, dict(metadata or {}), Rows(), FileStats(), **header)
 
 
-def assemble(kept: Rows, decoded: list[DecodedDocument]) -> tuple[Rows, list[IndexProblem]]:
-    """Merge kept rows with newly decoded documents; returns the rows (sorted by file) and problems."""
+def assemble(kept: Rows, decoded: Decoded) -> tuple[Rows, list[IndexProblem]]:
+    """Kept rows followed by the usable decoded documents (sorted by file); returns rows and problems."""
+    dimension = kept.dimension if len(kept) else majority_dimension(decoded)
     problems: list[IndexProblem] = []
-    dimension = kept.matrix.shape[1] if len(kept) else majority_dimension(decoded)
-    usable = []
-    for doc in decoded:
+    pieces: list[Segment] = []
+    singles: list[DecodedDocument] = []
+    for chunk in decoded.chunks:
+        if not len(chunk):
+            continue
+        if chunk.matrix.shape[1] != dimension:
+            problems.extend(embedding_problem(doc, dimension) for doc in chunk_documents(chunk))
+            continue
+        finite = np.isfinite(chunk.matrix).all(axis=1)
+        if not finite.all():
+            bad = chunk_documents(chunk, np.flatnonzero(~finite))
+            problems.extend(embedding_problem(doc, dimension) for doc in bad)
+            chunk = chunk.take(np.flatnonzero(finite).tolist())
+        pieces.append(chunk)
+    for doc in decoded.others:
         problem = embedding_problem(doc, dimension)
         if problem:
             problems.append(problem)
         else:
-            usable.append(doc)
-    usable, duplicates = drop_duplicate_ids(kept, usable)
+            singles.append(doc)
+    if singles:
+        pieces.append(Segment.of_rows([d.file for d in singles], [d.id for d in singles], [d.content for d in singles],
+                                      [d.metadata for d in singles], np.stack([d.embedding for d in singles])))
+    added = sorted_by_file(Segment.joined(pieces, dimension))
+    kept, added, duplicates = drop_duplicate_ids(kept, added)
     problems.extend(duplicates)
-    losing = {p.file for p in duplicates}
-    if losing & set(kept.files):
-        kept = kept.take([i for i, file in enumerate(kept.files) if file not in losing])
-    return merge_sorted(kept, usable, dimension), problems
+    return (kept.plus(added) if len(kept) else Rows(added)), problems
 
 
-def majority_dimension(decoded: Sequence[DecodedDocument]) -> int:
-    sizes = Counter(int(doc.embedding.shape[0]) for doc in decoded if doc.embedding.ndim == 1)
+def chunk_documents(chunk: Segment, positions: Sequence[int] | None = None) -> list[DecodedDocument]:
+    positions = range(len(chunk)) if positions is None else positions
+    return [DecodedDocument(chunk.files[i], chunk.ids[i], chunk.contents[i], chunk.metadatas[i], chunk.matrix[i])
+            for i in positions]
+
+
+def sorted_by_file(segment: Segment) -> Segment:
+    """chromem reads a folder in name order: a fresh build's rows follow it (chunks usually already do)."""
+    files = list(segment.files)
+    if all(a <= b for a, b in zip(files, files[1:])):
+        return segment
+    return segment.take(sorted(range(len(files)), key=files.__getitem__))
+
+
+def majority_dimension(decoded: Decoded) -> int:
+    sizes: Counter = Counter()
+    for chunk in decoded.chunks:
+        if len(chunk):
+            sizes[int(chunk.matrix.shape[1])] += len(chunk)
+    sizes.update(int(doc.embedding.shape[0]) for doc in decoded.others if doc.embedding.ndim == 1)
     sizes.pop(0, None)
     if not sizes:
         return 0
@@ -208,38 +347,33 @@ def embedding_problem(doc: DecodedDocument, dimension: int) -> IndexProblem | No
     return None
 
 
-def drop_duplicate_ids(kept: Rows, usable: list[DecodedDocument]) -> tuple[list[DecodedDocument], list[IndexProblem]]:
-    """chromem keeps the document read last (highest file name) for an id; report the others."""
+def drop_duplicate_ids(kept: Rows, added: Segment) -> tuple[Rows, Segment, list[IndexProblem]]:
+    """chromem keeps the document read last (highest file name) for an id; report the others.
+
+    Kept rows hold distinct ids already: each added id is looked up among them, never the reverse."""
+    files, ids = list(added.files), list(added.ids)
     owner: dict[str, str] = {}
-    for file, doc_id in zip(kept.files, kept.ids):
+    for file, doc_id in zip(files, ids):
         owner[doc_id] = max(owner.get(doc_id, file), file)
-    for doc in usable:
-        owner[doc.id] = max(owner.get(doc.id, doc.file), doc.file)
-    problems = []
-    for file, doc_id in zip(kept.files, kept.ids):
-        if owner[doc_id] != file:
-            problems.append(_duplicate(file, doc_id, owner[doc_id]))
-    winners = []
-    for doc in usable:
-        if owner[doc.id] == doc.file:
-            winners.append(doc)
-        else:
-            problems.append(_duplicate(doc.file, doc.id, owner[doc.id]))
-    return winners, problems
+    kept_losers: list[tuple[int, IndexProblem]] = []
+    if len(kept):
+        for doc_id, file in list(owner.items()):
+            row = kept.row_of("ids", doc_id)
+            if row is None:
+                continue
+            kept_file = kept.files[row]
+            if kept_file > file:
+                owner[doc_id] = kept_file
+            else:
+                kept_losers.append((row, _duplicate(kept_file, doc_id, file)))
+    problems = [problem for _, problem in sorted(kept_losers, key=lambda pair: pair[0])]
+    losing = [i for i, (file, doc_id) in enumerate(zip(files, ids)) if owner[doc_id] != file]
+    problems.extend(_duplicate(files[i], ids[i], owner[ids[i]]) for i in losing)
+    if losing:
+        lost = set(losing)
+        added = added.take([i for i in range(len(files)) if i not in lost])
+    return kept.without(row for row, _ in kept_losers), added, problems
 
 
 def _duplicate(file: str, doc_id: str, winner: str) -> IndexProblem:
     return IndexProblem(file, "duplicate-id", f"document {doc_id!r} is also in {winner}, which chromem keeps")
-
-
-def merge_sorted(kept: Rows, added: list[DecodedDocument], dimension: int) -> Rows:
-    """Kept rows (in their order) followed by the added documents sorted by file name."""
-    if not added:
-        return kept if len(kept) else Rows(matrix=np.zeros((0, dimension), np.float32))
-    added = sorted(added, key=lambda doc: doc.file)
-    new = np.stack([doc.embedding for doc in added]).astype(np.float32, copy=False)
-    matrix = np.concatenate([kept.matrix, new]) if len(kept) else new
-    return Rows(kept.files + tuple(d.file for d in added), kept.ids + tuple(d.id for d in added),
-                kept.contents + tuple(d.content for d in added),
-                kept.metadatas + tuple(d.metadata for d in added),
-                np.ascontiguousarray(matrix, dtype=np.float32))

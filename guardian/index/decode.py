@@ -1,7 +1,10 @@
-"""Turn document files into :class:`DecodedDocument` rows, in bulk, in parallel where it helps.
+"""Turn document files into :class:`Decoded` rows, in bulk, in parallel where it helps.
 
 Uses the format layer's vectorized ``read_documents``. Large cold builds split the files into
-chunks decoded by worker processes (decoding is CPU-bound Python; threads would not help).
+chunks decoded by worker processes (decoding is CPU-bound Python; threads would not help). Each
+chunk comes back packed (a few buffers and one matrix, see ``guardian/index/rows.py``), not as a
+Python object per document: pickling and unpickling 100k small objects would cost the parent
+process as much time as the decoding saved, and leave its heap fragmented.
 A file that cannot be read or decoded becomes an ``undecodable`` :class:`IndexProblem`.
 """
 
@@ -15,35 +18,34 @@ from typing import Sequence
 
 import numpy as np
 
-from guardian.index.collection_index import DecodedDocument, IndexProblem
+from guardian.index.collection_index import Decoded, DecodedDocument, IndexProblem
+from guardian.index.rows import PackedMetadata, PackedStrings, Segment
 
 PARALLEL_MIN_FILES = 20_000
 CHUNK_FILES = 5_000
 
 
-def decode_files(paths: Sequence[Path], workers: int | None = None) -> tuple[list[DecodedDocument], list[IndexProblem]]:
-    """Decode document files; returns (documents, problems). Never raises for a bad file."""
+def decode_files(paths: Sequence[Path], workers: int | None = None) -> Decoded:
+    """Decode document files (chunks in the given order). Never raises for a bad file."""
     paths = [os.fspath(p) for p in paths]  # plain strings: pathlib costs seconds at 100k files
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
-        return decode_chunk(paths)
+        return unpack(decode_chunk(paths))
     chunks = [paths[i:i + CHUNK_FILES] for i in range(0, len(paths), CHUNK_FILES)]
     try:
         return decode_in_workers(chunks, workers)
     except (concurrent.futures.process.BrokenProcessPool, OSError):
         # workers could not start (no forkserver here, a frozen __main__, limits): same result in-process
-        return decode_chunk(paths)
+        return unpack(decode_chunk(paths))
 
 
-def decode_in_workers(chunks: list[list[Path]], workers: int) -> tuple[list[DecodedDocument], list[IndexProblem]]:
-    documents: list[DecodedDocument] = []
-    problems: list[IndexProblem] = []
+def decode_in_workers(chunks: list[list[str]], workers: int) -> Decoded:
+    decoded = Decoded()
     context = multiprocessing.get_context("forkserver")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for chunk_docs, chunk_problems in pool.map(decode_chunk, chunks):
-            documents.extend(chunk_docs)
-            problems.extend(chunk_problems)
-    return documents, problems
+        for packed in pool.map(decode_chunk, chunks):
+            decoded.extend(unpack(packed))
+    return decoded
 
 
 def default_workers() -> int:
@@ -53,21 +55,27 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def decode_chunk(paths: Sequence[Path]) -> tuple[list[DecodedDocument], list[IndexProblem]]:
+def decode_chunk(paths: Sequence[str]) -> tuple:
+    """Decode one chunk of files into plain picklable parts (see :func:`unpack`)."""
     from guardian.format.chromem import read_documents
 
     batch = read_documents(list(paths))
     basename = os.path.basename
     problems = [IndexProblem(basename(path), "undecodable", _reason(error))
                 for path, error in batch.errors.items()]
-    rows = batch.embeddings  # (n, d) float32: each row is already a 1-D float32 view
-    documents = [
-        DecodedDocument(basename(path), doc_id, content, metadata if metadata is not None else {}, rows[i])
-        for i, (path, doc_id, content, metadata) in enumerate(
-            zip(batch.paths, batch.ids, batch.contents, batch.metadatas))
-    ]
-    documents.extend(decode_ragged(getattr(batch, "ragged", {}) or {}))
-    return documents, problems
+    columns = (PackedStrings.of_strings(map(basename, batch.paths)), PackedStrings.of_strings(batch.ids),
+               PackedStrings.of_strings(batch.contents), PackedMetadata.of_maps(batch.metadatas))
+    matrix = batch.embeddings if len(batch) else np.zeros((0, 0), dtype=np.float32)
+    parts = tuple((column.buffer, column.offsets) for column in columns)
+    return parts, np.ascontiguousarray(matrix, dtype=np.float32), decode_ragged(batch.ragged or {}), problems
+
+
+def unpack(packed: tuple) -> Decoded:
+    parts, matrix, others, problems = packed
+    (files, ids, contents, metadatas) = parts
+    segment = Segment(PackedStrings(*files), PackedStrings(*ids), PackedStrings(*contents),
+                      PackedMetadata(*metadatas), matrix)
+    return Decoded([segment] if len(segment) else [], list(others), list(problems))
 
 
 def decode_ragged(ragged: dict) -> list[DecodedDocument]:

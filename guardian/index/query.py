@@ -207,8 +207,14 @@ def rank(matrix: np.ndarray, queries: np.ndarray, k: int,
         scores = queries @ matrix[rows].T
     else:
         scores = (queries @ matrix.T)[:, rows]
+    return pick(scores, k, rows)
+
+
+def pick(scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The best k of each row of an (m, n) score matrix, as ``rank`` returns them (``rows``: the
+    candidates the n columns stand for, None: all rows in order)."""
     answers = []
-    for column in range(queries.shape[0]):
+    for column in range(scores.shape[0]):
         column_scores = scores[column]
         best = top_rows(column_scores, k)
         similarities = column_scores[best].astype(np.float32)

@@ -21,7 +21,11 @@ Collection names come from each folder's metadata file. A folder whose metadata 
 missing or undecodable is still indexed, flagged ``damaged``, under the catalog name whose
 sha256 prefix matches the folder (when guardian has seen it) or else under the folder name.
 Two folders with the same collection name: the later folder (name order) answers, as in
-chromem's map. Hidden folders (``.name``) and folders holding no chromem file are skipped.
+chromem's map. Every real folder at the root is read, hidden ones too, and every ``*<ext>`` file
+in it, hidden ones too (chromem loads them); folders holding no chromem file are skipped, as
+chromem skips them. Folders are listed with ``guardian.store.scan``'s walker (one listing rule
+for the check and the index), and a folder whose listing digest equals the one its cached or
+current rows reflect is not compared file by file.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import stat as stat_module
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -44,7 +49,9 @@ from guardian.index import query as q
 from guardian.index.cache import IndexCache
 from guardian.index.collection_index import CollectionIndex, FileStat
 from guardian.index.decode import decode_files
+from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
+from guardian.store.scan import FolderListing
 
 log = get_logger("guardian.index")
 
@@ -56,6 +63,7 @@ class CollectionFiles:
     metadata_stat: FileStat | None
     documents: Mapping[str, FileStat]
     exists: bool = True
+    digest: str = ""  # of the raw listing (names, types, stats): equal digests, same files
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ class StoreIndex:
             if row is None:
                 raise QueryError(f"collection {index.name!r} has no document with id {request.like!r}",
                                  "pass the id of an indexed document", status=404)
-            return [index.rows.matrix[row]]
+            return [index.rows.vector(row)]
         if request.texts is not None:
             if embed is None:
                 raise QueryError("text queries need an embedder", "configure embed_url or embed_model_dir "
@@ -186,7 +194,7 @@ class StoreIndex:
             if not self.root.is_dir():
                 self.error = f"store {self.root} is not a folder"
                 raise StoreError(self.error)
-            listings = {d: self._list_folder(d) for d in self._collection_dirs()}
+            listings = self._listings()
             fresh = self._from_cache(listings)
             pending = {d: listing for d, listing in listings.items() if d not in fresh}
             fresh.update(self._decode_folders(pending))
@@ -220,11 +228,10 @@ class StoreIndex:
         built = {}
         for dir_name, listing in sorted(listings.items()):
             folder = self.root / dir_name
-            documents, problems = decode_files([os.path.join(folder, f) for f in sorted(listing.documents)],
-                                               self.workers)
+            decoded = decode_files([os.path.join(folder, f) for f in sorted(listing.documents)], self.workers)
             header = self._read_header(dir_name, listing)
             built[dir_name] = CollectionIndex.empty(dir_name, header.name).updated(
-                documents, problems, dict(listing.documents), **header.fields())
+                decoded, dict(listing.documents), listing_digest=listing.digest, **header.fields())
             self._dirty.add(dir_name)
         return built
 
@@ -236,11 +243,11 @@ class StoreIndex:
         whole: set[str] = set()
         for raw in paths:
             parts = self._relative_parts(Path(raw))
-            if not parts or parts[0].startswith("."):
+            if not parts or parts[0].startswith(TEMP_PREFIX):
                 continue
             if len(parts) == 1 or parts[1] == self.metadata_file:
                 whole.add(parts[0])
-            elif len(parts) == 2 and parts[1].endswith(self.ext) and not parts[1].startswith("."):
+            elif len(parts) == 2 and parts[1].endswith(self.ext) and not parts[1].startswith(TEMP_PREFIX):
                 files_by_dir.setdefault(parts[0], set()).add(parts[1])
         with self._write_lock:
             for dir_name in sorted(whole):
@@ -249,10 +256,10 @@ class StoreIndex:
                 if dir_name not in whole:
                     self._refresh_files(dir_name, files)
 
-    def refresh_collection(self, dir_name: str) -> None:
+    def refresh_collection(self, dir_name: str, listing: CollectionFiles | None = None) -> None:
         """Bring one collection folder up to date (added, removed, renamed, changed files)."""
         with self._write_lock:
-            listing = self._list_folder(dir_name)
+            listing = listing if listing is not None else self._list_folder(dir_name)
             current = self._by_dir.get(dir_name)
             if not listing.exists:
                 if current is not None:
@@ -266,9 +273,9 @@ class StoreIndex:
     def refresh_all(self) -> None:
         """Compare every folder's stats with the index; re-decode only what changed."""
         with self._write_lock:
-            present = set(self._collection_dirs())
-            for dir_name in sorted(set(self._by_dir) | present):
-                self.refresh_collection(dir_name)
+            present = self._listings()
+            for dir_name in sorted(set(self._by_dir) | set(present)):
+                self.refresh_collection(dir_name, present.get(dir_name, CollectionFiles(None, {}, exists=False)))
 
     def _refresh_files(self, dir_name: str, files: set[str]) -> None:
         current = self._by_dir.get(dir_name)
@@ -284,24 +291,29 @@ class StoreIndex:
 
     def _brought_up_to_date(self, dir_name: str, current: CollectionIndex,
                             listing: CollectionFiles) -> CollectionIndex:
+        if listing.digest and listing.digest == current.listing_digest:
+            return current  # the same names, types and stats as when these rows were read
+        known = current.stats.as_dict()
         changed: dict[str, FileStat | None] = {
-            name: st for name, st in listing.documents.items() if current.stats.get(name) != st}
-        changed.update({name: None for name in current.stats if name not in listing.documents})
+            name: st for name, st in listing.documents.items() if known.get(name) != st}
+        changed.update({name: None for name in known if name not in listing.documents})
         header = None
         if listing.metadata_stat != current.metadata_stat or (current.damaged and listing.metadata_stat is None):
             header = self._read_header(dir_name, listing)
         if not changed and header is None:
-            return current
+            if listing.digest == current.listing_digest:
+                return current
+            return dataclasses.replace(current, listing_digest=listing.digest)
         self._dirty.add(dir_name)
-        return self._updated(current, dir_name, changed, header)
+        return self._updated(current, dir_name, changed, header, listing.digest)
 
     def _updated(self, current: CollectionIndex, dir_name: str, changed: dict[str, FileStat | None],
-                 header: Header | None) -> CollectionIndex:
+                 header: Header | None, listing_digest: str = "") -> CollectionIndex:
         folder = self.root / dir_name
         to_read = [folder / name for name, st in sorted(changed.items()) if st is not None]
-        documents, problems = decode_files(to_read, self.workers)
+        decoded = decode_files(to_read, self.workers)
         fields = header.fields() if header else {}
-        return current.updated(documents, problems, changed, **fields)
+        return current.updated(decoded, changed, listing_digest=listing_digest, **fields)
 
     def _swap(self, dir_name: str, index: CollectionIndex | None) -> None:
         """Publish a new snapshot: one dict replaced by a new one (readers keep the old)."""
@@ -320,7 +332,10 @@ class StoreIndex:
     # ------------------------------------------------------------------ cache
 
     def save_cache(self) -> int:
-        """Write the changed collections to the cache; returns how many were written."""
+        """Write the changed collections to the cache; returns how many were written.
+
+        Each written collection is then served from its mapped cache file (the same rows, in the
+        same order) unless it changed meanwhile: its decoded copy leaves private memory."""
         cache = self._cache()
         if cache is None:
             return 0
@@ -335,53 +350,52 @@ class StoreIndex:
             index = snapshot.get(dir_name)
             if index is not None:
                 try:
-                    cache.save(index)
+                    mapped = cache.save(index)
                     written += 1
                 except OSError as exc:
                     log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
+                    continue
+                with self._write_lock:
+                    if self._by_dir.get(dir_name) is index:
+                        snapshot = dict(self._by_dir)
+                        snapshot[dir_name] = mapped
+                        self._by_dir = snapshot
         return written
 
     # ------------------------------------------------------------------ disk
 
-    def _collection_dirs(self) -> list[str]:
+    def _listings(self) -> dict[str, CollectionFiles]:
+        """Every folder at the root that holds a chromem file (hidden ones too; symlinks never)."""
         try:
-            entries = list(os.scandir(self.root))
+            with os.scandir(self.root) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
         except OSError as exc:
             raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
-        return sorted(e.name for e in entries
-                      if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
-                      and self._holds_chromem_files(e.path))
-
-    def _holds_chromem_files(self, folder: str) -> bool:
-        try:
-            with os.scandir(folder) as entries:
-                return any(e.name.endswith(self.ext) for e in entries)
-        except OSError:
-            return False
+        listings = {name: self._list_folder(name) for name in names}
+        return {name: listing for name, listing in listings.items() if listing.exists}
 
     def _list_folder(self, dir_name: str) -> CollectionFiles:
-        folder = self.root / dir_name
-        if dir_name.startswith(".") or not folder.is_dir() or not self._holds_chromem_files(str(folder)):
+        """A folder's chromem files with their stats, listed by the check's own walker."""
+        folder = os.path.join(self.root, dir_name)
+        try:
+            if not stat_module.S_ISDIR(os.lstat(folder).st_mode):
+                return CollectionFiles(None, {}, exists=False)
+            listing = FolderListing.read(folder)
+        except OSError:
             return CollectionFiles(None, {}, exists=False)
         metadata_stat = None
         documents: dict[str, FileStat] = {}
         ext, metadata_file = self.ext, self.metadata_file
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(ext) or name[0] == ".":
-                    continue
-                try:
-                    st = entry.stat()
-                except OSError:
-                    continue
-                if stat_module.S_ISDIR(st.st_mode):
-                    continue
-                if name == metadata_file:
-                    metadata_stat = FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
-                else:  # a plain tuple equals a FileStat and is cheaper to make 100k times
-                    documents[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        return CollectionFiles(metadata_stat, documents)
+        for name, is_dir, _link, size, mtime_ns, inode, mode, error in listing.rows:
+            if is_dir or error or not name.endswith(ext) or name.startswith(TEMP_PREFIX) or stat_module.S_ISDIR(mode):
+                continue
+            if name == metadata_file:
+                metadata_stat = FileStat(size, mtime_ns, inode)
+            else:  # a plain tuple equals a FileStat and is cheaper to make 100k times
+                documents[name] = (size, mtime_ns, inode)
+        if metadata_stat is None and not documents:
+            return CollectionFiles(None, {}, exists=False)
+        return CollectionFiles(metadata_stat, documents, digest=listing.digest())
 
     def _read_header(self, dir_name: str, listing: CollectionFiles) -> Header:
         from guardian.format.chromem import read_collection

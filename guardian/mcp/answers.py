@@ -123,7 +123,7 @@ class Searcher:
         cached = self._filter_cache.get(key)
         if cached is not None and cached[0]() is collection:
             return cached[1]
-        rows = q.matching_rows(collection.rows.metadatas, collection.rows.contents, q.Filters(where=dict(where)))
+        rows = collection.matching(q.Filters(where=dict(where)))
         if len(self._filter_cache) > 256:
             self._filter_cache.clear()
         self._filter_cache[key] = (weakref.ref(collection), rows)
@@ -139,7 +139,7 @@ class Searcher:
         vector = self._query_vector(text, collection.dimension)
         if vector is None:
             return keyword_hits(collection, text, k, rows), GREP
-        (best, sims), = q.rank(collection.rows.matrix, vector[np.newaxis, :], k, rows)
+        (best, sims), = collection.rank(vector[np.newaxis, :], k, rows)
         return [_hit(collection, int(r), float(s)) for r, s in zip(best, sims)], SEMANTIC
 
     def _query_vector(self, text: str, dimension: int | None) -> np.ndarray | None:

@@ -156,38 +156,6 @@ def test_mixed_dimensions_stay_out_of_the_matrix(plain_store):
         ask(index, "checkpoints", {"vector": [1.0, 2.0, 3.0]})
 
 
-def test_cache_makes_restart_reuse_and_notices_changes(plain_store, tmp_path):
-    cache_dir = tmp_path / "cache"
-    first = StoreIndex(plain_store, cache_dir=cache_dir).build()
-    assert first.save_cache() == 5
-    assert first.save_cache() == 0  # nothing dirty
-    vector = np.ones(384, dtype=np.float32)
-    write_doc(plain_store, "checkpoints", "while-down", vector)
-    (plain_store / collection_dir_name("remediations_org_alice") / sorted(
-        p.name for p in (plain_store / collection_dir_name("remediations_org_alice")).iterdir()
-        if p.name != "00000000.gob")[0]).unlink()
-    second = StoreIndex(plain_store, cache_dir=cache_dir).build()
-    assert second.cached_collections == 5
-    assert second.collection("checkpoints").row_of("while-down") is not None
-    assert second.collection("remediations_org_alice").document_count == 11
-    fresh = StoreIndex(plain_store).build()
-    for name, got in second.collections().items():
-        want = fresh.collections()[name]
-        assert sorted(got.rows.ids) == sorted(want.rows.ids)
-        order = [want.row_of(i) for i in got.rows.ids]
-        assert np.array_equal(got.rows.matrix, want.rows.matrix[order])
-
-
-def test_corrupt_cache_is_ignored(plain_store, tmp_path):
-    cache_dir = tmp_path / "cache"
-    StoreIndex(plain_store, cache_dir=cache_dir).build().save_cache()
-    for path in cache_dir.glob("*.npy"):
-        path.write_bytes(b"garbage")
-    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
-    assert index.cached_collections == 0
-    assert index.collection("webapp_memories").document_count == 40
-
-
 def test_concurrent_queries_during_reindex_see_consistent_answers(plain_store):
     index = StoreIndex(plain_store).build()
     vector = np.zeros(384, dtype=np.float32)
@@ -223,15 +191,3 @@ def test_concurrent_queries_during_reindex_see_consistent_answers(plain_store):
     assert not errors
     assert answers
     assert all(count == 41 for top, count in answers if top == "flip")
-
-
-def test_garbage_cache_manifest_is_ignored(plain_store, tmp_path):
-    cache_dir = tmp_path / "cache"
-    StoreIndex(plain_store, cache_dir=cache_dir).build().save_cache()
-    manifests = list(cache_dir.glob("*.manifest"))
-    assert manifests
-    for i, path in enumerate(manifests):
-        path.write_bytes([b"", b"\x00garbage", b"\xe9" * 40][i % 3])
-    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
-    assert index.cached_collections == 0
-    assert index.collection("checkpoints").document_count == 8
