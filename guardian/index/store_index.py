@@ -31,12 +31,13 @@ current rows reflect is not compared file by file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import gc
 import os
 import stat as stat_module
 import threading
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -56,14 +57,48 @@ from guardian.store.scan import FolderListing
 log = get_logger("guardian.index")
 
 
-@dataclass(frozen=True)
 class CollectionFiles:
-    """One collection folder as found on disk."""
+    """One collection folder as found on disk: its listing, split into chromem's files on need
+    (an unchanged folder is recognised by the listing's digest alone)."""
 
-    metadata_stat: FileStat | None
-    documents: Mapping[str, FileStat]
-    exists: bool = True
-    digest: str = ""  # of the raw listing (names, types, stats): equal digests, same files
+    def __init__(self, listing: FolderListing | None, ext: str = "", metadata_file: str = "") -> None:
+        self.listing = listing
+        self.ext, self.metadata_file = ext, metadata_file
+
+    @property
+    def exists(self) -> bool:
+        return self.listing is not None
+
+    @functools.cached_property
+    def digest(self) -> str:
+        return self.listing.digest() if self.listing is not None else ""
+
+    @functools.cached_property
+    def _files(self) -> tuple[FileStat | None, dict[str, tuple]]:
+        metadata_stat = None
+        documents: dict[str, tuple] = {}
+        if self.listing is None:
+            return metadata_stat, documents
+        ext, metadata_file = self.ext, self.metadata_file
+        for name, is_dir, _link, size, mtime_ns, inode, mode, error in self.listing.rows:
+            if is_dir or error or not name.endswith(ext) or name.startswith(TEMP_PREFIX) or stat_module.S_ISDIR(mode):
+                continue
+            if name == metadata_file:
+                metadata_stat = FileStat(size, mtime_ns, inode)
+            else:  # a plain tuple equals a FileStat and is cheaper to make 100k times
+                documents[name] = (size, mtime_ns, inode)
+        return metadata_stat, documents
+
+    @property
+    def metadata_stat(self) -> FileStat | None:
+        return self._files[0]
+
+    @property
+    def documents(self) -> dict[str, tuple]:
+        return self._files[1]
+
+
+GONE = CollectionFiles(None)
 
 
 @dataclass(frozen=True)
@@ -275,7 +310,7 @@ class StoreIndex:
         with self._write_lock:
             present = self._listings()
             for dir_name in sorted(set(self._by_dir) | set(present)):
-                self.refresh_collection(dir_name, present.get(dir_name, CollectionFiles(None, {}, exists=False)))
+                self.refresh_collection(dir_name, present.get(dir_name, GONE))
 
     def _refresh_files(self, dir_name: str, files: set[str]) -> None:
         current = self._by_dir.get(dir_name)
@@ -371,31 +406,31 @@ class StoreIndex:
                 names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
         except OSError as exc:
             raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
-        listings = {name: self._list_folder(name) for name in names}
+        folders = {name: listing for name in names if (listing := self._read_folder(name)) is not None}
+        if self._compress is None:
+            from guardian.store.scan import detect_compression
+
+            self._compress = detect_compression(folders)  # the rule of `guardian check`, on the same listings
+        listings = {name: self._files_of(listing) for name, listing in folders.items()}
         return {name: listing for name, listing in listings.items() if listing.exists}
 
-    def _list_folder(self, dir_name: str) -> CollectionFiles:
-        """A folder's chromem files with their stats, listed by the check's own walker."""
+    def _read_folder(self, dir_name: str) -> FolderListing | None:
         folder = os.path.join(self.root, dir_name)
         try:
             if not stat_module.S_ISDIR(os.lstat(folder).st_mode):
-                return CollectionFiles(None, {}, exists=False)
-            listing = FolderListing.read(folder)
+                return None
+            return FolderListing.read(folder)
         except OSError:
-            return CollectionFiles(None, {}, exists=False)
-        metadata_stat = None
-        documents: dict[str, FileStat] = {}
-        ext, metadata_file = self.ext, self.metadata_file
-        for name, is_dir, _link, size, mtime_ns, inode, mode, error in listing.rows:
-            if is_dir or error or not name.endswith(ext) or name.startswith(TEMP_PREFIX) or stat_module.S_ISDIR(mode):
-                continue
-            if name == metadata_file:
-                metadata_stat = FileStat(size, mtime_ns, inode)
-            else:  # a plain tuple equals a FileStat and is cheaper to make 100k times
-                documents[name] = (size, mtime_ns, inode)
-        if metadata_stat is None and not documents:
-            return CollectionFiles(None, {}, exists=False)
-        return CollectionFiles(metadata_stat, documents, digest=listing.digest())
+            return None
+
+    def _files_of(self, listing: FolderListing | None) -> CollectionFiles:
+        if listing is None or not listing.count_suffix(self.ext):
+            return GONE  # no chromem file: chromem skips the folder
+        return CollectionFiles(listing, self.ext, self.metadata_file)
+
+    def _list_folder(self, dir_name: str) -> CollectionFiles:
+        """A folder's chromem files with their stats, listed by the check's own walker."""
+        return self._files_of(self._read_folder(dir_name))
 
     def _read_header(self, dir_name: str, listing: CollectionFiles) -> Header:
         from guardian.format.chromem import read_collection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 
@@ -191,3 +192,41 @@ def test_concurrent_queries_during_reindex_see_consistent_answers(plain_store):
     assert not errors
     assert answers
     assert all(count == 41 for top, count in answers if top == "flip")
+
+
+def test_hidden_folders_and_files_are_indexed_as_chromem_loads_them(plain_store, chromemh):
+    from tests.conftest import chromem_load
+
+    folder = plain_store / collection_dir_name("alice_webapp_codebase")
+    folder.rename(plain_store / ".hidden")
+    vector = np.zeros(384, dtype=np.float32)
+    vector[2] = 1.0
+    hidden_doc = plain_store / collection_dir_name("checkpoints") / ".x.gob"
+    hidden_doc.write_bytes(encode_document(Document("hidden-doc", {}, vector, "in a hidden file")))
+    loaded = chromem_load(chromemh, plain_store)
+    assert loaded["ok"]
+    index = StoreIndex(plain_store).build()
+    assert {name: c.document_count for name, c in index.collections().items()} == \
+        {name: c["count"] for name, c in loaded["collections"].items()}
+    assert index.collection("alice_webapp_codebase").dir_name == ".hidden"
+    (top,) = ask(index, "checkpoints", {"vector": vector.tolist(), "k": 1})
+    assert top[0]["id"] == "hidden-doc"
+    hidden_doc.unlink()
+    index.refresh_paths([hidden_doc, plain_store / ".hidden"])
+    assert index.collection("checkpoints").row_of("hidden-doc") is None
+    assert index.collection("alice_webapp_codebase").document_count == 30
+
+
+def test_index_lists_folders_with_the_checks_walker(plain_store, monkeypatch):
+    from guardian.store import scan
+
+    read = []
+    original = scan.FolderListing.read.__func__
+
+    def recording(cls, path):
+        read.append(os.path.basename(path))
+        return original(cls, path)
+
+    monkeypatch.setattr(scan.FolderListing, "read", classmethod(recording))
+    StoreIndex(plain_store).build()
+    assert sorted(read) == sorted(p.name for p in plain_store.iterdir())
