@@ -36,7 +36,7 @@ def test_every_fixture_case_through_the_cli(any_store, state_dir, queries, capsy
             assert [r["id"] for r in answer["results"]] == [r["id"] for r in case["top5"]]
             assert np.allclose([r["similarity"] for r in answer["results"]],
                                [r["similarity"] for r in case["top5"]], atol=1e-5, rtol=0)
-    assert list((state_dir / "stores").glob("*/cache/index/*.npy"))  # the cache was written
+    assert list((state_dir / "stores").glob("*/cache/index/*.rows"))  # the cache was written
 
 
 def test_cli_errors_are_one_line(plain_store, cli):
