@@ -525,6 +525,8 @@ def part_of(types: TypeTable, type_id: int, part: str) -> WireType | None:
 LOCAL_STRING = "string"
 LOCAL_STRING_MAP = "map[string]string"
 LOCAL_FLOAT32_SLICE = "[]float32"
+_C_KINDS = {LOCAL_STRING: 1, LOCAL_STRING_MAP: 2, LOCAL_FLOAT32_SLICE: 3}  # as _gobfloat.c numbers them
+_decode_value = getattr(_accelerated, "decode_value", None)  # None: not built, or built before it existed
 
 
 @dataclass(frozen=True)
@@ -561,6 +563,16 @@ class Plan:
     types: TypeTable
     ops: list[tuple[str | None, str | None, int]] = field(default_factory=list)
     error: GobError | None = None
+    accelerated: tuple | None = None  # (names, kinds, float32 field names) for the C decode_value
+
+    def for_accelerator(self) -> tuple:
+        """The plan as the C accelerator takes it (kind 0: a field it leaves to the Python path)."""
+        if self.accelerated is None:
+            names = tuple(name or "" for name, _, _ in self.ops)
+            kinds = tuple(_C_KINDS.get(kind, 0) for _, kind, _ in self.ops)
+            floats = tuple(name for name, kind, _ in self.ops if kind == LOCAL_FLOAT32_SLICE)
+            self.accelerated = (names, kinds, floats)
+        return self.accelerated
 
 
 def compile_plan(value_type: int, types: TypeTable, local: LocalStruct) -> Plan:
@@ -637,6 +649,14 @@ def decode_with_plan(buf: bytes, pos: int, end: int, plan: Plan) -> dict[str, An
     """Decode a top-level struct value; float32 slices come back as float32 numpy arrays."""
     if plan.error:
         raise plan.error
+    if _decode_value is not None:
+        names, kinds, floats = plan.for_accelerator()
+        out = _decode_value(buf, pos, end, names, kinds)
+        if out is not None:  # else: something the C path leaves to this one (a skipped field, an error)
+            for name in floats:
+                if name in out:
+                    out[name] = np.frombuffer(out[name], dtype=np.float32)
+            return out
     out: dict[str, Any] = {}
     fieldnum = -1
     ops = plan.ops
@@ -726,9 +746,13 @@ class Decoder:
         self.local = local
         self.cache_size = cache_size
         self.plans: dict[bytes, Plan] = {}
+        self.last: tuple[bytes, Plan] | None = None  # the prefix seen last and its plan
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode the first value of ``data`` (bytes after it are ignored, as Go does)."""
+        found = self.after_last_prefix(data)
+        if found is not None:
+            return decode_with_plan(data, found[0], found[1], self.last[1])
         try:
             value_msg, value_type, value_pos, prefix_end = self.locate_value(data)
         except GobError as exc:
@@ -739,7 +763,25 @@ class Decoder:
             plan = self.compile_prefix(data, prefix_end, value_type)
         elif plan.value_type != value_type:
             plan = compile_plan(value_type, plan.types, self.local)
+        if prefix_end and plan.value_type == value_type:
+            self.last = (data[:prefix_end], plan)
         return decode_with_plan(data, value_pos, value_msg.end, plan)
+
+    def after_last_prefix(self, data: bytes) -> tuple[int, int] | None:
+        """(value start, value end) when ``data`` opens with the same type definitions as the last
+        stream and its next message is a value of that plan's type: the frame walk over identical
+        bytes would end at the same place, so it is skipped. None: take the full walk."""
+        last = self.last
+        if last is None or not data.startswith(last[0]):
+            return None
+        try:
+            msg = next_message(data, len(last[0]))
+            if msg is None or msg.start == msg.end:
+                return None
+            type_id, body = read_message_type(data, msg)
+        except GobError:
+            return None
+        return (body, msg.end) if type_id == last[1].value_type else None
 
     def locate_value(self, data: bytes) -> tuple[Message, int, int, int]:
         """Walk message frames to the first value message (type definitions are not parsed here)."""

@@ -174,3 +174,30 @@ def test_bulk_read_equals_single_reads_on_damaged_files(tmp_path):
         assert (batch.ids[k], batch.contents[k], batch.metadatas[k]) == (single.id, single.content, single.metadata)
         assert batch.embeddings[k].view(np.uint32).tolist() == single.embedding.view(np.uint32).tolist()
     assert len(batch) + len(batch.errors) + len(batch.ragged) == len(paths)
+
+
+def outcome(decoder: gob.Decoder, data: bytes):
+    try:
+        fields = decoder.decode(chromem.gob_stream(data))
+    except CodecError as exc:
+        return "error", exc.reason
+    return "ok", {k: v.tobytes() if isinstance(v, np.ndarray) else v for k, v in fields.items()}
+
+
+def python_path_outcome(data: bytes, monkeypatch):
+    with monkeypatch.context() as patched:
+        patched.setattr(gob, "_decode_value", None)
+        return outcome(gob.Decoder(chromem.DOCUMENT_TYPE), data)
+
+
+@pytest.mark.skipif(gob._decode_value is None, reason="the C accelerator is not built")
+@settings(max_examples=600, deadline=1000, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.sampled_from([PLAIN_DOC, PLAIN_DOC[:PREFIX_END]]), EDITS, st.binary(max_size=64))
+def test_accelerated_decoder_and_prefix_reuse_agree_with_the_python_path(monkeypatch, source, edits, tail):
+    """The C value decoder and the reused type prefix give the Python path's value or error, exactly."""
+    data = mutate(source, edits) if source is PLAIN_DOC else source + tail
+    decoder = gob.Decoder(chromem.DOCUMENT_TYPE)
+    decoder.decode(PLAIN_DOC)  # the real prefix is now the decoder's last one: `data` may reuse it
+    assert outcome(decoder, data) == python_path_outcome(data, monkeypatch)
+    assert outcome(decoder, data) == python_path_outcome(data, monkeypatch)  # again, through the kept prefix
