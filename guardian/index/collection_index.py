@@ -259,7 +259,8 @@ class CollectionIndex:
         ``header`` may replace name/metadata/damaged/damage/metadata_stat/listing_digest.
         The base segment is shared with this index, never copied.
         """
-        dropped = [row for row in map(lambda f: self.rows.row_of("files", f), changed_stats) if row is not None]
+        dropped = [] if not len(self.rows) else [
+            row for row in map(lambda f: self.rows.row_of("files", f), changed_stats) if row is not None]
         kept_problems = [p for p in self.problems if p.file not in changed_stats and p.kind != "duplicate-id"]
         rows, new_problems = assemble(self.rows.without(dropped), decoded)
         fields = {"name": self.name, "metadata": self.metadata, "damaged": self.damaged,

@@ -40,12 +40,49 @@ def decode_files(paths: Sequence[Path], workers: int | None = None) -> Decoded:
 
 
 def decode_in_workers(chunks: list[list[str]], workers: int) -> Decoded:
+    """Chunks decoded by worker processes, joined here as they arrive (while the next ones decode)."""
     decoded = Decoded()
+    joiner = ChunkJoiner(sum(map(len, chunks)))
     context = multiprocessing.get_context("forkserver")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for packed in pool.map(decode_chunk, chunks):
-            decoded.extend(unpack(packed))
+            part = unpack(packed)
+            for segment in part.chunks:
+                joiner.add(segment)
+            decoded.others.extend(part.others)
+            decoded.problems.extend(part.problems)
+    decoded.chunks = joiner.segments()
     return decoded
+
+
+class ChunkJoiner:
+    """Joins decoded chunks into one segment: the matrix is filled in place (allocated once for every
+    file), the string columns are joined at the end. A chunk of another dimension stays apart."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.matrix: np.ndarray | None = None
+        self.rows = 0
+        self.columns: list[list] = [[], [], [], []]
+        self.apart: list[Segment] = []
+
+    def add(self, segment: Segment) -> None:
+        if self.matrix is None:
+            self.matrix = np.empty((self.capacity, segment.matrix.shape[1]), dtype=np.float32)
+        if segment.matrix.shape[1] != self.matrix.shape[1] or self.rows + len(segment) > self.capacity:
+            self.apart.append(segment)
+            return
+        self.matrix[self.rows:self.rows + len(segment)] = segment.matrix
+        self.rows += len(segment)
+        for parts, column in zip(self.columns, (segment.files, segment.ids, segment.contents, segment.metadatas)):
+            parts.append(column)
+
+    def segments(self) -> list[Segment]:
+        if self.matrix is None or not self.rows:
+            return self.apart
+        files, ids, contents, metadatas = (kind.joined(parts) for kind, parts in zip(
+            (PackedStrings, PackedStrings, PackedStrings, PackedMetadata), self.columns))
+        return [Segment(files, ids, contents, metadatas, self.matrix[:self.rows])] + self.apart
 
 
 def default_workers() -> int:

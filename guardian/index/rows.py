@@ -62,7 +62,8 @@ class PackedStrings(Sequence):
         buffers, offsets, base = [], [np.zeros(1, dtype=np.int64)], 0
         for part in parts:
             start, end = int(part.offsets[0]), int(part.offsets[-1])
-            buffers.append(part.buffer[start:end])
+            whole = start == 0 and end == len(part.buffer) and isinstance(part.buffer, bytes)
+            buffers.append(part.buffer if whole else part.buffer[start:end])
             offsets.append(part.offsets[1:] - start + base)
             base += end - start
         return cls(b"".join(buffers), np.concatenate(offsets))

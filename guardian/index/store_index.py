@@ -262,8 +262,8 @@ class StoreIndex:
     def _decode_folders_now(self, listings: dict[str, CollectionFiles]) -> dict[str, CollectionIndex]:
         built = {}
         for dir_name, listing in sorted(listings.items()):
-            folder = self.root / dir_name
-            decoded = decode_files([os.path.join(folder, f) for f in sorted(listing.documents)], self.workers)
+            folder = os.path.join(self.root, dir_name) + os.sep
+            decoded = decode_files([folder + name for name in sorted(listing.documents)], self.workers)
             header = self._read_header(dir_name, listing)
             built[dir_name] = CollectionIndex.empty(dir_name, header.name).updated(
                 decoded, dict(listing.documents), listing_digest=listing.digest, **header.fields())

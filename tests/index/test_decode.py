@@ -38,13 +38,26 @@ def test_worker_processes_decode_exactly_what_one_process_decodes(tmp_path, monk
     monkeypatch.setattr(decode, "CHUNK_FILES", 50)
     alone = decode.decode_files(paths, workers=1)
     parallel = decode.decode_files(paths, workers=2)
-    assert len(alone.chunks) == 1 and len(parallel.chunks) == 5  # 232 files in chunks of 50, in order
+    assert len(alone.chunks) == 1 and len(parallel.chunks) == 1  # 5 chunks of 50 files, joined in order
     assert flat(parallel) == flat(alone)
     rows, others, problems = flat(alone)
     assert [r[1] for r in rows] == [f"doc-{i:04d}" for i in range(230)]
     assert rows[1][2] == "content 1 \udcfe" and rows[1][3] == {"n": "1", "t": "€"} and rows[0][3] == {}
     assert [o[0] for o in others] == ["zz-odd.gob"]  # its own dimension: set aside, still decoded
     assert [(p[0], p[1]) for p in problems] == [("zz-cut.gob", "undecodable")]
+
+
+def test_a_chunk_of_another_dimension_stays_apart():
+    from guardian.index.rows import Segment
+
+    joiner = decode.ChunkJoiner(10)
+    four = Segment.of_rows(["a.gob", "b.gob"], ["a", "b"], ["", ""], [{}, {}], np.ones((2, 4), np.float32))
+    three = Segment.of_rows(["c.gob"], ["c"], [""], [{}], np.ones((1, 3), np.float32))
+    for segment in (four, three, four):
+        joiner.add(segment)
+    joined, apart = joiner.segments()
+    assert list(joined.ids) == ["a", "b", "a", "b"] and joined.matrix.shape == (4, 4)
+    assert apart is three
 
 
 def test_gz_documents_and_unreadable_paths(tmp_path):
