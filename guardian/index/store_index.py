@@ -64,14 +64,13 @@ class CollectionFiles:
     def __init__(self, listing: FolderListing | None, ext: str = "", metadata_file: str = "") -> None:
         self.listing = listing
         self.ext, self.metadata_file = ext, metadata_file
+        # taken first, before anything else holds the listing's objects (a marshal-based digest
+        # depends on their reference counts)
+        self.digest = listing.digest() if listing is not None else ""
 
     @property
     def exists(self) -> bool:
         return self.listing is not None
-
-    @functools.cached_property
-    def digest(self) -> str:
-        return self.listing.digest() if self.listing is not None else ""
 
     @functools.cached_property
     def _files(self) -> tuple[FileStat | None, dict[str, tuple]]:
