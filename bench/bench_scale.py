@@ -6,6 +6,7 @@
 | whole-store restore into an empty folder (files durable; then with the loadability check) | same |
 | no-change snapshot | a bare stat walk of the store (scandir + lstat of every entry) |
 | `guardian check` CLI on an unchanged store (warm cache) | a new interpreter doing the bare stat walk |
+| index cold build, warm restart, `guardian run` memory, idle memory | see ``bench/index_figures.py`` |
 
 Every figure is measured ``--repeat`` times, alternating with its baseline, and the medians and their
 ratio are printed (the machine is shared: read the ratios). Stores: ``--store PATH`` (any existing
@@ -14,6 +15,9 @@ x 384 written by the real chromem (`chromemh synth`), plain and gz.
 
     .venv/bin/python bench/bench_scale.py --docs 100000
     .venv/bin/python bench/bench_scale.py --store ~/.config/contextd/vectorstore --repeat 3
+    .venv/bin/python bench/bench_scale.py --store /tmp/pf/big/plain --figures index --repeat 3
+
+``--figures snapshots,index`` picks the groups (default: both).
 """
 
 from __future__ import annotations
@@ -88,8 +92,18 @@ class Figures:
 
     def table(self) -> None:
         print("\n| figure | guardian | baseline (same run) | baseline | ratio |\n| --- | --- | --- | --- | --- |")
-        for label, shown, value, base_label, base in self.rows:
-            print(f"| {label} | {shown} | {base_label} | {base:.3f} s | {value / base:.2f}x |")
+        for label, shown, value, base_label, base, *unit in self.rows:
+            base_shown = f"{base:.0f} MB" if unit else f"{base:.3f} s"
+            print(f"| {label} | {shown} | {base_label} | {base_shown} | {value / base:.2f}x |")
+
+    def add_memory(self, label: str, mine: dict[str, float], base_label: str, base: float) -> None:
+        """A memory figure: RSS / USS / PSS / anonymous MB, the ratio taken on anonymous memory."""
+        shown = " / ".join(f"{mine[k]:.0f}" for k in ("rss", "uss", "pss", "anon")) + " MB"
+        self.rows.append((f"{label} ({self.store}): RSS / USS / PSS / anon", shown, mine["anon"], base_label,
+                          base, "MB"))
+        print(f"  {label:<44} RSS {mine['rss']:.0f} USS {mine['uss']:.0f} PSS {mine['pss']:.0f} anon "
+              f"{mine['anon']:.0f} MB   {base_label:<34} {base:8.0f} MB   anon ratio {mine['anon'] / base:5.2f}x   "
+              f"RSS ratio {mine['rss'] / base:5.2f}x", flush=True)
 
     def add(self, label: str, values: list[float], base_label: str, bases: list[float]) -> None:
         value, base = statistics.median(values), statistics.median(bases)
@@ -99,10 +113,20 @@ class Figures:
               flush=True)
 
 
-def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: Figures) -> None:
+def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: Figures,
+                groups: tuple[str, ...] = ("snapshots", "index"), idle: float = 30.0) -> None:
     files = len(list_store(store).files)
     print(f"store {store} ({'gz' if compress else 'plain'}, {files} files)", flush=True)
     figures.store = f"{'gz' if compress else 'plain'}, {files} files"
+    if "snapshots" in groups:
+        bench_snapshots(store, compress, work, repeat, figures)
+    if "index" in groups:
+        from index_figures import bench_index
+
+        bench_index(store, compress, work, repeat, figures, CHROMEMH if CHROMEMH.exists() else None, idle, stat_walk)
+
+
+def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figures: Figures) -> None:
     have_chromem = CHROMEMH.exists()
     firsts, restores, checked, loads = [], [], [], []
     for attempt in range(repeat):
@@ -168,7 +192,10 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=10_000, help="documents per synthetic store (no --store)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", help="work folder (default: a temp folder, removed after)")
+    parser.add_argument("--figures", default="snapshots,index", help="groups to measure: snapshots, index")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds the idle sidecar idles before measuring")
     args = parser.parse_args()
+    groups = tuple(g.strip() for g in args.figures.split(",") if g.strip())
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     figures = Figures()
@@ -176,7 +203,7 @@ def main() -> int:
         if args.store:
             store = Path(args.store).expanduser().resolve()
             compress = bool(int(args.compress)) if args.compress else detect_compress(list_store(store).files, None)
-            bench_store(store, compress, work, args.repeat, figures)
+            bench_store(store, compress, work, args.repeat, figures, groups, args.idle)
         else:
             if not CHROMEMH.exists():
                 print(f"{CHROMEMH} is missing: pass --store", file=sys.stderr)
@@ -184,7 +211,7 @@ def main() -> int:
             for compress in (False, True):
                 folder = work / ("gz" if compress else "plain")
                 folder.mkdir()
-                bench_store(synth(work, args.docs, compress), compress, folder, args.repeat, figures)
+                bench_store(synth(work, args.docs, compress), compress, folder, args.repeat, figures, groups, args.idle)
         figures.table()
     finally:
         if not args.dir:

@@ -1,0 +1,219 @@
+"""Index figures for bench_scale.py: build, restart and memory of guardian's index beside chromem's own.
+
+| figure | baseline (same run) |
+| --- | --- |
+| cold index build (no cache; a new process each run) | chromem-go loading the same store (`chromemh bench`) |
+| warm restart (cache in place; a new process each run) | a bare stat walk of the store (every file stat'ed) |
+| `guardian run` after build + 200 HTTP queries: RSS, USS, PSS, anonymous | chromem's RSS after load + 200 queries |
+| idle `guardian run` on an empty store (no index to hold), after ``--idle`` seconds | the 60 MB target |
+
+Memory comes from ``/proc/PID/smaps_rollup``: RSS, PSS, USS (Private_Clean + Private_Dirty) and
+Anonymous (private memory no file backs: what the index must keep below half of chromem's RSS).
+The sidecar runs on a copy of the store (it may repair or snapshot it) with its own state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = """
+import sys, time
+from guardian.index.store_index import StoreIndex
+def main():
+    started = time.perf_counter()
+    index = StoreIndex(sys.argv[1], compress=sys.argv[3] == "1", cache_dir=sys.argv[2]).build()
+    took = time.perf_counter() - started
+    index.save_cache()
+    print(took, index.cached_collections)
+if __name__ == "__main__":
+    main()
+"""
+QUERIES = 200
+
+
+def run_build(store: Path, cache: Path, compress: bool) -> tuple[float, int]:
+    out = subprocess.run([sys.executable, "-c", BUILD, str(store), str(cache), "1" if compress else "0"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def chromem_bench(chromemh: Path, store: Path, compress: bool, collection: str, queries: int) -> dict:
+    out = subprocess.run([str(chromemh), "bench", str(store), "1" if compress else "0", collection, str(queries), "10"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def largest_collection(chromemh: Path, store: Path, compress: bool) -> str:
+    out = subprocess.run([str(chromemh), "load", str(store), "1" if compress else "0"],
+                         capture_output=True, text=True, check=True).stdout
+    collections = json.loads(out)["collections"]
+    return max(collections, key=lambda name: collections[name]["count"])
+
+
+def memory_of(pid: int) -> dict[str, float]:
+    """MB figures of a process from smaps_rollup (USS = private clean + private dirty)."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                fields[key] = int(value.split()[0]) / 1024
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": fields["Private_Clean"] + fields["Private_Dirty"],
+            "anon": fields["Anonymous"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sidecar:
+    """`guardian run` (no child) as a subprocess on a store, with its own state dir and port."""
+
+    def __init__(self, store: Path, state: Path, compress: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_HTTP_PORT": str(self.port),
+               "GUARDIAN_CONFIG": str(state / "no-config.toml"), "GUARDIAN_COMPRESS": "true" if compress else "false"}
+        self.log = open(state.parent / f"{state.name}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store)], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.state = state
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"guardian run exited {self.proc.returncode}; see {self.log.name}")
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("guardian run did not become ready")
+
+    def wait_cached(self, timeout: float = 300) -> None:
+        """Until the first index build is in the cache (then the sidecar serves the mapped file)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not list(self.state.glob("stores/*/cache/index/*.manifest")):
+            time.sleep(0.2)
+        time.sleep(1.0)
+
+    def query(self, collection: str, vectors: np.ndarray) -> None:
+        path = f"/v1/collections/{collection}/query"
+        for vector in vectors:
+            request = urllib.request.Request(self.url + path, json.dumps({"vector": vector.tolist(), "k": 10}).encode(),
+                                             {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def dimension_of(store: Path, compress: bool) -> int:
+    from guardian.index.store_index import StoreIndex
+
+    index = StoreIndex(store, compress=compress)
+    # one document is enough: decode the first file of the largest folder
+    listings = index._listings()
+    folder = max(listings, key=lambda d: len(listings[d].documents))
+    from guardian.format.chromem import read_document
+
+    name = sorted(listings[folder].documents)[0]
+    return int(read_document(store / folder / name).embedding.shape[0])
+
+
+def bench_index(store: Path, compress: bool, work: Path, repeat: int, figures, chromemh: Path | None,
+                idle_seconds: float, stat_walk) -> None:
+    """Append the index figures of one store to ``figures`` (see the module docstring); ``stat_walk``
+    is bench_scale's floor (scandir + lstat of every entry)."""
+    colds, warms, loads, walks = [], [], [], []
+    cache = work / "index-cache"
+    for _ in range(repeat):
+        if chromemh:
+            loads.append(chromem_bench(chromemh, store, compress, "-", 1)["load_s"])
+        shutil.rmtree(cache, ignore_errors=True)
+        seconds, cached = run_build(store, cache, compress)
+        assert cached == 0
+        colds.append(seconds)
+        started = time.perf_counter()
+        stat_walk(str(store))
+        walks.append(time.perf_counter() - started)
+        seconds, cached = run_build(store, cache, compress)
+        assert cached > 0, "the warm restart did not use the cache"
+        warms.append(seconds)
+    base_label = "chromem-go load (chromemh bench)" if chromemh else "chromemh missing"
+    figures.add("index cold build (new process)", colds, base_label, loads or [float("nan")])
+    figures.add("index warm restart (new process; target 0.3 s)", warms, "bare stat walk", walks)
+
+    copy = work / "sidecar-store"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(store, copy, symlinks=True)
+    state = work / "sidecar-state"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir()
+    collection = largest_collection(chromemh, store, compress) if chromemh else None
+    sidecar = Sidecar(copy, state, compress)
+    try:
+        sidecar.wait_ready()
+        sidecar.wait_cached()
+        if collection is None:
+            collection = max(json.loads(sidecar.get("/v1/collections")[1])["collections"],
+                             key=lambda c: c.get("documents", 0))["name"]
+        rng = np.random.default_rng(1)
+        vectors = rng.standard_normal((QUERIES, dimension_of(copy, compress))).astype(np.float32)
+        sidecar.query(collection, vectors)
+        mine = memory_of(sidecar.proc.pid)
+    finally:
+        sidecar.stop()
+    chromem_rss = chromem_bench(chromemh, store, compress, collection, QUERIES)["rss_mb"] if chromemh else float("nan")
+    figures.add_memory(f"`guardian run` after build + {QUERIES} queries", mine,
+                       f"chromem RSS after load + {QUERIES} queries", chromem_rss)
+
+    empty = work / "empty-store"
+    shutil.rmtree(empty, ignore_errors=True)
+    empty.mkdir()
+    idle_state = work / "idle-state"
+    shutil.rmtree(idle_state, ignore_errors=True)
+    idle_state.mkdir()
+    idle = Sidecar(empty, idle_state, compress)
+    try:
+        idle.wait_ready()
+        time.sleep(idle_seconds)
+        quiet = memory_of(idle.proc.pid)
+    finally:
+        idle.stop()
+    figures.add_memory(f"idle `guardian run`, empty store, after {idle_seconds:.0f} s", quiet, "target", 60.0)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
