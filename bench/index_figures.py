@@ -90,7 +90,7 @@ class Sidecar:
         env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_HTTP_PORT": str(self.port),
                "GUARDIAN_CONFIG": str(state / "no-config.toml"), "GUARDIAN_COMPRESS": "true" if compress else "false"}
         self.log = open(state.parent / f"{state.name}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store)], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "guardian", os.environ.get("BENCH_SIDECAR", "run"), "--store", str(store)], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.state = state
 

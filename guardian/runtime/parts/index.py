@@ -12,6 +12,7 @@ import threading
 from guardian.errors import GuardianError
 from guardian.index.store_index import StoreIndex
 from guardian.local.catalog import Catalog
+from guardian.local.memory import release_free_memory
 from guardian.runtime.context import INDEX_STALE, REPAIRED
 from guardian.runtime.parts import ThreadedPart
 
@@ -68,13 +69,15 @@ class IndexPart(ThreadedPart):
             return
         try:
             self.index.build()
-            self.index.save_cache()
+            self.index.save_cache()  # from here the index is served from the mapped cache files
         except Exception as exc:  # the server keeps answering /healthz; /readyz says why
             self.ctx.log.error("index_build_failed", error=str(exc))
+        finally:
+            release_free_memory()  # what the build decoded and freed leaves the sidecar's private memory
 
     def save_cache(self) -> None:
-        if self.index is not None and self.index.built:
-            self.index.save_cache()
+        if self.index is not None and self.index.built and self.index.save_cache():
+            release_free_memory()  # the rows folded into the new cache file were in memory until now
 
     def refresh(self, collection: str | None = None, paths: list | None = None, background: bool = False) -> None:
         if background:
