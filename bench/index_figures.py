@@ -82,15 +82,15 @@ def free_port() -> int:
 
 
 class Sidecar:
-    """`guardian run` (no child) as a subprocess on a store, with its own state dir and port."""
+    """`guardian run` (no child; or ``command`` serve) as a subprocess on a store, with its own state dir and port."""
 
-    def __init__(self, store: Path, state: Path, compress: bool) -> None:
+    def __init__(self, store: Path, state: Path, compress: bool, command: str = "run") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_HTTP_PORT": str(self.port),
                "GUARDIAN_CONFIG": str(state / "no-config.toml"), "GUARDIAN_COMPRESS": "true" if compress else "false"}
         self.log = open(state.parent / f"{state.name}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "guardian", os.environ.get("BENCH_SIDECAR", "run"), "--store", str(store)], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "guardian", command, "--store", str(store)], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.state = state
 
@@ -139,6 +139,21 @@ class Sidecar:
         self.log.close()
 
 
+def sidecar_memory(sidecar: Sidecar, collection: str | None, dimension: int) -> dict[str, float]:
+    """Memory of a sidecar once its first index build is cached and it answered QUERIES queries."""
+    try:
+        sidecar.wait_ready()
+        sidecar.wait_cached()
+        if collection is None:
+            collection = max(json.loads(sidecar.get("/v1/collections")[1])["collections"],
+                             key=lambda c: c.get("documents", 0))["name"]
+        vectors = np.random.default_rng(1).standard_normal((QUERIES, dimension)).astype(np.float32)
+        sidecar.query(collection, vectors)
+        return memory_of(sidecar.proc.pid)
+    finally:
+        sidecar.stop()
+
+
 def dimension_of(store: Path, compress: bool) -> int:
     from guardian.index.store_index import StoreIndex
 
@@ -175,29 +190,22 @@ def bench_index(store: Path, compress: bool, work: Path, repeat: int, figures, c
     figures.add("index cold build (new process)", colds, base_label, loads or [float("nan")])
     figures.add("index warm restart (new process; target 0.3 s)", warms, "bare stat walk", walks)
 
-    copy = work / "sidecar-store"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(store, copy, symlinks=True)
-    state = work / "sidecar-state"
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir()
+    copy = work / "sidecar-store"  # kept between runs of the bench: copying 100k files takes minutes
+    if not (copy / ".bench-copy-complete").exists() or (copy / ".bench-copy-complete").read_text() != str(store):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(store, copy, symlinks=True)
+        (copy / ".bench-copy-complete").write_text(str(store))  # a file at the root: chromem ignores it
     collection = largest_collection(chromemh, store, compress) if chromemh else None
-    sidecar = Sidecar(copy, state, compress)
-    try:
-        sidecar.wait_ready()
-        sidecar.wait_cached()
-        if collection is None:
-            collection = max(json.loads(sidecar.get("/v1/collections")[1])["collections"],
-                             key=lambda c: c.get("documents", 0))["name"]
-        rng = np.random.default_rng(1)
-        vectors = rng.standard_normal((QUERIES, dimension_of(copy, compress))).astype(np.float32)
-        sidecar.query(collection, vectors)
-        mine = memory_of(sidecar.proc.pid)
-    finally:
-        sidecar.stop()
+    dimension = dimension_of(store, compress)
     chromem_rss = chromem_bench(chromemh, store, compress, collection, QUERIES)["rss_mb"] if chromemh else float("nan")
-    figures.add_memory(f"`guardian run` after build + {QUERIES} queries", mine,
-                       f"chromem RSS after load + {QUERIES} queries", chromem_rss)
+    for command in ("run", "serve"):
+        state = work / f"{command}-state"
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir()
+        mine = sidecar_memory(Sidecar(copy, state, compress, command), collection, dimension)
+        what = "`guardian run`" if command == "run" else "`guardian serve` (index, watcher, HTTP only)"
+        figures.add_memory(f"{what} after build + {QUERIES} queries", mine,
+                           f"chromem RSS after load + {QUERIES} queries", chromem_rss)
 
     empty = work / "empty-store"
     shutil.rmtree(empty, ignore_errors=True)

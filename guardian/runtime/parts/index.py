@@ -54,6 +54,7 @@ class IndexPart(ThreadedPart):
         else:
             self.index.build()
             self.index.save_cache()
+            release_free_memory()
         self.start_thread()
 
     def stop(self) -> None:
