@@ -121,9 +121,9 @@ def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: F
     if "snapshots" in groups:
         bench_snapshots(store, compress, work, repeat, figures)
     if "index" in groups:
-        from index_figures import bench_index
+        from bench.index_figures import bench_index
 
-        bench_index(store, compress, work, repeat, figures, CHROMEMH if CHROMEMH.exists() else None, idle, stat_walk)
+        bench_index(store, compress, work, repeat, figures, CHROMEMH if CHROMEMH.exists() else None, idle)
 
 
 def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figures: Figures) -> None:

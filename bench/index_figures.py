@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import stat_walk
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = """
 import sys, time
@@ -168,9 +170,8 @@ def dimension_of(store: Path, compress: bool) -> int:
 
 
 def bench_index(store: Path, compress: bool, work: Path, repeat: int, figures, chromemh: Path | None,
-                idle_seconds: float, stat_walk) -> None:
-    """Append the index figures of one store to ``figures`` (see the module docstring); ``stat_walk``
-    is bench_scale's floor (scandir + lstat of every entry)."""
+                idle_seconds: float) -> None:
+    """Append the index figures of one store to ``figures`` (bench_scale's table; see the module docstring)."""
     colds, warms, loads, walks = [], [], [], []
     cache = work / "index-cache"
     for _ in range(repeat):
