@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guardian.errors import GuardianError
+from guardian.local.memory import release_free_memory
 from guardian.runtime import alerts
 from guardian.runtime.context import REPAIRED, SNAPSHOT, SNAPSHOT_TAKEN, SNAPSHOT_WANTED
 from guardian.runtime.metrics_feed import update_snapshot_metrics
@@ -49,6 +50,7 @@ class SnapshotPart(BasePart):
             ctx.alerter.send(alerts.SNAPSHOT_FAILED, error=message, hint=getattr(exc, "hint", ""))
             raise
         self.apply_retention()
+        release_free_memory()  # a snapshot of a large store frees most of what it allocated
         update_snapshot_metrics(ctx)
         ctx.emit(SNAPSHOT_TAKEN)
         return result
