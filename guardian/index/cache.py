@@ -249,7 +249,8 @@ def from_manifest(dir_name: str, manifest: dict, mapped) -> CollectionIndex:
     problems = tuple(IndexProblem(file, kind, detail, bool(counts))
                      for file, kind, detail, counts in manifest["problems"])
     metadata_stat = FileStat(*manifest["metadata_stat"]) if manifest["metadata_stat"] else None
-    return CollectionIndex(dir_name, manifest["name"], manifest["metadata"], Rows(Segment(*columns, matrix)),
+    rows = Rows(Segment(*columns, matrix, mapped=True))
+    return CollectionIndex(dir_name, manifest["name"], manifest["metadata"], rows,
                            FileStats(names, table), problems, damaged=bool(manifest["damaged"]),
                            damage=manifest["damage"], metadata_stat=metadata_stat,
                            listing_digest=manifest["listing_digest"])

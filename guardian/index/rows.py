@@ -154,6 +154,7 @@ class Segment:
     contents: PackedStrings
     metadatas: PackedMetadata
     matrix: np.ndarray
+    mapped: bool = False  # the columns and matrix are a cache file's pages, not private memory
     _lookups: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -266,6 +267,11 @@ class Rows:
     @property
     def dimension(self) -> int:
         return int(self.base.matrix.shape[1]) if len(self.base) else int(self.extra.matrix.shape[1])
+
+    @property
+    def changed(self) -> int:
+        """Rows added or dropped since the base was written (what the next cache save folds in)."""
+        return len(self.extra) + (len(self.base) - len(self.live) if self.live is not None else 0)
 
     @property
     def compact(self) -> bool:

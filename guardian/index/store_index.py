@@ -365,18 +365,23 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ cache
 
-    def save_cache(self) -> int:
+    def save_cache(self, force: bool = True) -> int:
         """Write the changed collections to the cache; returns how many were written.
 
         Each written collection is then served from its mapped cache file (the same rows, in the
-        same order) unless it changed meanwhile: its decoded copy leaves private memory."""
+        same order) unless it changed meanwhile: its decoded copy leaves private memory. With
+        ``force`` False a collection already served from the cache is rewritten only once its
+        live changes reach ``COMPACT_ROWS`` rows or ``COMPACT_SHARE`` of it: a few changed rows
+        stay in memory rather than rewriting the whole file each time (a restart before that
+        re-reads just those files: the cache is an accelerator, never the truth)."""
         cache = self._cache()
         if cache is None:
             return 0
         with self._write_lock:
-            dirty, forgotten = sorted(self._dirty), sorted(self._forgotten)
             snapshot = self._by_dir
-            self._dirty, self._forgotten = set(), set()
+            kept = set() if force else {d for d in self._dirty if d in snapshot and not worth_writing(snapshot[d])}
+            dirty, forgotten = sorted(self._dirty - kept), sorted(self._forgotten)
+            self._dirty, self._forgotten = kept, set()
         written = 0
         for dir_name in forgotten:
             cache.forget(dir_name)
@@ -460,6 +465,17 @@ class StoreIndex:
             return Path(os.path.abspath(path)).relative_to(os.path.abspath(self.root)).parts
         except ValueError:
             return ()
+
+
+COMPACT_ROWS = 1000
+COMPACT_SHARE = 0.01
+
+
+def worth_writing(index: CollectionIndex) -> bool:
+    """A freshly decoded collection always (that is what takes it out of private memory); a mapped
+    one once enough of its rows changed."""
+    rows = index.rows
+    return not rows.base.mapped or rows.changed >= max(COMPACT_ROWS, COMPACT_SHARE * len(rows))
 
 
 def _stat(path: Path) -> FileStat | None:

@@ -245,3 +245,26 @@ def test_cache_save_without_a_cache_dir_and_forget(plain_store, tmp_path):
     assert not list(cache_dir.glob(f"{dir_name}.*"))
     assert IndexCache(cache_dir, ".gob").load(dir_name) is None
     assert IndexCache(cache_dir, ".gob.gz").load(collection_dir_name("webapp_memories")) is None  # other ext
+
+
+def test_a_few_changed_rows_wait_in_memory_until_enough_change_or_a_forced_save(plain_store, tmp_path, monkeypatch):
+    from guardian.index import store_index
+
+    cache_dir = tmp_path / "cache"
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert index.save_cache(force=False) == 5  # freshly decoded: written (and mapped) at once
+    files = {p.name: p.read_bytes() for p in cache_dir.iterdir()}
+    added = write_doc(plain_store, "checkpoints", "one-more", np.ones(384, np.float32))
+    index.refresh_paths([added])
+    assert index.save_cache(force=False) == 0  # one changed row: not worth rewriting the file
+    assert {p.name: p.read_bytes() for p in cache_dir.iterdir()} == files
+    assert index.collection("checkpoints").row_of("one-more") is not None
+    monkeypatch.setattr(store_index, "COMPACT_ROWS", 1)
+    assert index.save_cache(force=False) == 1  # enough now
+    assert index.collection("checkpoints").rows.compact
+    monkeypatch.setattr(store_index, "COMPACT_ROWS", 1000)
+    index.refresh_paths([write_doc(plain_store, "checkpoints", "and-another", np.ones(384, np.float32))])
+    assert index.save_cache(force=False) == 0
+    assert index.save_cache() == 1  # forced (as on stop): every change is written
+    restarted = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert restarted.collection("checkpoints").row_of("and-another") is not None

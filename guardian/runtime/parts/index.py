@@ -1,8 +1,9 @@
 """The index part: guardian's own search index of the store, kept fresh and cached.
 
 Built in the background in the sidecar (the HTTP API answers /healthz meanwhile, /readyz says
-why it is not ready) or before anything else in `guardian serve`. Every minute the changed
-collections go to the cache; without a watcher the whole store is re-read every few seconds.
+why it is not ready) or before anything else in `guardian serve`. Every minute the collections
+with enough changes go to the cache (``StoreIndex.save_cache(force=False)``), all of them on stop;
+without a watcher the whole store is re-read every few seconds.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ class IndexPart(ThreadedPart):
         finally:
             release_free_memory()  # what the build decoded and freed leaves the sidecar's private memory
 
-    def save_cache(self) -> None:
-        if self.index is not None and self.index.built and self.index.save_cache():
+    def save_cache(self, force: bool = True) -> None:
+        if self.index is not None and self.index.built and self.index.save_cache(force):
             release_free_memory()  # the rows folded into the new cache file were in memory until now
 
     def refresh(self, collection: str | None = None, paths: list | None = None, background: bool = False) -> None:
@@ -104,7 +105,7 @@ class IndexPart(ThreadedPart):
             if waited >= CACHE_SAVE_SECONDS:
                 waited = 0.0
                 try:
-                    self.save_cache()
+                    self.save_cache(force=False)  # every change is written at the latest on stop
                 except OSError as exc:
                     self.ctx.log.warning("index_cache_save_failed", error=str(exc))
 
