@@ -16,7 +16,9 @@ without reading them: a warm restart costs the folder listing plus a few millise
 matrix and texts stay page cache (the kernel's to drop and re-read), not private memory.
 
 The rows file is written first (temp file, fsync, rename), then the manifest (atomically, then
-the folder is synced); a manifest only ever names a complete rows file. A cache that cannot be
+the folder is synced); a manifest only ever names a complete rows file. A rows file is never
+changed once written (a mapped file cut shorter would fault its reader): a new one replaces it,
+and the old one is unlinked, which a process still mapping it does not notice. A cache that cannot be
 used — missing, of another format version, truncated, with offsets out of place or a CRC that
 does not match — is ignored (the folder is decoded again and the cache rewritten), never an
 error. A bit flip inside the matrix or the texts is not detected (as a file system would not).

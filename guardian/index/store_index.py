@@ -391,7 +391,7 @@ class StoreIndex:
                 try:
                     mapped = cache.save(index)
                     written += 1
-                except OSError as exc:
+                except (OSError, ValueError) as exc:  # ValueError: the file just written does not map back
                     log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
                     continue
                 with self._write_lock:
