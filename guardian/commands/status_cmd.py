@@ -64,6 +64,8 @@ def _render_sidecar(sidecar: dict) -> str:
 def _render_store(store: dict) -> str:
     if not store.get("scanned"):
         return "store: not scanned"
+    if store.get("exists") is False:
+        return f"store: no store yet at {store.get('path')} (contextd creates it on first start)"
     counts = store["collections"]
     parts = [f"{counts[k]} {k}" for k in ("healthy", "warning", "damaged") if counts[k]]
     head = "loadable" if store["loadable"] else f"WOULD NOT LOAD ({store['error']})"

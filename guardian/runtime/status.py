@@ -184,6 +184,7 @@ def store_part(scan: Any, quarantine_count: int | None) -> dict:
     problems = list(scan.problems)
     return {
         "scanned": True,
+        "exists": not any(getattr(p, "kind", "") == "store_missing" for p in problems),
         "path": str(scan.root),
         "compress": scan.compress,
         "loadable": bool(scan.loadable),
@@ -284,6 +285,8 @@ def status_warnings(status: dict) -> list[str]:
         out.append(f"store would not load: {store.get('error') or 'see guardian check'}")
     elif not store.get("scanned"):
         out.append("store could not be scanned")
+    elif store.get("exists") is False:   # the one "no store yet" rule: normal on a new machine, a warning
+        out.append("no store yet (contextd creates it on first start)")
     elif store_issue_count(store):
         out.append(f"store loads with {store_issue_count(store)} problem(s)")
     if child_is_fatal(status):

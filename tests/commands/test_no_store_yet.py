@@ -34,6 +34,10 @@ def test_every_command_says_no_store_yet_the_same_way(cli, tmp_path, argv):
     if argv[0] in ("snapshot", "export", "query", "restore"):
         assert proc.stderr_text.startswith(f"warning: no store yet at {missing}")
         assert len(proc.stderr_text.strip().splitlines()) == 1 and proc.stdout_text == ""
+    if argv[0] == "status":   # the same rule, said in status's own lines, not as "loadable, 1 problem(s)"
+        assert f"store: no store yet at {missing}" in proc.stdout_text, proc.stdout_text
+        assert "loadable" not in proc.stdout_text and "problem(s)" not in proc.stdout_text
+        assert "status: warning: no store yet" in proc.stdout_text
     assert not missing.exists()  # nothing created where contextd will create its store
 
 
