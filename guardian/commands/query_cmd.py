@@ -180,7 +180,12 @@ def ask_store(ctx, collection: str, body: dict) -> dict:
 
     request = q.parse_request(body)
     writable = state_dir_writable(ctx.paths, "searching without the index cache")
-    index = build_index(ctx.config, ctx.paths, use_cache=writable)
+    failed: list[OSError] = []
+    index = build_index(ctx.config, ctx.paths, use_cache=writable, on_cache_error=lambda _dir, exc: failed.append(exc))
+    if failed:  # the answer stands; one line for the user, never a log line per collection
+        exc = failed[0]
+        print(f"note: the index cache was not written ({getattr(exc, 'filename', None) or ctx.paths.cache}: "
+              f"{getattr(exc, 'strerror', None) or exc}); searching without it", file=sys.stderr)
     embedder = embedder_from_config(ctx.config) if request.texts else None
     answer = index.search(collection, request, embedder.embed if embedder else None)
     return {"collection": answer.collection.name, "results": answer.results[0]}

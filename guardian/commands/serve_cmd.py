@@ -14,15 +14,16 @@ def add_arguments(parser) -> None:
                         help="do not watch the store (the index is then refreshed every few seconds)")
 
 
-def build_index(config, paths, use_cache: bool = True):
-    """The store's index, from the cache where files are unchanged; the cache is updated."""
+def build_index(config, paths, use_cache: bool = True, on_cache_error=None):
+    """The store's index, from the cache where files are unchanged; the cache is updated
+    (``on_cache_error``: see StoreIndex.save_cache)."""
     from guardian.runtime.parts.index import open_index
 
     index = open_index(config, paths)
     if not use_cache:
         index.cache_dir = None  # a read-only state dir: search without writing the cache
     index.build()
-    index.save_cache()
+    index.save_cache(on_error=on_cache_error)
     return index
 
 

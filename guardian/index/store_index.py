@@ -365,7 +365,7 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ cache
 
-    def save_cache(self, force: bool = True) -> int:
+    def save_cache(self, force: bool = True, on_error=None) -> int:
         """Write the changed collections to the cache; returns how many were written.
 
         Each written collection is then served from its mapped cache file (the same rows, in the
@@ -373,7 +373,10 @@ class StoreIndex:
         ``force`` False a collection already served from the cache is rewritten only once its
         live changes reach ``COMPACT_ROWS`` rows or ``COMPACT_SHARE`` of it: a few changed rows
         stay in memory rather than rewriting the whole file each time (a restart before that
-        re-reads just those files: the cache is an accelerator, never the truth)."""
+        re-reads just those files: the cache is an accelerator, never the truth).
+
+        ``on_error(dir_name, exc)``, when given, is told of a collection whose cache could not be
+        written instead of the warning log (a one-shot command says it once, in its own words)."""
         cache = self._cache()
         if cache is None:
             return 0
@@ -392,7 +395,10 @@ class StoreIndex:
                     mapped = cache.save(index)
                     written += 1
                 except (OSError, ValueError) as exc:  # ValueError: the file just written does not map back
-                    log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
+                    if on_error is None:
+                        log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
+                    else:
+                        on_error(dir_name, exc)
                     continue
                 with self._write_lock:
                     if self._by_dir.get(dir_name) is index:

@@ -126,11 +126,18 @@ class StatePaths:
         return self
 
     def ensure_if_possible(self) -> StateDirError | None:
-        """For commands that only read: create the state folder if possible, else say why (no raise)."""
+        """For commands that only read: create the state folder if possible, else say why (no raise).
+
+        A folder that exists already needs no write, so a read-only one (a read-only mount, a
+        folder of someone else's) is asked about too: otherwise the command would learn it only
+        from its first cache write, half-way through answering."""
         try:
             self.ensure()
         except StateDirError as exc:
             return exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            why = "read-only file system" if _read_only_mount(self.root) else "permission denied"
+            return StateDirError(f"guardian's state dir cannot be written: {self.root}: {why}")
         return None
 
     def owns(self, path: str | os.PathLike | None) -> bool:
@@ -139,6 +146,13 @@ class StatePaths:
             return False
         root = os.path.abspath(self.root)
         return os.path.commonpath([root, os.path.abspath(os.fsdecode(path))]) == root
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def state_dir_error(exc: OSError, root: str | os.PathLike) -> StateDirError:

@@ -188,7 +188,10 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
         raise RestoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
     if not dry_run:
         prepare_judge()  # the decoder's import, not while holding the lock
-    with store_lock(paths.lock_file, timeout=lock_timeout):
+    # a dry run only reads (manifests are committed by one rename, so a concurrent writer never shows
+    # it half a snapshot): it takes no lock, so it works with a read-only state or lock folder
+    held = contextlib.nullcontext() if dry_run else store_lock(paths.lock_file, timeout=lock_timeout)
+    with held:
         if snapshot_id:
             manifest, skipped = read_snapshot(repo, snapshot_id), []
         else:

@@ -4,6 +4,7 @@ Root ignores permission bits, so a read-only tmpfs stands in for an unwritable f
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -89,3 +90,61 @@ def test_verify_deep_in_a_full_state_dir_names_the_path(cli, plain_store, full_d
     assert len(lines) == 1 and str(full_dir) in lines[0] and "No space left" in lines[0]
     assert "without --deep" in lines[0]
     assert not list(full_dir.rglob("verify-*"))          # the scratch copy was removed
+
+
+@pytest.fixture
+def snapshotted_read_only_state(cli, plain_store, tmp_path):
+    """A state dir holding a snapshot of ``plain_store``, then made read-only (a remounted tmpfs),
+    and a read-only lock folder: what a dry run or a search finds on a read-only home."""
+    state, locks = tmp_path / "ro-snap-state", tmp_path / "ro-locks"
+    state.mkdir()
+    locks.mkdir()
+    if not (_mount(state, "size=20m") and _mount(locks, "ro,size=1m")):
+        pytest.skip("cannot mount tmpfs here")
+    env = {"GUARDIAN_STATE_DIR": str(state)}
+    cli("snapshot", "--store", str(plain_store), env=env, check=True)
+    assert subprocess.run(["mount", "-o", "remount,ro", str(state)], capture_output=True).returncode == 0
+    yield {**env, "GUARDIAN_LOCK_DIR": str(locks)}
+    for path in (state, locks):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+ON_A_READ_ONLY_STATE = (("restore", "--at", "latest", "--dry-run"),
+                        ("restore", "--at", "latest", "--dry-run", "--json"),
+                        ("restore", "--at", "latest", "--dry-run", "--collection", "checkpoints"),
+                        ("snapshots",), ("verify",), ("status",), ("check",), ("export", "-o", "/dev/null"),
+                        ("query", "--collection", "checkpoints", "--like", "19d2b8c6-06bc-4021-8d45-936ca7fddd07"))
+
+
+@pytest.mark.parametrize("argv", ON_A_READ_ONLY_STATE, ids=lambda a: " ".join(a))
+def test_read_only_commands_answer_on_a_read_only_state_that_holds_snapshots(cli, plain_store,
+                                                                             snapshotted_read_only_state, argv):
+    proc = cli(*argv, "--store", str(plain_store), env=snapshotted_read_only_state)
+    lines = _one_line(proc)
+    assert proc.returncode in (0, 1), proc.stderr_text   # 1: status warns (no sidecar)
+    assert not any(line.lstrip().startswith("{") for line in lines), proc.stderr_text   # no JSON log line
+    notes = [line for line in lines if "results from the store" not in line and "documents to" not in line]
+    assert len(notes) <= 1, proc.stderr_text   # at most the note (besides export's and query's own counts)
+    if argv[0] == "restore":
+        assert proc.returncode == 0
+        assert ("would restore" in proc.stdout_text) or json.loads(proc.stdout_text)["dry_run"] is True
+    if argv[0] == "query":
+        assert "19d2b8c6-06bc-4021-8d45-936ca7fddd07" in proc.stdout_text
+    if argv[0] in ("query", "status", "check"):
+        assert f"note: guardian's state dir cannot be written: {snapshotted_read_only_state['GUARDIAN_STATE_DIR']}" \
+            in proc.stderr_text
+
+
+def test_query_with_a_full_state_dir_says_so_in_one_line(cli, plain_store, full_dir):
+    env = {"GUARDIAN_STATE_DIR": str(full_dir)}
+    full_dir.chmod(0o700)
+    cli("status", "--store", str(plain_store), env=env)   # the state folder exists: only the cache write fails
+    fill(full_dir)
+    proc = cli("query", "--collection", "checkpoints", "--like", "19d2b8c6-06bc-4021-8d45-936ca7fddd07",
+               "--store", str(plain_store), env=env)
+    lines = _one_line(proc)
+    assert proc.returncode == 0, proc.stderr_text
+    assert "19d2b8c6-06bc-4021-8d45-936ca7fddd07" in proc.stdout_text
+    notes = [line for line in lines if "results from the store" not in line]
+    assert len(notes) == 1 and notes[0].startswith("note: the index cache was not written"), proc.stderr_text
+    assert "No space left" in notes[0]
