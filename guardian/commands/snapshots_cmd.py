@@ -68,29 +68,36 @@ def run(args, ctx) -> int:
     return ExitCode.OK
 
 
-def render_table(rows: list[dict], width: int = WIDTH) -> str:
+def render_table(rows: list[dict], width: int = WIDTH, restore: str = "guardian restore --at ID") -> str:
     """Fits an 80-column terminal: the id (what `restore --at` takes, its UTC time inside), local
-    time, counts and sizes; the newest snapshot's collections are listed below, wrapped."""
+    time, counts and sizes (when the rows have them: a replica's listing does not); the newest
+    snapshot's collections are listed below, wrapped."""
+    sizes = any("total_bytes" in row for row in rows)
     table, notes = [], []
     for row in rows:
         if "damaged" in row:
-            table.append([row["id"], "DAMAGED", "", "", ""])
-            notes.append(f"  {row['id']}: {row['damaged']}")
+            table.append([row["id"], "DAMAGED", "", "", ""][:5 if sizes else 3])
+            notes.extend(_wrapped(f"  {row['id']}: {row['damaged']}", width))
             continue
         local = row["time_local"][:16].replace("T", " ")
-        table.append([row["id"], local, row["documents"], human_bytes(row["total_bytes"]),
-                      human_bytes(row["new_bytes"])])
+        cells = [row["id"], local, row["documents"]]
+        if sizes:
+            cells += [human_bytes(row.get("total_bytes", 0)), human_bytes(row.get("new_bytes", 0))]
+        table.append(cells)
         if row.get("damaged_files"):
             notes.append(f"  {row['id']}: {len(row['damaged_files'])} damaged file(s), previous good copies kept")
-    lines = [format_table(["id", "local time", "docs", "size", "new"], table)]
+    lines = [format_table(["id", "local time", "docs", "size", "new"][:5 if sizes else 3], table)]
     lines += notes
     newest = next((row for row in reversed(rows) if "damaged" not in row and "group" not in row), None)
     if newest is not None:
         names = ", ".join(newest["collections"]) or "none"
-        lines += textwrap.wrap(f"collections in {newest['id']}: {names}", width, subsequent_indent="  ",
-                               break_on_hyphens=False)
-    lines.append("restore one: guardian restore --at ID  (--all: one row each; --json: all facts)")
+        lines += _wrapped(f"collections in {newest['id']}: {names}", width)
+    lines += _wrapped(f"restore one: {restore}  (--all: one row each; --json: all facts)", width)
     return "\n".join(lines)
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=True)
 
 
 def group_rows(rows: list[dict], one_by_one: int = SHOWN_ONE_BY_ONE) -> list[dict]:
@@ -128,8 +135,6 @@ def run_from_replica(args, ctx) -> int:
     if not rows:
         print(f"replica {replica.display} holds no snapshot yet (push with `guardian replicate`)")
         return ExitCode.OK
-    table = [[r["id"], "DAMAGED", "", r["damaged"], ""] if "damaged" in r else
-             [r["id"], r["time_local"], r["time_utc"][:19] + "Z", ", ".join(r["collections"]), r["documents"]]
-             for r in rows]
-    print(format_table(["id", "local time", "utc", "collections", "documents"], table))
+    print(render_table(rows if args.all else group_rows(rows),
+                       restore=f"guardian restore --from {args.from_replica} --at ID"))
     return ExitCode.OK

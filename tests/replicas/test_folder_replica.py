@@ -118,3 +118,20 @@ def test_status_shows_the_replica_and_warns_until_the_key_is_exported(plain_stor
     assert status()["replicas"][0]["lag_seconds"] > 0           # a local snapshot the replica lacks
     text = guardian(state, "status", "--store", str(plain_store), env=env).stdout_text
     assert "replica file://" in text and "1 snapshots" in text
+
+
+def test_a_replica_listing_fits_80_columns_like_the_local_one(plain_store, tmp_path, key_home):
+    state = tmp_path / "state"
+    url = f"file://{tmp_path / 'backup-disk' / 'a-rather-long-folder-name-for-backups' / 'guardian'}"
+    (tmp_path / "backup-disk" / "a-rather-long-folder-name-for-backups").mkdir(parents=True)
+    ids = [snapshot(plain_store, state)]
+    (plain_store / "b.txt").write_text("more\n")
+    ids.append(snapshot(plain_store, state))
+    assert push(plain_store, state, url)["uploaded"] == ids
+    listed = guardian(state, "snapshots", "--from", url, check=True).stdout_text
+    lines = listed.splitlines()
+    assert max(len(line) for line in lines) <= 80, listed
+    assert [line.split()[0] for line in lines[1:3]] == ids, listed   # one row per snapshot, id first
+    names = json.loads(guardian(state, "snapshots", "--from", url, "--json", check=True).stdout_text)[-1]["collections"]
+    shown = " ".join(lines)
+    assert len(names) >= 3 and all(name in shown for name in names)   # every collection named, wrapped
