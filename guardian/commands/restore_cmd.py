@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -215,6 +216,8 @@ def restore_from_replica(args, ctx, at) -> int:
 
     replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
     snapshot_id = choose_remote(replica, at)
+    if args.dry_run:
+        return dry_run_from_replica(args, ctx, replica, snapshot_id)
     os.makedirs(ctx.paths.store, mode=0o700, exist_ok=True)
     ctx.paths.ensure()
     progress = Progress("fetch", enabled=False if args.json else None)
@@ -232,6 +235,37 @@ def restore_from_replica(args, ctx, at) -> int:
     else:
         _print_human(result)
     return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
+
+
+def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
+    """The plan of a restore from a replica, writing nothing here: a snapshot this machine already
+    holds is planned from its own repository; any other is fetched into a temporary folder (removed
+    afterwards). A store that does not exist yet is planned as an empty folder."""
+    import tempfile
+
+    from guardian.local.paths import StatePaths
+    from guardian.replicas.fetch import scratch_copy
+
+    fetched = None
+    with contextlib.ExitStack() as stack:
+        if snapshot_id in Repository(ctx.paths.snapshots).list_ids():
+            paths = ctx.paths
+        else:
+            folder, fetched = stack.enter_context(
+                scratch_copy(replica, snapshot_id, Progress("fetch", enabled=False if args.json else None)))
+            paths = StatePaths(store=ctx.paths.store, root=folder)
+        if not paths.store.is_dir():
+            empty = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="guardian-no-store-")))
+            paths = StatePaths(store=empty, root=paths.root)
+        result = restore_store(paths, None, args.collection, dry_run=True, check_load=False, snapshot_id=snapshot_id)
+    if args.json:
+        print_json({**result.to_dict(), "replica": replica.display,
+                    "fetch": fetched.to_dict() if fetched else None, "written_locally": False})
+    else:
+        where = "a temporary folder, removed again" if fetched else "this machine's own copy of it"
+        print(f"dry run: planned snapshot {snapshot_id} of {replica.display} from {where}; nothing was written")
+        _print_human(result)
+    return ExitCode.OK
 
 
 def _print_refused(refused: list[dict]) -> None:

@@ -140,6 +140,20 @@ def fetch_snapshot(replica: Replica, repo: Repository, lock_file: Path, snapshot
         return Fetcher(replica, repo, progress).fetch(snapshot_id)
 
 
+@contextlib.contextmanager
+def scratch_copy(replica: Replica, snapshot_id: str, progress=None):
+    """One snapshot fetched into a temporary repository (removed afterwards), for a dry run: the
+    plan needs the manifest and its base list, and nothing may be written to the local state."""
+    folder = Path(tempfile.mkdtemp(prefix="guardian-dry-run-"))
+    try:
+        repo = Repository(folder / "snapshots")
+        result = Fetcher(replica, repo, progress).fetch(snapshot_id)   # our own folder: no lock needed
+        yield folder, result
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(folder)
+
+
 # ---- verify --------------------------------------------------------------------------------------
 def verify_replica(replica: Replica, deep: bool = False, scratch: Path | None = None,
                    progress=None) -> VerifyReport:

@@ -135,3 +135,32 @@ def test_a_replica_listing_fits_80_columns_like_the_local_one(plain_store, tmp_p
     names = json.loads(guardian(state, "snapshots", "--from", url, "--json", check=True).stdout_text)[-1]["collections"]
     shown = " ".join(lines)
     assert len(names) >= 3 and all(name in shown for name in names)   # every collection named, wrapped
+
+
+def test_a_dry_run_from_a_replica_writes_nothing_here(plain_store, tmp_path, key_home):
+    state, url = tmp_path / "state", f"file://{tmp_path / 'backup-disk' / 'guardian'}"
+    (tmp_path / "backup-disk").mkdir()
+    first = snapshot(plain_store, state)
+    assert push(plain_store, state, url)["uploaded"] == [first]
+    files = len([p for p in plain_store.rglob("*") if p.is_file()])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
+    # a new machine: no store, no state dir
+    new_store, new_state = tmp_path / "new" / "vectorstore", tmp_path / "new-state"
+    (tmp_path / "new").mkdir()
+    proc = guardian(new_state, "restore", "--from", url, "--at", "latest", "--store", str(new_store),
+                    "--dry-run", env=env)
+    assert proc.returncode == 0, proc.stderr_text
+    assert "nothing was written" in proc.stdout_text and f"{files} written" in proc.stdout_text, proc.stdout_text
+    assert not new_store.exists() and not new_state.exists()
+    # this machine, with the store changed since: planned from the local copy, the store untouched
+    (plain_store / "b.txt").write_text("more\n")
+    before = tree(plain_store)
+    proc = guardian(state, "restore", "--from", url, "--at", "latest", "--store", str(plain_store),
+                    "--dry-run", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr_text
+    answer = json.loads(proc.stdout_text)
+    assert answer["dry_run"] is True and answer["counts"]["move_aside"] == 1, answer
+    assert tree(plain_store) == before
+    assert list(scratch.iterdir()) == []   # the temporary copy (if one was needed) is gone
