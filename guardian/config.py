@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -103,6 +104,18 @@ def default_config_path() -> Path:
     return Path(xdg) / "guardian" / "config.toml"
 
 
+URL_LISTS = ("replicas",)
+# a URL list in one string: URLs end at white space (a URL never holds a raw space) or at a comma
+# that starts the next URL (``,s3://…``): a comma inside a URL (a folder ``a,b``, a query value) stays
+_URL_SEPARATOR = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def split_url_list(text: str) -> tuple[str, ...]:
+    """``GUARDIAN_REPLICAS="s3://b/p?endpoint=http://h:8333 file:///mnt/a,b/guardian"`` -> both URLs."""
+    return tuple(part.strip().rstrip(",") for part in _URL_SEPARATOR.split(text.strip())
+                 if part.strip().rstrip(","))
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = FIELD_TYPES[name]
     try:
@@ -124,6 +137,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 raise ValueError("expected a number")
             return float(value)
         if kind == "tuple[str, ...]":
+            if isinstance(value, str) and name in URL_LISTS:
+                return split_url_list(value)
             if isinstance(value, str):
                 return tuple(part.strip() for part in value.split(",") if part.strip())
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):

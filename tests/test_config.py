@@ -77,3 +77,13 @@ def test_cli_reports_a_bad_config_in_one_line(cli, tmp_path, plain_store):
     assert proc.returncode == 2
     lines = proc.stderr_text.strip().splitlines()
     assert len(lines) == 1 and "keep_last" in lines[0] and "Traceback" not in proc.stderr_text
+
+
+def test_replica_urls_in_the_environment_may_hold_commas(tmp_path):
+    env = {"GUARDIAN_REPLICAS": "s3://b/p?endpoint=http://127.0.0.1:8333&path_style=1,file:///mnt/a,b/guardian "
+                                "file:///mnt/c\n"}
+    config = load_config(environ=env, path=write(tmp_path, ""))
+    assert config.replicas == ("s3://b/p?endpoint=http://127.0.0.1:8333&path_style=1",
+                               "file:///mnt/a,b/guardian", "file:///mnt/c")
+    old_style = load_config(environ={"GUARDIAN_REPLICAS": "file:///x, file:///y"}, path=write(tmp_path, ""))
+    assert old_style.replicas == ("file:///x", "file:///y")

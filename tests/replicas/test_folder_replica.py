@@ -164,3 +164,16 @@ def test_a_dry_run_from_a_replica_writes_nothing_here(plain_store, tmp_path, key
     assert answer["dry_run"] is True and answer["counts"]["move_aside"] == 1, answer
     assert tree(plain_store) == before
     assert list(scratch.iterdir()) == []   # the temporary copy (if one was needed) is gone
+
+
+def test_a_folder_with_a_comma_in_guardian_replicas(plain_store, tmp_path, key_home):
+    state, disk = tmp_path / "state", tmp_path / "backup,disk"
+    disk.mkdir()
+    (tmp_path / "other").mkdir()
+    first = snapshot(plain_store, state)
+    env = {"GUARDIAN_REPLICAS": f"file://{disk}/guardian,file://{tmp_path}/other/guardian"}
+    proc = guardian(state, "replicate", "--store", str(plain_store), "--json", env=env, check=True)
+    pushed = json.loads(proc.stdout_text)["replicas"]
+    assert [r["uploaded"] for r in pushed] == [[first], [first]]
+    assert (disk / "guardian" / "guardian-replica.json").is_file()
+    assert not (tmp_path / "backup").exists()   # not cut at the comma
