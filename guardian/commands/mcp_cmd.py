@@ -44,7 +44,22 @@ def single_threaded_blas() -> dict:
     return child_env
 
 
+def require_stdio() -> None:
+    """stdin and stdout carry the protocol: a closed one (`<&-`, `>&-`) is a usage error, said
+    before anything opens a file that would take its number."""
+    from guardian.errors import UsageError
+
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise UsageError(f"guardian mcp needs {name}: it is closed",
+                             "run it from an MCP client's config (the client starts it with pipes on "
+                             "stdin and stdout)") from None
+
+
 def run(args, ctx) -> int:
+    require_stdio()
     child_env = single_threaded_blas()
     cmd = child_command(args.cmd, "mcp")
     config = ctx.config

@@ -21,7 +21,7 @@ import asyncio
 import json
 import os
 import signal
-import stat
+import selectors
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,13 +67,31 @@ class Stats:
 
 
 def _feed_from_file(fd: int, reader: asyncio.StreamReader, loop) -> None:
-    """Read a regular file in a thread and hand its bytes to the loop's reader."""
+    """Read a file the event loop cannot poll in a thread and hand its bytes to the loop's reader;
+    a read error (stdin a folder, opened write-only, a device failing) ends the input like EOF."""
     while True:
-        chunk = os.read(fd, 1 << 16)
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError as exc:
+            log.warning("mcp_client_input_unreadable", error=exc.strerror or str(exc))
+            chunk = b""
         if not chunk:
             loop.call_soon_threadsafe(reader.feed_eof)
             return
         loop.call_soon_threadsafe(reader.feed_data, chunk)
+
+
+def _pollable(fd: int, events: int) -> bool:
+    """Can the event loop watch ``fd``? Pipes, sockets and terminals yes; regular files and devices
+    such as /dev/null no (epoll refuses them with EPERM, asynchronously, as a traceback and a hang)."""
+    selector = selectors.DefaultSelector()
+    try:
+        selector.register(fd, events)
+    except (OSError, ValueError):
+        return False
+    finally:
+        selector.close()
+    return True
 
 
 class _FileWriter:
@@ -171,7 +189,7 @@ class McpRelay:
 
     async def _open_client_reader(self, loop) -> asyncio.StreamReader:
         reader = asyncio.StreamReader(limit=LINE_LIMIT)
-        if stat.S_ISREG(os.fstat(self.wire_in).st_mode):  # `< requests.jsonl`: no pipe transport for files
+        if not _pollable(self.wire_in, selectors.EVENT_READ):  # `< requests.jsonl`, `</dev/null`: read in a thread
             threading.Thread(target=_feed_from_file, args=(self.wire_in, reader, loop), daemon=True).start()
             return reader
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
@@ -179,7 +197,7 @@ class McpRelay:
         return reader
 
     async def _open_client_writer(self, loop):
-        if stat.S_ISREG(os.fstat(self.wire_out).st_mode):  # `> answers.jsonl`
+        if not _pollable(self.wire_out, selectors.EVENT_WRITE):  # `> answers.jsonl`, `>/dev/null`
             return _FileWriter(self.wire_out)
         transport, protocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(self.wire_out, "wb", buffering=0, closefd=False))

@@ -96,3 +96,29 @@ def test_usage_errors_are_one_line(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "guardian", *args], capture_output=True, env=env, timeout=120)
         assert proc.returncode == 2 and proc.stdout == b""
         assert proc.stderr.decode().count("\n") == 1 and words in proc.stderr.decode()
+
+
+def _mcp_with(tmp_path, redirect: str) -> subprocess.CompletedProcess:
+    """`guardian mcp -- RAW_CHILD` from a shell with stdin/stdout redirected as ``redirect`` says."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
+               GUARDIAN_CONFIG=str(tmp_path / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
+    (tmp_path / "store").mkdir(exist_ok=True)
+    line = (f"exec {sys.executable} -m guardian mcp --store {tmp_path / 'store'} -- {sys.executable} {RAW_CHILD} "
+            f"{tmp_path / 'received'} {tmp_path / 'sent'} {redirect}")
+    return subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_stdin_from_dev_null_ends_the_session_cleanly(tmp_path):
+    """/dev/null cannot be polled (epoll refuses it): it is read like a file, EOF at once, exit 0."""
+    for redirect in ("</dev/null", "</dev/null >/dev/null"):
+        done = _mcp_with(tmp_path, redirect)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "PermissionError" not in done.stderr, done.stderr
+
+
+def test_a_closed_stdin_or_stdout_is_one_line(tmp_path):
+    for redirect, name in (("<&-", "stdin"), (">&-", "stdout")):
+        done = _mcp_with(tmp_path, redirect)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: guardian mcp needs {name}"), done.stderr
