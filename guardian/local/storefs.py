@@ -122,6 +122,24 @@ class DirFds:
         self.root = os.fspath(root)
         self.fds: dict[str, int] = {}
 
+    @classmethod
+    def from_fd(cls, root_fd: int, root: str | os.PathLike) -> "DirFds":
+        """Over a root folder already open (taken over: ``close()`` closes it), e.g. one just made
+        with ``mkdir_at``, so not even the root is looked up by path again."""
+        dirs = cls(root)
+        dirs.fds[""] = root_fd
+        return dirs
+
+    def makedirs(self, rel_dir: str) -> int:
+        """The fd of ``rel_dir``, creating each missing folder (0700) through its parent's fd."""
+        parts = _parts(rel_dir)
+        for depth in range(1, len(parts) + 1):
+            parent, name = "/".join(parts[:depth - 1]), parts[depth - 1]
+            if "/".join(parts[:depth]) not in self.fds:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=self.get(parent))
+        return self.get("/".join(parts))
+
     def __enter__(self) -> "DirFds":
         return self
 

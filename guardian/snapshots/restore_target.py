@@ -2,7 +2,8 @@
 
 The target must not exist yet, or be an empty folder, and lie outside the store and outside
 guardian's state dir: nothing of the user's is ever replaced. The snapshot is written into a
-hidden sibling temp folder first (each blob checked against its hash, each file fsynced with its
+hidden sibling temp folder first (through folder fds opened without following symlinks, as restores
+into the store are: ``storefs``; each blob checked against its hash, each file fsynced with its
 snapshot mode and mtime), then renamed to the target: the target appears whole or not at all. A
 damaged blob removes only that temp folder (guardian's own) and names the snapshot.
 """
@@ -12,17 +13,19 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from guardian.errors import RestoreError, SnapshotError
-from guardian.local.fsutil import TEMP_PREFIX, fsync_dir, write_all
+from guardian.local import storefs
+from guardian.local.fsutil import write_all
 from guardian.local.paths import StatePaths
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore_plan import in_scope
+from guardian.snapshots.take import test_slow_io_delay
 
 
 @dataclass
@@ -76,40 +79,55 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
                           sum(e.size for e in files), dry_run)
     if dry_run:
         return result
-    staging = target.with_name(f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}")
-    os.mkdir(staging, 0o700)
+    parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)   # the user's path
+    staging = f"{storefs.STAGE_PREFIX}{target.name}.{secrets.token_hex(4)}"
     try:
-        _write_snapshot(Repository(paths.snapshots), manifest, scope, files, staging)
-        if target.is_dir():
-            target.rmdir()  # checked empty above; rmdir refuses if anything appeared since
-        os.rename(staging, target)
-        fsync_dir(target.parent)
-    except SnapshotError as exc:
-        raise RestoreError(f"snapshot {snapshot_id} cannot be restored: {exc.message}; {target} was not created",
-                           "pick an earlier --at (see `guardian snapshots`) and run `guardian verify`") from None
-    finally:
-        if staging.exists():
+        os.mkdir(staging, 0o700, dir_fd=parent_fd)
+        try:
+            with storefs.DirFds.from_fd(os.open(staging, storefs.DIR_FLAGS, dir_fd=parent_fd),
+                                        target.parent / staging) as dirs:
+                _write_snapshot(Repository(paths.snapshots), manifest, scope, files, dirs)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(target.name, dir_fd=parent_fd)  # checked empty above; rmdir refuses if anything appeared
+            os.rename(staging, target.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            os.fsync(parent_fd)
+        except SnapshotError as exc:
+            raise RestoreError(f"snapshot {snapshot_id} cannot be restored: {exc.message}; {target} was not created",
+                               "pick an earlier --at (see `guardian snapshots`) and run `guardian verify`") from None
+        except storefs.UnsafeFolder as exc:
+            raise RestoreError(f"a folder of the restore into {target} was replaced while it ran ({exc}); "
+                               f"{target} was not created", "run the restore again") from None
+        finally:
             with contextlib.suppress(OSError):
-                shutil.rmtree(staging)  # our own temp folder, never user data
+                storefs.remove_stage_dir(parent_fd, staging)  # our own temp folder, never user data
+    finally:
+        os.close(parent_fd)
     return result
 
 
-def _write_snapshot(repo: Repository, manifest: Manifest, scope: str | None, files: list, staging: Path) -> None:
-    dirs = sorted((rel, mode) for rel, mode in manifest.dirs if in_scope(rel, scope))
-    for rel, mode in dirs:
-        os.makedirs(staging / rel, exist_ok=True)
+def _write_snapshot(repo: Repository, manifest: Manifest, scope: str | None, files: list,
+                    dirs: storefs.DirFds) -> None:
+    """Every folder and file of the snapshot into the staging folder ``dirs`` is rooted at, each
+    write relative to a folder fd opened without following symlinks (a folder swapped for a
+    symlink meanwhile is never written through). Modes keep permission bits only."""
+    folders = sorted((rel, mode) for rel, mode in manifest.dirs if in_scope(rel, scope))
+    for rel, _mode in folders:
+        dirs.makedirs(rel)
+    delay = test_slow_io_delay()
     for entry in files:
-        path = staging / entry.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        if delay:
+            time.sleep(delay)
+        folder, _, name = entry.path.rpartition("/")
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dirs.makedirs(folder))
         try:
             write_all(fd, repo.read_blob(entry.hash))
-            os.fchmod(fd, entry.mode & 0o7777)
+            os.fchmod(fd, storefs.safe_mode(entry.mode))
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             os.fsync(fd)
         finally:
             os.close(fd)
-    for rel, mode in reversed(dirs):
-        os.chmod(staging / rel, (mode & 0o7777) or 0o700)
-    for folder in {staging, *(staging / rel for rel, _ in dirs)}:
-        fsync_dir(folder)
+    for rel, mode in reversed(folders):
+        os.fchmod(dirs.get(rel), storefs.safe_mode(mode, 0o700, folder=True))
+    for fd in dirs.fds.values():
+        os.fsync(fd)

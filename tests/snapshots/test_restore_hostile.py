@@ -156,3 +156,54 @@ def test_quarantined_copies_are_private(plain_paths):
     q.restore(moved.id, store)
     assert stat.S_IMODE(os.lstat(doc).st_mode) == 0o644
     assert Repository(plain_paths.snapshots) is not None
+
+
+class StagingSwapper(Swapper):
+    """The same swap, of a collection folder inside `restore --target`'s staging folder (found by its
+    name next to the target once the restore has made it)."""
+
+    def __init__(self, parent: Path, target_name: str, collection_dir: str, outside: Path, threshold: int) -> None:
+        super().__init__(parent, outside, threshold, count_temps=False)
+        self.pattern, self.collection_dir = f"{TEMP_PREFIX}restore.{target_name}.*", collection_dir
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            staged = list(self.folder.glob(self.pattern))
+            if staged:
+                self.folder = staged[0] / self.collection_dir
+                super().run()
+                return
+
+
+def test_swapped_folder_never_redirects_a_restore_into_a_target(tmp_path, monkeypatch):
+    from guardian.snapshots.restore import read_snapshot
+    from guardian.snapshots.restore_target import restore_to_folder
+
+    monkeypatch.setenv("GUARDIAN_TEST_SLOW_IO", "0.001")   # widen the windows; correctness does not need it
+    rng, swapped = random.Random(12), 0
+    for run in range(SWAP_RUNS // 2):
+        base = tmp_path / f"run{run}"
+        store = copy_store(STORE_PLAIN, base / "store")
+        age_files(store)
+        paths = StatePaths.for_store(store, base / "state")
+        snapshot_id = take_snapshot(paths, clock=Clock()).id
+        folder = max((p for p in store.iterdir() if p.is_dir()), key=lambda p: len(os.listdir(p)))
+        outside = base / "outside"
+        outside.mkdir()
+        (outside / "keep.txt").write_bytes(b"not the restore's")
+        before = outside_state(outside)
+        target = base / "restored"
+        swapper = StagingSwapper(base, target.name, folder.name, outside, rng.randint(0, len(os.listdir(folder)) - 1))
+        swapper.start()
+        try:
+            manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
+            restore_to_folder(paths, snapshot_id, manifest, None, None, target)
+        except GuardianError:
+            pass                               # refusing is fine; writing outside is not
+        finally:
+            swapper.done.set()
+            swapper.join(timeout=60)
+        assert outside_state(outside) == before, f"run {run}: the restore wrote through the swapped folder"
+        assert not list(base.glob(f"{TEMP_PREFIX}restore.*")), "the staging folder was left behind"
+        swapped += swapper.swapped
+    assert swapped >= SWAP_RUNS // 4    # the swap really happened during most restores
