@@ -145,5 +145,70 @@ def test_sidecar_keeps_snapshotting_through_an_outage_then_catches_up(plain_stor
     assert outage_id in [r["id"] for r in local_ids]
 
 
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def child_pids(pid_file: Path) -> list[int]:
     return [int(x) for x in pid_file.read_text().split()]
+
+
+def test_the_sidecar_killed_9_mid_push_catches_up_when_started_again(plain_store, tmp_path, s3_url, seaweed,
+                                                                     prefix, key_home):
+    """`guardian run` with a replica, SIGKILLed once its first push has data on the bucket but no
+    record yet (seen by listing the bucket: the push's own progress), then started again."""
+    state, pid_file = tmp_path / "state", tmp_path / "child.pids"
+    (tmp_path / "child.py").write_text(CHILD)
+    env = {"GUARDIAN_REPLICAS": s3_url, "GUARDIAN_REPLICA_INTERVAL_SECONDS": "0.5",
+           "GUARDIAN_BACKOFF_INITIAL": "0.2", "GUARDIAN_REPLICA_BACKOFF_MAX": "1"}
+    argv = ("run", "--store", str(plain_store), "--port", "0", "--", sys.executable, str(tmp_path / "child.py"),
+            str(pid_file))
+
+    def local_ids() -> list[str]:
+        proc = guardian(state, "snapshots", "--store", str(plain_store), "--json", env=env, check=True)
+        return [r["id"] for r in json.loads(proc.stdout_text)]
+
+    def replica() -> dict:
+        proc = run_cli("status", "--store", str(plain_store), "--state-dir", str(state), "--json", env=env)
+        return json.loads(proc.stdout_text)["replicas"][0]
+
+    # every object waits 3 s before it is sent: data first, then the object list, the record last
+    first = spawn(state, *argv, env={**env, "GUARDIAN_TEST_REPLICA_DELAY": "3"}, log=tmp_path / "first.log")
+    try:
+        wait_for(lambda: data_objects(seaweed, prefix) >= 1, timeout=180, what="the first push's data on the bucket")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    children = child_pids(pid_file) if pid_file.exists() else []
+    try:
+        sent_before = data_objects(seaweed, prefix)
+        listed = json.loads(guardian(state, "snapshots", "--from", s3_url, "--json", env=env, check=True).stdout_text)
+        assert listed == []                                   # killed mid-push: nothing half-sent counts
+        before = local_ids()
+        assert before, "the sidecar had committed a local snapshot before it pushed"
+        second = spawn(state, *argv, env=env, log=tmp_path / "second.log")
+        try:
+            wait_for(lambda: (replica().get("newest_remote") or "") >= before[-1], timeout=240,
+                     what="replication to catch up after the restart")
+            assert data_objects(seaweed, prefix) >= sent_before
+            assert guardian(state, "verify", "--from", s3_url, env=env).returncode == 0
+            after = local_ids()
+            assert set(before) <= set(after), "a local snapshot was lost"    # none lost
+            assert second.poll() is None                      # the second sidecar runs (no stale lock)
+            # the orphan the kill left (its recorded child) is stopped; the new sidecar runs its own
+            wait_for(lambda: len(child_pids(pid_file)) >= 2, timeout=120, what="the new sidecar's child")
+            wait_for(lambda: not any(alive(pid) for pid in children), timeout=120, what="the orphaned child to stop")
+            assert alive(child_pids(pid_file)[-1])
+        except AssertionError as exc:
+            log = (tmp_path / "second.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}\nsecond sidecar log tail:\n{log}") from None
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=60) == 0
+    finally:
+        for pid in set(children + (child_pids(pid_file) if pid_file.exists() else [])):
+            if psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGKILL)   # the first sidecar's child, orphaned by the kill -9
