@@ -113,6 +113,7 @@ ON_A_READ_ONLY_STATE = (("restore", "--at", "latest", "--dry-run"),
                         ("restore", "--at", "latest", "--dry-run", "--json"),
                         ("restore", "--at", "latest", "--dry-run", "--collection", "checkpoints"),
                         ("snapshots",), ("verify",), ("status",), ("check",), ("export", "-o", "/dev/null"),
+                        ("quarantine", "list"),
                         ("query", "--collection", "checkpoints", "--like", "19d2b8c6-06bc-4021-8d45-936ca7fddd07"))
 
 
