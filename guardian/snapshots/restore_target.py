@@ -82,8 +82,8 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
     parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)   # the user's path
     staging = f"{storefs.STAGE_PREFIX}{target.name}.{secrets.token_hex(4)}"
     try:
-        os.mkdir(staging, 0o700, dir_fd=parent_fd)
         try:
+            os.mkdir(staging, 0o700, dir_fd=parent_fd)
             with storefs.DirFds.from_fd(os.open(staging, storefs.DIR_FLAGS, dir_fd=parent_fd),
                                         target.parent / staging) as dirs:
                 _write_snapshot(Repository(paths.snapshots), manifest, scope, files, dirs)
@@ -97,6 +97,9 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
         except storefs.UnsafeFolder as exc:
             raise RestoreError(f"a folder of the restore into {target} was replaced while it ran ({exc}); "
                                f"{target} was not created", "run the restore again") from None
+        except OSError as exc:   # read-only, full, not ours: nothing was created there
+            raise RestoreError(f"cannot write into {target.parent}: {exc.strerror or exc}; {target} was not created",
+                               "pick a --target on a disk you can write, with room for the store") from None
         finally:
             with contextlib.suppress(OSError):
                 storefs.remove_stage_dir(parent_fd, staging)  # our own temp folder, never user data
