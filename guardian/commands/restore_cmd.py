@@ -125,6 +125,8 @@ def run(args, ctx) -> int:
     at = resolve_at(args.at, Repository(ctx.paths.snapshots))
     if args.target:
         return restore_into_target(args, ctx, at)
+    if args.dry_run and not ctx.paths.store.is_dir():
+        return dry_run_without_store(args, ctx, at)
     recreate_missing_store(ctx)
     if not args.dry_run and sidecar_running(ctx):
         return restore_through_sidecar(args, ctx, at)
@@ -137,6 +139,36 @@ def run(args, ctx) -> int:
     else:
         _print_human(result)
     return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
+
+
+def dry_run_without_store(args, ctx, at) -> int:
+    """A dry run of a store that is gone: planned against an empty folder (everything would be
+    written), and the store folder is not created (a dry run writes nothing)."""
+    from guardian.commands.output import require_store
+
+    if not Repository(ctx.paths.snapshots).list_ids():
+        require_store(ctx, "restore")
+    with contextlib.ExitStack() as stack:
+        paths = planning_paths(stack, ctx.paths)
+        result = restore_store(paths, at, args.collection, dry_run=True, check_load=False)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(f"note: the store {ctx.paths.store} is missing; a restore would create it", file=sys.stderr)
+        _print_human(result)
+    return ExitCode.OK
+
+
+def planning_paths(stack: contextlib.ExitStack, paths):
+    """``paths``, or the same with an empty temporary folder as the store when it does not exist."""
+    import tempfile
+
+    from guardian.local.paths import StatePaths
+
+    if paths.store.is_dir():
+        return paths
+    return StatePaths(store=Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="guardian-no-store-"))),
+                      root=paths.root)
 
 
 def recreate_missing_store(ctx) -> None:
@@ -241,8 +273,6 @@ def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
     """The plan of a restore from a replica, writing nothing here: a snapshot this machine already
     holds is planned from its own repository; any other is fetched into a temporary folder (removed
     afterwards). A store that does not exist yet is planned as an empty folder."""
-    import tempfile
-
     from guardian.local.paths import StatePaths
     from guardian.replicas.fetch import scratch_copy
 
@@ -254,9 +284,7 @@ def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
             folder, fetched = stack.enter_context(
                 scratch_copy(replica, snapshot_id, Progress("fetch", enabled=False if args.json else None)))
             paths = StatePaths(store=ctx.paths.store, root=folder)
-        if not paths.store.is_dir():
-            empty = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="guardian-no-store-")))
-            paths = StatePaths(store=empty, root=paths.root)
+        paths = planning_paths(stack, paths)
         result = restore_store(paths, None, args.collection, dry_run=True, check_load=False, snapshot_id=snapshot_id)
     if args.json:
         print_json({**result.to_dict(), "replica": replica.display,

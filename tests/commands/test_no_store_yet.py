@@ -98,3 +98,13 @@ def test_run_starts_the_child_then_guards_the_store_when_it_appears(state_dir, t
     assert code == 0, text[-2000:]
     assert "internal error" not in text and "store_missing_waiting" in text and "store_appeared" in text
     assert "snapshot_failed" not in text                # no store yet is not a failure
+
+
+def test_a_dry_run_restore_of_a_lost_store_creates_nothing(cli, plain_store, tmp_path):
+    cli("snapshot", "--store", str(plain_store), check=True)
+    files = len([p for p in plain_store.rglob("*") if p.is_file()])
+    shutil.move(plain_store, tmp_path / "elsewhere")
+    proc = cli("restore", "--at", "latest", "--dry-run", "--store", str(plain_store))
+    assert proc.returncode == 0, proc.stderr_text
+    assert f"{files} written" in proc.stdout_text and "is missing; a restore would create it" in proc.stderr_text
+    assert not plain_store.exists()            # a dry run writes nothing, not even the store folder
