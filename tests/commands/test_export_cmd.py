@@ -51,3 +51,28 @@ def test_unreadable_documents_are_skipped_with_a_warning(cli, plain_store, conte
     proc = cli("export", "--store", str(plain_store), "--collection", "webapp_memories")
     assert proc.returncode == 0 and "skipped" in proc.stderr_text
     assert len(proc.stdout_text.splitlines()) == 39
+
+
+def test_export_into_a_fifo_writes_into_it_and_never_replaces_it(cli, plain_store, tmp_path):
+    """An existing non-regular output (a FIFO here; /dev/null, /dev/stdout alike) is written into as
+    it is: renaming a temp file over it would, for /dev/null as root, break the whole machine."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    proc = cli("export", "--store", str(plain_store), "-o", str(fifo), timeout=120)
+    assert proc.returncode == 0, proc.stderr_text
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)          # still the FIFO, not a regular file
+    reader.join(timeout=60)
+    lines = got[0].decode().splitlines() if got else []
+    assert len(lines) == 90 and all(json.loads(line)["id"] for line in lines)
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".guardian-tmp")]
+
+
+def test_export_to_a_folder_is_one_line(cli, plain_store, tmp_path):
+    proc = cli("export", "--store", str(plain_store), "-o", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr_text.startswith(f"error: --output {tmp_path} is a folder")
