@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -93,20 +94,14 @@ def test_verify_deep_in_a_full_state_dir_names_the_path(cli, plain_store, full_d
 
 
 @pytest.fixture
-def snapshotted_read_only_state(cli, plain_store, tmp_path):
+def snapshotted_read_only_state(cli, plain_store, tmpfs):
     """A state dir holding a snapshot of ``plain_store``, then made read-only (a remounted tmpfs),
     and a read-only lock folder: what a dry run or a search finds on a read-only home."""
-    state, locks = tmp_path / "ro-snap-state", tmp_path / "ro-locks"
-    state.mkdir()
-    locks.mkdir()
-    if not (_mount(state, "size=20m") and _mount(locks, "ro,size=1m")):
-        pytest.skip("cannot mount tmpfs here")
+    state, locks = tmpfs("ro-snap-state", "20m"), tmpfs("ro-locks", "1m", read_only=True)
     env = {"GUARDIAN_STATE_DIR": str(state)}
     cli("snapshot", "--store", str(plain_store), env=env, check=True)
     assert subprocess.run(["mount", "-o", "remount,ro", str(state)], capture_output=True).returncode == 0
-    yield {**env, "GUARDIAN_LOCK_DIR": str(locks)}
-    for path in (state, locks):
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    return {**env, "GUARDIAN_LOCK_DIR": str(locks)}
 
 
 ON_A_READ_ONLY_STATE = (("restore", "--at", "latest", "--dry-run"),
