@@ -57,6 +57,8 @@ def verdict_line(scan: StoreScan) -> str:
 
 
 def render_scan(scan: StoreScan, verbose: bool = False) -> str:
+    if any(p.kind == "store_missing" for p in scan.problems):
+        return render_no_store_yet(scan)
     mode = "gzip (.gob.gz)" if scan.compress else "plain (.gob)"
     lines = [f"store: {scan.root}  [{mode}]", ""]
     rows = [(c.name if c.name is not None else "?", c.dir, c.status, c.documents)
@@ -73,6 +75,13 @@ def render_scan(scan: StoreScan, verbose: bool = False) -> str:
         lines.append(f"({hidden} harmless findings hidden; -v shows them)")
     lines += ["", verdict_line(scan)]
     return "\n".join(lines)
+
+
+def render_no_store_yet(scan: StoreScan) -> str:
+    """The one "no store yet" rule, in check's own words: a new machine, not a damaged store."""
+    return (f"store: no store yet at {scan.root} (contextd creates it on first start)\n"
+            "verdict: chromem would start an empty store here (contextd with no memories); "
+            "pass --store if your store lives elsewhere")
 
 
 def run_check_repair(args, ctx) -> int:

@@ -34,6 +34,9 @@ def test_every_command_says_no_store_yet_the_same_way(cli, tmp_path, argv):
     if argv[0] in ("snapshot", "export", "query", "restore"):
         assert proc.stderr_text.startswith(f"warning: no store yet at {missing}")
         assert len(proc.stderr_text.strip().splitlines()) == 1 and proc.stdout_text == ""
+    if argv[0] == "check":    # check's own two lines, not a table of one store_missing problem
+        assert proc.stdout_text.startswith(f"store: no store yet at {missing}"), proc.stdout_text
+        assert "store_missing" not in proc.stdout_text and len(proc.stdout_text.strip().splitlines()) == 2
     if argv[0] == "status":   # the same rule, said in status's own lines, not as "loadable, 1 problem(s)"
         assert f"store: no store yet at {missing}" in proc.stdout_text, proc.stdout_text
         assert "loadable" not in proc.stdout_text and "problem(s)" not in proc.stdout_text
