@@ -7,7 +7,6 @@ Errors become one line on stderr and an exit code; nothing here knows what a com
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import os
 import sys
@@ -78,6 +77,8 @@ def command_word(argv: list[str]) -> str | None:
 def suggest_command(word: str) -> str:
     """`did you mean ...` for a mistyped command (prefixes first: `snap` -> snapshot, snapshots)."""
     matches = [name for name in COMMANDS if name.startswith(word.lower())]
+    import difflib
+
     matches = matches or difflib.get_close_matches(word.lower(), COMMANDS, n=3, cutoff=0.6)
     return f"did you mean {' or '.join(repr(m) for m in matches)}?" if matches else "see `guardian --help`"
 

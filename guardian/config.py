@@ -9,10 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 from guardian.errors import ConfigError
 from guardian.local.paths import DEFAULT_STORE
@@ -88,7 +86,7 @@ class Config:
     def compress_flag(self) -> bool | None:
         return {"auto": None, "true": True, "false": False}[self.compress]
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: object) -> "Config":
         """A copy with ``changes`` (e.g. from flags), validated like a loaded config."""
         return _validate(dataclasses.replace(self, **changes))
 
@@ -116,7 +114,7 @@ def split_url_list(text: str) -> tuple[str, ...]:
                  if part.strip().rstrip(","))
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
+def _coerce(name: str, value: object, source: str) -> object:
     kind = FIELD_TYPES[name]
     try:
         if kind == "bool":
@@ -187,13 +185,15 @@ def _validate(config: Config) -> Config:
 
 
 def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None,
-                overrides: dict[str, Any] | None = None) -> Config:
+                overrides: dict[str, object] | None = None) -> Config:
     """TOML file, then GUARDIAN_<FIELD> environment variables, then ``overrides`` (flags)."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     explicit = path is not None
     path = Path(path).expanduser() if path else default_config_path()
     if path.exists():
+        import tomllib   # only when there is a file to read: a short command starts faster
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

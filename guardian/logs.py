@@ -10,7 +10,6 @@ and `guardian check` of a healthy store logs nothing.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -27,6 +26,8 @@ def configure(level: str = "info", json_output: bool | None = None, log_file: st
 
 def _apply(level: str = "info", json_output: bool | None = None, log_file: str | None = None) -> None:
     global _configured
+    import logging   # with the first logger too: `guardian check` of a healthy store never makes one
+
     import structlog  # ~30 ms, with the first logger: `guardian check` and `status` never make one
 
     if json_output is None:

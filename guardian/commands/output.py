@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
-def print_json(data: Any, stream=None) -> None:
+def print_json(data: object, stream=None) -> None:
     stream = stream or sys.stdout
     stream.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def ensure_dir(path: str | os.PathLike, mode: int = PRIVATE_DIR) -> Path:
 def temp_path_for(target: str | os.PathLike) -> Path:
     """A unique temp name in the same folder as ``target`` (so rename is atomic)."""
     target = Path(target)
-    return target.with_name(f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}")
+    return target.with_name(f"{TEMP_PREFIX}{target.name}.{os.urandom(4).hex()}")
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:

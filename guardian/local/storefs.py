@@ -23,9 +23,8 @@ import contextlib
 import errno
 import hashlib
 import os
-import secrets
 import stat as statmod
-from typing import Iterator
+from collections.abc import Iterator
 
 from guardian.local.fsutil import TEMP_PREFIX, write_all
 
@@ -285,7 +284,7 @@ def copy_regular(src: str | os.PathLike, src_dir_fd: int | None, dst: str | os.P
 
 def temp_name_for(name: str) -> str:
     """A fresh guardian temp name for ``name`` (never ends in .gob/.gob.gz: chromem ignores it)."""
-    return f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}"
+    return f"{TEMP_PREFIX}{name}.{os.urandom(4).hex()}"
 
 
 def is_guardian_temp(name: str) -> bool:

@@ -14,11 +14,13 @@ Besides chromem's verdict, the scan reports hazards chromem is silent about (see
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import operator
 import os
 import stat as stat_mod
-from itertools import repeat
+from array import array
+from itertools import chain, repeat
 from dataclasses import dataclass, field
 
 from guardian.errors import ExitCode, StoreError
@@ -204,41 +206,61 @@ def codec():
 # --------------------------------------------------------------------------- listing
 
 
-_IS_DIR = operator.methodcaller("is_dir", follow_symlinks=False)
-_IS_LINK = operator.methodcaller("is_symlink")
-_STAT = operator.methodcaller("stat")   # follows symlinks, as chromem's os.Open does
-_NAME = operator.attrgetter("name")
-_SIZE, _MTIME, _INO, _MODE = (operator.attrgetter(a) for a in ("st_size", "st_mtime_ns", "st_ino", "st_mode"))
+_STAT_KEY = operator.attrgetter("st_size", "st_mtime_ns", "st_ino", "st_mode")
+_KEY_FIELDS = 4   # per entry in a FolderListing's numbers: size, mtime_ns, ino, mode
+_NOT_PLAIN = (stat_mod.S_ISDIR, stat_mod.S_ISLNK)
 
 
 class FolderListing:
-    """One folder's entries as raw rows (cheap), turned into sorted FolderEntry objects on demand.
+    """One folder's entries, read as cheaply as Python allows, turned into FolderEntry objects on demand.
 
-    A row is ``(name, is_dir, is_symlink, size, mtime_ns, ino, mode, error)``; stat follows
-    symlinks, as chromem's os.Open does. Checking an unchanged store only needs the digest.
+    A folder holding neither a folder nor a symlink (a healthy collection folder) is kept as columns:
+    its names (``os.listdir``) and a flat ``array('q')`` of (size, mtime_ns, ino, mode) per entry,
+    filled in C straight from one ``lstat`` per name: no Python object per entry outlives its stat.
+    An unchanged folder needs only ``digest()`` of those columns, so checking an unchanged store costs
+    little more than the stat calls themselves. Any other folder (a sub-folder, a symlink, an entry
+    that cannot be stat'ed, a number that does not fit 64 bits) is read again with ``os.scandir`` into
+    rows ``(name, is_dir, is_symlink, size, mtime_ns, ino, mode, error)``, where stat follows symlinks
+    as chromem's os.Open does (for a plain file lstat and stat agree).
     """
 
-    __slots__ = ("rows", "_names")
+    __slots__ = ("_rows", "_columns", "_names")
 
-    def __init__(self, rows: list[tuple]) -> None:
-        self.rows = rows
+    def __init__(self, rows: list[tuple] | None = None, columns: tuple[list[str], array] | None = None) -> None:
+        self._rows = rows
+        self._columns = columns
         self._names: str | None = None
 
     @classmethod
-    def read(cls, path: str) -> "FolderListing":
-        with os.scandir(path) as it:
-            entries = list(it)
-        if not any(map(_IS_DIR, entries)):   # a collection folder: files only; per-entry work done in C
-            try:
-                stats = list(map(_STAT, entries))
-            except OSError:
-                pass   # the loop below records which entry failed and why
-            else:
-                names = list(map(_NAME, entries))
-                listing = cls(list(zip(names, repeat(False), map(_IS_LINK, entries), map(_SIZE, stats),
-                                       map(_MTIME, stats), map(_INO, stats), map(_MODE, stats), repeat(""))))
-                listing._names = "\0" + "\0".join(names) + "\0" if names else "\0"
-                return listing
+    def read(cls, path: str, follow: bool = True) -> "FolderListing":
+        """List ``path`` (``follow=False``: refuse it when it is a symlink, as a collection folder
+        found by the root listing must not have become one since)."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+        try:
+            listing = cls._plain_files(fd)
+            if listing is None:
+                with os.scandir(fd) as it:
+                    listing = cls._from_entries(list(it))
+            return listing
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def _plain_files(cls, fd: int) -> "FolderListing | None":
+        """The columns of a folder of plain entries (per-entry work done in C), or None."""
+        names = os.listdir(fd)
+        lstat = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+        try:
+            numbers = array("q", chain.from_iterable(map(_STAT_KEY, map(lstat, names))))
+        except (OSError, OverflowError):
+            return None   # the row walk records which entry failed and why
+        modes = numbers[_KEY_FIELDS - 1::_KEY_FIELDS]
+        if any(any(map(test, modes)) for test in _NOT_PLAIN):
+            return None   # a sub-folder or a symlink: the rows say which, and what a symlink points at
+        return cls(columns=(names, numbers))
+
+    @classmethod
+    def _from_entries(cls, entries: list) -> "FolderListing":
         rows = []
         append = rows.append
         for entry in entries:
@@ -252,22 +274,37 @@ class FolderListing:
                 continue
             append((entry.name, False, entry.is_symlink(), st.st_size, st.st_mtime_ns, st.st_ino,
                     st.st_mode, ""))
-        return cls(rows)
+        return cls(rows=rows)
 
     @classmethod
     def names_only(cls, names: list[str]) -> "FolderListing":
         """A listing that only answers name questions (counting suffixes): no stat at all."""
-        listing = cls([])
+        listing = cls(rows=[])
         listing._names = "\0" + "\0".join(names) + "\0"
         return listing
 
+    @property
+    def rows(self) -> list[tuple]:
+        if self._rows is None:
+            names, numbers = self._columns
+            n = _KEY_FIELDS
+            self._rows = list(zip(names, repeat(False), repeat(False), numbers[0::n], numbers[1::n],
+                                  numbers[2::n], numbers[3::n], repeat("")))
+        return self._rows
+
     def digest(self) -> str:
-        return verified_cache.rows_digest(self.rows)
+        if self._columns is not None:
+            return verified_cache.columns_digest(*self._columns)
+        return verified_cache.rows_digest(self._rows)
 
     def names(self) -> str:
         """NUL, then every file name followed by NUL (for C-speed counting with str.count)."""
         if self._names is None:
-            self._names = "\0" + "".join(row[0] + "\0" for row in self.rows if not row[1])
+            if self._columns is not None:
+                names = self._columns[0]
+                self._names = "\0" + "\0".join(names) + "\0" if names else "\0"
+            else:
+                self._names = "\0" + "".join(row[0] + "\0" for row in self._rows if not row[1])
         return self._names
 
     def count_suffix(self, suffix: str) -> int:
@@ -363,7 +400,7 @@ def list_collection_folders(root: str, top: list[FolderEntry]):
     for entry in top:
         if entry.is_dir:
             try:
-                listings[entry.name] = FolderListing.read(os.path.join(root, entry.name))
+                listings[entry.name] = FolderListing.read(os.path.join(root, entry.name), follow=False)
             except OSError as exc:
                 unreadable[entry.name] = exc.strerror or str(exc)
     return listings, unreadable

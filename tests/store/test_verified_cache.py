@@ -123,3 +123,107 @@ def test_gz_extension_names_are_cached_per_folder(gz_store, tmp_path):
     assert scan.compress and scan.loadable
     records = verified_cache.VerifiedCache(cache, True).folder(MEMORIES)
     assert len(records) == 40 and all(name.endswith(chromem.GZ_EXT) for name in records)
+
+
+# ------------------------------------------------------------------ the listing behind the digest
+
+
+def row_walk(folder) -> list[tuple]:
+    """The general (scandir) reading of a folder, to compare the fast columns reading with."""
+    from guardian.store.scan import FolderListing
+
+    with os.scandir(folder) as it:
+        return FolderListing._from_entries(list(it)).rows
+
+
+def test_a_folder_of_plain_files_is_read_as_columns_with_the_same_rows(any_store):
+    from guardian.store.scan import FolderListing
+
+    folder = any_store / MEMORIES
+    listing = FolderListing.read(str(folder), follow=False)
+    assert listing._columns is not None   # the fast path was taken
+    assert listing.rows == row_walk(folder)
+    assert listing.names() == "\0" + "\0".join(row[0] for row in row_walk(folder)) + "\0"
+
+
+@pytest.mark.parametrize("odd", ["symlink", "subfolder", "dangling"])
+def test_a_folder_with_a_symlink_or_a_folder_is_read_as_rows(plain_store, odd):
+    from guardian.store.scan import FolderListing
+
+    folder = plain_store / MEMORIES
+    victim = first_document(plain_store)
+    if odd == "symlink":
+        os.symlink(victim.name, folder / "0000abcd.gob")
+    elif odd == "subfolder":
+        (folder / "sub").mkdir()
+    else:
+        os.symlink("nowhere", folder / "0000abcd.gob")
+    listing = FolderListing.read(str(folder), follow=False)
+    assert listing._columns is None
+    assert listing.rows == row_walk(folder)
+
+
+def test_listing_digest_is_the_same_in_another_process(any_store):
+    """The digest is compared across runs: it must not depend on the process (marshal's bytes did)."""
+    import subprocess
+    import sys
+
+    from guardian.store.scan import FolderListing
+
+    code = ("import sys; from guardian.store.scan import FolderListing as L; "
+            "print(L.read(sys.argv[1], follow=False).digest())")
+    for folder in (any_store / MEMORIES, any_store):   # columns, then rows (the root holds folders)
+        mine = FolderListing.read(str(folder), follow=folder == any_store).digest()
+        theirs = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        assert mine == theirs
+
+
+def test_renamed_document_changes_the_listing(plain_store, tmp_path):
+    """Same files, same stat, one name changed: the folder is judged again (id_hash_mismatch)."""
+    cache = tmp_path / "cache"
+    assert scan_store(plain_store, cache_dir=cache).healthy
+    victim = first_document(plain_store)
+    victim.rename(victim.with_name("0badc0de.gob"))
+    scan = scan_store(plain_store, cache_dir=cache)
+    assert "id_hash_mismatch" in [p.kind for p in scan.problems]
+
+
+def test_replaced_file_with_the_same_size_and_mtime_is_found_by_its_inode(plain_store, tmp_path):
+    cache = tmp_path / "cache"
+    scan_store(plain_store, cache_dir=cache)
+    victim = first_document(plain_store)
+    st = victim.stat()
+    twin = victim.with_name(".twin")
+    twin.write_bytes(b"\x00" * st.st_size)
+    os.utime(twin, ns=(st.st_atime_ns, st.st_mtime_ns))
+    twin.rename(victim)   # a new inode under the old name, size and mtime
+    scan = scan_store(plain_store, cache_dir=cache)
+    assert not scan.loadable
+    assert scan.cause == f"{MEMORIES}/{victim.name}"
+
+
+def test_mode_change_changes_the_digest(plain_store):
+    from guardian.store.scan import FolderListing
+
+    folder = str(plain_store / MEMORIES)
+    before = FolderListing.read(folder, follow=False).digest()
+    os.chmod(first_document(plain_store), 0o600)
+    assert FolderListing.read(folder, follow=False).digest() != before
+
+
+def test_fifo_added_to_a_cached_folder_is_found_without_opening_it(plain_store, tmp_path):
+    cache = tmp_path / "cache"
+    scan_store(plain_store, cache_dir=cache)
+    os.mkfifo(plain_store / MEMORIES / "0fee0fee.gob")
+    scan = scan_store(plain_store, cache_dir=cache)
+    assert "special_file" in [p.kind for p in scan.problems] and not scan.loadable
+
+
+def test_symlink_added_to_a_cached_folder_is_found(plain_store, tmp_path):
+    cache = tmp_path / "cache"
+    scan_store(plain_store, cache_dir=cache)
+    victim = first_document(plain_store)
+    os.symlink(victim.name, plain_store / MEMORIES / "0000abcd.gob")
+    scan = scan_store(plain_store, cache_dir=cache)
+    assert "symlinked_file" in [p.kind for p in scan.problems]
