@@ -30,6 +30,7 @@ NORMALIZED_TOLERANCE = 1e-6  # chromem's isNormalizedPrecisionTolerance
 DOCUMENT_OPERATORS = ("$contains", "$not_contains")
 DEFAULT_K = 10
 MAX_BATCH = 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,13 @@ class Filters:
         return not self.where and not self.where_document
 
 
+NO_FILTERS = Filters()
+
+
 def parse_filters(where: Any = None, where_document: Any = None) -> Filters:
     """Check the filters' shapes: string keys to string values, known document operators."""
+    if where is None and where_document is None:
+        return NO_FILTERS   # the common query: one shared (frozen, never changed) empty filter
     where = _string_map(where, "where")
     where_document = _string_map(where_document, "where_document")
     for operator in where_document:
@@ -111,7 +117,18 @@ def check_k(k: Any, document_count: int) -> int:
 
 
 def query_matrix(vectors: Any, dimension: int | None) -> np.ndarray:
-    """Validate one or more query vectors; returns an (m, d) float32 matrix, rows normalized."""
+    """Validate one or more query vectors; returns an (m, d) float32 matrix, rows normalized.
+
+    One float32 vector (what :func:`float32_vector` makes of a request's floats) takes a short path:
+    a float32 value is exact in float64, so the general path's float64 checks and its cast back could
+    not change it. Anything else takes the general path, which words every error.
+    """
+    if isinstance(vectors, np.ndarray) and vectors.dtype == np.float32 and vectors.ndim == 1 and vectors.size:
+        if dimension is not None and vectors.shape[0] != dimension:
+            raise QueryError(f"the query vector has {vectors.shape[0]} dimensions, the collection {dimension}",
+                             "embed the query with the same model as the collection")
+        if np.isfinite(vectors).all():
+            return normalize_query(vectors)[np.newaxis, :]
     try:
         matrix = np.asarray(vectors, dtype=np.float64)
     except (TypeError, ValueError):
@@ -169,21 +186,39 @@ def normalize_query(vector: np.ndarray) -> np.ndarray:
     return (vector / norm).astype(np.float32)
 
 
+def float32_vector(values: list) -> np.ndarray | None:
+    """One query vector of Python floats as float32, or None when some value is not a finite float32
+    (NaN, infinity, too large: the general path says which). The same float64 -> float32 cast as the
+    general path, with one range check instead of its checks before and after the cast."""
+    vector = np.array(values, dtype=np.float64)
+    if vector.ndim != 1 or not vector.size or not np.abs(vector).max() <= FLOAT32_MAX:
+        return None
+    return vector.astype(np.float32)
+
+
 def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k highest scores, best first; ties by position (ascending)."""
+    """Positions of the k highest scores, best first; ties by position (ascending).
+
+    One partition around the (k+1)-th best score: when it is lower than the k-th best, the k above it
+    are the answer and no tie crosses the cut (no further pass over the scores); when the two are
+    equal, tied scores straddle the k-th place and the earliest positions among them are taken.
+    """
     n = scores.shape[0]
     if k <= 0 or n == 0:
         return np.empty(0, dtype=np.intp)
     if k < n:
-        chosen = np.argpartition(scores, n - k)[n - k:]
-        threshold = scores[chosen].min()
-        if np.count_nonzero(scores >= threshold) > k:  # equal scores straddle the k-th place
+        cut = n - k - 1
+        parted = np.argpartition(scores, cut)
+        chosen = parted[cut + 1:]
+        top = scores[chosen]
+        threshold = top.min()
+        if scores[parted[cut]] == threshold:
             chosen = _ties_by_position(scores, threshold, k)
-        chosen.sort()
+            top = scores[chosen]
     else:
         chosen = np.arange(n)
-    order = np.argsort(-scores[chosen], kind="stable")  # chosen is in position order: ties stay so
-    return chosen[order]
+        top = scores
+    return chosen[np.lexsort((chosen, -top))]   # best first; equal scores by position
 
 
 def _ties_by_position(scores: np.ndarray, threshold, k: int) -> np.ndarray:
@@ -228,6 +263,7 @@ class QueryRequest:
 
     vectors: list | None = None
     like: str | None = None
+    vector32: np.ndarray | None = None   # ``vectors`` as float32 when it is one vector of finite floats
     texts: list[str] | None = None
     k: Any = None
     filters: Filters = field(default_factory=Filters)
@@ -235,6 +271,7 @@ class QueryRequest:
 
 
 NUMBER_TYPES = {int, float}
+FLOAT_ONLY = {float}
 QUERY_KEYS = ("vector", "vectors", "like", "text", "texts")
 ALLOWED_KEYS = set(QUERY_KEYS) | {"k", "n_results", "where", "where_document"}
 
@@ -243,8 +280,8 @@ def parse_request(body: Any) -> QueryRequest:
     """Validate a query request body (JSON object) into a :class:`QueryRequest`."""
     if not isinstance(body, Mapping):
         raise QueryError("the request body must be a JSON object", 'e.g. {"vector": [...], "k": 5}')
-    unknown = sorted(set(body) - ALLOWED_KEYS)
-    if unknown:
+    if not ALLOWED_KEYS.issuperset(body):
+        unknown = sorted(set(body) - ALLOWED_KEYS)
         raise QueryError(f"unknown field(s) {', '.join(unknown)}", f"known: {', '.join(sorted(ALLOWED_KEYS))}")
     given = [key for key in QUERY_KEYS if body.get(key) is not None]
     if len(given) != 1:
@@ -267,7 +304,8 @@ def parse_request(body: Any) -> QueryRequest:
                 if key == "vector" and list in types:
                     raise QueryError("vector must be a flat list of numbers", 'use "vectors" for a batch')
                 raise QueryError(f"{key} must hold numbers only", "remove strings, booleans and nulls")
-        return QueryRequest(vectors=value, k=k, filters=filters, batch=key == "vectors")
+        vector32 = float32_vector(value) if key == "vector" and types == FLOAT_ONLY else None
+        return QueryRequest(vectors=value, k=k, filters=filters, batch=key == "vectors", vector32=vector32)
     if key == "like":
         if not isinstance(value, str):
             raise QueryError("like must be a document id (a string)", 'e.g. "like": "doc-1"')

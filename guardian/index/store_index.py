@@ -198,7 +198,7 @@ class StoreIndex:
                 raise QueryError("text queries need an embedder", "configure embed_url or embed_model_dir "
                                  "(and pip install guardian[embed] for local models)", status=400)
             return list(embed(request.texts))
-        return request.vectors
+        return request.vectors if request.vector32 is None else request.vector32
 
     def summary(self) -> dict:
         collections = sorted(self._by_dir.values(), key=lambda c: c.dir_name)

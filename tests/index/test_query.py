@@ -129,3 +129,48 @@ def test_parse_request_shapes():
                 {"vectors": [1, 2]}, {"vector": [True]}, {"like": 3}, {"text": ""}, {"vector": [1], "x": 1}):
         with pytest.raises(QueryError):
             q.parse_request(bad)
+
+
+def test_top_rows_equals_a_full_sort_with_many_ties():
+    """Against the plain definition (score descending, then position) on scores full of ties."""
+    rng = np.random.default_rng(20261202)
+    for _ in range(400):
+        n = int(rng.integers(1, 60))
+        scores = rng.integers(0, 4, size=n).astype(np.float32) / 4
+        k = int(rng.integers(1, n + 1))
+        expected = sorted(range(n), key=lambda i: (-scores[i], i))[:k]
+        assert list(q.top_rows(scores, k)) == expected
+
+
+def test_one_float_vector_takes_the_short_path_with_the_same_answer():
+    """parse_request's float32 copy of a vector of floats gives bit for bit the general path's matrix."""
+    rng = np.random.default_rng(7)
+    cases = [rng.normal(size=16).tolist(), (rng.normal(size=16) * 1e15).tolist(),
+             [1e-45, 3e-39, 0.5, -2.0], [0.6, 0.8, 0.0, 0.0], (rng.normal(size=16) / 4).tolist()]
+    for values in cases:
+        request = q.parse_request({"vector": values})
+        assert request.vector32 is not None and request.vector32.dtype == np.float32
+        short = q.query_matrix(request.vector32, len(values))
+        general = q.query_matrix(values, len(values))
+        assert short.dtype == general.dtype == np.float32
+        assert short.tobytes() == general.tobytes()
+
+
+@pytest.mark.parametrize("values, reason", [
+    ([1e39, 1.0, 1.0], "float32"), ([float("nan"), 1.0, 1.0], "NaN"), ([float("inf"), 1.0, 1.0], "NaN or infinity"),
+])
+def test_vectors_the_short_path_refuses_still_get_the_general_errors(values, reason):
+    request = q.parse_request({"vector": values})
+    assert request.vector32 is None
+    with pytest.raises(QueryError) as err:
+        q.query_matrix(request.vectors, 3)
+    assert reason in err.value.message
+
+
+def test_short_path_checks_dimension_and_zero_length():
+    with pytest.raises(QueryError) as err:
+        q.query_matrix(q.parse_request({"vector": [0.5, 0.5]}).vector32, 3)
+    assert "dimensions" in err.value.message
+    with pytest.raises(QueryError) as err:
+        q.query_matrix(q.parse_request({"vector": [0.0, 0.0, 0.0]}).vector32, 3)
+    assert "zero length" in err.value.message
