@@ -17,13 +17,19 @@ x 384 written by the real chromem (`chromemh synth`), plain and gz.
     .venv/bin/python bench/bench_scale.py --store ~/.config/contextd/vectorstore --repeat 3
     .venv/bin/python bench/bench_scale.py --store /tmp/pf/big/plain --figures index --repeat 3
 
-``--figures snapshots,index`` picks the groups (default: both).
+    .venv/bin/python bench/bench_scale.py --store /tmp/pf/big/plain --figures check --repeat 10
+
+``--figures snapshots,index,check`` picks the groups (default: snapshots,index; snapshots ends with the
+check figures, ``check`` alone measures only them). The CLI runs as installed code runs: from this
+checkout (``cwd`` is the repository, so ``-m guardian`` is this code), with byte-code caches written and
+used (PYTHONDONTWRITEBYTECODE is dropped for it: without them every run would compile guardian first).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import json
 import resource
 import shutil
@@ -75,10 +81,13 @@ def chromem_load_seconds(store: Path, compress: bool) -> float:
     return float(json.loads(out)["load_s"])
 
 
+CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_cli(*args: str, cpu_key: str | None = None) -> float:
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=ROOT, env=CLI_ENV)
     elapsed = time.perf_counter() - started
     if cpu_key:
         CPU.setdefault(cpu_key, []).append(cpu_seconds(resource.RUSAGE_CHILDREN) - cpu)
@@ -120,6 +129,8 @@ def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: F
     figures.store = f"{'gz' if compress else 'plain'}, {files} files"
     if "snapshots" in groups:
         bench_snapshots(store, compress, work, repeat, figures)
+    elif "check" in groups:
+        bench_check(store, work / "state-check", repeat, figures)
     if "index" in groups:
         from bench.index_figures import bench_index
 
@@ -161,8 +172,16 @@ def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figure
         same.append(timed(lambda: take_snapshot(paths, compress), "same"))
     figures.add("no-change snapshot", same, "bare stat walk", walks)
     print_cpu("no-change snapshot", "same", "bare stat walk", "walk")
+    bench_check(store, state, repeat, figures)
+
+
+def bench_check(store: Path, state: Path, repeat: int, figures: Figures) -> None:
+    """`guardian check` of an unchanged store against a new interpreter doing the bare stat walk,
+    alternated; the verified cache is filled first. (`guardian exec`'s pre-flight is the same scan;
+    it is not run here: on a damaged store it would repair, and ``--store`` is only read.)"""
     cli = [sys.executable, "-m", "guardian", "check", "--store", str(store), "--state-dir", str(state)]
-    run_cli(*cli)  # fills the verified cache
+    run_cli(*cli)  # fills the verified cache (and writes guardian's byte-code caches)
+    run_cli(*cli)
     checks, bare = [], []
     for _ in range(repeat):
         bare.append(run_cli(sys.executable, "-c", WALK, str(store), cpu_key="bare"))
@@ -192,7 +211,7 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=10_000, help="documents per synthetic store (no --store)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", help="work folder (default: a temp folder, removed after)")
-    parser.add_argument("--figures", default="snapshots,index", help="groups to measure: snapshots, index")
+    parser.add_argument("--figures", default="snapshots,index", help="groups to measure: snapshots, index, check")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds the idle sidecar idles before measuring")
     args = parser.parse_args()
     groups = tuple(g.strip() for g in args.figures.split(",") if g.strip())
