@@ -293,8 +293,8 @@ class FolderListing:
         return self._rows
 
     def digest(self) -> str:
-        if self._columns is not None:
-            return verified_cache.columns_digest(*self._columns)
+        if self._columns is not None:   # the names as names() joins them (one join for both)
+            return verified_cache.columns_digest(len(self._columns[0]), self.names(), self._columns[1])
         return verified_cache.rows_digest(self._rows)
 
     def names(self) -> str:

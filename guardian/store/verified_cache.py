@@ -26,12 +26,12 @@ def rows_digest(rows: list[tuple]) -> str:
     return hashlib.blake2b(b"rows\0" + repr(rows).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
-def columns_digest(names: list[str], numbers) -> str:
-    """Digest of a folder of plain files kept as columns: the entry count, the names (NUL cannot be
-    in a name) and the (size, mtime_ns, ino, mode) numbers, in directory order (the count fixes where
-    the names end). Hashed in C over two buffers: no per-entry object is built for it."""
-    digest = hashlib.blake2b(b"columns\0%d\0" % len(names), digest_size=16)
-    digest.update("\0".join(names).encode("utf-8", "surrogateescape"))
+def columns_digest(count: int, names: str, numbers) -> str:
+    """Digest of a folder of plain files kept as columns: the entry count, the names joined by NUL
+    (which no name holds) and the (size, mtime_ns, ino, mode) numbers, in directory order (the count
+    fixes where the names end). Hashed in C over two buffers: no per-entry object is built for it."""
+    digest = hashlib.blake2b(b"columns\0%d\0" % count, digest_size=16)
+    digest.update(names.encode("utf-8", "surrogateescape"))
     digest.update(numbers)
     return digest.hexdigest()
 
