@@ -7,6 +7,7 @@ import resource
 import struct
 import subprocess
 import sys
+from datetime import datetime, timedelta
 
 import zstandard
 
@@ -17,6 +18,8 @@ from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
 from conftest import Clock
+
+ID_TIME = "%Y%m%dT%H%M%S.%fZ"   # the time at the head of a snapshot id
 
 
 def hostile_manifest(header_json: bytes, body: bytes) -> bytes:
@@ -42,8 +45,9 @@ def plant(repo: Repository, snapshot_id: str, data: bytes) -> None:
 
 
 def newer_id(snapshot_id: str, seconds: int) -> str:
-    head = snapshot_id[:15]
-    return f"{head[:13]}{int(head[13:15]) + seconds:02d}{snapshot_id[15:]}"
+    """The id of a snapshot taken ``seconds`` later (carrying into the minute: at :59 one more is :00)."""
+    later = datetime.strptime(snapshot_id[:23], ID_TIME) + timedelta(seconds=seconds)
+    return later.strftime(ID_TIME) + snapshot_id[23:]
 
 
 def test_deep_json_and_bomb_manifests_are_skipped_everywhere(plain_paths):
