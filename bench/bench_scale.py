@@ -28,10 +28,9 @@ used (PYTHONDONTWRITEBYTECODE is dropped for it: without them every run would co
 from __future__ import annotations
 
 import argparse
-import os
 import inspect
-import os
 import json
+import os
 import resource
 import shutil
 import statistics
