@@ -82,17 +82,6 @@ def test_leftover_staging_folder_is_invisible_to_chromem_and_cleaned(plain_paths
     assert not stage.exists() and (outside / "keep.txt").read_text() == "not guardian's"
 
 
-def test_remove_stage_dir_refuses_other_names(tmp_path):
-    (tmp_path / "user").mkdir()
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        with pytest.raises(ValueError):
-            storefs.remove_stage_dir(fd, "user")
-    finally:
-        os.close(fd)
-    assert (tmp_path / "user").is_dir()
-
-
 def test_bulk_fsync_path_where_there_is_no_syncfs(plain_paths, monkeypatch):
     from guardian.local import fsutil
 
