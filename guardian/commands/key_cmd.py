@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from guardian.errors import ExitCode, UsageError
+from guardian.local.fsutil import atomic_write_text
+from guardian.replicas import crypto
 
 HELP = "replica encryption key: `guardian key export` prints it (keep it off this machine)"
 
@@ -17,9 +19,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args, ctx) -> int:
-    from guardian.local.fsutil import atomic_write_text
-    from guardian.replicas import crypto
-
     if args.action != "export":
         raise UsageError(f"unknown key action {args.action!r}", "use `guardian key export`")
     source = crypto.KeySource.from_environment(args.key_file or ctx.config.replica_key_file)

@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
+from guardian.errors import NoStoreYet
+
 
 def print_json(data: object, stream=None) -> None:
     stream = stream or sys.stdout
@@ -28,8 +30,6 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
 def require_store(ctx, doing: str) -> None:
     """The one rule for "no store yet" (contextd creates it on first start): a one-line
     NoStoreYet (exit 1, a warning, as `check` and `status` give for store_missing)."""
-    from guardian.errors import NoStoreYet
-
     store = ctx.config.store_path
     if not os.path.lexists(store):
         raise NoStoreYet(f"no store yet at {store}: nothing to {doing}")

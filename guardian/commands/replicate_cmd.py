@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, ctx) -> int:
-    from guardian.replicas.sync import replicate
+    from guardian.replicas.sync import replicate  # ~120 ms: not for `guardian --help`
 
     urls = args.to or list(ctx.config.replicas)
     if not urls:

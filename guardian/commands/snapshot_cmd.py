@@ -23,7 +23,7 @@ def run(args, ctx) -> int:
     result = take_snapshot(ctx.paths, ctx.config.compress_flag, progress=progress)
     data = result.to_dict()
     if args.prune:
-        from guardian.snapshots.prune import forget_and_prune_for
+        from guardian.snapshots.prune import forget_and_prune_for  # ~37 ms, only with --prune
 
         data["prune"] = forget_and_prune_for(ctx.paths, ctx.config).to_dict()
     if args.json:

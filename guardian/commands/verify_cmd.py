@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 from guardian.commands.output import human_bytes, print_json, state_dir_writable
+from guardian.commands.restore_cmd import add_replica_arguments
 from guardian.errors import ExitCode
 from guardian.local.fsutil import ensure_dir
 from guardian.snapshots.progress import Progress
@@ -20,8 +21,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--deep", action="store_true",
                         help="also restore each snapshot into a temporary folder and check chromem would load it")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    from guardian.commands.restore_cmd import add_replica_arguments
-
     add_replica_arguments(parser, "verify this replica instead (every object against its hash)")
 
 
@@ -29,7 +28,7 @@ def run(args, ctx) -> int:
     progress = Progress("verify", enabled=False if args.json else None)
     scratch = deep_scratch(ctx.paths) if args.deep else None
     if args.from_replica:
-        from guardian.replicas.fetch import verify_replica
+        from guardian.replicas.fetch import verify_replica  # replicas: only for --from
         from guardian.replicas.replica import Replica
 
         replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)

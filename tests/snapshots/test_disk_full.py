@@ -17,7 +17,7 @@ from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 from guardian.local.paths import StatePaths
 
-from conftest import age_files, tree_bytes
+from tests.snapshots.conftest import age_files, tree_bytes
 
 
 def assert_repository_clean(repo: Repository, expected_ids: list[str]) -> None:

@@ -17,7 +17,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
-from conftest import Clock
+from tests.snapshots.conftest import Clock
 
 ID_TIME = "%Y%m%dT%H%M%S.%fZ"   # the time at the head of a snapshot id
 

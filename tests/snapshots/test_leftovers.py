@@ -13,7 +13,7 @@ from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.paths import StatePaths
 from guardian.snapshots.take import take_snapshot
 
-from conftest import Clock
+from tests.snapshots.conftest import Clock
 from tests.waiting import wait_until
 
 

@@ -15,7 +15,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
-from conftest import tree_bytes
+from tests.snapshots.conftest import tree_bytes
 
 
 def write_pack(folder, blobs: list[bytes], target=1 << 30):

@@ -4,7 +4,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
-from conftest import doc_bytes, tree_bytes
+from tests.snapshots.conftest import doc_bytes, tree_bytes
 
 
 def test_retention_forgets_old_and_removes_unreferenced_blobs(plain_paths, clock):

@@ -10,7 +10,7 @@ from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 
-from conftest import damage_blob, tree_bytes
+from tests.snapshots.conftest import damage_blob, tree_bytes
 
 
 def damage(store):

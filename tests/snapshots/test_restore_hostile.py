@@ -24,7 +24,7 @@ from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 
-from conftest import Clock, age_files, tree_bytes
+from tests.snapshots.conftest import Clock, age_files, tree_bytes
 from tests.conftest import STORE_PLAIN, copy_store
 
 SWAP_RUNS = 24

@@ -5,7 +5,7 @@ import json
 from guardian.snapshots.repository import Repository
 from guardian.local.paths import StatePaths
 
-from conftest import age_files, damage_blob, tree_bytes
+from tests.snapshots.conftest import age_files, damage_blob, tree_bytes
 
 
 def test_snapshot_list_restore_verify(any_store, cli, state_dir):

@@ -6,7 +6,7 @@ from guardian.local.fsutil import TEMP_PREFIX
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import read_stable, take_snapshot
 
-from conftest import tree_bytes
+from tests.snapshots.conftest import tree_bytes
 
 
 def mode_of(path):

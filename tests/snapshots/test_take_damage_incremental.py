@@ -12,7 +12,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.store.scan import scan_store
 
-from conftest import age_files, doc_bytes, tree_bytes
+from tests.snapshots.conftest import age_files, doc_bytes, tree_bytes
 
 
 def rows_of(paths, snapshot_id):

@@ -6,7 +6,7 @@ import stat
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import take_snapshot
 
-from conftest import doc_bytes, drop_blob
+from tests.snapshots.conftest import doc_bytes, drop_blob
 
 
 def entries(paths, snapshot_id):

@@ -4,7 +4,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
-from conftest import damage_blob, drop_blob, tree_bytes
+from tests.snapshots.conftest import damage_blob, drop_blob, tree_bytes
 
 
 def test_intact_repository_verifies_deep(store_paths):
