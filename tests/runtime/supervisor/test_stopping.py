@@ -41,8 +41,9 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_stop_timeout():
 def test_hurry_kills_at_once_whatever_the_stop_timeout():
     process = started(IGNORES_TERM)
     asked = []
-    hurry = stopper(600, hurry=lambda: asked.append(1) or len(asked) >= 3)   # a second signal arrives
-    assert hurry.terminate(process, 15) == -9 and len(asked) == 3
+    # a second stop signal arrives while it waits (hurry is True once, as the supervisor's inbox gives it)
+    hurry = stopper(600, hurry=lambda: asked.append(1) or len(asked) == 3)
+    assert hurry.terminate(process, 15) == -9 and len(asked) >= 3
 
 
 def test_clean_up_stops_what_a_dead_leader_left_in_its_group():
