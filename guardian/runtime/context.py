@@ -28,6 +28,7 @@ CHILD_STATE = "child_state"           # old: str, new: str, snapshot: dict
 SNAPSHOT_TAKEN = "snapshot_taken"     # (no fields) -- a snapshot was committed (and retention ran)
 STORE_CHANGED = "store_changed"       # events: list[watcher.RawEvent] -- raw, on the observer thread: be quick
 DAMAGE_FOUND = "damage_found"         # damages: list[judge.Damage] -- settled paths chromem would refuse
+STORE_SCANNED = "store_scanned"       # scan: StoreScan -- the shared verdict was renewed (ctx.publish_scan)
 
 # ---- services (provide/ask): what exactly one part can do -------------------------------------
 REPAIR = "repair"        # () -> the pre-flight result (check + repair, under the repair lock)
@@ -68,7 +69,7 @@ class RuntimeContext:
         self.counters = Counters()
         self.repair_lock = threading.Lock()
         self.last_repair: dict | None = None  # the status file's summary of the last pre-flight
-        self.last_scan = None                  # the last pre-flight's scan (its detected compression)
+        self.last_scan = None                  # the newest verdict on the store (see publish_scan)
         self.index = None                      # the StoreIndex, once the index part started
         self.child = None                      # the Supervisor, once the supervisor part started
         self._listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
@@ -100,6 +101,18 @@ class RuntimeContext:
         """The answer of the part offering ``service``; None when no part offers it."""
         answer = self._services.get(service)
         return None if answer is None else answer(*args, **kwargs)
+
+    def publish_scan(self, scan) -> None:
+        """The one shared verdict on the store: every part that scanned (the pre-flight, the health part,
+        a repair) hands its scan here; /readyz, the metrics and /v1/status all follow it, so nobody
+        scans the store again just to show it."""
+        if scan is None:
+            return
+        from guardian.runtime.metrics_feed import update_store_metrics
+
+        self.last_scan = scan
+        update_store_metrics(self, scan)
+        self.emit(STORE_SCANNED, scan=scan)
 
     # ---- the requests parts make of each other ----------------------------------------------
 

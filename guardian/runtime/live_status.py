@@ -8,6 +8,10 @@ a repair ran, a snapshot was taken), in one background thread, a second after th
 a fact nobody changed is re-read at most every :data:`MAX_AGE_SECONDS` and only if someone asked
 for the status meanwhile (a change outside the watcher's view). A call builds the status from
 what is kept: no I/O but the caller's own ``status_file_data``.
+
+The scan is not read here when a part keeps the shared verdict current (the health part offers
+``verdict`` and publishes every scan, ``store_scanned``): then the status shows that scan, the same
+one /readyz and the metrics show, and costs no walk of the store at all.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from typing import Callable
 
 from guardian.errors import GuardianError
-from guardian.runtime.context import INDEX_STALE, REPAIRED, SNAPSHOT_TAKEN
+from guardian.runtime.context import INDEX_STALE, REPAIRED, SNAPSHOT_TAKEN, STORE_SCANNED, VERDICT
 from guardian.runtime.status import build_status
 from guardian.runtime.status_facts import count_quarantined, list_snapshot_times
 from guardian.store.scan import scan_store
@@ -45,13 +49,22 @@ class LiveStatus:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.reads = dict.fromkeys(FACTS, 0)  # how often each fact was read from disk (tests, debugging)
+        self.shared_scan = False  # True once start() finds a part publishing the store's scans
 
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> "LiveStatus":
-        self.ctx.on(INDEX_STALE, lambda **_: self.mark("scan"))
-        self.ctx.on(REPAIRED, lambda **_: self.mark("scan", "quarantined"))
-        self.ctx.on(SNAPSHOT_TAKEN, lambda **_: self.mark("snapshots"))
+        ctx = self.ctx
+        self.shared_scan = ctx.offers(VERDICT)
+        ctx.on(STORE_SCANNED, self.take_scan)
+        if self.shared_scan:
+            with self._lock:
+                self._dirty.discard("scan")
+            ctx.on(REPAIRED, lambda **_: self.mark("quarantined"))
+        else:
+            ctx.on(INDEX_STALE, lambda **_: self.mark("scan"))
+            ctx.on(REPAIRED, lambda **_: self.mark("scan", "quarantined"))
+        ctx.on(SNAPSHOT_TAKEN, lambda **_: self.mark("snapshots"))
         self.refresh()  # the first facts before the first call (cheap when the pre-flight's scan is there)
         self._thread = threading.Thread(target=self._run, name="guardian-live-status", daemon=True)
         self._thread.start()
@@ -65,6 +78,13 @@ class LiveStatus:
             self._thread = None
 
     # ---- facts ----------------------------------------------------------------------------
+
+    def take_scan(self, scan) -> None:
+        """A part published a new scan of the store: show it (no read here)."""
+        with self._lock:
+            self._facts["scan"] = scan
+            self._read_at["scan"] = time.monotonic()
+            self._dirty.discard("scan")
 
     def mark(self, *names: str) -> None:
         """These facts changed on disk: re-read them soon (in the refresher, not in the caller)."""
@@ -84,7 +104,8 @@ class LiveStatus:
         """Re-read every dirty fact, and any older than max_age that a caller may be waiting on."""
         now = time.monotonic()
         with self._lock:
-            stale = {name for name in FACTS if self._asked and now - self._read_at[name] > self.max_age}
+            stale = {name for name in FACTS if self._asked and now - self._read_at[name] > self.max_age
+                     and not (name == "scan" and self.shared_scan)}
             wanted = self._dirty | stale
             self._dirty = set()
             self._asked = False

@@ -165,6 +165,16 @@ class Repository:
                 self._refresh_locked()
             return self._index
 
+    def refresh(self) -> None:
+        """Begin a new take with a kept repository object: look at the pack folder again (another
+        writer may have added or removed packs; only their indexes are read) and forget the packs
+        written before, so :meth:`new_packs` names this take's only."""
+        with self._lock:
+            if self._index is not None:
+                self._refresh_locked()
+            for writer in self._writers:
+                writer.finished.clear()
+
     def _refresh_locked(self) -> None:
         on_disk = set(self.pack_ids())
         known = set(self._pack_sizes) | set(self.damaged_packs)

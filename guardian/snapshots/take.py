@@ -274,6 +274,7 @@ class DeltaState:
 
 # A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.ManifestEntry.row).
 PATH, SIZE, MODE, MTIME, INODE, HASH, FLAGS = range(7)
+_ROW_PATH = operator.itemgetter(PATH)
 
 
 class _Capture:
@@ -382,25 +383,26 @@ class _Capture:
     def capture_changes(self, changes: dict[str, os.stat_result | None]) -> tuple[list[list], dict[str, list]]:
         """The previous rows with ``changes`` applied (None: gone), as a sorted list and by path.
         Changed files are read, never reused: an event said they changed, and a rewrite within one
-        mtime tick keeps size and mtime. (No sort of the whole list: new paths are inserted.)"""
-        rows = dict(self.previous)
+        mtime tick keeps size and mtime. The previous list and dict are updated IN PLACE (a change
+        costs a bisect and a C-level move, not a copy of 100k rows): the baseline they came from is
+        spent, and continuous capture drops it if the snapshot then fails."""
+        rows, order = self.previous, self.previous_rows
         to_read = [rel for rel, info in changes.items() if info is not None]
         read = [self.capture_one(rel) for rel in to_read]  # one thread: the new blobs go into one pack
         gone = {rel for rel, info in changes.items() if info is None}
         for rel, row in zip(to_read, read):
             if row is None:
                 gone.add(rel)
+                continue
+            if rel in rows:
+                order[bisect.bisect_left(order, rel, key=_ROW_PATH)] = row
             else:
-                rows[rel] = row
+                bisect.insort(order, row, key=_ROW_PATH)
+            rows[rel] = row
         for rel in gone:
-            rows.pop(rel, None)
-        added = sorted(rel for rel in rows if rel not in self.previous) if len(rows) != len(self.previous) or \
-            any(rel not in self.previous for rel in to_read) else []
-        order = [row[PATH] for row in self.previous_rows if row[PATH] in rows] if gone else \
-            [row[PATH] for row in self.previous_rows]
-        for rel in added:
-            bisect.insort(order, rel)
-        return [rows[rel] for rel in order], rows
+            if rows.pop(rel, None) is not None:
+                del order[bisect.bisect_left(order, rel, key=_ROW_PATH)]
+        return order, rows
 
     def _unstable(self, rel: str) -> list:
         old = self.previous.get(rel)
@@ -455,10 +457,10 @@ def collection_infos(rows: list[list], compress: bool, contents: dict[str, bytes
     return result
 
 
-def changed_folder_files(base: Baseline, changes: dict, by_path: dict) -> dict[str, int]:
-    """Files per top folder after ``changes`` (from the baseline's counts: no pass over every row)."""
+def changed_folder_files(base: Baseline, changes: dict, by_path: dict, old: set[str]) -> dict[str, int]:
+    """Files per top folder after ``changes`` (from the baseline's counts: no pass over every row);
+    ``old``: the changed paths the baseline held."""
     counts = dict(base.files_per_folder())
-    old = base.path_index()
     for rel in changes:
         folder, slash, _ = rel.partition("/")
         delta = (rel in by_path) - (rel in old)
@@ -468,7 +470,8 @@ def changed_folder_files(base: Baseline, changes: dict, by_path: dict) -> dict[s
 
 
 def changed_collection_infos(base: Baseline, changes: dict, by_path: dict, folder_files: dict[str, int],
-                             compress: bool, contents: dict[str, bytes], repo: Repository) -> list[CollectionInfo]:
+                             old: set[str], compress: bool, contents: dict[str, bytes],
+                             repo: Repository) -> list[CollectionInfo]:
     """:func:`collection_infos` for an incremental snapshot: the previous infos updated by ``changes``
     (document counts by added/removed files, names only for metadata files that changed)."""
     ext = layout.extension(compress)
@@ -478,7 +481,6 @@ def changed_collection_infos(base: Baseline, changes: dict, by_path: dict, folde
     metadata = {folder: c.metadata_hash for folder, c in previous.items()}
     names = {folder: c.name for folder, c in previous.items()}
     known = {c.metadata_hash: c.name for c in base.manifest.collections if c.metadata_hash}
-    old = base.path_index()
     for rel in changes:
         folder, slash, name = rel.partition("/")
         if not slash or "/" in name:
@@ -516,19 +518,21 @@ def _collection_name(meta: ManifestEntry, contents: dict[str, bytes], repo: Repo
 def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeout: float = 30.0,
                   clock: Callable[[], datetime] | None = None, progress=None,
                   reader: Callable = read_stable, changed: "set[str] | None" = None,
-                  baseline: "Baseline | None" = None) -> SnapshotResult:
+                  baseline: "Baseline | None" = None, repo: Repository | None = None) -> SnapshotResult:
     """Take one snapshot of ``paths.store`` under the store lock.
 
     ``changed`` (store-relative paths of files or folders that changed): an incremental snapshot on
     top of the newest one (``baseline`` if it still is the newest, saving a manifest read); without
-    it, or when there is no usable previous snapshot, a full walk."""
+    it, or when there is no usable previous snapshot, a full walk. ``repo``: a repository object kept
+    by the caller (continuous capture), whose blob index is then looked at again, not rebuilt."""
     root = paths.store
     if not root.is_dir():
         raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
     paths.ensure()
-    repo = Repository(paths.snapshots).ensure()
+    repo = (repo or Repository(paths.snapshots)).ensure()
     prepare_judge()  # the decoder's import, not while holding the lock
     with store_lock(paths.lock_file, timeout=lock_timeout):
+        repo.refresh()   # under the lock: packs another take or a prune added or removed since
         if changed is not None:
             base = _baseline_or_latest(repo, baseline)
             if base is not None and base.manifest.packs is not None:
@@ -690,10 +694,14 @@ def _take_incremental(paths, repo: Repository, base: "Baseline", changed: set[st
                        base.path_index())
     try:
         changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
+        held = base.path_index()
+        old = {rel for rel in changes if rel in held}   # before capture_changes updates the rows in place
+        before = _RowFacts.of(base, changes)
+        base.files_per_folder()
         rows, by_path = capture.capture_changes(changes)
-        folder_files = changed_folder_files(base, changes, by_path)
+        folder_files = changed_folder_files(base, changes, by_path, old)
         manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress,
-                                   (base, changes, by_path, folder_files))
+                                   (base, changes, by_path, folder_files, old), before)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
         manifest.stats["incremental"] = True
         delta = None
@@ -728,7 +736,8 @@ def _commit_incremental(repo: Repository, manifest: Manifest, rows, previous: Ma
     if delta is not None:
         data = _encode_sparse(repo, manifest, delta)
     if data is None and len(rows) >= BASE_LIST_MIN_FILES:
-        digest, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode(), rows)
+        # a copy: the next capture updates ``rows`` in place, a base list must never change
+        digest, written = repo.store_dictionary(json.dumps(rows, separators=(",", ":")).encode(), list(rows))
         if written:
             capture.note_written(written)
             manifest.stats["new_bytes"] = capture.new_bytes
@@ -864,8 +873,11 @@ def _save_stat_cache(paths, listing, rows, started_ns: int, data: bytes) -> None
         statcache.save(paths.cache / STAT_CACHE, cache)
 
 
-def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress, incremental=None) -> Manifest:
-    """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`)."""
+def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress, incremental=None,
+                    before: "_RowFacts | None" = None) -> Manifest:
+    """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`).
+    ``before`` (incremental): the changed paths' sizes and flags in the previous snapshot, so the
+    totals are the previous ones adjusted, without a pass over every row."""
     if incremental is not None and compress is None:
         is_compressed = previous.compress  # the store's format does not change with a few writes
     else:
@@ -878,12 +890,45 @@ def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compr
     manifest = Manifest(id=new_snapshot_id(moment), time=moment.astimezone(timezone.utc), store=str(paths.store),
                         compress=is_compressed, collections=collections, dirs=listing.dirs,
                         skipped=sorted(listing.skipped + capture.unreadable), files=None)
+    totals = before.after(incremental[2]) if before is not None else None
+    if totals is None:
+        totals = (sum(row[SIZE] for row in rows), [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE])
     manifest.stats = {"files": len(rows), "read_files": capture.read_files,
                       "new_blobs": capture.new_blobs, "new_bytes": capture.new_bytes,
-                      "total_bytes": sum(row[SIZE] for row in rows),
-                      "unstable": [row[PATH] for row in rows if row[FLAGS] & FLAG_UNSTABLE],
+                      "total_bytes": totals[0], "unstable": totals[1],
                       "damaged": sorted(capture.damaged)}
     return manifest
+
+
+@dataclass
+class _RowFacts:
+    """The previous snapshot's totals and what the changed paths held in it (taken before the rows
+    are updated in place), to derive the new totals from the changes alone."""
+
+    total_bytes: int
+    unstable: list[str]
+    changed: set[str]
+    sizes: dict[str, int]   # changed path -> its size in the previous snapshot (if it was there)
+
+    @classmethod
+    def of(cls, base: Baseline, changes) -> "_RowFacts | None":
+        stats = base.manifest.stats or {}
+        total, unstable = stats.get("total_bytes"), stats.get("unstable")
+        if not isinstance(total, int) or not isinstance(unstable, list):
+            return None
+        held = base.path_index()
+        return cls(total, unstable, set(changes), {rel: held[rel][SIZE] for rel in changes if rel in held})
+
+    def after(self, by_path: dict) -> tuple[int, list[str]]:
+        total = self.total_bytes - sum(self.sizes.values())
+        unstable = {rel for rel in self.unstable if rel not in self.changed}
+        for rel in self.changed:
+            row = by_path.get(rel)
+            if row is not None:
+                total += row[SIZE]
+                if row[FLAGS] & FLAG_UNSTABLE:
+                    unstable.add(rel)
+        return total, sorted(unstable)
 
 
 def _commit(repo: Repository, manifest: Manifest, rows: list[list], previous: Manifest | None,

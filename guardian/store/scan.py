@@ -503,36 +503,55 @@ def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: l
                            cache) -> CollectionScan:
     path = os.path.join(root, dir_name)
     coll = CollectionScan(dir=dir_name, path=path)
-    ext = layout.extension(scan.compress)
-    other_ext = layout.extension(not scan.compress)
-    meta_name = layout.METADATA_STEM + ext
+    names = FileNames.of(scan.compress)
     records = cache.folder(dir_name) if cache else None
     fresh: dict | None = {} if cache else None
     for entry in entries:
-        rel = f"{dir_name}/{entry.name}"
-        if entry.is_dir:
-            if entry.name == meta_name:
-                coll.problems.append(Problem(rel, "metadata_is_folder", "the metadata path is a folder", dir_name))
-            elif entry.name.endswith(ext):
-                coll.problems.append(Problem(rel, "document_is_folder", "a folder where chromem reads a document "
-                                             "file: chromem silently skips it", dir_name))
-            continue
-        if entry.name.startswith(GUARDIAN_TEMP_PREFIX):
-            coll.problems.append(Problem(rel, "guardian_leftover", "left by an interrupted guardian write", dir_name))
-            continue
-        if entry.name == meta_name:
-            read_metadata(scan, coll, entry, rel)
-        elif entry.name.endswith(ext):
-            read_document_entry(scan, coll, entry, rel, records, fresh)
-        elif entry.name.endswith(other_ext) or entry.name == layout.METADATA_STEM + other_ext:
-            coll.problems.append(Problem(rel, "other_format_file",
-                                         f"a {other_ext} file in a store read as {ext}: chromem ignores it", dir_name))
-        else:
-            coll.problems.append(Problem(rel, "stray_file", "chromem ignores this file", dir_name))
+        read_entry(scan, coll, entry, names, records, fresh)
     if cache:
         cache.store_folder(dir_name, fresh)
-    judge_collection(scan, coll, meta_name)
+    judge_collection(scan, coll, names.metadata)
     return coll
+
+
+@dataclass(frozen=True)
+class FileNames:
+    """What chromem calls its files in a store read with one compress flag."""
+
+    ext: str
+    other_ext: str
+    metadata: str
+
+    @classmethod
+    def of(cls, compress: bool) -> "FileNames":
+        ext = layout.extension(compress)
+        return cls(ext, layout.extension(not compress), layout.METADATA_STEM + ext)
+
+
+def read_entry(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, names: FileNames, records,
+               fresh) -> None:
+    """One entry of a collection folder, as chromem reads it (its problems go to ``coll``)."""
+    dir_name, ext, other_ext = coll.dir, names.ext, names.other_ext
+    rel = f"{dir_name}/{entry.name}"
+    if entry.is_dir:
+        if entry.name == names.metadata:
+            coll.problems.append(Problem(rel, "metadata_is_folder", "the metadata path is a folder", dir_name))
+        elif entry.name.endswith(ext):
+            coll.problems.append(Problem(rel, "document_is_folder", "a folder where chromem reads a document "
+                                         "file: chromem silently skips it", dir_name))
+        return
+    if entry.name.startswith(GUARDIAN_TEMP_PREFIX):
+        coll.problems.append(Problem(rel, "guardian_leftover", "left by an interrupted guardian write", dir_name))
+        return
+    if entry.name == names.metadata:
+        read_metadata(scan, coll, entry, rel)
+    elif entry.name.endswith(ext):
+        read_document_entry(scan, coll, entry, rel, records, fresh)
+    elif entry.name.endswith(other_ext) or entry.name == layout.METADATA_STEM + other_ext:
+        coll.problems.append(Problem(rel, "other_format_file",
+                                     f"a {other_ext} file in a store read as {ext}: chromem ignores it", dir_name))
+    else:
+        coll.problems.append(Problem(rel, "stray_file", "chromem ignores this file", dir_name))
 
 
 def read_metadata(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, rel: str) -> None:

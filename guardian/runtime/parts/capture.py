@@ -18,6 +18,7 @@ from guardian.runtime.context import SNAPSHOT_TAKEN, STORE_CHANGED
 from guardian.runtime.metrics_feed import update_snapshot_metrics
 from guardian.runtime.parts import ThreadedPart
 from guardian.snapshots.prune import forget_and_prune_for
+from guardian.snapshots.repository import Repository
 from guardian.snapshots.take import take_snapshot
 
 RETRY_SECONDS = 2.0
@@ -34,6 +35,7 @@ class CapturePart(ThreadedPart):
         self.clock = clock
         self.queue = CaptureQueue(config.capture_quiet_seconds, config.capture_max_wait_seconds)
         self.baseline = None
+        self.repo = None   # one repository object for every capture: its blob index is kept, not rebuilt
         self.captures = 0
         self.failures = 0
         self.last: dict | None = None
@@ -72,8 +74,12 @@ class CapturePart(ThreadedPart):
 
     def capture(self, paths: set[str], oldest: float | None, retry: bool = True) -> None:
         ctx = self.ctx
+        if self.repo is None:
+            self.repo = Repository(ctx.paths.snapshots)
+        baseline, self.baseline = self.baseline, None   # spent by the take (its rows are updated in place)
         try:
-            result = take_snapshot(ctx.paths, ctx.config.compress_flag, changed=paths, baseline=self.baseline)
+            result = take_snapshot(ctx.paths, ctx.config.compress_flag, changed=paths, baseline=baseline,
+                                   repo=self.repo)
         except (GuardianError, OSError) as exc:
             self.failures += 1
             message = getattr(exc, "message", str(exc))

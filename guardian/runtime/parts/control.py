@@ -47,8 +47,6 @@ class ControlPart(BasePart):
         """Check and repair now (asked by `guardian exec` when the verdict is bad); the new verdict."""
         result = self.ctx.repair()
         scan = getattr(result, "scan", None)
-        if scan is not None:
-            self.ctx.last_scan = scan
         return {"loadable": None if scan is None else bool(scan.loadable),
                 "actions": len(getattr(result, "actions", []))}
 

@@ -2,10 +2,13 @@
 
 Every changed path is watched until it settles (``runtime.settle``: quiet and closed), then judged
 on its own (``store.judge.judge_path``: a stat and one decode). New damage is announced
-(``damage_found``, which the live repair part acts on in `guardian run`) and the store is scanned
-again (cached: only changed files are decoded), so /readyz, ``guardian_store_loadable``,
-``guardian_collections{status}`` and /v1/status agree. Writes that do no harm cost a judgment,
-not a scan; after harmless writes the store is rescanned at most every ``RESCAN_SECONDS``.
+(``damage_found``, which the live repair part acts on in `guardian run`). The verdict on the whole
+store is a :class:`~guardian.store.live_scan.LiveScan`, read once and then told each settled path
+(a stat and a decode per changed file, never a walk of the store), and published as the runtime's
+one scan (``ctx.publish_scan``), so /readyz, ``guardian_store_loadable``, ``guardian_documents``,
+``guardian_collections{status}`` and /v1/status follow every settled write within a second or two.
+The store is read whole again after a repair and, as a safety net for lost events, every
+``FULL_RESCAN_SECONDS`` while it changes.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ import time
 
 from guardian.errors import GuardianError
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
-from guardian.runtime.metrics_feed import update_store_metrics
 from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.settle import SettleTracker
 from guardian.runtime.watcher import CREATED, DELETED
 from guardian.store.judge import judge_path
-from guardian.store.scan import scan_store
+from guardian.store.live_scan import LiveScan
 
-RESCAN_SECONDS = 30.0
+FULL_RESCAN_SECONDS = 600.0
+RETRY_SECONDS = 2.0
 IDLE_WAKE = 1.0
 
 
@@ -47,6 +50,8 @@ class StoreHealthPart(ThreadedPart):
         self.dirty = False
         self.last_scan_at = 0.0
         self.scan_lock = threading.Lock()
+        self.live: LiveScan | None = None   # built by the first rescan (in the worker, not at start-up)
+        self.full_wanted = True             # read the whole store at the next chance (start-up, repairs)
 
     def start(self) -> None:
         ctx = self.ctx
@@ -55,8 +60,7 @@ class StoreHealthPart(ThreadedPart):
         ctx.provide(VERDICT, self.verdict)
         if ctx.last_scan is None:
             self.rescan()
-        else:
-            self.last_scan_at = self.clock()
+        # else the pre-flight's scan stands until the live scan is read (in the worker, full_wanted)
         self.start_thread()
 
     # ---- intake (observer thread) ------------------------------------------------------------
@@ -77,7 +81,7 @@ class StoreHealthPart(ThreadedPart):
     def mark_dirty(self) -> None:
         with self.cond:
             self.dirty = True
-            self.last_scan_at = 0.0  # rescan at once
+            self.full_wanted = True
             self.cond.notify_all()
 
     # ---- the worker ----------------------------------------------------------------------------
@@ -99,52 +103,70 @@ class StoreHealthPart(ThreadedPart):
                 self.ctx.log.error("health_check_failed", error=f"{type(exc).__name__}: {exc}")
 
     def rescan_due(self, now: float) -> bool:
-        """Harmless writes refresh the counts at most every RESCAN_SECONDS (a scan of a 100k store costs
-        ~0.3 s); damage found or healed rescans at once (see :meth:`judge`), so does a repair."""
-        return self.dirty and now - self.last_scan_at >= RESCAN_SECONDS
+        """A whole read: at once after a repair (and before the first update), else at most every
+        FULL_RESCAN_SECONDS while the store changes (settled paths update the live scan meanwhile)."""
+        if self.live is None:   # not read yet, or the last read failed: try again every few seconds
+            return self.full_wanted or now - self.last_scan_at >= RETRY_SECONDS
+        return self.full_wanted or (self.dirty and now - self.last_scan_at >= FULL_RESCAN_SECONDS)
 
     def judge(self, settled: list[str]) -> None:
         root = self.ctx.config.store_path
-        found, healed = [], []
+        found = []
         for rel in settled:
             damage = judge_path(root, rel)
             if damage is not None:
                 if getattr(self.damaged.get(rel), "key", object()) != damage.key:
                     found.append(damage)
                 self.damaged[rel] = damage
-            elif self.damaged.pop(rel, None) is not None:
-                healed.append(rel)
-        if found or healed or self.rescan_due(self.clock()):
+            else:
+                self.damaged.pop(rel, None)
+        if self.rescan_due(self.clock()):
             self.rescan()
+        elif settled:
+            self.update(settled)
         for damage in found:
             self.ctx.log.warning("damage_settled", path=damage.path, kind=damage.kind, reason=damage.reason)
         if found:
             self.ctx.emit(DAMAGE_FOUND, damages=found)
 
     def rescan(self):
-        """Scan the store now (cached) and publish the verdict; returns the scan (None on failure)."""
+        """Read the whole store now (cached decodes) and publish the verdict; the scan (None on failure)."""
         ctx = self.ctx
         with self.scan_lock:
             with self.cond:
-                self.dirty = False
+                self.dirty = self.full_wanted = False
                 self.last_scan_at = self.clock()
+            live = LiveScan(ctx.config.store_path, ctx.config.compress_flag, cache_dir=ctx.paths.cache)
             try:
-                scan = scan_store(ctx.config.store_path, ctx.config.compress_flag, cache_dir=ctx.paths.cache)
+                scan = live.build()
             except (GuardianError, OSError) as exc:
                 ctx.log.warning("health_scan_failed", error=str(exc))
                 return None
-            ctx.last_scan = scan
-            update_store_metrics(ctx, scan)
+            self.live = live
+            ctx.publish_scan(scan)
+            return scan
+
+    def update(self, paths: list[str]):
+        """Tell the live scan these settled paths changed and publish the verdict (a stat and a decode
+        per path: the cost of a write is the write, not the store)."""
+        with self.scan_lock:
+            try:
+                scan = self.live.update(paths)
+            except (GuardianError, OSError) as exc:
+                self.ctx.log.warning("health_scan_failed", error=str(exc))
+                self.mark_dirty()
+                return None
+            self.ctx.publish_scan(scan)
             return scan
 
     # ---- what it says ----------------------------------------------------------------------------
 
     def verdict(self) -> dict:
-        """For `guardian exec` (over the control socket): the verdict now, rescanned if stale."""
+        """For `guardian exec` (over the control socket): the verdict as of the last settled change (kept
+        current by :meth:`update`: no walk of the store here), and how many paths have not settled."""
         with self.cond:
-            stale = self.dirty
             unsettled = len(self.tracker.watched)
-        scan = self.rescan() if stale or self.ctx.last_scan is None else self.ctx.last_scan
+        scan = self.ctx.last_scan if self.ctx.last_scan is not None else self.rescan()
         return {"loadable": bool(scan is not None and scan.loadable),
                 "error": getattr(scan, "error", None), "unsettled": unsettled,
                 "damaged": [d.to_dict() for d in self.damaged.values()]}

@@ -12,7 +12,6 @@ from guardian.errors import GuardianError
 from guardian.repair.live import repair_judged
 from guardian.runtime import alerts
 from guardian.runtime.context import DAMAGE_FOUND, LIVE_REPAIR, REPAIRED
-from guardian.runtime.metrics_feed import update_store_metrics
 from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.status import iso_utc
 
@@ -71,9 +70,7 @@ class LiveRepairPart(ThreadedPart):
     def report(self, result) -> None:
         ctx = self.ctx
         done = [a.to_dict() for a in result.repaired]
-        if result.scan is not None:
-            ctx.last_scan = result.scan
-            update_store_metrics(ctx, result.scan)
+        ctx.publish_scan(result.scan)
         self.last = {"time": iso_utc(ctx.wall_clock()), **result.to_dict()}
         ctx.last_repair = {"time": self.last["time"], "summary": _summary(result), "live": True,
                            "loadable_before": False, "loadable_after": result.loadable, "actions": len(done)}

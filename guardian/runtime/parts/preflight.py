@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from guardian.repair.preflight import summary_line
 from guardian.runtime.context import REPAIR, REPAIRED
-from guardian.runtime.metrics_feed import update_snapshot_metrics, update_store_metrics
+from guardian.runtime.metrics_feed import update_snapshot_metrics
 from guardian.runtime.parts import BasePart
 from guardian.runtime.preflight import preflight_and_alert
 from guardian.runtime.status import iso_utc
@@ -27,12 +27,11 @@ class PreflightPart(BasePart):
         with ctx.repair_lock:
             result = preflight_and_alert(ctx.config, ctx.paths, ctx.log, ctx.alerter)
         ctx.last_repair = {"time": iso_utc(ctx.wall_clock()), **summary_of(result)}
-        ctx.last_scan = result.scan
         if result.actions:
             ctx.counters.repairs += len(result.actions)
             ctx.metrics.inc_repairs(len(result.actions))
             ctx.emit(REPAIRED, actions=result.actions)
-        update_store_metrics(ctx, result.scan)
+        ctx.publish_scan(result.scan)
         update_snapshot_metrics(ctx)
         return result
 
