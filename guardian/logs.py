@@ -64,3 +64,39 @@ def get_logger(name: str = "guardian"):
     if not _configured:
         _apply(*(_settings or (os.environ.get("GUARDIAN_LOG_LEVEL", "warning"),)))
     return structlog.get_logger(name)
+
+
+class LazyLogger:
+    """A logger that imports structlog only for a line that will be written: a call below the level
+    is dropped without it. For `guardian exec`: with a sidecar vouching for the store it logs only at
+    info, below the default level, and importing structlog (and asyncio) was most of its overhead."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger = None
+
+    def _threshold(self) -> int:
+        level = (_settings or (os.environ.get("GUARDIAN_LOG_LEVEL", "warning"),))[0]
+        return getattr(logging, str(level).upper(), logging.INFO)
+
+    def _log(self, method: str, level: int, event: str, **fields) -> None:
+        if self._logger is None:
+            if level < self._threshold():
+                return
+            self._logger = get_logger(self.name)
+        getattr(self._logger, method)(event, **fields)
+
+    def debug(self, event: str, **fields) -> None:
+        self._log("debug", logging.DEBUG, event, **fields)
+
+    def info(self, event: str, **fields) -> None:
+        self._log("info", logging.INFO, event, **fields)
+
+    def warning(self, event: str, **fields) -> None:
+        self._log("warning", logging.WARNING, event, **fields)
+
+    def error(self, event: str, **fields) -> None:
+        self._log("error", logging.ERROR, event, **fields)
+
+    def critical(self, event: str, **fields) -> None:
+        self._log("critical", logging.CRITICAL, event, **fields)

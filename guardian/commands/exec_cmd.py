@@ -55,9 +55,9 @@ def verdict_from_sidecar(ctx, log) -> bool:
 
 def run(args, ctx) -> int:
     cmd = child_command(args.cmd)
-    from guardian.logs import get_logger
+    from guardian.logs import LazyLogger
 
-    log = get_logger("guardian.exec")
+    log = LazyLogger("guardian.exec")   # structlog only if a line is written (not below the level)
     if not verdict_from_sidecar(ctx, log):
         from guardian.runtime.preflight import preflight_and_alert
 

@@ -9,6 +9,7 @@ collected by the hourly full snapshot, which also catches any event the watcher 
 
 from __future__ import annotations
 
+import threading
 import time
 
 from guardian.errors import GuardianError
@@ -19,7 +20,7 @@ from guardian.runtime.metrics_feed import update_snapshot_metrics
 from guardian.runtime.parts import ThreadedPart
 from guardian.snapshots.prune import forget_and_prune_for
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.take import take_snapshot
+from guardian.snapshots.take import prepare_baseline, take_snapshot
 
 RETRY_SECONDS = 2.0
 LOGGED_PATHS = 2000  # a capture's log line names its paths up to this many (the bench reads them)
@@ -36,12 +37,15 @@ class CapturePart(ThreadedPart):
         self.queue = CaptureQueue(config.capture_quiet_seconds, config.capture_max_wait_seconds)
         self.baseline = None
         self.repo = None   # one repository object for every capture: its blob index is kept, not rebuilt
+        self.prime_wanted = True   # read the newest snapshot ahead (start-up, or another part took one)
+        self.worker_ident: int | None = None
         self.captures = 0
         self.failures = 0
         self.last: dict | None = None
 
     def start(self) -> None:
         self.ctx.on(STORE_CHANGED, self.on_changes)
+        self.ctx.on(SNAPSHOT_TAKEN, self.on_snapshot_taken)
         self.start_thread()
 
     def stop(self) -> None:
@@ -58,19 +62,45 @@ class CapturePart(ThreadedPart):
             self.queue.add({str(e.rel) for e in events}, self.clock())
             self.cond.notify_all()
 
+    def on_snapshot_taken(self, **_) -> None:
+        """Another part committed a snapshot: the kept baseline is no longer the newest; read it ahead."""
+        if threading.get_ident() != self.worker_ident:   # (our own captures announce themselves too)
+            with self.cond:
+                self.prime_wanted = True
+                self.cond.notify_all()
+
     def loop(self) -> None:
+        self.worker_ident = threading.get_ident()
         while True:
             with self.cond:
                 while not self.stopping:
                     wait = self.queue.due_in(self.clock())
-                    if wait == 0:
+                    if wait == 0 or self.prime_wanted:
                         break
                     self.cond.wait(wait)
                 if self.stopping:
                     return
-                oldest = self.queue.oldest_age(self.clock())
-                paths = self.queue.take()
-            self.capture(paths, oldest)
+                if wait != 0:
+                    self.prime_wanted = False
+                    paths = None
+                else:
+                    oldest = self.queue.oldest_age(self.clock())
+                    paths = self.queue.take()
+            if paths is None:
+                self.prime()
+            else:
+                self.capture(paths, oldest)
+
+    def prime(self) -> None:
+        if self.repo is None:
+            self.repo = Repository(self.ctx.paths.snapshots)
+        try:
+            baseline = prepare_baseline(self.repo) if self.ctx.paths.snapshots.exists() else None
+        except (GuardianError, OSError) as exc:   # the capture reads it itself then
+            self.ctx.log.warning("capture_prime_failed", error=getattr(exc, "message", str(exc)))
+            return
+        if baseline is not None:
+            self.baseline = baseline
 
     def capture(self, paths: set[str], oldest: float | None, retry: bool = True) -> None:
         ctx = self.ctx
