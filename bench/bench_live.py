@@ -14,7 +14,16 @@
    what retention keeps over 24 h at this rate (retention planned over a simulated clock with the
    real ``plan_retention``: every snapshot of the last hour, then one per hour). Baseline: the store.
 5. `guardian exec -- /bin/true` on the unchanged store: with the sidecar running (asks it over the
-   control socket) and without (pre-flight: a stat walk), median of ``--runs``; baseline /bin/true.
+   control socket) and without (pre-flight: a stat walk), median of ``--runs``; baseline /bin/true
+   and the floor (Python starting with guardian's CLI module), in wall time and in the CPU time of
+   the exec process (CPU time hardly depends on the machine's load, wall time does).
+6. How far the counts lag the writes: every 0.5 s during the writes, ``guardian_documents``,
+   ``guardian_index_documents`` and /v1/status's document count are read; for each write, the time
+   from the writer reporting it to the first sample counting it. p50 / max.
+
+``--from STORE`` starts from a copy (``cp -a``) of an existing store instead of writing one (e.g. a
+100k store written by the real chromem, ``chromemh synth``); the writer then writes to its first
+collection.
 
 Needs ../shared/chromem-harness/chromemh (skips step 2 without it). Numbers depend on machine load:
 the script prints the load average next to them.
@@ -141,24 +150,65 @@ def kept_over_a_day(snapshot_seconds: float, config) -> tuple[int, int]:
     return len(keep), taken
 
 
-def exec_seconds(store: Path, state: Path, runs: int) -> float:
+def exec_seconds(store: Path, state: Path, runs: int) -> tuple[float, float]:
     env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml"}
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "guardian", "exec", "--store", str(store), "--", "/bin/true"],
-                       env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return command_seconds([sys.executable, "-m", "guardian", "exec", "--store", str(store), "--", "/bin/true"],
+                           runs, env)
 
 
-def command_seconds(cmd: list[str], runs: int) -> float:
-    times = []
+def command_seconds(cmd: list[str], runs: int, env: dict | None = None) -> tuple[float, float]:
+    """Median (wall seconds, CPU seconds of the command itself) over ``runs``."""
+    import resource
+
+    walls, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - began)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def http_port(log: Path) -> int:
+    for line in log.read_text(errors="replace").splitlines():
+        if '"http_listening"' in line:
+            return json.loads(line)["port"]
+    raise SystemExit(f"no http_listening in {log}")
+
+
+def sample_counts(port: int, stop: threading.Event, out: list) -> None:
+    """Every 0.5 s: (time, guardian_documents, guardian_index_documents, /v1/status documents)."""
+    import urllib.request
+
+    def metric(body: str, name: str) -> float | None:
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    while not stop.wait(0.5):
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=10).read())
+        except OSError:
+            continue
+        out.append((time.time(), metric(body, "guardian_documents"), metric(body, "guardian_index_documents"),
+                    status.get("store", {}).get("documents")))
+
+
+def count_lags(written: list[tuple[str, float]], samples: list[tuple], column: int) -> list[float]:
+    """Per write k: seconds from the writer reporting it to the first sample counting base + k + 1."""
+    if not samples or samples[0][column] is None:
+        return []
+    base = samples[0][column] - sum(1 for _, at in written if at <= samples[0][0])
+    lags = []
+    for k, (_, at) in enumerate(written):
+        hit = next((when for when, *values in samples
+                    if when >= at and values[column - 1] is not None and values[column - 1] >= base + k + 1), None)
+        lags.append(float("inf") if hit is None else hit - at)
+    return lags
 
 
 def main() -> int:
@@ -169,6 +219,7 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", default="/tmp/bench-live")
+    parser.add_argument("--from", dest="source", help="start from a copy of this store (cp -a) instead of writing one")
     args = parser.parse_args()
     from guardian.config import Config
 
@@ -178,8 +229,18 @@ def main() -> int:
     work.mkdir(parents=True)
     store, state, log = work / "store", work / "state", work / "run.log"
     began = time.monotonic()
-    make_store(store, args.docs, collections=COLLECTIONS)
-    print(f"store: {args.docs} documents in {len(COLLECTIONS)} collections ({time.monotonic() - began:.1f} s to write)")
+    writer_collection = COLLECTIONS[1]
+    if args.source:
+        subprocess.run(["cp", "-a", args.source, str(store)], check=True)
+        from guardian.store.scan import scan_store
+
+        names = sorted(scan_store(store).loaded_collections().items())
+        writer_collection = names[0][0]
+        print(f"store: a copy of {args.source}: {sum(n for _, n in names)} documents in {len(names)} collection(s)")
+    else:
+        make_store(store, args.docs, collections=COLLECTIONS)
+        print(f"store: {args.docs} documents in {len(COLLECTIONS)} collections "
+              f"({time.monotonic() - began:.1f} s to write)")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores shared with other work)")
     paths = StatePaths.for_store(store, state)
 
@@ -197,23 +258,33 @@ def main() -> int:
         with_sidecar = exec_seconds(store, state, args.runs)
         baseline = command_seconds(["/bin/true"], args.runs)
         interpreter = command_seconds([sys.executable, "-c", "import guardian.cli"], args.runs)
-        print(f"exec -- /bin/true: {without:.3f} s without a sidecar (pre-flight), {with_sidecar:.3f} s with one "
-              f"(asks it); /bin/true alone {baseline:.3f} s -> overhead {without - baseline:.3f} s / "
-              f"{with_sidecar - baseline:.3f} s (median of {args.runs}); of which starting Python with "
-              f"guardian's CLI module: {interpreter:.3f} s")
+        print(f"exec -- /bin/true: {without[0]:.3f} s without a sidecar (pre-flight), {with_sidecar[0]:.3f} s with "
+              f"one (asks it); /bin/true alone {baseline[0]:.3f} s -> overhead {without[0] - baseline[0]:.3f} s / "
+              f"{with_sidecar[0] - baseline[0]:.3f} s (median of {args.runs}); of which starting Python with "
+              f"guardian's CLI module (the floor): {interpreter[0]:.3f} s")
+        print(f"exec above the floor, with a sidecar: {with_sidecar[0] - interpreter[0]:.3f} s wall, "
+              f"{with_sidecar[1] - interpreter[1]:.3f} s CPU of the exec process (CPU: floor {interpreter[1]:.3f} s, "
+              f"exec {with_sidecar[1]:.3f} s with a sidecar, {without[1]:.3f} s without)")
 
         if not CHROMEMH.exists():
             print(f"no chromem harness at {CHROMEMH}: RPO/CPU under load skipped")
             return 0
         manifests0, blobs0 = repo_bytes(repo)
         ids0 = len(repo.list_ids())
+        samples: list = []
+        sampling = threading.Event()
+        sampler = threading.Thread(target=sample_counts, args=(http_port(log), sampling, samples), daemon=True)
+        sampler.start()
         cpu0, wall0 = cpu_seconds(guardian.pid), time.monotonic()
-        written = run_writer(store, COLLECTIONS[1], args.writes, args.rate, seed=7)
+        written = run_writer(store, writer_collection, args.writes, args.rate, seed=7)
         write_seconds = time.monotonic() - wall0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(x == float("inf") for x in rpo(written, captures(log))):
             time.sleep(0.5)
         cpu1, wall1 = cpu_seconds(guardian.pid), time.monotonic()
+        time.sleep(5)   # the counts' last samples
+        sampling.set()
+        sampler.join()
         latencies = rpo(written, captures(log))
         missed = sum(1 for x in latencies if x == float("inf"))
         done = [x for x in latencies if x != float("inf")]
@@ -223,6 +294,14 @@ def main() -> int:
               f"p99 {percentile(done, 0.99):.2f} s, max {max(done):.2f} s; {missed} never captured")
         print(f"CPU of guardian run under load: {100 * (cpu1 - cpu0) / (wall1 - wall0):.1f}% of one core "
               f"({cpu1 - cpu0:.2f} s CPU in {wall1 - wall0:.1f} s)")
+        for column, what in ((1, "guardian_documents"), (2, "guardian_index_documents"), (3, "/v1/status documents")):
+            lags = count_lags(written, samples, column)
+            done = [x for x in lags if x != float("inf")]
+            if done:
+                print(f"{what} lags the writes: p50 {percentile(done, 0.5):.2f} s, max {max(done):.2f} s "
+                      f"({len(lags) - len(done)} writes never counted; sampled every 0.5 s)")
+            else:
+                print(f"{what}: no samples")
         time.sleep(3)
         cpu2, wall2 = cpu_seconds(guardian.pid), time.monotonic()
         time.sleep(args.idle)

@@ -158,8 +158,9 @@ class Runtime:
         return {"sidecar": self.sidecar_dict(running), "last_repair": self.ctx.last_repair}
 
     def status_dict(self) -> dict:
+        """The status over the control socket: the runtime's shared scan when it has one (no walk)."""
         ctx = self.ctx
-        return collect_status(ctx.config, ctx.paths, status_file_data=self.status_file_data())
+        return collect_status(ctx.config, ctx.paths, scan=ctx.last_scan, status_file_data=self.status_file_data())
 
     def health(self) -> dict:
         data = {"healthy": True, "status": "ok", "child": None}

@@ -190,6 +190,7 @@ def store_part(scan: Any, quarantine_count: int | None) -> dict:
         "loadable": bool(scan.loadable),
         "error": scan.error or "",
         "collections": {"total": len(collections), **counts},
+        "documents": sum(scan.loaded_collections().values()) if hasattr(scan, "loaded_collections") else None,
         "problems": len(problems),
         "fatal_problems": sum(1 for p in problems if getattr(p, "severity", "") == "fatal"),
         "warning_problems": sum(1 for p in problems if getattr(p, "severity", "") == "warning"),

@@ -1,7 +1,8 @@
 """The store watcher: turns raw filesystem events into a few meaningful actions per collection folder.
 
 It never repairs or snapshots anything itself. It gathers watchdog events, waits until a
-collection folder has been quiet for ``debounce`` seconds, looks at that folder once, classifies
+collection folder has been quiet for ``debounce`` seconds (or, under a writer that never pauses,
+``max_wait`` seconds after the batch's first event), looks at that folder once, classifies
 what happened and calls the matching :class:`WatchHandlers` callback on its own worker thread
 (never on watchdog's observer thread). A handler that raises is logged; the watcher goes on.
 
@@ -47,6 +48,7 @@ MAX_METADATA_READ = (64 << 20) + 1   # guardian.format.chromem.MAX_FILE_BYTES + 
 
 COLLECTION_DIR = re.compile(r"^[0-9a-f]{8}$")
 POLL_INTERVAL = 1.0
+MAX_WAIT = 2.0   # a folder written to without pause is still looked at this often (the index follows writes)
 RECONCILE_INTERVAL = 30.0
 POLLING_RECONCILE_INTERVAL = 5.0  # polling misses a delete+re-create+delete between two polls
 INOTIFY_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
@@ -318,7 +320,12 @@ class WatchHandlers:
 @dataclass
 class _Pending:
     events: list[RawEvent] = field(default_factory=list)
+    first: float = 0.0
     last: float = 0.0
+
+    def due_at(self, debounce: float, max_wait: float) -> float:
+        """Quiet for ``debounce``, or ``max_wait`` after its first event (a steady writer never pauses)."""
+        return min(self.last + debounce, self.first + max(max_wait, debounce))
 
 
 def _default_observer():
@@ -351,11 +358,12 @@ class StoreWatcher:
                  compress: bool | None = None, poll_interval: float = POLL_INTERVAL,
                  metadata_ok: Callable[[bytes], bool] = default_metadata_ok,
                  reconcile_interval: float | None = RECONCILE_INTERVAL,
-                 on_raw: Callable[[list[RawEvent]], object] | None = None) -> None:
+                 on_raw: Callable[[list[RawEvent]], object] | None = None, max_wait: float = MAX_WAIT) -> None:
         self.root = Path(os.path.abspath(root))
         self.real_root = Path(os.path.realpath(root))
         self.handlers = handlers
         self.debounce = debounce
+        self.max_wait = max_wait
         self.clock = clock
         self.observer_factory = observer_factory or _default_observer
         self.extensions = EXTENSIONS if compress is None else (extension(compress),)
@@ -483,7 +491,9 @@ class StoreWatcher:
             for raw in raws:
                 if self._is_suppressed(raw, now) or not relevant(raw, self.extensions):
                     continue
-                pending = self._pending.setdefault(raw.folder, _Pending())
+                pending = self._pending.get(raw.folder)
+                if pending is None:
+                    pending = self._pending[raw.folder] = _Pending(first=now)
                 pending.events.append(raw)
                 pending.last = now
             self._cond.notify_all()
@@ -517,13 +527,14 @@ class StoreWatcher:
             return None
 
     def take_due(self, now: float) -> list[tuple[str, list[RawEvent]]]:
-        """Remove and return the batches whose folder has been quiet for ``debounce`` seconds."""
+        """Remove and return the batches whose folder has been quiet for ``debounce`` seconds (or that
+        wait since ``max_wait``)."""
         with self._cond:
-            due = [k for k, p in self._pending.items() if p.last + self.debounce <= now]
+            due = [k for k, p in self._pending.items() if p.due_at(self.debounce, self.max_wait) <= now]
             return [(k, self._pending.pop(k).events) for k in due]
 
     def _next_wait(self, now: float) -> float | None:
-        deadlines = [p.last + self.debounce for p in self._pending.values()]
+        deadlines = [p.due_at(self.debounce, self.max_wait) for p in self._pending.values()]
         if self._next_reconcile is not None:
             deadlines.append(self._next_reconcile)
         return max(0.01, min(deadlines) - now) if deadlines else None

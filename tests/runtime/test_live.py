@@ -269,3 +269,29 @@ def test_exec_asks_the_running_sidecar_for_the_verdict(guardian, plain_store):
     assert proc.returncode == 0, proc.stderr_text
     assert proc.stdout == payload
     assert '"verdict_from_sidecar"' in proc.stderr_text and '"preflight_ok"' not in proc.stderr_text
+
+
+def test_every_count_follows_a_real_writer_metrics_v1_status_and_status_agree(guardian, plain_store, contents,
+                                                                               chromemh):
+    """guardian_documents, /v1/status and `guardian status` all reach chromem's count after each burst of
+    real writes, with guardian running on (how fast they follow is measured in bench/bench_live.py)."""
+    g = guardian()
+    coll = collections(contents)[1]
+
+    def counts() -> tuple:
+        v1 = json.loads(g.get("/v1/status")[1])["store"]["documents"]
+        status = json.loads(run_cli("status", "--json", "--store", str(plain_store), env=g.env).stdout_text)
+        return g.metric("guardian_documents"), v1, status["store"]["documents"]
+
+    def chromems() -> int:
+        return sum(c["count"] for c in chromem_load(chromemh, plain_store)["collections"].values())
+
+    assert wait_until(lambda: counts() == (chromems(),) * 3, timeout=DEADLINE), counts()
+    for seed in (3, 4):   # two bursts: each one is followed while guardian keeps running
+        written: list = []
+        run_writer(chromemh, plain_store, coll["name"], 30, 40, seed, written)
+        assert len(written) == 30, written[-1:]
+        expected = chromems()
+        assert wait_until(lambda: counts() == (expected,) * 3, timeout=DEADLINE), (counts(), expected)
+    health = g.log_events("health_scan_failed")
+    assert health == [], health

@@ -176,6 +176,21 @@ def test_a_batch_flushes_debounce_seconds_after_its_last_event(tmp_path):
     assert watcher.take_due(clock.now + 10) == []
 
 
+def test_a_folder_written_without_pause_is_still_dispatched_max_wait_after_its_first_event(tmp_path):
+    clock = FakeClock()
+    watcher = StoreWatcher(tmp_path, WatchHandlers(), debounce=0.3, clock=clock, max_wait=2.0)
+    started = clock.now
+    for tick in range(19):   # a writer every 0.1 s: the folder is never quiet for 0.3 s
+        clock.now = started + tick / 10
+        watcher.feed("created", str(tmp_path / WEBAPP / f"{tick:08x}.gob"))
+        assert watcher.take_due(clock.now) == []
+    due = watcher.take_due(started + 2.0)
+    assert [name for name, _ in due] == [WEBAPP] and len(due[0][1]) == 19
+    clock.now = started + 2.0
+    watcher.feed("created", str(tmp_path / WEBAPP / "eeee0000.gob"))   # the next batch starts its own wait
+    assert watcher.take_due(started + 2.2) == [] and watcher.take_due(started + 2.31) != []
+
+
 def test_suppressed_paths_are_dropped_for_their_window(tmp_path):
     clock = FakeClock()
     watcher = StoreWatcher(tmp_path, WatchHandlers(), debounce=0.0, clock=clock)
