@@ -52,6 +52,7 @@ class StoreHealthPart(ThreadedPart):
         self.scan_lock = threading.Lock()
         self.live: LiveScan | None = None   # built by the first rescan (in the worker, not at start-up)
         self.full_wanted = True             # read the whole store at the next chance (start-up, repairs)
+        self.full_reads = 0                 # how often the whole store was read (tests, debugging)
 
     def start(self) -> None:
         ctx = self.ctx
@@ -143,6 +144,7 @@ class StoreHealthPart(ThreadedPart):
                 ctx.log.warning("health_scan_failed", error=str(exc))
                 return None
             self.live = live
+            self.full_reads += 1
             ctx.publish_scan(scan)
             return scan
 

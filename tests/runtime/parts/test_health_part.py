@@ -67,3 +67,37 @@ def test_a_repair_makes_it_rescan_at_once(parts):
         assert ctx.last_scan.loadable
     finally:
         part.stop()
+
+
+def test_harmless_writes_update_the_shared_verdict_without_reading_the_store_again(parts):
+    """Every settled write shows in the published scan (documents, metrics, STORE_SCANNED), at the cost of
+    the changed paths only: after the first whole read, none again; a new collection folder is read whole."""
+    from guardian.format.layout import collection_dir_name
+    from guardian.runtime.context import STORE_SCANNED
+    from tests.runtime.parts.part_helpers import add_document
+
+    ctx = parts.make(settle_seconds=0.2)
+    parts.listen(ctx, STORE_SCANNED)
+    part = StoreHealthPart(ctx)
+    part.start()
+    try:
+        wait_for(lambda: part.live is not None, what="the live scan's first read")
+        documents = sum(ctx.last_scan.loaded_collections().values())
+        for i in range(5):
+            rel = add_document(parts.store, "40917930", f"live-{i}", axis=i)
+            ctx.emit(STORE_CHANGED, events=changed(rel))
+            wait_for(lambda: sum(ctx.last_scan.loaded_collections().values()) == documents + i + 1,
+                     what=f"document {i} in the shared scan")
+            assert f"guardian_documents {float(documents + i + 1)}" in ctx.metrics.render().decode()
+        folder = parts.store / collection_dir_name("born_live")
+        folder.mkdir()
+        from guardian.format import chromem
+
+        (folder / "00000000.gob").write_bytes(chromem.encode_collection("born_live", {}, compress=False))
+        rel = add_document(parts.store, folder.name, "first-born", axis=7)
+        ctx.emit(STORE_CHANGED, events=[*changed(folder.name, kind="created"), *changed(rel, kind="created")])
+        wait_for(lambda: ctx.last_scan.loaded_collections().get("born_live") == 1, what="the new collection")
+        assert part.full_reads == 1 and part.live.updates >= 6
+        assert parts.events(STORE_SCANNED)[-1]["scan"] is ctx.last_scan
+    finally:
+        part.stop()
