@@ -60,18 +60,30 @@ def guardian(plain_store, tmp_path):
         g.stop()
 
 
-def run_writer(chromemh, store, collection, count, interval_ms, seed, out: list):
-    """A real chromem writer (it opens the store, then adds documents); ``out`` fills as it writes."""
-    proc = subprocess.Popen([str(chromemh), "writer", str(store), "0", collection, str(count), str(interval_ms),
-                             str(seed)], stdout=subprocess.PIPE)
+def run_writer(chromemh, store, collection, count, interval_ms, seed, out: list, tries: int = 5):
+    """A real chromem writer (it opens the store, then adds documents); ``out`` fills as it writes.
+
+    chromem's loader refuses a store holding a file another writer is rewriting at that instant (it
+    truncates, then writes): two writers starting together can make the second one fail to open,
+    which is chromem's own race, not guardian's. A writer that failed before writing anything is
+    started again (``tries`` times); any later failure is reported in ``out``."""
     folder = collection_dir_name(collection)
-    for line in proc.stdout:
-        data = json.loads(line)
-        if "file" in data:
-            out.append(f"{folder}/{data['file']}.gob")
-        elif not data.get("ok", True):
-            out.append(f"writer failed: {data.get('error')}")
-    proc.wait(600)
+    for attempt in range(tries):
+        proc = subprocess.Popen([str(chromemh), "writer", str(store), "0", collection, str(count),
+                                 str(interval_ms), str(seed)], stdout=subprocess.PIPE)
+        wrote, failure = False, None
+        for line in proc.stdout:
+            data = json.loads(line)
+            if "file" in data:
+                wrote = True
+                out.append(f"{folder}/{data['file']}.gob")
+            elif not data.get("ok", True):
+                failure = f"writer failed: {data.get('error')}"
+        proc.wait(600)
+        if failure is None or wrote or attempt == tries - 1:
+            if failure is not None:
+                out.append(failure)
+            return
 
 
 def test_real_writers_are_captured_and_every_write_survives_kill_9(guardian, plain_store, contents, chromemh,
