@@ -66,6 +66,9 @@ def get_logger(name: str = "guardian"):
     return structlog.get_logger(name)
 
 
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}   # logging's numbers (not imported)
+
+
 class LazyLogger:
     """A logger that imports structlog only for a line that will be written: a call below the level
     is dropped without it. For `guardian exec`: with a sidecar vouching for the store it logs only at
@@ -77,7 +80,7 @@ class LazyLogger:
 
     def _threshold(self) -> int:
         level = (_settings or (os.environ.get("GUARDIAN_LOG_LEVEL", "warning"),))[0]
-        return getattr(logging, str(level).upper(), logging.INFO)
+        return LEVELS.get(str(level).lower(), LEVELS["info"])
 
     def _log(self, method: str, level: int, event: str, **fields) -> None:
         if self._logger is None:
@@ -87,16 +90,16 @@ class LazyLogger:
         getattr(self._logger, method)(event, **fields)
 
     def debug(self, event: str, **fields) -> None:
-        self._log("debug", logging.DEBUG, event, **fields)
+        self._log("debug", LEVELS["debug"], event, **fields)
 
     def info(self, event: str, **fields) -> None:
-        self._log("info", logging.INFO, event, **fields)
+        self._log("info", LEVELS["info"], event, **fields)
 
     def warning(self, event: str, **fields) -> None:
-        self._log("warning", logging.WARNING, event, **fields)
+        self._log("warning", LEVELS["warning"], event, **fields)
 
     def error(self, event: str, **fields) -> None:
-        self._log("error", logging.ERROR, event, **fields)
+        self._log("error", LEVELS["error"], event, **fields)
 
     def critical(self, event: str, **fields) -> None:
-        self._log("critical", logging.CRITICAL, event, **fields)
+        self._log("critical", LEVELS["critical"], event, **fields)

@@ -19,7 +19,7 @@ from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import BASE_LIST_MIN_FILES, prepare_baseline, take_snapshot
 from guardian.snapshots.verify import verify_repository
 
-from conftest import age_files, tree_bytes
+from tests.snapshots.conftest import age_files, tree_bytes
 
 
 def store_files(store) -> dict[str, int]:
