@@ -8,6 +8,7 @@ import hashlib
 import os
 import socket
 import stat
+import tracemalloc
 
 import pytest
 
@@ -141,6 +142,46 @@ def test_reads_are_bounded_even_for_a_huge_sparse_file(tmp_path):
     small = tmp_path / "small"
     small.write_bytes(b"12345")
     assert storefs.read_regular(small, limit=5) == b"12345"   # exactly the limit is fine
+
+
+def test_a_bounded_read_is_sized_by_the_file_not_by_the_limit(tmp_path):
+    """A 64 MiB limit must not mean a 64 MiB buffer per read (~50 µs per file, seconds at 100k)."""
+    path = tmp_path / "doc.gob"
+    path.write_bytes(b"x" * 3000)
+    storefs.read_regular(path, limit=64 << 20)        # warm up imports/caches outside the trace
+    tracemalloc.start()
+    try:
+        data = storefs.read_regular(path, limit=64 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert data == b"x" * 3000
+    assert peak < 1 << 20
+
+
+def test_a_file_that_grows_while_read_is_read_on_up_to_the_limit(tmp_path):
+    path = tmp_path / "doc.gob"
+    path.write_bytes(b"a" * 100)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size                    # the size the read is planned from...
+        with open(path, "ab") as writer:
+            writer.write(b"b" * 5000)                  # ...then a writer appends before it reads
+        assert storefs.read_to_end(fd, size) == b"a" * 100 + b"b" * 5000
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert storefs.read_to_end(fd, size, limit=1001) == (b"a" * 100 + b"b" * 5000)[:1001]
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert storefs.read_to_end(fd, 10 ** 6, limit=7) == b"a" * 7   # a stale larger size: limit holds
+    finally:
+        os.close(fd)
+    with open(path, "ab") as writer:
+        writer.write(b"c")
+    with pytest.raises(TooLarge):                      # grown past the limit since: refused, not clipped
+        storefs.read_regular(path, limit=5100)
+    assert storefs.read_regular(path, limit=5101) == b"a" * 100 + b"b" * 5000 + b"c"
+    empty = tmp_path / "empty.gob"
+    empty.write_bytes(b"")
+    assert storefs.read_regular(empty, limit=10) == b"" and storefs.read_regular(empty) == b""
 
 
 def test_relative_reads_and_stats_go_through_the_folder_fd(tree):
