@@ -49,12 +49,17 @@ from guardian.format.layout import METADATA_STEM, extension
 from guardian.index import query as q
 from guardian.index.cache import IndexCache
 from guardian.index.collection_index import CollectionIndex, FileStat
-from guardian.index.decode import decode_files
+from guardian.index.decode import PARALLEL_MIN_FILES, DecodePool, decode_files, default_workers
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
 from guardian.store.scan import FolderListing
 
 log = get_logger("guardian.index")
+
+
+# The smallest st_size per entry of a folder on common filesystems (ext4 ~24-32, tmpfs 20 bytes):
+# a folder this large holds at least PARALLEL_MIN_FILES entries, roughly.
+DIR_BYTES_PER_ENTRY = 16
 
 
 class CollectionFiles:
@@ -228,10 +233,15 @@ class StoreIndex:
             if not self.root.is_dir():
                 self.error = f"store {self.root} is not a folder"
                 raise StoreError(self.error)
-            listings = self._listings()
-            fresh = self._from_cache(listings)
-            pending = {d: listing for d, listing in listings.items() if d not in fresh}
-            fresh.update(self._decode_folders(pending))
+            pool = self._pool_for_cold_build()
+            try:
+                listings = self._listings()
+                fresh = self._from_cache(listings)
+                pending = {d: listing for d, listing in listings.items() if d not in fresh}
+                fresh.update(self._decode_folders(pending, pool))
+            finally:
+                if pool is not None:
+                    pool.close()
             self._by_dir = fresh
             self.built, self.error = True, ""
             self.built_at = self.updated_at = time.time()
@@ -253,16 +263,36 @@ class StoreIndex:
         self.cached_collections = len(loaded)
         return loaded
 
-    def _decode_folders(self, listings: dict[str, CollectionFiles]) -> dict[str, CollectionIndex]:
+    def _pool_for_cold_build(self) -> DecodePool | None:
+        """Decode workers started before the listing (they come up while it runs) when the folders
+        that have no cached index look large enough to be decoded in parallel. The size is judged
+        from the folders' own st_size (it grows with their entries on ext4, tmpfs, btrfs, xfs): a
+        guess that only decides whether to start the workers early, never what is decoded."""
+        workers = default_workers() if self.workers is None else self.workers
+        if workers <= 1:
+            return None
+        cache = self._cache()
+        try:
+            with os.scandir(self.root) as it:
+                uncached = sum(entry.stat(follow_symlinks=False).st_size for entry in it
+                               if entry.is_dir(follow_symlinks=False)
+                               and (cache is None or not cache.manifest_path(entry.name).exists()))
+        except OSError:
+            return None
+        return DecodePool(workers) if uncached >= PARALLEL_MIN_FILES * DIR_BYTES_PER_ENTRY else None
+
+    def _decode_folders(self, listings: dict[str, CollectionFiles],
+                        pool: DecodePool | None = None) -> dict[str, CollectionIndex]:
         """Index folders from scratch: decode every document file (in bulk, per folder)."""
         with _no_cyclic_gc():
-            return self._decode_folders_now(listings)
+            return self._decode_folders_now(listings, pool)
 
-    def _decode_folders_now(self, listings: dict[str, CollectionFiles]) -> dict[str, CollectionIndex]:
+    def _decode_folders_now(self, listings: dict[str, CollectionFiles],
+                            pool: DecodePool | None) -> dict[str, CollectionIndex]:
         built = {}
         for dir_name, listing in sorted(listings.items()):
             folder = os.path.join(self.root, dir_name) + os.sep
-            decoded = decode_files([folder + name for name in sorted(listing.documents)], self.workers)
+            decoded = decode_files([folder + name for name in sorted(listing.documents)], self.workers, pool)
             header = self._read_header(dir_name, listing)
             built[dir_name] = CollectionIndex.empty(dir_name, header.name).updated(
                 decoded, dict(listing.documents), listing_digest=listing.digest, **header.fields())

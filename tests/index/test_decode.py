@@ -72,3 +72,22 @@ def test_gz_documents_and_unreadable_paths(tmp_path):
 def test_no_files_decode_to_nothing():
     decoded = decode.decode_files([], workers=2)
     assert decoded.chunks == [] and decoded.others == [] and decoded.problems == []
+
+
+def test_a_pool_started_ahead_decodes_what_one_process_decodes(tmp_path, monkeypatch):
+    paths = write_documents(tmp_path / "c", 120)
+    monkeypatch.setattr(decode, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(decode, "CHUNK_FILES", 25)
+    pool = decode.DecodePool(2)
+    try:
+        assert pool.usable
+        for future in pool.warming:
+            assert future.result(timeout=60) is None          # the workers are up, the decoder imported
+        parallel = decode.decode_files(paths, workers=2, pool=pool)
+        small = decode.decode_files(paths[:5], workers=2, pool=pool)   # below the threshold: in-process
+    finally:
+        pool.close()
+    assert pool.executor is None and not pool.usable
+    assert flat(parallel) == flat(decode.decode_files(paths, workers=1))
+    assert flat(small) == flat(decode.decode_files(paths[:5], workers=1))
+    assert flat(decode.decode_files(paths, workers=2, pool=pool)) == flat(parallel)   # closed: a new pool

@@ -230,3 +230,42 @@ def test_index_lists_folders_with_the_checks_walker(plain_store, monkeypatch):
     monkeypatch.setattr(scan.FolderListing, "read", classmethod(recording))
     StoreIndex(plain_store).build()
     assert sorted(read) == sorted(p.name for p in plain_store.iterdir())
+
+
+def test_a_cold_build_starts_its_decode_workers_before_listing_and_answers_the_same(
+        any_store, queries, tmp_path, monkeypatch):
+    from guardian.index import decode, store_index
+    from guardian.store import scan
+
+    events = []
+    original_pool, original_read = decode.DecodePool.__init__, scan.FolderListing.read.__func__
+
+    def pool_started(self, workers):
+        events.append("pool")
+        original_pool(self, workers)
+        assert self.usable   # forkserver workers run here
+
+    def listed(cls, path):
+        events.append("list")
+        return original_read(cls, path)
+
+    monkeypatch.setattr(decode.DecodePool, "__init__", pool_started)
+    monkeypatch.setattr(scan.FolderListing, "read", classmethod(listed))
+    monkeypatch.setattr(decode, "PARALLEL_MIN_FILES", 2)      # the fixture's folders decode in workers...
+    monkeypatch.setattr(decode, "CHUNK_FILES", 2)
+    monkeypatch.setattr(store_index, "PARALLEL_MIN_FILES", 2)   # ...and every uncached folder looks large
+    monkeypatch.setattr(store_index, "DIR_BYTES_PER_ENTRY", 1)
+    cache = tmp_path / "cache"
+    index = StoreIndex(any_store, cache_dir=cache, workers=2).build()
+    assert events[0] == "pool" and events.count("pool") == 1 and "list" in events
+    alone = StoreIndex(any_store, workers=1).build()
+    for name, cases in queries.items():
+        for case in cases:
+            assert ask(index, name, dict(case["query"], k=5)) == ask(alone, name, dict(case["query"], k=5))
+            (results,) = ask(index, name, dict(case["query"], k=5))
+            assert [r["id"] for r in results] == [r["id"] for r in case["top5"]]
+    assert events.count("pool") == 1                            # workers=1: no pool
+    index.save_cache()
+    events.clear()
+    warm = StoreIndex(any_store, cache_dir=cache, workers=2).build()
+    assert warm.cached_collections == len(index.collections()) and "pool" not in events   # all cached: none
