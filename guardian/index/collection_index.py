@@ -351,7 +351,13 @@ def embedding_problem(doc: DecodedDocument, dimension: int) -> IndexProblem | No
 def drop_duplicate_ids(kept: Rows, added: Segment) -> tuple[Rows, Segment, list[IndexProblem]]:
     """chromem keeps the document read last (highest file name) for an id; report the others.
 
-    Kept rows hold distinct ids already: each added id is looked up among them, never the reverse."""
+    Kept rows hold distinct ids already: each added id is looked up among them, never the reverse.
+    A fresh build whose ids are all distinct (the usual case) is recognised on the raw id bytes alone
+    (the same string is the same bytes), without decoding 100k ids and file names."""
+    if not len(kept):
+        raw_ids = added.ids.raws()
+        if len(set(raw_ids)) == len(raw_ids):
+            return kept, added, []
     files, ids = list(added.files), list(added.ids)
     owner: dict[str, str] = {}
     for file, doc_id in zip(files, ids):

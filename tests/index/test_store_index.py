@@ -269,3 +269,21 @@ def test_a_cold_build_starts_its_decode_workers_before_listing_and_answers_the_s
     events.clear()
     warm = StoreIndex(any_store, cache_dir=cache, workers=2).build()
     assert warm.cached_collections == len(index.collections()) and "pool" not in events   # all cached: none
+
+
+def test_a_fresh_build_keeps_the_last_file_of_a_duplicated_id_as_chromem_does(plain_store):
+    vector = np.zeros(384, dtype=np.float32)
+    vector[5] = 1.0
+    folder = plain_store / collection_dir_name("webapp_memories")
+    for name, content in (("0000000a.gob", "loser"), ("ffffffff.gob", "winner")):
+        write_doc(plain_store, "webapp_memories", "twin", vector, content=content).rename(folder / name)
+    index = StoreIndex(plain_store, workers=1).build()
+    (results,) = ask(index, "webapp_memories", {"vector": vector.tolist(), "k": 1})
+    assert results[0]["id"] == "twin" and results[0]["content"] == "winner"
+    problems = [p for p in index.collection("webapp_memories").problems if p.kind == "duplicate-id"]
+    assert [(p.file, "ffffffff.gob" in p.detail) for p in problems] == [("0000000a.gob", True)]
+    clean = StoreIndex(plain_store.parent / "clean", workers=1)
+    shutil.copytree(plain_store, clean.root)
+    for name in ("0000000a.gob", "ffffffff.gob"):
+        (clean.root / folder.name / name).unlink()
+    assert not [p for c in clean.build().collections().values() for p in c.problems if p.kind == "duplicate-id"]
