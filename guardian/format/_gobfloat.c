@@ -191,34 +191,8 @@ static PyObject *decode_floats(PyObject *self, PyObject *args) {
     }
     float *values = (float *)PyBytes_AS_STRING(out);
     Py_ssize_t p = pos;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (p >= end)
-            goto malformed;
-        unsigned int first = data[p];
-        uint64_t u = 0;
-        if (first < 0x80) {
-            u = first;
-            p += 1;
-        } else {
-            Py_ssize_t n = 256 - (Py_ssize_t)first;
-            if (n > 8 || p + 1 + n > end)
-                goto malformed;
-            for (Py_ssize_t k = 1; k <= n; k++)
-                u = (u << 8) | data[p + k];
-            p += 1 + n;
-        }
-        uint64_t bits = 0;
-        for (int k = 0; k < 8; k++) {
-            bits = (bits << 8) | (u & 0xFF);
-            u >>= 8;
-        }
-        double d;
-        memcpy(&d, &bits, sizeof d);
-        double magnitude = fabs(d);
-        if (magnitude > FLT_MAX && magnitude <= DBL_MAX)
-            goto malformed;
-        values[i] = (float)d;
-    }
+    if (read_floats(data, &p, end, count, values) < 0)
+        goto malformed;
     PyBuffer_Release(&view);
     return Py_BuildValue("(Nn)", out, p);
 malformed:
