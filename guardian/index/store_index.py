@@ -30,10 +30,8 @@ current rows reflect is not compared file by file.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
 import os
 import stat as stat_module
 import threading
@@ -52,7 +50,7 @@ from guardian.index.collection_index import CollectionIndex, FileStat
 from guardian.index.decode import PARALLEL_MIN_FILES, DecodePool, decode_files, default_workers
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
-from guardian.store.scan import FolderListing
+from guardian.store.scan import FolderListing, no_cyclic_gc
 
 log = get_logger("guardian.index")
 
@@ -284,7 +282,7 @@ class StoreIndex:
     def _decode_folders(self, listings: dict[str, CollectionFiles],
                         pool: DecodePool | None = None) -> dict[str, CollectionIndex]:
         """Index folders from scratch: decode every document file (in bulk, per folder)."""
-        with _no_cyclic_gc():
+        with no_cyclic_gc():   # ~10 acyclic objects per document: GC passes over them only cost time
             return self._decode_folders_now(listings, pool)
 
     def _decode_folders_now(self, listings: dict[str, CollectionFiles],
@@ -521,18 +519,6 @@ def _stat(path: Path) -> FileStat | None:
         return FileStat.of(path.stat())
     except OSError:
         return None
-
-
-@contextlib.contextmanager
-def _no_cyclic_gc():
-    """Bulk building makes ~10 acyclic objects per document; cyclic GC passes over them only cost time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def detect_compress(root: Path) -> bool:
