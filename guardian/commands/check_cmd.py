@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from guardian.local.catalog import Catalog
-from guardian.commands.output import format_table, print_json, state_dir_writable
+from guardian.commands.output import format_table, no_store_yet_line, print_json, state_dir_writable
 from guardian.store.scan import INFO, StoreScan, scan_store
 
 HELP = "predict whether chromem will load the store (exit 0 ok, 1 warnings, 3 refused); --repair fixes it"
@@ -79,7 +79,7 @@ def render_scan(scan: StoreScan, verbose: bool = False) -> str:
 
 def render_no_store_yet(scan: StoreScan) -> str:
     """The one "no store yet" rule, in check's own words: a new machine, not a damaged store."""
-    return (f"store: no store yet at {scan.root} (contextd creates it on first start)\n"
+    return (f"{no_store_yet_line(scan.root)}\n"
             "verdict: chromem would start an empty store here (contextd with no memories); "
             "pass --store if your store lives elsewhere")
 

@@ -27,6 +27,11 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
+def no_store_yet_line(store) -> str:
+    """How `check` and `status` name a missing store: a new machine, not a damaged store."""
+    return f"store: no store yet at {store} (contextd creates it on first start)"
+
+
 def require_store(ctx, doing: str) -> None:
     """The one rule for "no store yet" (contextd creates it on first start): a one-line
     NoStoreYet (exit 1, a warning, as `check` and `status` give for store_missing)."""

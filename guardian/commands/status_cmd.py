@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from guardian.commands.output import print_json, state_dir_writable
+from guardian.commands.output import no_store_yet_line, print_json, state_dir_writable
 from guardian.runtime.status import human_duration, store_issue_count
 from guardian.runtime.status_facts import collect_status
 
@@ -65,7 +65,7 @@ def _render_store(store: dict) -> str:
     if not store.get("scanned"):
         return "store: not scanned"
     if store.get("exists") is False:
-        return f"store: no store yet at {store.get('path')} (contextd creates it on first start)"
+        return no_store_yet_line(store.get("path"))
     counts = store["collections"]
     parts = [f"{counts[k]} {k}" for k in ("healthy", "warning", "damaged") if counts[k]]
     head = "loadable" if store["loadable"] else f"WOULD NOT LOAD ({store['error']})"
