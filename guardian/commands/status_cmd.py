@@ -68,6 +68,9 @@ def _render_sidecar(sidecar: dict) -> str:
 def _render_store(store: dict) -> str:
     if not store.get("scanned"):
         return "store: not scanned"
+    if store.get("gone"):
+        return (f"store: GONE from {store.get('path')} while guarded; the snapshots hold it "
+                "(guardian restore --at latest)")
     if store.get("exists") is False:
         return no_store_yet_line(store.get("path"))
     counts = store["collections"]

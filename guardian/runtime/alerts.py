@@ -27,8 +27,9 @@ CHILD_FATAL = "child_fatal"
 SNAPSHOT_FAILED = "snapshot_failed"
 REPLICA_FAILING = "replica_failing"      # a push failed (once per run of failures)
 REPLICA_RECOVERED = "replica_recovered"  # the first push that succeeded after failures
+STORE_GONE = "store_gone"                # the store folder itself went away while guarded
 EVENTS = (CORRUPTION_FOUND, REPAIR_DONE, REPAIR_IMPOSSIBLE, CHILD_FATAL, SNAPSHOT_FAILED, REPLICA_FAILING,
-          REPLICA_RECOVERED)
+          REPLICA_RECOVERED, STORE_GONE)
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -265,6 +265,9 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
     status["snapshots"].update(uncaptured_part(status["sidecar"], now_epoch))
     running = status["sidecar"].get("running")
     status["store"]["unrepaired"] = (status["sidecar"].get("live_damage") or []) if running else []
+    # the sidecar saw the store folder itself go (not a new machine's "no store yet")
+    status["store"]["gone"] = bool(running and (status["sidecar"].get("capture") or {}).get("store_gone")
+                                   and status["store"].get("exists") is False)
     status["warnings"] = status_warnings(status)
     status["exit_code"] = exit_code(status)
     status["health"] = {ExitCode.OK: "ok", ExitCode.WARNINGS: "warning", ExitCode.UNLOADABLE: "unloadable",
@@ -286,6 +289,8 @@ def status_warnings(status: dict) -> list[str]:
         out.append(f"store would not load: {store.get('error') or 'see guardian check'}")
     elif not store.get("scanned"):
         out.append("store could not be scanned")
+    elif store.get("gone"):
+        out.append("the store folder went away while guarded (`guardian restore --at latest` brings it back)")
     elif store.get("exists") is False:   # the one "no store yet" rule: normal on a new machine, a warning
         out.append("no store yet (contextd creates it on first start)")
     elif store_issue_count(store):

@@ -24,6 +24,16 @@ Events can be lost (inotify queue overflow, a watch that could not be added for 
 so every ``reconcile_interval`` seconds the worker also takes an inventory of the root folders and
 reports what changed for the worse since the last look (:func:`reconcile`, also pure). Handlers
 may therefore be called for a state that is already fixed: they should re-check under the lock.
+
+The store root itself can go (``rm -rf`` of the store, or a ``mv`` of it elsewhere) and come back
+(contextd creates a new one on its next start, or a restore into the path). inotify watches an
+inode, not a path: the old watch then watches nothing, or the moved folder, and no event says the
+root changed. So about once a second the worker compares the root's identity (device, inode) with
+the one it watches, and whether watchdog still watches it (its emitter ends when the watched root
+is deleted; a new folder can get the freed inode number at once). Gone: every root folder it knew
+is reported deleted (a ``mv`` of the root sends no event for what was inside). Back or replaced:
+the observer is started again on the new folder, then every root entry found is reported
+created, so nothing written in between is missed.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ POLL_INTERVAL = 1.0
 MAX_WAIT = 2.0   # a folder written to without pause is still looked at this often (the index follows writes)
 RECONCILE_INTERVAL = 30.0
 POLLING_RECONCILE_INTERVAL = 5.0  # polling misses a delete+re-create+delete between two polls
+ROOT_CHECK_SECONDS = 1.0  # one stat of the store root: is it still the folder being watched?
 INOTIFY_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
 
 CREATED, MODIFIED, DELETED = "created", "modified", "deleted"
@@ -375,6 +386,9 @@ class StoreWatcher:
         self._known: dict[str, FolderView] = {}
         self.reconciliations = 0
         self._next_reconcile: float | None = None
+        self._root_key: tuple[int, int] | None = None
+        self._next_root_check: float | None = None
+        self.root_changes = 0   # how often the root went or came back (tests, status)
         self.counts: dict[str, int] = {}
         self.observer_kind = ""
         self._observer = None
@@ -388,8 +402,10 @@ class StoreWatcher:
 
     def start(self) -> "StoreWatcher":
         self._stopping = False
+        self._root_key = root_identity(self.root)
         self._observer = self._start_observer()
         self._known = inventory(self.root, self.metadata_ok, self.extensions)
+        self._next_root_check = self.clock() + ROOT_CHECK_SECONDS
         if self.reconcile_interval:
             self._next_reconcile = self.clock() + self.reconcile_interval
         self._worker = threading.Thread(target=self._work, name="guardian-watch-dispatch", daemon=True)
@@ -398,13 +414,13 @@ class StoreWatcher:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        observer, self._observer = self._observer, None
+        with self._cond:
+            self._stopping = True   # first: the worker starts no new observer from now on
+            self._cond.notify_all()
+            observer, self._observer = self._observer, None
         if observer is not None:
             observer.stop()
             observer.join(timeout)
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
             self._worker = None
@@ -476,7 +492,11 @@ class StoreWatcher:
     # -- intake (observer thread: only append and notify, never block)
 
     def feed(self, event_type: str, src: str, dest: str = "", is_dir: bool = False) -> None:
-        raws = normalize_event(event_type, src, dest, is_dir, self._to_rel)
+        self._report(normalize_event(event_type, src, dest, is_dir, self._to_rel))
+
+    def _report(self, raws: list[RawEvent]) -> None:
+        """Hand events to the raw listener and to their folders' batches (the observer's, and the
+        ones the root check makes up for events no observer could see)."""
         if not raws:
             return
         if self.on_raw is not None:
@@ -506,6 +526,9 @@ class StoreWatcher:
             if batches is None:
                 return
             try:
+                if batches == ROOT_CHECK:
+                    self._check_root()
+                    continue
                 for dir_name, events in batches:
                     self._dispatch_batch(dir_name, events)
                 if not batches:
@@ -513,11 +536,15 @@ class StoreWatcher:
             except Exception:  # the worker must outlive any surprise
                 log.error("watch_worker_failed", exc_info=True)
 
-    def _wait_for_work(self) -> list[tuple[str, list[RawEvent]]] | None:
-        """Due batches; [] when it is time to reconcile; None when stopping."""
+    def _wait_for_work(self) -> list[tuple[str, list[RawEvent]]] | str | None:
+        """Due batches; [] when it is time to reconcile; ROOT_CHECK when the root is to be looked at;
+        None when stopping."""
         with self._cond:
             while not self._stopping:
                 now = self.clock()
+                if self._next_root_check is not None and now >= self._next_root_check:
+                    self._next_root_check = now + ROOT_CHECK_SECONDS
+                    return ROOT_CHECK
                 due = self.take_due(now)
                 if due:
                     return due
@@ -525,6 +552,48 @@ class StoreWatcher:
                     return []
                 self._cond.wait(self._next_wait(now))
             return None
+
+    def _check_root(self) -> None:
+        """Is the root still the folder being watched? If not, report it and watch the new one."""
+        key = root_identity(self.root)
+        if key == self._root_key and (key is None or self._observer_alive()):
+            return   # the same folder, still watched (a deleted root's inode can be reused at once)
+        self.root_changes += 1
+        old_key, self._root_key = self._root_key, key
+        if old_key is not None:
+            gone = sorted(self._known)
+            log.warning("store_root_changed" if key else "store_root_gone", root=str(self.root), folders=len(gone))
+            self._known = {}
+            self._report([RawEvent(DELETED, PurePosixPath(name), True, closed=True) for name in gone])
+        if key is None:
+            return
+        with self._cond:
+            if self._stopping:
+                return
+            old, self._observer = self._observer, None
+        if old is not None:
+            old.stop()
+            old.join(5.0)
+        try:
+            observer = self._start_observer()   # first watch the new folder, then list it: no gap
+        except OSError as exc:   # gone again, or unreadable: the next check tries again
+            self._root_key = None
+            log.warning("store_watch_failed", root=str(self.root), error=str(exc))
+            return
+        with self._cond:
+            if self._stopping:
+                observer.stop()
+                return
+            self._observer = observer
+        log.info("watching_store", root=str(self.root), observer=self.observer_kind, again=True)
+        found = [RawEvent(CREATED, PurePosixPath(entry.name), entry.is_dir(follow_symlinks=False), closed=True)
+                 for entry in _scandir_quietly(self.root)]
+        self._report(found)
+
+    def _observer_alive(self) -> bool:
+        """watchdog's emitter ends when its root is deleted (inotify's IN_DELETE_SELF)."""
+        observer = self._observer
+        return observer is not None and any(emitter.is_alive() for emitter in observer.emitters)
 
     def take_due(self, now: float) -> list[tuple[str, list[RawEvent]]]:
         """Remove and return the batches whose folder has been quiet for ``debounce`` seconds (or that
@@ -535,8 +604,9 @@ class StoreWatcher:
 
     def _next_wait(self, now: float) -> float | None:
         deadlines = [p.due_at(self.debounce, self.max_wait) for p in self._pending.values()]
-        if self._next_reconcile is not None:
-            deadlines.append(self._next_reconcile)
+        for deadline in (self._next_reconcile, self._next_root_check):
+            if deadline is not None:
+                deadlines.append(deadline)
         return max(0.01, min(deadlines) - now) if deadlines else None
 
     def _reconcile(self) -> None:
@@ -606,6 +676,27 @@ class StoreWatcher:
         if action.kind == STRAY and h.on_stray:
             return lambda: h.on_stray(self.root / action.dir_name)
         return None
+
+
+ROOT_CHECK = "root-check"
+
+
+def root_identity(root: Path) -> tuple[int, int] | None:
+    """(device, inode) of the store root when it is a folder (a symlinked root is followed, as
+    chromem follows it), else None."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _scandir_quietly(root: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(root) as entries:
+            return list(entries)
+    except OSError:
+        return []
 
 
 class _EventSink:

@@ -307,3 +307,36 @@ def test_every_count_follows_a_real_writer_metrics_v1_status_and_status_agree(gu
         assert wait_until(lambda: counts() == (expected,) * 3, timeout=DEADLINE), (counts(), expected)
     health = g.log_events("health_scan_failed")
     assert health == [], health
+
+
+def test_a_store_removed_while_guarded_is_not_captured_empty_and_its_successor_is_guarded(
+        guardian, plain_store, chromemh, tmp_path):
+    """`rm -rf` of the whole store while `run` guards it: no empty snapshot becomes "latest" (a restore
+    of latest brings the old store back), one warning + one `store_gone` alert instead of a capture
+    failure every few seconds, status says GONE; then contextd's next start makes a new store, and its
+    writes are captured and counted like any other (the watcher watches the new folder)."""
+    g = guardian()
+    assert wait_until(lambda: Repository(g.paths.snapshots).list_ids(), timeout=DEADLINE)
+    before = chromem_load(chromemh, plain_store)["collections"]
+    shutil.rmtree(plain_store)
+    assert wait_until(lambda: g.log_events("store_gone"), timeout=DEADLINE)
+    assert wait_until(lambda: [a for a in g.alerts() if a.get("event") == "store_gone"], timeout=DEADLINE)
+    status = json.loads(run_cli("status", "--store", str(plain_store), "--json", env=g.env).stdout_text)
+    assert status["source"] == "sidecar" and status["store"]["gone"] is True
+    assert any("went away while guarded" in w for w in status["warnings"])
+    repo = Repository(g.paths.snapshots)
+    assert repo.read_manifest(repo.list_ids()[-1]).files, "an empty snapshot became the newest"
+    assert not g.log_events("capture_failed")
+
+    written: list = []
+    run_writer(chromemh, plain_store, "after_the_reset", 12, 30, 5, written)
+    assert len(written) == 12, written
+    assert wait_until(lambda: captured(g, written), timeout=DEADLINE), "the new store's writes were not captured"
+    assert wait_until(lambda: json.loads(run_cli("status", "--store", str(plain_store), "--json",
+                                                 env=g.env).stdout_text)["store"].get("documents") == 12,
+                      timeout=DEADLINE)
+    g.stop()
+    restored = tmp_path / "old-store"
+    old = [i for i in repo.list_ids() if len(repo.read_manifest(i).files) > 2][0]
+    materialize(repo, repo.read_manifest(old), restored)
+    assert chromem_load(chromemh, restored)["collections"] == before

@@ -420,3 +420,29 @@ def test_reconciliation_catches_a_deletion_whose_events_were_lost(plain_store, r
     assert recorder.of("lost") == [("lost", WEBAPP)]
     assert recorder.of("created") == [] and recorder.of("removed") == []
     assert decode_collection(metadata.read_bytes()).name == "webapp_memories"
+
+
+@pytest.mark.parametrize("how", ["removed", "moved away"])
+def test_a_store_root_that_goes_and_comes_back_is_watched_again(plain_store, recorder, tmp_path, how):
+    """inotify watches the old root's inode: after `rm -rf` (or `mv`) of the store and a new store in
+    its place, the watcher reports what went (a `mv` sends no event for what was inside), watches the
+    new folder, reports what is already in it, and sees every write made into it afterwards."""
+    raws: list = []
+    with start_watcher(plain_store, recorder, on_raw=raws.extend) as watcher:
+        if how == "removed":
+            shutil.rmtree(plain_store)
+        else:
+            plain_store.rename(tmp_path / "moved-away")
+        wait_for(lambda: {(r.kind, str(r.rel)) for r in raws} >= {("deleted", WEBAPP), ("deleted", CHECKPOINTS)},
+                 what="the old root folders reported gone")
+        folder = plain_store / "0badcafe"
+        folder.mkdir(parents=True)                       # contextd's next start makes a new store
+        (folder / "00000000.gob").write_bytes(encode_collection("brand_new", {}))
+        wait_for(lambda: "0badcafe" in recorder.snapshot, what="the new store's collection")
+        (folder / "abcd0001.gob").write_bytes(b"a document written into the new root")
+        wait_for(lambda: any(c[1] == "0badcafe" and "abcd0001.gob" in c[2] for c in recorder.of("documents")),
+                 what="a write into the new root")
+        assert watcher.root_changes >= 1   # gone then back (2), or replaced between two checks (1)
+    assert recorder.snapshot["0badcafe"] == "brand_new"
+    if how == "moved away":   # the moved folder is no longer the store: its changes are not reported
+        assert all(not str(r.rel).startswith("..") for r in raws)

@@ -5,10 +5,16 @@ The watcher hands over every raw event (``store_changed``); changed paths gather
 its first change), one incremental snapshot reads just those paths on top of the previous one,
 kept in memory. Retention then forgets what it no longer keeps (ids only, cheap); garbage is
 collected by the hourly full snapshot, which also catches any event the watcher lost.
+
+When the store folder itself is gone (removed or moved away while guarded), nothing is captured:
+an empty snapshot would become "latest" and `guardian restore --at latest` would bring back
+nothing. The pending changes wait (one warning and one ``store_gone`` alert, not a failure every
+few seconds) and are captured when a store is back at the path.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -41,6 +47,7 @@ class CapturePart(ThreadedPart):
         self.worker_ident: int | None = None
         self.captures = 0
         self.failures = 0
+        self.store_gone = False
         self.last: dict | None = None
 
     def start(self) -> None:
@@ -104,6 +111,8 @@ class CapturePart(ThreadedPart):
 
     def capture(self, paths: set[str], oldest: float | None, retry: bool = True) -> None:
         ctx = self.ctx
+        if self.hold_while_store_gone(paths, retry):
+            return
         if self.repo is None:
             self.repo = Repository(ctx.paths.snapshots)
         baseline, self.baseline = self.baseline, None   # spent by the take (its rows are updated in place)
@@ -137,10 +146,30 @@ class CapturePart(ThreadedPart):
         update_snapshot_metrics(ctx)
         ctx.emit(SNAPSHOT_TAKEN)  # replication pushes it, live status re-reads the snapshot headers
 
+    def hold_while_store_gone(self, paths: set[str], retry: bool) -> bool:
+        """True (the paths put back to wait) while the store folder is not there."""
+        ctx = self.ctx
+        if os.path.isdir(ctx.paths.store):
+            if self.store_gone:
+                self.store_gone = False
+                ctx.log.info("store_back", store=str(ctx.paths.store))
+            return False
+        if not self.store_gone:
+            self.store_gone = True
+            hint = "contextd makes a new store on its next start; guardian restore --at latest brings this one back"
+            ctx.log.warning("store_gone", store=str(ctx.paths.store), pending=len(paths), hint=hint)
+            ctx.alerter.send(alerts.STORE_GONE, store=str(ctx.paths.store), hint=hint)
+        if retry:
+            with self.cond:
+                self.queue.put_back(paths, self.clock())
+                self.cond.wait(RETRY_SECONDS)
+        return True
+
     def status(self) -> dict:
         with self.cond:
             pending = len(self.queue.paths)
             oldest = self.queue.oldest_age(self.clock())
         return {"capture": {"pending_changes": pending,
                             "oldest_pending_seconds": round(oldest, 3) if oldest is not None else None,
-                            "captures": self.captures, "failures": self.failures, "last": self.last}}
+                            "captures": self.captures, "failures": self.failures, "last": self.last,
+                            "store_gone": self.store_gone}}
