@@ -11,6 +11,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -54,12 +55,19 @@ class SnapshotScheduler:
             self.scheduler.shutdown(wait=wait)
 
     def trigger_now(self) -> None:
-        """Ask for a snapshot as soon as possible; requests during a run fold into one more run."""
+        """Ask for a snapshot as soon as possible; requests during a run fold into one more run.
+
+        The hourly job itself is moved to now (the next hourly one follows an interval after it), not
+        a one-shot job added beside it: APScheduler removes a one-shot job after submitting it, and a
+        request replacing it at that moment raised JobLookupError in the scheduler's own thread,
+        which ends that thread and with it every later scheduled snapshot."""
         self._pending.set()
         if self._run_lock.locked():
             return  # the running snapshot sees the pending request and runs once more
-        self.scheduler.add_job(self._run, id=f"{JOB_ID}-now", replace_existing=True,
-                               coalesce=True, max_instances=1, misfire_grace_time=None)
+        try:
+            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(timezone.utc))
+        except JobLookupError:
+            pass   # not started yet, or shut down: nothing to run it
 
     def _run(self) -> None:
         """Snapshot; while requests arrived during the run, snapshot again. A run that finds another

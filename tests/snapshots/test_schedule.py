@@ -85,3 +85,29 @@ def test_a_failing_snapshot_is_reported_and_the_schedule_lives_on():
         assert wait_until(lambda: len(attempts) == 2)
     finally:
         sched.shutdown()
+
+
+def test_requests_from_many_threads_never_end_the_scheduler_thread():
+    """Each request moves the hourly job to now (no one-shot job beside it that APScheduler could fail
+    to remove); the scheduler's thread outlives hundreds of requests racing quick snapshots."""
+    recorder = Recorder()
+    sched = SnapshotScheduler(recorder, interval_minutes=60)
+    sched.start()
+    try:
+        def ask():
+            for _ in range(100):
+                sched.trigger_now()
+        askers = [threading.Thread(target=ask) for _ in range(4)]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join()
+        assert wait_until(lambda: recorder.calls >= 1)
+        calls = recorder.calls
+        sched.trigger_now()
+        assert wait_until(lambda: recorder.calls > calls), "a request after the burst was not run"
+        assert [job.id for job in sched.scheduler.get_jobs()] == ["guardian-snapshot"]
+        assert sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59)
+        assert any(t.name == "APScheduler" and t.is_alive() for t in threading.enumerate())
+    finally:
+        sched.shutdown()
