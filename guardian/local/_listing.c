@@ -31,6 +31,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef __APPLE__   /* macOS names the nanosecond times differently */
+#define ST_MTIM st_mtimespec
+#define ST_CTIM st_ctimespec
+#else
+#define ST_MTIM st_mtim
+#define ST_CTIM st_ctim
+#endif
+
 #define MAX_FIELDS 16
 #define THREADED_MIN_ENTRIES 4096  /* below this one thread is faster than starting a second */
 
@@ -145,8 +153,8 @@ static int unsigned_field(uint64_t u, int64_t *value) {
 static int field_of(const struct stat *st, char field, int64_t *value) {
     switch (field) {
     case 's': *value = (int64_t)st->st_size; return 0;
-    case 'm': return nanoseconds((int64_t)st->st_mtim.tv_sec, (int64_t)st->st_mtim.tv_nsec, value);
-    case 'c': return nanoseconds((int64_t)st->st_ctim.tv_sec, (int64_t)st->st_ctim.tv_nsec, value);
+    case 'm': return nanoseconds((int64_t)st->ST_MTIM.tv_sec, (int64_t)st->ST_MTIM.tv_nsec, value);
+    case 'c': return nanoseconds((int64_t)st->ST_CTIM.tv_sec, (int64_t)st->ST_CTIM.tv_nsec, value);
     case 'i': return unsigned_field((uint64_t)st->st_ino, value);
     case 'M': *value = (int64_t)st->st_mode; return 0;
     case 'd': return unsigned_field((uint64_t)st->st_dev, value);

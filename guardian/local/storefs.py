@@ -193,8 +193,9 @@ except ImportError:  # pragma: no cover - depends on the build
 STAT_FIELDS = {"s": "st_size", "m": "st_mtime_ns", "c": "st_ctime_ns", "i": "st_ino", "M": "st_mode",
                "d": "st_dev", "n": "st_nlink"}
 # lstat threads for one big folder (the accelerator only; folders under 4096 entries use one). On 2
-# shared cores, 100k entries (bench/bench_listing.py, load 5): scandir + lstat 555 ms, the Python path
-# 562 ms, C with 1 thread 257 ms, with 2 threads 206 ms.
+# shared cores, 100k entries (bench/bench_listing.py): at load 5, scandir + lstat 555 ms, the Python
+# path 562 ms, C with 1 thread 257 ms, with 2 threads 206 ms; at load 6.6, 393 / 474 / 238 / 235 ms
+# (two threads help when a core is free and cost nothing when none is).
 LISTING_THREADS = 2
 
 

@@ -24,16 +24,58 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from guardian.local.fsutil import atomic_write, ensure_dir
 
 MAGIC = b"GUARDIAN-STATCACHE-1\n"
 INODE = operator.attrgetter("st_ino")
 CTIME = operator.attrgetter("st_ctime_ns")
+# The lstat fields a snapshot's walk takes per file (storefs.STAT_FIELDS letters), in this order.
+SNAPSHOT_FIELDS = "smiMc"
 
 
-def columns(stats: list) -> tuple[array, array]:
-    """The inode and ctime columns of a folder's lstat results (C-speed, no per-file Python code)."""
+class FileStat(NamedTuple):
+    """One file's lstat as a snapshot uses it (the os.stat_result attributes it reads)."""
+
+    st_size: int
+    st_mtime_ns: int
+    st_ino: int
+    st_mode: int
+    st_ctime_ns: int
+
+
+class StatColumns:
+    """A folder's lstats as ``storefs.list_folder_stats(fd, SNAPSHOT_FIELDS)`` gives them: one flat
+    ``array('q')``, five numbers per entry. Iterating gives FileStat objects (only a snapshot that
+    reads or compares files per file needs them); an unchanged store is checked on the columns alone."""
+
+    __slots__ = ("numbers",)
+    WIDTH = len(SNAPSHOT_FIELDS)
+
+    def __init__(self, numbers: array) -> None:
+        self.numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self.numbers) // self.WIDTH
+
+    def __iter__(self):
+        n, k = self.numbers, self.WIDTH
+        return map(FileStat._make, zip(n[0::k], n[1::k], n[2::k], n[3::k], n[4::k]))
+
+    def column(self, letter: str) -> array:
+        return self.numbers[SNAPSHOT_FIELDS.index(letter)::self.WIDTH]
+
+    def plain_files_up_to(self, max_size: int) -> bool:
+        """Every entry a regular file of at most ``max_size`` bytes (checked in C)."""
+        return all(map(statmod.S_ISREG, self.column("M"))) and max(self.column("s"), default=0) <= max_size
+
+
+def columns(stats) -> tuple[array, array]:
+    """The inode and ctime columns of a folder's lstats (C-speed, no per-file Python code). From
+    StatColumns the inodes' bytes are taken as they are: a listed inode is never negative."""
+    if isinstance(stats, StatColumns):
+        return array("Q", stats.column("i").tobytes()), stats.column("c")
     return array("Q", map(INODE, stats)), array("q", map(CTIME, stats))
 
 

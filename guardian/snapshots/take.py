@@ -40,6 +40,7 @@ from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots import statcache
+from guardian.snapshots.statcache import SNAPSHOT_FIELDS, StatColumns
 from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, Manifest,
                                          ManifestEntry, base_index, body_of, decode_header, decode_manifest_rows,
                                          encode_body, encode_manifest, encode_with_body, sparse_delta)
@@ -56,10 +57,6 @@ BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without
 WORKERS = 3  # CPU-bound now (hashing, compression, one fsync per pack): a few threads, each with its own pack
 MIN_CHUNK = 256  # files per reading thread at least (small changes are read by one thread, into one pack)
 STAT_CACHE = "snapshot-stats"
-STAT = operator.methodcaller("stat", follow_symlinks=False)
-NAME = operator.attrgetter("name")
-ST_MODE = operator.attrgetter("st_mode")
-ST_SIZE = operator.attrgetter("st_size")
 FILE_TYPE_BITS = 0o170000
 
 
@@ -73,9 +70,11 @@ def test_slow_io_delay() -> float:
 
 @dataclass
 class StoreListing:
-    folders: list[tuple[str, list[str], list[os.stat_result]]] = field(default_factory=list)  # prefix, names, lstats
+    # prefix, names, lstats (a StatColumns for a folder listed in C, else stat results)
+    folders: list[tuple[str, list[str], "StatColumns | list[os.stat_result]"]] = field(default_factory=list)
     dirs: list[tuple[str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    temps: bool = False   # guardian's own temp files or staging folders were seen (and left out)
     _files: dict[str, os.stat_result] | None = None
 
     @property
@@ -89,8 +88,9 @@ class StoreListing:
 
 def list_store(root: Path) -> StoreListing:
     """Every regular file under ``root`` (recursively, symlinks not followed) with its lstat, folder by
-    folder in directory order. (One thread: threads per collection folder were slower, the per-entry
-    work holds the GIL; the per-entry work is done by ``map`` in C where it can be.)"""
+    folder in directory order. Each folder is opened without following a symlink and listed with
+    ``storefs.list_folder_stats`` (getdents + one lstat per entry relative to the folder's fd, in C
+    with the GIL released): a folder of plain files costs no Python object per file but its name."""
     listing = StoreListing()
     pending = [("", str(root))]
     while pending:
@@ -101,21 +101,29 @@ def list_store(root: Path) -> StoreListing:
 
 
 def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[str, str]]:
-    """Note one folder's entries in ``listing``; returns its subfolders as (prefix, path) to walk."""
+    """Note one folder's entries in ``listing``; returns its subfolders as (prefix, path) to walk.
+    The store root may be a symlink (the user's path); every folder under it is opened without
+    following one (a folder swapped for a symlink since its parent was listed is not walked)."""
     try:
-        entries = list(os.scandir(folder))
-        stats = list(map(STAT, entries))
+        fd = os.open(folder, storefs.DIR_FLAGS if prefix else os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
         return []
-    names = list(map(NAME, entries))
-    if all(map(statmod.S_ISREG, map(ST_MODE, stats))) and \
-            "\x00" + TEMP_PREFIX not in "\x00" + "\x00".join(names) and \
-            max(map(ST_SIZE, stats), default=0) <= MAX_SNAPSHOT_FILE:  # the common case, checked in C
+    try:
+        names, stats = _folder_stats(fd)
+    except OSError as exc:
+        listing.skipped.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
+        return []
+    finally:
+        os.close(fd)
+    joined = "\x00" + "\x00".join(names)
+    if isinstance(stats, StatColumns) and stats.plain_files_up_to(MAX_SNAPSHOT_FILE) and \
+            "\x00" + TEMP_PREFIX not in joined:   # the common case, checked in C
         listing.folders.append((prefix, names, stats))
         return []
+    listing.temps = listing.temps or "\x00" + TEMP_PREFIX in joined
     file_names, file_stats, subfolders = [], [], []
-    for entry, name, info in zip(entries, names, stats):
+    for name, info in zip(names, stats):
         rel = prefix + name
         if name.startswith(TEMP_PREFIX):
             continue  # guardian's own staged file from an interrupted restore
@@ -128,13 +136,33 @@ def _list_folder(listing: StoreListing, prefix: str, folder: str) -> list[tuple[
             file_stats.append(info)
         elif statmod.S_ISDIR(info.st_mode):
             listing.dirs.append((rel, statmod.S_IMODE(info.st_mode)))
-            subfolders.append((rel + "/", entry.path))
+            subfolders.append((rel + "/", os.path.join(folder, name)))
         elif statmod.S_ISLNK(info.st_mode):
             listing.skipped.append((rel, "symlink (not followed)"))
         else:
             listing.skipped.append((rel, "not a regular file"))
     listing.folders.append((prefix, file_names, file_stats))
     return subfolders
+
+
+def _folder_stats(fd: int) -> tuple[list[str], "StatColumns | list[os.stat_result]"]:
+    """A folder's names and lstats: as columns (storefs.list_folder_stats), or, when that fails (an
+    entry removed between the listing and its lstat, a number past 64 bits), entry by entry: an entry
+    that is gone by then is simply not part of this snapshot, like a file gone before it is read."""
+    try:
+        names, numbers = storefs.list_folder_stats(fd, SNAPSHOT_FIELDS)
+        return names, StatColumns(numbers)
+    except (OSError, OverflowError):
+        pass
+    names, stats = [], []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            try:
+                stats.append(entry.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue
+            names.append(entry.name)
+    return names, stats
 
 
 MAX_SNAPSHOT_FILE = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: what a real document can hold
@@ -538,7 +566,6 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
             if base is not None and base.manifest.packs is not None:
                 return _take_incremental(paths, repo, base, changed, compress, clock, reader)
         repo.clean_temp_files()
-        storefs.clean_guardian_temps(paths.store)   # a killed restore's staged files (guardian's own)
         try:
             repo.migrate_loose()  # repositories of older versions: blobs into packs, once
         except OSError as exc:
@@ -820,7 +847,9 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
     moment = (clock or (lambda: datetime.now(timezone.utc)))()
     started_ns = time.time_ns()
     newest = _newest_header(repo)
-    listing = list_store(paths.store)
+    listing = list_store(paths.store)   # leaves guardian's own temp files and staging folders out
+    if listing.temps:   # a killed restore's staged files (guardian's own): removed, as the walk saw them
+        storefs.clean_guardian_temps(paths.store)
     unchanged = _commit_unchanged(paths, repo, newest, listing, compress, moment, started)
     if unchanged is not None:
         return unchanged

@@ -252,7 +252,7 @@ class FolderListing:
         except (OSError, OverflowError):
             return None   # the row walk records which entry failed and why (or fails to list, itself)
         modes = numbers[_KEY_FIELDS - 1::_KEY_FIELDS]
-        if any(any(map(test, modes)) for test in _NOT_PLAIN):
+        if not all(map(stat_mod.S_ISREG, modes)) and any(any(map(test, modes)) for test in _NOT_PLAIN):
             return None   # a sub-folder or a symlink: the rows say which, and what a symlink points at
         return cls(columns=(names, numbers))
 
