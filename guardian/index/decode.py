@@ -43,9 +43,11 @@ def decode_files(paths: Sequence[Path], workers: int | None = None, pool: "Decod
         if pool is not None and pool.started():
             return join_chunks(pool.executor.map(decode_chunk, chunks, targets(chunks, shared)), len(paths), shared)
         return decode_in_workers(chunks, workers, shared)
-    except (concurrent.futures.process.BrokenProcessPool, OSError):
+    except (concurrent.futures.process.BrokenProcessPool, OSError) as exc:
         # workers could not start (no forkserver here, a frozen __main__, limits) or one died: the
-        # same result in-process (the shared file is dropped with its last reference)
+        # same result in-process. The error's traceback (kept by the failed future) would hold the
+        # join's frames and so its views of the shared matrix: dropped, the mapping goes at once.
+        exc.__traceback__ = None
         return unpack(decode_chunk(paths))
     finally:
         if shared is not None:
@@ -101,7 +103,7 @@ class SharedMatrix:
             return None
 
     def close(self) -> None:
-        """Close the file (after the workers are done with it): the mapping stays while it is used."""
+        """Close the file (after the workers are done with it): the mapping stays while rows view it."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -155,13 +157,16 @@ def new_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 def join_chunks(packed_chunks: Iterable[tuple], capacity: int, shared: SharedMatrix | None = None) -> Decoded:
     decoded = Decoded()
     joiner = ChunkJoiner(capacity, shared)
+    finite = True
     for packed in packed_chunks:
         part = unpack(packed, shared)
         for segment in part.chunks:
             joiner.add(segment)
+        finite = finite and (part.finite or not part.chunks)
         decoded.others.extend(part.others)
         decoded.problems.extend(part.problems)
     decoded.chunks = joiner.segments()
+    decoded.finite = finite
     return decoded
 
 
@@ -278,23 +283,22 @@ def decode_chunk(paths: Sequence[str], target: tuple | None = None) -> tuple:
                 for path, error in batch.errors.items()]
     columns = (PackedStrings.of_strings(map(basename, batch.paths)), PackedStrings.of_strings(batch.ids),
                PackedStrings.of_strings(batch.contents), PackedMetadata.of_maps(batch.metadatas))
-    matrix = batch.embeddings if len(batch) else np.zeros((0, 0), dtype=np.float32)
+    matrix = np.ascontiguousarray(batch.embeddings if len(batch) else np.zeros((0, 0)), dtype=np.float32)
+    finite = bool(np.isfinite(matrix).all())   # here, while the chunk's floats are in this CPU's cache
     parts = tuple((column.buffer, column.offsets) for column in columns)
     if target is not None and write_rows(target, matrix):
         matrix = ("shared", target[1], len(matrix))
-    else:
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    return parts, matrix, decode_ragged(batch.ragged or {}), problems
+    return parts, matrix, decode_ragged(batch.ragged or {}), problems, finite
 
 
 def unpack(packed: tuple, shared: SharedMatrix | None = None) -> Decoded:
-    parts, matrix, others, problems = packed
+    parts, matrix, others, problems, finite = packed
     if isinstance(matrix, tuple):  # ("shared", first row, rows): written into the shared matrix
         matrix = shared.rows(matrix[1], matrix[2])
     (files, ids, contents, metadatas) = parts
     segment = Segment(PackedStrings(*files), PackedStrings(*ids), PackedStrings(*contents),
                       PackedMetadata(*metadatas), matrix)
-    return Decoded([segment] if len(segment) else [], list(others), list(problems))
+    return Decoded([segment] if len(segment) else [], list(others), list(problems), finite)
 
 
 def decode_ragged(ragged: dict) -> list[DecodedDocument]:
