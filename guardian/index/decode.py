@@ -141,7 +141,10 @@ def write_rows(target: tuple, matrix: np.ndarray) -> bool:
     try:
         offset, done = start * dimension * 4, 0
         while done < len(data):
-            done += os.pwrite(fd, data[done:], offset + done)
+            written = os.pwrite(fd, data[done:], offset + done)
+            if written <= 0:   # no room (never for a memfd that was sized): pickled instead
+                return False
+            done += written
     except OSError:
         return False
     finally:
