@@ -24,6 +24,11 @@ from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is 
     metadata_file_name)
 from guardian.format.gob import GobError
 
+try:  # ISA-L's inflate: ~18 µs instead of ~27 for a 2.4 kB chromem file (see inflate_whole)
+    from isal import isal_zlib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib alone gives the same bytes
+    isal_zlib = None
+
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DECOMPRESSED = MAX_FILE_BYTES
 TOO_LARGE = "too large for guardian to read"
@@ -106,11 +111,33 @@ def gzip_header_end(data: bytes) -> int:
 def inflate_prefix(data: bytes, start: int) -> bytes:
     """Inflate raw deflate data; on corruption keep every byte decoded before it (as Go's flate).
     Output stops one byte past MAX_DECOMPRESSED (a gzip bomb costs that much memory, no more)."""
+    whole = inflate_whole(data, start)
+    if whole is not None:
+        return whole
     inflater = zlib.decompressobj(-15)
     try:
         return inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
     except zlib.error:
         return inflate_salvage(data, start)
+
+
+def inflate_whole(data: bytes, start: int) -> bytes | None:
+    """The fast path of :func:`inflate_prefix` (ISA-L): the inflated bytes when the deflate stream is
+    complete, within the bound, and its gzip trailer (CRC-32 and size) matches them, i.e. exactly
+    the bytes that were compressed, which zlib's inflate gives too. None for anything else (a
+    damaged, cut or oversized stream): zlib's inflate and salvage decide those, as they always did."""
+    if isal_zlib is None:
+        return None
+    inflater = isal_zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(memoryview(data)[start:], MAX_DECOMPRESSED + 1)
+    except isal_zlib.error:
+        return None
+    trailer = inflater.unused_data
+    if not inflater.eof or len(trailer) < 8 or len(out) > MAX_DECOMPRESSED:
+        return None
+    crc, size = struct.unpack_from("<II", trailer)
+    return out if crc == zlib.crc32(out) and size == len(out) & 0xFFFFFFFF else None
 
 
 def inflate_salvage(data: bytes, start: int) -> bytes:

@@ -80,12 +80,14 @@ class Decoded:
     chunks: list[Segment] = field(default_factory=list)
     others: list[DecodedDocument] = field(default_factory=list)  # documents of another dimension
     problems: list[IndexProblem] = field(default_factory=list)
+    finite: bool = False  # every chunk's matrix is known to hold no NaN/inf (the decoder looked)
 
     @classmethod
     def of_documents(cls, documents: Sequence[DecodedDocument], problems: Sequence[IndexProblem] = ()) -> "Decoded":
         return cls([], list(documents), list(problems))
 
     def extend(self, other: "Decoded") -> None:
+        self.finite = (self.finite or not self.chunks) and (other.finite or not other.chunks)
         self.chunks.extend(other.chunks)
         self.others.extend(other.others)
         self.problems.extend(other.problems)
@@ -288,6 +290,9 @@ def assemble(kept: Rows, decoded: Decoded) -> tuple[Rows, list[IndexProblem]]:
         if chunk.matrix.shape[1] != dimension:
             problems.extend(embedding_problem(doc, dimension) for doc in chunk_documents(chunk))
             continue
+        if decoded.finite:  # checked where it was decoded (a worker, while the matrix was in its cache)
+            pieces.append(chunk)
+            continue
         finite = np.isfinite(chunk.matrix).all(axis=1)
         if not finite.all():
             bad = chunk_documents(chunk, np.flatnonzero(~finite))
@@ -317,10 +322,28 @@ def chunk_documents(chunk: Segment, positions: Sequence[int] | None = None) -> l
 
 def sorted_by_file(segment: Segment) -> Segment:
     """chromem reads a folder in name order: a fresh build's rows follow it (chunks usually already do)."""
+    if in_byte_order(segment.files):
+        return segment
     files = list(segment.files)
     if all(a <= b for a, b in zip(files, files[1:])):
         return segment
     return segment.take(sorted(range(len(files)), key=files.__getitem__))
+
+
+def in_byte_order(names: PackedStrings) -> bool:
+    """True when ASCII names are already sorted, judged on their bytes without decoding 100k strings
+    (for ASCII, byte order is str order); names all of one length are compared as one numpy array.
+    False means: not known (the caller sorts the decoded strings)."""
+    buffer = names.buffer
+    if len(names) < 2 or not isinstance(buffer, bytes) or not buffer.isascii() or b"\0" in buffer:
+        return False
+    offsets = names.offsets
+    width = int(offsets[1] - offsets[0])
+    if width > 0 and offsets[-1] - offsets[0] == width * len(names) and np.all(np.diff(offsets) == width):
+        packed = np.frombuffer(buffer, dtype=f"S{width}", count=len(names), offset=int(offsets[0]))
+        return bool(np.all(packed[1:] >= packed[:-1]))
+    raws = names.raws()
+    return all(a <= b for a, b in zip(raws, raws[1:]))
 
 
 def majority_dimension(decoded: Decoded) -> int:

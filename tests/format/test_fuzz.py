@@ -201,3 +201,32 @@ def test_accelerated_decoder_and_prefix_reuse_agree_with_the_python_path(monkeyp
     decoder.decode(PLAIN_DOC)  # the real prefix is now the decoder's last one: `data` may reuse it
     assert outcome(decoder, data) == python_path_outcome(data, monkeypatch)
     assert outcome(decoder, data) == python_path_outcome(data, monkeypatch)  # again, through the kept prefix
+
+
+def zlib_only(monkeypatch, data: bytes) -> bytes:
+    """What inflate_prefix gives without ISA-L (zlib's inflate and salvage alone)."""
+    with monkeypatch.context() as patched:
+        patched.setattr(chromem, "isal_zlib", None)
+        return chromem.inflate_prefix(data, chromem.gzip_header_end(data))
+
+
+def test_isal_fast_path_serves_intact_gzip_files():
+    assert chromem.isal_zlib is not None   # a dependency: the fast path is what runs
+    for source in (GZ_DOC, GZ_META):
+        start = chromem.gzip_header_end(source)
+        assert chromem.inflate_whole(source, start) == chromem.inflate_prefix(source, start) != b""
+        assert chromem.inflate_whole(source[:-1], start) is None            # trailer cut: zlib decides
+        assert chromem.inflate_whole(source[:-8] + bytes(8), start) is None  # trailer wrong: zlib decides
+
+
+@FUZZ
+@given(st.sampled_from([GZ_DOC, GZ_META]), EDITS)
+def test_isal_fast_path_inflates_exactly_what_zlib_inflates(source, edits):
+    """Damaged, cut or grown gzip files: the bytes inflated (and so every verdict) are zlib's."""
+    data = mutate(source, edits)
+    try:
+        start = chromem.gzip_header_end(data)
+    except CodecError:
+        return
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert chromem.inflate_prefix(data, start) == zlib_only(monkeypatch, data)
