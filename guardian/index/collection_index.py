@@ -197,10 +197,11 @@ class CollectionIndex:
     def row_of(self, doc_id: str) -> int | None:
         return self.rows.row_of("ids", doc_id)
 
-    def result(self, row: int, similarity: float) -> dict:
-        segment, physical = self.rows.locate(row)
-        return {"id": segment.ids[physical], "similarity": float(similarity),
-                "content": segment.contents[physical], "metadata": segment.metadatas[physical]}
+    def results(self, rows: np.ndarray, similarities: np.ndarray) -> list[dict]:
+        """chromem's Result for each given row (best first, as ranked): id, similarity, content, metadata."""
+        ids, contents, metadatas = self.rows.shown(rows)
+        return [{"id": doc_id, "similarity": similarity, "content": content, "metadata": metadata}
+                for doc_id, similarity, content, metadata in zip(ids, similarities.tolist(), contents, metadatas)]
 
     def matching(self, filters: q.Filters) -> np.ndarray | None:
         """chromem's documentMatchesFilters over every row: the passing rows (ascending), or None
@@ -244,7 +245,7 @@ class CollectionIndex:
         if len(self.rows) == 0 or k == 0:
             return [[] for _ in queries]
         answers = self.rank(queries, k, selected)
-        return [[self.result(int(r), s) for r, s in zip(best, sims)] for best, sims in answers]
+        return [self.results(best, sims) for best, sims in answers]
 
     def summary(self) -> dict:
         return {"name": self.name, "dir": self.dir_name, "documents": self.document_count,
