@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -127,8 +127,9 @@ def query_matrix(vectors: Any, dimension: int | None) -> np.ndarray:
         if dimension is not None and vectors.shape[0] != dimension:
             raise QueryError(f"the query vector has {vectors.shape[0]} dimensions, the collection {dimension}",
                              "embed the query with the same model as the collection")
-        if np.isfinite(vectors).all():
-            return normalize_query(vectors)[np.newaxis, :]
+        square_sum = squared_magnitude(vectors)
+        if math.isfinite(square_sum):  # every value is finite: a float32's square cannot overflow a float64
+            return normalize_query(vectors, square_sum)[np.newaxis, :]
     try:
         matrix = np.asarray(vectors, dtype=np.float64)
     except (TypeError, ValueError):
@@ -173,10 +174,17 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     return np.where(keep[:, np.newaxis], matrix, scaled)
 
 
-def normalize_query(vector: np.ndarray) -> np.ndarray:
-    """chromem: leave a vector whose length is 1 within 1e-6; else divide by its float32 norm."""
+def squared_magnitude(vector: np.ndarray) -> float:
+    """The sum of squares in float64 (chromem's isNormalized), NaN or infinite when a value is."""
     as64 = vector.astype(np.float64)
-    magnitude = math.sqrt(float(np.dot(as64, as64)))
+    return float(np.dot(as64, as64))
+
+
+def normalize_query(vector: np.ndarray, square_sum: float | None = None) -> np.ndarray:
+    """chromem: leave a vector whose length is 1 within 1e-6; else divide by its float32 norm.
+
+    ``square_sum``: :func:`squared_magnitude` of ``vector`` when the caller has it already."""
+    magnitude = math.sqrt(squared_magnitude(vector) if square_sum is None else square_sum)
     if abs(magnitude - 1.0) < NORMALIZED_TOLERANCE:
         return vector
     norm = np.float32(math.sqrt(float(np.dot(vector, vector))))
@@ -197,28 +205,48 @@ def float32_vector(values: list) -> np.ndarray | None:
 
 
 def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k highest scores, best first; ties by position (ascending).
+    """Positions of the k highest scores, best first; ties by position (ascending)."""
+    return np.array(top_scores(scores, k)[0], dtype=np.intp)
+
+
+def top_scores(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+    """The k highest scores and their positions, best first; ties by position (ascending).
 
     One partition around the (k+1)-th best score: when it is lower than the k-th best, the k above it
     are the answer and no tie crosses the cut (no further pass over the scores); when the two are
     equal, tied scores straddle the k-th place and the earliest positions among them are taken.
+    The k winners are ordered as Python numbers (a float32 is exact as a float): a handful of numpy
+    calls per query instead of a dozen, which is what a query costs beyond its matrix product.
     """
     n = scores.shape[0]
     if k <= 0 or n == 0:
-        return np.empty(0, dtype=np.intp)
+        return [], []
     if k < n:
         cut = n - k - 1
-        parted = np.argpartition(scores, cut)
-        chosen = parted[cut + 1:]
-        top = scores[chosen]
-        threshold = top.min()
-        if scores[parted[cut]] == threshold:
-            chosen = _ties_by_position(scores, threshold, k)
-            top = scores[chosen]
+        parted = np.argpartition(scores, cut)[cut:]   # the (k+1)-th best, then the k best
+        below, *values = scores[parted].tolist()
+        positions = parted[1:].tolist()
+        if _has_nan(values):
+            return _nan_last(positions, values)
+        if below == min(values):
+            chosen = _ties_by_position(scores, below, k)
+            positions, values = chosen.tolist(), scores[chosen].tolist()
     else:
-        chosen = np.arange(n)
-        top = scores
-    return chosen[np.lexsort((chosen, -top))]   # best first; equal scores by position
+        positions, values = list(range(n)), scores.tolist()
+        if _has_nan(values):
+            return _nan_last(positions, values)
+    ranked = sorted(zip([-value for value in values], positions))  # best first; equal scores by position
+    return [position for _, position in ranked], [-negated for negated, _ in ranked]
+
+
+def _has_nan(values: list[float]) -> bool:
+    return any(value != value for value in values)
+
+
+def _nan_last(positions: list[int], values: list[float]) -> tuple[list[int], list[float]]:
+    """NaN scores (a product that overflowed float32) as numpy orders them: after every number."""
+    order = np.lexsort((positions, -np.array(values))).tolist()
+    return [positions[i] for i in order], [values[i] for i in order]
 
 
 def _ties_by_position(scores: np.ndarray, threshold, k: int) -> np.ndarray:
@@ -250,23 +278,24 @@ def pick(scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tup
     candidates the n columns stand for, None: all rows in order)."""
     answers = []
     for column in range(scores.shape[0]):
-        column_scores = scores[column]
-        best = top_rows(column_scores, k)
-        similarities = column_scores[best].astype(np.float32)
-        answers.append((best if rows is None else rows[best], similarities))
+        positions, values = top_scores(scores[column], k)
+        best = np.array(positions, dtype=np.intp)
+        answers.append((best if rows is None else rows[best], np.array(values, dtype=np.float32)))
     return answers
 
 
-@dataclass(frozen=True)
-class QueryRequest:
-    """A parsed query: exactly one of vectors / like / texts, plus k and the filters."""
+class QueryRequest(NamedTuple):
+    """A parsed query: exactly one of vectors / like / texts, plus k and the filters.
+
+    A named tuple rather than a frozen dataclass: as immutable, and made in a quarter of the time
+    (one is made per query)."""
 
     vectors: list | None = None
     like: str | None = None
     vector32: np.ndarray | None = None   # ``vectors`` as float32 when it is one vector of finite floats
     texts: list[str] | None = None
     k: Any = None
-    filters: Filters = field(default_factory=Filters)
+    filters: Filters = NO_FILTERS
     batch: bool = False
 
 
