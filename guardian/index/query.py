@@ -217,10 +217,21 @@ def top_scores(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
     equal, tied scores straddle the k-th place and the earliest positions among them are taken.
     The k winners are ordered as Python numbers (a float32 is exact as a float): a handful of numpy
     calls per query instead of a dozen, which is what a query costs beyond its matrix product.
+    From 32k scores on only the candidates a sample leaves are partitioned (:func:`_candidates`).
     """
     n = scores.shape[0]
     if k <= 0 or n == 0:
         return [], []
+    candidates = _candidates(scores, k)
+    if candidates is not None:
+        positions, values = _top_of_all(scores[candidates], k)
+        return candidates[positions].tolist(), values
+    return _top_of_all(scores, k)
+
+
+def _top_of_all(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+    """:func:`top_scores` by one partition of every score (k >= 1, at least one score)."""
+    n = scores.shape[0]
     if k < n:
         cut = n - k - 1
         parted = np.argpartition(scores, cut)[cut:]   # the (k+1)-th best, then the k best
@@ -239,8 +250,30 @@ def top_scores(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
     return [position for _, position in ranked], [-negated for negated, _ in ranked]
 
 
+SAMPLE_EVERY = 32      # one score in 32 is sampled ...
+SAMPLED_FROM = 32768   # ... from this many scores on (fewer: one partition of them all is as quick)
+
+
+def _candidates(scores: np.ndarray, k: int) -> np.ndarray | None:
+    """Positions (ascending) that hold every score at or above the (k+1)-th best, or None.
+
+    The (k+1)-th best of every 32nd score is at most the (k+1)-th best of all (the sample alone
+    holds k+1 scores that high), so no score below it can be among the k best or tie with the
+    (k+1)-th: partitioning the ~32(k+1) scores at or above it gives what partitioning all would,
+    ties included, in half the time at 100k scores (below ~30k the extra numpy calls cost more than
+    they save). NaN counts as above (``not <``), as numpy's partition sorts it last."""
+    n = scores.shape[0]
+    if n < SAMPLED_FROM or (k + 1) * SAMPLE_EVERY * 8 > n:
+        return None
+    sample = scores[::SAMPLE_EVERY]
+    at = sample.size - k - 1
+    threshold = np.partition(sample, at)[at]
+    return np.flatnonzero(~(scores < threshold))
+
+
 def _has_nan(values: list[float]) -> bool:
-    return any(value != value for value in values)
+    total = sum(values)  # NaN when a value is NaN (or +inf and -inf are both there): then look closer
+    return total != total and any(value != value for value in values)
 
 
 def _nan_last(positions: list[int], values: list[float]) -> tuple[list[int], list[float]]:

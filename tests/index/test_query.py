@@ -174,3 +174,54 @@ def test_short_path_checks_dimension_and_zero_length():
     with pytest.raises(QueryError) as err:
         q.query_matrix(q.parse_request({"vector": [0.0, 0.0, 0.0]}).vector32, 3)
     assert "zero length" in err.value.message
+
+
+def full_sort_top(scores: np.ndarray, k: int) -> list[int]:
+    """The plain definition: score descending, then position."""
+    return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:k]
+
+
+@pytest.mark.parametrize("n", [q.SAMPLED_FROM, 3 * q.SAMPLED_FROM + 17])
+def test_top_scores_from_a_sample_equals_a_full_sort(n):
+    """Enough scores for the sampled candidates: the same rows and scores as a full sort, ties included."""
+    rng = np.random.default_rng(20261202)
+    assert q._candidates(rng.normal(size=n).astype(np.float32), 10) is not None  # the sampled path runs
+    for distinct in (3, 40, None):  # few distinct scores (ties straddle the cut), some, all different
+        scores = (rng.normal(size=n) if distinct is None else rng.integers(0, distinct, size=n) / distinct)
+        scores = scores.astype(np.float32)
+        for k in (1, 10, 50):
+            positions, values = q.top_scores(scores, k)
+            expected = full_sort_top(scores, k)
+            assert positions == expected, (distinct, k)
+            assert values == [float(scores[i]) for i in expected]
+    ties = np.zeros(n, dtype=np.float32)
+    ties[[5, n - 1, n // 2]] = 1.0  # all but three tie: the earliest positions among the ties
+    assert q.top_scores(ties, 6)[0] == [5, n // 2, n - 1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("n", [50, q.SAMPLED_FROM + 5])
+def test_nan_scores_come_last_and_infinities_keep_ties_by_position(n):
+    """An overflowing product (NaN, +-inf): NaN after every number (numpy's order), by position;
+    infinities are numbers, ties among them by position."""
+    scores = np.linspace(-1, 1, n).astype(np.float32)
+    scores[[3, 7]] = np.nan
+    positions, values = q.top_scores(scores, 4)
+    assert positions == [n - 1, n - 2, 3, 7]
+    assert values[:2] == [1.0, float(scores[n - 2])] and all(v != v for v in values[2:])
+    scores = np.full(n, -np.inf, dtype=np.float32)
+    scores[[9, 2]] = np.inf
+    assert q.top_scores(scores, 4) == ([2, 9, 0, 1], [np.inf, np.inf, -np.inf, -np.inf])
+
+
+def test_query_request_is_immutable():
+    request = q.parse_request({"vector": [0.5, 0.5], "k": 1})
+    with pytest.raises(AttributeError):
+        request.k = 2
+    assert request.filters is q.NO_FILTERS and not request.batch
+
+
+def test_short_path_sends_a_non_finite_float32_vector_to_the_general_errors():
+    for values, reason in (([np.inf, 1.0], "NaN or infinity"), ([np.nan, 1.0], "NaN or infinity")):
+        with pytest.raises(QueryError) as err:
+            q.query_matrix(np.array(values, dtype=np.float32), 2)
+        assert reason in err.value.message
