@@ -7,7 +7,10 @@ Each store is written once with the format layer's encoder (kept in --work for l
 Every figure is printed beside the floor measured in the same run on the same matrix:
 ``X @ q`` + ``argpartition`` for single queries, ``X @ Q.T`` + argpartition per column for
 batches. Reported: cold build, warm restart (cache), in-process and HTTP p50/p99 single-query
-latency, batch throughput, RSS. ``--store PATH`` (comma-separated for several) benchmarks its largest
+latency, batch throughput, RSS. Every path gets its input made before the clock starts, in the form
+its caller holds it: the floor a float32 vector, in-process queries a request dict of Python floats,
+HTTP queries the request's JSON bytes (sent and answered through http.client). Batches: the median
+q/s of 40 interleaved rounds. ``--store PATH`` (comma-separated for several) benchmarks its largest
 collection instead of a synthetic store; the store is only read (the index cache goes to --work).
 """
 
@@ -136,23 +139,24 @@ def bench_size(n: int, work: Path, n_queries: int, store: Path | None = None) ->
     vectors = rng.normal(size=(n_queries, matrix.shape[1])).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vector_lists = [v.tolist() for v in vectors]
+    bodies = [json.dumps({"vector": v, "k": K}).encode() for v in vector_lists]  # a client's own work, untimed
 
     server = GuardianHTTPServer(index, None, Config(http_port=0)).start()
     conn = http.client.HTTPConnection(server.host, server.port)
     path = f"/v1/collections/{urllib.parse.quote(name)}/query"
 
-    def over_http(v):
-        conn.request("POST", path, json.dumps({"vector": v, "k": K}).encode(), {"Content-Type": "application/json"})
+    def over_http(request_body: bytes) -> None:
+        conn.request("POST", path, request_body, {"Content-Type": "application/json"})
         response = conn.getresponse()
         body = response.read()
         assert response.status == 200, body
 
     # interleaved, so that load from other processes hits the floor and our paths alike
     floor, inproc, http_samples = [], [], []
-    for i, (vector, as_list) in enumerate(zip(vectors, vector_lists)):
+    for i, (vector, as_list, request_body) in enumerate(zip(vectors, vector_lists, bodies)):
         for samples, call in ((floor, lambda: floor_single(matrix, vector)),
                               (inproc, lambda: index.search(name, q.parse_request({"vector": as_list, "k": K}))),
-                              (http_samples, lambda: over_http(as_list))):
+                              (http_samples, lambda: over_http(request_body))):
             started = time.perf_counter()
             call()
             if i >= 10:  # warm-up

@@ -277,7 +277,7 @@ class RowColumn(Sequence):
 class Rows:
     """Logical rows over a base segment (its ``live`` rows) followed by an in-memory extra segment."""
 
-    __slots__ = ("base", "live", "extra", "__weakref__")
+    __slots__ = ("base", "live", "extra", "base_count", "_length", "__weakref__")
 
     def __init__(self, base: Segment | None = None, live: np.ndarray | None = None,
                  extra: Segment | None = None) -> None:
@@ -285,13 +285,12 @@ class Rows:
         dimension = self.base.matrix.shape[1]
         self.live = live  # sorted base rows still alive, or None: all of them
         self.extra = extra if extra is not None else Segment.empty(dimension)
-
-    @property
-    def base_count(self) -> int:
-        return len(self.base) if self.live is None else len(self.live)
+        # counted once: rows never change (an update makes new Rows), and a query asks several times
+        self.base_count = len(self.base) if live is None else len(live)  # the live base rows
+        self._length = self.base_count + len(self.extra)
 
     def __len__(self) -> int:
-        return self.base_count + len(self.extra)
+        return self._length
 
     @property
     def dimension(self) -> int:
