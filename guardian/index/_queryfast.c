@@ -88,7 +88,8 @@ static PyObject *top_k(PyObject *self, PyObject *args) {
         Py_RETURN_NONE;
     }
     PyObject *result = NULL;
-    if (view.itemsize != 4 || view.format == NULL || strcmp(view.format, "f") != 0 || k < 1 || k > TOP_K_MAX) {
+    if (view.ndim != 1 || view.itemsize != 4 || view.format == NULL || strcmp(view.format, "f") != 0 || k < 1
+        || k > TOP_K_MAX) {
         result = Py_None;
         Py_INCREF(result);
         goto done;

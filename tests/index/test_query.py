@@ -268,7 +268,7 @@ def test_the_c_top_k_leaves_nan_big_k_and_other_arrays_to_python(query_path):
     with_nan = scores.copy()
     with_nan[5] = np.nan
     for array, k in ((with_nan, 3), (scores, 10_000), (scores.astype(np.float64), 3), (scores[::2], 3),
-                     (scores, 0), ([0.5, 0.25], 1)):
+                     (scores, 0), ([0.5, 0.25], 1), (scores.reshape(4, 10), 3), (scores.astype(">f4"), 3)):
         assert q._accelerated.top_k(array, k) is None
     assert q.top_scores(with_nan, 2)[0] == [39, 5]  # the Python path: NaN after every number
 
