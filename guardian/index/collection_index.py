@@ -23,6 +23,7 @@ Rules (the same as chromem's loader where chromem has one):
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ class CollectionIndex:
     def indexed(self) -> int:
         return len(self.rows)
 
-    @property
+    @functools.cached_property  # the index never changes; every query checks k against it
     def document_count(self) -> int:
         """Documents chromem would hold: indexed rows plus decoded documents left out of the matrix."""
         return len(self.rows) + sum(1 for p in self.problems if p.counts_as_document)
@@ -199,10 +200,13 @@ class CollectionIndex:
     def row_of(self, doc_id: str) -> int | None:
         return self.rows.row_of("ids", doc_id)
 
-    def result(self, row: int, similarity: float) -> dict:
-        segment, physical = self.rows.locate(row)
-        return {"id": segment.ids[physical], "similarity": float(similarity),
-                "content": segment.contents[physical], "metadata": segment.metadatas[physical]}
+    def results(self, rows: Sequence[int], similarities: Sequence[float]) -> list[dict]:
+        """chromem's Result for each given row (best first, as ranked): id, similarity, content, metadata."""
+        ids, contents, metadatas = self.rows.shown(rows)
+        if isinstance(similarities, np.ndarray):
+            similarities = similarities.tolist()
+        return [{"id": doc_id, "similarity": similarity, "content": content, "metadata": metadata}
+                for doc_id, similarity, content, metadata in zip(ids, similarities, contents, metadatas)]
 
     def matching(self, filters: q.Filters) -> np.ndarray | None:
         """chromem's documentMatchesFilters over every row: the passing rows (ascending), or None
@@ -230,23 +234,27 @@ class CollectionIndex:
 
     def rank(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """``query.rank`` over these rows (base and extra segments): (rows, similarities) per query."""
+        return [(np.array(best, dtype=np.intp), np.array(similarities, dtype=np.float32))
+                for best, similarities in self._ranked(queries, k, rows)]
+
+    def _ranked(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> list[tuple[list[int], list[float]]]:
+        """:meth:`rank` as Python lists (what results are built from: no arrays made to be undone)."""
         if rows is not None and rows.size == 0:
-            return [(np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)) for _ in queries]
+            return [([], []) for _ in queries]
         if rows is None:
             scores = self.rows.scores(queries)
         elif rows.size * 4 < len(self.rows):
             scores = self.rows.subset_scores(queries, rows)
         else:
             scores = self.rows.scores(queries)[:, rows]
-        return q.pick(scores, k, rows)
+        return q.pick_lists(scores, k, rows)
 
     def search(self, queries: np.ndarray, k: int, filters: q.Filters) -> list[list[dict]]:
         """chromem's QueryEmbedding for each (validated, normalized) query row."""
         selected = self.matching(filters)
         if len(self.rows) == 0 or k == 0:
             return [[] for _ in queries]
-        answers = self.rank(queries, k, selected)
-        return [[self.result(int(r), s) for r, s in zip(best, sims)] for best, sims in answers]
+        return [self.results(best, similarities) for best, similarities in self._ranked(queries, k, selected)]
 
     def summary(self) -> dict:
         return {"name": self.name, "dir": self.dir_name, "documents": self.document_count,

@@ -37,11 +37,12 @@ def encode(text: str) -> bytes:
 class PackedStrings(Sequence):
     """``n`` byte strings in one buffer (bytes, or a mapped file) with ``n + 1`` offsets into it."""
 
-    __slots__ = ("buffer", "offsets")
+    __slots__ = ("buffer", "offsets", "_bounds")
 
     def __init__(self, buffer, offsets: np.ndarray) -> None:
         self.buffer = buffer
         self.offsets = offsets
+        self._bounds: memoryview | None = None
 
     @classmethod
     def of_bytes(cls, items: Sequence[bytes]) -> "PackedStrings":
@@ -86,6 +87,21 @@ class PackedStrings(Sequence):
 
     def decode(self, raw: bytes):
         return raw.decode(ENCODING, ERRORS)
+
+    def picked_raw(self, positions: Sequence[int]) -> list[bytes]:
+        """The bytes of the given rows (valid row numbers, as Python ints), in that order.
+
+        What a query's k results read: the offsets through a memoryview (a Python int per read, no
+        numpy scalar, no bounds check beyond the view's own), one slice per row."""
+        bounds = self._bounds
+        if bounds is None:
+            bounds = self._bounds = memoryview(np.ascontiguousarray(self.offsets, dtype=np.int64))
+        buffer = self.buffer
+        return [buffer[bounds[i]:bounds[i + 1]] for i in positions]
+
+    def pick(self, positions: Sequence[int]) -> list:
+        """The decoded values of the given rows, in that order (see :meth:`picked_raw`)."""
+        return [raw.decode(ENCODING, ERRORS) for raw in self.picked_raw(positions)]
 
     def __iter__(self) -> Iterator:
         bounds = self.offsets.tolist()
@@ -144,6 +160,15 @@ class PackedMetadata(PackedStrings):
             return {}
         return value if isinstance(value, dict) else {}
 
+    def pick(self, positions: Sequence[int]) -> list[dict]:
+        """The maps of the given rows; damaged bytes read as {} (as :meth:`decode` reads them)."""
+        raws = self.picked_raw(positions)
+        try:
+            maps = [marshal.loads(raw) for raw in raws]
+        except (ValueError, EOFError, TypeError):
+            return [self.decode(raw) for raw in raws]
+        return [value if type(value) is dict else {} for value in maps]
+
 
 @dataclass(frozen=True, eq=False)
 class Segment:
@@ -187,6 +212,10 @@ class Segment:
         picked = np.asarray(positions, dtype=np.intp)
         return Segment(self.files.take(positions), self.ids.take(positions), self.contents.take(positions),
                        self.metadatas.take(positions), np.ascontiguousarray(self.matrix[picked]))
+
+    def shown(self, positions: Sequence[int]) -> tuple[list[str], list[str], list[dict]]:
+        """The ids, contents and metadatas of the given rows (valid row numbers, as Python ints), in that order."""
+        return self.ids.pick(positions), self.contents.pick(positions), self.metadatas.pick(positions)
 
     def lookup(self, column: str) -> dict[str, int]:
         """value -> the last row holding it, for ``ids`` or ``files`` (built once per segment, on need)."""
@@ -248,7 +277,7 @@ class RowColumn(Sequence):
 class Rows:
     """Logical rows over a base segment (its ``live`` rows) followed by an in-memory extra segment."""
 
-    __slots__ = ("base", "live", "extra", "__weakref__")
+    __slots__ = ("base", "live", "extra", "base_count", "_length", "__weakref__")
 
     def __init__(self, base: Segment | None = None, live: np.ndarray | None = None,
                  extra: Segment | None = None) -> None:
@@ -256,13 +285,12 @@ class Rows:
         dimension = self.base.matrix.shape[1]
         self.live = live  # sorted base rows still alive, or None: all of them
         self.extra = extra if extra is not None else Segment.empty(dimension)
-
-    @property
-    def base_count(self) -> int:
-        return len(self.base) if self.live is None else len(self.live)
+        # counted once: rows never change (an update makes new Rows), and a query asks several times
+        self.base_count = len(self.base) if live is None else len(live)  # the live base rows
+        self._length = self.base_count + len(self.extra)
 
     def __len__(self) -> int:
-        return self.base_count + len(self.extra)
+        return self._length
 
     @property
     def dimension(self) -> int:
@@ -287,6 +315,29 @@ class Rows:
         if row < count:
             return self.base, row if self.live is None else int(self.live[row])
         return self.extra, row - count
+
+    def shown(self, rows: Sequence[int] | np.ndarray) -> tuple[list[str], list[str], list[dict]]:
+        """The ids, contents and metadatas of the given logical rows, in that order (what results show).
+
+        Each segment reads a column once for all of its rows; only these three columns are decoded
+        (never the file names). A result's rows are few (k): plain Python ints from here on."""
+        rows = rows.tolist() if isinstance(rows, np.ndarray) else list(rows)
+        size = len(self)
+        if rows and not 0 <= min(rows) <= max(rows) < size:
+            raise IndexError(f"rows out of range 0..{size - 1}")
+        count, live = self.base_count, self.live
+        in_base = [row for row in rows if row < count]
+        if live is not None and in_base:
+            in_base = live[in_base].tolist()
+        if len(in_base) == len(rows):
+            return self.base.shown(in_base)
+        base_columns = self.base.shown(in_base)
+        extra_columns = self.extra.shown([row - count for row in rows if row >= count])
+        merged = []
+        for base_values, extra_values in zip(base_columns, extra_columns):
+            base_values, extra_values = iter(base_values), iter(extra_values)
+            merged.append([next(base_values) if row < count else next(extra_values) for row in rows])
+        return merged[0], merged[1], merged[2]
 
     files = property(lambda self: RowColumn(self, "files"))
     ids = property(lambda self: RowColumn(self, "ids"))

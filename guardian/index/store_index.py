@@ -135,6 +135,8 @@ class StoreIndex:
         self.workers = workers
         self._write_lock = threading.RLock()
         self._by_dir: dict[str, CollectionIndex] = {}
+        # (the _by_dir it was made of, name -> index): _by_dir is replaced on every change, never edited
+        self._by_name: tuple[dict, dict[str, CollectionIndex]] = (self._by_dir, {})
         self._dirty: set[str] = set()
         self._forgotten: set[str] = set()
         self.built = False
@@ -167,11 +169,19 @@ class StoreIndex:
 
     def collections(self) -> dict[str, CollectionIndex]:
         """Name -> index of the current snapshot (later folder wins a duplicate name)."""
+        return dict(self._names())
+
+    def _names(self) -> dict[str, CollectionIndex]:
+        """:meth:`collections` made once per snapshot (a query looks its collection up in it)."""
         snapshot = self._by_dir
-        return {index.name: index for _, index in sorted(snapshot.items())}
+        made_of, by_name = self._by_name
+        if made_of is not snapshot:
+            by_name = {index.name: index for _, index in sorted(snapshot.items())}
+            self._by_name = (snapshot, by_name)
+        return by_name
 
     def collection(self, name: str) -> CollectionIndex:
-        found = self.collections().get(name)
+        found = self._names().get(name)
         if found is None:
             if not self.built:
                 raise QueryError("the index is still being built", "retry in a moment", status=503)

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
+
+import orjson
 
 from guardian.errors import GuardianError, QueryError
 from guardian.index import query as q
@@ -49,6 +52,21 @@ class Response:
 
 def json_response(status: int, data: Any, headers: tuple = ()) -> Response:
     return Response(status, (json.dumps(data, default=str) + "\n").encode("utf-8"), JSON_TYPE, headers)
+
+
+def query_response(data: dict, finite: bool) -> Response:
+    """A query's answer: orjson's bytes (a tenth of json.dumps's time for k results), else json.dumps's.
+
+    Both write the same JSON values (orjson's text is UTF-8 where json.dumps escapes non-ASCII).
+    json.dumps answers what orjson cannot write as json.dumps would: a string holding a lone
+    surrogate (a Go string's bytes that are not UTF-8, kept by surrogateescape) and, ``finite``
+    False, a NaN or infinite similarity (orjson would write null, json.dumps writes NaN)."""
+    if finite:
+        try:
+            return Response(200, orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE), JSON_TYPE)
+        except orjson.JSONEncodeError:
+            pass
+    return json_response(200, data)
 
 
 def error_response(status: int, message: str, hint: str = "", headers: tuple = ()) -> Response:
@@ -171,8 +189,9 @@ class Api:
         started = time.perf_counter()
         answer = self.index.search(name, request, self._embed if request.texts else None)
         self.metrics.observe_query(time.perf_counter() - started)
+        finite = all(math.isfinite(hit["similarity"]) for hits in answer.results for hit in hits)
         results = answer.results if request.batch else answer.results[0]
-        return json_response(200, {"collection": answer.collection.name, "results": results})
+        return query_response({"collection": answer.collection.name, "results": results}, finite)
 
     def _embed(self, texts: list[str]):
         if self.embedder is None:
@@ -188,8 +207,20 @@ def collection_from_path(path: str) -> str | None:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body's JSON value: orjson's (a 384-float vector in a tenth of json.loads's time), or, for
+    any body orjson refuses, json.loads's value or error, so that what was accepted before still is
+    (NaN and Infinity, lone surrogate escapes, numbers past float64, nesting past 1024) and every
+    error reads as it did. The two agree on every body both accept but two: an integer past 64 bits
+    is the nearest float for orjson, an int for json (in a vector the same float32 either way; as k
+    refused either way, 400, in other words), and nesting 1000 to 1024 deep, which orjson reads and
+    json refuses (no query nests that deep: 400 either way, in other words).
+    """
     if not body:
         raise QueryError("the request body is empty", 'send a JSON object, e.g. {"vector": [...]}')
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body.decode("utf-8"))
     except RecursionError:

@@ -132,6 +132,31 @@ class _DeadlineReader(cheroot_files.StreamReader):
         self.bytes_read = 0
 
 
+class _ResponseWriter(cheroot_files.StreamWriter):
+    """cheroot's socket writer, able to hold what is written until :meth:`release`.
+
+    cheroot sends a response's head and its body in two sends; each wakes the client, which under
+    load costs a scheduling round trip (~0.3 ms on two busy cores). Held, they leave in one send."""
+
+    held = False
+
+    def hold(self) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+        with self._write_lock:
+            self._flush_unlocked()
+
+    def write(self, data, *args, **kwargs):
+        if not self.held:
+            return super().write(data, *args, **kwargs)
+        with self._write_lock:
+            self._write_buf.extend(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+
 class _Connection(cheroot.HTTPConnection):
     """A connection whose reads for one request share one deadline (``request_timeout``)."""
 
@@ -140,7 +165,7 @@ class _Connection(cheroot.HTTPConnection):
 
     def __init__(self, server, sock, makefile=cheroot_files.MakeFile) -> None:
         def files(sock, mode="r", bufsize=cheroot_files.io.DEFAULT_BUFFER_SIZE):
-            return _DeadlineReader(sock, self, bufsize) if "r" in mode else makefile(sock, mode, bufsize)
+            return _DeadlineReader(sock, self, bufsize) if "r" in mode else _ResponseWriter(sock, mode, bufsize)
 
         super().__init__(server, sock, files if makefile is cheroot_files.MakeFile else makefile)
 
@@ -207,9 +232,17 @@ class _Gateway(cheroot.Gateway):
         req.outheaders = [(b"Content-Type", response.content_type.encode("latin-1")),
                           (b"Content-Length", str(len(response.body)).encode("latin-1"))]
         req.outheaders.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers)
-        req.ensure_headers_sent()
-        if req.method != b"HEAD":  # HEAD: the headers (with the length) only
-            req.write(response.body)
+        writer = req.conn.wfile
+        held = isinstance(writer, _ResponseWriter)
+        if held:
+            writer.hold()  # the head and the body in one send
+        try:
+            req.ensure_headers_sent()
+            if req.method != b"HEAD":  # HEAD: the headers (with the length) only
+                req.write(response.body)
+        finally:
+            if held:
+                writer.release()
 
 
 class _CherootServer(cheroot.HTTPServer):

@@ -9,6 +9,16 @@ from guardian.errors import QueryError
 from guardian.index import query as q
 
 
+@pytest.fixture(autouse=True, params=["accelerated", "python"])
+def query_path(request, monkeypatch):
+    """Every test here runs with the C accelerator (guardian/index/_queryfast.c) and without it."""
+    if request.param == "python":
+        monkeypatch.setattr(q, "_accelerated", None)
+    elif q._accelerated is None:
+        pytest.skip("the C accelerator is not built")
+    return request.param
+
+
 def collection_arrays(contents, name):
     collection = next(c for c in contents["collections"] if c["name"] == name)
     docs = collection["documents"]
@@ -174,3 +184,116 @@ def test_short_path_checks_dimension_and_zero_length():
     with pytest.raises(QueryError) as err:
         q.query_matrix(q.parse_request({"vector": [0.0, 0.0, 0.0]}).vector32, 3)
     assert "zero length" in err.value.message
+
+
+def full_sort_top(scores: np.ndarray, k: int) -> list[int]:
+    """The plain definition: score descending, then position."""
+    return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:k]
+
+
+@pytest.mark.parametrize("n", [q.SAMPLED_FROM, 3 * q.SAMPLED_FROM + 17])
+def test_top_scores_from_a_sample_equals_a_full_sort(n):
+    """Enough scores for the sampled candidates: the same rows and scores as a full sort, ties included."""
+    rng = np.random.default_rng(20261202)
+    assert q._candidates(rng.normal(size=n).astype(np.float32), 10) is not None  # the sampled path runs
+    for distinct in (3, 40, None):  # few distinct scores (ties straddle the cut), some, all different
+        scores = (rng.normal(size=n) if distinct is None else rng.integers(0, distinct, size=n) / distinct)
+        scores = scores.astype(np.float32)
+        for k in (1, 10, 50):
+            positions, values = q.top_scores(scores, k)
+            expected = full_sort_top(scores, k)
+            assert positions == expected, (distinct, k)
+            assert values == [float(scores[i]) for i in expected]
+    ties = np.zeros(n, dtype=np.float32)
+    ties[[5, n - 1, n // 2]] = 1.0  # all but three tie: the earliest positions among the ties
+    assert q.top_scores(ties, 6)[0] == [5, n // 2, n - 1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("n", [50, q.SAMPLED_FROM + 5])
+def test_nan_scores_come_last_and_infinities_keep_ties_by_position(n):
+    """An overflowing product (NaN, +-inf): NaN after every number (numpy's order), by position;
+    infinities are numbers, ties among them by position."""
+    scores = np.linspace(-1, 1, n).astype(np.float32)
+    scores[[3, 7]] = np.nan
+    positions, values = q.top_scores(scores, 4)
+    assert positions == [n - 1, n - 2, 3, 7]
+    assert values[:2] == [1.0, float(scores[n - 2])] and all(v != v for v in values[2:])
+    scores = np.full(n, -np.inf, dtype=np.float32)
+    scores[[9, 2]] = np.inf
+    assert q.top_scores(scores, 4) == ([2, 9, 0, 1], [np.inf, np.inf, -np.inf, -np.inf])
+
+
+def test_query_request_is_immutable():
+    request = q.parse_request({"vector": [0.5, 0.5], "k": 1})
+    with pytest.raises(AttributeError):
+        request.k = 2
+    assert request.filters is q.NO_FILTERS and not request.batch
+
+
+def test_short_path_sends_a_non_finite_float32_vector_to_the_general_errors():
+    for values, reason in (([np.inf, 1.0], "NaN or infinity"), ([np.nan, 1.0], "NaN or infinity")):
+        with pytest.raises(QueryError) as err:
+            q.query_matrix(np.array(values, dtype=np.float32), 2)
+        assert reason in err.value.message
+
+
+def python_top_scores(scores: np.ndarray, k: int, monkeypatch) -> tuple[list[int], list[float]]:
+    with monkeypatch.context() as patch:
+        patch.setattr(q, "_accelerated", None)
+        return q.top_scores(scores, k)
+
+
+def test_the_c_top_k_gives_the_python_answer(query_path, monkeypatch):
+    """Random scores with many ties, signed zeros and infinities, k from 1 to past n."""
+    if query_path == "python":
+        pytest.skip("compares the accelerator with the Python path")
+    rng = np.random.default_rng(20261203)
+    for _ in range(300):
+        n = int(rng.integers(1, 400))
+        scores = (rng.integers(-3, 4, size=n) / 4).astype(np.float32)
+        scores[rng.random(n) < 0.05] = -0.0
+        scores[rng.random(n) < 0.02] = np.inf
+        scores[rng.random(n) < 0.02] = -np.inf
+        k = min(int(rng.integers(1, n + 3)), 256)  # the accelerator's TOP_K_MAX
+        expected = python_top_scores(scores, k, monkeypatch)
+        assert q._accelerated.top_k(scores, k) == expected == q.top_scores(scores, k)
+        assert expected[0] == full_sort_top(scores, k)
+
+
+def test_the_c_top_k_leaves_nan_big_k_and_other_arrays_to_python(query_path):
+    if query_path == "python":
+        pytest.skip("about the accelerator")
+    scores = np.linspace(0, 1, 40).astype(np.float32)
+    assert q._accelerated.top_k(scores, 3) == ([39, 38, 37], [1.0, float(scores[38]), float(scores[37])])
+    with_nan = scores.copy()
+    with_nan[5] = np.nan
+    for array, k in ((with_nan, 3), (scores, 10_000), (scores.astype(np.float64), 3), (scores[::2], 3),
+                     (scores, 0), ([0.5, 0.25], 1), (scores.reshape(4, 10), 3), (scores.astype(">f4"), 3)):
+        assert q._accelerated.top_k(array, k) is None
+    assert q.top_scores(with_nan, 2)[0] == [39, 5]  # the Python path: NaN after every number
+
+
+def test_c_vectors_are_the_python_vectors(query_path):
+    """float32_bytes/float32_rows: what the Python path makes of floats, None for all it refuses."""
+    if query_path == "python":
+        pytest.skip("about the accelerator")
+    accelerated = q._accelerated
+    rng = np.random.default_rng(9)
+    values = (rng.normal(size=64) * 10.0 ** rng.integers(-40, 38, size=64)).tolist() + [q.FLOAT32_MAX, -0.0, 5e-324]
+    assert accelerated.float32_bytes(values) == np.array(values).astype(np.float32).tobytes()
+    rows = [values[:8], values[8:16]]
+    assert accelerated.float32_rows(rows) == np.array(rows).astype(np.float32).tobytes()
+    for refused in ([], [1.0, 2], [True, 1.0], [1.0, None], [1e39], [3.4028235e38], [float("nan")], [float("inf")],
+                    (0.5,), [np.float64(0.5)]):  # 3.4028235e38 > FLT_MAX: the general path rounds it
+        assert accelerated.float32_bytes(refused) is None
+    for refused in ([], [[]], [[1.0], [1.0, 2.0]], [[1.0], (2.0,)], [[1.0], [1]], [(1.0,)]):
+        assert accelerated.float32_rows(refused) is None
+
+
+def test_a_batch_of_floats_gives_the_general_paths_matrix():
+    rng = np.random.default_rng(11)
+    rows = rng.normal(size=(5, 16)).tolist()
+    request = q.parse_request({"vectors": rows, "k": 2})
+    matrix = q.query_matrix(request.vectors if request.vector32 is None else request.vector32, 16)
+    assert matrix.tobytes() == q.query_matrix(rows, 16).tobytes()
+    assert request.batch and request.vectors is rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import marshal
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,30 @@ def test_updates_keep_the_logical_order_and_never_copy_the_base():
 def test_matrix_chunks_cover_the_logical_rows():
     rows = Rows(segment([str(i) for i in range(10)])).without([2, 7]).plus(segment(["n"], seed=4))
     assert np.array_equal(np.concatenate(list(rows.matrix_chunks(rows_per_chunk=3))), rows.matrix)
+
+
+def test_shown_reads_the_given_logical_rows_in_their_order():
+    """Base rows (some dropped), extra rows, repeats, any order: what per-row reads give."""
+    rows = Rows(segment([f"d{i}" for i in range(8)])).without([1, 4]).plus(segment(["x", "y\udcff"], seed=1))
+    assert list(rows.ids) == ["d0", "d2", "d3", "d5", "d6", "d7", "x", "y\udcff"]
+    for wanted in ([7, 0, 6, 3], [2, 2, 7], [0], [6, 7], np.array([5, 1, 6], dtype=np.intp), []):
+        ids, contents, metadatas = rows.shown(wanted)
+        wanted = list(wanted)
+        assert ids == [rows.ids[i] for i in wanted]
+        assert contents == [rows.contents[i] for i in wanted]
+        assert metadatas == [rows.metadatas[i] for i in wanted]
+    compact = Rows(segment(["a", "b", "c"]))
+    assert compact.shown([2, 0]) == (["c", "a"], ["content of c", "content of a"],
+                                     [{"id": "c", "even": "True"}, {"id": "a", "even": "True"}])
+    for bad in ([8], [-1], [0, 9]):
+        with pytest.raises(IndexError):
+            rows.shown(bad)
+
+
+def test_picked_metadata_reads_damage_as_empty():
+    good = PackedMetadata.of_maps([{"a": "1"}]).data()
+    not_a_map = marshal.dumps(["a", "list"])
+    packed = PackedMetadata(good + b"\xff\x00garbage" + not_a_map,
+                            np.array([0, len(good), len(good) + 9, len(good) + 9 + len(not_a_map)], dtype=np.int64))
+    assert packed.pick([0, 1, 2, 0]) == [{"a": "1"}, {}, {}, {"a": "1"}]
+    assert packed.pick([2, 0]) == [{}, {"a": "1"}]  # no damaged row among them but a non-map one

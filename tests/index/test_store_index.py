@@ -287,3 +287,26 @@ def test_a_fresh_build_keeps_the_last_file_of_a_duplicated_id_as_chromem_does(pl
     for name in ("0000000a.gob", "ffffffff.gob"):
         (clean.root / folder.name / name).unlink()
     assert not [p for c in clean.build().collections().values() for p in c.problems if p.kind == "duplicate-id"]
+
+
+def test_queries_find_collections_as_the_latest_snapshot_names_them(plain_store, tmp_path):
+    """The name lookup a query makes is kept per snapshot: a removed, returned or changed collection
+    is seen by the next query, never a stale index."""
+    index = StoreIndex(plain_store).build()
+    vector = [0.1] * index.collection("checkpoints").dimension
+    assert len(ask(index, "checkpoints", {"vector": vector, "k": 3})[0]) == 3
+    folder = plain_store / collection_dir_name("checkpoints")
+    moved = tmp_path / "away"
+    shutil.move(folder, moved)
+    index.refresh_paths([folder])
+    with pytest.raises(QueryError) as err:
+        ask(index, "checkpoints", {"vector": vector, "k": 3})
+    assert err.value.status == 404
+    shutil.move(moved, folder)
+    index.refresh_all()
+    before = index.collection("checkpoints")
+    assert len(ask(index, "checkpoints", {"vector": vector, "k": 3})[0]) == 3
+    write_doc(plain_store, "checkpoints", "added-doc", vector, content="the added one")
+    index.refresh_paths([doc_path(plain_store, "checkpoints", "added-doc", ".gob")])
+    assert index.collection("checkpoints") is not before
+    assert ask(index, "checkpoints", {"vector": vector, "k": 1})[0][0]["id"] == "added-doc"

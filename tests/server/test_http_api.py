@@ -181,3 +181,101 @@ def test_eight_threads_during_reindex(served):
     for thread in threads:
         thread.join()
     assert not failures
+
+
+# --------------------------------------------------------------------------- orjson in, orjson out
+
+
+def json_module_value(body: bytes):
+    """What parse_json answered before orjson: json.loads's value, or its error's message."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"the request body is not valid JSON: {exc}"
+
+
+def parsed(body: bytes):
+    from guardian.errors import QueryError
+    from guardian.server.api import parse_json
+    try:
+        return parse_json(body)
+    except QueryError as exc:
+        return exc.message
+
+
+@pytest.mark.parametrize("body", [
+    b'{"vector": [0.1, -2.5e-7, 1E5, 3, -0, -0.0, 1.7976931348623157e308, 5e-324], "k": 5}',
+    b'{"where": {"a": "\\u00e9\xc3\xa9 \\n \\"q\\""}, "a": 1, "a": 2}', b"[1, 2]", b'"text"', b"  null \n",
+    b'{"vector": [NaN, 1.0]}', b'{"vector": [Infinity, -Infinity]}', b'{"vector": [1e400]}',   # json reads these
+    b'{"where_document": {"$contains": "\\ud800"}}', b'{"k": 1' + b"0" * 400 + b"}",
+    b"{not json", b"[1, 2,]", b"\xef\xbb\xbf{}", b'{"a": "\x01"}', b'"\xed\xa0\x80"', b"[1] x",  # nor these
+    b"[" * 2000,
+])
+def test_bodies_read_as_json_loads_reads_them(body):
+    """orjson where it reads a body; every body it refuses (NaN, lone surrogates, numbers past
+    float64, deep nesting, bad JSON) reads as json.loads read it, or fails with json's own message."""
+    expected = json_module_value(body) if not body.startswith(b"[" * 2000) else "the request body nests too deeply"
+    got = parsed(body)
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)  # NaN == NaN here
+    assert type(got) is type(expected)
+
+
+def test_query_answers_are_the_values_json_dumps_writes():
+    """orjson writes a query's answer (UTF-8 text); a lone surrogate or a non-finite similarity goes
+    through json.dumps as before. Either way the client reads what json.dumps would have said."""
+    from guardian.server.api import query_response
+    plain = {"collection": "c", "results": [{"id": "é", "similarity": 0.1 + 0.2, "content": "ü €", "metadata": {}}]}
+    response = query_response(plain, finite=True)
+    assert response.body == (json.dumps(plain, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    assert json.loads(response.body) == plain
+    surrogate = {"collection": "c", "results": [{"id": "bad \udcff byte", "similarity": 1.0}]}
+    assert query_response(surrogate, finite=True).body == (json.dumps(surrogate) + "\n").encode()
+    nan = {"collection": "c", "results": [{"id": "x", "similarity": float("nan")}]}
+    assert query_response(nan, finite=False).body == (json.dumps(nan) + "\n").encode()  # NaN, not null
+
+
+def test_non_utf8_and_non_ascii_documents_answer_over_http_as_in_process(plain_store):
+    """A Go string that is not UTF-8 (kept by surrogateescape) and a non-ASCII one: the HTTP answer
+    decodes to the in-process answer."""
+    from guardian.index import query as q
+    folder = plain_store / collection_dir_name("checkpoints")
+    dimension = 384
+    vector = np.zeros(dimension, dtype=np.float32)
+    vector[0] = 1.0
+    for doc_id, content in (("bytes-doc", "raw \udcff\udcfe bytes"), ("utf8-doc", "naïve café ✓")):
+        doc = Document(doc_id, {"note": content}, vector, content)
+        (folder / (document_stem(doc_id) + ".gob")).write_bytes(encode_document(doc))
+    index = StoreIndex(plain_store).build()
+    body = {"vector": vector.tolist(), "k": 2}
+    expected = index.search("checkpoints", q.parse_request(body)).results[0]
+    assert {r["id"] for r in expected} == {"bytes-doc", "utf8-doc"}
+    with GuardianHTTPServer(index, None, Config(http_port=0)) as server:
+        status, answer = request(server, "POST", "/v1/collections/checkpoints/query", body)
+    assert status == 200
+    assert answer["results"] == expected
+
+
+def test_a_response_leaves_in_one_send():
+    """The writer holds the head cheroot writes until the body is written too (one wake of the client)."""
+    import socket
+
+    from guardian.server.http import _ResponseWriter
+    ours, theirs = socket.socketpair()
+    try:
+        writer = _ResponseWriter(ours, "wb")
+        theirs.setblocking(False)
+        writer.hold()
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        writer.write(b"body")
+        with pytest.raises(BlockingIOError):
+            theirs.recv(100)  # nothing sent while held
+        writer.release()
+        theirs.setblocking(True)
+        theirs.settimeout(10)
+        assert theirs.recv(100) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+        assert writer.bytes_written == len(b"HTTP/1.1 200 OK\r\n\r\nbody")
+        writer.write(b"later")  # not held: sent at once
+        assert theirs.recv(100) == b"later"
+    finally:
+        ours.close()
+        theirs.close()
