@@ -136,6 +136,7 @@ class StoreIndex:
         self._write_lock = threading.RLock()
         self._by_dir: dict[str, CollectionIndex] = {}
         self._dirty: set[str] = set()
+        self._relisted: dict[str, CollectionIndex] = {}  # cached rows still right, listed differently
         self._forgotten: set[str] = set()
         self.built = False
         self.built_at: float | None = None
@@ -365,7 +366,9 @@ class StoreIndex:
         if not changed and header is None:
             if listing.digest == current.listing_digest:
                 return current
-            return dataclasses.replace(current, listing_digest=listing.digest)
+            relisted = dataclasses.replace(current, listing_digest=listing.digest)
+            self._relisted[dir_name] = relisted   # the next save_cache rewrites its manifest only
+            return relisted
         self._dirty.add(dir_name)
         return self._updated(current, dir_name, changed, header, listing.digest)
 
@@ -414,6 +417,7 @@ class StoreIndex:
             dirty, forgotten = sorted(self._dirty - kept), sorted(self._forgotten)
             self._dirty, self._forgotten = kept, set()
         written = 0
+        self._save_listing_digests(cache, snapshot, dirty)
         for dir_name in forgotten:
             cache.forget(dir_name)
         for dir_name in dirty:
@@ -434,6 +438,19 @@ class StoreIndex:
                         snapshot[dir_name] = mapped
                         self._by_dir = snapshot
         return written
+
+    def _save_listing_digests(self, cache: IndexCache, snapshot: dict, dirty: list[str]) -> None:
+        """Manifests whose rows are right but whose listing digest is not (see ``save_listing_digest``):
+        only while the collection is still the one loaded from that manifest (not changed since)."""
+        with self._write_lock:
+            relisted, self._relisted = self._relisted, {}
+        for dir_name, index in sorted(relisted.items()):
+            if dir_name in dirty or snapshot.get(dir_name) is not index:
+                continue   # changed meanwhile: its whole cache is written (or it is gone)
+            try:
+                cache.save_listing_digest(dir_name, index.listing_digest)
+            except OSError as exc:
+                log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
 
     # ------------------------------------------------------------------ disk
 

@@ -254,8 +254,8 @@ class FolderListing:
             numbers = array("q", chain.from_iterable(map(_STAT_KEY, map(lstat, names))))
         except (OSError, OverflowError):
             return None   # the row walk records which entry failed and why
-        modes = numbers[_KEY_FIELDS - 1::_KEY_FIELDS]
-        if any(any(map(test, modes)) for test in _NOT_PLAIN):
+        modes = set(numbers[_KEY_FIELDS - 1::_KEY_FIELDS])   # a handful of distinct modes, tested once each
+        if any(test(mode) for mode in modes for test in _NOT_PLAIN):
             return None   # a sub-folder or a symlink: the rows say which, and what a symlink points at
         return cls(columns=(names, numbers))
 
