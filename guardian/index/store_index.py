@@ -225,8 +225,14 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ building
 
-    def build(self) -> "StoreIndex":
-        """Index every collection folder (cache first, then bulk decoding of the rest)."""
+    def build(self, listings: Mapping[str, FolderListing] | None = None) -> "StoreIndex":
+        """Index every collection folder (cache first, then bulk decoding of the rest).
+
+        ``listings``: the store's folders as the caller just listed them (folder name -> listing of
+        every real folder at the root that could be listed, as ``StoreScan.take_listings`` hands them):
+        then the store is not listed again. The index is then as the store was at that listing: the
+        caller must hear of every change made since (a watcher started before the listing) and
+        pass it to :meth:`refresh_paths` once the build returns."""
         started = time.perf_counter()
         with self._write_lock:
             if not self.root.is_dir():
@@ -234,7 +240,7 @@ class StoreIndex:
                 raise StoreError(self.error)
             pool = self._pool_for_cold_build()
             try:
-                listings = self._listings()
+                listings = self._listings(listings)
                 fresh = self._from_cache(listings)
                 pending = {d: listing for d, listing in listings.items() if d not in fresh}
                 fresh.update(self._decode_folders(pending, pool))
@@ -454,20 +460,24 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ disk
 
-    def _listings(self) -> dict[str, CollectionFiles]:
-        """Every folder at the root that holds a chromem file (hidden ones too; symlinks never)."""
-        try:
-            with os.scandir(self.root) as it:
-                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
-        except OSError as exc:
-            raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
-        folders = {name: listing for name in names if (listing := self._read_folder(name)) is not None}
+    def _listings(self, given: Mapping[str, FolderListing] | None = None) -> dict[str, CollectionFiles]:
+        """Every folder at the root that holds a chromem file (hidden ones too; symlinks never), from
+        the ``given`` listings when the caller has them (see :meth:`build`), else read now."""
+        folders = {name: given[name] for name in sorted(given)} if given is not None else self._read_folders()
         if self._compress is None:
             from guardian.store.scan import detect_compression
 
             self._compress = detect_compression(folders)  # the rule of `guardian check`, on the same listings
         listings = {name: self._files_of(listing) for name, listing in folders.items()}
         return {name: listing for name, listing in listings.items() if listing.exists}
+
+    def _read_folders(self) -> dict[str, FolderListing]:
+        try:
+            with os.scandir(self.root) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+        except OSError as exc:
+            raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
+        return {name: listing for name in names if (listing := self._read_folder(name)) is not None}
 
     def _read_folder(self, dir_name: str) -> FolderListing | None:
         folder = os.path.join(self.root, dir_name)

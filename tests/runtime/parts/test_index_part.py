@@ -40,3 +40,31 @@ def test_without_a_watcher_the_index_polls_the_store(parts):
         wait_for(lambda: part.status()["index"]["documents"] == documents + 1, what="the poll to see it")
     finally:
         part.stop()
+
+
+def test_the_first_build_takes_the_preflights_listings_and_a_change_heard_meanwhile_applies_after_it(
+        parts, monkeypatch):
+    """One walk at start: the pre-flight's scan lists the store, the index builds on its listings (no
+    folder listed again), and a write made after that listing, which the watcher reports while the
+    build runs, waits for the build and lands on top of it."""
+    from guardian.runtime.parts.preflight import PreflightPart
+    from tests.index.test_store_index import folder_reads
+
+    ctx = parts.make()
+    PreflightPart(ctx).start()
+    scan = ctx.last_scan
+    assert scan.listings is not None                      # kept for the index
+    rel = add_document(parts.store, "40917930", "after-the-listing")
+    read = folder_reads(monkeypatch)
+    part = IndexPart(ctx, background=True)
+    part.start()
+    try:
+        assert scan.listings is None                      # taken at once: the runtime's verdict does not keep them
+        ctx.refresh_index(paths=[parts.store / rel])      # what the watcher asks for (its handlers run once started)
+        assert part.first_build.is_set() and part.index.built
+        assert part.index.collection(part.index._by_dir["40917930"].name).row_of("after-the-listing") is not None
+        assert read == []                                 # neither the build nor the refresh listed a folder
+        assert part.start_listings is None
+    finally:
+        part.stop()
+
