@@ -200,3 +200,52 @@ def test_a_write_right_after_the_preflights_listing_reaches_the_index_built_on_t
     assert written and written[0].listings is None       # the index took the listing the write came after
     assert caught_up(), "the index missed a write made between the pre-flight's listing and its build"
     assert runtime.part("index").start_listings is None
+
+
+def test_a_real_chromem_writer_started_right_after_the_preflights_listing_is_all_in_the_index(setup, chromemh):
+    """The same window with the real chromem-go writer (as a running contextd writes): it starts the
+    moment the pre-flight's scan is published and adds documents one by one while the index builds
+    on that scan's listings; once it is done the index holds what chromem itself loads."""
+    import json
+    import subprocess
+
+    from guardian.runtime.context import STORE_SCANNED
+    from tests.conftest import chromem_load
+
+    config, paths = setup
+    store = config.store_path
+    runtime = assemble(config, paths)
+    ctx = runtime.ctx
+    writers = []
+
+    def start_writer(scan):
+        if not writers:
+            writers.append(subprocess.Popen([str(chromemh), "writer", str(store), "0", "checkpoints", "30", "20", "7"],
+                                            stdout=subprocess.PIPE, text=True))
+
+    ctx.on(STORE_SCANNED, start_writer)
+    outcome = {}
+
+    def indexed_ids():
+        index = ctx.index
+        if index is None or not index.built:
+            return None
+        return sorted(index.collection("checkpoints").rows.ids)
+
+    def check_then_stop(_runtime):
+        def run():
+            try:
+                lines = [json.loads(line) for line in writers[0].stdout]
+                writers[0].wait(300)
+                outcome["written"] = [line["id"] for line in lines if "id" in line]
+                outcome["chromem"] = chromem_load(chromemh, store)["collections"]["checkpoints"]["count"]
+                outcome["caught_up"] = wait_until(lambda: (ids := indexed_ids()) is not None
+                                                  and len(ids) == outcome["chromem"]
+                                                  and set(outcome["written"]) <= set(ids), timeout=120)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=run, daemon=True).start()
+
+    assert runtime.run(on_started=check_then_stop) == 0
+    assert len(outcome["written"]) == 30
+    assert outcome["caught_up"], f"index {len(indexed_ids() or [])} documents, chromem {outcome['chromem']}"
