@@ -16,6 +16,8 @@ def add_arguments(parser) -> None:
                         help="also remove objects no kept snapshot needs (left by interrupted pushes)")
     parser.add_argument("--key-file", dest="key_file", metavar="FILE",
                         help="the replica key (default: replica_key_file, ~/.config/guardian/replica.key)")
+    parser.add_argument("--take-over", dest="take_over", action="store_true",
+                        help="make this store the replica's owner (it replaces the store that pushed there before)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -32,7 +34,7 @@ def run(args, ctx) -> int:
         progress = Progress("replicate", enabled=False if args.json else None)
         try:
             results.append(replicate(ctx.config, ctx.paths, url, key_file=args.key_file, progress=progress,
-                                     collect_garbage=args.gc))
+                                     collect_garbage=args.gc, take_over=args.take_over))
         except ReplicaError as exc:
             if len(urls) == 1:
                 raise

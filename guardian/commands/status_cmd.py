@@ -11,7 +11,7 @@ import os
 
 from guardian.commands.output import no_store_yet_line, print_json, state_dir_writable
 from guardian.runtime.status import human_duration, store_issue_count
-from guardian.runtime.status_facts import collect_status
+from guardian.runtime.status_facts import collect_status, sidecar_status
 
 HELP = "show the sidecar, store health, snapshots and last repair (exit 0 ok, 1 warn, 3 unloadable, 4 FATAL)"
 
@@ -22,7 +22,11 @@ def add_arguments(parser) -> None:
 
 def run(args, ctx) -> int:
     state_dir_writable(ctx.paths, "showing what can be read")
-    status = collect_status(ctx.config, ctx.paths)
+    status = sidecar_status(ctx.paths)
+    source = "sidecar" if status is not None else "disk"
+    if status is None:
+        status = collect_status(ctx.config, ctx.paths)
+    status["source"] = source
     if args.json:
         print_json(status)
     else:

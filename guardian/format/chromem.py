@@ -20,16 +20,11 @@ import numpy as np
 
 from guardian.format import gob
 from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is part of this API)
-    GOB_EXT, GZ_EXT, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem,
+    GOB_EXT, GZ_EXT, MAX_FILE_BYTES, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem,
     metadata_file_name)
 from guardian.format.gob import GobError
 
 GZIP_MAGIC = b"\x1f\x8b"
-# What guardian holds in memory for one chromem file: a real document (a memory's text, its metadata
-# and one embedding) is kilobytes, a very large one a few MiB. A file or an inflated gzip stream past
-# this bound is read only this far: Go's gob decoder pulls bytes from the front, so a verdict reached
-# within the bound is chromem's; one that needs more is reported as too large (never guessed).
-MAX_FILE_BYTES = 64 << 20
 MAX_DECOMPRESSED = MAX_FILE_BYTES
 TOO_LARGE = "too large for guardian to read"
 

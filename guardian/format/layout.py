@@ -15,6 +15,11 @@ METADATA_STEM = "00000000"
 GOB_EXT = ".gob"
 GZ_EXT = ".gob.gz"
 EXTENSIONS = (GOB_EXT, GZ_EXT)
+# What guardian holds in memory for one chromem file: a real document (a memory's text, its metadata
+# and one embedding) is kilobytes, a very large one a few MiB. A file or an inflated gzip stream past
+# this bound is read only this far: Go's gob decoder pulls bytes from the front, so a verdict reached
+# within the bound is chromem's; one that needs more is reported as too large (never guessed).
+MAX_FILE_BYTES = 64 << 20
 
 
 class GobError(CodecError):

@@ -7,6 +7,7 @@ fsync the folder. A reader therefore sees the old bytes or the new bytes, never 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -84,25 +85,46 @@ def atomic_write_text(target: str | os.PathLike, text: str, mode: int = PRIVATE_
 def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Move a file or folder to ``dst`` without ever deleting data.
 
-    Same filesystem: one rename. Across filesystems: copy durably, then rename the
-    source out of the way only after the copy is safe (never unlinks before).
+    Same filesystem: one rename. Across filesystems: copy durably under a temporary name beside
+    ``dst``, rename it into place, and only then remove the source. A copy that fails half-way (the
+    disk fills) is guardian's own partial file and is removed, so ``dst`` is whole or absent and the
+    source is untouched; a crash mid-copy leaves only a ``.<name>.partial-*`` beside it, never a
+    ``dst`` that looks complete.
     """
     src, dst = Path(src), Path(dst)
     ensure_dir(dst.parent)
     try:
         os.rename(src, dst)
     except OSError as exc:
-        if exc.errno != 18:  # EXDEV: different filesystems
+        if exc.errno != errno.EXDEV:
             raise
+        _copy_then_rename(src, dst)
         if src.is_dir() and not src.is_symlink():
-            shutil.copytree(src, dst, symlinks=True, copy_function=copy_synced)
             shutil.rmtree(src)
         else:
-            copy_synced(src, dst)
             os.unlink(src)
     fsync_dir(dst.parent)
     with contextlib.suppress(FileNotFoundError):
         fsync_dir(src.parent)
+
+
+def _copy_then_rename(src: Path, dst: Path) -> None:
+    partial = dst.with_name(f".{dst.name}.partial-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, partial, symlinks=True, copy_function=copy_synced)
+            for folder, _, _ in os.walk(partial):
+                fsync_dir(folder)
+        else:
+            copy_synced(src, partial)
+        os.rename(partial, dst)
+    except BaseException:
+        if partial.is_dir() and not partial.is_symlink():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+        raise
 
 
 def copy_synced(src, dst):

@@ -3,7 +3,8 @@
 Keys on the target::
 
     guardian-replica.json      header (plaintext): format, encrypted or not, how the key is derived,
-                               a key check value (so a wrong key is refused before anything is read)
+                               a key check value (so a wrong key is refused before anything is read),
+                               the owner (the one store that pushes here: guardian.replicas.owner)
     data/…                     one object per local repository file (opaque, immutable)
     lists/…                    object lists shared by many records (see below)
     snapshots/<id>             one record per snapshot, written LAST: the commit point

@@ -17,6 +17,7 @@ from guardian.errors import ReplicaError
 from guardian.replicas import crypto
 from guardian.replicas.layout import (FORMAT, HEADER_KEY, SNAPSHOTS_PREFIX, Entry, Record, data_key, decode_list,
                                       decode_record, record_key, snapshot_ids)
+from guardian.replicas.owner import needs_claim, owner_record
 from guardian.replicas.target import ReplicaSpec, open_target, parse_replica
 
 
@@ -39,10 +40,13 @@ class Replica:
         self.objects_sent = 0
 
     @classmethod
-    def open(cls, url: str, config, key_file: str | None = None, create: bool = False) -> "Replica":
+    def open(cls, url: str, config, key_file: str | None = None, create: bool = False,
+             owner: str | None = None, take_over: bool = False) -> "Replica":
+        """Open ``url``; ``create`` (a push) makes the replica if it is missing and, with ``owner``, makes
+        sure this store owns it (see guardian.replicas.owner) before anything is written."""
         spec = spec_from_config(url, config)
         replica = cls(spec, crypto.KeySource.from_environment(key_file or config.replica_key_file))
-        replica.connect(create)
+        replica.connect(create, owner, take_over)
         return replica
 
     @property
@@ -54,14 +58,14 @@ class Replica:
         return bool(self.sealer and self.sealer.encrypted)
 
     # ---- header and key -----------------------------------------------------------------------
-    def connect(self, create: bool) -> None:
+    def connect(self, create: bool, owner: str | None = None, take_over: bool = False) -> None:
         self.target.check(writable=create)
         raw = self.target.get(HEADER_KEY)
         if raw is None:
             if not create:
                 raise ReplicaError(f"there is no guardian replica at {self.display}",
                                    "check the URL; a replica is created by `guardian replicate`")
-            self._create_header()
+            self._create_header(owner)
             return
         try:
             header = json.loads(raw)
@@ -76,6 +80,8 @@ class Replica:
             raise ReplicaError(f"the key does not match replica {self.display} (it was encrypted with another key)",
                                "use the key exported with `guardian key export` on the machine that created it "
                                f"(--key-file), or the right {crypto.PASSPHRASE_ENV}")
+        if create and owner is not None and needs_claim(header, owner, take_over, self.display):
+            self._put_header({**header, "owner": owner_record(owner)})
 
     def _sealer_for(self, header: dict):
         key = header.get("key") or {}
@@ -87,9 +93,11 @@ class Replica:
             return crypto.Sealer(crypto.passphrase_key(self.key_source.passphrase, salt, key["scrypt"]))
         return crypto.Sealer(crypto.read_key_file(self.key_source.key_file))
 
-    def _create_header(self) -> None:
+    def _create_header(self, owner: str | None) -> None:
         header = {"format": FORMAT, "guardian": "replica", "encrypted": self.spec.encrypt,
                   "created": datetime.now(timezone.utc).isoformat()}
+        if owner is not None:
+            header["owner"] = owner_record(owner)
         if not self.spec.encrypt:
             self.sealer = crypto.PlainSealer()
         elif self.key_source.passphrase:
@@ -103,6 +111,9 @@ class Replica:
             header["key"] = {"kind": "file"}
             self.sealer = crypto.Sealer(master)
         header["key_check"] = self.sealer.key_check
+        self._put_header(header)
+
+    def _put_header(self, header: dict) -> None:
         self.target.put(HEADER_KEY, json.dumps(header, indent=1).encode() + b"\n")
         self.header = header
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from guardian.errors import LockError, ReplicaError
 from guardian.local.lock import store_lock
 from guardian.local.paths import StatePaths
+from guardian.replicas.owner import local_owner_id
 from guardian.replicas.plan import Retention
 from guardian.replicas.push import PushResult, push
 from guardian.replicas.replica import Replica, spec_from_config
@@ -22,14 +23,17 @@ class ReplicaBusy(ReplicaError):
 
 
 def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = None, progress=None,
-              lock_timeout: float = 600.0, collect_garbage: bool = False, cancelled=None) -> PushResult:
-    """Push the store's repository to ``url``; ReplicaError (recorded in the state file) on failure."""
+              lock_timeout: float = 600.0, collect_garbage: bool = False, cancelled=None,
+              take_over: bool = False) -> PushResult:
+    """Push the store's repository to ``url``; ReplicaError (recorded in the state file) on failure.
+    ``take_over``: make this store the replica's owner even if another store owns it."""
     display = spec_from_config(url, config).display
     status = state_file(paths.root, display)
     replica = None
     try:
         with store_lock(lock_file(paths.root, display), timeout=lock_timeout):
-            replica = Replica.open(url, config, key_file=key_file, create=True)
+            replica = Replica.open(url, config, key_file=key_file, create=True,
+                                   owner=local_owner_id(paths.root), take_over=take_over)
             result = push(replica, Repository(paths.snapshots), Retention.from_config(config), progress,
                           collect_garbage=collect_garbage, cancelled=cancelled)
     except LockError:

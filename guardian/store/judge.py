@@ -17,7 +17,7 @@ import stat as statmod
 from dataclasses import dataclass
 from pathlib import Path
 
-from guardian.format.layout import GOB_EXT, GZ_EXT, METADATA_STEM
+from guardian.format.layout import GOB_EXT, GZ_EXT, MAX_FILE_BYTES, METADATA_STEM
 from guardian.local.storefs import read_regular
 
 METADATA_NAMES = (METADATA_STEM + GOB_EXT, METADATA_STEM + GZ_EXT)
@@ -117,7 +117,8 @@ def judge_path(root: Path, rel: str) -> Damage | None:
     if role is None:
         return None
     try:
-        data = read_regular(path)
+        # chromem's reader stops one byte past its bound too: a huge or sparse file never fills memory
+        data = read_regular(path, limit=MAX_FILE_BYTES + 1, prefix=True)
         after = os.lstat(path)
     except OSError:
         return None

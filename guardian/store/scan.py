@@ -14,13 +14,11 @@ Besides chromem's verdict, the scan reports hazards chromem is silent about (see
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
-import operator
 import os
 import stat as stat_mod
 from array import array
-from itertools import chain, repeat
+from itertools import repeat
 from dataclasses import dataclass, field
 
 from guardian.errors import ExitCode, StoreError
@@ -220,8 +218,8 @@ def codec():
 # --------------------------------------------------------------------------- listing
 
 
-_STAT_KEY = operator.attrgetter("st_size", "st_mtime_ns", "st_ino", "st_mode")
-_KEY_FIELDS = 4   # per entry in a FolderListing's numbers: size, mtime_ns, ino, mode
+_KEY_LETTERS = "smiM"   # per entry in a FolderListing's numbers: size, mtime_ns, ino, mode (storefs.STAT_FIELDS)
+_KEY_FIELDS = len(_KEY_LETTERS)
 _NOT_PLAIN = (stat_mod.S_ISDIR, stat_mod.S_ISLNK)
 
 
@@ -229,8 +227,9 @@ class FolderListing:
     """One folder's entries, read as cheaply as Python allows, turned into FolderEntry objects on demand.
 
     A folder holding neither a folder nor a symlink (a healthy collection folder) is kept as columns:
-    its names (``os.listdir``) and a flat ``array('q')`` of (size, mtime_ns, ino, mode) per entry,
-    filled in C straight from one ``lstat`` per name: no Python object per entry outlives its stat.
+    its names and a flat ``array('q')`` of (size, mtime_ns, ino, mode) per entry, from
+    ``storefs.list_folder_stats`` (getdents and one ``lstat`` per name relative to the folder's fd, in
+    C with the GIL released when the accelerator is built): no Python object per entry but its name.
     An unchanged folder needs only ``digest()`` of those columns, so checking an unchanged store costs
     little more than the stat calls themselves. Any other folder (a sub-folder, a symlink, an entry
     that cannot be stat'ed, a number that does not fit 64 bits) is read again with ``os.scandir`` into
@@ -261,13 +260,11 @@ class FolderListing:
 
     @classmethod
     def _plain_files(cls, fd: int) -> "FolderListing | None":
-        """The columns of a folder of plain entries (per-entry work done in C), or None."""
-        names = os.listdir(fd)
-        lstat = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+        """The columns of a folder of plain entries (listed and lstat'ed in C: storefs), or None."""
         try:
-            numbers = array("q", chain.from_iterable(map(_STAT_KEY, map(lstat, names))))
+            names, numbers = storefs.list_folder_stats(fd, _KEY_LETTERS)
         except (OSError, OverflowError):
-            return None   # the row walk records which entry failed and why
+            return None   # the row walk records which entry failed and why (or fails to list, itself)
         modes = set(numbers[_KEY_FIELDS - 1::_KEY_FIELDS])   # a handful of distinct modes, tested once each
         if any(test(mode) for mode in modes for test in _NOT_PLAIN):
             return None   # a sub-folder or a symlink: the rows say which, and what a symlink points at

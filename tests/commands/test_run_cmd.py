@@ -67,6 +67,7 @@ def test_run_supervises_repairs_and_stops_cleanly(plain_store, env, tmp_path):
                           and s["snapshots"]["count"] >= 1 and s)
         assert status["sidecar"]["child"]["state"] == "running"
         assert status["store"]["loadable"] is True
+        assert status["source"] == "sidecar"  # asked over the control socket: no walk of the store
         port = status["sidecar"]["http"]["port"]
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
         assert health["healthy"] is True
@@ -89,6 +90,7 @@ def test_run_supervises_repairs_and_stops_cleanly(plain_store, env, tmp_path):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     after = status_json(plain_store, env)
     assert after["sidecar"]["running"] is False
+    assert after["source"] == "disk"
 
 
 def test_watcher_recreates_lost_metadata_while_running(plain_store, env, tmp_path):

@@ -133,3 +133,18 @@ def test_sha256_file_and_the_batched_syncs(tmp_path):
         os.close(fd)
     with pytest.raises(OSError):
         fsutil.sync_filesystem(10_000)           # not an open fd: the failure is raised, not hidden
+
+
+def test_a_folder_move_that_does_not_fit_leaves_no_partial_copy(tmp_path, tmpfs):
+    """The disk fills half-way through a folder: the source stays whole, the destination holds
+    neither the folder nor a partial copy of it (a partial ``dst`` would look like a finished move)."""
+    small = tmpfs("small", "256k")
+    folder = tmp_path / "collection"
+    folder.mkdir()
+    files = {f"{i:08x}.gob": os.urandom(100_000) for i in range(5)}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    with pytest.raises(OSError):
+        fsutil.durable_move(folder, small / "moved")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+    assert list(small.iterdir()) == []

@@ -177,3 +177,28 @@ def test_a_folder_with_a_comma_in_guardian_replicas(plain_store, tmp_path, key_h
     assert [r["uploaded"] for r in pushed] == [[first], [first]]
     assert (disk / "guardian" / "guardian-replica.json").is_file()
     assert not (tmp_path / "backup").exists()   # not cut at the comma
+
+
+def test_a_second_store_on_one_prefix_is_refused_until_it_takes_the_replica_over(plain_store, tmp_path, key_home):
+    """Two stores pushing to one prefix would mix their snapshots and prune each other's: the replica
+    names its owner (an opaque id, no host or path), another store's push is one line with the way
+    out, `--take-over` moves the ownership, and then the first store is the one refused."""
+    url = f"file://{tmp_path / 'backup-disk' / 'guardian'}"
+    (tmp_path / "backup-disk").mkdir()
+    laptop, desktop = tmp_path / "laptop-state", tmp_path / "desktop-state"
+    gz_store = shutil.copytree(plain_store, tmp_path / "desktop-store")   # another machine's store
+    first = snapshot(plain_store, laptop)
+    assert push(plain_store, laptop, url)["uploaded"] == [first]
+    header = json.loads((tmp_path / "backup-disk" / "guardian" / "guardian-replica.json").read_text())
+    assert [header["owner"]["id"]] == [p.read_text().strip() for p in laptop.glob("stores/*/replica-owner")]
+    assert str(tmp_path) not in json.dumps(header)
+    snapshot(gz_store, desktop)
+    refused = guardian(desktop, "replicate", "--store", str(gz_store), "--to", url)
+    one_line_error(refused, 8, "another store pushes to replica", "--take-over")
+    listed = guardian(desktop, "snapshots", "--from", url, "--json", check=True)
+    assert [s["id"] for s in json.loads(listed.stdout_text)] == [first]   # nothing of the desktop's
+    taken = push(gz_store, desktop, url, "--take-over")
+    assert len(taken["uploaded"]) == 1
+    again = guardian(laptop, "replicate", "--store", str(plain_store), "--to", url)
+    one_line_error(again, 8, "another store pushes to replica")
+    assert push(gz_store, desktop, url)["uploaded"] == []          # the owner goes on pushing as before

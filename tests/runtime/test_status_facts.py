@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 
 from guardian.local.quarantine import Quarantine
-from guardian.runtime.status_facts import collect_status, count_quarantined, list_snapshot_times, replica_facts
+from guardian.runtime.control import ControlServer
+from guardian.runtime.status_facts import (collect_status, count_quarantined, list_snapshot_times, replica_facts,
+                                          sidecar_status)
 from guardian.snapshots.restore import id_time
 from guardian.snapshots.take import take_snapshot
 from tests.runtime.parts.part_helpers import first_document
@@ -37,3 +39,17 @@ def test_collect_status_on_a_healthy_store_without_a_sidecar(parts):
     status = collect_status(ctx.config, ctx.paths)
     assert status["store"]["loadable"] is True and status["snapshots"]["count"] == 1
     assert status["sidecar"]["running"] is False
+
+
+def test_status_asks_a_running_sidecar_and_falls_back_to_the_disk(parts):
+    """The sidecar's answer over its control socket is used as it is (its live scan); no socket, a
+    sidecar that fails or answers something that is not a status: None, and the caller reads the disk."""
+    ctx = parts.make()
+    assert sidecar_status(ctx.paths) is None            # no socket at all
+    answer = {"exit_code": 0, "health": "ok", "store": {"documents": 7}}
+    with ControlServer(ctx.paths.control_socket, {"status": lambda **_: answer}):
+        assert sidecar_status(ctx.paths) == answer
+    with ControlServer(ctx.paths.control_socket, {"status": lambda **_: 1 / 0}):
+        assert sidecar_status(ctx.paths) is None        # its error answer: read the disk instead
+    with ControlServer(ctx.paths.control_socket, {"status": lambda **_: ["not", "a", "status"]}):
+        assert sidecar_status(ctx.paths) is None

@@ -65,3 +65,27 @@ def test_judge_path_on_disk(tmp_path):
     (stray / "x.gob").write_bytes(b"x")
     assert judge_path(store, ".backup").kind == "stray_folder"
     assert judge_path(store, "notes.txt") is None
+
+
+def test_judging_a_huge_sparse_file_reads_only_chromem_readers_bound(tmp_path):
+    """A 4 GiB sparse file settled in a collection folder: live repair judges it within the same
+    64 MiB bound as chromem's reader (guardian.format.chromem.read_file), never reading it whole."""
+    import shutil
+    import tracemalloc
+
+    from guardian.store.judge import judge_path
+
+    store = tmp_path / "store"
+    shutil.copytree(STORE_PLAIN, store)
+    folder, _ = first_document(store)
+    huge = folder / "ffffffff.gob"
+    with open(huge, "wb") as handle:
+        handle.truncate(4 << 30)
+    tracemalloc.start()
+    try:
+        found = judge_path(store, f"{folder.name}/{huge.name}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found is not None and found.kind == "document_damaged"
+    assert peak < 3 * chromem.MAX_FILE_BYTES, peak
