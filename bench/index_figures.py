@@ -10,7 +10,7 @@
 | idle `guardian run` on an empty store (no index to hold), after ``--idle`` seconds | the 60 MB target |
 
 The start figures run `guardian run` on the sidecar's copy with a state dir that a first run filled
-(index cache, verified-check cache, one snapshot), so each start is a restart after a clean stop:
+(index cache, verified-check cache, one snapshot, byte-code caches), so each start is a restart after a clean stop:
 the pre-flight lists the store (the one walk), the index builds on that listing. The time is from
 just before the process is spawned to the first /readyz 200 (polled every ``READY_POLL`` s); the
 log's event times give the steps (watching_store, preflight_ok, index_built, http_listening).
@@ -96,11 +96,15 @@ def free_port() -> int:
 class Sidecar:
     """`guardian run` (no child; or ``command`` serve) as a subprocess on a store, with its own state dir and port."""
 
-    def __init__(self, store: Path, state: Path, compress: bool, command: str = "run") -> None:
+    def __init__(self, store: Path, state: Path, compress: bool, command: str = "run", bytecode: bool = False) -> None:
+        """``bytecode``: byte-code caches written and used, as installed code runs (PYTHONDONTWRITEBYTECODE
+        dropped): a start-up figure without them would time compiling guardian, not starting it."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_HTTP_PORT": str(self.port),
                "GUARDIAN_CONFIG": str(state / "no-config.toml"), "GUARDIAN_COMPRESS": "true" if compress else "false"}
+        if bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.log = open(state.parent / f"{state.name}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "guardian", command, "--store", str(store)], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -255,7 +259,7 @@ def log_events(log_path: Path) -> dict[str, dict]:
 def timed_start(store: Path, state: Path, compress: bool) -> dict[str, float]:
     """One `guardian run` start: seconds from spawning it to the first /readyz 200, and to each step."""
     spawned = time.time()
-    sidecar = Sidecar(store, state, compress)
+    sidecar = Sidecar(store, state, compress, bytecode=True)
     try:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
@@ -286,7 +290,7 @@ def start_figures(copy: Path, empty: Path, compress: bool, work: Path, repeat: i
     state = work / "start-state"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir()
-    first = Sidecar(copy, state, compress)   # fills the caches and takes the first snapshot
+    first = Sidecar(copy, state, compress, bytecode=True)   # fills the caches, takes the first snapshot
     try:
         first.wait_ready()
         first.wait_cached()
