@@ -24,6 +24,7 @@ from guardian.runtime.parts import ThreadedPart
 
 CACHE_SAVE_SECONDS = 60.0
 POLL_SECONDS = 2.0  # how often the index re-reads the store when nothing watches it
+STOP_WAIT_SECONDS = 60.0  # how long a stop waits for the first build and its cache write
 
 
 def open_index(config, paths, compress: bool | None = None) -> StoreIndex:
@@ -72,6 +73,11 @@ class IndexPart(ThreadedPart):
 
     def stop(self) -> None:
         self.stop_thread()
+        # a stop right after the first build must not cut its cache write short: that write took the
+        # dirty collections, so the save below would find nothing to write and the process would exit
+        # under it (temp files left, no manifest: the next start would be cold again)
+        if not self.first_build.wait(STOP_WAIT_SECONDS):
+            self.ctx.log.warning("index_cache_save_unfinished", seconds=STOP_WAIT_SECONDS)
         self.save_cache()
 
     def status(self) -> dict:

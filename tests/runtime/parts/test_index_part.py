@@ -68,3 +68,30 @@ def test_the_first_build_takes_the_preflights_listings_and_a_change_heard_meanwh
     finally:
         part.stop()
 
+
+
+def test_a_stop_right_after_the_first_build_waits_for_its_cache_write(parts, monkeypatch):
+    """The build thread's save takes the dirty collections: a stop that did not wait for it found
+    nothing to save and the process exited under the write (temp files left, no manifest, the next
+    start cold again). Each cache write here takes a moment longer (the real write, delayed)."""
+    import time
+
+    from guardian.index.cache import IndexCache
+
+    original = IndexCache.save
+
+    def slow_save(self, index):
+        time.sleep(0.5)
+        return original(self, index)
+
+    monkeypatch.setattr(IndexCache, "save", slow_save)
+    ctx = parts.make()
+    part = IndexPart(ctx, background=True)
+    part.start()
+    wait_for(lambda: part.index.built, what="the background build")
+    part.stop()                                            # at once: the build thread is still writing
+    cache_dir = ctx.paths.cache / "index"
+    assert len(list(cache_dir.glob("*.manifest"))) == len(part.index.collections())
+    assert not [p for p in cache_dir.iterdir() if p.name.startswith(".guardian-tmp")]
+    monkeypatch.undo()
+    assert open_index(ctx.config, ctx.paths).build().cached_collections == len(part.index.collections())
