@@ -5,7 +5,15 @@
 | cold index build (no cache; a new process each run) | chromem-go loading the same store (`chromemh bench`) |
 | warm restart (cache in place; a new process each run) | a bare stat walk of the store (every file stat'ed) |
 | `guardian run` after build + 200 HTTP queries: RSS, USS, PSS, anonymous | chromem's RSS after load + 200 queries |
+| `guardian run` start to /readyz, warm caches (a new process each run) | the same start on an empty store |
+| the index's part of that start (``index_built`` seconds, on the pre-flight's listings) | the warm restart above |
 | idle `guardian run` on an empty store (no index to hold), after ``--idle`` seconds | the 60 MB target |
+
+The start figures run `guardian run` on the sidecar's copy with a state dir that a first run filled
+(index cache, verified-check cache, one snapshot, byte-code caches), so each start is a restart after a clean stop:
+the pre-flight lists the store (the one walk), the index builds on that listing. The time is from
+just before the process is spawned to the first /readyz 200 (polled every ``READY_POLL`` s); the
+log's event times give the steps (watching_store, preflight_ok, index_built, http_listening).
 
 Memory comes from ``/proc/PID/smaps_rollup``: RSS, PSS, USS (Private_Clean + Private_Dirty) and
 Anonymous (private memory no file backs: what the index must keep below half of chromem's RSS).
@@ -44,6 +52,8 @@ if __name__ == "__main__":
     main()
 """
 QUERIES = 200
+READY_POLL = 0.02
+START_STEPS = ("watching_store", "preflight_ok", "index_built", "http_listening")
 
 
 def run_build(store: Path, cache: Path, compress: bool) -> tuple[float, int]:
@@ -86,11 +96,15 @@ def free_port() -> int:
 class Sidecar:
     """`guardian run` (no child; or ``command`` serve) as a subprocess on a store, with its own state dir and port."""
 
-    def __init__(self, store: Path, state: Path, compress: bool, command: str = "run") -> None:
+    def __init__(self, store: Path, state: Path, compress: bool, command: str = "run", bytecode: bool = False) -> None:
+        """``bytecode``: byte-code caches written and used, as installed code runs (PYTHONDONTWRITEBYTECODE
+        dropped): a start-up figure without them would time compiling guardian, not starting it."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_HTTP_PORT": str(self.port),
                "GUARDIAN_CONFIG": str(state / "no-config.toml"), "GUARDIAN_COMPRESS": "true" if compress else "false"}
+        if bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.log = open(state.parent / f"{state.name}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "guardian", command, "--store", str(store)], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -211,6 +225,7 @@ def bench_index(store: Path, compress: bool, work: Path, repeat: int, figures, c
     empty = work / "empty-store"
     shutil.rmtree(empty, ignore_errors=True)
     empty.mkdir()
+    start_figures(copy, empty, compress, work, repeat, figures, warms)
     idle_state = work / "idle-state"
     shutil.rmtree(idle_state, ignore_errors=True)
     idle_state.mkdir()
@@ -222,6 +237,83 @@ def bench_index(store: Path, compress: bool, work: Path, repeat: int, figures, c
     finally:
         idle.stop()
     figures.add_memory(f"idle `guardian run`, empty store, after {idle_seconds:.0f} s", quiet, "target", 60.0)
+
+
+def log_events(log_path: Path) -> dict[str, dict]:
+    """The first record of each event in a sidecar's JSON log, with its time as epoch seconds ("t")."""
+    from datetime import datetime
+
+    events: dict[str, dict] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record and record["event"] not in events:
+            stamp = record.get("timestamp", "").replace("Z", "+00:00")
+            record["t"] = datetime.fromisoformat(stamp).timestamp() if stamp else float("nan")
+            events[record["event"]] = record
+    return events
+
+
+def timed_start(store: Path, state: Path, compress: bool) -> dict[str, float]:
+    """One `guardian run` start: seconds from spawning it to the first /readyz 200, and to each step."""
+    spawned = time.time()
+    sidecar = Sidecar(store, state, compress, bytecode=True)
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if sidecar.proc.poll() is not None:
+                raise RuntimeError(f"guardian run exited {sidecar.proc.returncode}; see {sidecar.log.name}")
+            try:
+                if sidecar.get("/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(READY_POLL)
+        ready = time.time() - spawned
+    finally:
+        sidecar.stop()
+    events = log_events(Path(sidecar.log.name))
+    out = {"ready": ready, "index_seconds": float(events.get("index_built", {}).get("seconds", float("nan")))}
+    for step in START_STEPS:
+        out[step] = events[step]["t"] - spawned if step in events else float("nan")
+    return out
+
+
+def start_figures(copy: Path, empty: Path, compress: bool, work: Path, repeat: int, figures,
+                  warm_restarts: list[float]) -> None:
+    """`guardian run` restarts on the copy with warm caches, beside the same start on an empty store."""
+    from guardian.local.paths import StatePaths
+    from guardian.snapshots.repository import Repository
+
+    state = work / "start-state"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir()
+    first = Sidecar(copy, state, compress, bytecode=True)   # fills the caches, takes the first snapshot
+    try:
+        first.wait_ready()
+        first.wait_cached()
+        snapshots = Repository(StatePaths.for_store(copy, state).snapshots)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and not snapshots.list_ids():
+            time.sleep(0.5)
+    finally:
+        first.stop()
+    empty_state = work / "start-empty-state"
+    warm, bare = [], []
+    for _ in range(repeat):
+        shutil.rmtree(empty_state, ignore_errors=True)
+        empty_state.mkdir()
+        bare.append(timed_start(empty, empty_state, compress))
+        warm.append(timed_start(copy, state, compress))
+    figures.add("`guardian run` start to /readyz, warm caches", [w["ready"] for w in warm],
+                "same start, empty store", [b["ready"] for b in bare])
+    figures.add("index build within it (on pre-flight listings)", [w["index_seconds"] for w in warm],
+                "in-process warm restart (lists itself)", warm_restarts)
+    for label, runs in (("warm", warm), ("empty store", bare)):
+        steps = "  ".join(f"{step} {median([r[step] for r in runs]):.3f}" for step in (*START_STEPS, "ready"))
+        print(f"  start steps, {label} (s after spawn, medians): {steps}", flush=True)
 
 
 def median(values: list[float]) -> float:

@@ -69,9 +69,8 @@ class IndexCache:
     def load(self, dir_name: str) -> CollectionIndex | None:
         """The cached index of a folder (mapped), or None when absent, of another format or unusable."""
         try:
-            manifest = marshal.loads(self.manifest_path(dir_name).read_bytes())
-            if (not isinstance(manifest, dict) or manifest.get("version") != CACHE_VERSION
-                    or manifest.get("ext") != self.ext):
+            manifest = self._manifest(dir_name)
+            if manifest is None:
                 return None
             return from_manifest(dir_name, manifest, map_file(self.folder / manifest["rows"], manifest["size"]))
         except FileNotFoundError:
@@ -79,6 +78,13 @@ class IndexCache:
         except (OSError, ValueError, KeyError, TypeError, EOFError, IndexError) as exc:
             log.warning("index_cache_unreadable", dir=dir_name, error=str(exc))
             return None
+
+    def _manifest(self, dir_name: str) -> dict | None:
+        """The folder's manifest, or None when it is of another format version or extension."""
+        manifest = marshal.loads(self.manifest_path(dir_name).read_bytes())
+        if isinstance(manifest, dict) and manifest.get("version") == CACHE_VERSION and manifest.get("ext") == self.ext:
+            return manifest
+        return None
 
     def save(self, index: CollectionIndex) -> CollectionIndex:
         """Write ``index`` (atomically, durably); returns the same index mapped from the new file."""
@@ -89,6 +95,21 @@ class IndexCache:
         atomic_write(self.manifest_path(index.dir_name), marshal.dumps(manifest))
         self.remove_rows(index.dir_name, keep=rows_name)
         return from_manifest(index.dir_name, manifest, map_file(self.folder / rows_name, manifest["size"]))
+
+    def save_listing_digest(self, dir_name: str, digest: str) -> bool:
+        """Rewrite only the manifest, with a new listing digest, when the folder holds the same files
+        with the same stats as the rows say but lists differently (another directory order, or
+        digests of an older rule): without it every restart would compare it file by file again.
+        The rows file is untouched; False when there is no usable manifest to rewrite."""
+        try:
+            manifest = self._manifest(dir_name)
+        except (OSError, ValueError, EOFError, TypeError):
+            return False
+        if manifest is None:
+            return False
+        manifest["listing_digest"] = digest
+        atomic_write(self.manifest_path(dir_name), marshal.dumps(manifest))
+        return True
 
     def forget(self, dir_name: str) -> None:
         """Drop a folder's cache (the collection folder is gone). Only guardian's own cache files."""
@@ -209,13 +230,18 @@ def map_file(path: Path, size: int) -> mmap.mmap:
 
 
 def checked_sections(mapped, manifest: dict) -> dict[str, tuple[int, int]]:
-    sections = manifest["sections"]
+    """The manifest's sections, once each lies inside the file and every checked one (each offsets
+    section and the stat table: what says where rows and files are) matches its CRC."""
+    sections, crcs = manifest["sections"], manifest["crcs"]
     for start, nbytes in sections.values():
         if start < 0 or nbytes < 0 or start + nbytes > len(mapped):
             raise UnusableCache("a section lies outside the rows file")
+    unchecked = [name for name in sections if (name.endswith(".offsets") or name == "stat_table") and name not in crcs]
+    if unchecked:
+        raise UnusableCache(f"section {unchecked[0]} has no CRC")
     view = memoryview(mapped)
     try:
-        for name, crc in manifest["crcs"].items():
+        for name, crc in crcs.items():
             start, nbytes = sections[name]
             if zlib.crc32(view[start:start + nbytes]) != crc:
                 raise UnusableCache(f"section {name} does not match its CRC")
@@ -232,9 +258,12 @@ def _array(mapped, sections: dict, name: str, dtype, count: int) -> np.ndarray:
 
 
 def _column(mapped, sections: dict, name: str, count: int, kind=PackedStrings) -> PackedStrings:
+    """A packed column over its mapped offsets. Only their ends are compared with the sections here:
+    that they never decrease follows from their CRC (checked first, in ``checked_sections``), as the
+    writer only ever writes running sums; a 100k-row warm restart does not walk them again."""
     offsets = _array(mapped, sections, name + ".offsets", np.int64, count + 1)
     start, nbytes = sections[name + ".data"]
-    if offsets[0] != start or offsets[-1] != start + nbytes or np.any(np.diff(offsets) < 0):
+    if offsets[0] != start or offsets[-1] != start + nbytes:
         raise UnusableCache(f"offsets of {name} out of place")
     return kind(mapped, offsets)
 

@@ -138,6 +138,7 @@ class StoreIndex:
         # (the _by_dir it was made of, name -> index): _by_dir is replaced on every change, never edited
         self._by_name: tuple[dict, dict[str, CollectionIndex]] = (self._by_dir, {})
         self._dirty: set[str] = set()
+        self._relisted: dict[str, CollectionIndex] = {}  # cached rows still right, listed differently
         self._forgotten: set[str] = set()
         self.built = False
         self.built_at: float | None = None
@@ -234,8 +235,14 @@ class StoreIndex:
 
     # ------------------------------------------------------------------ building
 
-    def build(self) -> "StoreIndex":
-        """Index every collection folder (cache first, then bulk decoding of the rest)."""
+    def build(self, listings: Mapping[str, FolderListing] | None = None) -> "StoreIndex":
+        """Index every collection folder (cache first, then bulk decoding of the rest).
+
+        ``listings``: the store's folders as the caller just listed them (folder name -> listing of
+        every real folder at the root that could be listed, as ``StoreScan.take_listings`` hands them):
+        then the store is not listed again. The index is then as the store was at that listing: the
+        caller must hear of every change made since (a watcher started before the listing) and
+        pass it to :meth:`refresh_paths` once the build returns."""
         started = time.perf_counter()
         with self._write_lock:
             if not self.root.is_dir():
@@ -243,7 +250,7 @@ class StoreIndex:
                 raise StoreError(self.error)
             pool = self._pool_for_cold_build()
             try:
-                listings = self._listings()
+                listings = self._listings(listings)
                 fresh = self._from_cache(listings)
                 pending = {d: listing for d, listing in listings.items() if d not in fresh}
                 fresh.update(self._decode_folders(pending, pool))
@@ -375,7 +382,9 @@ class StoreIndex:
         if not changed and header is None:
             if listing.digest == current.listing_digest:
                 return current
-            return dataclasses.replace(current, listing_digest=listing.digest)
+            relisted = dataclasses.replace(current, listing_digest=listing.digest)
+            self._relisted[dir_name] = relisted   # the next save_cache rewrites its manifest only
+            return relisted
         self._dirty.add(dir_name)
         return self._updated(current, dir_name, changed, header, listing.digest)
 
@@ -424,6 +433,7 @@ class StoreIndex:
             dirty, forgotten = sorted(self._dirty - kept), sorted(self._forgotten)
             self._dirty, self._forgotten = kept, set()
         written = 0
+        self._save_listing_digests(cache, snapshot, dirty)
         for dir_name in forgotten:
             cache.forget(dir_name)
         for dir_name in dirty:
@@ -445,22 +455,39 @@ class StoreIndex:
                         self._by_dir = snapshot
         return written
 
+    def _save_listing_digests(self, cache: IndexCache, snapshot: dict, dirty: list[str]) -> None:
+        """Manifests whose rows are right but whose listing digest is not (see ``save_listing_digest``):
+        only while the collection is still the one loaded from that manifest (not changed since)."""
+        with self._write_lock:
+            relisted, self._relisted = self._relisted, {}
+        for dir_name, index in sorted(relisted.items()):
+            if dir_name in dirty or snapshot.get(dir_name) is not index:
+                continue   # changed meanwhile: its whole cache is written (or it is gone)
+            try:
+                cache.save_listing_digest(dir_name, index.listing_digest)
+            except OSError as exc:
+                log.warning("index_cache_not_written", dir=dir_name, error=str(exc))
+
     # ------------------------------------------------------------------ disk
 
-    def _listings(self) -> dict[str, CollectionFiles]:
-        """Every folder at the root that holds a chromem file (hidden ones too; symlinks never)."""
-        try:
-            with os.scandir(self.root) as it:
-                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
-        except OSError as exc:
-            raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
-        folders = {name: listing for name in names if (listing := self._read_folder(name)) is not None}
+    def _listings(self, given: Mapping[str, FolderListing] | None = None) -> dict[str, CollectionFiles]:
+        """Every folder at the root that holds a chromem file (hidden ones too; symlinks never), from
+        the ``given`` listings when the caller has them (see :meth:`build`), else read now."""
+        folders = {name: given[name] for name in sorted(given)} if given is not None else self._read_folders()
         if self._compress is None:
             from guardian.store.scan import detect_compression
 
             self._compress = detect_compression(folders)  # the rule of `guardian check`, on the same listings
         listings = {name: self._files_of(listing) for name, listing in folders.items()}
         return {name: listing for name, listing in listings.items() if listing.exists}
+
+    def _read_folders(self) -> dict[str, FolderListing]:
+        try:
+            with os.scandir(self.root) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+        except OSError as exc:
+            raise StoreError(f"cannot list the store {self.root}: {exc.strerror or exc}") from None
+        return {name: listing for name in names if (listing := self._read_folder(name)) is not None}
 
     def _read_folder(self, dir_name: str) -> FolderListing | None:
         folder = os.path.join(self.root, dir_name)

@@ -138,31 +138,35 @@ def needs_repair(scan: StoreScan) -> bool:
 
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
-              use_cache: bool = True, lock_timeout: float = 30.0, deep: bool = False) -> PreflightResult:
+              use_cache: bool = True, lock_timeout: float = 30.0, deep: bool = False,
+              keep_listings: bool = False) -> PreflightResult:
     """Scan; if anything is repairable, plan and (unless ``dry_run``) apply under the lock; re-scan.
 
     ``deep`` also inflates every gz document to find checksum failures chromem loads silently
     (``check --repair`` does; the launch pre-flight does not, to stay a stat walk).
+    ``keep_listings``: the final scan (``result.scan``) keeps its folder listings for the caller to
+    take (``StoreScan.take_listings``): `guardian run` builds its index on them.
     """
     started = time.monotonic()
     paths.ensure()
     cache_dir = paths.cache if use_cache else None
     store = config.store_path
-    first = scan_and_record(store, config, paths, cache_dir)
+    first = scan_and_record(store, config, paths, cache_dir, keep_listings)
     result = PreflightResult(str(paths.store), dry_run, first, first)
-    context = RepairContext(config, paths, list(names), cache_dir, deep)
+    context = RepairContext(config, paths, list(names), cache_dir, deep, keep_listings)
     if needs_repair(first) or (deep and _checksum_failures(first)):
         if dry_run:
             result.plans.append(context.plan(first))
         else:
             with store_lock(paths.lock_file, timeout=lock_timeout):
                 repair_rounds(context, result)
+            first.listings = None   # the store changed since: only the final scan's listings stand
     result.seconds = time.monotonic() - started
     return result
 
 
-def scan_and_record(store, config: Config, paths: StatePaths, cache_dir) -> StoreScan:
-    scan = scan_store(store, config.compress_flag, cache_dir=cache_dir)
+def scan_and_record(store, config: Config, paths: StatePaths, cache_dir, keep_listings: bool = False) -> StoreScan:
+    scan = scan_store(store, config.compress_flag, cache_dir=cache_dir, keep_listings=keep_listings)
     try:
         Catalog(paths.catalog_file).add([c.name for c in scan.collections if c.name], "scan")
     except OSError:
@@ -177,6 +181,7 @@ class RepairContext:
     names: list[str]
     cache_dir: object
     deep: bool = False
+    keep_listings: bool = False
 
     def plan(self, scan: StoreScan) -> RepairPlan:
         catalog = Catalog(self.paths.catalog_file).names()
@@ -200,7 +205,7 @@ class RepairContext:
         return PlanApplier(self.paths.store, Quarantine(self.paths), Repository(self.paths.snapshots), compress)
 
     def rescan(self) -> StoreScan:
-        return scan_and_record(self.config.store_path, self.config, self.paths, self.cache_dir)
+        return scan_and_record(self.config.store_path, self.config, self.paths, self.cache_dir, self.keep_listings)
 
 
 def repair_rounds(context: RepairContext, result: PreflightResult) -> None:

@@ -54,7 +54,14 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
     watch = config.watch if watch is None else watch
     parts: list[Part] = []
     if guard:
-        parts += [LockPart(ctx), PreflightPart(ctx), SnapshotPart(ctx), ReplicationPart(ctx)]
+        parts.append(LockPart(ctx))
+    if watch:
+        # first (after the lock): the store is listed once at start, by the pre-flight, and the index
+        # builds on that listing, so every write from before that listing on must reach the watcher;
+        # its handlers wait for ctx.started. With no store yet it starts when the store appears.
+        parts.append(WhenStoreAppears(ctx, [WatcherPart(ctx, guard=guard)]))
+    if guard:
+        parts += [PreflightPart(ctx), SnapshotPart(ctx), ReplicationPart(ctx)]
         if watch and config.capture:
             parts.append(CapturePart(ctx))
     parts.append(IndexPart(ctx, background=guard, poll=not watch))
@@ -62,8 +69,6 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
         parts.append(StoreHealthPart(ctx))
         if guard and config.live_repair:
             parts.append(LiveRepairPart(ctx))
-        # the watcher needs the folder: with no store yet it starts when the store appears
-        parts.append(WhenStoreAppears(ctx, [WatcherPart(ctx, guard=guard)]))
     if guard:
         parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready))
         parts += [ControlPart(ctx, runtime.status_dict), HeartbeatPart(ctx, runtime.status_file_data)]
@@ -123,6 +128,7 @@ class Runtime:
             for part in self.parts:
                 part.start()
                 self.started.append(part)
+            self.ctx.mark_started()
             restore_handlers = install_signal_handlers(self.foreground)
             try:
                 if on_started is not None:

@@ -29,6 +29,7 @@ SNAPSHOT_TAKEN = "snapshot_taken"     # (no fields) -- a snapshot was committed 
 STORE_CHANGED = "store_changed"       # events: list[watcher.RawEvent] -- raw, on the observer thread: be quick
 DAMAGE_FOUND = "damage_found"         # damages: list[judge.Damage] -- settled paths chromem would refuse
 STORE_SCANNED = "store_scanned"       # scan: StoreScan -- the shared verdict was renewed (ctx.publish_scan)
+STARTED = "started"                   # (no fields) -- every part started (ctx.started is True from then on)
 
 # ---- services (provide/ask): what exactly one part can do -------------------------------------
 REPAIR = "repair"        # () -> the pre-flight result (check + repair, under the repair lock)
@@ -72,6 +73,7 @@ class RuntimeContext:
         self.last_scan = None                  # the newest verdict on the store (see publish_scan)
         self.index = None                      # the StoreIndex, once the index part started
         self.child = None                      # the Supervisor, once the supervisor part started
+        self.started = False                   # every part started (see mark_started)
         self._listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
         self._services: dict[str, Callable[..., Any]] = {}
 
@@ -113,6 +115,19 @@ class RuntimeContext:
         self.last_scan = scan
         update_store_metrics(self, scan)
         self.emit(STORE_SCANNED, scan=scan)
+
+    def mark_started(self) -> None:
+        """Every part started: announce it once (work a part held back until then may begin)."""
+        self.started = True
+        self.emit(STARTED)
+
+    def when_started(self, action: Callable[[], Any]) -> None:
+        """Run ``action`` once every part started: now if they have, else on ``started``. (A part
+        started late, when the store appears, runs it at once; it may run twice if that races with
+        the announcement, so it must be harmless to repeat.)"""
+        self.on(STARTED, action)
+        if self.started:
+            action()
 
     # ---- the requests parts make of each other ----------------------------------------------
 

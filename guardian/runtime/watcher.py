@@ -396,13 +396,19 @@ class StoreWatcher:
         self._suppressed: dict[PurePosixPath, float] = {}
         self._cond = threading.Condition()
         self._stopping = False
+        self._held = False
         self._worker: threading.Thread | None = None
 
     # -- lifecycle
 
-    def start(self) -> "StoreWatcher":
+    def start(self, hold: bool = False) -> "StoreWatcher":
+        """Watch from now on. ``hold``: gather events but call no handler (and do not reconcile)
+        until :meth:`release` — `guardian run` watches before its pre-flight lists the store, so that
+        a write landing after that listing is heard of, while the parts the handlers talk to (the
+        repair, the index) are not started yet."""
         self._stopping = False
         self._root_key = root_identity(self.root)
+        self._held = hold
         self._observer = self._start_observer()
         self._known = inventory(self.root, self.metadata_ok, self.extensions)
         self._next_root_check = self.clock() + ROOT_CHECK_SECONDS
@@ -412,6 +418,17 @@ class StoreWatcher:
         self._worker.start()
         log.info("watching_store", root=str(self.root), observer=self.observer_kind)
         return self
+
+    def release(self) -> None:
+        """Let the worker handle what was gathered while held (at once: it is past its debounce), then
+        every later batch as usual. Harmless when not held."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -541,6 +558,9 @@ class StoreWatcher:
         None when stopping."""
         with self._cond:
             while not self._stopping:
+                if self._held:
+                    self._cond.wait()
+                    continue
                 now = self.clock()
                 if self._next_root_check is not None and now >= self._next_root_check:
                     self._next_root_check = now + ROOT_CHECK_SECONDS

@@ -160,6 +160,20 @@ class StoreScan:
     problems: list[Problem] = field(default_factory=list)
     error: str = ""  # chromem's error for the first fatal problem, in chromem's order
     cause: str = ""  # the path (relative to root) of that problem
+    # the collection folders' listings, kept only when asked (scan_store(keep_listings=True)): folder
+    # name -> FolderListing of every real folder at the root that could be listed
+    listings: dict | None = field(default=None, repr=False, compare=False)
+
+    def take_listings(self) -> "dict[str, FolderListing] | None":
+        """The listings this scan read, handed over once (then the scan no longer holds them).
+
+        `guardian run` lists the store once at start: the pre-flight's scan hands its listings to the
+        index's first build. They are as the folders were when the scan read them, so whoever builds
+        on them must hear of every change since (the watcher is started before the pre-flight), and
+        they are let go at once: a scan is kept as the runtime's verdict long after start-up, and
+        100k entries' names and stats have no business in its memory."""
+        listings, self.listings = self.listings, None
+        return listings
 
     @property
     def loadable(self) -> bool:
@@ -251,8 +265,8 @@ class FolderListing:
             names, numbers = storefs.list_folder_stats(fd, _KEY_LETTERS)
         except (OSError, OverflowError):
             return None   # the row walk records which entry failed and why (or fails to list, itself)
-        modes = numbers[_KEY_FIELDS - 1::_KEY_FIELDS]
-        if not all(map(stat_mod.S_ISREG, modes)) and any(any(map(test, modes)) for test in _NOT_PLAIN):
+        modes = set(numbers[_KEY_FIELDS - 1::_KEY_FIELDS])   # a handful of distinct modes, tested once each
+        if any(test(mode) for mode in modes for test in _NOT_PLAIN):
             return None   # a sub-folder or a symlink: the rows say which, and what a symlink points at
         return cls(columns=(names, numbers))
 
@@ -338,10 +352,16 @@ def detect_compression(folders: dict[str, FolderListing]) -> bool:
 # --------------------------------------------------------------------------- scanning
 
 
-def scan_store(root, compress: bool | None = None, cache_dir=None) -> StoreScan:
-    """Predict chromem's verdict on ``root`` and list every problem (see module docstring)."""
+def scan_store(root, compress: bool | None = None, cache_dir=None, keep_listings: bool = False) -> StoreScan:
+    """Predict chromem's verdict on ``root`` and list every problem (see module docstring).
+
+    ``keep_listings``: the scan keeps the collection folders' listings for someone to take
+    (:meth:`StoreScan.take_listings`), so that the store is not listed twice in a row."""
     with no_cyclic_gc():
-        return _scan_store(root, compress, cache_dir)
+        scan = _scan_store(root, compress, cache_dir)
+    if not keep_listings:
+        scan.listings = None
+    return scan
 
 
 @contextlib.contextmanager
@@ -382,6 +402,7 @@ def _scan_store(root, compress: bool | None, cache_dir) -> StoreScan:
     if cache:
         cache.save()
     finish(scan)
+    scan.listings = listings
     return scan
 
 

@@ -16,21 +16,31 @@ from pathlib import Path
 
 from guardian.local.fsutil import atomic_write, ensure_dir
 
-VERSION = 2   # 2: listing digests of columns (scan.FolderListing)
+VERSION = 3   # 2: listing digests of columns (scan.FolderListing); 3: SHA-1 instead of BLAKE2b
+
+
+def _hasher(prefix: bytes):
+    """SHA-1 as a change detector, not a signature: hardware-accelerated on x86-64 and arm64
+    (~1.3 GB/s here against ~250 MB/s for hashlib's BLAKE2b), which is most of what digesting a
+    100k-entry listing on a warm restart costs. Nobody picks these inputs to collide: a listing
+    is what the kernel says the folder holds."""
+    return hashlib.sha1(prefix, usedforsecurity=False)
 
 
 def rows_digest(rows: list[tuple]) -> str:
     """Digest of a folder's raw listing rows (names, types, stat keys, errors), in directory order.
     ``repr`` of str, bool and int is the same in every process (marshal's bytes are not: they depend
     on how many references each object has at that moment)."""
-    return hashlib.blake2b(b"rows\0" + repr(rows).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    digest = _hasher(b"rows\0")
+    digest.update(repr(rows).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def columns_digest(count: int, names: str, numbers) -> str:
     """Digest of a folder of plain files kept as columns: the entry count, the names joined by NUL
     (which no name holds) and the (size, mtime_ns, ino, mode) numbers, in directory order (the count
     fixes where the names end). Hashed in C over two buffers: no per-entry object is built for it."""
-    digest = hashlib.blake2b(b"columns\0%d\0" % count, digest_size=16)
+    digest = _hasher(b"columns\0%d\0" % count)
     digest.update(names.encode("utf-8", "surrogateescape"))
     digest.update(numbers)
     return digest.hexdigest()

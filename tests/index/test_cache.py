@@ -268,3 +268,65 @@ def test_a_few_changed_rows_wait_in_memory_until_enough_change_or_a_forced_save(
     assert index.save_cache() == 1  # forced (as on stop): every change is written
     restarted = StoreIndex(plain_store, cache_dir=cache_dir).build()
     assert restarted.collection("checkpoints").row_of("and-another") is not None
+
+
+def test_a_manifest_without_the_crc_of_an_offsets_section_is_not_trusted(plain_store, tmp_path):
+    """Loading no longer walks the offsets to see they never decrease: their CRC stands for it, so a
+    manifest that does not carry one for every offsets section (and the stat table) is unusable."""
+    cache_dir = tmp_path / "cache"
+    saved(plain_store, cache_dir)
+    for path in cache_dir.glob("*.manifest"):
+        manifest = marshal.loads(path.read_bytes())
+        assert {n for n in manifest["sections"] if n.endswith(".offsets")} | {"stat_table"} <= set(manifest["crcs"])
+        del manifest["crcs"]["contents.offsets"]
+        path.write_bytes(marshal.dumps(manifest))
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert index.cached_collections == 0
+    assert index.collection("webapp_memories").document_count == 40
+
+
+def test_a_folder_listed_differently_with_the_same_files_gets_its_manifest_rewritten_only(
+        plain_store, tmp_path, queries):
+    """A manifest whose listing digest no longer matches (digests of an older rule, another directory
+    order) while every file's stat does: the rows are reused as they are, and the next save rewrites
+    the manifest alone with the new digest, so later restarts skip the file-by-file comparison."""
+    from guardian.store.scan import FolderListing
+
+    cache_dir = tmp_path / "cache"
+    want = all_answers(saved(plain_store, cache_dir), queries)
+    rows_files = {p.name: os.stat(p).st_ino for p in cache_dir.glob("*.rows")}
+    for path in cache_dir.glob("*.manifest"):
+        manifest = marshal.loads(path.read_bytes())
+        manifest["listing_digest"] = "digest-of-an-older-rule"
+        path.write_bytes(marshal.dumps(manifest))
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert index.cached_collections == 5
+    assert all_answers(index, queries) == want
+    assert index.save_cache() == 0   # no rows file written...
+    assert {p.name: os.stat(p).st_ino for p in cache_dir.glob("*.rows")} == rows_files
+    for path in cache_dir.glob("*.manifest"):   # ...but every manifest now holds the listing's digest
+        dir_name = path.name.split(".")[0]
+        manifest = marshal.loads(path.read_bytes())
+        assert manifest["listing_digest"] == FolderListing.read(str(plain_store / dir_name)).digest()
+    again = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert again.cached_collections == 5 and all_answers(again, queries) == want
+    assert again.save_cache() == 0
+
+
+def test_a_relisted_collection_that_changed_before_the_save_is_written_whole(plain_store, tmp_path):
+    cache_dir = tmp_path / "cache"
+    saved(plain_store, cache_dir)
+    dir_name = collection_dir_name("checkpoints")
+    path = cache_dir / f"{dir_name}.manifest"
+    manifest = marshal.loads(path.read_bytes())
+    manifest["listing_digest"] = "stale"
+    path.write_bytes(marshal.dumps(manifest))
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    index.refresh_paths([write_doc(plain_store, "checkpoints", "late", np.ones(384, np.float32))])
+    assert index.save_cache() == 1   # the changed collection as a whole, digest and all
+    again = StoreIndex(plain_store, cache_dir=cache_dir).build()
+    assert again.collection("checkpoints").row_of("late") is not None
+    # a live update leaves no listing digest (it stat'ed one file, not the folder): this restart
+    # compared the folder file by file, and its save writes the digest it listed, manifest only
+    assert again.save_cache() == 0
+    assert marshal.loads(path.read_bytes())["listing_digest"] == again.collection("checkpoints").listing_digest != ""

@@ -310,3 +310,55 @@ def test_queries_find_collections_as_the_latest_snapshot_names_them(plain_store,
     index.refresh_paths([doc_path(plain_store, "checkpoints", "added-doc", ".gob")])
     assert index.collection("checkpoints") is not before
     assert ask(index, "checkpoints", {"vector": vector, "k": 1})[0][0]["id"] == "added-doc"
+
+
+def folder_reads(monkeypatch) -> list[str]:
+    """The folders FolderListing.read lists from now on (the real walker runs; only the names are noted)."""
+    from guardian.store import scan
+
+    read = []
+    original = scan.FolderListing.read.__func__
+
+    def recording(cls, path, *args, **kwargs):
+        read.append(os.path.basename(path))
+        return original(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(scan.FolderListing, "read", classmethod(recording))
+    return read
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_build_on_a_scans_listings_lists_nothing_and_answers_the_same(any_store, queries, tmp_path, cached,
+                                                                       monkeypatch):
+    """`guardian run` lists the store once at start: the pre-flight's scan hands its listings to the
+    index's first build, cold (nothing cached) or warm alike."""
+    from guardian.store.scan import scan_store
+    from tests.index.test_cache import all_answers
+
+    compress = detect_compress(any_store)
+    cache_dir = tmp_path / "cache"
+    want = all_answers(StoreIndex(any_store, compress, cache_dir=cache_dir).build(), queries)
+    if cached:
+        StoreIndex(any_store, compress, cache_dir=cache_dir).build().save_cache()
+    listings = scan_store(any_store, compress, keep_listings=True).take_listings()
+    read = folder_reads(monkeypatch)
+    index = StoreIndex(any_store, None, cache_dir=cache_dir).build(listings)
+    assert read == []                                   # not one folder listed again
+    assert index.compress is compress                   # detected from the same listings
+    assert index.cached_collections == (5 if cached else 0)
+    assert all_answers(index, queries) == want
+
+
+def test_a_build_on_listings_is_the_store_as_listed_and_catches_up_on_the_paths_it_is_told(plain_store):
+    """What changed between the listing and the build is not in the index until the watcher's paths
+    are refreshed (which is why the runtime starts its watcher before the pre-flight's listing)."""
+    from guardian.store.scan import scan_store
+
+    listings = scan_store(plain_store, False, keep_listings=True).take_listings()
+    added = write_doc(plain_store, "checkpoints", "after-the-listing", np.ones(384))
+    index = StoreIndex(plain_store, False).build(listings)
+    assert index.collection("checkpoints").row_of("after-the-listing") is None
+    index.refresh_paths([added])
+    assert index.collection("checkpoints").row_of("after-the-listing") is not None
+    assert sorted(index.collection("checkpoints").rows.ids) == sorted(
+        StoreIndex(plain_store, False).build().collection("checkpoints").rows.ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -175,3 +176,26 @@ def test_cli_check_repair_json(cli, tmp_path, state_dir, dry_run):
     assert scan_store(store).loadable is (not dry_run)
     check = cli("check", "--store", str(store), "--json")
     assert check.returncode == (3 if dry_run else 0)
+
+
+def test_the_final_scan_keeps_its_listings_when_asked_and_they_show_the_repaired_store(tmp_path):
+    """`guardian run` builds its index on the start-up pre-flight's listings: after a repair they must
+    be the final scan's (the repaired store), never the first scan's."""
+    from guardian.store.scan import FolderListing
+
+    store = copy_store(STORE_PLAIN, tmp_path / "store")
+    folder = build_incident_store(tmp_path / "incident")
+    target = store / folder.name
+    os.rename(folder, target)
+    (target / "00000000.gob").unlink()           # repairable: the metadata file is rebuilt
+
+    assert repair(store, tmp_path / "state").scan.listings is None   # not asked: nothing kept
+    (target / "00000000.gob").unlink()
+    result = repair(store, tmp_path / "state", keep_listings=True)
+    assert result.actions and result.loadable_after
+    assert result.scan_before.listings is None                        # the store changed since it
+    listings = result.scan.take_listings()
+    assert sorted(listings) == sorted(p.name for p in store.iterdir() if p.is_dir())
+    assert "00000000.gob" in listings[target.name].names().split("\0")
+    assert listings[target.name].digest() == FolderListing.read(str(target)).digest()
+    assert result.scan.listings is None                               # handed over once

@@ -31,12 +31,13 @@ def names(runtime) -> list[str]:
 
 def test_run_serve_and_run_with_cmd_take_their_parts_from_one_assembly(setup):
     config, paths = setup
-    guarded = ["lock", "preflight", "snapshots", "replication", "capture", "index", "health", "live_repair",
-               "watcher", "http", "control", "heartbeat"]
+    # the watcher right after the lock: it must hear every write from before the pre-flight's listing on
+    guarded = ["lock", "watcher", "preflight", "snapshots", "replication", "capture", "index", "health",
+               "live_repair", "http", "control", "heartbeat"]
     watching = ("capture", "health", "live_repair", "watcher")  # continuous capture and live repair need events
     assert names(assemble(config, paths, ["contextd"])) == [*guarded, "supervisor"]
     assert names(assemble(config, paths)) == guarded
-    assert names(assemble(config, paths, guard=False)) == ["index", "health", "watcher", "http"]
+    assert names(assemble(config, paths, guard=False)) == ["watcher", "index", "health", "http"]
     assert names(assemble(config, paths, guard=False, watch=False)) == ["index", "http"]
     assert names(assemble(config.replace(watch=False), paths)) == [n for n in guarded if n not in watching]
     assert "capture" not in names(assemble(config.replace(capture=False), paths))
@@ -150,3 +151,101 @@ def test_a_second_sidecar_on_the_same_store_is_refused_and_leaves_the_status_fil
     again = LockPart(RuntimeContext(config, paths))
     again.start()  # released: the next sidecar gets it
     again.stop()
+
+
+def test_a_write_right_after_the_preflights_listing_reaches_the_index_built_on_that_listing(setup):
+    """The crash/race window of listing the store once at start: the index builds on the pre-flight's
+    listings, so a write landing just after that listing must be heard by a watcher that was already
+    running. The write here is made from inside the pre-flight, the moment its scan is published."""
+    import numpy as np
+
+    from guardian.format import chromem
+    from guardian.runtime.context import STORE_SCANNED
+
+    config, paths = setup
+    store = config.store_path
+    folder = store / "40917930"
+    victim = sorted(p for p in folder.iterdir() if p.name != "00000000.gob")[0]
+    victim_id = chromem.read_document(victim).id
+    runtime = assemble(config, paths)
+    ctx = runtime.ctx
+    written = []
+
+    def write_once(scan):
+        if written:
+            return
+        vector = np.zeros(384, dtype=np.float32)
+        vector[3] = 1.0
+        doc = chromem.Document("written-in-the-window", {}, vector, "late")
+        (folder / f"{chromem.document_stem(doc.id)}.gob").write_bytes(chromem.encode_document(doc))
+        victim.unlink()
+        written.append(scan)
+
+    ctx.on(STORE_SCANNED, write_once)
+
+    def caught_up():
+        index = ctx.index
+        if index is None or not index.built or "40917930" not in index._by_dir:
+            return False
+        collection = index._by_dir["40917930"]
+        return collection.row_of("written-in-the-window") is not None and collection.row_of(victim_id) is None
+
+    def stop_when_caught_up(_runtime):
+        def wait_then_stop():
+            wait_until(caught_up, timeout=120)
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=wait_then_stop, daemon=True).start()
+
+    assert runtime.run(on_started=stop_when_caught_up) == 0
+    assert written and written[0].listings is None       # the index took the listing the write came after
+    assert caught_up(), "the index missed a write made between the pre-flight's listing and its build"
+    assert runtime.part("index").start_listings is None
+
+
+def test_a_real_chromem_writer_started_right_after_the_preflights_listing_is_all_in_the_index(setup, chromemh):
+    """The same window with the real chromem-go writer (as a running contextd writes): it starts the
+    moment the pre-flight's scan is published and adds documents one by one while the index builds
+    on that scan's listings; once it is done the index holds what chromem itself loads."""
+    import json
+    import subprocess
+
+    from guardian.runtime.context import STORE_SCANNED
+    from tests.conftest import chromem_load
+
+    config, paths = setup
+    store = config.store_path
+    runtime = assemble(config, paths)
+    ctx = runtime.ctx
+    writers = []
+
+    def start_writer(scan):
+        if not writers:
+            writers.append(subprocess.Popen([str(chromemh), "writer", str(store), "0", "checkpoints", "30", "20", "7"],
+                                            stdout=subprocess.PIPE, text=True))
+
+    ctx.on(STORE_SCANNED, start_writer)
+    outcome = {}
+
+    def indexed_ids():
+        index = ctx.index
+        if index is None or not index.built:
+            return None
+        return sorted(index.collection("checkpoints").rows.ids)
+
+    def check_then_stop(_runtime):
+        def run():
+            try:
+                lines = [json.loads(line) for line in writers[0].stdout]
+                writers[0].wait(300)
+                outcome["written"] = [line["id"] for line in lines if "id" in line]
+                outcome["chromem"] = chromem_load(chromemh, store)["collections"]["checkpoints"]["count"]
+                outcome["caught_up"] = wait_until(lambda: (ids := indexed_ids()) is not None
+                                                  and len(ids) == outcome["chromem"]
+                                                  and set(outcome["written"]) <= set(ids), timeout=120)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=run, daemon=True).start()
+
+    assert runtime.run(on_started=check_then_stop) == 0
+    assert len(outcome["written"]) == 30
+    assert outcome["caught_up"], f"index {len(indexed_ids() or [])} documents, chromem {outcome['chromem']}"

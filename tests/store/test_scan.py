@@ -230,3 +230,16 @@ def test_guardian_check_cli_reports_chromems_verdict(name, any_store, verdicts, 
     if not verdict["chromem_loads"]:
         assert report["cause"] in EXPECTED_CAUSES[name](compress)
         assert proc.returncode != 0
+
+
+def test_a_scan_keeps_its_folder_listings_only_when_asked_and_hands_them_over_once(any_store):
+    from guardian.store.scan import FolderListing
+
+    assert scan_store(any_store).listings is None
+    scan = scan_store(any_store, keep_listings=True)
+    listings = scan.take_listings()
+    assert sorted(listings) == sorted(p.name for p in any_store.iterdir() if p.is_dir())
+    for name, listing in listings.items():   # exactly what listing the folder now gives
+        assert listing.digest() == FolderListing.read(str(any_store / name)).digest()
+    assert scan.take_listings() is None and scan.listings is None
+    assert "listings" not in scan.to_dict()

@@ -3,6 +3,10 @@
 It offers the ``repair`` service (the supervisor asks before every restart, the watcher when a
 metadata file vanished) and announces ``repaired`` with the actions it applied, so the watcher
 ignores guardian's own writes, the index re-reads and a snapshot is taken.
+
+The start-up pre-flight's scan keeps its folder listings (``StoreScan.take_listings``): the index
+part builds on them instead of listing the store a second time. The watcher is started before
+this part (see ``runtime.assembly``), so a write landing after the listing is still heard of.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ class PreflightPart(BasePart):
 
     def start(self) -> None:
         self.ctx.provide(REPAIR, self.run)
-        self.run()
+        self.run(keep_listings=True)
 
-    def run(self):
+    def run(self, keep_listings: bool = False):
         ctx = self.ctx
         with ctx.repair_lock:
-            result = preflight_and_alert(ctx.config, ctx.paths, ctx.log, ctx.alerter)
+            result = preflight_and_alert(ctx.config, ctx.paths, ctx.log, ctx.alerter, keep_listings=keep_listings)
         ctx.last_repair = {"time": iso_utc(ctx.wall_clock()), **summary_of(result)}
         if result.actions:
             ctx.counters.repairs += len(result.actions)

@@ -4,7 +4,8 @@ sidecar starts the child first and watches for the folder to appear.
 ``WhenStoreAppears`` wraps the parts that need the store folder itself (the watcher). When the
 store is there at start-up they start at once. Otherwise a thread looks for the folder about once
 a second (its parent may not exist either, so there is nothing to watch yet) and, when it appears,
-runs a pre-flight, starts the wrapped parts, re-reads the index and asks for a snapshot.
+starts the wrapped parts, then runs a pre-flight, re-reads the index and asks for a snapshot (the
+watcher first: a write contextd makes while the pre-flight and the index read the store is heard).
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ class WhenStoreAppears(ThreadedPart):
     def on_store_appeared(self) -> None:
         ctx = self.ctx
         ctx.log.info("store_appeared", store=str(ctx.paths.store))
+        self.start_inner()
         try:
             ctx.repair()
         except Exception as exc:  # the child runs on; the next pre-flight (before a restart) tries again
             ctx.log.error("preflight_failed", error=str(exc))
-        self.start_inner()
         ctx.refresh_index(background=True)
         ctx.request_snapshot()
 

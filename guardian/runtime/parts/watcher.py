@@ -32,7 +32,10 @@ class WatcherPart(BasePart):
         self.watcher = StoreWatcher(ctx.config.store_path, handlers, debounce=ctx.config.debounce_seconds,
                                     on_raw=lambda events: ctx.emit(STORE_CHANGED, events=events))
         ctx.on(REPAIRED, self.ignore_own_writes)
-        self.watcher.start()
+        # started before the pre-flight lists the store (runtime.assembly), its handlers held until
+        # the parts they call (repair, index) are up: then what was heard meanwhile is handled
+        self.watcher.start(hold=not ctx.started)
+        ctx.when_started(self.watcher.release)
 
     def stop(self) -> None:
         if self.watcher is not None:

@@ -42,8 +42,7 @@ def test_a_missing_store_is_waited_for_then_checked_guarded_indexed_and_snapshot
     shutil.rmtree(parts.store)
     ctx = parts.make()
     log: list = []
-    repairs = []
-    ctx.provide(REPAIR, lambda: repairs.append("preflight"))
+    ctx.provide(REPAIR, lambda: log.append("preflight"))
     parts.listen(ctx, INDEX_STALE)
     parts.listen(ctx, SNAPSHOT_WANTED)
     part = WhenStoreAppears(ctx, [Inner(ctx, "watcher", log)])
@@ -51,14 +50,14 @@ def test_a_missing_store_is_waited_for_then_checked_guarded_indexed_and_snapshot
     try:
         assert log == [] and part.thread.is_alive() and part.status()["store_present"] is False
         parts.store.mkdir()                                # contextd's first start
-        wait_for(lambda: log == ["start watcher"], what="the wrapped part to start")
         wait_for(lambda: parts.events(SNAPSHOT_WANTED), what="the snapshot request")
-        assert repairs == ["preflight"] and parts.events(INDEX_STALE)[0]["background"] is True
+        # the watcher first: what contextd writes while the pre-flight and the index read is heard
+        assert log == ["start watcher", "preflight"] and parts.events(INDEX_STALE)[0]["background"] is True
         part.thread.join(30)
         assert not part.thread.is_alive()                  # its job is done
     finally:
         part.stop()
-    assert log == ["start watcher", "stop watcher"]
+    assert log == ["start watcher", "preflight", "stop watcher"]
 
 
 def test_a_stop_while_waiting_starts_nothing(parts):
