@@ -117,7 +117,7 @@ class Sidecar:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def wait_ready(self, timeout: float = 900) -> None:
+    def wait_ready(self, timeout: float = 900, poll: float = 0.2) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -127,7 +127,7 @@ class Sidecar:
                     return
             except OSError:
                 pass
-            time.sleep(0.2)
+            time.sleep(poll)
         raise RuntimeError("guardian run did not become ready")
 
     def wait_cached(self, timeout: float = 300) -> None:
@@ -261,16 +261,7 @@ def timed_start(store: Path, state: Path, compress: bool) -> dict[str, float]:
     spawned = time.time()
     sidecar = Sidecar(store, state, compress, bytecode=True)
     try:
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if sidecar.proc.poll() is not None:
-                raise RuntimeError(f"guardian run exited {sidecar.proc.returncode}; see {sidecar.log.name}")
-            try:
-                if sidecar.get("/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(READY_POLL)
+        sidecar.wait_ready(poll=READY_POLL)
         ready = time.time() - spawned
     finally:
         sidecar.stop()
