@@ -28,6 +28,8 @@ import pytest
 from guardian.errors import ExitCode
 from tests.waiting import http_status, wait_for
 
+pytestmark = [pytest.mark.xdist_group("newcomer"), pytest.mark.slow]   # one fresh copy and install for both tests
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DEMO_STATE = "/tmp/guardian-demo"
