@@ -3,9 +3,10 @@
 One server per test session (per xdist worker: ~9 s to start, mostly waiting, ~0.3 s of CPU,
 ~115 MB), bound to 127.0.0.1 on free ports, with a fresh data dir and an S3 identities file (an
 admin and a read-only identity); tests skip cleanly when `weed` is missing. The server can be
-stopped and started again on the same ports and data (outage tests): its ports are taken below the
-kernel's ephemeral range, which every `--port 0` server and every outgoing connection of the other
-workers draws from, so none of them can take a port while the server is down.
+stopped and started again on the same ports and data (outage tests): its ports are picked at random
+below the kernel's ephemeral range, which every `--port 0` server and every outgoing connection of
+the other workers draws from, so while it is down only another SeaweedFS picking the same port at
+that moment could take one.
 """
 
 from __future__ import annotations
