@@ -28,7 +28,7 @@ import pytest
 from guardian.errors import ExitCode
 from tests.waiting import http_status, wait_for
 
-pytestmark = [pytest.mark.xdist_group("newcomer"), pytest.mark.slow]   # one fresh copy and install for both tests
+pytestmark = pytest.mark.slow   # both tests on one worker (tests/conftest.py ONE_WORKER): one fresh copy and install
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -24,8 +24,6 @@ from guardian.format.gob import GobError
 from guardian.store.scan import chromem_reason
 from tests_format_helpers import FIXTURES
 
-pytestmark = pytest.mark.xdist_group("go")   # one Go build (the session fixture gobcheck) for the module
-
 GO_SOURCE = Path(__file__).resolve().parent / "go"
 
 
