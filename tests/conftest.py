@@ -1,4 +1,19 @@
-"""Shared test fixtures: real fixture stores copied to tmp, an isolated state dir, a CLI runner."""
+"""Shared test fixtures: real fixture stores copied to tmp, an isolated state dir, a CLI runner.
+
+The suite runs in parallel (pytest-xdist, ``-n 4`` from pyproject.toml; ``-n 0`` runs it in one
+process). A test is parallel-safe here when:
+
+- everything it writes is under its own ``tmp_path`` (or ``tmp_path_factory``), never a fixed path
+  in /tmp, the repository or $HOME; environment variables are set with ``monkeypatch`` or passed to
+  the subprocess it starts (``run_cli(env=...)``), never written to ``os.environ``;
+- every server binds port 0 (or asks the OS for a free port) on 127.0.0.1, never a fixed port;
+- it waits with ``tests/waiting.py`` and generous deadlines: other workers load the box;
+- a session fixture is per worker: cheap enough to exist once in each (the SeaweedFS server, on its
+  own free ports and data dir, which only that worker's outage tests stop), or its test file is in
+  ``ONE_WORKER`` below, so one worker runs all of that file's tests (the Go build, the fresh install);
+- a test taking many seconds even on a quiet box is marked ``@pytest.mark.slow`` (``slow(60)``: about
+  how many): started first, longest first, so the run does not end waiting on it alone.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +34,52 @@ DAMAGED = FIXTURES / "damaged"
 # The real chromem-go v0.7.0 as a command (../shared beside the clone in CI); tests skip without it.
 SHARED = Path(os.environ.get("GUARDIAN_TEST_SHARED", ROOT.parent / "shared"))
 CHROMEMH = SHARED / "chromem-harness" / "chromemh"
+
+
+def pytest_configure(config):
+    """The suite starts well over a thousand Python processes (``guardian`` itself, real children).
+    Where PYTHONDONTWRITEBYTECODE is set, each of them compiles every guardian module from source
+    again - about a third of a short command's CPU. The processes get a byte-code cache instead, in
+    pytest's cache folder (PYTHONPYCACHEPREFIX: nothing is written beside the sources). Set here,
+    before xdist starts its workers, so they and every process they start inherit it."""
+    cache = getattr(config, "cache", None)
+    if cache is not None and os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        os.environ["PYTHONPYCACHEPREFIX"] = str(cache.mkdir("pycache"))
+        del os.environ["PYTHONDONTWRITEBYTECODE"]
+
+
+def slow_first(item) -> float:
+    """Sort key: tests marked ``slow`` first, the longest (``slow(seconds)``, a rough figure) first of all."""
+    marker = item.get_closest_marker("slow")
+    return -(marker.args[0] if marker and marker.args else 10) if marker else 0
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=slow_first)   # stable: otherwise in file order
+
+
+# Test files whose tests all run on one worker: a module or session fixture there is too costly to
+# make in several workers at once. (Not xdist's own ``--dist loadgroup``: with pytest 9.2 it silently
+# stops grouping, pytest-xdist issue 1386.)
+ONE_WORKER = (
+    "tests/format/test_go_interop.py",   # builds the Go checker once (session fixture gobcheck)
+    "tests/test_newcomer.py",            # one fresh copy of the repository and its install for both tests
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's ``load`` (each test to the next free worker, in the order above), but the tests of a file
+    in ONE_WORKER go to one worker together; files with more tests go first (xdist's reordering)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadWithFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in ONE_WORKER else nodeid
+
+    return LoadWithFilesTogether(config, log)
 
 
 def copy_store(src: Path, dst: Path) -> Path:

@@ -28,6 +28,8 @@ import pytest
 from guardian.errors import ExitCode
 from tests.waiting import http_status, wait_for
 
+pytestmark = pytest.mark.slow   # both tests on one worker (tests/conftest.py ONE_WORKER): one fresh copy and install
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DEMO_STATE = "/tmp/guardian-demo"

@@ -15,13 +15,17 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.01):
     """Poll ``condition`` until it returns something true or ``timeout`` seconds pass.
 
     Returns that true value (so ``pid = wait_until(read_pid)`` works), else the last false one.
+    A costly condition (one that starts ``guardian status``, say) is not run back to back: the wait
+    sleeps at least as long as the condition took, so polling takes at most half the CPU it waits
+    on from the processes under test (and from the other test workers).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        started = time.monotonic()
         value = condition()
         if value:
             return value
-        time.sleep(interval)
+        time.sleep(max(interval, time.monotonic() - started))
     return condition()
 
 

@@ -24,6 +24,8 @@ from guardian.snapshots.take import take_snapshot
 from tests.conftest import STORE_PLAIN, copy_store, run_cli
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow   # 12 kinds x 10 commands, each a real process
+
 README_EXIT_CODES = {int(code) for code in ExitCode} - {int(ExitCode.INTERNAL)}   # an internal error is a bug
 CALL_TIMEOUT = 90
 DOC = "40917930/01e48869.gob"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from guardian.snapshots.take import take_snapshot
 from tests.conftest import ROOT, STORE_GZ, copy_store
 from tests.damage import DAMAGES
@@ -47,6 +49,7 @@ def run_killed(store: Path, state: Path, kill_at_action: int) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow(15)
 def test_kill_9_at_random_points_converges(tmp_path):
     rng = random.Random(20260201)
     interrupted_mid_way = 0

@@ -8,6 +8,8 @@ import random
 import threading
 from pathlib import Path
 
+import pytest
+
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.take import take_snapshot
 from tests.conftest import STORE_GZ, STORE_PLAIN, copy_store
@@ -44,6 +46,7 @@ class SwapAfterQuarantines(threading.Thread):
                 return
 
 
+@pytest.mark.slow(20)
 def test_a_collection_swapped_for_a_symlink_mid_repair_is_never_written_through(tmp_path):
     rng = random.Random(7)
     swapped = 0

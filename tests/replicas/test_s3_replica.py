@@ -92,6 +92,7 @@ def test_incremental_push_sends_only_new_objects(plain_store, tmp_path, s3_url, 
     assert second["bytes_sent"] < first["bytes_sent"] / 5
 
 
+@pytest.mark.slow(20)
 def test_retention_on_the_replica_never_drops_what_a_kept_snapshot_needs(plain_store, tmp_path, s3_url, key_home,
                                                                         seaweed, prefix):
     state = tmp_path / "state"

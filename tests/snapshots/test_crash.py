@@ -8,6 +8,7 @@ from crash_harness import DEFAULT_SEED, run_harness
 
 
 # ~250 guardian processes: a generous deadline, not a speed goal (about 70 s on an idle 2-core box)
+@pytest.mark.slow(70)
 @pytest.mark.timeout(1200)
 def test_sigkill_at_progress_chosen_steps_never_damages_repository_or_store(tmp_path):
     stats = run_harness(tmp_path, kills=100, workers=2, seed=DEFAULT_SEED)

@@ -29,10 +29,16 @@ def check_with_peak_rss(store, state_dir, *extra) -> tuple[int, int, dict]:
 
 
 def gzip_bomb(inflated: int) -> bytes:
-    """A gzip member of ``inflated`` zero bytes (~1 MB per GiB)."""
-    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    """A gzip member of ``inflated`` zero bytes (~1 MB per GiB), CRC and size left zero.
+
+    After a full flush a deflater starts afresh, so one MiB of zeros compressed and full-flushed is
+    the same block whatever came before: it is made once and repeated (compressing 2 GiB would
+    take ~8 s of CPU), and a last MiB, compressed by a fresh deflater, ends the stream."""
     chunk = b"\0" * (1 << 20)
-    body = b"".join(deflater.compress(chunk) for _ in range(inflated >> 20)) + deflater.flush()
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = deflater.compress(chunk) + deflater.flush(zlib.Z_FULL_FLUSH)
+    last = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = block * ((inflated >> 20) - 1) + last.compress(chunk) + last.flush()
     return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + b"\0" * 8
 
 
