@@ -99,10 +99,7 @@ def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         if exc.errno != errno.EXDEV:
             raise
         _copy_then_rename(src, dst)
-        if src.is_dir() and not src.is_symlink():
-            shutil.rmtree(src)
-        else:
-            os.unlink(src)
+        _remove(src)
     fsync_dir(dst.parent)
     with contextlib.suppress(FileNotFoundError):
         fsync_dir(src.parent)
@@ -119,12 +116,21 @@ def _copy_then_rename(src: Path, dst: Path) -> None:
             copy_synced(src, partial)
         os.rename(partial, dst)
     except BaseException:
-        if partial.is_dir() and not partial.is_symlink():
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
+        _remove(partial, best_effort=True)   # only guardian's own partial copy
         raise
+
+
+def _remove(path: Path, best_effort: bool = False) -> None:
+    """Remove a file, a symlink (not what it points to) or a whole folder; ``best_effort``: remove
+    what can be removed and raise nothing."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=best_effort)
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        if not best_effort:
+            raise
 
 
 def copy_synced(src, dst):

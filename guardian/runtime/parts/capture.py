@@ -126,9 +126,7 @@ class CapturePart(ThreadedPart):
             if self.failures == 1 or self.failures % 30 == 0:
                 ctx.alerter.send(alerts.SNAPSHOT_FAILED, error=message, hint=getattr(exc, "hint", ""))
             if retry:
-                with self.cond:
-                    self.queue.put_back(paths, self.clock())
-                    self.cond.wait(RETRY_SECONDS)
+                self.retry_later(paths)
             return
         self.failures = 0
         self.captures += 1
@@ -160,10 +158,14 @@ class CapturePart(ThreadedPart):
             ctx.log.warning("store_gone", store=str(ctx.paths.store), pending=len(paths), hint=hint)
             ctx.alerter.send(alerts.STORE_GONE, store=str(ctx.paths.store), hint=hint)
         if retry:
-            with self.cond:
-                self.queue.put_back(paths, self.clock())
-                self.cond.wait(RETRY_SECONDS)
+            self.retry_later(paths)
         return True
+
+    def retry_later(self, paths: set[str]) -> None:
+        """Put the paths back in the queue and wait RETRY_SECONDS (a stop wakes the wait early)."""
+        with self.cond:
+            self.queue.put_back(paths, self.clock())
+            self.cond.wait(RETRY_SECONDS)
 
     def status(self) -> dict:
         with self.cond:
