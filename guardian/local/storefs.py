@@ -502,11 +502,24 @@ STAGE_PREFIX = TEMP_PREFIX + "restore."
 
 def remove_stage_dir(root_fd: int, name: str) -> None:
     """Remove one of guardian's staging folders (``.guardian-tmp-restore.*`` in the store root) and
-    everything in it: only guardian ever writes there. Walks by folder fds, never following a symlink."""
+    everything in it: only guardian ever writes there. Walks by folder fds, never following a symlink.
+
+    An entry that appears while the folder is being emptied (a rename inside it that was still in
+    flight when the walk listed it) makes the last rmdir fail with ENOTEMPTY: the walk is then made
+    again, a few times, so that such a race does not leave the staging folder behind."""
     if not (name.startswith(STAGE_PREFIX) and "/" not in name):
         raise ValueError(f"refusing to remove {name!r}: not a guardian staging folder")
-    _empty_folder_at(root_fd, name)
-    os.rmdir(name, dir_fd=root_fd)
+    for attempt in range(STAGE_REMOVE_TRIES):
+        try:
+            _empty_folder_at(root_fd, name)
+            os.rmdir(name, dir_fd=root_fd)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == STAGE_REMOVE_TRIES - 1:
+                raise
+
+
+STAGE_REMOVE_TRIES = 5
 
 
 def _empty_folder_at(parent_fd: int, name: str) -> None:

@@ -288,3 +288,26 @@ def test_kind_of_and_safe_mode():
     assert storefs.kind_of(stat.S_IFIFO | 0o644) == "FIFO" and storefs.kind_of(stat.S_IFCHR) == "character device"
     assert storefs.safe_mode(0o104755) == 0o644 and storefs.safe_mode(0o111) == 0o600   # nothing left: default
     assert storefs.safe_mode(0o41777, folder=True) == 0o777 and storefs.safe_mode(None) == 0o600
+
+
+def test_remove_stage_dir_walks_again_when_an_entry_appears_during_the_walk(tmp_path, monkeypatch):
+    """A rename inside the staging folder still in flight when the walk listed it must not leave the
+    staging folder behind (the walk is made again on ENOTEMPTY)."""
+    name = storefs.STAGE_PREFIX + "target.abcd"
+    (tmp_path / name / "col-moved").mkdir(parents=True)
+    (tmp_path / name / "col-moved" / "a.gob").write_bytes(b"x")
+    real_rmdir, late = os.rmdir, []
+
+    def rmdir_after_a_late_entry(path, *, dir_fd=None):
+        if path == name and not late:            # the entry lands between the walk and the last rmdir
+            os.symlink("/nonexistent", tmp_path / name / "col")
+            late.append(True)
+        return real_rmdir(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(storefs.os, "rmdir", rmdir_after_a_late_entry)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        storefs.remove_stage_dir(fd, name)
+    finally:
+        os.close(fd)
+    assert late and not (tmp_path / name).exists()
