@@ -63,6 +63,18 @@ class Swapper(threading.Thread):
                 return
 
 
+def restore_while_swapping(swapper: "Swapper", restore) -> None:
+    """Run ``restore`` while ``swapper`` races it; refusing is fine (writing outside is what is checked)."""
+    swapper.start()
+    try:
+        restore()
+    except GuardianError:
+        pass
+    finally:
+        swapper.done.set()
+        swapper.join(timeout=60)
+
+
 def one_swap_run(tmp_path: Path, run: int, rng: random.Random) -> bool:
     base = tmp_path / f"run{run}"
     store = copy_store(STORE_PLAIN, base / "store")
@@ -80,14 +92,7 @@ def one_swap_run(tmp_path: Path, run: int, rng: random.Random) -> bool:
     count_temps = run % 2 == 0
     threshold = rng.randint(0, len(docs))
     swapper = Swapper(folder, outside, threshold, count_temps)
-    swapper.start()
-    try:
-        restore_store(paths, None, check_load=True)
-    except GuardianError:
-        pass                               # refusing is fine; writing outside is not
-    finally:
-        swapper.done.set()
-        swapper.join(timeout=60)
+    restore_while_swapping(swapper, lambda: restore_store(paths, None, check_load=True))
     assert outside_state(outside) == before_outside, f"run {run}: the restore wrote outside the store"
     return swapper.swapped
 
@@ -194,15 +199,8 @@ def test_swapped_folder_never_redirects_a_restore_into_a_target(tmp_path, monkey
         before = outside_state(outside)
         target = base / "restored"
         swapper = StagingSwapper(base, target.name, folder.name, outside, rng.randint(0, len(os.listdir(folder)) - 1))
-        swapper.start()
-        try:
-            manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
-            restore_to_folder(paths, snapshot_id, manifest, None, None, target)
-        except GuardianError:
-            pass                               # refusing is fine; writing outside is not
-        finally:
-            swapper.done.set()
-            swapper.join(timeout=60)
+        manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
+        restore_while_swapping(swapper, lambda: restore_to_folder(paths, snapshot_id, manifest, None, None, target))
         assert outside_state(outside) == before, f"run {run}: the restore wrote through the swapped folder"
         assert not list(base.glob(f"{TEMP_PREFIX}restore.*")), "the staging folder was left behind"
         swapped += swapper.swapped
