@@ -33,6 +33,10 @@ from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, dec
 BLOB_SUFFIX = ".zst"
 MANIFEST_SUFFIX = ".manifest"
 BLOB_LEVEL = 3
+# A gzip file (chromem's .gob.gz) does not shrink under zstd (measured 1.004 of its size at level 3 on
+# a 100k gz store), so it is framed at a fast negative level: same frame format and size, ~half the CPU.
+PRECOMPRESSED_LEVEL = -1
+GZIP_MAGIC = b"\x1f\x8b"
 MAX_BLOB = 4 << 30
 BLOB_NAME_LENGTH = 64 + len(BLOB_SUFFIX)
 DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))
@@ -41,8 +45,12 @@ DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))
 _THREAD_CODECS = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    """This thread's zstd compressor (one per thread: a compressor is not thread-safe)."""
+def _compressor(data: bytes = b"") -> zstandard.ZstdCompressor:
+    """This thread's zstd compressor for ``data`` (one per thread: a compressor is not thread-safe)."""
+    if data.startswith(GZIP_MAGIC):
+        if not hasattr(_THREAD_CODECS, "fast"):
+            _THREAD_CODECS.fast = zstandard.ZstdCompressor(level=PRECOMPRESSED_LEVEL)
+        return _THREAD_CODECS.fast
     if not hasattr(_THREAD_CODECS, "compressor"):
         _THREAD_CODECS.compressor = zstandard.ZstdCompressor(level=BLOB_LEVEL)
     return _THREAD_CODECS.compressor
@@ -267,7 +275,7 @@ class Repository:
         digest = digest or sha256_hex(data)
         if not self._claim(digest):
             return 0
-        frame = _compressor().compress(data)
+        frame = _compressor(data).compress(data)
         self._writer().add(digest, frame, len(data))
         return len(frame)
 

@@ -158,3 +158,20 @@ def test_read_blob_of_a_missing_blob_says_so(tmp_path):
     repo = Repository(tmp_path / "repo").ensure()
     with pytest.raises(SnapshotError, match="missing"):
         repo.read_blob("0" * 64)
+
+
+def test_a_gzip_blob_is_framed_fast_and_reads_back_byte_identical(tmp_path):
+    """chromem's .gob.gz files do not shrink under zstd: they get the fast level, same frame format."""
+    import gzip
+    import random
+
+    rng = random.Random(7)
+    plain = bytes(rng.getrandbits(8) for _ in range(4000)) + b"memory " * 400
+    gz = gzip.compress(plain)
+    repo = Repository(tmp_path / "repo")
+    written = {data: repo.put_blob(data) for data in (plain, gz)}
+    repo.sync()
+    for data, size in written.items():
+        assert repo.read_blob(sha256_hex(data)) == data
+    assert written[plain] < len(plain)                 # the plain blob was really compressed
+    assert written[gz] <= len(gz) + 64                 # the gzip one is framed, not grown
