@@ -20,8 +20,8 @@ import numpy as np
 
 from guardian.format import gob
 from guardian.format.layout import (  # noqa: F401  (re-exported: the layout is part of this API)
-    GOB_EXT, GZ_EXT, MAX_FILE_BYTES, METADATA_STEM, collection_dir_name, document_stem, extension, file_stem,
-    metadata_file_name)
+    GOB_EXT, GZ_EXT, GZIP_MAGIC, MAX_FILE_BYTES, METADATA_STEM, collection_dir_name, document_stem, extension,
+    file_stem, metadata_file_name)
 from guardian.format.gob import GobError
 
 try:  # ISA-L's inflate: ~18 µs instead of ~27 for a 2.4 kB chromem file (see inflate_whole)
@@ -29,7 +29,6 @@ try:  # ISA-L's inflate: ~18 µs instead of ~27 for a 2.4 kB chromem file (see i
 except ImportError:  # pragma: no cover - isal is a dependency; zlib alone gives the same bytes
     isal_zlib = None
 
-GZIP_MAGIC = b"\x1f\x8b"
 MAX_DECOMPRESSED = MAX_FILE_BYTES
 TOO_LARGE = "too large for guardian to read"
 

@@ -14,6 +14,7 @@ from guardian.errors import CodecError
 METADATA_STEM = "00000000"
 GOB_EXT = ".gob"
 GZ_EXT = ".gob.gz"
+GZIP_MAGIC = b"\x1f\x8b"   # how a .gob.gz file (gzip) starts
 EXTENSIONS = (GOB_EXT, GZ_EXT)
 # What guardian holds in memory for one chromem file: a real document (a memory's text, its metadata
 # and one embedding) is kilobytes, a very large one a few MiB. A file or an inflated gzip stream past

@@ -498,6 +498,7 @@ def clean_guardian_temps(root: str | os.PathLike) -> list[str]:
 # renames it into place: chromem skips a folder that holds only folders, so a killed restore's staging
 # folder is harmless until removed (by the next guardian write, like any other leftover).
 STAGE_PREFIX = TEMP_PREFIX + "restore."
+STAGE_REMOVE_TRIES = 5   # walks of a staging folder before its removal gives up (see remove_stage_dir)
 
 
 def remove_stage_dir(root_fd: int, name: str) -> None:
@@ -518,8 +519,6 @@ def remove_stage_dir(root_fd: int, name: str) -> None:
             if exc.errno != errno.ENOTEMPTY or attempt == STAGE_REMOVE_TRIES - 1:
                 raise
 
-
-STAGE_REMOVE_TRIES = 5
 
 
 def _empty_folder_at(parent_fd: int, name: str) -> None:

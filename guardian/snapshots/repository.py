@@ -25,6 +25,7 @@ from pathlib import Path
 import zstandard
 
 from guardian.errors import SnapshotError
+from guardian.format.layout import GZIP_MAGIC
 from guardian.local.fsutil import TEMP_PREFIX, atomic_write, ensure_dir, fsync_dir
 from guardian.snapshots.packs import PACK_SUFFIX, PackError, PackWriter, read_index
 from guardian.snapshots.manifest import (HASH_PATTERN, ID_PATTERN, Manifest, decode_manifest, decode_manifest_rows,
@@ -36,7 +37,6 @@ BLOB_LEVEL = 3
 # A gzip file (chromem's .gob.gz) does not shrink under zstd (measured 1.004 of its size at level 3 on
 # a 100k gz store), so it is framed at a fast negative level: same frame format and size, ~half the CPU.
 PRECOMPRESSED_LEVEL = -1
-GZIP_MAGIC = b"\x1f\x8b"
 MAX_BLOB = 4 << 30
 BLOB_NAME_LENGTH = 64 + len(BLOB_SUFFIX)
 DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))
@@ -45,7 +45,7 @@ DIGEST_OF_NAME = operator.itemgetter(slice(0, 64))
 _THREAD_CODECS = threading.local()
 
 
-def _compressor(data: bytes = b"") -> zstandard.ZstdCompressor:
+def _compressor(data: bytes) -> zstandard.ZstdCompressor:
     """This thread's zstd compressor for ``data`` (one per thread: a compressor is not thread-safe)."""
     if data.startswith(GZIP_MAGIC):
         if not hasattr(_THREAD_CODECS, "fast"):
