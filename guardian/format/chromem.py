@@ -208,6 +208,16 @@ def decode_document(data: bytes, path=None) -> Document:
     return document_from_fields(_decode(_document_decoder, data, path))
 
 
+def check_document(data: bytes) -> None:
+    """GobError unless chromem would load ``data`` as a document (decoded, no Document built)."""
+    _decode(_document_decoder, data, None)
+
+
+def check_collection(data: bytes) -> None:
+    """GobError unless chromem would load ``data`` as a collection's metadata file."""
+    _decode(_collection_decoder, data, None)
+
+
 def decode_collection(data: bytes, path=None) -> CollectionRecord:
     fields = _decode(_collection_decoder, data, path)
     return CollectionRecord(name=fields.get("Name", ""), metadata=fields.get("Metadata") or {})

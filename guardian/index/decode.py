@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import mmap
-import multiprocessing
 import os
 import threading
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from guardian.index.collection_index import Decoded, DecodedDocument, IndexProblem
 from guardian.index.rows import PackedMetadata, PackedStrings, Segment
+from guardian.local.procpool import new_pool, usable_cpus
 
 PARALLEL_MIN_FILES = 20_000
 CHUNK_FILES = 5_000
@@ -152,15 +152,8 @@ def write_rows(target: tuple, matrix: np.ndarray) -> bool:
     return True
 
 
-# imported once by the forkserver, before it forks the workers: they start with the decoder in
-# place (copy-on-write) instead of each importing numpy and the codec (~0.15 s of CPU each)
-FORKSERVER_PRELOAD = ["__main__", "guardian.index.decode", "guardian.format.chromem"]
-
-
 def new_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(FORKSERVER_PRELOAD)   # used when the forkserver starts (once)
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return new_pool(workers)   # the forkserver preloads the decoder (procpool.FORKSERVER_PRELOAD)
 
 
 def join_chunks(packed_chunks: Iterable[tuple], capacity: int, shared: SharedMatrix | None = None) -> Decoded:
@@ -275,10 +268,7 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def decode_chunk(paths: Sequence[str], target: tuple | None = None) -> tuple:

@@ -39,6 +39,7 @@ TRAILER_MAGIC = b"GPK1"
 PACK_SUFFIX = ".pack"
 TRAILER = struct.Struct(">I4s")
 MAX_INDEX = 64 << 20
+WRITE_BUFFER = 1 << 20   # frames are written in runs of about this many bytes
 PACK_TARGET = 16 << 20   # a pack is closed once it holds this many bytes (a single larger blob gets one of its own)
 
 
@@ -128,14 +129,18 @@ class PackWriter:
     _hash: object = None
     _offset: int = 0
     _entries: list[PackEntry] = field(default_factory=list)
+    _pending: list[bytes] = field(default_factory=list)   # frames not yet written (see _flush)
+    _pending_bytes: int = 0
 
     def add(self, digest: str, frame: bytes, raw_size: int) -> None:
         if self._fd is None:
             self._open()
-        write_all(self._fd, frame)
-        self._hash.update(frame)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
         self._entries.append((digest, self._offset, len(frame), raw_size))
         self._offset += len(frame)
+        if self._pending_bytes >= WRITE_BUFFER:
+            self._flush()
         if self._offset >= self.target:
             self.finish()
 
@@ -144,12 +149,20 @@ class PackWriter:
         self._hash = hashlib.sha256()
         self._offset = 0
         self._entries = []
+        self._pending, self._pending_bytes = [], 0
         self._write(PACK_MAGIC)
 
     def _write(self, data: bytes) -> None:
-        write_all(self._fd, data)
-        self._hash.update(data)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
         self._offset += len(data)
+
+    def _flush(self) -> None:
+        """Write the frames gathered so far in one write (a write per ~3 KB frame cost ~10 us each)."""
+        data = b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        self._hash.update(data)
+        write_all(self._fd, data)
 
     def finish(self) -> FinishedPack | None:
         """Close the current pack: index and trailer, fsync, rename to its content name."""
@@ -158,6 +171,7 @@ class PackWriter:
         index = encode_index(self._entries)
         self._write(index)
         self._write(TRAILER.pack(len(index), TRAILER_MAGIC))
+        self._flush()   # a failure here leaves the temp pack to abort()
         fd, self._fd = self._fd, None
         try:
             os.fsync(fd)
@@ -175,6 +189,7 @@ class PackWriter:
         """Drop the pack being written (its temp file is guardian's own)."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            self._pending, self._pending_bytes = [], 0
             os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.folder / self.temp_name)

@@ -34,7 +34,7 @@ from guardian.snapshots.repository import Repository
 from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.store.scan import scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
-from guardian.snapshots.take import test_slow_io_delay
+from guardian.snapshots.capture import test_slow_io_delay
 from guardian.snapshots.timespec import pick_snapshot
 from guardian.local.paths import StatePaths
 

@@ -25,7 +25,7 @@ from guardian.local.paths import StatePaths
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore_plan import in_scope
-from guardian.snapshots.take import test_slow_io_delay
+from guardian.snapshots.capture import test_slow_io_delay
 
 
 @dataclass

@@ -5,7 +5,8 @@ without being read. When nothing changed at all (``statcache``: every folder as 
 recorded it) the new manifest takes the previous file list as it is, so a snapshot of an unchanged
 store costs a stat walk. A file that changes while being read is re-read (a few tries), else marked
 unstable and the previous blob is kept. New blobs go into pack files (one fsync per pack), written
-by a few threads each with its own pack; the manifest is written after every pack is durable.
+by this process and, for a large capture, by worker processes each with its own packs (``capture``);
+the manifest is written after every pack is durable.
 A file chromem would refuse (empty, cut, garbage) is marked damaged and the row keeps the previous
 good copy, so damage never becomes the newest version a restore or a repair would use.
 
@@ -17,16 +18,12 @@ size. The hourly snapshot stays a full walk and catches any event the watcher lo
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
 import json
-import operator
 import os
 import stat as statmod
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,31 +38,21 @@ from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.lock import store_lock
 from guardian.snapshots import statcache
 from guardian.snapshots.statcache import SNAPSHOT_FIELDS, StatColumns
-from guardian.snapshots.manifest import (FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE, CollectionInfo, Manifest,
+from guardian.store.judge import prepare as prepare_judge
+from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, Manifest,
                                          ManifestEntry, base_index, body_of, decode_header, decode_manifest_rows,
                                          encode_body, encode_manifest, encode_with_body, sparse_delta)
-from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc
-from guardian.snapshots.repository import Repository, new_snapshot_id, sha256_hex
+from guardian.snapshots.capture import FLAGS, HASH, PATH, SIZE, Capture, read_stable
+from guardian.snapshots.repository import Repository, new_snapshot_id
 from guardian.local.paths import StatePaths
 
-READ_TRIES = 3
 RACY_WINDOW_NS = 2_000_000_000   # files modified this close to the scan are re-read next time
 REBASE_FRACTION = 0.15           # start a new dictionary when a manifest grows past this share
 CONTINUOUS_REBASE_FRACTION = 0.025  # ... of continuous snapshots (one every few seconds: ~40 per base list)
 BASE_LIST_MIN_FILES = 500        # smaller file lists are written whole, without a base list
-WORKERS = 3  # CPU-bound now (hashing, compression, one fsync per pack): a few threads, each with its own pack
-MIN_CHUNK = 256  # files per reading thread at least (small changes are read by one thread, into one pack)
 STAT_CACHE = "snapshot-stats"
 FILE_TYPE_BITS = 0o170000
-
-
-def test_slow_io_delay() -> float:
-    """TEST-ONLY hook: GUARDIAN_TEST_SLOW_IO=<seconds> sleeps per file to widen crash windows."""
-    try:
-        return max(0.0, float(os.environ.get("GUARDIAN_TEST_SLOW_IO", "0") or 0))
-    except ValueError:
-        return 0.0
 
 
 @dataclass
@@ -168,41 +155,6 @@ def _folder_stats(fd: int) -> tuple[list[str], "StatColumns | list[os.stat_resul
 MAX_SNAPSHOT_FILE = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: what a real document can hold
 
 
-def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
-    """Read a file whose size and mtime did not change during the read; None if it kept changing.
-    Opens only a regular file (never through a symlink; a FIFO cannot block the open)."""
-    for attempt in range(tries):
-        fd = os.open(path, READ_FLAGS)
-        try:
-            before = os.fstat(fd)
-            if not statmod.S_ISREG(before.st_mode):
-                raise FileNotFoundError(f"{path} is no longer a regular file")
-            data = _read_fd(fd, before.st_size)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and len(data) == after.st_size:
-            return data, after
-        sleep(0.01 * (attempt + 1))
-    return None
-
-
-READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-def _read_fd(fd: int, size: int) -> bytes:
-    """All of the file (one read for the usual small file; more if it grew)."""
-    data = os.read(fd, size + 1)
-    if len(data) <= size:
-        return data
-    chunks = [data]
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 @dataclass
 class SnapshotResult:
     id: str
@@ -298,153 +250,6 @@ class DeltaState:
         return DeltaState(self.base, explicit, dropped)
 
 
-
-
-# A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.ManifestEntry.row).
-PATH, SIZE, MODE, MTIME, INODE, HASH, FLAGS = range(7)
-_ROW_PATH = operator.itemgetter(PATH)
-
-
-class _Capture:
-    """One snapshot in progress: decides per file whether to reuse, read or mark it.
-
-    Works on validated file-list rows (no per-entry objects): an unchanged file reuses the previous
-    snapshot's row object as is, so an unchanged store costs a stat walk and one dict lookup per file.
-    """
-
-    def __init__(self, repo: Repository, root: Path, previous_rows: list[list], existing_blobs: set[str],
-                 started_ns: int, reader: Callable, progress, previous_by_path: dict | None = None) -> None:
-        self.repo, self.root, self.reader, self.progress = repo, root, reader, progress
-        self.previous = previous_by_path if previous_by_path is not None else {row[PATH]: row for row in previous_rows}
-        self.previous_rows = previous_rows
-        self.existing_blobs = existing_blobs
-        self.started_ns = started_ns
-        self.root_prefix = str(root) + os.sep
-        self.new_blobs = 0
-        self.new_bytes = 0
-        self.read_files = 0
-        self.unreadable: list[tuple[str, str]] = []
-        self.damaged: list[tuple[str, str]] = []
-        self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
-        self.delay = test_slow_io_delay()
-        self.counting = threading.Lock()   # the counters above are updated from the reading threads
-
-    def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
-        """Rows sorted by path: reuse what the stat cache allows (no read); read the rest on a few threads."""
-        rows: dict[str, list | None] = {}
-        to_read = []
-        previous, blobs = self.previous, self.existing_blobs
-        # same paths as last time: sort the previous snapshot's (already sorted) order, which is cheap
-        in_order = sorted(previous) if files.keys() == previous.keys() else sorted(files)
-        for rel in in_order:
-            info, old = files[rel], previous.get(rel)
-            # unchanged: same size, mtime and inode as in the previous snapshot, not flagged, blob present
-            # (inlined: this loop runs once per file of the store)
-            if (old is not None and old[SIZE] == info.st_size and old[MTIME] == info.st_mtime_ns
-                    and old[INODE] == info.st_ino and not old[FLAGS] and old[HASH] in blobs):
-                mode = statmod.S_IMODE(info.st_mode)
-                rows[rel] = old if old[MODE] == mode else [rel, old[SIZE], mode, old[MTIME], old[INODE], old[HASH], 0]
-            else:
-                rows[rel] = None
-                to_read.append(rel)
-        if self.progress:
-            self.progress.advance(len(files) - len(to_read))
-        if to_read:
-            chunks = _chunks(to_read, WORKERS, 1 if self.delay else MIN_CHUNK)  # test hook: spread the sleeps
-            with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-                for chunk, captured in zip(chunks, pool.map(self.capture_chunk, chunks)):
-                    rows.update(zip(chunk, captured))
-        return [row for row in rows.values() if row is not None]
-
-    def capture_chunk(self, chunk: list[str]) -> list[list | None]:
-        """Read a run of files on one thread (which writes them into its own pack)."""
-        return [self.capture_one(rel) for rel in chunk]
-
-    def capture_one(self, rel: str) -> list | None:
-        try:
-            return self._read(rel)
-        finally:
-            if self.progress:
-                self.progress.advance(1)
-
-    def _read(self, rel: str) -> list | None:
-        if self.delay:
-            time.sleep(self.delay)
-        try:
-            result = self.reader(self.root_prefix + rel)
-        except FileNotFoundError:
-            return None  # deleted since the walk: not part of this snapshot
-        except OSError as exc:
-            self.unreadable.append((rel, f"unreadable: {exc.strerror or exc}"))
-            return None
-        with self.counting:
-            self.read_files += 1
-        if result is None:
-            return self._unstable(rel)
-        data, info = result
-        damage = damage_of(rel, data)
-        if damage is not None:
-            return self._damaged(rel, damage, info)
-        digest = sha256_hex(data)
-        written = self.repo.put_blob(data, digest)
-        if written:
-            self.note_written(written)
-        if rel.split("/")[-1].startswith(layout.METADATA_STEM + "."):
-            self.contents[rel] = data
-        flags = FLAG_RACY if info.st_mtime_ns >= self.started_ns - RACY_WINDOW_NS else 0
-        return [rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags]
-
-    def note_written(self, written: int) -> None:
-        with self.counting:
-            self.new_blobs += 1
-            self.new_bytes += written
-
-    def _damaged(self, rel: str, why: str, info: os.stat_result) -> list:
-        """Chromem would refuse the file as read: keep the previous good copy (if any), flagged."""
-        with self.counting:
-            self.damaged.append((rel, why))
-        old = self.previous.get(rel)
-        if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
-            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_DAMAGED]
-        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_DAMAGED]
-
-    def capture_changes(self, changes: dict[str, os.stat_result | None]) -> tuple[list[list], dict[str, list]]:
-        """The previous rows with ``changes`` applied (None: gone), as a sorted list and by path.
-        Changed files are read, never reused: an event said they changed, and a rewrite within one
-        mtime tick keeps size and mtime. The previous list and dict are updated IN PLACE (a change
-        costs a bisect and a C-level move, not a copy of 100k rows): the baseline they came from is
-        spent, and continuous capture drops it if the snapshot then fails."""
-        rows, order = self.previous, self.previous_rows
-        to_read = [rel for rel, info in changes.items() if info is not None]
-        read = [self.capture_one(rel) for rel in to_read]  # one thread: the new blobs go into one pack
-        gone = {rel for rel, info in changes.items() if info is None}
-        for rel, row in zip(to_read, read):
-            if row is None:
-                gone.add(rel)
-                continue
-            if rel in rows:
-                order[bisect.bisect_left(order, rel, key=_ROW_PATH)] = row
-            else:
-                bisect.insort(order, row, key=_ROW_PATH)
-            rows[rel] = row
-        for rel in gone:
-            if rows.pop(rel, None) is not None:
-                del order[bisect.bisect_left(order, rel, key=_ROW_PATH)]
-        return order, rows
-
-    def _unstable(self, rel: str) -> list:
-        old = self.previous.get(rel)
-        info = os.lstat(self.root / rel)
-        if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
-            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_UNSTABLE]
-        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_UNSTABLE]
-
-
-def _chunks(items: list, parts: int, minimum: int) -> list[list]:
-    """``items`` cut into at most ``parts`` runs of at least ``minimum`` (the last may be shorter)."""
-    count = max(1, min(parts, len(items) // minimum))
-    size = -(-len(items) // count)
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def detect_compress(files, configured: bool | None) -> bool:
@@ -736,8 +541,8 @@ def _take_incremental(paths, repo: Repository, base: "Baseline", changed: set[st
     started = time.monotonic()
     moment = (clock or (lambda: datetime.now(timezone.utc)))()
     previous, previous_rows = base.manifest, base.rows
-    capture = _Capture(repo, paths.store, previous_rows, _BlobsOnDisk(repo), time.time_ns(), reader, None,
-                       base.path_index())
+    capture = Capture(repo, paths.store, previous_rows, _BlobsOnDisk(repo), time.time_ns(), reader, None,
+                      base.path_index(), RACY_WINDOW_NS)
     try:
         changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
         held = base.path_index()
@@ -772,7 +577,7 @@ def _take_incremental(paths, repo: Repository, base: "Baseline", changed: set[st
     return result
 
 
-def _commit_incremental(repo: Repository, manifest: Manifest, rows, previous: Manifest, capture: _Capture,
+def _commit_incremental(repo: Repository, manifest: Manifest, rows, previous: Manifest, capture: Capture,
                         delta, changes, by_path):
     """Write an incremental manifest: against the base list from the known difference (or a new base
     list), listing the previous packs plus those of the changed files (a superset is safe: it only
@@ -854,7 +659,8 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
     if unchanged is not None:
         return unchanged
     previous, previous_rows = newest.decoded(repo)
-    capture = _Capture(repo, paths.store, previous_rows, repo.present(), started_ns, reader, progress)
+    capture = Capture(repo, paths.store, previous_rows, repo.present(), started_ns, reader, progress,
+                      racy_window_ns=RACY_WINDOW_NS)
     if progress:
         progress.start(len(listing.files))
     try:
@@ -980,7 +786,7 @@ class _RowFacts:
 
 
 def _commit(repo: Repository, manifest: Manifest, rows: list[list], previous: Manifest | None,
-            capture: _Capture) -> tuple[int, bytes]:
+            capture: Capture) -> tuple[int, bytes]:
     """Write the manifest (rows sorted by path) after every pack it needs is durable."""
     manifest.files_dict = None
     body = None
@@ -1017,7 +823,7 @@ def _body_against_previous_base(repo: Repository, manifest: Manifest, rows: list
     return None
 
 
-def _discard(repo: Repository, capture: _Capture) -> None:
+def _discard(repo: Repository, capture: Capture) -> None:
     """Remove the packs this failed snapshot wrote (guardian's own files, referenced by nothing)."""
     with contextlib.suppress(OSError):
         repo.abort_writes()
