@@ -4,14 +4,19 @@
 | --- | --- |
 | first snapshot (fresh repository) | the real chromem-go v0.7.0 loading the same store (`chromemh bench`) |
 | whole-store restore into an empty folder (files durable; then with the loadability check) | same |
+| whole-store restore, again | the filesystem's floor: a bare loop writing the same files, one syncfs |
 | no-change snapshot | a bare stat walk of the store (scandir + lstat of every entry) |
 | `guardian check` CLI on an unchanged store (warm cache) | a new interpreter doing the bare stat walk |
 | index cold build, warm restart, `guardian run` memory, idle memory | see ``bench/index_figures.py`` |
 
 Every figure is measured ``--repeat`` times, alternating with its baseline, and the medians and their
-ratio are printed (the machine is shared: read the ratios). Stores: ``--store PATH`` (any existing
-store, never written to; ``--compress 0|1`` if it cannot be detected), else stores of ``--docs`` documents
-x 384 written by the real chromem (`chromemh synth`), plain and gz.
+ratio are printed (the machine is shared: read the ratios). Between attempts the written trees are
+removed and the disk is given ``--settle`` seconds: removing 100k files on a filesystem mounted with
+``discard`` slows the next creates several-fold for a while (measured 21 us a create after settling,
+up to 500 us right after a removal). CPU times of the first snapshot are the machine's (every process:
+the capture's worker processes are not our children, so getrusage would not see them).
+Stores: ``--store PATH`` (any existing store, never written to; ``--compress 0|1`` if it cannot be
+detected), else stores of ``--docs`` documents x 384 written by the real chromem (`chromemh synth`), plain and gz.
 
     .venv/bin/python bench/bench_scale.py --docs 100000
     .venv/bin/python bench/bench_scale.py --store ~/.config/contextd/vectorstore --repeat 3
@@ -44,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import stat_walk  # noqa: E402
+from guardian.local.fsutil import sync_filesystem  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.snapshots.restore import check_loadable, restore_store  # noqa: E402
 from guardian.snapshots.take import detect_compress, list_store, take_snapshot  # noqa: E402
@@ -61,14 +67,57 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(fn, cpu_key: str | None = None) -> float:
-    cpu = cpu_seconds(resource.RUSAGE_SELF)
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process on the machine has used (user + nice + system + irq + softirq)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(fn, cpu_key: str | None = None, machine: bool = False) -> float:
+    clock = machine_cpu_seconds if machine else lambda: cpu_seconds(resource.RUSAGE_SELF)
+    cpu = clock()
     started = time.perf_counter()
     fn()
     elapsed = time.perf_counter() - started
     if cpu_key:
-        CPU.setdefault(cpu_key, []).append(cpu_seconds(resource.RUSAGE_SELF) - cpu)
+        CPU.setdefault(cpu_key, []).append(clock() - cpu)
     return elapsed
+
+
+def bare_write_seconds(contents: dict[str, bytes], target: Path) -> float:
+    """The filesystem's floor for a restore: every file created (O_EXCL), written and closed through
+    its folder's fd, folders made as needed, then one syncfs (guardian's restore adds the decompression,
+    the checks, the mode and mtime, staging and the renames)."""
+    started = time.perf_counter()
+    folders: dict[str, int] = {"": os.open(target, os.O_RDONLY | os.O_DIRECTORY)}
+    try:
+        for rel, data in contents.items():
+            parent, _, name = rel.rpartition("/")
+            fd = folders.get(parent)
+            if fd is None:
+                (target / parent).mkdir(parents=True, exist_ok=True)
+                fd = folders[parent] = os.open(target / parent, os.O_RDONLY | os.O_DIRECTORY)
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=fd)
+            os.write(out, data)
+            os.close(out)
+        sync_filesystem(folders[""])
+    finally:
+        for fd in folders.values():
+            os.close(fd)
+    return time.perf_counter() - started
+
+
+def settle(*trees: Path) -> None:
+    """Remove written trees and let the disk finish with them before the next measurement."""
+    for tree in trees:
+        shutil.rmtree(tree, ignore_errors=True)
+    os.sync()
+    time.sleep(SETTLE[0])
+
+
+SETTLE = [10.0]
 
 
 def chromem_load_seconds(store: Path, compress: bool) -> float:
@@ -139,32 +188,38 @@ def bench_store(store: Path, compress: bool, work: Path, repeat: int, figures: F
 
 def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figures: Figures) -> None:
     have_chromem = CHROMEMH.exists()
-    firsts, restores, checked, loads = [], [], [], []
+    firsts, restores, checked, loads, floors = [], [], [], [], []
+    contents = {rel: (store / rel).read_bytes() for rel in list_store(store).files}
+    settle()
     for attempt in range(repeat):
         if have_chromem:
             loads.append(chromem_load_seconds(store, compress))
         state = work / f"state-{attempt}"
         paths = StatePaths.for_store(store, state)
-        firsts.append(timed(lambda: take_snapshot(paths, compress), "first"))
+        firsts.append(timed(lambda: take_snapshot(paths, compress), "first", machine=True))
+        settle()
         target = work / f"restored-{attempt}"
         target.mkdir()
         restored = StatePaths(store=target, root=paths.root)
         restores.append(timed(lambda: restore_store(restored, None, check_load=False), "restore"))
         checked.append(restores[-1] + timed(lambda: check_loadable(target, compress)))
-        shutil.rmtree(target)
-        if attempt < repeat - 1:
-            shutil.rmtree(state)
+        settle(target)
+        floor = work / f"floor-{attempt}"
+        floor.mkdir()
+        floors.append(bare_write_seconds(contents, floor))
+        settle(floor, *([state] if attempt < repeat - 1 else []))
     base_label = "chromem-go load (chromemh bench)"
     if not have_chromem:
         loads, base_label = [float("nan")], "chromemh missing"
     figures.add("first snapshot", firsts, base_label, loads)
     figures.add("restore into an empty folder", restores, base_label, loads)
+    figures.add("restore into an empty folder", restores, "bare create+write+syncfs (floor)", floors)
     figures.add("restore + loadability check", checked, base_label, loads)
     if have_chromem:
         chromem_cpu = statistics.median(CPU.pop("chromem"))
-        for key in ("first", "restore"):
+        for key, who in (("first", "machine, all processes"), ("restore", "this process")):
             mine = statistics.median(CPU.pop(key))
-            print(f"  CPU time (user+sys), {key:<31} {mine:8.3f} s   chromemh process (load + 1 query)  "
+            print(f"  CPU time (user+sys), {key} ({who}) {mine:8.3f} s   chromemh process (load + 1 query)  "
                   f"{chromem_cpu:8.3f} s   ratio {mine / chromem_cpu:5.2f}x", flush=True)
     same, walks = [], []
     for _ in range(repeat):
@@ -213,7 +268,9 @@ def main() -> int:
     parser.add_argument("--dir", help="work folder (default: a temp folder, removed after)")
     parser.add_argument("--figures", default="snapshots,index", help="groups to measure: snapshots, index, check")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds the idle sidecar idles before measuring")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds the disk rests after a removal")
     args = parser.parse_args()
+    SETTLE[0] = args.settle
     groups = tuple(g.strip() for g in args.figures.split(",") if g.strip())
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
