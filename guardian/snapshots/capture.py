@@ -110,6 +110,7 @@ class CaptureJob:
     started_ns: int
     racy_window_ns: int
     take: str   # this take's token: a worker keeps one Repository per take
+    delay: float = 0.0   # the test hook's per-file sleep (a worker's environment is the forkserver's)
 
 
 @dataclass
@@ -150,7 +151,6 @@ class Capture:
         self.damaged: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
         self.delay = test_slow_io_delay()
-        self.counting = threading.Lock()   # the counters above (a kept habit: captures run on one thread now)
 
     def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
         """Rows sorted by path: reuse what the stat cache allows (no read); read the rest (in worker
@@ -222,9 +222,8 @@ class Capture:
         return [rel, len(data), statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, digest, flags]
 
     def note_written(self, written: int) -> None:
-        with self.counting:
-            self.new_blobs += 1
-            self.new_bytes += written
+        self.new_blobs += 1
+        self.new_bytes += written
 
     def _damaged(self, rel: str, why: str, info: os.stat_result) -> list:
         """Chromem would refuse the file as read: keep the previous good copy (if any), flagged."""
@@ -271,10 +270,9 @@ class Capture:
     def merge(self, result: ChunkResult) -> list:
         """Add a worker's chunk to this capture (its packs adopted by the repository); its rows."""
         self.repo.adopt(result.packs)
-        with self.counting:
-            self.read_files += result.read_files
-            self.new_blobs += result.new_blobs
-            self.new_bytes += result.new_bytes
+        self.read_files += result.read_files
+        self.new_blobs += result.new_blobs
+        self.new_bytes += result.new_bytes
         self.unreadable.extend(result.unreadable)
         self.damaged.extend(result.damaged)
         self.contents.update(result.contents)
@@ -294,7 +292,7 @@ class ParallelCapture:
         self.capture, self.workers, self.chunk_files = capture, workers, chunk_files
         self.broken = False   # the pool could not start or a worker died: the rest is read here
         self.job = CaptureJob(os.fspath(capture.repo.root), os.fspath(capture.root), capture.started_ns,
-                              capture.racy_window_ns, secrets.token_hex(8))
+                              capture.racy_window_ns, secrets.token_hex(8), capture.delay)
 
     def run(self, to_read: list[str]) -> list[list | None]:
         size = self.chunk_files
@@ -386,6 +384,7 @@ def capture_in_worker(job: CaptureJob, chunk: list[str], previous: dict[str, lis
         repo = _WORKER_REPOSITORY[job.take] = Repository(job.repo_root)
     capture = Capture(repo, Path(job.store_root), [], set(), job.started_ns, read_stable, None, previous,
                       job.racy_window_ns)
+    capture.delay = job.delay
     try:
         with no_cyclic_gc():   # rows and stat results, no cycles among them
             rows = capture.capture_chunk(chunk)

@@ -16,7 +16,7 @@ import pytest
 from guardian.local.paths import StatePaths
 from guardian.local.procpool import new_pool
 from guardian.snapshots import capture
-from guardian.snapshots.capture import HASH, CaptureJob, capture_in_worker, warm_up
+from guardian.snapshots.capture import HASH, CaptureJob, capture_in_worker
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import list_store, take_snapshot
@@ -116,8 +116,9 @@ def test_a_take_killed_while_workers_capture_leaves_old_snapshots_and_no_process
     packs = paths.snapshots / "packs"
     try:
         # a pack before the take commits: a worker finished a chunk (the taker's own pack waits for the end)
-        wait_for(lambda: proc.poll() is not None or (packs.is_dir() and any(n.endswith(".pack") for n in os.listdir(packs))),
-                 timeout=120, what="a worker's first pack")
+        def packed_or_ended():
+            return proc.poll() is not None or (packs.is_dir() and any(n.endswith(".pack") for n in os.listdir(packs)))
+        wait_for(packed_or_ended, timeout=120, what="a worker's first pack")
         assert proc.poll() is None, "the take ended before any worker handed in a chunk"
         helpers = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, signal.SIGKILL)
@@ -140,4 +141,3 @@ def test_a_take_killed_while_workers_capture_leaves_old_snapshots_and_no_process
 def test_the_test_hook_is_off_unless_set_to_a_chunk_size(monkeypatch, chunk):
     monkeypatch.setenv("GUARDIAN_TEST_PARALLEL_CHUNK", chunk)
     assert capture.parallel_sizes() == (capture.PARALLEL_MIN_FILES, capture.CHUNK_FILES)
-    warm_up()
