@@ -174,24 +174,6 @@ def _syncfs_function():
     return _libc_function("syncfs", [ctypes.c_int])
 
 
-def start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing a file's dirty pages now, without waiting (Linux
-    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``): the disk works while the next files are written, so
-    the one sync at the end has little left to do. Durability still comes from that sync; a no-op
-    where the call does not exist."""
-    global _WRITEBACK
-    if _WRITEBACK is None:
-        import ctypes
-
-        _WRITEBACK = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
-                                                         ctypes.c_uint]) or False
-    if _WRITEBACK:
-        _WRITEBACK(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE; a failure here only means no head start
-
-
-_WRITEBACK = None
-
-
 def sync_filesystem(fd: int) -> bool:
     """Make every write to the filesystem holding ``fd`` durable at once (``syncfs``): the batched
     alternative to one fsync per file when thousands of files were written. False where the system

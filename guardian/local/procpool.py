@@ -33,7 +33,8 @@ def usable_cpus() -> int:
 # What the forkserver imports once, before it forks any worker: workers start with it in place
 # (copy-on-write) instead of each importing numpy and the codecs (~0.15 s of CPU each). One list for
 # every pool: a process has one forkserver, and only the first pool's preload list would count.
-FORKSERVER_PRELOAD = ["__main__", "guardian.format.chromem", "guardian.index.decode", "guardian.snapshots.capture"]
+FORKSERVER_PRELOAD = ["__main__", "guardian.format.chromem", "guardian.index.decode", "guardian.snapshots.capture",
+                      "guardian.snapshots.unpack"]
 
 
 def new_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:

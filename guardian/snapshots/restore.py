@@ -34,7 +34,8 @@ from guardian.snapshots.repository import Repository
 from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.store.scan import scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
-from guardian.snapshots.capture import test_slow_io_delay
+from guardian.snapshots.capture import CHUNK_FILES, parallel_sizes, test_slow_io_delay
+from guardian.snapshots.unpack import prepared_runs
 from guardian.snapshots.timespec import pick_snapshot
 from guardian.local.paths import StatePaths
 
@@ -328,39 +329,42 @@ class Executor:
             self.dirs.get(self._staged_rel(rel))   # a real folder now (refuses a symlink standing there)
 
     def _stage(self, actions) -> None:
-        """Stage every file (each blob verified), a run of adjacent frames per pack read; the first
-        failure stops it all."""
+        """Stage every file (each blob verified and judged, a run of adjacent frames per pack read,
+        by a worker process ahead of this thread for a large restore: ``unpack``); the first failure
+        stops it all."""
         by_digest: dict[str, list] = {}
         for action in actions:
             by_digest.setdefault(action.entry.hash, []).append((action, *self._folder(action.path)))
         groups, other = self.repo.locate(by_digest)
-        runs = [(pack_id, members[i:i + RUN_BLOBS]) for pack_id, members in sorted(groups.items())
-                for i in range(0, len(members), RUN_BLOBS)]
-        runs += [(None, [(digest, 0, 0)]) for digest in other]
-        for pack_id, run in runs:
-            self._stage_run(pack_id, run, by_digest)
-
-    def _stage_run(self, pack_id: str | None, run: list, by_digest: dict) -> None:
-        """Stage the files of one run of blobs (adjacent frames of one pack, or one loose blob)."""
+        _, hooked = parallel_sizes()
+        size = hooked if hooked != CHUNK_FILES else RUN_BLOBS
+        runs = [(pack_id, members[i:i + size]) for pack_id, members in sorted(groups.items())
+                for i in range(0, len(members), size)]
+        paths = {digest: [action.path for action, _, _ in members] for digest, members in by_digest.items()}
+        judge = not self.allow_damaged
         try:
-            if pack_id is None:
-                blobs = [(run[0][0], self.repo.read_blob(run[0][0]))]
-            else:
-                blobs = self.repo.read_run(pack_id, run)
-            for digest, data in blobs:
-                for action, folder_fd, name in by_digest[digest]:
-                    self._stage_one(action, folder_fd, name, data)
+            for prepared in prepared_runs(self.repo, runs, paths, judge, len(actions)):
+                self._stage_prepared(prepared, by_digest)
+            for digest in other:   # loose blobs of an older repository layout (or missing ones)
+                data = self.repo.read_blob(digest)
+                self._stage_prepared([(digest, data, [damage_of(rel, data) for rel in paths[digest]] if judge
+                                       else None)], by_digest)
         except SnapshotError as exc:
             raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message}; the store was not "
                                "changed", "pass an earlier --at and run `guardian verify`") from None
 
-    def _stage_one(self, action, folder_fd: int, name: str, data: bytes) -> None:
+    def _stage_prepared(self, prepared, by_digest: dict) -> None:
+        for digest, data, verdicts in prepared:
+            members = by_digest[digest]
+            for (action, folder_fd, name), why in zip(members, verdicts or [None] * len(members)):
+                self._stage_one(action, folder_fd, name, data, why)
+
+    def _stage_one(self, action, folder_fd: int, name: str, data: bytes, why: str | None) -> None:
+        """Stage one file; ``why``: chromem would refuse ``data`` as this path (it is not written)."""
         entry = action.entry
-        if not self.allow_damaged:
-            why = damage_of(action.path, data)
-            if why is not None:
-                self.refused.append({"path": action.path, "reason": why})
-                return
+        if why is not None:
+            self.refused.append({"path": action.path, "reason": why})
+            return
         if self.delay:
             time.sleep(self.delay)
         mode = storefs.safe_mode(entry.mode)
