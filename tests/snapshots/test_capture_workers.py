@@ -89,6 +89,14 @@ def gone(pid: int) -> bool:
         return True
 
 
+def kill_and_outlive_helpers(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``, then wait for every process it had started (forkserver, workers) to exit."""
+    helpers = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    wait_for(lambda: all(gone(p.pid) for p in helpers), timeout=60, what="the workers and the forkserver to exit")
+
+
 def test_a_worker_exits_when_the_process_it_works_for_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(PARENT.format(root=str(ROOT)))
@@ -96,11 +104,8 @@ def test_a_worker_exits_when_the_process_it_works_for_is_killed(tmp_path):
     try:
         assert int(proc.stdout.readline()) == proc.pid
         helpers = psutil.Process(proc.pid).children(recursive=True)
-        workers = [p.pid for p in helpers if p.ppid() != proc.pid]   # the forkserver's children
-        assert workers, "the pool started no worker"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        wait_for(lambda: all(gone(p.pid) for p in helpers), timeout=60, what="the workers and the forkserver to exit")
+        assert [p for p in helpers if p.ppid() != proc.pid], "the pool started no worker"   # the forkserver's
+        kill_and_outlive_helpers(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -120,10 +125,7 @@ def test_a_take_killed_while_workers_capture_leaves_old_snapshots_and_no_process
             return proc.poll() is not None or (packs.is_dir() and any(n.endswith(".pack") for n in os.listdir(packs)))
         wait_for(packed_or_ended, timeout=120, what="a worker's first pack")
         assert proc.poll() is None, "the take ended before any worker handed in a chunk"
-        helpers = psutil.Process(proc.pid).children(recursive=True)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        wait_for(lambda: all(gone(p.pid) for p in helpers), timeout=60, what="every worker to exit")
+        kill_and_outlive_helpers(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
