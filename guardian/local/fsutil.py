@@ -151,9 +151,8 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-
 def _libc_function(name: str, argtypes):
-    """A libc function by name where there is one (syncfs and sync_file_range: Linux), else None.
+    """A libc function by name where there is one (syncfs: Linux), else None.
     ctypes stays out of every command's start-up (fsutil loads with the state paths): only the batched
     writers (restore, snapshot) load it, ~1.6 ms."""
     import ctypes
