@@ -121,6 +121,10 @@ class Repository:
         self._adopted: list[FinishedPack] = []     # packs written for this take by worker processes
         self._thread = threading.local()
         self._dirty = False                       # packs renamed into place since the last sync
+        # ... or found on disk by this object: such a pack may not be durable in the folder yet (a take
+        # killed after a worker renamed it in, before the folder's fsync, leaves a whole pack no
+        # manifest refers to, whose blobs the next take reuses), so the next sync() fsyncs the pack
+        # folder before a manifest can refer to it, even when that take writes no pack itself
         self._dirty_dirs: set[Path] = set()
 
     # ---- set-up and housekeeping (writers, under the store lock) -------------------------
@@ -177,6 +181,7 @@ class Repository:
                 self._index = {}
                 for pack_id in self.pack_ids():
                     self._index_pack(pack_id)
+                self._dirty = self._dirty or bool(self._pack_sizes)   # packs found, not written: see __init__
             elif refresh:
                 self._refresh_locked()
             return self._index
@@ -205,6 +210,7 @@ class Repository:
                 self.damaged_packs.pop(pack_id, None)
         for pack_id in sorted(on_disk - known):
             self._index_pack(pack_id)
+        self._dirty = True   # packs found, not written: see __init__
 
     def _where(self, digest: str) -> tuple[str, int, int] | None:
         """Where blob ``digest`` is packed (the pack folder looked at again on a miss)."""

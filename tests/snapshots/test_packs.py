@@ -175,3 +175,28 @@ def test_a_gzip_blob_is_framed_without_growing_and_reads_back_byte_identical(tmp
         assert repo.read_blob(sha256_hex(data)) == data
     assert written[plain] < len(plain)                 # the plain blob was really compressed
     assert written[gz] <= len(gz) + 64                 # the gzip one is framed, not grown
+
+
+def test_a_pack_found_on_disk_gets_a_folder_fsync_before_a_manifest_can_refer_to_it(tmp_path, monkeypatch):
+    """A pack another process renamed in (a worker of a take killed before its folder fsync) may not be
+    durable in the folder: the first sync of a repository object that finds it fsyncs the pack folder,
+    even with nothing written; a sync with nothing new found or written does not."""
+    from guardian.snapshots import repository
+
+    writer = Repository(tmp_path / "repo").ensure()
+    writer.put_blob(b"from a process that died", None)
+    writer.sync()
+    synced = []
+    real = repository.fsync_dir
+    monkeypatch.setattr(repository, "fsync_dir", lambda path: synced.append(path) or real(path))
+    reader = Repository(tmp_path / "repo")
+    assert reader.has_blob(sha256_hex(b"from a process that died"))
+    reader.sync()
+    assert synced == [reader.packs]
+    reader.sync()
+    assert synced == [reader.packs]   # nothing new since
+    writer.put_blob(b"another", None)
+    writer.sync()
+    reader.refresh()
+    reader.sync()
+    assert synced == [reader.packs, writer.packs, reader.packs]
