@@ -34,7 +34,7 @@ def decode_files(paths: Sequence[Path], workers: int | None = None, pool: "Decod
     """Decode document files (chunks in the given order). Never raises for a bad file.
     ``pool``: worker processes started ahead (see :class:`DecodePool`), used instead of a new pool."""
     paths = [os.fspath(p) for p in paths]  # plain strings: pathlib costs seconds at 100k files
-    workers = default_workers() if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
         return unpack(decode_chunk(paths))
     chunks = [paths[i:i + CHUNK_FILES] for i in range(0, len(paths), CHUNK_FILES)]
@@ -56,7 +56,7 @@ def decode_files(paths: Sequence[Path], workers: int | None = None, pool: "Decod
 
 def decode_in_workers(chunks: list[list[str]], workers: int, shared: "SharedMatrix | None" = None) -> Decoded:
     """Chunks decoded by worker processes, joined here as they arrive (while the next ones decode)."""
-    with new_executor(workers) as pool:
+    with new_pool(workers) as pool:
         return join_chunks(pool.map(decode_chunk, chunks, targets(chunks, shared)), sum(map(len, chunks)), shared)
 
 
@@ -152,10 +152,6 @@ def write_rows(target: tuple, matrix: np.ndarray) -> bool:
     return True
 
 
-def new_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    return new_pool(workers)   # the forkserver preloads the decoder (procpool.FORKSERVER_PRELOAD)
-
-
 def join_chunks(packed_chunks: Iterable[tuple], capacity: int, shared: SharedMatrix | None = None) -> Decoded:
     decoded = Decoded()
     joiner = ChunkJoiner(capacity, shared)
@@ -184,7 +180,7 @@ class DecodePool:
         self._warming: list[concurrent.futures.Future] = []
         self._starter: threading.Thread | None = None
         try:
-            self.executor = new_executor(workers)
+            self.executor = new_pool(workers)
         except OSError:  # no forkserver or no processes here: decode_files decodes in-process
             self.executor = None
             return
@@ -265,10 +261,6 @@ class ChunkJoiner:
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-
-
-def default_workers() -> int:
-    return usable_cpus()
 
 
 def decode_chunk(paths: Sequence[str], target: tuple | None = None) -> tuple:

@@ -47,7 +47,8 @@ from guardian.format.layout import METADATA_STEM, extension
 from guardian.index import query as q
 from guardian.index.cache import IndexCache
 from guardian.index.collection_index import CollectionIndex, FileStat
-from guardian.index.decode import PARALLEL_MIN_FILES, DecodePool, decode_files, default_workers
+from guardian.index.decode import PARALLEL_MIN_FILES, DecodePool, decode_files
+from guardian.local.procpool import usable_cpus
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.logs import get_logger
 from guardian.store.scan import FolderListing, no_cyclic_gc
@@ -283,7 +284,7 @@ class StoreIndex:
         that have no cached index look large enough to be decoded in parallel. The size is judged
         from the folders' own st_size (it grows with their entries on ext4, tmpfs, btrfs, xfs): a
         guess that only decides whether to start the workers early, never what is decoded."""
-        workers = default_workers() if self.workers is None else self.workers
+        workers = usable_cpus() if self.workers is None else self.workers
         if workers <= 1:
             return None
         cache = self._cache()

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import select
 import threading
+import time
 
 
 def usable_cpus() -> int:
@@ -67,4 +68,4 @@ def _wait_for_exit(parent_pid: int, pidfd: int | None) -> None:
             os.kill(parent_pid, 0)
         except ProcessLookupError:
             os._exit(1)
-        threading.Event().wait(0.5)
+        time.sleep(0.5)

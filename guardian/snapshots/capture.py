@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from guardian.format import layout
 from guardian.local.procpool import new_pool, usable_cpus
@@ -55,15 +55,22 @@ def test_slow_io_delay() -> float:
         return 0.0
 
 
-def parallel_sizes() -> tuple[int, int]:
-    """(PARALLEL_MIN_FILES, CHUNK_FILES), or with the TEST-ONLY GUARDIAN_TEST_PARALLEL_CHUNK=N:
-    (1, N), so a test drives the worker processes on a small store (and the taker then waits for
-    the workers to be up before it reads, so they surely get chunks whatever the machine's speed)."""
+class ParallelSizes(NamedTuple):
+    min_files: int      # fewer files than this: no worker processes
+    chunk_files: int    # files per chunk (capture) or blobs per run (restore)
+    forced: bool        # set by the test hook: the taker waits for its workers before it reads
+
+
+def parallel_sizes() -> ParallelSizes:
+    """PARALLEL_MIN_FILES and CHUNK_FILES, or with the TEST-ONLY GUARDIAN_TEST_PARALLEL_CHUNK=N:
+    workers from the first file and chunks of N, so a test drives the worker processes on a small
+    store (and the taker waits for the workers to be up, so they surely get chunks whatever the
+    machine's speed)."""
     try:
         chunk = int(os.environ.get("GUARDIAN_TEST_PARALLEL_CHUNK", "") or 0)
     except ValueError:
         chunk = 0
-    return (1, chunk) if chunk > 0 else (PARALLEL_MIN_FILES, CHUNK_FILES)
+    return ParallelSizes(1, chunk, True) if chunk > 0 else ParallelSizes(PARALLEL_MIN_FILES, CHUNK_FILES, False)
 
 
 def read_stable(path: str, tries: int = READ_TRIES, sleep=time.sleep) -> tuple[bytes, os.stat_result] | None:
@@ -135,8 +142,8 @@ class Capture:
     """
 
     def __init__(self, repo: Repository, root: Path, previous_rows: list[list], existing_blobs: set[str],
-                 started_ns: int, reader: Callable, progress, previous_by_path: dict | None = None,
-                 racy_window_ns: int = 2_000_000_000) -> None:
+                 started_ns: int, reader: Callable, progress, previous_by_path: dict | None = None, *,
+                 racy_window_ns: int, delay: float | None = None) -> None:
         self.repo, self.root, self.reader, self.progress = repo, root, reader, progress
         self.previous = previous_by_path if previous_by_path is not None else {row[PATH]: row for row in previous_rows}
         self.previous_rows = previous_rows
@@ -150,7 +157,7 @@ class Capture:
         self.unreadable: list[tuple[str, str]] = []
         self.damaged: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
-        self.delay = test_slow_io_delay()
+        self.delay = test_slow_io_delay() if delay is None else delay
 
     def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
         """Rows sorted by path: reuse what the stat cache allows (no read); read the rest (in worker
@@ -179,10 +186,10 @@ class Capture:
 
     def capture_many(self, to_read: list[str]) -> list[list | None]:
         workers = min(MAX_WORKERS, usable_cpus() - 1)
-        least, chunk = parallel_sizes()
-        if len(to_read) < max(least, 2 * chunk) or workers < 1 or self.reader is not read_stable:
+        sizes = parallel_sizes()
+        if len(to_read) < max(sizes.min_files, 2 * sizes.chunk_files) or workers < 1 or self.reader is not read_stable:
             return self.capture_chunk(to_read)
-        return ParallelCapture(self, workers, chunk).run(to_read)
+        return ParallelCapture(self, workers, sizes).run(to_read)
 
     def capture_chunk(self, chunk: list[str]) -> list[list | None]:
         """Read a run of files on this thread (into this thread's pack)."""
@@ -228,10 +235,15 @@ class Capture:
     def _damaged(self, rel: str, why: str, info: os.stat_result) -> list:
         """Chromem would refuse the file as read: keep the previous good copy (if any), flagged."""
         self.damaged.append((rel, why))
+        return self._flagged(rel, info, FLAG_DAMAGED)
+
+    def _flagged(self, rel: str, info: os.stat_result, flag: int) -> list:
+        """The previous snapshot's row (if its blob is stored) with ``flag``, else the file as it is
+        now with no blob: a copy that is damaged or still changing never becomes the newest one."""
         old = self.previous.get(rel)
         if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
-            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_DAMAGED]
-        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_DAMAGED]
+            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], flag]
+        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, flag]
 
     def capture_changes(self, changes: dict[str, os.stat_result | None]) -> tuple[list[list], dict[str, list]]:
         """The previous rows with ``changes`` applied (None: gone), as a sorted list and by path.
@@ -258,14 +270,11 @@ class Capture:
         return order, rows
 
     def _unstable(self, rel: str) -> list | None:
-        old = self.previous.get(rel)
         try:
             info = os.lstat(self.root / rel)
         except FileNotFoundError:
             return None  # it kept changing, then went: not part of this snapshot
-        if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
-            return [rel, old[SIZE], old[MODE], old[MTIME], old[INODE], old[HASH], FLAG_UNSTABLE]
-        return [rel, info.st_size, statmod.S_IMODE(info.st_mode), info.st_mtime_ns, info.st_ino, None, FLAG_UNSTABLE]
+        return self._flagged(rel, info, FLAG_UNSTABLE)
 
     def merge(self, result: ChunkResult) -> list:
         """Add a worker's chunk to this capture (its packs adopted by the repository); its rows."""
@@ -288,14 +297,14 @@ class ParallelCapture:
     already running has come back (their packs are this take's, removed with it); a pool that cannot
     start or breaks leaves its chunks to this process."""
 
-    def __init__(self, capture: Capture, workers: int, chunk_files: int = CHUNK_FILES) -> None:
-        self.capture, self.workers, self.chunk_files = capture, workers, chunk_files
+    def __init__(self, capture: Capture, workers: int, sizes: ParallelSizes) -> None:
+        self.capture, self.workers, self.sizes = capture, workers, sizes
         self.broken = False   # the pool could not start or a worker died: the rest is read here
         self.job = CaptureJob(os.fspath(capture.repo.root), os.fspath(capture.root), capture.started_ns,
                               capture.racy_window_ns, secrets.token_hex(8), capture.delay)
 
     def run(self, to_read: list[str]) -> list[list | None]:
-        size = self.chunk_files
+        size = self.sizes.chunk_files
         chunks = [to_read[i:i + size] for i in range(0, len(to_read), size)]
         try:
             pool = new_pool(self.workers)
@@ -305,7 +314,7 @@ class ParallelCapture:
         # reads its first chunks meanwhile, and hands chunks out once the workers are up
         starter = threading.Thread(target=self._start, args=(pool,), name="guardian-capture-pool", daemon=True)
         starter.start()
-        if self.chunk_files != CHUNK_FILES:   # the test hook (see parallel_sizes)
+        if self.sizes.forced:
             starter.join()
         done: dict[int, list] = {}
         flying: dict[concurrent.futures.Future, int] = {}
@@ -383,8 +392,7 @@ def capture_in_worker(job: CaptureJob, chunk: list[str], previous: dict[str, lis
         prepare_judge()
         repo = _WORKER_REPOSITORY[job.take] = Repository(job.repo_root)
     capture = Capture(repo, Path(job.store_root), [], set(), job.started_ns, read_stable, None, previous,
-                      job.racy_window_ns)
-    capture.delay = job.delay
+                      racy_window_ns=job.racy_window_ns, delay=job.delay)
     try:
         with no_cyclic_gc():   # rows and stat results, no cycles among them
             rows = capture.capture_chunk(chunk)

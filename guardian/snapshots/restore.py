@@ -31,11 +31,11 @@ from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
-from guardian.store.judge import damage_of, prepare as prepare_judge
+from guardian.store.judge import prepare as prepare_judge
 from guardian.store.scan import scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
-from guardian.snapshots.capture import CHUNK_FILES, parallel_sizes, test_slow_io_delay
-from guardian.snapshots.unpack import prepared_runs
+from guardian.snapshots.capture import parallel_sizes, test_slow_io_delay
+from guardian.snapshots.unpack import prepared_runs, verdicts
 from guardian.snapshots.timespec import pick_snapshot
 from guardian.local.paths import StatePaths
 
@@ -335,8 +335,8 @@ class Executor:
         for action in actions:
             by_digest.setdefault(action.entry.hash, []).append((action, *self._folder(action.path)))
         groups, other = self.repo.locate(by_digest)
-        _, hooked = parallel_sizes()
-        size = hooked if hooked != CHUNK_FILES else RUN_BLOBS
+        sizes = parallel_sizes()
+        size = sizes.chunk_files if sizes.forced else RUN_BLOBS
         runs = [(pack_id, members[i:i + size]) for pack_id, members in sorted(groups.items())
                 for i in range(0, len(members), size)]
         paths = {digest: [action.path for action, _, _ in members] for digest, members in by_digest.items()}
@@ -346,16 +346,15 @@ class Executor:
                 self._stage_prepared(prepared, by_digest)
             for digest in other:   # loose blobs of an older repository layout (or missing ones)
                 data = self.repo.read_blob(digest)
-                self._stage_prepared([(digest, data, [damage_of(rel, data) for rel in paths[digest]] if judge
-                                       else None)], by_digest)
+                self._stage_prepared([(digest, data, verdicts(data, paths[digest], judge))], by_digest)
         except SnapshotError as exc:
             raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message}; the store was not "
                                "changed", "pass an earlier --at and run `guardian verify`") from None
 
     def _stage_prepared(self, prepared, by_digest: dict) -> None:
-        for digest, data, verdicts in prepared:
+        for digest, data, whys in prepared:
             members = by_digest[digest]
-            for (action, folder_fd, name), why in zip(members, verdicts or [None] * len(members)):
+            for (action, folder_fd, name), why in zip(members, whys or [None] * len(members)):
                 self._stage_one(action, folder_fd, name, data, why)
 
     def _stage_one(self, action, folder_fd: int, name: str, data: bytes, why: str | None) -> None:

@@ -542,7 +542,7 @@ def _take_incremental(paths, repo: Repository, base: "Baseline", changed: set[st
     moment = (clock or (lambda: datetime.now(timezone.utc)))()
     previous, previous_rows = base.manifest, base.rows
     capture = Capture(repo, paths.store, previous_rows, _BlobsOnDisk(repo), time.time_ns(), reader, None,
-                      base.path_index(), RACY_WINDOW_NS)
+                      base.path_index(), racy_window_ns=RACY_WINDOW_NS)
     try:
         changes, listing = changed_listing(paths.store, changed, previous, previous_rows)
         held = base.path_index()

@@ -33,28 +33,29 @@ def prepare_run(repo_root: str, run: Run, paths: dict[str, list[str]], judge: bo
     is gone) and judge every blob as each path it is restored to."""
     pack_id, frames = run
     blobs = Repository(repo_root).read_run(pack_id, frames)
-    return [(digest, data, [damage_of(rel, data) for rel in paths[digest]] if judge else None)
-            for digest, data in blobs]
+    return [(digest, data, verdicts(data, paths[digest], judge)) for digest, data in blobs]
+
+
+def verdicts(data: bytes, paths: list[str], judge: bool) -> list | None:
+    """Why chromem would refuse ``data`` as each of ``paths`` (None each: it would load it); None
+    when the restore does not judge (``--allow-damaged``)."""
+    return [damage_of(rel, data) for rel in paths] if judge else None
 
 
 def prepared_runs(repo: Repository, runs: list[Run], paths: dict[str, list[str]], judge: bool,
                   files: int) -> Iterator[list[Prepared]]:
     """Every run prepared, in order: by a worker process when ``files`` is large, else here."""
-    least, _ = parallel_sizes()
-    root = str(repo.root)
-    if files < least or len(runs) < 2 or usable_cpus() < 2:
-        for run in runs:
-            yield prepare_run(root, run, _paths_of(run, paths), judge)
-        return
-    try:
-        pool = new_pool(1)
-    except (OSError, ValueError):
-        pool = None
-    yield from _ahead(pool, root, runs, paths, judge)
+    pool = None
+    if files >= parallel_sizes().min_files and len(runs) >= 2 and usable_cpus() >= 2:
+        try:
+            pool = new_pool(1)
+        except (OSError, ValueError):   # no processes here: prepared in-process
+            pool = None
+    yield from _ahead(pool, str(repo.root), runs, paths, judge)
 
 
 def _ahead(pool, root: str, runs: Iterable[Run], paths: dict[str, list[str]], judge: bool) -> Iterator[list[Prepared]]:
-    """Runs prepared by ``pool``'s worker, AHEAD at a time; here once the pool is gone or broken."""
+    """Runs prepared by ``pool``'s worker, AHEAD at a time; here without a pool, or once it broke."""
     pending = iter(runs)
     ahead: deque = deque()
 

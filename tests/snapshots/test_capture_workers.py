@@ -142,4 +142,4 @@ def test_a_take_killed_while_workers_capture_leaves_old_snapshots_and_no_process
 @pytest.mark.parametrize("chunk", ["0", "x", ""])
 def test_the_test_hook_is_off_unless_set_to_a_chunk_size(monkeypatch, chunk):
     monkeypatch.setenv("GUARDIAN_TEST_PARALLEL_CHUNK", chunk)
-    assert capture.parallel_sizes() == (capture.PARALLEL_MIN_FILES, capture.CHUNK_FILES)
+    assert capture.parallel_sizes() == (capture.PARALLEL_MIN_FILES, capture.CHUNK_FILES, False)
