@@ -10,11 +10,13 @@
 | index cold build, warm restart, `guardian run` memory, idle memory | see ``bench/index_figures.py`` |
 
 Every figure is measured ``--repeat`` times, alternating with its baseline, and the medians and their
-ratio are printed (the machine is shared: read the ratios). Between attempts the written trees are
-removed and the disk is given ``--settle`` seconds: removing 100k files on a filesystem mounted with
-``discard`` slows the next creates several-fold for a while (measured 21 us a create after settling,
-up to 500 us right after a removal). CPU times of the first snapshot are the machine's (every process:
-the capture's worker processes are not our children, so getrusage would not see them).
+ratio are printed (the machine is shared: read the ratios). Nothing written is removed until the end:
+on an ext4 without a journal (this VM's root), every create scans past the inodes deleted in the last
+60 s (300 s while their inode-table block is dirty; ``recently_deleted`` in ``find_inode_bit``, 60% of
+a create's time in ``perf record``), so removing a restored tree made the next 100k creates cost
+35-190 us each instead of 12-21. The work folder needs room for every tree (checked first). CPU
+times of the first snapshot are the machine's (every process: the capture's worker processes are not
+our children, so getrusage would not see them).
 Stores: ``--store PATH`` (any existing store, never written to; ``--compress 0|1`` if it cannot be
 detected), else stores of ``--docs`` documents x 384 written by the real chromem (`chromemh synth`), plain and gz.
 
@@ -109,15 +111,45 @@ def bare_write_seconds(contents: dict[str, bytes], target: Path) -> float:
     return time.perf_counter() - started
 
 
-def settle(*trees: Path) -> None:
-    """Remove written trees and let the disk finish with them before the next measurement."""
-    for tree in trees:
-        shutil.rmtree(tree, ignore_errors=True)
+def rest() -> None:
+    """Let the disk finish what was written before the next measurement (nothing is removed: see the
+    module's docstring)."""
     os.sync()
     time.sleep(SETTLE[0])
 
 
-SETTLE = [10.0]
+SETTLE = [5.0]
+
+
+def journal_note(work: Path) -> str:
+    """A warning when ``work`` is on an ext4 without a journal: there, creates just after removals are
+    several-fold slower (see the module's docstring), so rest the disk a few minutes first."""
+    dev = os.stat(work).st_dev
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            sep = fields.index("-")
+            major, minor = map(int, fields[2].split(":"))
+            if os.makedev(major, minor) == dev and fields[sep + 1] == "ext4":
+                name = os.path.basename(fields[sep + 2])
+                journaled = os.path.isdir("/proc/fs/jbd2") and any(
+                    entry.startswith(name + "-") for entry in os.listdir("/proc/fs/jbd2"))
+                if not journaled:
+                    return (f"note: {work} is on ext4 without a journal ({name}): creates within ~6 min of "
+                            "removing many files cost several times more; rest the disk before running")
+    return ""
+
+
+def check_room(work: Path, store: Path, repeat: int) -> None:
+    """Refuse to start without room for every restored and floor tree and snapshot repository (kept
+    until the end)."""
+    used = sum(os.lstat(os.path.join(folder, name)).st_blocks * 512
+               for folder, _, names in os.walk(store) for name in names)
+    need = used * 3 * repeat + (1 << 30)
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise SystemExit(f"{work} has {free >> 20} MB free and the benchmark keeps ~{need >> 20} MB of trees: "
+                         "pass a --dir on a disk with more room, or a smaller --repeat")
 
 
 def chromem_load_seconds(store: Path, compress: bool) -> float:
@@ -190,24 +222,27 @@ def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figure
     have_chromem = CHROMEMH.exists()
     firsts, restores, checked, loads, floors = [], [], [], [], []
     contents = {rel: (store / rel).read_bytes() for rel in list_store(store).files}
-    settle()
+    check_room(work, store, repeat)
+    if note := journal_note(work):
+        print(note, flush=True)
+    rest()
     for attempt in range(repeat):
         if have_chromem:
             loads.append(chromem_load_seconds(store, compress))
         state = work / f"state-{attempt}"
         paths = StatePaths.for_store(store, state)
         firsts.append(timed(lambda: take_snapshot(paths, compress), "first", machine=True))
-        settle()
+        rest()
         target = work / f"restored-{attempt}"
         target.mkdir()
         restored = StatePaths(store=target, root=paths.root)
         restores.append(timed(lambda: restore_store(restored, None, check_load=False), "restore"))
         checked.append(restores[-1] + timed(lambda: check_loadable(target, compress)))
-        settle(target)
+        rest()
         floor = work / f"floor-{attempt}"
         floor.mkdir()
         floors.append(bare_write_seconds(contents, floor))
-        settle(floor, *([state] if attempt < repeat - 1 else []))
+        rest()
     base_label = "chromem-go load (chromemh bench)"
     if not have_chromem:
         loads, base_label = [float("nan")], "chromemh missing"
@@ -268,7 +303,7 @@ def main() -> int:
     parser.add_argument("--dir", help="work folder (default: a temp folder, removed after)")
     parser.add_argument("--figures", default="snapshots,index", help="groups to measure: snapshots, index, check")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds the idle sidecar idles before measuring")
-    parser.add_argument("--settle", type=float, default=10.0, help="seconds the disk rests after a removal")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds the disk rests after each write-heavy step")
     args = parser.parse_args()
     SETTLE[0] = args.settle
     groups = tuple(g.strip() for g in args.figures.split(",") if g.strip())

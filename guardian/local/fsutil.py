@@ -49,7 +49,11 @@ def temp_path_for(target: str | os.PathLike) -> Path:
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
+    """Write every byte (a regular file takes a store file in one write: that path builds no view)."""
+    written = os.write(fd, data)
+    if written == (data.nbytes if isinstance(data, memoryview) else len(data)):
+        return
+    view = memoryview(data).cast("B")[written:]
     while view:
         written = os.write(fd, view)
         view = view[written:]

@@ -303,11 +303,13 @@ class Executor:
             self.parent_fds[parent] = fd
         return fd, name
 
+    def _in_whole(self, rel: str) -> bool:
+        """Whether ``rel`` lies in a top folder the store does not have (staged whole)."""
+        return bool(self.stage_dir) and rel.partition("/")[0] in self.whole_set
+
     def _staged_rel(self, rel: str) -> str:
         """Where ``rel`` is written while staging: inside the staging folder if its top folder is new."""
-        if self.stage_dir and rel.split("/", 1)[0] in self.whole_set:
-            return f"{self.stage_dir}/{rel}"
-        return rel
+        return f"{self.stage_dir}/{rel}" if self._in_whole(rel) else rel
 
     def _move_blockers(self) -> None:
         blockers = [a for a in self.plan.actions if a.kind == "move_aside" and a.reason.startswith("a file is where")]
@@ -323,7 +325,7 @@ class Executor:
         for rel, mode in self.plan.create_dirs:
             parent_fd, name = self._folder(rel)
             created = storefs.mkdir_at(parent_fd, name, mode or 0o700, sync=False)
-            if created and rel.split("/", 1)[0] not in self.whole_set:
+            if created and not self._in_whole(rel):
                 self.created_dirs.append(rel)   # made in the store itself: removed again if staging fails
             self.dirs.get(self._staged_rel(rel))   # a real folder now (refuses a symlink standing there)
 
@@ -333,13 +335,14 @@ class Executor:
         stops it all."""
         by_digest: dict[str, list] = {}
         for action in actions:
-            by_digest.setdefault(action.entry.hash, []).append((action, *self._folder(action.path)))
+            by_digest.setdefault(action.entry.hash, []).append((action, *self._folder(action.path),
+                                                                self._in_whole(action.path)))
         groups, other = self.repo.locate(by_digest)
         sizes = parallel_sizes()
         size = sizes.chunk_files if sizes.forced else RUN_BLOBS
         runs = [(pack_id, members[i:i + size]) for pack_id, members in sorted(groups.items())
                 for i in range(0, len(members), size)]
-        paths = {digest: [action.path for action, _, _ in members] for digest, members in by_digest.items()}
+        paths = {digest: [action.path for action, *_ in members] for digest, members in by_digest.items()}
         judge = not self.allow_damaged
         try:
             for prepared in prepared_runs(self.repo, runs, paths, judge, len(actions)):
@@ -354,11 +357,12 @@ class Executor:
     def _stage_prepared(self, prepared, by_digest: dict) -> None:
         for digest, data, whys in prepared:
             members = by_digest[digest]
-            for (action, folder_fd, name), why in zip(members, whys or [None] * len(members)):
-                self._stage_one(action, folder_fd, name, data, why)
+            for (action, folder_fd, name, whole), why in zip(members, whys or [None] * len(members)):
+                self._stage_one(action, folder_fd, name, whole, data, why)
 
-    def _stage_one(self, action, folder_fd: int, name: str, data: bytes, why: str | None) -> None:
-        """Stage one file; ``why``: chromem would refuse ``data`` as this path (it is not written)."""
+    def _stage_one(self, action, folder_fd: int, name: str, whole: bool, data: bytes, why: str | None) -> None:
+        """Stage one file; ``whole``: it is inside a folder staged whole (written under its final
+        name); ``why``: chromem would refuse ``data`` as this path (it is not written)."""
         entry = action.entry
         if why is not None:
             self.refused.append({"path": action.path, "reason": why})
@@ -366,8 +370,8 @@ class Executor:
         if self.delay:
             time.sleep(self.delay)
         mode = storefs.safe_mode(entry.mode)
-        if self.stage_dir and action.path.split("/", 1)[0] in self.whole_set:
-            _write_new(folder_fd, name, data, mode, entry.mtime_ns)   # final name, inside the staging folder
+        if whole:
+            _write_new(folder_fd, name, data, mode, entry.mtime_ns)
             self.staged[action.path] = (folder_fd, name)
         else:
             temp = storefs.write_temp_at(folder_fd, name, data, mode, entry.mtime_ns, sync=False)
@@ -388,7 +392,7 @@ class Executor:
 
     def _unstage(self) -> None:
         for rel, (folder_fd, temp) in self.staged.items():
-            if not (self.stage_dir and rel.split("/", 1)[0] in self.whole_set):
+            if not self._in_whole(rel):
                 with contextlib.suppress(OSError):
                     storefs.unlink_temp_at(folder_fd, temp)
         if self.stage_dir:
@@ -409,8 +413,7 @@ class Executor:
                 self._put(action.path, action.reason)
         self._commit_whole_folders()
         for action in self.plan.actions:
-            if action.kind in ("write", "replace") and action.path in self.staged and \
-                    not (self.stage_dir and action.path.split("/", 1)[0] in self.whole_set):
+            if action.kind in ("write", "replace") and action.path in self.staged and not self._in_whole(action.path):
                 self._commit_one(action)
         for folder_fd in self.touched:
             with contextlib.suppress(OSError):
