@@ -58,6 +58,9 @@ class UnsafeFolder(OSError):
         super().__init__(errno.ENOTDIR, f"not a real folder ({what})", path)
         self.what = what
 
+    def __reduce__(self):   # raised in a restore's worker process, re-raised in the restoring one
+        return UnsafeFolder, (self.filename, self.what)
+
 
 def kind_of(mode: int) -> str:
     """A short name for a file type (for problems and errors)."""

@@ -1,18 +1,27 @@
-"""A large restore's blobs prepared by a worker process ahead of the writer: the same files, the
-same verdicts, the same refusal of a damaged snapshot."""
+"""A large restore's runs staged by this process and by worker processes at once: the same files, the
+same verdicts, the same refusal of a damaged snapshot, a worker that dies replaced by this process,
+and never a write into a folder the restoring process did not open."""
 
 from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import signal
+import threading
 
 import pytest
 
 from guardian.errors import RestoreError
-from guardian.local import procpool
+from guardian.local import procpool, storefs
 from guardian.local.paths import StatePaths
 from guardian.snapshots import unpack
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
+from tests.conftest import chromem_load
 from tests.snapshots.conftest import damage_blob, tree_bytes
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -30,40 +39,142 @@ def pools(monkeypatch):
     return made
 
 
-def test_a_restore_prepared_by_a_worker_writes_the_snapshot_byte_for_byte(any_store, tmp_path, pools):
+def test_a_restore_shared_with_a_worker_writes_the_snapshot_byte_for_byte(any_store, tmp_path, pools, chromemh):
     paths = StatePaths.for_store(any_store, tmp_path / "state")
     take_snapshot(paths)
     target = tmp_path / "restored"
     target.mkdir()
     result = restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
-    assert len(pools) == 1, "the restore did not hand its runs to a worker"
+    assert len(pools) == 1, "the restore did not share its runs with a worker"
     assert tree_bytes(target) == tree_bytes(any_store) and not result.refused_damaged
+    compress = any(p.name.endswith(".gob.gz") for p in any_store.rglob("*"))
+    assert chromem_load(chromemh, target, compress)["ok"]
 
 
-def test_a_damaged_blob_found_by_the_worker_stops_the_restore_and_changes_nothing(plain_store, tmp_path, pools):
+def test_an_in_place_restore_shared_with_a_worker_replaces_every_file(plain_store, tmp_path, pools):
+    """Every document changed in the store: each is staged under a temp name next to it (by either
+    process) and renamed over it by the restoring one, the old bytes preserved in quarantine."""
+    paths = StatePaths.for_store(plain_store, tmp_path / "state")
+    take_snapshot(paths)
+    before = tree_bytes(plain_store)
+    documents = [p for p in plain_store.rglob("*.gob") if p.name != "00000000.gob"]
+    for doc in documents:
+        data = doc.read_bytes()
+        doc.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))   # same size, other bytes
+    result = restore_store(paths, None, check_load=False)
+    assert pools and tree_bytes(plain_store) == before
+    assert len(result.quarantined) >= len(documents)
+    leftovers = [p for p in plain_store.rglob("*") if storefs.is_guardian_temp(p.name)]
+    assert leftovers == []
+
+
+def test_a_damaged_blob_met_by_the_worker_stops_the_restore_and_changes_nothing(plain_store, tmp_path, pools):
     paths = StatePaths.for_store(plain_store, tmp_path / "state")
     snap = take_snapshot(paths)
     repo = Repository(paths.snapshots)
     _, rows = repo.read_manifest_rows(snap.id)
-    damage_blob(repo, rows[-1][5])   # the last run: the worker is well under way when it meets it
+    damage_blob(repo, rows[-1][5])   # the last run: the worker takes runs from the back
     target = tmp_path / "restored"
     target.mkdir()
     with pytest.raises(RestoreError, match="is damaged"):
         restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
-    assert pools and tree_bytes(target) == {}
+    assert pools and tree_bytes(target) == {} and os.listdir(target) == []
 
 
-def test_prepare_run_judges_a_blob_as_each_path_it_is_restored_to(tmp_path):
+def test_a_worker_killed_mid_run_is_replaced_by_the_restoring_process(plain_store, tmp_path, pools, monkeypatch):
+    """The worker is SIGKILLed once it has written a file of its first run (the last of the list):
+    the restoring process stages that run again, over the dead worker's half of it, and the
+    restore is whole."""
+    paths = StatePaths.for_store(plain_store, tmp_path / "state")
+    snap = take_snapshot(paths)
+    _, rows = Repository(paths.snapshots).read_manifest_rows(snap.id)
+    last_names = {row[0].rsplit("/", 1)[-1] for row in rows[-7:] if row[5]}
+    target = tmp_path / "restored"
+    target.mkdir()
+    monkeypatch.setenv("GUARDIAN_TEST_SLOW_IO", "0.05")   # a run of 7 takes >= 0.35 s: killed within it
+    killed: list[int] = []
+
+    def staged_by_worker():
+        return [name for folder, _, names in os.walk(target) for name in names if name in last_names]
+
+    def kill_the_worker():
+        wait_for(lambda: pools and pools[0]._processes, what="the restore's worker")
+        wait_for(staged_by_worker, timeout=60, what="a file staged by the worker")
+        for pid in list(pools[0]._processes):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    try:
+        result = restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
+    finally:
+        killer.join()
+    assert killed and not result.refused_damaged
+    assert tree_bytes(target) == tree_bytes(plain_store)
+
+
+def test_stage_run_judges_a_blob_as_each_path_it_is_restored_to(tmp_path):
     repo = Repository(tmp_path / "repo").ensure()
     garbage = b"not a gob at all"
-    digest = __import__("hashlib").sha256(garbage).hexdigest()
+    digest = hashlib.sha256(garbage).hexdigest()
     repo.put_blob(garbage, digest)
     repo.sync()
     groups, other = repo.locate([digest])
     (pack_id, frames), = groups.items()
-    prepared = unpack.prepare_run(str(repo.root), (pack_id, frames),
-                                  {digest: ["0a1b2c3d/1234abcd.gob", "0a1b2c3d/notes.txt"]}, True)
-    ((got, data, verdicts),) = prepared
-    assert got == digest and data == garbage and not other
-    assert verdicts[0] and verdicts[1] is None   # a document chromem refuses; a file chromem never reads
-    assert unpack.prepare_run(str(repo.root), (pack_id, frames), {digest: ["x/y.gob"]}, False)[0][2] is None
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with storefs.DirFds(folder) as dirs:
+        targets = {digest: [("0a1b2c3d/1234abcd.gob", "", "1234abcd.gob", True, 0o644, 10**18),
+                            ("0a1b2c3d/notes.txt", "", "notes.txt", True, 0o640, 10**18)]}
+        result = unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=True)
+        assert not other and [path for path, _ in result.refused] == ["0a1b2c3d/1234abcd.gob"]
+        assert result.staged == [("0a1b2c3d/notes.txt", "", "notes.txt")]
+        assert (folder / "notes.txt").read_bytes() == garbage and not (folder / "1234abcd.gob").exists()
+        info = (folder / "notes.txt").stat()
+        assert (info.st_mode & 0o777, info.st_mtime_ns) == (0o640, 10**18)
+        targets = {digest: [("x/y.gob", "", "y.gob", True, 0o644, 10**18)]}
+        assert unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=False).staged == \
+            [("x/y.gob", "", "y.gob")]
+
+
+def test_a_failed_run_removes_the_temp_files_it_wrote(tmp_path):
+    """A run that stops (its second blob's pack frame is damaged) leaves none of its temp files."""
+    repo = Repository(tmp_path / "repo").ensure()
+    blobs = [b"first blob", b"second blob"]
+    digests = [hashlib.sha256(b).hexdigest() for b in blobs]
+    for data, digest in zip(blobs, digests):
+        repo.put_blob(data, digest)
+    repo.sync()
+    damage_blob(repo, digests[1])
+    groups, _ = repo.locate(digests)
+    (pack_id, frames), = groups.items()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with storefs.DirFds(folder) as dirs:
+        targets = {d: [(f"f{i}.txt", "", f"f{i}.txt", False, 0o644, 10**18)] for i, d in enumerate(digests)}
+        with pytest.raises(Exception, match="damaged|hash|corrupt"):
+            unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=False)
+    assert os.listdir(folder) == []
+
+
+def test_a_worker_writes_only_into_the_very_folder_the_restoring_process_opened(tmp_path):
+    root = tmp_path / "store"
+    (root / "coll").mkdir(parents=True)
+    info = os.stat(root / "coll")
+    folders = unpack.CheckedFolders(str(root), {"coll": (info.st_dev, info.st_ino)})
+    assert os.fstat(folders("coll")).st_ino == info.st_ino
+    swapped = unpack.CheckedFolders(str(root), {"coll": (info.st_dev, info.st_ino)})
+    os.rename(root / "coll", root / "moved")
+    (root / "coll").mkdir()   # a new folder under the same name
+    with pytest.raises(storefs.UnsafeFolder, match="replaced"):
+        swapped("coll")
+    os.rmdir(root / "coll")
+    os.symlink(root / "moved", root / "coll")   # a symlink to the very folder is refused too
+    with pytest.raises(storefs.UnsafeFolder):
+        unpack.CheckedFolders(str(root), {"coll": (info.st_dev, info.st_ino)})("coll")
+
+
+def test_unsafe_folder_crosses_a_process_boundary_intact():
+    error = pickle.loads(pickle.dumps(storefs.UnsafeFolder("a/b", "symlink")))
+    assert isinstance(error, storefs.UnsafeFolder) and (error.filename, error.what) == ("a/b", "symlink")
