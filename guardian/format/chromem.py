@@ -208,9 +208,9 @@ def decode_document(data: bytes, path=None) -> Document:
     return document_from_fields(_decode(_document_decoder, data, path))
 
 
-def check_document(data: bytes) -> None:
-    """GobError unless chromem would load ``data`` as a document (decoded, no Document built)."""
-    _decode(_document_decoder, data, None)
+def check_document(data: bytes) -> str:
+    """GobError unless chromem would load ``data`` as a document (decoded, no Document built); its ID."""
+    return _decode(_document_decoder, data, None).get("ID", "")
 
 
 def check_collection(data: bytes) -> None:

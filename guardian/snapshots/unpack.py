@@ -33,7 +33,7 @@ from guardian.local import fsutil, storefs
 from guardian.local.procpool import new_pool, usable_cpus
 from guardian.snapshots.capture import MAX_WORKERS, QUEUED_PER_WORKER, parallel_sizes, warm_up
 from guardian.snapshots.repository import Repository
-from guardian.store.judge import damage_of, prepare as prepare_judge
+from guardian.store.judge import prepare as prepare_judge, verdict
 
 # A run: (pack id, [(digest, offset, frame length)]) adjacent frames of one pack, in offset order.
 Run = tuple[str, list[tuple[str, int, int]]]
@@ -48,6 +48,9 @@ FolderFd = Callable[[str], int]
 class RunResult:
     staged: list[tuple[str, str, str]] = field(default_factory=list)   # (path, folder, staged name)
     refused: list[tuple[str, str]] = field(default_factory=list)       # (path, why chromem refuses it)
+    # documents judged loadable as written: (path, size, mtime_ns, inode, document ID), so the
+    # restore's loadability check trusts them while their stat is unchanged (scan's ``known``)
+    known: list[tuple[str, int, int, int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.staged) + len(self.refused)
@@ -86,7 +89,7 @@ def stage_blob(folder_fd: FolderFd, data: bytes, targets: list[Target], judge: b
                result: RunResult, reclaim: bool = False) -> None:
     """Write ``data`` as each of its targets, except where chromem would refuse it as that path."""
     for path, folder, name, whole, mode, mtime_ns in targets:
-        why = damage_of(path, data) if judge else None
+        why, doc_id = verdict(path, data) if judge else (None, None)
         if why is not None:
             result.refused.append((path, why))
             continue
@@ -94,19 +97,22 @@ def stage_blob(folder_fd: FolderFd, data: bytes, targets: list[Target], judge: b
             time.sleep(delay)
         fd = folder_fd(folder)
         if whole:
-            write_new(fd, name, data, mode, mtime_ns, reclaim)
+            inode = write_new(fd, name, data, mode, mtime_ns, reclaim)
             result.staged.append((path, folder, name))
         else:
-            temp = storefs.write_temp_at(fd, name, data, mode, mtime_ns, sync=False)
-            result.staged.append((path, folder, temp))
+            name = storefs.write_temp_at(fd, name, data, mode, mtime_ns, sync=False)
+            result.staged.append((path, folder, name))
+            inode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_ino if doc_id is not None else 0
+        if doc_id is not None:
+            result.known.append((path, len(data), mtime_ns, inode, doc_id))
 
 
-def write_new(dir_fd: int, name: str, data: bytes, mode: int, mtime_ns: int, reclaim: bool = False) -> None:
+def write_new(dir_fd: int, name: str, data: bytes, mode: int, mtime_ns: int, reclaim: bool = False) -> int:
     """Create ``name`` (it must not exist) with ``data``, permission bits and mtime; no fsync (the
     restore makes all its files durable at once, with one syncfs). No early writeback per file
     either: ``sync_file_range`` cost ~35 us a file (3.5 s of a 100k-file restore) to save ~1 s of
     the final sync. ``reclaim``: a regular file already there is guardian's own half-staged copy
-    (this is a staging folder) and is replaced."""
+    (this is a staging folder) and is replaced. Returns the file's inode number."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
@@ -121,6 +127,7 @@ def write_new(dir_fd: int, name: str, data: bytes, mode: int, mtime_ns: int, rec
         if mode != 0o600:
             os.fchmod(fd, mode)
         os.utime(fd, ns=(mtime_ns, mtime_ns))
+        return os.fstat(fd).st_ino
     finally:
         os.close(fd)
 

@@ -352,13 +352,16 @@ def detect_compression(folders: dict[str, FolderListing]) -> bool:
 # --------------------------------------------------------------------------- scanning
 
 
-def scan_store(root, compress: bool | None = None, cache_dir=None, keep_listings: bool = False) -> StoreScan:
+def scan_store(root, compress: bool | None = None, cache_dir=None, keep_listings: bool = False,
+               known: dict[str, dict[str, list]] | None = None) -> StoreScan:
     """Predict chromem's verdict on ``root`` and list every problem (see module docstring).
 
     ``keep_listings``: the scan keeps the collection folders' listings for someone to take
-    (:meth:`StoreScan.take_listings`), so that the store is not listed twice in a row."""
+    (:meth:`StoreScan.take_listings`), so that the store is not listed twice in a row. ``known``
+    (without ``cache_dir``): files whose verdict is known, trusted while their stat is unchanged
+    (``verified_cache.KnownFiles``)."""
     with no_cyclic_gc():
-        scan = _scan_store(root, compress, cache_dir)
+        scan = _scan_store(root, compress, cache_dir, known)
     if not keep_listings:
         scan.listings = None
     return scan
@@ -377,7 +380,7 @@ def no_cyclic_gc():
             gc.enable()
 
 
-def _scan_store(root, compress: bool | None, cache_dir) -> StoreScan:
+def _scan_store(root, compress: bool | None, cache_dir, known=None) -> StoreScan:
     root = os.path.abspath(os.path.expanduser(str(root)))
     if not os.path.exists(root):
         scan = StoreScan(root, bool(compress))
@@ -396,7 +399,8 @@ def _scan_store(root, compress: bool | None, cache_dir) -> StoreScan:
     if compress is None and has_both_formats(listings):
         scan.problems.append(Problem(".", "mixed_compression", "the store holds both .gob and .gob.gz files; "
                                      f"assuming compress={str(detected).lower()}"))
-    cache = verified_cache.VerifiedCache(cache_dir, scan.compress) if cache_dir else None
+    cache = verified_cache.VerifiedCache(cache_dir, scan.compress) if cache_dir else \
+        verified_cache.KnownFiles(known) if known else None
     for entry in top:
         scan_top_entry(scan, root, entry, listings, unreadable, cache)
     if cache:

@@ -20,7 +20,7 @@ from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from tests.conftest import chromem_load
-from tests.snapshots.conftest import damage_blob, tree_bytes
+from tests.snapshots.conftest import damage_blob, doc_bytes, tree_bytes
 from tests.waiting import wait_for
 
 
@@ -178,3 +178,27 @@ def test_a_worker_writes_only_into_the_very_folder_the_restoring_process_opened(
 def test_unsafe_folder_crosses_a_process_boundary_intact():
     error = pickle.loads(pickle.dumps(storefs.UnsafeFolder("a/b", "symlink")))
     assert isinstance(error, storefs.UnsafeFolder) and (error.filename, error.what) == ("a/b", "symlink")
+
+
+def test_a_document_staged_is_known_to_the_loadability_check_by_its_stat_and_id(tmp_path):
+    """Each document judged loadable as it was written is reported with the stat key the check's
+    listing will see (size, the snapshot's mtime, the inode) and its ID."""
+    from guardian.format.chromem import decode_document
+
+    repo = Repository(tmp_path / "repo").ensure()
+    data = doc_bytes("a memory")
+    digest = hashlib.sha256(data).hexdigest()
+    repo.put_blob(data, digest)
+    repo.sync()
+    groups, _ = repo.locate([digest])
+    (pack_id, frames), = groups.items()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with storefs.DirFds(folder) as dirs:
+        targets = {digest: [("0a1b2c3d/1234abcd.gob", "", "1234abcd.gob", True, 0o644, 10**18),
+                            ("0a1b2c3d/2345bcde.gob", "", "2345bcde.gob", False, 0o644, 10**18)]}
+        result = unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=True)
+    whole, temp = (folder / "1234abcd.gob").stat().st_ino, (folder / result.staged[1][2]).stat().st_ino
+    doc_id = decode_document(data).id
+    assert result.known == [("0a1b2c3d/1234abcd.gob", len(data), 10**18, whole, doc_id),
+                            ("0a1b2c3d/2345bcde.gob", len(data), 10**18, temp, doc_id)]

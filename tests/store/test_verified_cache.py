@@ -227,3 +227,41 @@ def test_symlink_added_to_a_cached_folder_is_found(plain_store, tmp_path):
     os.symlink(victim.name, plain_store / MEMORIES / "0000abcd.gob")
     scan = scan_store(plain_store, cache_dir=cache)
     assert "symlinked_file" in [p.kind for p in scan.problems]
+
+
+def known_records(store) -> dict:
+    """What a restore hands its loadability check: every document's stat key and ID, as judged."""
+    records: dict = {}
+    for path in (store / MEMORIES).iterdir():
+        if path.name.startswith("00000000"):
+            continue
+        info = path.stat()
+        doc = chromem.read_document(path)
+        records.setdefault(MEMORIES, {})[path.name] = [info.st_size, info.st_mtime_ns, info.st_ino, doc.id, None]
+    return records
+
+
+def test_known_files_are_trusted_while_their_stat_is_unchanged(any_store):
+    known = known_records(any_store)
+    victim = first_document(any_store)
+    swap_bytes_keep_stat(victim, b"\x00" * victim.stat().st_size)   # chromem would refuse these bytes
+    assert not scan_store(any_store).loadable
+    trusted = scan_store(any_store, known=known)
+    assert trusted.loadable, "the known verdict was not used"
+    os.utime(victim, ns=(1, 1))   # changed since it was judged: read again
+    assert not scan_store(any_store, known=known).loadable
+
+
+def test_known_files_still_get_the_store_checks(any_store):
+    """Trusted bytes are not a trusted store: a missing metadata file is still fatal, and a known
+    document's ID still counts for duplicates (the same ID known under two names)."""
+    known = known_records(any_store)
+    metadata = next((any_store / MEMORIES).glob("00000000.gob*"))
+    moved = metadata.with_name("moved-away")
+    metadata.rename(moved)
+    assert not scan_store(any_store, known=known).loadable
+    moved.rename(metadata)
+    names = sorted(known[MEMORIES])
+    known[MEMORIES][names[1]][3] = known[MEMORIES][names[0]][3]
+    kinds = {p.kind for p in scan_store(any_store, known=known).problems}
+    assert "duplicate_id" in kinds
