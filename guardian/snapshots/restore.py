@@ -279,7 +279,8 @@ class Executor:
             try:
                 self._move_blockers()
                 self._create_dirs()
-                self._stage(to_write)
+                with fsutil.flushing(self.dirs.get("")):   # the device writes while files are staged
+                    self._stage(to_write)
                 self._make_durable()
             except BaseException:
                 self._unstage()

@@ -115,19 +115,20 @@ def write_new(dir_fd: int, name: str, data: bytes, mode: int, mtime_ns: int, rec
     (this is a staging folder) and is replaced. Returns the file's inode number."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+        fd = os.open(name, flags, mode, dir_fd=dir_fd)   # in a staging folder only guardian can enter
     except FileExistsError:
         info = storefs._lstat_or_none(name, dir_fd)
         if not (reclaim and info is not None and statmod.S_ISREG(info.st_mode)):
             raise
         os.unlink(name, dir_fd=dir_fd)
-        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+        fd = os.open(name, flags, mode, dir_fd=dir_fd)
     try:
         fsutil.write_all(fd, data)
-        if mode != 0o600:
-            os.fchmod(fd, mode)
         os.utime(fd, ns=(mtime_ns, mtime_ns))
-        return os.fstat(fd).st_ino
+        info = os.fstat(fd)
+        if statmod.S_IMODE(info.st_mode) != mode:   # the umask took bits away
+            os.fchmod(fd, mode)
+        return info.st_ino
     finally:
         os.close(fd)
 

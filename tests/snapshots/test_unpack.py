@@ -202,3 +202,22 @@ def test_a_document_staged_is_known_to_the_loadability_check_by_its_stat_and_id(
     doc_id = decode_document(data).id
     assert result.known == [("0a1b2c3d/1234abcd.gob", len(data), 10**18, whole, doc_id),
                             ("0a1b2c3d/2345bcde.gob", len(data), 10**18, temp, doc_id)]
+
+
+def test_a_file_gets_its_snapshot_mode_whatever_the_umask(tmp_path):
+    """Files are created with their mode; where the umask took bits away, they are put back."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    old = os.umask(0o077)
+    try:
+        with storefs.DirFds(folder) as dirs:
+            inode = unpack.write_new(dirs.get(""), "a.gob", b"data", 0o644, 10**18)
+            unpack.write_new(dirs.get(""), "b.gob", b"data", 0o600, 10**18)
+    finally:
+        os.umask(old)
+    info = (folder / "a.gob").stat()
+    assert (oct(info.st_mode & 0o777), info.st_ino, info.st_mtime_ns) == (oct(0o644), inode, 10**18)
+    assert (folder / "b.gob").stat().st_mode & 0o777 == 0o600
+    with storefs.DirFds(folder) as dirs, pytest.raises(FileExistsError):
+        unpack.write_new(dirs.get(""), "a.gob", b"other", 0o644, 10**18)   # never over a file
+    assert (folder / "a.gob").read_bytes() == b"data"
