@@ -198,6 +198,16 @@ def sync_filesystem(fd: int) -> bool:
 _SYNCFS = None
 
 
+def fsync_at(dir_fd: int, name: str) -> None:
+    """fsync the file ``name`` in folder ``dir_fd`` (never through a symlink): the per-file fallback
+    where :func:`sync_filesystem` is missing."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def flushing(fd: int, every: float = 1.0):
     """While the block runs, a thread syncs the filesystem holding ``fd`` every ``every`` seconds,

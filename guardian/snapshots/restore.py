@@ -34,17 +34,13 @@ from guardian.snapshots.repository import Repository
 from guardian.store.judge import prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc, scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
-from guardian.snapshots.capture import parallel_sizes, test_slow_io_delay
-from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob, stage_blob
+from guardian.snapshots.capture import test_slow_io_delay
+from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob, folder_identities, runs_of, stage_blob
 from guardian.snapshots.timespec import pick_snapshot
 from guardian.local.paths import StatePaths
 
 
 SYNC_WORKERS = 8   # only where there is no syncfs: fsyncs in flight
-# Blobs staged per pack read: the unit a large restore shares between this process and its workers
-# (``unpack``; processes, not threads: creates in one folder from several threads waited on the GIL
-# and the folder's lock, 121 us a file on one thread against 442 on four).
-RUN_BLOBS = 1024
 MAX_HASHED = 64 << 20   # guardian.format.chromem.MAX_FILE_BYTES: a larger file is no real document
 
 
@@ -342,14 +338,11 @@ class Executor:
             targets.setdefault(entry.hash, []).append((action.path, folder, name, self._in_whole(action.path),
                                                        storefs.safe_mode(entry.mode), entry.mtime_ns))
         groups, other = self.repo.locate(targets)
-        sizes = parallel_sizes()
-        size = sizes.chunk_files if sizes.forced else RUN_BLOBS
-        runs = [(pack_id, members[i:i + size]) for pack_id, members in sorted(groups.items())
-                for i in range(0, len(members), size)]
         judge = not self.allow_damaged
-        job = StageJob(os.fspath(self.repo.root), os.fspath(self.root), self._identities(), judge, self.delay)
+        job = StageJob(os.fspath(self.repo.root), os.fspath(self.root), folder_identities(self.dirs.fds), judge,
+                       self.delay)
         try:
-            SharedStaging(self.repo, self._fd_of, job, self._staged_run).run(runs, targets, len(actions))
+            SharedStaging(self.repo, self._fd_of, job, self._staged_run).run(runs_of(groups), targets, len(actions))
             for digest in other:   # loose blobs of an older repository layout (or missing ones)
                 result = RunResult()
                 try:
@@ -367,10 +360,6 @@ class Executor:
         if fd is None:
             fd = self.folder_fds[folder] = self.dirs.get(folder)
         return fd
-
-    def _identities(self) -> dict[str, tuple[int, int]]:
-        return {folder: (info.st_dev, info.st_ino)
-                for folder, info in ((folder, os.fstat(fd)) for folder, fd in self.dirs.fds.items())}
 
     def _staged_run(self, result: RunResult) -> None:
         """Record a staged run (whoever staged it): its files are unstaged on failure, committed after."""
@@ -390,7 +379,7 @@ class Executor:
         if fsutil.sync_filesystem(self.dirs.get("")):
             return
         with ThreadPoolExecutor(max_workers=SYNC_WORKERS) as pool:
-            list(pool.map(lambda item: _fsync_at(*item), self.staged.values()))
+            list(pool.map(lambda item: fsutil.fsync_at(*item), self.staged.values()))
         for folder_fd in list(self.dirs.fds.values()):   # every folder written in, and their parents
             os.fsync(folder_fd)
 
@@ -469,11 +458,3 @@ class Executor:
             self._put(action.path, f"{action.reason}: not a regular file of a real document's size")
         storefs.replace_at(folder_fd, temp, name)
         self.touched.add(folder_fd)
-
-
-def _fsync_at(dir_fd: int, name: str) -> None:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

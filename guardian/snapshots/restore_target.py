@@ -3,9 +3,10 @@
 The target must not exist yet, or be an empty folder, and lie outside the store and outside
 guardian's state dir: nothing of the user's is ever replaced. The snapshot is written into a
 hidden sibling temp folder first (through folder fds opened without following symlinks, as restores
-into the store are: ``storefs``; each blob checked against its hash, each file fsynced with its
-snapshot mode and mtime), then renamed to the target: the target appears whole or not at all. A
-damaged blob removes only that temp folder (guardian's own) and names the snapshot.
+into the store are: ``storefs``; each blob checked against its hash, each file with its snapshot
+mode and mtime, all made durable by one filesystem sync), then renamed to the target: the target
+appears whole or not at all. A damaged blob removes only that temp folder (guardian's own) and
+names the snapshot.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from guardian.errors import RestoreError, SnapshotError
-from guardian.local import storefs
-from guardian.local.fsutil import write_all
+from guardian.local import fsutil, storefs
 from guardian.local.paths import StatePaths
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore_plan import in_scope
 from guardian.snapshots.capture import test_slow_io_delay
+from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob, folder_identities, runs_of, stage_blob
 
 
 @dataclass
@@ -112,24 +112,32 @@ def _write_snapshot(repo: Repository, manifest: Manifest, scope: str | None, fil
                     dirs: storefs.DirFds) -> None:
     """Every folder and file of the snapshot into the staging folder ``dirs`` is rooted at, each
     write relative to a folder fd opened without following symlinks (a folder swapped for a
-    symlink meanwhile is never written through). Modes keep permission bits only."""
+    symlink meanwhile is never written through). Modes keep permission bits only. The files are
+    staged as a restore into the store stages them (runs of one pack, shared with worker processes
+    for a large snapshot: ``unpack``; every byte, as the snapshot has it), then made durable at
+    once (one syncfs; else an fsync per file) before the folder is renamed to the target."""
     folders = sorted((rel, mode) for rel, mode in manifest.dirs if in_scope(rel, scope))
     for rel, _mode in folders:
         dirs.makedirs(rel)
-    delay = test_slow_io_delay()
+    targets: dict[str, list] = {}
     for entry in files:
-        if delay:
-            time.sleep(delay)
         folder, _, name = entry.path.rpartition("/")
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dirs.makedirs(folder))
-        try:
-            write_all(fd, repo.read_blob(entry.hash))
-            os.fchmod(fd, storefs.safe_mode(entry.mode))
-            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        dirs.makedirs(folder)
+        targets.setdefault(entry.hash, []).append((entry.path, folder, name, True, storefs.safe_mode(entry.mode),
+                                                   entry.mtime_ns))
+    groups, other = repo.locate(targets)
+    delay = test_slow_io_delay()
+    job = StageJob(os.fspath(repo.root), dirs.root, folder_identities(dirs.fds), False, delay)
+    staged: list[RunResult] = []
+    with fsutil.flushing(dirs.get("")):
+        SharedStaging(repo, dirs.get, job, staged.append).run(runs_of(groups), targets, len(files))
+        for digest in other:   # loose blobs of an older repository layout
+            staged.append(RunResult())
+            stage_blob(dirs.get, repo.read_blob(digest), targets[digest], False, delay, staged[-1])
+    if not fsutil.sync_filesystem(dirs.get("")):
+        for result in staged:
+            for _path, folder, name in result.staged:
+                fsutil.fsync_at(dirs.get(folder), name)
     for rel, mode in reversed(folders):
         os.fchmod(dirs.get(rel), storefs.safe_mode(mode, 0o700, folder=True))
     for fd in dirs.fds.values():

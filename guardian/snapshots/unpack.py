@@ -37,6 +37,7 @@ from guardian.store.judge import prepare as prepare_judge, verdict
 
 # A run: (pack id, [(digest, offset, frame length)]) adjacent frames of one pack, in offset order.
 Run = tuple[str, list[tuple[str, int, int]]]
+RUN_BLOBS = 1024   # blobs a run holds: the unit shared between the restoring process and its workers
 # Where a blob is staged: (path in the plan, staged folder relative to the store root, file name,
 # whole, mode, mtime_ns). whole: the folder lies in a folder staged whole, so the file is written
 # under its final name; else under a temp name next to its destination.
@@ -66,6 +67,19 @@ class StageJob:
     judge: bool
     delay: float
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+def runs_of(groups: dict[str, list[tuple[str, int, int]]]) -> list[Run]:
+    """``Repository.locate``'s groups cut into runs of RUN_BLOBS (the test hook's size when set)."""
+    sizes = parallel_sizes()
+    size = sizes.chunk_files if sizes.forced else RUN_BLOBS
+    return [(pack_id, members[i:i + size]) for pack_id, members in sorted(groups.items())
+            for i in range(0, len(members), size)]
+
+
+def folder_identities(fds: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """(st_dev, st_ino) of each open folder: what a worker's ``CheckedFolders`` insists on."""
+    return {folder: (info.st_dev, info.st_ino) for folder, info in ((f, os.fstat(fd)) for f, fd in fds.items())}
 
 
 def stage_run(repo: Repository, folder_fd: FolderFd, run: Run, targets: dict[str, list[Target]], judge: bool,

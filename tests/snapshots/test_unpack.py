@@ -221,3 +221,23 @@ def test_a_file_gets_its_snapshot_mode_whatever_the_umask(tmp_path):
     with storefs.DirFds(folder) as dirs, pytest.raises(FileExistsError):
         unpack.write_new(dirs.get(""), "a.gob", b"other", 0o644, 10**18)   # never over a file
     assert (folder / "a.gob").read_bytes() == b"data"
+
+
+def test_a_restore_into_a_target_is_shared_with_a_worker_too(any_store, tmp_path, pools, chromemh):
+    """`restore --target` stages as a restore into the store does: byte for byte, modes and mtimes
+    kept, one filesystem sync, and the real loader loads the target."""
+    from guardian.snapshots.restore import read_snapshot
+    from guardian.snapshots.restore_target import restore_to_folder
+
+    paths = StatePaths.for_store(any_store, tmp_path / "state")
+    snapshot_id = take_snapshot(paths).id
+    manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
+    target = tmp_path / "restored"
+    restore_to_folder(paths, snapshot_id, manifest, None, None, target)
+    assert len(pools) == 1 and tree_bytes(target) == tree_bytes(any_store)
+    for entry in manifest.files:
+        info = os.lstat(target / entry.path)
+        assert (info.st_mtime_ns, info.st_mode & 0o777) == (entry.mtime_ns, entry.mode & 0o777)
+    compress = any(p.name.endswith(".gob.gz") for p in any_store.rglob("*"))
+    assert chromem_load(chromemh, target, compress)["ok"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(storefs.STAGE_PREFIX)]
