@@ -29,7 +29,7 @@ def test_job_is_configured_to_coalesce_and_not_overlap():
     sched.start()
     try:
         job = sched.job
-        assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time is None
+        assert job.coalesce is True and job.max_instances == 2 and job.misfire_grace_time is None
         assert job.trigger.interval == timedelta(minutes=15)
         assert job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=14)
     finally:
@@ -110,4 +110,30 @@ def test_requests_from_many_threads_never_end_the_scheduler_thread():
         assert sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59)
         assert any(t.name == "APScheduler" and t.is_alive() for t in threading.enumerate())
     finally:
+        sched.shutdown()
+
+
+def test_a_request_while_the_last_run_is_still_returning_is_not_lost():
+    """A run that found no request pending is an APScheduler instance until it returns; a request in
+    that gap must still be run (with one instance allowed, APScheduler skipped it for an interval)."""
+    recorder = Recorder()
+    in_tail, leave = threading.Event(), threading.Event()
+
+    class SlowToReturn(SnapshotScheduler):
+        def _run(self):
+            super()._run()
+            if not in_tail.is_set():
+                in_tail.set()
+                leave.wait(30)   # the first instance lingers after its snapshot
+
+    sched = SlowToReturn(recorder, interval_minutes=60)
+    sched.start()
+    try:
+        sched.trigger_now()
+        assert in_tail.wait(30) and recorder.calls == 1
+        sched.trigger_now()
+        assert wait_until(lambda: recorder.calls == 2), "the request was dropped"
+        assert sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59)
+    finally:
+        leave.set()
         sched.shutdown()
