@@ -40,11 +40,56 @@ FORKSERVER_PRELOAD = ["__main__", "guardian.format.chromem", "guardian.index.dec
 
 def new_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """A pool of ``workers`` forkserver processes that exit when this process dies. OSError or
-    ValueError where processes cannot be made here."""
+    ValueError where processes cannot be made here. Shut it down when done: the last pool's shutdown
+    stops the forkserver too."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(FORKSERVER_PRELOAD)   # used when the forkserver starts (once per process)
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                  initializer=exit_with_parent, initargs=(os.getpid(),))
+    return WorkerPool(max_workers=workers, mp_context=context, initializer=exit_with_parent,
+                      initargs=(os.getpid(),))
+
+
+_LIVE_POOLS = [0]
+_LIVE_LOCK = threading.Lock()
+
+
+class WorkerPool(concurrent.futures.ProcessPoolExecutor):
+    """A pool whose shutdown, when no other pool of this process is alive, also stops the forkserver.
+
+    The forkserver stays up after its last worker is gone, holding everything it preloaded (numpy,
+    the codecs: its own private memory, not shared with this process); an always-on sidecar needs
+    workers only for a first snapshot, a cold index build or a large restore, and would carry that
+    process for good. The next pool starts a new one (~0.3 s, which a pool's user overlaps with its
+    own work)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        with _LIVE_LOCK:
+            _LIVE_POOLS[0] += 1
+        self._counted = True
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        with _LIVE_LOCK:
+            if not self._counted:
+                return
+            self._counted = False
+            _LIVE_POOLS[0] -= 1
+            if _LIVE_POOLS[0] == 0 and wait:
+                stop_forkserver()
+
+
+def stop_forkserver() -> None:
+    """Stop this process's forkserver if it runs (every worker is gone: it exits at once). Uses the
+    stdlib's own stop (``ForkServer._stop``, there since 3.4); where it is missing the forkserver
+    simply stays."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        try:
+            stop()
+        except OSError:
+            pass
 
 
 def exit_with_parent(parent_pid: int) -> None:
