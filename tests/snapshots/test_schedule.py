@@ -107,7 +107,9 @@ def test_requests_from_many_threads_never_end_the_scheduler_thread():
         sched.trigger_now()
         assert wait_until(lambda: recorder.calls > calls), "a request after the burst was not run"
         assert [job.id for job in sched.scheduler.get_jobs()] == ["guardian-snapshot"]
-        assert sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59)
+        # the request may have been run by an instance already on its way (two are allowed): the job
+        # the request moved to now then runs once more and is back an interval away
+        assert wait_until(lambda: sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59))
         assert any(t.name == "APScheduler" and t.is_alive() for t in threading.enumerate())
     finally:
         sched.shutdown()
@@ -133,7 +135,7 @@ def test_a_request_while_the_last_run_is_still_returning_is_not_lost():
         assert in_tail.wait(30) and recorder.calls == 1
         sched.trigger_now()
         assert wait_until(lambda: recorder.calls == 2), "the request was dropped"
-        assert sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59)
+        assert wait_until(lambda: sched.job.next_run_time > datetime.now(timezone.utc) + timedelta(minutes=59))
     finally:
         leave.set()
         sched.shutdown()

@@ -78,7 +78,7 @@ def test_snapshot_prune_applies_retention(plain_store, cli):
 
 
 def test_snapshot_of_a_damaged_store_says_so_and_restore_brings_back_the_good_copy(plain_store, cli):
-    from conftest import tree_bytes
+    from tests.snapshots.conftest import tree_bytes
 
     assert cli("snapshot", "--store", str(plain_store)).returncode == 0
     original = tree_bytes(plain_store)

@@ -138,7 +138,7 @@ def test_large_file_lists_share_a_dictionary_blob(tmp_path, state_dir, clock):
     from guardian.snapshots.prune import forget_and_prune
     from guardian.snapshots.verify import verify_repository
     from guardian.local.paths import StatePaths
-    from conftest import age_files, doc_bytes
+    from tests.snapshots.conftest import age_files, doc_bytes
 
     store = tmp_path / "big"
     (store / "c").mkdir(parents=True)
