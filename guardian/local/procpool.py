@@ -22,6 +22,8 @@ import os
 import select
 import threading
 import time
+from collections import deque
+from typing import Callable
 
 
 def usable_cpus() -> int:
@@ -114,3 +116,94 @@ def _wait_for_exit(parent_pid: int, pidfd: int | None) -> None:
         except ProcessLookupError:
             os._exit(1)
         time.sleep(0.5)
+
+
+QUEUED_PER_WORKER = 2   # items submitted ahead per worker, so it never waits for the next
+
+
+def warm_up() -> None:
+    """The first task of each worker: returns once the worker is up (everything is preloaded)."""
+
+
+class SharedWork:
+    """Items 0..count-1 done by this thread from the front of the list and by worker processes from
+    the back, so neither waits for the other until the last items (a first snapshot's chunks, a
+    restore's runs).
+
+    ``submit(pool, n)`` hands item n to a worker (a Future); ``merge(n, result)`` takes its result;
+    ``local(n, retaken)`` does item n on this thread, ``retaken`` when a worker died with it. The
+    pool starts from a thread (starting the forkserver and its workers blocks ~0.3 s) while this
+    thread works; ``wait_for_workers`` waits instead (the test hook: workers surely get items). A
+    pool that cannot start or breaks leaves its items to this thread. A failure stops the work once
+    every item already in a worker is back, each finished one merged (so what it wrote is cleaned
+    up with the rest), then raises."""
+
+    def __init__(self, workers: int, submit: Callable, local: Callable[[int, bool], None],
+                 merge: Callable[[int, object], None], wait_for_workers: bool = False) -> None:
+        self.workers, self.submit, self.local, self.merge = workers, submit, local, merge
+        self.wait_for_workers = wait_for_workers
+        self.broken = False   # the pool could not start or a worker died: the rest is done here
+
+    def run(self, count: int) -> None:
+        try:
+            pool = new_pool(self.workers)
+        except (OSError, ValueError):   # no processes here: every item on this thread
+            for n in range(count):
+                self.local(n, False)
+            return
+        starter = threading.Thread(target=self._start, args=(pool,), name="guardian-pool-start", daemon=True)
+        starter.start()
+        if self.wait_for_workers:
+            starter.join()
+        flying: dict[concurrent.futures.Future, int] = {}
+        try:
+            self._share(pool, count, flying, starter)
+        except BaseException:
+            self._settle(flying)
+            raise
+        finally:
+            starter.join()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _start(self, pool) -> None:
+        try:
+            concurrent.futures.wait([pool.submit(warm_up) for _ in range(self.workers)])
+        except Exception:  # noqa: BLE001 - workers that cannot start: the items are done here
+            self.broken = True
+
+    def _share(self, pool, count: int, flying: dict, starter: threading.Thread) -> None:
+        pending = deque(range(count))
+        retaken: set[int] = set()
+        while pending or flying:
+            ready = not self.broken and not starter.is_alive()
+            while ready and pending and len(flying) < self.workers * QUEUED_PER_WORKER:
+                n = pending.pop()
+                try:
+                    flying[self.submit(pool, n)] = n
+                except (concurrent.futures.BrokenExecutor, RuntimeError):
+                    self.broken, ready = True, False
+                    pending.append(n)
+            for future in [f for f in flying if f.done()]:
+                n = flying.pop(future)
+                try:
+                    self.merge(n, future.result())
+                except concurrent.futures.BrokenExecutor:   # a worker died: its item is done here
+                    self.broken = True
+                    retaken.add(n)
+                    pending.append(n)
+            if pending:
+                n = pending.popleft()
+                self.local(n, n in retaken)
+            elif flying:
+                concurrent.futures.wait(flying, return_when=concurrent.futures.FIRST_COMPLETED)
+
+    def _settle(self, flying: dict) -> None:
+        for future in flying:
+            future.cancel()
+        for future, n in flying.items():
+            if future.cancelled():
+                continue
+            try:
+                self.merge(n, future.result())
+            except BaseException:  # noqa: BLE001 - the first failure is the one reported
+                continue

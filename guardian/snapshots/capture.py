@@ -15,21 +15,18 @@ nothing refers to yet, reused by the next take, or a temp file the next writer r
 from __future__ import annotations
 
 import bisect
-import concurrent.futures
 import contextlib
 import operator
 import os
 import secrets
 import stat as statmod
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from guardian.format import layout
-from guardian.local.procpool import new_pool, usable_cpus
+from guardian.local.procpool import SharedWork, usable_cpus
 from guardian.snapshots.manifest import FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
 from guardian.snapshots.packs import FinishedPack
 from guardian.snapshots.repository import Repository, sha256_hex
@@ -39,7 +36,6 @@ from guardian.store.scan import no_cyclic_gc
 READ_TRIES = 3
 PARALLEL_MIN_FILES = 10_000   # fewer files to read: the taking thread alone (a worker costs ~0.3 s to start)
 CHUNK_FILES = 2_000           # files per chunk handed to a worker (about one pack's worth)
-QUEUED_PER_WORKER = 2         # chunks submitted ahead per worker, so it never waits for the next
 MAX_WORKERS = 3
 
 # A file-list row: [path, size, mode, mtime_ns, inode, hash, flags] (see manifest.ManifestEntry.row).
@@ -291,96 +287,40 @@ class Capture:
 
 
 class ParallelCapture:
-    """Chunks of files read by this process and by worker processes at once: workers are fed chunks
-    from the end of the list while this process reads from the front, so neither waits for the
-    other until the last chunks. A worker's error (a full disk) stops the capture, after every chunk
-    already running has come back (their packs are this take's, removed with it); a pool that cannot
-    start or breaks leaves its chunks to this process."""
+    """Chunks of files read by this process and by worker processes at once (``procpool.SharedWork``:
+    workers from the end of the list, this process from the front). A worker's error (a full disk)
+    stops the capture after every chunk already running has come back, merged so that their packs
+    are this take's and removed with it; a pool that cannot start or breaks leaves its chunks to
+    this process."""
 
     def __init__(self, capture: Capture, workers: int, sizes: ParallelSizes) -> None:
         self.capture, self.workers, self.sizes = capture, workers, sizes
-        self.broken = False   # the pool could not start or a worker died: the rest is read here
         self.job = CaptureJob(os.fspath(capture.repo.root), os.fspath(capture.root), capture.started_ns,
                               capture.racy_window_ns, secrets.token_hex(8), capture.delay)
 
     def run(self, to_read: list[str]) -> list[list | None]:
         size = self.sizes.chunk_files
         chunks = [to_read[i:i + size] for i in range(0, len(to_read), size)]
-        try:
-            pool = new_pool(self.workers)
-        except (OSError, ValueError):   # no processes here: all of it on this thread
-            return self.capture.capture_chunk(to_read)
-        # starting the workers blocks (~0.3 s: the forkserver starts, imports, forks); this thread
-        # reads its first chunks meanwhile, and hands chunks out once the workers are up
-        starter = threading.Thread(target=self._start, args=(pool,), name="guardian-capture-pool", daemon=True)
-        starter.start()
-        if self.sizes.forced:
-            starter.join()
         done: dict[int, list] = {}
-        flying: dict[concurrent.futures.Future, int] = {}
-        try:
-            self._share(pool, chunks, done, flying, starter)
-        except BaseException:
-            self._settle(flying)
-            raise
-        finally:
-            starter.join()
-            pool.shutdown(wait=True, cancel_futures=True)
+
+        def submit(pool, n: int):
+            return pool.submit(capture_in_worker, self.job, chunks[n], self._previous(chunks[n]))
+
+        def local(n: int, _retaken: bool) -> None:   # a dead worker's packs were never adopted: read again
+            done[n] = self.capture.capture_chunk(chunks[n])
+
+        def merge(n: int, result: ChunkResult) -> None:
+            done[n] = self.capture.merge(result)
+
+        SharedWork(self.workers, submit, local, merge, self.sizes.forced).run(len(chunks))
         return [row for n in range(len(chunks)) for row in done[n]]
-
-    def _start(self, pool) -> None:
-        try:
-            concurrent.futures.wait([pool.submit(warm_up) for _ in range(self.workers)])
-        except Exception:  # noqa: BLE001 - workers that cannot start: the chunks are read here
-            self.broken = True
-
-    def _share(self, pool, chunks: list[list[str]], done: dict, flying: dict, starter: threading.Thread) -> None:
-        pending = deque(range(len(chunks)))
-        while pending or flying:
-            ready = not self.broken and not starter.is_alive()
-            while ready and pending and len(flying) < self.workers * QUEUED_PER_WORKER:
-                n = pending.pop()
-                try:
-                    flying[pool.submit(capture_in_worker, self.job, chunks[n], self._previous(chunks[n]))] = n
-                except (concurrent.futures.BrokenExecutor, RuntimeError):
-                    self.broken, ready = True, False
-                    pending.append(n)
-            for future in [f for f in flying if f.done()]:
-                n = flying.pop(future)
-                try:
-                    done[n] = self.capture.merge(future.result())
-                except concurrent.futures.BrokenExecutor:   # a worker died: its chunk is read here
-                    self.broken = True
-                    pending.append(n)
-            if pending:
-                n = pending.popleft()
-                done[n] = self.capture.capture_chunk(chunks[n])
-            elif flying:
-                concurrent.futures.wait(flying, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def _previous(self, chunk: list[str]) -> dict[str, list]:
         previous = self.capture.previous
         return {rel: previous[rel] for rel in chunk if rel in previous}
 
-    def _settle(self, flying: dict) -> None:
-        """After a failure: wait for the chunks still running and adopt their packs (so the failed
-        take removes them too); chunks not started are cancelled."""
-        for future in flying:
-            future.cancel()
-        for future in flying:
-            if future.cancelled():
-                continue
-            try:
-                self.capture.repo.adopt(future.result().packs)
-            except BaseException:  # noqa: BLE001 - the first failure is the one reported
-                continue
-
 
 _WORKER_REPOSITORY: dict[str, Repository] = {}
-
-
-def warm_up() -> None:
-    """The first task of each worker: returns once the worker is up (everything is preloaded)."""
 
 
 def capture_in_worker(job: CaptureJob, chunk: list[str], previous: dict[str, list]) -> ChunkResult:

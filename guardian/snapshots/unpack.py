@@ -19,19 +19,16 @@ temp files (never a store file) that the next restore clears.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import secrets
 import stat as statmod
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 from guardian.local import fsutil, storefs
-from guardian.local.procpool import new_pool, usable_cpus
-from guardian.snapshots.capture import MAX_WORKERS, QUEUED_PER_WORKER, parallel_sizes, warm_up
+from guardian.local.procpool import SharedWork, usable_cpus
+from guardian.snapshots.capture import MAX_WORKERS, parallel_sizes
 from guardian.snapshots.repository import Repository
 from guardian.store.judge import prepare as prepare_judge, verdict
 
@@ -159,92 +156,33 @@ def remove_temps(folder_fd: FolderFd, result: RunResult) -> None:
 
 
 class SharedStaging:
-    """Runs staged by this process from the front and by worker processes from the back, each result
-    handed to ``done`` as it comes (this thread). A worker's error stops the staging once every run
-    already in a worker is back (each result still goes to ``done``, so its files are unstaged with
-    the rest); a pool that cannot start or breaks leaves its runs to this process."""
+    """A restore's runs staged by this process and by worker processes at once (``procpool.SharedWork``:
+    workers from the back of the list, this process from the front), each result handed to ``done``
+    as it comes (this thread). A small restore, or one where processes cannot start, stages every
+    run here; the result is the same either way."""
 
     def __init__(self, repo: Repository, folder_fd: FolderFd, job: StageJob, done: Callable[[RunResult], None]) -> None:
         self.repo, self.folder_fd, self.job, self.done = repo, folder_fd, job, done
-        self.broken = False
 
     def run(self, runs: list[Run], targets: dict[str, list[Target]], files: int) -> None:
         prepare_judge()
         workers = min(MAX_WORKERS, usable_cpus() - 1)
         sizes = parallel_sizes()
-        pool = None
-        if files >= sizes.min_files and len(runs) >= 2 and workers >= 1:
-            try:
-                pool = new_pool(workers)
-            except (OSError, ValueError):   # no processes here: every run on this thread
-                pool = None
-        if pool is None:
+        if files < sizes.min_files or len(runs) < 2 or workers < 1:
             for run in runs:
                 self.done(self._local(run, targets))
             return
-        starter = threading.Thread(target=self._start, args=(pool, workers), name="guardian-restore-pool",
-                                   daemon=True)
-        starter.start()
-        if sizes.forced:
-            starter.join()
-        flying: dict[concurrent.futures.Future, int] = {}
-        try:
-            self._share(pool, workers, runs, targets, flying, starter)
-        except BaseException:
-            self._settle(flying)
-            raise
-        finally:
-            starter.join()
-            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _start(self, pool, workers: int) -> None:
-        try:
-            concurrent.futures.wait([pool.submit(warm_up) for _ in range(workers)])
-        except Exception:  # noqa: BLE001 - workers that cannot start: their runs are staged here
-            self.broken = True
+        def submit(pool, n: int):
+            return pool.submit(stage_in_worker, self.job, runs[n], _targets_of(runs[n], targets))
 
-    def _share(self, pool, workers: int, runs: list[Run], targets: dict, flying: dict,
-               starter: threading.Thread) -> None:
-        pending = deque(range(len(runs)))
-        retake: set[int] = set()   # runs a dead worker may have half written
-        while pending or flying:
-            ready = not self.broken and not starter.is_alive()
-            while ready and pending and len(flying) < workers * QUEUED_PER_WORKER:
-                n = pending.pop()
-                try:
-                    flying[pool.submit(stage_in_worker, self.job, runs[n], _targets_of(runs[n], targets))] = n
-                except (concurrent.futures.BrokenExecutor, RuntimeError):
-                    self.broken, ready = True, False
-                    pending.append(n)
-            for future in [f for f in flying if f.done()]:
-                n = flying.pop(future)
-                try:
-                    self.done(future.result())
-                except concurrent.futures.BrokenExecutor:   # a worker died: its run is staged here
-                    self.broken = True
-                    retake.add(n)
-                    pending.append(n)
-            if pending:
-                n = pending.popleft()
-                self.done(self._local(runs[n], targets, reclaim=n in retake))
-            elif flying:
-                concurrent.futures.wait(flying, return_when=concurrent.futures.FIRST_COMPLETED)
+        def local(n: int, retaken: bool) -> None:   # retaken: a dead worker may have half written it
+            self.done(self._local(runs[n], targets, reclaim=retaken))
+
+        SharedWork(workers, submit, local, lambda _n, result: self.done(result), sizes.forced).run(len(runs))
 
     def _local(self, run: Run, targets: dict, reclaim: bool = False) -> RunResult:
         return stage_run(self.repo, self.folder_fd, run, targets, self.job.judge, self.job.delay, reclaim)
-
-    def _settle(self, flying: dict) -> None:
-        """After a failure: runs not started are cancelled; the staging waits for the others (a worker
-        must not write into a folder being unstaged) and hands each finished one to ``done``."""
-        for future in flying:
-            future.cancel()
-        for future in flying:
-            if future.cancelled():
-                continue
-            try:
-                self.done(future.result())
-            except BaseException:  # noqa: BLE001 - the first failure is the one reported
-                continue
 
 
 def _targets_of(run: Run, targets: dict[str, list[Target]]) -> dict[str, list[Target]]:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from guardian.local import procpool
-from guardian.snapshots.capture import warm_up
+from guardian.local.procpool import warm_up
 from tests.waiting import wait_until
 
 

@@ -69,7 +69,7 @@ PARENT = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
     from guardian.local.procpool import new_pool
-    from guardian.snapshots.capture import warm_up
+    from guardian.local.procpool import warm_up
 
     def main():
         pool = new_pool(1)

@@ -26,15 +26,17 @@ from tests.waiting import wait_for
 
 @pytest.fixture
 def pools(monkeypatch):
-    """Worker processes even on a one-core machine, and the real pools the restore made."""
+    """Worker processes even on a one-core machine, and the real pools made (a test clears the list
+    after its snapshot, whose capture makes one too)."""
     made = []
+    new_pool = procpool.new_pool
 
     def real_pool(workers):
-        made.append(procpool.new_pool(workers))
+        made.append(new_pool(workers))
         return made[-1]
 
     monkeypatch.setattr(unpack, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(unpack, "new_pool", real_pool)
+    monkeypatch.setattr(procpool, "new_pool", real_pool)
     monkeypatch.setenv("GUARDIAN_TEST_PARALLEL_CHUNK", "7")   # runs of 7 blobs, a worker from the first file
     return made
 
@@ -42,6 +44,7 @@ def pools(monkeypatch):
 def test_a_restore_shared_with_a_worker_writes_the_snapshot_byte_for_byte(any_store, tmp_path, pools, chromemh):
     paths = StatePaths.for_store(any_store, tmp_path / "state")
     take_snapshot(paths)
+    pools.clear()   # the capture's pool
     target = tmp_path / "restored"
     target.mkdir()
     result = restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
@@ -56,6 +59,7 @@ def test_an_in_place_restore_shared_with_a_worker_replaces_every_file(plain_stor
     process) and renamed over it by the restoring one, the old bytes preserved in quarantine."""
     paths = StatePaths.for_store(plain_store, tmp_path / "state")
     take_snapshot(paths)
+    pools.clear()   # the capture's pool
     before = tree_bytes(plain_store)
     documents = [p for p in plain_store.rglob("*.gob") if p.name != "00000000.gob"]
     for doc in documents:
@@ -71,6 +75,7 @@ def test_an_in_place_restore_shared_with_a_worker_replaces_every_file(plain_stor
 def test_a_damaged_blob_met_by_the_worker_stops_the_restore_and_changes_nothing(plain_store, tmp_path, pools):
     paths = StatePaths.for_store(plain_store, tmp_path / "state")
     snap = take_snapshot(paths)
+    pools.clear()   # the capture's pool
     repo = Repository(paths.snapshots)
     _, rows = repo.read_manifest_rows(snap.id)
     damage_blob(repo, rows[-1][5])   # the last run: the worker takes runs from the back
@@ -87,6 +92,7 @@ def test_a_worker_killed_mid_run_is_replaced_by_the_restoring_process(plain_stor
     restore is whole."""
     paths = StatePaths.for_store(plain_store, tmp_path / "state")
     snap = take_snapshot(paths)
+    pools.clear()   # the capture's pool
     _, rows = Repository(paths.snapshots).read_manifest_rows(snap.id)
     last_names = {row[0].rsplit("/", 1)[-1] for row in rows[-7:] if row[5]}
     target = tmp_path / "restored"
@@ -114,27 +120,34 @@ def test_a_worker_killed_mid_run_is_replaced_by_the_restoring_process(plain_stor
     assert tree_bytes(target) == tree_bytes(plain_store)
 
 
-def test_stage_run_judges_a_blob_as_each_path_it_is_restored_to(tmp_path):
+def one_blob_run(tmp_path, data: bytes):
+    """A repository holding ``data`` alone: (repo, its digest, the run that reads it, an empty folder)."""
     repo = Repository(tmp_path / "repo").ensure()
-    garbage = b"not a gob at all"
-    digest = hashlib.sha256(garbage).hexdigest()
-    repo.put_blob(garbage, digest)
+    digest = hashlib.sha256(data).hexdigest()
+    repo.put_blob(data, digest)
     repo.sync()
     groups, other = repo.locate([digest])
-    (pack_id, frames), = groups.items()
+    assert not other
+    (run,) = groups.items()
     folder = tmp_path / "out"
     folder.mkdir()
+    return repo, digest, run, folder
+
+
+def test_stage_run_judges_a_blob_as_each_path_it_is_restored_to(tmp_path):
+    garbage = b"not a gob at all"
+    repo, digest, run, folder = one_blob_run(tmp_path, garbage)
     with storefs.DirFds(folder) as dirs:
         targets = {digest: [("0a1b2c3d/1234abcd.gob", "", "1234abcd.gob", True, 0o644, 10**18),
                             ("0a1b2c3d/notes.txt", "", "notes.txt", True, 0o640, 10**18)]}
-        result = unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=True)
-        assert not other and [path for path, _ in result.refused] == ["0a1b2c3d/1234abcd.gob"]
+        result = unpack.stage_run(repo, dirs.get, run, targets, judge=True)
+        assert [path for path, _ in result.refused] == ["0a1b2c3d/1234abcd.gob"]
         assert result.staged == [("0a1b2c3d/notes.txt", "", "notes.txt")]
         assert (folder / "notes.txt").read_bytes() == garbage and not (folder / "1234abcd.gob").exists()
         info = (folder / "notes.txt").stat()
         assert (info.st_mode & 0o777, info.st_mtime_ns) == (0o640, 10**18)
         targets = {digest: [("x/y.gob", "", "y.gob", True, 0o644, 10**18)]}
-        assert unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=False).staged == \
+        assert unpack.stage_run(repo, dirs.get, run, targets, judge=False).staged == \
             [("x/y.gob", "", "y.gob")]
 
 
@@ -185,19 +198,12 @@ def test_a_document_staged_is_known_to_the_loadability_check_by_its_stat_and_id(
     listing will see (size, the snapshot's mtime, the inode) and its ID."""
     from guardian.format.chromem import decode_document
 
-    repo = Repository(tmp_path / "repo").ensure()
     data = doc_bytes("a memory")
-    digest = hashlib.sha256(data).hexdigest()
-    repo.put_blob(data, digest)
-    repo.sync()
-    groups, _ = repo.locate([digest])
-    (pack_id, frames), = groups.items()
-    folder = tmp_path / "out"
-    folder.mkdir()
+    repo, digest, run, folder = one_blob_run(tmp_path, data)
     with storefs.DirFds(folder) as dirs:
         targets = {digest: [("0a1b2c3d/1234abcd.gob", "", "1234abcd.gob", True, 0o644, 10**18),
                             ("0a1b2c3d/2345bcde.gob", "", "2345bcde.gob", False, 0o644, 10**18)]}
-        result = unpack.stage_run(repo, dirs.get, (pack_id, frames), targets, judge=True)
+        result = unpack.stage_run(repo, dirs.get, run, targets, judge=True)
     whole, temp = (folder / "1234abcd.gob").stat().st_ino, (folder / result.staged[1][2]).stat().st_ino
     doc_id = decode_document(data).id
     assert result.known == [("0a1b2c3d/1234abcd.gob", len(data), 10**18, whole, doc_id),
@@ -231,6 +237,7 @@ def test_a_restore_into_a_target_is_shared_with_a_worker_too(any_store, tmp_path
 
     paths = StatePaths.for_store(any_store, tmp_path / "state")
     snapshot_id = take_snapshot(paths).id
+    pools.clear()   # the capture's pool
     manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
     target = tmp_path / "restored"
     restore_to_folder(paths, snapshot_id, manifest, None, None, target)
