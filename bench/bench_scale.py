@@ -12,7 +12,7 @@
 Every figure is measured ``--repeat`` times, alternating with its baseline, and the medians and their
 ratio are printed (the machine is shared: read the ratios). Nothing written is removed until the end:
 on an ext4 without a journal (this VM's root), every create scans past the inodes deleted in the last
-60 s (300 s while their inode-table block is dirty; ``recently_deleted`` in ``find_inode_bit``, 60% of
+60 s (360 s while their inode-table block is dirty; ``recently_deleted`` in ``find_inode_bit``, 60% of
 a create's time in ``perf record``), so removing a restored tree made the next 100k creates cost
 35-190 us each instead of 12-21. The work folder needs room for every tree (checked first). CPU
 times of the first snapshot are the machine's (every process: the capture's worker processes are not
