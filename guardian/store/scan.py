@@ -358,8 +358,9 @@ def scan_store(root, compress: bool | None = None, cache_dir=None, keep_listings
 
     ``keep_listings``: the scan keeps the collection folders' listings for someone to take
     (:meth:`StoreScan.take_listings`), so that the store is not listed twice in a row. ``known``
-    (without ``cache_dir``): files whose verdict is known, trusted while their stat is unchanged
-    (``verified_cache.KnownFiles``)."""
+    (without ``cache_dir``): documents whose verdict is known, in the verified cache's per-file shape
+    ({folder: {name: [size, mtime_ns, ino, doc_id, error]}}), trusted while their stat is unchanged
+    (a restore judged each file's bytes as it wrote them); a file changed since is read as usual."""
     with no_cyclic_gc():
         scan = _scan_store(root, compress, cache_dir, known)
     if not keep_listings:
@@ -399,10 +400,9 @@ def _scan_store(root, compress: bool | None, cache_dir, known=None) -> StoreScan
     if compress is None and has_both_formats(listings):
         scan.problems.append(Problem(".", "mixed_compression", "the store holds both .gob and .gob.gz files; "
                                      f"assuming compress={str(detected).lower()}"))
-    cache = verified_cache.VerifiedCache(cache_dir, scan.compress) if cache_dir else \
-        verified_cache.KnownFiles(known) if known else None
+    cache = verified_cache.VerifiedCache(cache_dir, scan.compress) if cache_dir else None
     for entry in top:
-        scan_top_entry(scan, root, entry, listings, unreadable, cache)
+        scan_top_entry(scan, root, entry, listings, unreadable, cache, known)
     if cache:
         cache.save()
     finish(scan)
@@ -428,7 +428,8 @@ def list_collection_folders(root: str, top: list[FolderEntry]):
     return listings, unreadable
 
 
-def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unreadable, cache) -> None:
+def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unreadable, cache,
+                   known: dict | None = None) -> None:
     if entry.is_symlink and os.path.isdir(os.path.join(root, entry.name)):
         scan.problems.append(Problem(entry.name, "symlinked_folder", "chromem skips symlinks at the store root",
                                      entry.name))
@@ -442,7 +443,7 @@ def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unr
         scan.problems.append(problem)
         fail(scan, problem, f"couldn't read collection directory: open <store>/{entry.name}: {unreadable[entry.name]}")
         return
-    coll = scan_collection(scan, root, entry.name, listings[entry.name], cache)
+    coll = scan_collection(scan, root, entry.name, listings[entry.name], cache, known)
     scan.collections.append(coll)
     scan.problems.extend(coll.problems)
 
@@ -489,12 +490,13 @@ def classify(role: str, exc: GobError, size: int) -> str:
     return f"{role}_corrupt"
 
 
-def scan_collection(scan: StoreScan, root: str, dir_name: str, listing: FolderListing, cache) -> CollectionScan:
+def scan_collection(scan: StoreScan, root: str, dir_name: str, listing: FolderListing, cache,
+                    known: dict | None = None) -> CollectionScan:
     digest = listing.digest() if cache else ""
     summary = cache.lookup(dir_name, digest) if cache else None
     if summary is not None:
         return replay_summary(scan, root, dir_name, summary)
-    coll = read_collection_folder(scan, root, dir_name, listing.entries(), cache)
+    coll = read_collection_folder(scan, root, dir_name, listing.entries(), cache, known)
     if cache:
         cache.remember(dir_name, digest, summarize(coll))
     return coll
@@ -522,11 +524,11 @@ def replay_summary(scan: StoreScan, root: str, dir_name: str, summary: dict) -> 
 
 
 def read_collection_folder(scan: StoreScan, root: str, dir_name: str, entries: list[FolderEntry],
-                           cache) -> CollectionScan:
+                           cache, known: dict | None = None) -> CollectionScan:
     path = os.path.join(root, dir_name)
     coll = CollectionScan(dir=dir_name, path=path)
     names = FileNames.of(scan.compress)
-    records = cache.folder(dir_name) if cache else None
+    records = cache.folder(dir_name) if cache else (known or {}).get(dir_name)
     fresh: dict | None = {} if cache else None
     for entry in entries:
         read_entry(scan, coll, entry, names, records, fresh)

@@ -108,28 +108,3 @@ class VerifiedCache:
                          json.dumps(self.index, separators=(",", ":")).encode("utf-8", "surrogateescape"))
         except OSError:
             pass  # a cache that cannot be written only costs speed next time
-
-
-class KnownFiles:
-    """Files whose scan result is already known, in the verified cache's shape and keyed the same
-    way ({folder: {name: [size, mtime_ns, ino, doc_id, error]}}): a restore judged each file's bytes
-    as it wrote them, so its loadability check need not read them again. A file changed since (its
-    size, mtime or inode) is read as usual. Nothing is kept."""
-
-    def __init__(self, records: dict[str, dict[str, list]]) -> None:
-        self.records = records
-
-    def lookup(self, dir_name: str, digest: str) -> None:
-        return None
-
-    def remember(self, dir_name: str, digest: str, summary: dict) -> None:
-        pass
-
-    def folder(self, dir_name: str) -> dict:
-        return self.records.get(dir_name, {})
-
-    def store_folder(self, dir_name: str, records: dict) -> None:
-        pass
-
-    def save(self) -> None:
-        pass
