@@ -35,7 +35,7 @@ from guardian.store.judge import prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc, scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
 from guardian.snapshots.capture import test_slow_io_delay
-from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob, folder_identities, runs_of, stage_blob
+from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
 from guardian.snapshots.timespec import pick_snapshot
 from guardian.local.paths import StatePaths
 
@@ -337,18 +337,9 @@ class Executor:
             entry = action.entry
             targets.setdefault(entry.hash, []).append((action.path, folder, name, self._in_whole(action.path),
                                                        storefs.safe_mode(entry.mode), entry.mtime_ns))
-        groups, other = self.repo.locate(targets)
-        judge = not self.allow_damaged
-        job = StageJob(os.fspath(self.repo.root), os.fspath(self.root), folder_identities(self.dirs.fds), judge,
-                       self.delay)
+        job = StageJob.over(self.repo, self.root, self.dirs.fds, not self.allow_damaged, self.delay)
         try:
-            SharedStaging(self.repo, self._fd_of, job, self._staged_run).run(runs_of(groups), targets, len(actions))
-            for digest in other:   # loose blobs of an older repository layout (or missing ones)
-                result = RunResult()
-                try:
-                    stage_blob(self._fd_of, self.repo.read_blob(digest), targets[digest], judge, self.delay, result)
-                finally:
-                    self._staged_run(result)
+            SharedStaging(self.repo, self._fd_of, job, self._staged_run).run(targets, len(actions))
         except SnapshotError as exc:
             raise RestoreError(f"snapshot {self.plan.snapshot_id} is damaged: {exc.message}; the store was not "
                                "changed", "pass an earlier --at and run `guardian verify`") from None

@@ -25,7 +25,7 @@ from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore_plan import in_scope
 from guardian.snapshots.capture import test_slow_io_delay
-from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob, folder_identities, runs_of, stage_blob
+from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
 
 
 @dataclass
@@ -125,15 +125,10 @@ def _write_snapshot(repo: Repository, manifest: Manifest, scope: str | None, fil
         dirs.makedirs(folder)
         targets.setdefault(entry.hash, []).append((entry.path, folder, name, True, storefs.safe_mode(entry.mode),
                                                    entry.mtime_ns))
-    groups, other = repo.locate(targets)
-    delay = test_slow_io_delay()
-    job = StageJob(os.fspath(repo.root), dirs.root, folder_identities(dirs.fds), False, delay)
+    job = StageJob.over(repo, dirs.root, dirs.fds, False, test_slow_io_delay())
     staged: list[RunResult] = []
     with fsutil.flushing(dirs.get("")):
-        SharedStaging(repo, dirs.get, job, staged.append).run(runs_of(groups), targets, len(files))
-        for digest in other:   # loose blobs of an older repository layout
-            staged.append(RunResult())
-            stage_blob(dirs.get, repo.read_blob(digest), targets[digest], False, delay, staged[-1])
+        SharedStaging(repo, dirs.get, job, staged.append).run(targets, len(files))
     if not fsutil.sync_filesystem(dirs.get("")):
         for result in staged:
             for _path, folder, name in result.staged:

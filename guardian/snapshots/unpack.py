@@ -65,6 +65,11 @@ class StageJob:
     delay: float
     token: str = field(default_factory=lambda: secrets.token_hex(8))
 
+    @classmethod
+    def over(cls, repo: Repository, store_root: str, fds: dict[str, int], judge: bool, delay: float) -> "StageJob":
+        """The job for staging into the folders ``fds`` (open here) under ``store_root``."""
+        return cls(os.fspath(repo.root), os.fspath(store_root), _identities(fds), judge, delay)
+
 
 def runs_of(groups: dict[str, list[tuple[str, int, int]]]) -> list[Run]:
     """``Repository.locate``'s groups cut into runs of RUN_BLOBS (the test hook's size when set)."""
@@ -74,7 +79,7 @@ def runs_of(groups: dict[str, list[tuple[str, int, int]]]) -> list[Run]:
             for i in range(0, len(members), size)]
 
 
-def folder_identities(fds: dict[str, int]) -> dict[str, tuple[int, int]]:
+def _identities(fds: dict[str, int]) -> dict[str, tuple[int, int]]:
     """(st_dev, st_ino) of each open folder: what a worker's ``CheckedFolders`` insists on."""
     return {folder: (info.st_dev, info.st_ino) for folder, info in ((f, os.fstat(fd)) for f, fd in fds.items())}
 
@@ -164,7 +169,21 @@ class SharedStaging:
     def __init__(self, repo: Repository, folder_fd: FolderFd, job: StageJob, done: Callable[[RunResult], None]) -> None:
         self.repo, self.folder_fd, self.job, self.done = repo, folder_fd, job, done
 
-    def run(self, runs: list[Run], targets: dict[str, list[Target]], files: int) -> None:
+    def run(self, targets: dict[str, list[Target]], files: int) -> None:
+        """Stage every target: the packs' runs (shared with workers when ``files`` is large), then the
+        loose blobs of an older repository layout, here. Each result goes to ``done``, a failed
+        loose blob's too (what it wrote is unstaged with the rest)."""
+        groups, other = self.repo.locate(targets)
+        self._runs(runs_of(groups), targets, files)
+        for digest in other:
+            result = RunResult()
+            try:
+                stage_blob(self.folder_fd, self.repo.read_blob(digest), targets[digest], self.job.judge,
+                           self.job.delay, result)
+            finally:
+                self.done(result)
+
+    def _runs(self, runs: list[Run], targets: dict[str, list[Target]], files: int) -> None:
         prepare_judge()
         workers = min(MAX_WORKERS, usable_cpus() - 1)
         sizes = parallel_sizes()
