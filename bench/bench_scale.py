@@ -278,7 +278,7 @@ def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figure
     figures.add("restore + loadability check", checked, base_label, loads)
     if have_chromem:
         chromem_cpu = statistics.median(CPU.pop("chromem"))
-        for key, who in (("first", "machine, all processes"), ("restore", "this process")):
+        for key, who in (("first", "machine, all processes"), ("restore", "this process, restore + its check")):
             mine = statistics.median(CPU.pop(key))
             print(f"  CPU time (user+sys), {key} ({who}) {mine:8.3f} s   chromemh process (load + 1 query)  "
                   f"{chromem_cpu:8.3f} s   ratio {mine / chromem_cpu:5.2f}x", flush=True)
