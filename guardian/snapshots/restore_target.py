@@ -122,9 +122,10 @@ def _write_snapshot(repo: Repository, manifest: Manifest, scope: str | None, fil
     targets: dict[str, list] = {}
     for entry in files:
         folder, _, name = entry.path.rpartition("/")
-        dirs.makedirs(folder)
         targets.setdefault(entry.hash, []).append((entry.path, folder, name, True, storefs.safe_mode(entry.mode),
                                                    entry.mtime_ns))
+    for folder in {entry.path.rpartition("/")[0] for entry in files}:   # once a folder, not once a file
+        dirs.makedirs(folder)
     job = StageJob.over(repo, dirs.root, dirs.fds, False, test_slow_io_delay())
     staged: list[RunResult] = []
     with fsutil.flushing(dirs.get("")):
