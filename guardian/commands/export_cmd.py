@@ -12,6 +12,7 @@ from guardian.errors import ExitCode, UsageError
 from guardian.format import chromem
 from guardian.local.fsutil import atomic_write, write_all
 from guardian.store.scan import scan_store
+from guardian.words import count
 
 HELP = "write every document as JSON Lines (collection, id, content, metadata, embedding)"
 
@@ -37,13 +38,14 @@ def run(args, ctx) -> int:
     if args.output:
         body = "".join(lines).encode("utf-8", "surrogateescape")
         write_output(args.output, body)
-        print(f"wrote {len(lines)} documents to {args.output}", file=sys.stderr)
+        print(f"wrote {count(len(lines), 'document')} to {args.output}", file=sys.stderr)
     else:
         for line in lines:
             sys.stdout.write(line)
     skipped = sum(1 for p in scan.problems if p.kind.startswith("document_"))
     if skipped:
-        print(f"warning: {skipped} unreadable document files were skipped (see `guardian check`)", file=sys.stderr)
+        print(f"warning: skipped {count(skipped, 'unreadable document file')} (see `guardian check`)",
+              file=sys.stderr)
     return ExitCode.OK
 
 
