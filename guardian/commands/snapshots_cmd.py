@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 
 from guardian.commands.output import format_table, human_bytes, print_json
@@ -91,8 +92,15 @@ def render_table(rows: list[dict], width: int = WIDTH, restore: str = "guardian 
     if newest is not None:
         names = ", ".join(newest["collections"]) or "none"
         lines += _wrapped(f"collections in {newest['id']}: {names}", width)
-    lines += _wrapped(f"restore one: {restore}  (--all: one row each; --json: all facts)", width)
+    lines += unwrapped_command("restore one: ", restore, "(--all: one row each; --json: all facts)", width)
     return "\n".join(lines)
+
+
+def unwrapped_command(label: str, command: str, note: str, width: int) -> list[str]:
+    """A command to paste, never wrapped (a URL cut at its "&" would background the command in a
+    shell): the note beside it when both fit in ``width``, else on the next line."""
+    line = f"{label}{command}  {note}"
+    return [line] if len(line) <= width else [f"{label}{command}", f"  {note}"]
 
 
 def _wrapped(text: str, width: int) -> list[str]:
@@ -135,5 +143,5 @@ def run_from_replica(args, ctx) -> int:
         print(f"replica {replica.display} holds no snapshot yet (push with `guardian replicate`)")
         return ExitCode.OK
     print(render_table(rows if args.all else group_rows(rows),
-                       restore=f"guardian restore --from {args.from_replica} --at ID"))
+                       restore=f"guardian restore --from {shlex.quote(args.from_replica)} --at ID"))
     return ExitCode.OK
