@@ -82,6 +82,11 @@ def test_run_starts_the_child_then_guards_the_store_when_it_appears(state_dir, t
         running = wait_for(lambda: (s := status()).get("sidecar", {}).get("running") and s, timeout=180,
                            what="the sidecar's status")
         assert running["sidecar"]["child"]["state"] == "running" and running["snapshots"]["count"] == 0
+        # guarding nothing yet is said: status shows it, the log has it at warning level
+        assert running["store"]["exists"] is False and "no store yet" in " ".join(running["warnings"])
+        waiting = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()
+                   if "store_missing_waiting" in line]
+        assert waiting and waiting[0]["level"] == "warning" and waiting[0]["store"] == str(store)
         shutil.copytree(STORE_PLAIN, store)           # contextd's first start creates the store
         guarded = wait_for(lambda: (s := status())["snapshots"]["count"] >= 1 and s, timeout=180,
                            what="a snapshot of the new store")
