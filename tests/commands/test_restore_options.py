@@ -3,13 +3,14 @@ wording of a lost document, and install resolving the child command: real CLI, r
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import time
 from pathlib import Path
 
+import pytest
+
+from guardian.errors import ExitCode
 from tests import damage
 from tests.conftest import chromem_load
 
@@ -127,7 +128,8 @@ def test_install_resolves_the_child_now_and_the_unit_carries_path(cli, tmp_path,
     tool = bindir / "contextd-test-tool"
     tool.write_text("#!/bin/sh\nexit 0\n")
     tool.chmod(0o755)
-    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": "", "PATH": f"{bindir}:{os.environ['PATH']}"}
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": "", "PATH": f"{bindir}:{os.environ['PATH']}",
+           "GUARDIAN_STATE_DIR": "", "XDG_STATE_HOME": ""}   # the default state dir (the test's is in /tmp)
     proc = cli("install", "--systemd", "--dry-run", "--store", str(plain_store), "--", "contextd-test-tool", "--mcp",
                env=env)
     assert proc.returncode == 0, proc.stderr_text
@@ -137,7 +139,7 @@ def test_install_resolves_the_child_now_and_the_unit_carries_path(cli, tmp_path,
     assert f"Environment=\"PATH={bindir}:" in proc.stdout_text or f"Environment=PATH={bindir}:" in proc.stdout_text
     missing = cli("install", "--systemd", "--dry-run", "--store", str(plain_store), "--", "no-such-tool-xyz",
                   env=env)
-    assert missing.returncode == 0 and "not on this shell's PATH" in missing.stderr_text
+    assert missing.returncode == ExitCode.NOT_RUNNABLE and "not on this shell's PATH" in missing.stderr_text
 
 
 def test_verify_deep_says_what_it_restored_and_loaded(cli, plain_store):
