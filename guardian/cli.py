@@ -75,7 +75,7 @@ def join_dash_values(argv: list[str]) -> list[str]:
         arg, value = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
         if arg == "--":
             return joined + argv[i:]
-        if arg in DASH_VALUE_OPTIONS and value[:1] == "-" and value[1:2] in "0123456789" and value[1:2]:
+        if arg in DASH_VALUE_OPTIONS and value[:1] == "-" and value[1:2].isascii() and value[1:2].isdigit():
             joined.append(f"{arg}={value}")
             i += 2
             continue
