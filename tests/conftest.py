@@ -197,13 +197,14 @@ def any_store(request, tmp_path) -> Path:
 
 
 def run_cli(*args: str, env: dict | None = None, input: bytes | None = None, timeout: float = 60,
-            check: bool = False) -> subprocess.CompletedProcess:
-    """Run `python -m guardian ARGS` in a real subprocess; returns the CompletedProcess (text)."""
+            check: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m guardian ARGS` in a real subprocess (in ``cwd``, if given: relative paths as a
+    user's shell would pass them); returns the CompletedProcess (text)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "guardian", *args],
-        env=full_env, input=input, capture_output=True, timeout=timeout,
+        env=full_env, input=input, capture_output=True, timeout=timeout, cwd=cwd,
     )
     proc.stdout_text = proc.stdout.decode("utf-8", "replace")
     proc.stderr_text = proc.stderr.decode("utf-8", "replace")

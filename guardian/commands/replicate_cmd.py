@@ -5,6 +5,7 @@ from __future__ import annotations
 from guardian.commands.output import human_bytes, print_json
 from guardian.errors import ExitCode, ReplicaError, UsageError
 from guardian.snapshots.progress import Progress
+from guardian.words import count
 
 HELP = "push snapshots to the replicas now (only what each replica lacks; records last)"
 
@@ -43,10 +44,11 @@ def run(args, ctx) -> int:
         print_json({"ok": not failures, "replicas": [r.to_dict() for r in results], "failures": failures})
     else:
         for result in results:
-            print(f"{result.replica}: {len(result.uploaded)} snapshots sent ({result.objects_sent} objects, "
-                  f"{human_bytes(result.bytes_sent)}; {result.objects_present} objects already there), "
-                  f"{len(result.forgotten)} forgotten, {result.objects_deleted} objects removed; "
-                  f"it holds {result.remote_snapshots} snapshots, lag {result.lag_seconds:.0f} s, "
+            print(f"{result.replica}: {count(len(result.uploaded), 'snapshot')} sent "
+                  f"({count(result.objects_sent, 'object')}, {human_bytes(result.bytes_sent)}; "
+                  f"{count(result.objects_present, 'object')} already there), "
+                  f"{len(result.forgotten)} forgotten, {count(result.objects_deleted, 'object')} removed; "
+                  f"it holds {count(result.remote_snapshots, 'snapshot')}, lag {result.lag_seconds:.0f} s, "
                   f"{result.seconds:.2f} s")
             if result.gc_skipped:
                 print(f"  no object removed: {result.gc_skipped}")

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from guardian.commands.output import human_bytes, print_json, require_store
-from guardian.errors import ExitCode, GuardianError, RestoreError
+from guardian.errors import ExitCode, GuardianError, Refused, StoreError
 from guardian.local.fsutil import ensure_dir
 from guardian.runtime.control import control_request
 from guardian.snapshots.progress import Progress
@@ -60,9 +60,9 @@ def make_confirm(force: bool, stdin=None, stderr=None):
 
     def confirm(plan) -> bool:
         if not stdin.isatty():
-            raise RestoreError(f"the store changed since snapshot {plan.snapshot_id}: {_describe(plan)}",
-                               "pass --force to restore anyway (undo with `guardian quarantine`), "
-                               "or --dry-run to see the plan")
+            raise Refused(f"the store changed since snapshot {plan.snapshot_id}: {_describe(plan)}",
+                          "pass --force to restore anyway (undo with `guardian quarantine`), "
+                          "or --dry-run to see the plan")
         stderr.write(f"The store changed since snapshot {plan.snapshot_id}: {_describe(plan)}. Continue? [y/N] ")
         stderr.flush()
         return stdin.readline().strip().lower() in ("y", "yes")
@@ -87,7 +87,7 @@ def restore_through_sidecar(args, ctx, at) -> int:
     plan = restore_store(ctx.paths, at, args.collection, dry_run=True, check_load=False).plan
     confirm = make_confirm(args.force)
     if confirm is not None and (plan.counts()["replace"] or plan.counts()["move_aside"]) and not confirm(plan):
-        raise RestoreError("restore cancelled; nothing was changed")
+        raise Refused("restore cancelled; nothing was changed", "pass --force to skip the question")
     answer = control_request(ctx.paths.control_socket, "restore", timeout=600.0,
                              at=at.isoformat() if at else None, collection=args.collection,
                              allow_damaged=bool(args.allow_damaged))
@@ -113,8 +113,8 @@ def resolve_at(text: str, repo: Repository | None) -> datetime | None:
     if SNAPSHOT_ID.match(text.strip()):
         snapshot_id = text.strip()
         if repo is not None and snapshot_id not in repo.list_ids():
-            raise RestoreError(f"there is no snapshot {snapshot_id} of this store",
-                               "copy an id from `guardian snapshots`")
+            raise Refused(f"there is no snapshot {snapshot_id} of this store",
+                          "copy an id from `guardian snapshots`")
         return id_time(snapshot_id)
     return parse_time(text, datetime.now(timezone.utc))
 
@@ -180,7 +180,7 @@ def recreate_missing_store(ctx) -> None:
     if not Repository(ctx.paths.snapshots).list_ids():
         require_store(ctx, "restore")
     if not store.parent.is_dir():
-        raise RestoreError(f"the store {store} and its parent folder are missing", "create the parent folder first")
+        raise StoreError(f"the store {store} and its parent folder are missing", "create the parent folder first")
     ensure_dir(store, 0o755)
     print(f"note: the store {store} was missing; created it to restore into", file=sys.stderr)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shlex
 import shutil
 import tempfile
 import time
@@ -19,14 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from guardian.errors import ReplicaError, RestoreError
+from guardian.errors import Refused, ReplicaError
 from guardian.local.fsutil import atomic_write, ensure_dir, fsync_dir, sha256_file
 from guardian.local.lock import store_lock
 from guardian.replicas.layout import Entry, Record, id_time
 from guardian.replicas.push import test_replica_delay
 from guardian.replicas.replica import Replica
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.timespec import pick_snapshot
+from guardian.snapshots.timespec import nothing_at_or_before, pick_snapshot
 from guardian.snapshots.verify import VerifyReport, verify_repository
 
 FETCH_WORKERS = 8
@@ -46,12 +47,11 @@ def list_remote(replica: Replica) -> list[dict]:
 def choose_remote(replica: Replica, at: datetime | None) -> str:
     ids = replica.snapshot_ids()
     if not ids:
-        raise RestoreError(f"replica {replica.display} holds no snapshot yet", "push one with `guardian replicate`")
+        raise Refused(f"replica {replica.display} holds no snapshot yet", "push one with `guardian replicate`")
     chosen = pick_snapshot([(i, id_time(i)) for i in ids], at)
     if chosen is None:
-        raise RestoreError(f"replica {replica.display} has no snapshot at or before "
-                           f"{at.astimezone().isoformat(timespec='seconds')}",
-                           f"pass a later --at (see `guardian snapshots --from {replica.spec.url}`)")
+        raise nothing_at_or_before(at, id_time(ids[0]), f"on replica {replica.display} ",
+                                   f"`guardian snapshots --from {shlex.quote(replica.spec.url)}`")
     return chosen
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shlex
 import threading
 from datetime import datetime, timezone
 
@@ -80,7 +81,7 @@ class Replica:
             raise ReplicaError(f"the key does not match replica {self.display} (it was encrypted with another key)",
                                "use the key exported with `guardian key export` on the machine that created it "
                                f"(--key-file), or the right {crypto.PASSPHRASE_ENV}")
-        if create and owner is not None and needs_claim(header, owner, take_over, self.display):
+        if create and owner is not None and needs_claim(header, owner, take_over, self.display, self.spec.url):
             self._put_header({**header, "owner": owner_record(owner)})
 
     def _sealer_for(self, header: dict):
@@ -141,7 +142,7 @@ class Replica:
             data = self.get_plain(record_key(snapshot_id))
             if data is None:
                 raise ReplicaError(f"replica {self.display} has no snapshot {snapshot_id}",
-                                   f"list them with `guardian snapshots --from {self.spec.url}`")
+                                   f"list them with `guardian snapshots --from {shlex.quote(self.spec.url)}`")
             self._records[snapshot_id] = decode_record(data, snapshot_id)
         return self._records[snapshot_id]
 

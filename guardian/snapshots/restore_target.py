@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from guardian.errors import RestoreError, SnapshotError
+from guardian.errors import PATH_ERRNOS, Refused, RestoreError, SnapshotError
 from guardian.local import fsutil, storefs
 from guardian.local.paths import StatePaths
 from guardian.snapshots.manifest import Manifest
@@ -49,21 +49,21 @@ class TargetResult:
 
 
 def check_target(target: Path, paths: StatePaths) -> Path:
-    """The target as an absolute path; RestoreError when it could hold or hide user data."""
+    """The target as an absolute path; Refused when it could hold or hide user data."""
     target = Path(os.path.abspath(os.path.expanduser(str(target))))
     real = Path(os.path.realpath(target))
     for owner, what in ((paths.store, "the store"), (paths.root, "guardian's state dir")):
         owner = Path(os.path.realpath(owner))
         if real == owner or owner in real.parents or real in owner.parents:
-            raise RestoreError(f"--target {target} overlaps {what} ({owner})",
+            raise Refused(f"--target {target} overlaps {what} ({owner})",
                                "pick a new folder elsewhere, e.g. --target /tmp/restored-store")
     if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise RestoreError(f"--target {target} exists and is not a folder", "pick a new folder")
+        raise Refused(f"--target {target} exists and is not a folder", "pick a new folder")
     if target.is_dir() and any(target.iterdir()):
-        raise RestoreError(f"--target {target} is not empty; guardian never writes over files there",
+        raise Refused(f"--target {target} is not empty; guardian never writes over files there",
                            "pick a new or empty folder")
     if not target.parent.is_dir():
-        raise RestoreError(f"the parent of --target {target} does not exist", "create it first")
+        raise Refused(f"the parent of --target {target} does not exist", "create it first")
     return target
 
 
@@ -98,8 +98,9 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
             raise RestoreError(f"a folder of the restore into {target} was replaced while it ran ({exc}); "
                                f"{target} was not created", "run the restore again") from None
         except OSError as exc:   # read-only, full, not ours: nothing was created there
-            raise RestoreError(f"cannot write into {target.parent}: {exc.strerror or exc}; {target} was not created",
-                               "pick a --target on a disk you can write, with room for the store") from None
+            error = Refused if exc.errno in PATH_ERRNOS else RestoreError
+            raise error(f"cannot write into {target.parent}: {exc.strerror or exc}; {target} was not created",
+                        "pick a --target on a disk you can write, with room for the store") from None
         finally:
             with contextlib.suppress(OSError):
                 storefs.remove_stage_dir(parent_fd, staging)  # our own temp folder, never user data

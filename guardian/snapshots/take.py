@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.local.catalog import Catalog
-from guardian.errors import CodecError, GuardianError, SnapshotError
+from guardian.errors import CodecError, GuardianError, SnapshotError, StoreError
 from guardian.format import layout
 from guardian.local import storefs
 from guardian.logs import get_logger
@@ -360,7 +360,7 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
     by the caller (continuous capture), whose blob index is then looked at again, not rebuilt."""
     root = paths.store
     if not root.is_dir():
-        raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
+        raise StoreError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
     paths.ensure()
     repo = (repo or Repository(paths.snapshots)).ensure()
     prepare_judge()  # the decoder's import, not while holding the lock

@@ -215,7 +215,7 @@ def test_a_tampered_object_is_caught_by_verify_and_refused_by_restore(plain_stor
     client.put_object(Bucket=seaweed.bucket, Key=victim, Body=body[:-1] + bytes([body[-1] ^ 0xFF]))
     verified = guardian(state, "verify", "--from", s3_url, "--json")
     report = json.loads(verified.stdout_text)
-    assert verified.returncode == 1 and not report["ok"]
+    assert verified.returncode == 8 and not report["ok"]   # a tampered replica object: ExitCode.REPLICA
     assert report["affected_snapshots"].keys() == {first}
     target = tmp_path / "target"
     target.mkdir()
