@@ -23,14 +23,15 @@ import stat as statmod
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from guardian.format import layout
 from guardian.local.procpool import SharedWork, usable_cpus
-from guardian.snapshots.manifest import FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
+from guardian.snapshots.collection_files import ABSENT_REASON, lacking_metadata, metadata_path
+from guardian.snapshots.manifest import FLAG_ABSENT, FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
 from guardian.snapshots.packs import FinishedPack
 from guardian.snapshots.repository import Repository, sha256_hex
-from guardian.store.judge import damage_of, prepare as prepare_judge
+from guardian.store.judge import damage_of, prepare as prepare_judge, role_of
 from guardian.store.scan import no_cyclic_gc
 
 READ_TRIES = 3
@@ -213,6 +214,9 @@ class Capture:
             return self._unstable(rel)
         data, info = result
         damage = damage_of(rel, data)
+        if damage is None and rel.endswith(METADATA_ENDINGS) and role_of(rel) == "metadata" and \
+                not _names_a_collection(data):
+            damage = EMPTY_NAME_REASON
         if damage is not None:
             return self._damaged(rel, damage, info)
         digest = sha256_hex(data)
@@ -265,6 +269,52 @@ class Capture:
                 del order[bisect.bisect_left(order, rel, key=ROW_PATH)]
         return order, rows
 
+    def keep_lost_metadata(self, rows: list[list], by_path: dict | None, compress: bool,
+                           folders: Iterable[str] | None = None,
+                           older: Callable[[set[str]], dict] | None = None) -> list[str]:
+        """Collection folders (all, or ``folders``) holding documents and no good metadata file (deleted,
+        cut, or being written with no good copy read): damage, like a damaged file, and chromem refuses
+        the whole store for it. Each gets the previous snapshot's good copy of its metadata (else, with
+        ``older``, the one an older snapshot names: ``older(folders) -> {folder: FoundCopy}``), flagged
+        damaged, and absent when no file was there; with no good copy anywhere the row says so and has
+        no content. ``rows`` (sorted by path) and ``by_path`` are updated in place; returns the paths
+        whose rows this changed."""
+        gaps = lacking_metadata(((row[PATH], row[HASH] is not None) for row in _rows_in(rows, folders)), compress)
+        if not gaps:
+            return []
+        found = {}
+        current = {}
+        for folder in sorted(gaps):
+            rel = metadata_path(folder, compress)
+            at = bisect.bisect_left(rows, rel, key=ROW_PATH)
+            current[folder] = rows[at] if at < len(rows) and rows[at][PATH] == rel else None
+            old = self.previous.get(rel)
+            if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
+                found[folder] = old
+        missing = set(gaps) - set(found)
+        if missing and older is not None:
+            found.update({folder: copy.row for folder, copy in older(missing).items()})
+        changed = []
+        for folder in sorted(gaps):
+            rel, now, good = metadata_path(folder, compress), current[folder], found.get(folder)
+            if now is None:
+                self.damaged.append((rel, ABSENT_REASON))
+            flags = FLAG_DAMAGED | (FLAG_ABSENT if now is None else 0)
+            if good is not None:
+                row = [rel, good[SIZE], good[MODE], good[MTIME], good[INODE], good[HASH], flags]
+            elif now is None:
+                row = [rel, 0, 0, 0, 0, None, flags]
+            else:
+                continue   # damaged or unstable as read, no good copy anywhere: already flagged so
+            if now is None:
+                bisect.insort(rows, row, key=ROW_PATH)
+            else:
+                rows[bisect.bisect_left(rows, rel, key=ROW_PATH)] = row
+            if by_path is not None:
+                by_path[rel] = row
+            changed.append(rel)
+        return changed
+
     def _unstable(self, rel: str) -> list | None:
         try:
             info = os.lstat(self.root / rel)
@@ -284,6 +334,29 @@ class Capture:
         if self.progress:
             self.progress.advance(len(result.rows))
         return result.rows
+
+
+METADATA_ENDINGS = tuple("/" + layout.METADATA_STEM + ext for ext in layout.EXTENSIONS)
+EMPTY_NAME_REASON = "the metadata names no collection (chromem refuses its documents)"
+
+
+def _names_a_collection(data: bytes) -> bool:
+    from guardian.format.chromem import decode_collection   # imported by the judge already
+
+    return bool(decode_collection(data).name)
+
+
+def _rows_in(rows: list[list], folders: Iterable[str] | None) -> Iterable[list]:
+    """The rows (sorted by path) under the top ``folders``; every row when ``folders`` is None."""
+    if folders is None:
+        yield from rows
+        return
+    for folder in sorted(set(folders)):
+        prefix = folder + "/"
+        at = bisect.bisect_left(rows, prefix, key=ROW_PATH)
+        while at < len(rows) and rows[at][PATH].startswith(prefix):
+            yield rows[at]
+            at += 1
 
 
 class ParallelCapture:
