@@ -23,12 +23,14 @@ from guardian.snapshots.restore_plan import GoodCopy, PlanInputs, copies_wanted,
 
 
 def gather_inputs(repo: Repository, manifest: Manifest, scope: str | None, names: Iterable[str] = (),
-                  allow_damaged: bool = False, known: dict[str, Manifest] | None = None) -> PlanInputs:
+                  allow_damaged: bool = False, known: dict[str, Manifest] | None = None,
+                  judge: BlobJudge | None = None) -> PlanInputs:
     """What ``plan_restore`` needs to write a store chromem loads from ``manifest`` (in ``scope``).
     ``names``: collection names known besides the snapshots' own; ``known``: manifests already read,
-    by id (filled as more are read: verifying every snapshot reads each one once)."""
+    by id (filled as more are read), and ``judge``: blobs already judged, so that verifying every
+    snapshot reads each manifest and judges each blob once."""
     compress = manifest.compress
-    judge = BlobJudge(repo)
+    judge = judge or BlobJudge(repo)
     files = [e for e in manifest.files or () if in_scope(e.path, scope)]
     unusable = frozenset(e.path for e in files if e.hash and e.path == metadata_path(e.path.partition("/")[0], compress)
                          and judge.good(e.path, e.hash) is None)

@@ -177,11 +177,10 @@ def plan_restore(snapshot_id: str, files: list[ManifestEntry], snapshot_dirs: li
     for folder, documents in sorted(left_out.items()):
         plan.actions.append(RestoreAction("skip", folder, is_dir=True, reason=(
             f"a collection of {documents} documents with no good metadata in any snapshot and no known name: "
-            "left out so chromem loads the store; its documents stay in the snapshot (--allow-damaged writes "
-            "them, then `guardian check --repair --name NAME`)")))
+            "left out, so that chromem loads the store")))
     aside = _foreign_top_folders(current, wanted, wanted_dirs, scope)
     for folder in sorted(aside):
-        plan.actions.append(RestoreAction("move_aside", folder, is_dir=True, reason="folder not in the snapshot"))
+        plan.actions.append(RestoreAction("move_aside", folder, is_dir=True, reason=_why_aside(folder, left_out, True)))
     blocking = _blocking_files(current, wanted_dirs)
     for path in blocking:
         plan.actions.append(RestoreAction("move_aside", path, reason="a file is where the snapshot has a folder"))
@@ -198,10 +197,16 @@ def plan_restore(snapshot_id: str, files: list[ManifestEntry], snapshot_dirs: li
             continue
         if _under_any(path, aside) or _under_any(path, replaced_dirs):
             continue
-        plan.actions.append(RestoreAction("move_aside", path, reason="not in the snapshot"))
+        plan.actions.append(RestoreAction("move_aside", path, reason=_why_aside(path, left_out, False)))
     plan.create_dirs = sorted((d, m) for d, m in wanted_dirs.items()
                               if not (d in current and current[d].is_dir))
     return plan
+
+
+def _why_aside(path: str, left_out: dict[str, int], is_dir: bool) -> str:
+    if path.partition("/")[0] in left_out:
+        return "its collection is left out of this restore (no good metadata anywhere)"
+    return "folder not in the snapshot" if is_dir else "not in the snapshot"
 
 
 def _substitute(wanted: dict[str, ManifestEntry], inputs: PlanInputs, scope: str | None) -> dict[str, str]:
