@@ -154,6 +154,7 @@ class Capture:
         self.unreadable: list[tuple[str, str]] = []
         self.damaged: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
+        self.gone: dict[str, list] = {}        # previous rows of the files an incremental take saw go
         self.delay = test_slow_io_delay() if delay is None else delay
 
     def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
@@ -265,8 +266,10 @@ class Capture:
                 bisect.insort(order, row, key=ROW_PATH)
             rows[rel] = row
         for rel in gone:
-            if rows.pop(rel, None) is not None:
+            dropped = rows.pop(rel, None)
+            if dropped is not None:
                 del order[bisect.bisect_left(order, rel, key=ROW_PATH)]
+                self.gone[rel] = dropped
         return order, rows
 
     def keep_lost_metadata(self, rows: list[list], by_path: dict | None, compress: bool,
@@ -288,7 +291,7 @@ class Capture:
             rel = metadata_path(folder, compress)
             at = bisect.bisect_left(rows, rel, key=ROW_PATH)
             current[folder] = rows[at] if at < len(rows) and rows[at][PATH] == rel else None
-            old = self.previous.get(rel)
+            old = self.previous.get(rel) or self.gone.get(rel)
             if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
                 found[folder] = old
         missing = set(gaps) - set(found)
