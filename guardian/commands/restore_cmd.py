@@ -100,6 +100,7 @@ def restore_through_sidecar(args, ctx, at) -> int:
         print(f"restored through the running sidecar to snapshot {result['snapshot']} "
               f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
               + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
+        print_good_copies(result)
         _print_refused(result.get("refused_damaged", []))
         verdict = "yes" if result["loadable"] else f"NO ({result['load_error']})"
         print(f"  chromem will load the store: {verdict}")
