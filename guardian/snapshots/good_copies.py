@@ -120,24 +120,17 @@ def metadata_copies(judge: BlobJudge, wanted: Iterable[str], compress: bool, ord
                     snapshots: Snapshots) -> dict[str, FoundCopy]:
     """Folder -> a good metadata copy for each folder in ``wanted``, from the first snapshot in
     ``order`` whose header names one (of a store read with the same ``compress``)."""
-    remaining = set(wanted)
-    found: dict[str, FoundCopy] = {}
-    for snapshot_id in order:
-        if not remaining:
-            break
+    def copies_in(snapshot_id: str, remaining: set[str]):
         header = snapshots.header(snapshot_id)
         if header is None or header.compress != compress:
-            continue
+            return
         for info in header.collections:
-            if info.dir not in remaining:
-                continue
             rel = f"{info.dir}/{layout.metadata_file_name(compress)}"
-            data = judge.good(rel, info.metadata_hash)
+            data = judge.good(rel, info.metadata_hash) if info.dir in remaining else None
             if data is not None:
-                found[info.dir] = FoundCopy(rel, f"snapshot {snapshot_id}",
-                                            header_row(rel, data, info.metadata_hash, header.time))
-                remaining.discard(info.dir)
-    return found
+                yield info.dir, FoundCopy(rel, f"snapshot {snapshot_id}",
+                                          header_row(rel, data, info.metadata_hash, header.time))
+    return _first_copies(wanted, order, copies_in)
 
 
 def header_row(rel: str, data: bytes, digest: str, when: datetime) -> list:
@@ -148,16 +141,24 @@ def header_row(rel: str, data: bytes, digest: str, when: datetime) -> list:
 def document_copies(judge: BlobJudge, wanted: Iterable[str], order: Iterable[str],
                     snapshots: Snapshots) -> dict[str, FoundCopy]:
     """Path -> a good copy from the first snapshot in ``order`` whose file list has one."""
+    def copies_in(snapshot_id: str, remaining: set[str]):
+        manifest = snapshots.manifest(snapshot_id)
+        for entry in manifest.files if manifest is not None else ():
+            if entry.path in remaining and judge.good(entry.path, entry.hash) is not None:
+                yield entry.path, FoundCopy(entry.path, f"snapshot {snapshot_id}", [*entry.row()[:6], 0])
+    return _first_copies(wanted, order, copies_in)
+
+
+def _first_copies(wanted: Iterable[str], order: Iterable[str],
+                  copies_in: Callable[[str, set[str]], Iterable[tuple[str, FoundCopy]]]) -> dict[str, FoundCopy]:
+    """Key -> the copy from the first snapshot in ``order`` that has one (``copies_in(id, remaining)``),
+    reading no further snapshot once every key has its copy."""
     remaining = set(wanted)
     found: dict[str, FoundCopy] = {}
     for snapshot_id in order:
         if not remaining:
             break
-        manifest = snapshots.manifest(snapshot_id)
-        if manifest is None:
-            continue
-        for entry in manifest.files or ():
-            if entry.path in remaining and judge.good(entry.path, entry.hash) is not None:
-                found[entry.path] = FoundCopy(entry.path, f"snapshot {snapshot_id}", [*entry.row()[:6], 0])
-                remaining.discard(entry.path)
+        for key, copy in copies_in(snapshot_id, remaining):
+            found[key] = copy
+            remaining.discard(key)
     return found

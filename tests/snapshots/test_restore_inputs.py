@@ -140,7 +140,8 @@ def test_a_capture_shared_with_worker_processes_keeps_the_metadata_too(store_pat
     monkeypatch.setenv("GUARDIAN_TEST_PARALLEL_CHUNK", "5")   # the taker waits for its workers: they get chunks
     shared = []
     run = capture.ParallelCapture.run
-    monkeypatch.setattr(capture.ParallelCapture, "run", lambda self, files: shared.append(len(files)) or run(self, files))
+    monkeypatch.setattr(capture.ParallelCapture, "run",
+                        lambda self, files: shared.append(len(files)) or run(self, files))
     clock.advance(minutes=1)
     window = take_snapshot(store_paths, clock=clock)
     assert shared and shared[0] == window.read_files   # the capture shared with worker processes
