@@ -27,7 +27,7 @@ from typing import Callable, Iterable, NamedTuple
 
 from guardian.format import layout
 from guardian.local.procpool import SharedWork, usable_cpus
-from guardian.snapshots.collection_files import ABSENT_REASON, lacking_metadata, metadata_path
+from guardian.snapshots.collection_files import ABSENT_REASON, is_document, lacking_metadata, metadata_path
 from guardian.snapshots.manifest import FLAG_ABSENT, FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
 from guardian.snapshots.packs import FinishedPack
 from guardian.snapshots.repository import Repository, sha256_hex
@@ -282,7 +282,10 @@ class Capture:
         damaged, and absent when no file was there; with no good copy anywhere the row says so and has
         no content. ``rows`` (sorted by path) and ``by_path`` are updated in place; returns the paths
         whose rows this changed."""
-        gaps = lacking_metadata(((row[PATH], row[HASH] is not None) for row in _rows_in(rows, folders)), compress)
+        if folders is None:
+            gaps = set(lacking_metadata(((row[PATH], row[HASH] is not None) for row in rows), compress))
+        else:   # continuous capture: a bisect or two per changed folder, not a pass over its rows
+            gaps = {folder for folder in folders if _lacks_metadata(rows, folder, compress)}
         if not gaps:
             return []
         found = {}
@@ -349,17 +352,20 @@ def _names_a_collection(data: bytes) -> bool:
     return bool(decode_collection(data).name)
 
 
-def _rows_in(rows: list[list], folders: Iterable[str] | None) -> Iterable[list]:
-    """The rows (sorted by path) under the top ``folders``; every row when ``folders`` is None."""
-    if folders is None:
-        yield from rows
-        return
-    for folder in sorted(set(folders)):
-        prefix = folder + "/"
-        at = bisect.bisect_left(rows, prefix, key=ROW_PATH)
-        while at < len(rows) and rows[at][PATH].startswith(prefix):
-            yield rows[at]
-            at += 1
+def _lacks_metadata(rows: list[list], folder: str, compress: bool) -> bool:
+    """Whether the top ``folder`` holds a document and no metadata row with content (``rows`` sorted by
+    path): a bisect for the metadata, then the folder's rows up to its first document."""
+    rel = metadata_path(folder, compress)
+    at = bisect.bisect_left(rows, rel, key=ROW_PATH)
+    if at < len(rows) and rows[at][PATH] == rel and rows[at][HASH] is not None:
+        return False
+    prefix = folder + "/"
+    at = bisect.bisect_left(rows, prefix, key=ROW_PATH)
+    while at < len(rows) and rows[at][PATH].startswith(prefix):
+        if is_document(rows[at][PATH], compress):
+            return True
+        at += 1
+    return False
 
 
 class ParallelCapture:

@@ -43,5 +43,8 @@ def lacking_metadata(items: Iterable[tuple[str, bool]], compress: bool) -> dict[
     return {folder: count for folder, count in documents.items() if folder not in named}
 
 
-def folder_of(path: str) -> str:
-    return path.partition("/")[0]
+def is_document(path: str, compress: bool) -> bool:
+    """A file chromem loads as a document of a collection (directly in a top folder)."""
+    folder, slash, name = path.partition("/")
+    return bool(slash) and "/" not in name and name.endswith(layout.extension(compress)) and \
+        name != layout.metadata_file_name(compress)
