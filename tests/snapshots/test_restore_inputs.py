@@ -188,3 +188,22 @@ def test_restoring_the_collection_alone_writes_its_metadata(plain_paths, clock, 
                "--force")
     assert done.returncode == 0, done.stdout_text + done.stderr_text
     assert loaded(chromemh, plain_paths.store) == expected
+
+
+def test_the_window_snapshot_restores_in_full_from_a_replica_on_a_new_machine(plain_paths, clock, cli, chromemh,
+                                                                              tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
+    expected = loaded(chromemh, plain_paths.store)
+    rel = f"{VICTIM}/00000000.gob"
+    before = take_snapshot(plain_paths, clock=clock)
+    (plain_paths.store / rel).unlink()
+    clock.advance(seconds=1)
+    window = take_snapshot(plain_paths, clock=clock, changed={rel}, baseline=before.baseline)
+    url = f"file://{tmp_path / 'backup-disk'}?encrypt=0"
+    (tmp_path / "backup-disk").mkdir()
+    assert cli("replicate", "--store", str(plain_paths.store), "--to", url).returncode == 0
+    new_store = tmp_path / "new" / "vectorstore"
+    done = cli("restore", "--from", url, "--at", window.id, "--store", str(new_store),
+               env={"GUARDIAN_STATE_DIR": str(tmp_path / "new-state")})
+    assert done.returncode == 0, done.stdout_text + done.stderr_text
+    assert loaded(chromemh, new_store) == expected
