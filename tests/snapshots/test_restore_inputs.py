@@ -15,7 +15,7 @@ from guardian.snapshots.repository import Repository, new_snapshot_id
 from guardian.snapshots.restore import restore_store
 from guardian.snapshots.take import take_snapshot
 from tests.conftest import chromem_load
-from tests.snapshots.conftest import age_files, drop_blob
+from tests.snapshots.conftest import age_files, doc_bytes, drop_blob
 
 VICTIM = "40917930"   # webapp_memories in the fixture store: 40 documents
 
@@ -207,3 +207,22 @@ def test_the_window_snapshot_restores_in_full_from_a_replica_on_a_new_machine(pl
                env={"GUARDIAN_STATE_DIR": str(tmp_path / "new-state")})
     assert done.returncode == 0, done.stdout_text + done.stderr_text
     assert loaded(chromemh, new_store) == expected
+
+
+def test_a_document_with_no_good_copy_in_its_snapshot_is_written_from_the_next_one(plain_paths, clock, chromemh):
+    folder = plain_paths.store / VICTIM
+    fresh = folder / "feedf00d.gob"
+    take_snapshot(plain_paths, clock=clock)
+    full = doc_bytes("fresh")
+    fresh.write_bytes(full[:9])                  # cut in the middle of its first write: no good copy yet
+    clock.advance(minutes=1)
+    cut = take_snapshot(plain_paths, clock=clock)
+    assert row(plain_paths, cut.id, f"{VICTIM}/{fresh.name}").hash is None
+    fresh.write_bytes(full)
+    clock.advance(minutes=1)
+    written = take_snapshot(plain_paths, clock=clock)
+    fresh.write_bytes(full[:9])                  # the store damaged again
+    result = restore_store(plain_paths, None, snapshot_id=cut.id, confirm=None)
+    assert result.plan.substituted == {f"{VICTIM}/{fresh.name}": f"snapshot {written.id}"}
+    assert result.loadable and fresh.read_bytes() == full
+    assert chromem_load(chromemh, plain_paths.store)["ok"]
