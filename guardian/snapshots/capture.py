@@ -27,7 +27,7 @@ from typing import Callable, Iterable, NamedTuple
 
 from guardian.format import layout
 from guardian.local.procpool import SharedWork, usable_cpus
-from guardian.snapshots.collection_files import ABSENT_REASON, is_document, lacking_metadata, metadata_path
+from guardian.snapshots.collection_files import ABSENT_REASON, is_document, metadata_path
 from guardian.snapshots.manifest import FLAG_ABSENT, FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
 from guardian.snapshots.packs import FinishedPack
 from guardian.snapshots.repository import Repository, sha256_hex
@@ -272,20 +272,16 @@ class Capture:
                 self.gone[rel] = dropped
         return order, rows
 
-    def keep_lost_metadata(self, rows: list[list], by_path: dict | None, compress: bool,
-                           folders: Iterable[str] | None = None,
+    def keep_lost_metadata(self, rows: list[list], by_path: dict | None, compress: bool, folders: Iterable[str],
                            older: Callable[[set[str]], dict] | None = None) -> list[str]:
-        """Collection folders (all, or ``folders``) holding documents and no good metadata file (deleted,
+        """Top ``folders`` (every one, or those that changed) holding documents and no good metadata file (deleted,
         cut, or being written with no good copy read): damage, like a damaged file, and chromem refuses
         the whole store for it. Each gets the previous snapshot's good copy of its metadata (else, with
         ``older``, the one an older snapshot names: ``older(folders) -> {folder: FoundCopy}``), flagged
         damaged, and absent when no file was there; with no good copy anywhere the row says so and has
         no content. ``rows`` (sorted by path) and ``by_path`` are updated in place; returns the paths
         whose rows this changed."""
-        if folders is None:
-            gaps = set(lacking_metadata(((row[PATH], row[HASH] is not None) for row in rows), compress))
-        else:   # continuous capture: a bisect or two per changed folder, not a pass over its rows
-            gaps = {folder for folder in folders if _lacks_metadata(rows, folder, compress)}
+        gaps = {folder for folder in folders if _lacks_metadata(rows, folder, compress)}   # a bisect or two each
         if not gaps:
             return []
         found = {}

@@ -10,7 +10,7 @@ the rules both go by; pure (no I/O).
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from guardian.format import layout
 
@@ -22,25 +22,34 @@ def metadata_path(folder: str, compress: bool) -> str:
     return f"{folder}/{layout.metadata_file_name(compress)}"
 
 
-def lacking_metadata(items: Iterable[tuple[str, bool]], compress: bool) -> dict[str, int]:
-    """Top folders holding documents and no metadata file with content: folder -> documents.
+def lacking_metadata(folders: Iterable[str], paths: Iterable[str], has_metadata: Callable[[str], bool],
+                     counts: Callable[[str], bool], compress: bool) -> dict[str, int]:
+    """The top ``folders`` holding documents and no good metadata: folder -> documents.
 
-    ``items`` are (store-relative path, whether the file has content: a row with a good copy, a file
-    a restore writes). A document without content is not counted (nothing of it would be written),
-    nor is anything in a nested folder (chromem reads one level)."""
-    ext = layout.extension(compress)
-    metadata_name = layout.metadata_file_name(compress)
+    ``has_metadata(path)``: whether the list holds a good copy of that metadata file; ``counts(path)``:
+    whether a document there counts (one with content, one a restore writes). Only folders lacking
+    metadata (a lookup each) have their documents counted, in one pass over ``paths``; nothing in a
+    nested folder counts (chromem reads one level)."""
+    suspects = {folder for folder in folders if not has_metadata(metadata_path(folder, compress))}
+    if not suspects:
+        return {}
     documents: dict[str, int] = {}
-    named: set[str] = set()
-    for path, has_content in items:
-        folder, slash, name = path.partition("/")
-        if not slash or "/" in name or not has_content:
-            continue
-        if name == metadata_name:
-            named.add(folder)
-        elif name.endswith(ext):
+    for path in paths:
+        folder = path.partition("/")[0]
+        if folder in suspects and is_document(path, compress) and counts(path):
             documents[folder] = documents.get(folder, 0) + 1
-    return {folder: count for folder, count in documents.items() if folder not in named}
+    return documents
+
+
+def top_folders(parents: Iterable[str]) -> set[str]:
+    """The top folders of a set of folders (the parents of a file list's paths: a few, for 100k files)."""
+    return {parent.partition("/")[0] for parent in parents if parent}
+
+
+def is_metadata(path: str, compress: bool) -> bool:
+    """A collection's metadata file (directly in a top folder)."""
+    folder, slash, name = path.partition("/")
+    return bool(slash) and name == layout.metadata_file_name(compress)
 
 
 def is_document(path: str, compress: bool) -> bool:

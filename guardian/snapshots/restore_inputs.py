@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from guardian.format import layout
-from guardian.snapshots.collection_files import metadata_path
+from guardian.snapshots.collection_files import is_metadata, metadata_path
 from guardian.snapshots.good_copies import (BlobJudge, FoundCopy, Snapshots, document_copies, header_row,
                                             metadata_copies, search_order)
 from guardian.snapshots.manifest import Manifest, ManifestEntry
@@ -31,8 +31,9 @@ def gather_inputs(repo: Repository, manifest: Manifest, scope: str | None, names
     snapshot reads each manifest and judges each blob once."""
     compress = manifest.compress
     judge = judge or BlobJudge(repo)
-    files = [e for e in manifest.files or () if in_scope(e.path, scope)]
-    unusable = frozenset(e.path for e in files if e.hash and e.path == metadata_path(e.path.partition("/")[0], compress)
+    files = manifest.files or [] if scope is None else [e for e in manifest.files or () if in_scope(e.path, scope)]
+    ending = "/" + layout.metadata_file_name(compress)
+    unusable = frozenset(e.path for e in files if e.path.endswith(ending) and is_metadata(e.path, compress) and e.hash
                          and judge.good(e.path, e.hash) is None)
     paths, folders = copies_wanted(files, compress, scope, unusable)
     inputs = PlanInputs(compress, unusable, allow_damaged=allow_damaged)

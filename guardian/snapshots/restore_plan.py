@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from guardian.snapshots.collection_files import lacking_metadata, metadata_path
+from guardian.snapshots.collection_files import is_metadata, lacking_metadata, top_folders
 from guardian.snapshots.manifest import CollectionInfo, ManifestEntry
 
 KINDS = ("move_aside", "replace", "write", "keep", "skip")
@@ -149,13 +149,16 @@ def copies_wanted(files: list[ManifestEntry], compress: bool, scope: str | None,
                   unusable: frozenset[str] = frozenset()) -> tuple[set[str], set[str]]:
     """(paths, collection folders) a restore of ``files`` needs a good copy for: rows with no content
     or an unusable one, and the metadata of each folder holding documents without good metadata."""
-    inside = [e for e in files if in_scope(e.path, scope)]
-    paths = {e.path for e in inside if e.hash is None or e.path in unusable}
-    metadata = {e.path for e in inside if e.path == metadata_path(e.path.partition("/")[0], compress)}
-    # every document counts here (one without content may get a copy too); a metadata row only with content
-    folders = set(lacking_metadata(((e.path, e.path not in paths or e.path not in metadata) for e in inside),
-                                   compress))
-    return paths - metadata, folders
+    inside = {e.path: e for e in files if scope is None or in_scope(e.path, scope)}
+    paths = {path for path, e in inside.items() if e.hash is None or path in unusable}
+
+    def has_metadata(path: str) -> bool:
+        return path in inside and path not in paths
+
+    # every document counts here (one without content may get a copy too)
+    folders = set(lacking_metadata(top_folders(p.rpartition("/")[0] for p in inside), inside, has_metadata,
+                                   lambda _path: True, compress))
+    return {path for path in paths if not is_metadata(path, compress)}, folders
 
 
 def plan_restore(snapshot_id: str, files: list[ManifestEntry], snapshot_dirs: list[tuple[str, int]],
@@ -165,9 +168,12 @@ def plan_restore(snapshot_id: str, files: list[ManifestEntry], snapshot_dirs: li
     inputs = inputs or PlanInputs()
     wanted = {e.path: e for e in files if in_scope(e.path, scope)}
     substituted = _substitute(wanted, inputs, scope)
-    left_out = _left_out(wanted, inputs, substituted)
+    parents = {path.rpartition("/")[0] for path in wanted}   # a few folders hold 100k files
+    left_out = _left_out(wanted, parents, inputs, substituted)
     wanted_dirs = {d: m for d, m in snapshot_dirs if in_scope(d, scope) and d.partition("/")[0] not in left_out}
-    for folder in {path.rpartition("/")[0] for path in wanted}:   # a few folders hold 100k files
+    for folder in parents:
+        if folder.partition("/")[0] in left_out:
+            continue
         while folder:
             wanted_dirs.setdefault(folder, 0o755)
             folder = folder.rpartition("/")[0]
@@ -221,13 +227,18 @@ def _substitute(wanted: dict[str, ManifestEntry], inputs: PlanInputs, scope: str
     return substituted
 
 
-def _left_out(wanted: dict[str, ManifestEntry], inputs: PlanInputs, substituted: dict[str, str]) -> dict[str, int]:
+def _left_out(wanted: dict[str, ManifestEntry], parents: set[str], inputs: PlanInputs,
+              substituted: dict[str, str]) -> dict[str, int]:
     """Collection folders that would hold documents and no good metadata: taken out of ``wanted``
     (unless ``allow_damaged``), so that chromem loads what the restore writes. Folder -> documents."""
     if inputs.allow_damaged:
         return {}
-    left_out = lacking_metadata(((path, entry.hash is not None and (path not in inputs.unusable or path in substituted))
-                                 for path, entry in wanted.items()), inputs.compress)
+
+    def has_content(path: str) -> bool:
+        entry = wanted.get(path)
+        return entry is not None and entry.hash is not None and (path not in inputs.unusable or path in substituted)
+
+    left_out = lacking_metadata(top_folders(parents), wanted, has_content, has_content, inputs.compress)
     for path in [p for p in wanted if p.partition("/")[0] in left_out]:
         del wanted[path]
     return left_out

@@ -672,8 +672,8 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
     try:
         rows = capture.capture_all(listing.files)
         is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
-        capture.keep_lost_metadata(rows, None, is_compressed, older=lambda folders: _older_metadata(
-            repo, folders, is_compressed))
+        capture.keep_lost_metadata(rows, None, is_compressed, {d for d, _ in listing.dirs if "/" not in d},
+                                   older=lambda folders: _older_metadata(repo, folders, is_compressed))
         manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress,
                                    is_compressed=is_compressed)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
