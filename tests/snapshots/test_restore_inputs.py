@@ -96,6 +96,12 @@ def test_a_snapshot_taken_before_the_fix_restores_with_the_metadata_of_another(p
                f"{good.id}" in dry.stdout_text
         restores_in_full(cli, plain_paths, snapshot_id, tmp_path / snapshot_id, chromemh, expected)
     assert not (tmp_path / "never").exists()
+    # the next full snapshot of the incident, after such a snapshot: the copy an older header names
+    (plain_paths.store / VICTIM / "00000000.gob").unlink()
+    clock.advance(minutes=5)
+    later = take_snapshot(plain_paths, clock=clock)
+    assert row(plain_paths, later.id, f"{VICTIM}/00000000.gob").hash == row(plain_paths, good.id,
+                                                                           f"{VICTIM}/00000000.gob").hash
 
 
 def test_with_no_copy_anywhere_a_known_name_rebuilds_the_metadata_else_the_collection_is_left_out(
