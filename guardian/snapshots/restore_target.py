@@ -6,7 +6,9 @@ hidden sibling temp folder first (through folder fds opened without following sy
 into the store are: ``storefs``; each blob checked against its hash, each file with its snapshot
 mode and mtime, all made durable by one filesystem sync), then renamed to the target: the target
 appears whole or not at all. A damaged blob removes only that temp folder (guardian's own) and
-names the snapshot.
+names the snapshot. What is written is the plan of a restore into an empty store: the good copies
+found for what the snapshot lacks included, copies chromem would refuse and collections with no
+good metadata anywhere left out unless ``allow_damaged`` (see ``restore_plan``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
     """Write the snapshot (in ``scope``) into ``target`` as the plan of a restore into an empty store
     has it (``inputs``: the good copies for what the snapshot lacks, see ``restore_inputs``)."""
     target = check_target(target, paths)
+    inputs = inputs or PlanInputs(manifest.compress)
     plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, {}, scope, inputs)
     files = [action.entry for action in plan.of_kind("write")]
     result = TargetResult(snapshot_id, manifest.time, collection, target, len(files),
@@ -86,7 +89,7 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
     if dry_run:
         return result
     repo = Repository(paths.snapshots)
-    store_rebuilt(repo, plan.rebuilt_blobs(inputs or PlanInputs()))
+    store_rebuilt(repo, plan.rebuilt_blobs(inputs))
     parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)   # the user's path
     staging = f"{storefs.STAGE_PREFIX}{target.name}.{secrets.token_hex(4)}"
     try:
@@ -94,7 +97,7 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
             os.mkdir(staging, 0o700, dir_fd=parent_fd)
             with storefs.DirFds.from_fd(os.open(staging, storefs.DIR_FLAGS, dir_fd=parent_fd),
                                         target.parent / staging) as dirs:
-                refused = _write_snapshot(repo, plan.create_dirs, files, dirs, not (inputs and inputs.allow_damaged))
+                refused = _write_snapshot(repo, plan.create_dirs, files, dirs, not inputs.allow_damaged)
                 result.refused_damaged = [{"path": path, "reason": why} for path, why in sorted(refused)]
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(target.name, dir_fd=parent_fd)  # checked empty above; rmdir refuses if anything appeared
