@@ -28,10 +28,11 @@ from typing import Callable, Iterable, NamedTuple
 from guardian.format import layout
 from guardian.local.procpool import SharedWork, usable_cpus
 from guardian.snapshots.collection_files import ABSENT_REASON, is_document, metadata_path
+from guardian.snapshots.good_copies import names_nothing
 from guardian.snapshots.manifest import FLAG_ABSENT, FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
 from guardian.snapshots.packs import FinishedPack
 from guardian.snapshots.repository import Repository, sha256_hex
-from guardian.store.judge import damage_of, prepare as prepare_judge, role_of
+from guardian.store.judge import damage_of, prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc
 
 READ_TRIES = 3
@@ -215,8 +216,7 @@ class Capture:
             return self._unstable(rel)
         data, info = result
         damage = damage_of(rel, data)
-        if damage is None and rel.endswith(METADATA_ENDINGS) and role_of(rel) == "metadata" and \
-                not _names_a_collection(data):
+        if damage is None and rel.endswith(METADATA_ENDINGS) and names_nothing(rel, data):
             damage = EMPTY_NAME_REASON
         if damage is not None:
             return self._damaged(rel, damage, info)
@@ -340,12 +340,6 @@ class Capture:
 
 METADATA_ENDINGS = tuple("/" + layout.METADATA_STEM + ext for ext in layout.EXTENSIONS)
 EMPTY_NAME_REASON = "the metadata names no collection (chromem refuses its documents)"
-
-
-def _names_a_collection(data: bytes) -> bool:
-    from guardian.format.chromem import decode_collection   # imported by the judge already
-
-    return bool(decode_collection(data).name)
 
 
 def _lacks_metadata(rows: list[list], folder: str, compress: bool) -> bool:

@@ -21,7 +21,7 @@ from guardian.errors import SnapshotError
 from guardian.format import layout
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
-from guardian.store.judge import damage_of
+from guardian.store.judge import damage_of, role_of
 
 DEFAULT_MODE = 0o644   # a copy found through a header: the header records no mode (chromem writes 0644)
 
@@ -52,8 +52,7 @@ class BlobJudge:
     def good(self, rel: str, digest: str | None) -> bytes | None:
         if not digest:
             return None
-        role = "metadata" if rel.rsplit("/", 1)[-1].startswith(layout.METADATA_STEM + ".") else "document"
-        key = (role, digest)
+        key = (role_of(rel), digest)
         if key not in self.seen:
             try:
                 data = self.repo.read_blob(digest)
@@ -64,15 +63,18 @@ class BlobJudge:
 
 
 def loads_as(rel: str, data: bytes) -> bool:
-    """Would chromem load ``data`` as ``rel``, and (a collection's metadata) does it name the collection?
-    A metadata file with an empty name decodes, but chromem refuses a folder of documents with it."""
-    if damage_of(rel, data) is not None:
-        return False
-    if rel.rsplit("/", 1)[-1].startswith(layout.METADATA_STEM + "."):
-        from guardian.format.chromem import decode_collection   # loaded by damage_of already
+    """Would chromem load ``data`` as ``rel``, and (a collection's metadata) does it name the collection?"""
+    return damage_of(rel, data) is None and not names_nothing(rel, data)
 
-        return bool(decode_collection(data).name)
-    return True
+
+def names_nothing(rel: str, data: bytes) -> bool:
+    """A collection's metadata file that decodes (``damage_of`` found nothing) and names no collection:
+    chromem loads the file, then refuses a folder of documents with it."""
+    if role_of(rel) != "metadata":
+        return False
+    from guardian.format.chromem import decode_collection   # loaded by damage_of already
+
+    return not decode_collection(data).name
 
 
 def search_order(ids: list[str], snapshot_id: str | None) -> list[str]:
