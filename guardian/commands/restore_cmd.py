@@ -17,6 +17,7 @@ from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import (check_loadable, choose_snapshot, id_time, read_snapshot, resolve_scope,
                                         restore_store)
+from guardian.snapshots.restore_inputs import gather_inputs, known_names
 from guardian.snapshots.restore_target import restore_to_folder
 from guardian.snapshots.timespec import parse_time
 
@@ -99,6 +100,7 @@ def restore_through_sidecar(args, ctx, at) -> int:
         print(f"restored through the running sidecar to snapshot {result['snapshot']} "
               f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
               + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
+        print_good_copies(result)
         _print_refused(result.get("refused_damaged", []))
         verdict = "yes" if result["loadable"] else f"NO ({result['load_error']})"
         print(f"  chromem will load the store: {verdict}")
@@ -191,8 +193,10 @@ def restore_into_target(args, ctx, at) -> int:
     snapshot_id = choose_snapshot(repo, at)
     manifest = read_snapshot(repo, snapshot_id)
     scope = resolve_scope(manifest, args.collection)
+    inputs = gather_inputs(repo, manifest, scope, known_names(ctx.paths.catalog_file, args.collection),
+                           bool(args.allow_damaged))
     result = restore_to_folder(ctx.paths, snapshot_id, manifest, scope, args.collection, Path(args.target),
-                               dry_run=args.dry_run)
+                               dry_run=args.dry_run, inputs=inputs)
     if not args.dry_run:
         result.loadable, result.load_error = check_loadable(result.target, manifest.compress)
     if args.json:
@@ -203,6 +207,8 @@ def restore_into_target(args, ctx, at) -> int:
         print(f"{verb} {what} as of snapshot {snapshot_id} "
               f"({result.snapshot_time.astimezone().isoformat(timespec='seconds')}) into {result.target}: "
               f"{result.files} files, {human_bytes(result.bytes)}; the store was not touched")
+        print_good_copies(result.to_dict())
+        _print_refused(result.refused_damaged)
         if result.loadable is not None:
             print(f"  chromem will load {result.target}: "
                   f"{'yes' if result.loadable else 'NO (' + result.load_error + ')'}")
@@ -220,6 +226,7 @@ def _print_human(result) -> None:
     if result.skipped:
         print(f"  warning: passed over {len(result.skipped)} newer damaged snapshot(s): {', '.join(result.skipped)} "
               "(run `guardian verify`)")
+    print_good_copies(result.to_dict())
     if result.dry_run:
         for action in result.plan.actions:
             if action.kind != "keep":
@@ -294,6 +301,16 @@ def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
         print(f"dry run: planned snapshot {snapshot_id} of {replica.display} from {where}; nothing was written")
         _print_human(result)
     return ExitCode.OK
+
+
+def print_good_copies(facts: dict) -> None:
+    """What a restore writes where its snapshot holds no good copy, and the collections it leaves out."""
+    for item in facts.get("substituted", []):
+        print(f"  {item['path']}: the snapshot holds no good copy of it; the one restored is from {item['source']}")
+    for item in facts.get("left_out", []):
+        print(f"  left out {item['folder']}/: {item['documents']} documents and no good metadata in any snapshot "
+              "nor a known name that hashes to the folder (chromem would refuse the store); they stay in the "
+              "snapshot: --allow-damaged writes them, then `guardian check --repair --name NAME`")
 
 
 def _print_refused(refused: list[dict]) -> None:

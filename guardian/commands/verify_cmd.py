@@ -12,6 +12,7 @@ from guardian.errors import ExitCode
 from guardian.local.fsutil import ensure_dir
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
+from guardian.snapshots.restore_inputs import known_names
 from guardian.snapshots.verify import verify_repository
 from guardian.words import count
 
@@ -36,7 +37,7 @@ def run(args, ctx) -> int:
         report = verify_replica(replica, deep=args.deep, scratch=scratch, progress=progress)
     else:
         report = verify_repository(Repository(ctx.paths.snapshots), deep=args.deep,
-                                   scratch=scratch, progress=progress)
+                                   scratch=scratch, progress=progress, names=known_names(ctx.paths.catalog_file))
     code = verdict(report, bool(args.from_replica))
     if args.json:
         print_json(report.to_dict())
@@ -48,11 +49,16 @@ def run(args, ctx) -> int:
         return code
     what = "object" if args.from_replica else "blob"
     summary = f", {len(report.deep)} restored and checked" if args.deep else ""
+    recorded = (f"; {count(len(report.recorded), 'snapshot')} faithfully recorded damage in the store (what a "
+                "restore of each does about it is below)") if report.recorded else ""
     print(f"{count(len(report.snapshots), 'snapshot')}, {count(report.blobs_checked, what)} checked{summary}: "
-          f"{'OK' if report.ok else 'PROBLEMS FOUND'}")
+          f"{'OK' if report.ok else 'PROBLEMS FOUND'}{recorded}")
     for problem in report.problems:
         affects = ", ".join(problem["snapshots"]) or "the snapshots named by its blobs above"
         print(f"  {problem['kind']} damaged: {problem['detail']}; affects {affects}")
+    for snapshot_id, items in report.recorded.items():
+        for item in items:
+            print(f"  snapshot {snapshot_id} recorded {item['path']}: {item['recorded']}; a restore {item['restore']}")
     for snapshot_id, deep in report.deep.items():
         print(deep_line(snapshot_id, deep))
     if report.affected:

@@ -34,6 +34,7 @@ from guardian.snapshots.repository import Repository
 from guardian.store.judge import prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc, scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
+from guardian.snapshots.restore_inputs import gather_inputs, known_names, store_rebuilt
 from guardian.snapshots.capture import test_slow_io_delay
 from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
 from guardian.snapshots.timespec import nothing_at_or_before, pick_snapshot
@@ -159,7 +160,8 @@ class RestoreResult:
                 "counts": self.plan.counts(), "quarantine_entries": self.quarantined,
                 "loadable": self.loadable, "load_error": self.load_error, "skipped_damaged": self.skipped,
                 "refused_damaged": self.refused_damaged,
-                "actions": self.plan.to_dict()["actions"]}
+                **{key: value for key, value in self.plan.to_dict().items()
+                   if key in ("actions", "substituted", "left_out")}}
 
 
 def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
@@ -197,14 +199,16 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
         else:
             snapshot_id, manifest, skipped = choose_readable(repo, at)
         scope = resolve_scope(manifest, collection)
+        inputs = gather_inputs(repo, manifest, scope, known_names(paths.catalog_file, collection), allow_damaged)
         state = read_store_state(root, scope)
-        plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope)
+        plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope, inputs)
         result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run, skipped=skipped)
         if dry_run:
             return result
         if plan.disturbs_store and confirm is not None and not confirm(plan):
             raise Refused("restore cancelled; the store was not changed", "pass --force to skip the question")
         storefs.clean_guardian_temps(root)
+        store_rebuilt(repo, plan.rebuilt_blobs(inputs))
         executor = Executor(root, repo, Quarantine(paths), plan, progress, allow_damaged)
         result.quarantined = executor.run()
         result.refused_damaged = sorted(executor.refused, key=lambda item: item["path"])
