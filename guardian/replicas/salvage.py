@@ -24,7 +24,7 @@ import zstandard
 from guardian.errors import ReplicaError
 from guardian.replicas import units
 from guardian.replicas.layout import Entry
-from guardian.snapshots.packs import PACK_MAGIC, PackError, index_of
+from guardian.snapshots.packs import PACK_MAGIC, TRAILER, PackError, index_of
 
 MAX_SALVAGED_BLOB = 256 << 20   # a frame claiming more is not one of a store's files
 FEED = 64 << 10                 # how much of a damaged object is fed to the decoder at a time
@@ -104,7 +104,8 @@ def _content(frame: bytes, claimed: int) -> bytes | None:
 
 def pack_blobs(data: bytes) -> dict[str, bytes]:
     """Every blob of a (possibly damaged) pack whose content matches its hash: by the pack's index,
-    or, when that is damaged, frame by frame from the front."""
+    or, when that is damaged, frame by frame from the front (each then named by its own hash: it is
+    used only where an authenticated manifest names that hash)."""
     found: dict[str, bytes] = {}
     try:
         entries = index_of(data)
@@ -123,7 +124,8 @@ def pack_blobs(data: bytes) -> dict[str, bytes]:
             at += 1
             continue
         content, at = frame
-        found[hashlib.sha256(content).hexdigest()] = content
+        if at != len(data) - TRAILER.size:   # the last frame, before the trailer, is the pack's own index
+            found[hashlib.sha256(content).hexdigest()] = content
     return found
 
 
