@@ -101,6 +101,9 @@ def test_damage_this_machine_cannot_mend_is_named(plain_store, tmp_path, key_hom
     flip(data_files(folder)[0])
     for pack in state.glob("stores/*/snapshots/packs/*.pack"):
         pack.unlink()                                                    # the local copy is gone too
-    proc = guardian(state, "replicate", "--store", str(plain_store), "--to", url)
+    env = {"GUARDIAN_REPLICAS": url}
+    proc = guardian(state, "replicate", "--store", str(plain_store), env=env)
     assert proc.returncode == 1, proc.stderr_text
     assert "NOT mended" in proc.stdout_text and "cannot be mended from this machine" in proc.stdout_text
+    status = json.loads(guardian(state, "status", "--store", str(plain_store), "--json", env=env).stdout_text)
+    assert any("damaged object(s) this machine cannot push again" in w for w in status["warnings"])
