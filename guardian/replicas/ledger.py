@@ -29,6 +29,7 @@ class Ledger:
     def __init__(self, path: Path | None, objects: dict[str, tuple[int, str, float]] | None = None) -> None:
         self.path = path
         self.objects: dict[str, tuple[int, str, float]] = dict(objects or {})
+        self.changed = False     # saved only then: the sidecar pushes after every snapshot
 
     @classmethod
     def load(cls, path: Path) -> "Ledger":
@@ -41,17 +42,17 @@ class Ledger:
 
     def note(self, key: str, size: int, tag: str, when: float) -> None:
         self.objects[key] = (size, tag, when)
-
-    def drop(self, key: str) -> None:
-        self.objects.pop(key, None)
+        self.changed = True
 
     def keep_only(self, keys) -> None:
-        keys = set(keys)
-        self.objects = {k: v for k, v in self.objects.items() if k in keys}
+        kept = {k: v for k, v in self.objects.items() if k in keys}
+        if len(kept) != len(self.objects):
+            self.objects, self.changed = kept, True
 
     def save(self) -> None:
-        if self.path is None:
+        if self.path is None or not self.changed:
             return
         ensure_dir(self.path.parent)
         rows = {k: list(v) for k, v in sorted(self.objects.items())}
         atomic_write_text(self.path, json.dumps({"version": 1, "objects": rows}, separators=(",", ":")) + "\n")
+        self.changed = False

@@ -164,9 +164,10 @@ class CheckPolicy:
 
 class Mender:
     def __init__(self, replica: Replica, repo: Repository, ledger: Ledger, policy: CheckPolicy,
-                 local_ids: set[str], now=time.time) -> None:
+                 local_ids: set[str], cancelled=None, now=time.time) -> None:
         self.replica, self.repo, self.ledger, self.policy = replica, repo, ledger, policy
         self.local_ids = local_ids
+        self.cancelled = cancelled or (lambda: False)
         self.now = now
         self.result = MendResult()
 
@@ -183,8 +184,9 @@ class Mender:
         unread = set(self.result.damaged)
         to_read = [key for key in plan.changed + plan.due if key not in unread]
         with ThreadPoolExecutor(max_workers=CHECK_WORKERS) as pool:
-            for key, problem in zip(to_read, pool.map(lambda k: check_object(self.replica, k, relied.objects[k]),
-                                                      to_read)):
+            for key, problem in zip(to_read, pool.map(lambda k: self._check(k, relied.objects[k]), to_read)):
+                if problem is None:
+                    continue   # guardian is stopping: the next push reads it
                 self.result.checked += 1
                 self.result.checked_bytes += listing[key][0]
                 if problem:
@@ -194,6 +196,9 @@ class Mender:
         for key in sorted(set(plan.missing) | set(self.result.damaged)):
             self._mend(key, relied.objects[key])
         return self.result
+
+    def _check(self, key: str, relied: Relied) -> str | None:
+        return None if self.cancelled() else check_object(self.replica, key, relied)
 
     # ---- writing again --------------------------------------------------------------------------
     def _mend(self, key: str, relied: Relied) -> None:

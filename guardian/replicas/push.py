@@ -130,7 +130,7 @@ class Pusher:
     def _mend(self, kept_remote: list[str], listing: dict[str, tuple[int, str]], local_ids: set[str]) -> None:
         """Check what the kept records rely on; push again what is damaged or missing; write again
         the records that are damaged or rely on a damaged object list (from the local snapshot)."""
-        mender = Mender(self.replica, self.repo, self.ledger, self.policy, local_ids)
+        mender = Mender(self.replica, self.repo, self.ledger, self.policy, local_ids, self.cancelled)
         result = mender.run(reliance(self.replica, kept_remote), listing)
         self.result.mend = result
         if self.base.key in result.damaged:

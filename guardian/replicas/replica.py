@@ -37,8 +37,9 @@ class Written:
 
 
 class _Recent(dict):
-    """Decoded records shared by every Replica of the process (the sidecar opens one per push and
-    checks every kept record each time): the newest few hundred are kept."""
+    """Decoded records and object lists shared by every Replica of the process (the sidecar opens
+    one per push, and each push works out what every kept record relies on): both are immutable
+    once written (a list is named by its content); the newest few hundred are kept."""
 
     KEEP = 512
 
@@ -49,6 +50,7 @@ class _Recent(dict):
 
 
 _SHARED_RECORDS = _Recent()
+_SHARED_LISTS = _Recent()
 
 
 class Replica:
@@ -204,15 +206,20 @@ class Replica:
         if key is None:
             return []
         if key not in self._lists:
+            shared = _SHARED_LISTS.get((self.display, key))
+            if shared is not None:
+                self._lists[key] = shared
+                return shared
             data = self.get_plain(key)
             if data is None:
                 raise ReplicaError(f"replica {self.display} lacks the object list {key[:24]}… (damaged)",
                                    "run `guardian verify --from …`")
-            self._lists[key] = decode_list(data)
+            self.remember_list(key, decode_list(data))
         return self._lists[key]
 
     def remember_list(self, key: str, entries: list[Entry]) -> None:
         self._lists[key] = entries
+        _SHARED_LISTS[(self.display, key)] = entries
 
     def entries(self, record: Record) -> list[Entry]:
         return record.entries(self.base_entries(record.base))
