@@ -311,8 +311,11 @@ def _print_fetch_losses(fetched, replica, as_json: bool) -> None:
         print(f"warning: {path}: collection metadata lost on the replica; rebuilt from the collection's name "
               "with empty collection metadata", file=err)
     if fetched.missing:
-        print(f"MISSING: {len(fetched.missing)} files of snapshot {fetched.snapshot_id} have no intact copy on "
-              f"{replica.display} and were left out (the rest of the store is restored and loads):", file=err)
+        count = len(fetched.missing)
+        files = f"{count} files of snapshot {fetched.snapshot_id} have" if count != 1 else \
+            f"1 file of snapshot {fetched.snapshot_id} has"
+        print(f"MISSING: {files} no intact copy on {replica.display}, left out (the rest of the store restores "
+              "and loads):", file=err)
         for path in fetched.missing:
             print(f"  missing: {path}", file=err)
     print("hint: run `guardian replicate` on the machine that pushes to this replica: it pushes the damaged "
@@ -343,6 +346,8 @@ def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
         where = "a temporary folder, removed again" if fetched else "this machine's own copy of it"
         print(f"dry run: planned snapshot {snapshot_id} of {replica.display} from {where}; nothing was written")
         _print_human(result)
+        if fetched:
+            _print_fetch_losses(fetched, replica, False)
     return ExitCode.OK
 
 

@@ -11,9 +11,9 @@ salvage); the files of the snapshot whose content is among them are *lost*. For 
    rebuilt is left out whole: chromem refuses a folder of documents without metadata, and the rest
    of the store must still load.
 
-The fetched snapshot's manifest is rewritten locally with those rows flagged damaged (the flag a
-snapshot gives a row that keeps an earlier good copy, or none), so the ordinary restore writes
-exactly the intact files and skips the rest.
+The fetched snapshot's manifest is rewritten locally with those rows flagged lost (like a row a
+snapshot flags damaged, it keeps an earlier good copy, or none), so the ordinary restore writes
+exactly the intact files and skips the rest, saying why.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from guardian.format.layout import METADATA_STEM, file_stem
-from guardian.snapshots.manifest import FLAG_DAMAGED, Manifest, ManifestEntry
+from guardian.snapshots.manifest import FLAG_LOST, Manifest, ManifestEntry
 
 
 @dataclass
@@ -68,21 +68,21 @@ def rewrite(manifest: Manifest, older: dict[str, tuple[str, ManifestEntry]], reb
             lost: dict[str, ManifestEntry], left_out: set[str]) -> tuple[Manifest, Recovery]:
     """The manifest to restore from: ``older`` (path -> (snapshot id, its row)) copies and ``rebuilt``
     (path -> (blob hash, size)) metadata in place of lost rows; every other lost row, and every row
-    under a ``left_out`` folder, without content. All of them flagged damaged."""
+    under a ``left_out`` folder, without content. All of them flagged lost."""
     recovery = Recovery()
     files = []
     for entry in manifest.files or ():
         top = entry.path.partition("/")[0] if "/" in entry.path else ""
         if entry.path in older and top not in left_out:
             snapshot_id, copy = older[entry.path]
-            files.append(replace(copy, flags=copy.flags | FLAG_DAMAGED))
+            files.append(replace(copy, flags=copy.flags | FLAG_LOST))
             recovery.older_copies[entry.path] = snapshot_id
         elif entry.path in rebuilt:
             digest, size = rebuilt[entry.path]
-            files.append(replace(entry, hash=digest, size=size, flags=entry.flags | FLAG_DAMAGED))
+            files.append(replace(entry, hash=digest, size=size, flags=entry.flags | FLAG_LOST))
             recovery.rebuilt.append(entry.path)
         elif entry.path in lost or (top in left_out and entry.hash):
-            files.append(replace(entry, hash=None, flags=entry.flags | FLAG_DAMAGED))
+            files.append(replace(entry, hash=None, flags=entry.flags | FLAG_LOST))
             recovery.missing.append(entry.path)
         else:
             files.append(entry)

@@ -137,7 +137,8 @@ def plan_restore(snapshot_id: str, files: list[ManifestEntry], snapshot_dirs: li
 
 def _action_for(entry: ManifestEntry, now: CurrentFile | None) -> RestoreAction:
     if entry.hash is None:
-        why = "damaged when snapshotted and no good copy before" if entry.damaged else "unstable while snapshotted"
+        why = ("lost from a damaged replica, no intact copy on it" if entry.lost else
+               "damaged when snapshotted and no good copy before" if entry.damaged else "unstable while snapshotted")
         return RestoreAction("skip", entry.path, entry, reason=f"{why}; no content kept")
     if now is None:
         return RestoreAction("write", entry.path, entry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from guardian.replicas import recovery
-from guardian.snapshots.manifest import FLAG_DAMAGED, CollectionInfo, Manifest, ManifestEntry
+from guardian.snapshots.manifest import FLAG_LOST, CollectionInfo, Manifest, ManifestEntry
 
 
 def row(path: str, digest: str | None, size: int = 10) -> ManifestEntry:
@@ -48,7 +48,7 @@ def test_rewrite_restores_older_copies_rebuilt_metadata_and_leaves_out_the_rest(
     assert rows["aaaa1111/d2.gob"] == NEWEST.files[2]          # intact: as it was
     assert rows["bbbb2222/00000000.gob"].hash is None and rows["bbbb2222/d3.gob"].hash is None
     assert rows["skipped.gob"] == NEWEST.files[5]
-    assert all(rows[p].flags & FLAG_DAMAGED for p in ("aaaa1111/d1.gob", "aaaa1111/00000000.gob", "bbbb2222/d3.gob"))
+    assert all(rows[p].flags & FLAG_LOST for p in ("aaaa1111/d1.gob", "aaaa1111/00000000.gob", "bbbb2222/d3.gob"))
     assert found.older_copies == {"aaaa1111/d1.gob": "20251231T000000.000000Z-0000"}
     assert found.rebuilt == ["aaaa1111/00000000.gob"]
     assert found.missing == ["bbbb2222/00000000.gob", "bbbb2222/d3.gob"]   # a whole collection: it would not load
