@@ -243,13 +243,16 @@ def restore_from_replica(args, ctx, at) -> int:
     state dir on a new machine), then restore it like a local one, into the store folder (created
     once the fetch has succeeded, and removed again if the restore fails and it is still empty).
     A damaged replica restores what is intact; the files left out are named, exit 1."""
-    from guardian.replicas.fetch import choose_remote, fetch_snapshot  # replicas: only for --from
+    from guardian.replicas.fetch import choose_readable_remote, fetch_snapshot  # replicas: only for --from
     from guardian.replicas.layout import id_time
     from guardian.replicas.replica import Replica
     from guardian.snapshots.repository import Repository
 
     replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
-    snapshot_id = choose_remote(replica, at)
+    snapshot_id, skipped = choose_readable_remote(replica, at)
+    if skipped:
+        print(f"warning: passed over {len(skipped)} newer snapshot(s) whose record on {replica.display} is damaged: "
+              f"{', '.join(skipped)}", file=sys.stderr)
     if args.dry_run:
         return dry_run_from_replica(args, ctx, replica, snapshot_id)
     ctx.paths.ensure()
@@ -268,7 +271,7 @@ def restore_from_replica(args, ctx, at) -> int:
                                check_load=True, snapshot_id=snapshot_id)
     if args.json:
         print_json({**result.to_dict(), "replica": replica.display, "fetch": fetched.to_dict(),
-                    "missing": fetched.missing})
+                    "missing": fetched.missing, "replica_records_damaged": skipped})
     else:
         _print_human(result)
         _print_fetch_losses(fetched, replica, False)

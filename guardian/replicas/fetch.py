@@ -67,6 +67,22 @@ def choose_remote(replica: Replica, at: datetime | None) -> str:
     return chosen
 
 
+def choose_readable_remote(replica: Replica, at: datetime | None) -> tuple[str, list[str]]:
+    """The newest snapshot at or before ``at`` whose record reads, and the newer ones passed over
+    because their records are damaged (a push from the machine that has them writes them again)."""
+    chosen = choose_remote(replica, at)
+    skipped = []
+    for candidate in reversed([i for i in replica.snapshot_ids() if i <= chosen]):
+        try:
+            replica.record(candidate)
+            return candidate, skipped
+        except ReplicaError:
+            skipped.append(candidate)
+    raise ReplicaError(f"replica {replica.display}: the record of every snapshot at or before {chosen} is damaged "
+                       f"({len(skipped)})", "run `guardian replicate` on the machine that pushes there (it writes "
+                       "them again), or pass a later --at")
+
+
 @dataclass
 class FetchResult:
     snapshot_id: str

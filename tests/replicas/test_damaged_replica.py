@@ -211,3 +211,23 @@ def test_a_bad_byte_in_a_collection_metadata_file_rebuilds_it_from_the_recorded_
     loaded = chromem_load(chromemh, restored)
     assert loaded["ok"] is True and sum(c["count"] for c in loaded["collections"].values()) == 200
     assert loaded["collections"][name]["metadata"] in ({}, None)      # its collection metadata map is lost
+
+
+def test_a_damaged_newest_record_restores_the_one_before_until_the_next_push_writes_it_again(plain_store, tmp_path,
+                                                                                            key_home):
+    state, disk = tmp_path / "state", tmp_path / "disk"
+    disk.mkdir()
+    url = f"file://{disk / 'guardian'}"
+    first = snapshot(plain_store, state)
+    older = tree(plain_store)
+    (plain_store / "notes.txt").write_text("written later\n")
+    second = snapshot(plain_store, state)
+    push(plain_store, state, url)
+    (disk / "guardian" / "snapshots" / second).write_bytes(b"half a record")
+    proc, store = restore_on_a_new_machine(tmp_path, url, "new-machine")
+    assert proc.returncode == 0 and "passed over 1 newer snapshot(s) whose record" in proc.stderr_text
+    assert json.loads(proc.stdout_text)["snapshot"] == first and tree(store) == older
+    push(plain_store, state, url)                                       # writes the record again
+    proc, store = restore_on_a_new_machine(tmp_path, url, "another-machine")
+    assert proc.returncode == 0 and json.loads(proc.stdout_text)["snapshot"] == second
+    assert tree(store) == tree(plain_store)
