@@ -36,7 +36,7 @@ from guardian.replicas.mend import check_object, describe, reliance
 from guardian.replicas.push import test_replica_delay
 from guardian.replicas.replica import Replica
 from guardian.replicas.salvage import ObjectRead, read_data_object
-from guardian.snapshots.manifest import Manifest, decode_header, decode_manifest
+from guardian.snapshots.manifest import Manifest, ManifestEntry, decode_header, decode_manifest
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.timespec import pick_snapshot
 from guardian.snapshots.verify import VerifyReport, verify_repository
@@ -213,7 +213,7 @@ class Fetcher:
 
     def _recover(self, manifest: Manifest, lost: dict, result: FetchResult):
         """Older intact copies, rebuilt metadata, or nothing, for each lost file (recovery.py)."""
-        older: dict[str, tuple[str, object]] = {}
+        older: dict[str, tuple[str, ManifestEntry]] = {}
         lost = dict(lost)
         for older_id in reversed([i for i in self.replica.snapshot_ids() if i < manifest.id]):
             if not lost:
