@@ -53,7 +53,9 @@ class Reliance:
     unreadable: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def add(self, key: str, kind: str, snapshot_id: str, **what) -> None:
-        relied = self.objects.setdefault(key, Relied(kind, **what))
+        relied = self.objects.get(key)
+        if relied is None:
+            relied = self.objects[key] = Relied(kind, **what)
         relied.snapshots.append(snapshot_id)
 
 
@@ -61,6 +63,7 @@ def reliance(replica: Replica, snapshot_ids) -> Reliance:
     """Every object the records of ``snapshot_ids`` need: themselves, their object lists, the data
     objects those list, the copies of their manifests' base file lists."""
     found = Reliance()
+    keys: dict[str, str] = {}     # rel -> object key: a keyed hash, once per file (not once per record)
     for snapshot_id in snapshot_ids:
         found.add(record_key(snapshot_id), "record", snapshot_id)
         try:
@@ -79,7 +82,10 @@ def reliance(replica: Replica, snapshot_ids) -> Reliance:
             found.unreadable[snapshot_id] = (record.base, exc.message)
             entries = record.added
         for entry in entries:
-            found.add(replica.data_key(entry.rel), "data", snapshot_id, entry=entry)
+            key = keys.get(entry.rel)
+            if key is None:
+                key = keys[entry.rel] = replica.data_key(entry.rel)
+            found.add(key, "data", snapshot_id, entry=entry)
     return found
 
 
