@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from guardian.errors import ReplicaError, SnapshotError
-from guardian.replicas.layout import (DATA_PREFIX, LISTS_PREFIX, SNAPSHOTS_PREFIX, Entry, Record, encode_dictionary,
-                                      encode_list, encode_record, record_key)
+from guardian.replicas.layout import (DATA_PREFIX, LISTS_PREFIX, Entry, Record, encode_dictionary, encode_list,
+                                      encode_record, record_key, snapshot_ids)
 from guardian.replicas.ledger import Ledger
 from guardian.replicas.mend import CheckPolicy, Mender, MendResult, reliance
 from guardian.replicas.plan import (Retention, choose_snapshots, list_delta, objects_to_delete, replica_lag,
@@ -96,10 +96,11 @@ class Pusher:
     def run(self) -> PushResult:
         started = time.monotonic()
         local_ids = self.repo.list_ids()
-        remote_ids = self.replica.snapshot_ids()
+        listing = self.replica.target.listing("")   # one listing of the whole replica: all a push looks at
+        remote_ids = snapshot_ids(listing)
         choice = choose_snapshots(local_ids, remote_ids, self.retention)
         kept_remote = [i for i in remote_ids if i not in set(choice.forget)]
-        listing = self._prepare(remote_ids)
+        self._prepare(remote_ids, listing)
         self._mend(kept_remote, listing, set(local_ids))
         for snapshot_id in choice.upload:
             try:
@@ -146,13 +147,10 @@ class Pusher:
                 result.unmendable[record_key(snapshot_id)] = "the snapshot is no longer kept here"
 
     # ---- uploads --------------------------------------------------------------------------------
-    def _prepare(self, remote_ids: list[str]) -> dict[str, tuple[int, str]]:
-        """One listing of the replica (key -> size, tag), and the entries (hashes) of its newest
-        readable record for reuse."""
-        target = self.replica.target
-        listing = {**target.listing(DATA_PREFIX), **target.listing(LISTS_PREFIX),
-                   **target.listing(SNAPSHOTS_PREFIX)}
-        self.present = {k for k in listing if not k.startswith(SNAPSHOTS_PREFIX)}
+    def _prepare(self, remote_ids: list[str], listing: dict[str, tuple[int, str]]) -> None:
+        """What the replica holds (from the listing: key -> size, tag), and the entries (hashes) of
+        its newest readable record for reuse."""
+        self.present = {k for k in listing if k.startswith((DATA_PREFIX, LISTS_PREFIX))}
         for snapshot_id in reversed(sorted(remote_ids)):
             try:
                 record = self.replica.record(snapshot_id)
@@ -163,7 +161,6 @@ class Pusher:
             if record.base:
                 self.base = _Base(record.base, self.replica.base_entries(record.base))
             break
-        return listing
 
     def _upload(self, snapshot_id: str, again: bool = False) -> None:
         """Send what snapshot ``snapshot_id`` needs and its record (``again``: the replica has the

@@ -162,7 +162,7 @@ class FolderTarget:
             for entry in entries:
                 if entry.name.startswith(TEMP_PREFIX):
                     continue
-                key = f"{key_prefix}/{entry.name}"
+                key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append((key, Path(entry.path)))
                 elif entry.is_file(follow_symlinks=False):
