@@ -247,33 +247,89 @@ def _print_human(result) -> None:
 
 def restore_from_replica(args, ctx, at) -> int:
     """Fetch the chosen snapshot from the replica into this store's local repository (creating the
-    state dir and the store folder on a new machine), then restore it like a local one."""
-    from guardian.replicas.fetch import choose_remote, fetch_snapshot  # replicas: only for --from
+    state dir on a new machine), then restore it like a local one, into the store folder (created
+    once the fetch has succeeded, and removed again if the restore fails and it is still empty).
+    A damaged replica restores what is intact; the files left out are named, exit 1."""
+    from guardian.replicas.fetch import choose_readable_remote, fetch_snapshot  # replicas: only for --from
     from guardian.replicas.layout import id_time
     from guardian.replicas.replica import Replica
     from guardian.snapshots.repository import Repository
 
     replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
-    snapshot_id = choose_remote(replica, at)
+    snapshot_id, skipped = choose_readable_remote(replica, at)
+    if skipped:
+        print(f"warning: passed over {len(skipped)} newer snapshot(s) whose record on {replica.display} is damaged: "
+              f"{', '.join(skipped)}", file=sys.stderr)
     if args.dry_run:
         return dry_run_from_replica(args, ctx, replica, snapshot_id)
-    os.makedirs(ctx.paths.store, mode=0o700, exist_ok=True)
     ctx.paths.ensure()
     progress = Progress("fetch", enabled=False if args.json else None)
     fetched = fetch_snapshot(replica, Repository(ctx.paths.snapshots), ctx.paths.lock_file, snapshot_id, progress)
     if not args.json:
         print(f"fetched snapshot {snapshot_id} from {replica.display}: {fetched.objects_fetched} objects "
               f"({fetched.bytes_fetched} bytes), {fetched.objects_reused} already here")
-    if not args.dry_run and sidecar_running(ctx):
-        return restore_through_sidecar(args, ctx, id_time(snapshot_id))
-    result = restore_store(ctx.paths, None, args.collection, dry_run=args.dry_run, confirm=make_confirm(args.force),
-                           progress=Progress("restore", enabled=False if args.json else None),
-                           check_load=not args.dry_run, snapshot_id=snapshot_id)
+    with created_folders(ctx.paths.store):
+        if sidecar_running(ctx):
+            code = restore_through_sidecar(args, ctx, id_time(snapshot_id))
+            _print_fetch_losses(fetched, replica, args.json)
+            return max(code, ExitCode.WARNINGS if fetched.missing or fetched.older_copies or fetched.rebuilt else 0)
+        result = restore_store(ctx.paths, None, args.collection, dry_run=False, confirm=make_confirm(args.force),
+                               progress=Progress("restore", enabled=False if args.json else None),
+                               check_load=True, snapshot_id=snapshot_id)
     if args.json:
-        print_json({**result.to_dict(), "replica": replica.display, "fetch": fetched.to_dict()})
+        print_json({**result.to_dict(), "replica": replica.display, "fetch": fetched.to_dict(),
+                    "missing": fetched.missing, "replica_records_damaged": skipped})
     else:
         _print_human(result)
-    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
+        _print_fetch_losses(fetched, replica, False)
+    if result.loadable is False:
+        return ExitCode.UNLOADABLE
+    return ExitCode.WARNINGS if fetched.missing or fetched.older_copies or fetched.rebuilt else ExitCode.OK
+
+
+@contextlib.contextmanager
+def created_folders(store: Path):
+    """Create the store folder (and missing parents) for a restore; if the restore fails, the
+    folders it created are removed again when still empty: a failed restore leaves nothing behind."""
+    made = []
+    folder = Path(os.path.abspath(store))
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = folder.parent
+    for path in reversed(made):
+        os.mkdir(path, 0o700)
+    try:
+        yield
+    except BaseException:
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)   # only when empty
+        raise
+
+
+def _print_fetch_losses(fetched, replica, as_json: bool) -> None:
+    """What the replica's damage cost this restore (stderr; the JSON has it all under "fetch")."""
+    if as_json or not (fetched.damaged_objects or fetched.missing or fetched.older_copies or fetched.rebuilt):
+        return
+    err = sys.stderr
+    for item in fetched.damaged_objects:
+        print(f"warning: replica object {item['object']} {item['problem']}", file=err)
+    for path, older in sorted(fetched.older_copies.items()):
+        print(f"warning: {path}: its copy in this snapshot is damaged on the replica; restored the older "
+              f"copy from snapshot {older}", file=err)
+    for path in fetched.rebuilt:
+        print(f"warning: {path}: collection metadata lost on the replica; rebuilt from the collection's name "
+              "with empty collection metadata", file=err)
+    if fetched.missing:
+        count = len(fetched.missing)
+        files = f"{count} files of snapshot {fetched.snapshot_id} have" if count != 1 else \
+            f"1 file of snapshot {fetched.snapshot_id} has"
+        print(f"MISSING: {files} no intact copy on {replica.display}, left out (the rest of the store restores "
+              "and loads):", file=err)
+        for path in fetched.missing:
+            print(f"  missing: {path}", file=err)
+    print("hint: run `guardian replicate` on the machine that pushes to this replica: it pushes the damaged "
+          "objects again", file=err)
 
 
 def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
@@ -300,6 +356,8 @@ def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
         where = "a temporary folder, removed again" if fetched else "this machine's own copy of it"
         print(f"dry run: planned snapshot {snapshot_id} of {replica.display} from {where}; nothing was written")
         _print_human(result)
+        if fetched:
+            _print_fetch_losses(fetched, replica, False)
     return ExitCode.OK
 
 

@@ -327,6 +327,9 @@ def replica_warnings(replicas: list[dict]) -> list[str]:
             out.append(f"replica {name} was never pushed (guardian replicate)")
         elif (replica.get("lag_seconds") or 0) > REPLICA_LAG_WARNING:
             out.append(f"replica {name} is {human_duration(replica['lag_seconds'])} behind")
+        if replica.get("unmended"):
+            out.append(f"replica {name} holds {len(replica['unmended'])} damaged object(s) this machine cannot push "
+                       f"again ({replica['unmended'][0]}); its snapshots restore without what those held")
     return out
 
 

@@ -246,7 +246,8 @@ def _left_out(wanted: dict[str, ManifestEntry], parents: set[str], inputs: PlanI
 
 def _action_for(entry: ManifestEntry, now: CurrentFile | None) -> RestoreAction:
     if entry.hash is None:
-        why = "damaged when snapshotted and no good copy before" if entry.damaged else "unstable while snapshotted"
+        why = ("lost from a damaged replica, no intact copy on it" if entry.lost else
+               "damaged when snapshotted and no good copy before" if entry.damaged else "unstable while snapshotted")
         return RestoreAction("skip", entry.path, entry, reason=f"{why}; no content kept")
     kept = ""
     if entry.damaged:
