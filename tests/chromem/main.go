@@ -7,6 +7,7 @@
 //	chromem gen SPEC.json OUT 0|1                   a store written through AddDocument
 //	chromem writer STORE 0|1 COLLECTION N GAP_MS [SEED]  a live writer, as a running contextd is
 //	chromem query STORE 0|1 COLLECTION VECFILE K [WHERE] [WHERE_DOC]  QueryEmbedding, best first
+//	chromem synth OUT N DIM 0|1 [NCOLL]             N documents with contextd-like metadata over NCOLL collections
 //
 // Output is one JSON value on stdout (the writer: one line per document written, then a summary).
 // A store chromem refuses is an answer ({"ok": false, "error": ...}, exit 0); only wrong usage
@@ -331,9 +332,91 @@ func query(args []string) {
 	printJSON(answer)
 }
 
+var kinds = []string{"memories", "checkpoints", "remediations", "codebase"}
+
+// synth writes N documents through AddDocuments (as a bulk import does) into NCOLL collections,
+// round robin, with contextd-like metadata. chromem names a document's file sha256(id)[:8]: an ID
+// whose file name is already taken in its collection would overwrite the other document on disk, so
+// another ID is drawn and the store reloads with exactly N documents. Deterministic (fixed seed).
+func synth(args []string) {
+	if len(args) < 4 || len(args) > 5 {
+		fail("usage: synth OUT N DIM 0|1 [NCOLL]")
+	}
+	out, n, dim, compress := args[0], number(args[1]), number(args[2]), compressFlag(args[3])
+	collections := 1
+	if len(args) == 5 {
+		collections = number(args[4])
+	}
+	if n < 0 || dim < 1 || collections < 1 {
+		fail("N must be >= 0, DIM and NCOLL >= 1")
+	}
+	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+		printJSON(map[string]any{"ok": false, "error": "OUT exists and is not empty: " + out})
+		os.Exit(1)
+	}
+	r := rand.New(rand.NewSource(20261207))
+	db, err := chromem.NewPersistentDB(out, compress)
+	if err != nil {
+		printJSON(map[string]any{"ok": false, "error": err.Error()})
+		return
+	}
+	targets := make([]*chromem.Collection, collections)
+	taken := make([]map[string]bool, collections)
+	for i := range targets {
+		kind := kinds[i%len(kinds)]
+		name := fmt.Sprintf("project%d_%s", i/len(kinds), kind)
+		targets[i], err = db.GetOrCreateCollection(name, map[string]string{"kind": kind, "created_by": "guardian-tests-synth"}, noEmbedding)
+		if err != nil {
+			printJSON(map[string]any{"ok": false, "error": err.Error()})
+			return
+		}
+		taken[i] = map[string]bool{}
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	batches := make([][]chromem.Document, collections)
+	flush := func(i int) error {
+		err := targets[i].AddDocuments(context.Background(), batches[i], 2)
+		batches[i] = batches[i][:0]
+		return err
+	}
+	for k := 0; k < n; k++ {
+		i := k % collections
+		id := newID(r)
+		for {
+			sum := sha256.Sum256([]byte(id))
+			file := hex.EncodeToString(sum[:4])
+			if file != "00000000" && !taken[i][file] {
+				taken[i][file] = true
+				break
+			}
+			id = newID(r)
+		}
+		topic := topics[r.Intn(len(topics))]
+		batches[i] = append(batches[i], chromem.Document{ID: id, Embedding: unitVector(r, dim),
+			Content: fmt.Sprintf("%s %d: %s", kinds[i%len(kinds)], k, topic),
+			Metadata: map[string]string{"project_id": fmt.Sprintf("project%d", i/len(kinds)), "tenant_id": "synth",
+				"title": topic, "confidence": "0.9", "updated_at": start.Add(time.Duration(k) * time.Minute).Format(time.RFC3339)}})
+		if len(batches[i]) == 2000 {
+			if err := flush(i); err != nil {
+				printJSON(map[string]any{"ok": false, "error": err.Error()})
+				return
+			}
+		}
+	}
+	counts := map[string]int{}
+	for i := range targets {
+		if err := flush(i); err != nil {
+			printJSON(map[string]any{"ok": false, "error": err.Error()})
+			return
+		}
+		counts[targets[i].Name] = targets[i].Count()
+	}
+	printJSON(map[string]any{"ok": true, "error": nil, "collections": counts})
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: load|dump|gen|writer|query ...")
+		fail("usage: load|dump|gen|writer|query|synth ...")
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
@@ -355,7 +438,9 @@ func main() {
 		writer(args)
 	case "query":
 		query(args)
+	case "synth":
+		synth(args)
 	default:
-		fail("unknown command %q (load, dump, gen, writer, query)", os.Args[1])
+		fail("unknown command %q (load, dump, gen, writer, query, synth)", os.Args[1])
 	}
 }

@@ -170,7 +170,7 @@ def test_verify_tells_recorded_damage_from_a_broken_snapshot(plain_paths, clock,
     old_style = write_prefix_snapshot(plain_paths, window.id, clock.advance(minutes=1))
     done = cli("verify", "--store", str(plain_paths.store), "--deep")
     assert done.returncode == 0, done.stdout_text
-    assert "OK; 2 snapshot(s) faithfully recorded damage" in done.stdout_text
+    assert "OK; 2 snapshots faithfully recorded damage" in done.stdout_text
     assert f"snapshot {window.id} recorded {VICTIM}/00000000.gob: missing when snapshotted; a restore writes the " \
            "last good copy the snapshot kept" in done.stdout_text
     assert f"snapshot {old_style} recorded {VICTIM}/00000000.gob: not in the snapshot" in done.stdout_text
