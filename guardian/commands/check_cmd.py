@@ -53,6 +53,9 @@ def verdict_line(scan: StoreScan) -> str:
         return f"verdict: chromem WOULD REFUSE this store: {scan.error} (cause: {scan.cause})"
     if scan.healthy:
         return "verdict: chromem will load this store; no problems found"
+    if scan.hidden_documents:
+        return (f"verdict: chromem will load this store, with warnings; {scan.hidden_documents} document file(s) "
+                "in it will not load")
     return "verdict: chromem will load this store, with warnings"
 
 

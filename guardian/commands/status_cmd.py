@@ -79,6 +79,8 @@ def _render_store(store: dict) -> str:
     text = f"store: {head}, {counts['total']} collections ({', '.join(parts) or 'none'})"
     if store_issue_count(store):
         text += f", {store_issue_count(store)} problem(s)"
+    if store.get("hidden_documents"):
+        text += f", {store['hidden_documents']} document file(s) chromem does not load"
     for item in store.get("unrepaired") or []:
         text += f"\n  unrepaired damage: {item.get('path')} ({item.get('kind')}: {item.get('reason')})"
     return text

@@ -191,6 +191,7 @@ def store_part(scan: Any, quarantine_count: int | None) -> dict:
         "error": scan.error or "",
         "collections": {"total": len(collections), **counts},
         "documents": sum(scan.loaded_collections().values()) if hasattr(scan, "loaded_collections") else None,
+        "hidden_documents": sum(int(getattr(p, "documents", 0) or 0) for p in problems),
         "problems": len(problems),
         "fatal_problems": sum(1 for p in problems if getattr(p, "severity", "") == "fatal"),
         "warning_problems": sum(1 for p in problems if getattr(p, "severity", "") == "warning"),
@@ -295,6 +296,9 @@ def status_warnings(status: dict) -> list[str]:
         out.append("no store yet (contextd creates it on first start)")
     elif store_issue_count(store):
         out.append(f"store loads with {store_issue_count(store)} problem(s)")
+    if store.get("hidden_documents"):
+        out.append(f"{store['hidden_documents']} document file(s) in the store that chromem does not load "
+                   "(`guardian check --repair` brings them back)")
     if child_is_fatal(status):
         out.append("child is FATAL (restarts stopped; run `guardian restart`)")
     if not sidecar.get("running"):
