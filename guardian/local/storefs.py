@@ -428,6 +428,44 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600, sync
         os.fsync(dir_fd)
 
 
+PLACED, ALREADY_THERE, TAKEN = "placed", "already there", "taken"
+
+
+def place_new_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600, sync: bool = True) -> str:
+    """Put ``data`` at ``name`` only where nothing is: never over what is there, even if a writer makes
+    it a moment before. The bytes go to a durable temp file that is then hard-linked to ``name`` (the
+    link fails when the name exists: the check and the placing are one system call), and the temp name
+    goes. Returns PLACED, ALREADY_THERE (a regular file with these very bytes was there) or TAKEN
+    (something else is there: left as it is). ``sync=False``: the caller fsyncs the folder later."""
+    if exists_at(name, dir_fd):
+        return _what_is_there(dir_fd, name, data)
+    temp = write_temp_at(dir_fd, name, data, mode)
+    try:
+        try:
+            os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return _what_is_there(dir_fd, name, data)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if exists_at(name, dir_fd):   # no hard links on this filesystem: the check, then a rename
+                return _what_is_there(dir_fd, name, data)
+            replace_at(dir_fd, temp, name)
+    finally:
+        unlink_temp_at(dir_fd, temp)
+    if sync:
+        os.fsync(dir_fd)
+    return PLACED
+
+
+def _what_is_there(dir_fd: int, name: str, data: bytes) -> str:
+    try:
+        same = read_regular(name, limit=len(data), dir_fd=dir_fd) == data
+    except OSError:   # a folder, a symlink, a FIFO, larger: not these bytes
+        same = False
+    return ALREADY_THERE if same else TAKEN
+
+
 def mkdir_at(dir_fd: int, name: str, mode: int = 0o755, sync: bool = True) -> bool:
     """Create folder ``name`` in ``dir_fd`` with permission bits ``mode``; False if it existed.
     ``sync=False``: the caller makes the new entry durable later (with its other writes)."""

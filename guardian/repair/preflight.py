@@ -19,6 +19,7 @@ from guardian.local import storefs
 from guardian.repair.plan import (DOCUMENT_KINDS, ENTRY_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan,
                                   plan_repair, remaining_findings)
 from guardian.local.paths import StatePaths
+from guardian.store.hidden import contextd_quarantined
 from guardian.store.scan import StoreScan, scan_store
 
 MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
@@ -134,7 +135,8 @@ def _checksum_failures(scan: StoreScan):
 
 
 def needs_repair(scan: StoreScan) -> bool:
-    return any(p.kind in ACTIONABLE for p in scan.problems)
+    return any(p.kind in ACTIONABLE or (p.kind == "hidden_documents" and contextd_quarantined(p.path))
+               for p in scan.problems)
 
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,

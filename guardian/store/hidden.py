@@ -24,6 +24,7 @@ from typing import Iterable
 from guardian.format import layout
 from guardian.local import storefs
 
+CONTEXTD_QUARANTINE = ".quarantine"   # where contextd's resilient loader moves a collection folder
 MAX_ENTRIES = 1_000_000   # entries looked at below one root folder (a healthy store has no sub-folder at all)
 MAX_DEPTH = 64            # levels below a root folder
 
@@ -50,6 +51,13 @@ class HiddenWalk:
     @property
     def documents(self) -> int:
         return sum(f.documents for f in self.folders)
+
+
+def contextd_quarantined(path: str) -> bool:
+    """``.quarantine/<8 hex>``: where contextd's resilient loader puts a collection folder it met with
+    documents and no metadata (the layout is the sign: nothing else of chromem's or contextd's makes it)."""
+    parent, _, base = path.rpartition("/")
+    return parent == CONTEXTD_QUARANTINE and len(base) == 8 and all(c in "0123456789abcdef" for c in base)
 
 
 METADATA_NAMES = frozenset(layout.METADATA_STEM + ext for ext in layout.EXTENSIONS)

@@ -84,9 +84,9 @@ KINDS = {
                                 "the next guardian write (check --repair, snapshot, restore) removes it"),
     "mixed_compression": (WARNING, "set --compress (or compress in config) to how contextd runs chromem"),
     "hidden_documents": (WARNING, "chromem never reads sub-folders, so these memories are out of contextd's sight: "
-                                  "`guardian check --repair` brings the collection back where chromem loads it "
-                                  "(its metadata from a snapshot, or rebuilt from its name) and then moves the "
-                                  "leftover folder to guardian's quarantine"),
+                                  "`guardian check --repair` brings a collection contextd moved to .quarantine/ "
+                                  "back where chromem loads it (its metadata from a snapshot, or rebuilt from its "
+                                  "name), then moves the leftover folder to guardian's quarantine"),
     "hidden_walk_stopped": (WARNING, "a tree of sub-folders too large or too deep to walk: more document files may "
                                      "be hidden there; move what does not belong out of the store"),
     "collision_risk": (INFO, "document file names are 32-bit hashes; at this size two ids may share one file"),
@@ -481,16 +481,22 @@ def hidden_problems(root: str, top: str, subfolders: list[str]) -> list[Problem]
     if not subfolders:
         return []
     walk = hidden_mod.walk_below(root, top, subfolders)
-    problems = [Problem(folder.path, "hidden_documents", hidden_detail(folder), top, documents=folder.documents)
+    problems = [Problem(folder.path, "hidden_documents", hidden_detail(folder), top, documents=folder.documents,
+                        hint="" if hidden_mod.contextd_quarantined(folder.path) else HINT_HIDDEN_ELSEWHERE)
                 for folder in walk.folders]
     if walk.stopped:
         problems.append(Problem(top, "hidden_walk_stopped", walk.stopped, top))
     return problems
 
 
+HINT_HIDDEN_ELSEWHERE = ("chromem never reads sub-folders: if this is a collection, move it back to the store root "
+                         "as its <hash> folder (with its metadata file) while contextd is stopped; otherwise move "
+                         "it out of the store")
+
+
 def hidden_detail(folder: hidden_mod.HiddenFolder) -> str:
     text = f"{folder.documents} document file(s) in a sub-folder: chromem never reads them"
-    if folder.path.startswith(".quarantine/") and looks_like_collection_dir(folder.base):
+    if hidden_mod.contextd_quarantined(folder.path):
         text += (f" (contextd's own recovery moved collection {folder.base} here when its metadata was missing, "
                  "and started without it)")
     return text
