@@ -135,6 +135,8 @@ def make_context(args: argparse.Namespace) -> Context:
         "log_level": getattr(args, "log_level", None),
     }
     config = load_config(getattr(args, "config", None), overrides=overrides)
+    if config.origin.warning:   # contextd starts anyway (with its environment alone): so does guardian, saying so
+        print(f"warning: {config.origin.warning}", file=sys.stderr)
     return Context(config=config)
 
 

@@ -55,9 +55,19 @@ def say_how_the_child_is_found(args: argparse.Namespace) -> None:
               f"(hint: pass its full path, e.g. -- ~/go/bin/{given[0]} ...)", file=sys.stderr)
 
 
+def store_arguments(ctx) -> list[str]:
+    """``--store`` (and ``--compress``) as given to guardian now; none when they are contextd's: the service
+    then reads contextd's configuration when it starts, as the contextd it starts does."""
+    origin = ctx.config.origin
+    argv = ["--store", str(ctx.config.store_path)] if origin.store in ("flag", "env", "guardian config") else []
+    if origin.compress in ("flag", "env"):
+        argv += ["--compress", ctx.config.compress]
+    return argv
+
+
 def run_arguments(args: argparse.Namespace, ctx) -> list[str]:
     """The `guardian run ...` arguments the service uses: the same store/state/config as now."""
-    argv = service.guardian_executable() + ["run", "--store", str(ctx.config.store_path)]
+    argv = service.guardian_executable() + ["run", *store_arguments(ctx)]
     if ctx.config.state_dir:
         argv += ["--state-dir", os.path.abspath(os.path.expanduser(ctx.config.state_dir))]
     if getattr(args, "config", None):
@@ -70,7 +80,7 @@ def run_arguments(args: argparse.Namespace, ctx) -> list[str]:
 
 def mcp_client_config(ctx) -> str:
     """The MCP client entry that runs contextd through `guardian mcp` (pasteable JSON)."""
-    args = service.guardian_executable() + ["mcp", "--store", str(ctx.config.store_path), "--", "contextd", "--mcp"]
+    args = service.guardian_executable() + ["mcp", *store_arguments(ctx), "--", "contextd", "--mcp"]
     entry = {"mcpServers": {"contextd": {"command": args[0], "args": args[1:]}}}
     return json.dumps(entry, indent=2)
 
