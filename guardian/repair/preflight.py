@@ -134,9 +134,13 @@ def _checksum_failures(scan: StoreScan):
     return checksum_failures(scan)
 
 
+def actionable(problem) -> bool:
+    """A problem a repair acts on (document files hidden below the root: only where contextd moved them)."""
+    return problem.kind in ACTIONABLE or (problem.kind == "hidden_documents" and contextd_quarantined(problem.path))
+
+
 def needs_repair(scan: StoreScan) -> bool:
-    return any(p.kind in ACTIONABLE or (p.kind == "hidden_documents" and contextd_quarantined(p.path))
-               for p in scan.problems)
+    return any(actionable(p) for p in scan.problems)
 
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
@@ -248,7 +252,7 @@ def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     if not result.loadable_before or result.plans:
         events.append(("corruption_found", {"error": result.scan_before.error, "cause": result.scan_before.cause,
                                             "problems": len([p for p in result.scan_before.problems
-                                                             if p.kind in ACTIONABLE])}))
+                                                             if actionable(p)])}))
     if result.dry_run:
         return events
     if result.repaired:

@@ -511,8 +511,10 @@ def top_level_file(entry: FolderEntry) -> Problem:
     if looks_like_collection_dir(entry.name):
         return Problem(entry.name, "collection_not_folder", f"{what} named like a collection folder: chromem "
                        "skips it", entry.name)
-    documents = int(not entry.is_symlink and stat_mod.S_ISREG(entry.mode) and hidden_mod.is_document_name(entry.name))
-    return Problem(entry.name, "stray_file", f"{what} at the store root (chromem ignores it)", documents=documents)
+    if not entry.is_symlink and stat_mod.S_ISREG(entry.mode) and hidden_mod.is_document_name(entry.name):
+        return Problem(entry.name, "stray_file", "a document file at the store root: chromem never reads it",
+                       severity=WARNING, documents=1)
+    return Problem(entry.name, "stray_file", f"{what} at the store root (chromem ignores it)")
 
 
 def looks_like_collection_dir(name: str) -> bool:

@@ -129,3 +129,16 @@ def test_status_and_metrics_count_them_from_disk_and_live(plain_store, chromemh,
     text = run_cli("status", "--store", str(plain_store), env={"GUARDIAN_STATE_DIR": str(state_dir)}).stdout_text
     assert "41 document file(s) chromem does not load" in text
     assert chromem_load(chromemh, plain_store)["ok"]
+
+
+def test_every_other_document_file_chromem_leaves_is_counted_and_warned(gz_store):
+    """The other format beside a collection's files, a folder dropped for a duplicate name, the root itself."""
+    doc = next(p for p in (gz_store / MEMORIES).iterdir() if p.name != "00000000.gob.gz")
+    shutil.copy(doc, gz_store / MEMORIES / "0badc0de.gob")                   # plain in a gz store: ignored
+    shutil.copy(doc, gz_store / "loose.gob.gz")                               # at the root: ignored
+    shutil.copytree(gz_store / "6c7f5464", gz_store / "6c7f5465")            # same name, earlier folder dropped
+    scan = scan_store(gz_store)
+    counted = {p.kind: p.documents for p in scan.problems if p.documents}
+    assert counted == {"other_format_file": 1, "stray_file": 1, "duplicate_name": 8}
+    assert scan.hidden_documents == 10 and scan.exit_code() == 1
+    assert all(p.severity == "warning" for p in scan.problems if p.documents)
