@@ -28,6 +28,8 @@ from guardian.local import storefs
 from guardian.store.hidden import METADATA_NAMES, is_document_name
 
 SOURCE = "repair"
+METADATA_WRITTEN = {"snapshot": "metadata restored from a snapshot", "rebuilt": "metadata rebuilt from the name",
+                    "hidden": "metadata from the moved folder"}
 
 
 def bring_back(applier, action):
@@ -65,7 +67,7 @@ def summary(counts: dict, wrote_metadata: str) -> str:
     if counts["damaged"]:
         parts.append(f"{counts['damaged']} that do not decode left with the moved folder in the quarantine")
     if wrote_metadata:
-        parts.append(f"metadata {wrote_metadata}")
+        parts.append(wrote_metadata)
     return "; ".join(parts)
 
 
@@ -104,7 +106,7 @@ def ensure_metadata(applier, action, hidden_fd: int, target_fd: int, mode: int) 
     elif storefs.place_new_at(target_fd, name, data, mode) == storefs.TAKEN:
         raise GuardianError(f"{action.path}/{name} appeared while the collection was brought back",
                             "run `guardian check --repair` again")
-    return f"from {action.metadata_from}"
+    return METADATA_WRITTEN.get(action.metadata_from, "metadata written")
 
 
 def metadata_bytes(applier, action, hidden_fd: int) -> bytes:
