@@ -24,7 +24,7 @@ import stat as statmod
 from guardian.errors import GuardianError
 from guardian.format import chromem, layout
 from guardian.format.gob import GobError
-from guardian.local import storefs
+from guardian.local import fsutil, storefs
 from guardian.store.hidden import METADATA_NAMES, is_document_name
 
 SOURCE = "repair"
@@ -40,21 +40,48 @@ def bring_back(applier, action):
     hidden_fd = folder_fd(applier, action.from_path)
     target_fd = collection_folder(applier, action.path)
     wrote_metadata = ensure_metadata(applier, action, hidden_fd, target_fd, STORE_FILE_MODE)
-    counts = {storefs.PLACED: 0, storefs.ALREADY_THERE: 0, storefs.TAKEN: 0, "damaged": 0}
-    ext = layout.extension(applier.compress)
-    for name in sorted(os.listdir(hidden_fd)):
-        if not is_document_name(name):
-            continue
-        data = store_bytes(hidden_fd, name, applier.compress)
-        if data is None:
-            counts["damaged"] += 1
-            continue
-        counts[storefs.place_new_at(target_fd, layout.file_stem(name) + ext, data, STORE_FILE_MODE, sync=False)] += 1
-    os.fsync(target_fd)
+    counts = place_documents(applier.compress, hidden_fd, target_fd, STORE_FILE_MODE)
     entry = applier.quarantine.put(applier.root, action.from_path, kind="folder", source=SOURCE, dirs=dirs,
                                    reason=f"contextd's own quarantine of collection {action.path}, brought back "
                                           f"({action.source}); this is the folder as contextd left it")
     return Applied(action, True, summary(counts, wrote_metadata), quarantine_id=entry.id)
+
+
+def place_documents(compress: bool, hidden_fd: int, target_fd: int, mode: int) -> dict[str, int]:
+    """Every document of the moved folder that decodes, written beside its name in the collection folder,
+    made durable at once (one filesystem sync), then linked in where the name is free; the counts."""
+    counts = {storefs.PLACED: 0, storefs.ALREADY_THERE: 0, storefs.TAKEN: 0, "damaged": 0}
+    ext = layout.extension(compress)
+    staged: list[tuple[str, str]] = []
+    linked = 0
+    try:
+        for name in sorted(os.listdir(hidden_fd)):
+            if not is_document_name(name):
+                continue
+            data = store_bytes(hidden_fd, name, compress)
+            dest = layout.file_stem(name) + ext
+            if data is None:
+                counts["damaged"] += 1
+            elif storefs.exists_at(dest, target_fd):   # written since, or by an earlier run
+                counts[storefs.what_is_there(target_fd, dest, data)] += 1
+            else:
+                staged.append((storefs.write_temp_at(target_fd, dest, data, mode, sync=False), dest))
+        durable(target_fd, [temp for temp, _ in staged])
+        for temp, dest in staged:
+            counts[storefs.link_new_at(target_fd, temp, dest)] += 1   # (the temp name goes, whatever happens)
+            linked += 1
+        os.fsync(target_fd)
+    finally:
+        for temp, _ in staged[linked:]:   # a failure half-way: no temp file is left behind
+            storefs.unlink_temp_at(target_fd, temp)
+    return counts
+
+
+def durable(folder_fd_: int, names: list[str]) -> None:
+    """The files just written, durable before any is linked in: one syncfs, else an fsync each."""
+    if names and not fsutil.sync_filesystem(folder_fd_):
+        for name in names:
+            fsutil.fsync_at(folder_fd_, name)
 
 
 def summary(counts: dict, wrote_metadata: str) -> str:

@@ -2,8 +2,8 @@
 
 Usage: python crash_runner.py STORE STATE DELAY [place]
 
-``place``: slow down (and announce) every document placed by ``storefs.place_new_at`` instead of every
-action, so a kill can land between the files of one action (bringing a hidden collection back).
+``place``: slow down (and announce) every file linked into place by ``storefs.link_new_at`` instead of
+every action, so a kill can land between the files of one action (bringing a hidden collection back).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ def main() -> int:
     if sys.argv[4:] == ["place"]:
         from guardian.local import storefs
 
-        place = storefs.place_new_at
+        link = storefs.link_new_at
 
-        def slow_place(*args, **kwargs):
+        def slow_link(*args, **kwargs):
             print("place", flush=True)
             time.sleep(delay)
-            return place(*args, **kwargs)
+            return link(*args, **kwargs)
 
-        storefs.place_new_at = slow_place
+        storefs.link_new_at = slow_link
     else:
         apply_mod.PlanApplier.apply_one = slow_apply_one
     logs.get_logger("guardian.repair")  # structlog is set up on first use: not inside the kill window
