@@ -148,3 +148,22 @@ def test_what_is_not_contextds_or_cannot_go_back_is_reported_and_left_alone(plai
     assert "DATA HIDDEN" in hazards[f".quarantine/{MEMORIES}"]["loud"]
     assert len(list((plain_store / ".quarantine" / MEMORIES).glob("*.gob"))) == 40
     assert len(list((backup / "6c7f5464").glob("*.gob"))) == 9
+
+
+def test_in_a_gz_store_moved_by_hand_the_documents_come_back_in_the_stores_format(gz_store, chromemh, cli):
+    """contextd's loader never moves a gz folder (it looks for .gob names); the same layout made by hand comes
+    back too, a document found in the other format rewrapped (same gob, gzip around it)."""
+    from guardian.format import chromem
+
+    before = chromem_load(chromemh, gz_store, True)["collections"]
+    (gz_store / MEMORIES / "00000000.gob.gz").unlink()
+    assert resilient_load(chromemh, gz_store, True)[0] == []     # contextd itself leaves it (and fails to start)
+    (gz_store / ".quarantine").mkdir()
+    (gz_store / MEMORIES).rename(gz_store / ".quarantine" / MEMORIES)
+    for path in sorted((gz_store / ".quarantine" / MEMORIES).glob("*.gob.gz"))[:3]:
+        path.with_name(path.name[:-3]).write_bytes(chromem.gob_stream(path.read_bytes()))
+        path.unlink()
+    done = cli("check", "--store", str(gz_store), "--repair")
+    assert done.returncode == 0, done.stdout_text
+    assert chromem_load(chromemh, gz_store, True)["collections"] == before
+    assert not list((gz_store / MEMORIES).glob("*.gob"))
