@@ -350,21 +350,21 @@ def plan_hidden(scan: StoreScan, problem: Problem, sources: RepairSources, candi
     base = {"kind": "restore_hidden", "path": facts.target, "from_path": facts.path, "is_folder": True,
             "reason": f"{facts.documents} document file(s) contextd moved to {facts.path} are out of chromem's sight"}
     if facts.target_state in ("named", "unnamed"):   # "unnamed": its own metadata repair runs first (ORDER)
-        plan.actions.append(RepairAction(**base, source=f"merged into the collection folder {facts.target} "
+        add_bring_back(plan, RepairAction(**base, source=f"merged into the collection folder {facts.target} "
                                          "(a document it already holds is left as it is)"))
         return
     version = sources.newest_valid(rel)
     if facts.own_metadata is not None:
-        plan.actions.append(RepairAction(**base, metadata_from="hidden", name=facts.own_metadata.name or "",
+        add_bring_back(plan, RepairAction(**base, metadata_from="hidden", name=facts.own_metadata.name or "",
                                          source=f"the folder's own metadata ({facts.own_metadata.name!r})"))
     elif version is not None:
-        plan.actions.append(RepairAction(**base, metadata_from="snapshot", blob=version.blob, name=version.name or "",
+        add_bring_back(plan, RepairAction(**base, metadata_from="snapshot", blob=version.blob, name=version.name or "",
                                          snapshot_id=version.snapshot_id,
                                          source=f"metadata from snapshot {version.snapshot_id} ({version.time})"))
     elif len(matches := names_mod.matching_names(facts.target, candidates)) == 1:
         name = matches[0]
         kept = sources.metadata_by_name.get(name)
-        plan.actions.append(RepairAction(**base, metadata_from="rebuilt", name=name,
+        add_bring_back(plan, RepairAction(**base, metadata_from="rebuilt", name=name,
                                          metadata=dict(kept.metadata or {}) if kept else {},
                                          snapshot_id=kept.snapshot_id if kept else "",
                                          source=f"metadata rebuilt: name {name!r} from {candidates[name]} (sha256 "
@@ -377,6 +377,16 @@ def plan_hidden(scan: StoreScan, problem: Problem, sources: RepairSources, candi
                else f"no snapshot holds its metadata and no candidate name hashes to {facts.target}")
         hazard(why, "give the collection's name with `guardian check --repair --name NAME` (or collection_names "
                     "in config)")
+
+
+RESTART_NOTE = "a collection brought back is in contextd's memory from its next start: restart contextd if it runs"
+
+
+def add_bring_back(plan: RepairPlan, action: RepairAction) -> None:
+    """A restore_hidden action, and (once) the note that contextd sees it only from its next start."""
+    plan.actions.append(action)
+    if RESTART_NOTE not in plan.notes:
+        plan.notes.append(RESTART_NOTE)
 
 
 def plan_file_entry(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:

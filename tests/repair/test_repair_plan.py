@@ -103,7 +103,8 @@ def test_a_collection_contextd_moved_aside_comes_back_with_the_best_metadata_the
     assert (action.metadata_from, action.snapshot_id) == ("snapshot", "old")
     plan = hidden_plan(candidates={"webapp_memories": "documents", "other": "catalog"})
     assert (plan.actions[0].metadata_from, plan.actions[0].name) == ("rebuilt", "webapp_memories")
-    assert plan.actions[0].reported_as == "restored_hidden_collection" and "EMPTY" in plan.notes[0]
+    assert plan.actions[0].reported_as == "restored_hidden_collection" and "EMPTY" in plan.notes[-1]
+    assert "restart contextd" in plan.notes[0]
     plan = hidden_plan(candidates={"nothing_matches": "catalog"})
     assert plan.actions == [] and plan.hazards[0].kind == "hidden_documents" and "--name" in plan.hazards[0].hint
 
