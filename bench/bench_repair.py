@@ -6,7 +6,11 @@ Measures, in one run:
   measured at ~3.2 s on this machine class, see bench_query.py);
 - pre-flight on the unchanged store (warm verified-file cache): target <= 10% of the load, <= 0.35 s;
 - a repair pass on the same store with one broken collection (metadata deleted, as in the incident,
-  and 3 empty documents), no snapshot: name recovered from the documents, documents quarantined.
+  and 3 empty documents), no snapshot: name recovered from the documents, documents quarantined;
+- contextd's own recovery: that collection's metadata deleted again and the folder moved to
+  ``.quarantine/<hash>/`` as contextd's resilient loader does; a warm pre-flight that finds and counts
+  the hidden documents (beside the warm pre-flight of the unchanged store), and the repair that brings
+  the collection back (beside decoding its documents).
 
 Usage: .venv/bin/python bench/bench_repair.py [--docs N] [--work DIR]
 """
@@ -99,6 +103,17 @@ def main() -> int:
     after_s, after = timed(lambda: preflight(config, paths))
     assert not after.actions
 
+    (broken / "00000000.gob").unlink()                     # contextd's resilient loader moves it aside
+    (store / ".quarantine").mkdir()
+    broken.rename(store / ".quarantine" / broken.name)
+    moved = all_document_files(store / ".quarantine")
+    decode_moved_s, _ = timed(lambda: read_documents(moved))
+    found_s, found = timed(lambda: preflight(config, paths, dry_run=True))
+    assert found.scan.hidden_documents == len(moved), found.scan.hidden_documents
+    back_s, back = timed(lambda: preflight(config, paths))
+    assert back.exit_code == 0 and back.scan.hidden_documents == 0
+    assert not (store / ".quarantine" / broken.name).exists()
+
     scale = args.docs / 100_000
     print(f"store: {len(files)} document files x {DIM} dims in {len(PROJECTS)} collections ({store})")
     print(f"baseline: decode every document (chromem's load work)   {load_s:7.3f} s")
@@ -110,6 +125,11 @@ def main() -> int:
     print(f"repair pass, one broken collection ({len(kinds)} actions: {', '.join(sorted(set(kinds)))})"
           f"  {repair_s:7.3f} s   = {repair_s / load_s:.2f}x the decode baseline")
     print(f"pre-flight right after the repair                         {after_s:7.3f} s")
+    print(f"contextd moved {broken.name} to .quarantine/ ({len(moved)} documents):")
+    print(f"  pre-flight finding and counting them (dry run, warm)      {found_s:7.3f} s   "
+          f"(unchanged store: {warm_s:.3f} s)")
+    print(f"  repair bringing the collection back                       {back_s:7.3f} s   "
+          f"= {back_s / decode_moved_s:.2f}x decoding its documents ({decode_moved_s:.3f} s)")
     return 0 if warm_s <= 0.35 * scale or warm_s <= 0.1 * load_s else 1
 
 

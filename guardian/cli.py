@@ -200,6 +200,8 @@ def make_context(args: argparse.Namespace) -> Context:
     if not config.store.strip():
         raise ConfigError("the store path is empty (GUARDIAN_STORE or `store` in config.toml): it would mean "
                           "the current folder", "set it to contextd's vectorstore folder, or unset it for the default")
+    if config.origin.warning:   # contextd starts anyway (with its environment alone): so does guardian, saying so
+        print(f"warning: {config.origin.warning}", file=sys.stderr)
     return Context(config=config)
 
 

@@ -1,7 +1,10 @@
 """Configuration: one TOML file, overridden by GUARDIAN_* environment variables, then by flags.
 
 Everything is validated into one frozen :class:`Config`; an invalid value raises
-:class:`ConfigError` naming the field and where it came from.
+:class:`ConfigError` naming the field and where it came from. With no store given to guardian
+(``--store``, ``GUARDIAN_STORE``, ``store =``), the store and its compress flag are contextd's, read
+as contextd reads its own configuration (:mod:`guardian.contextd_config`); ``Config.origin`` says
+where each came from.
 """
 
 from __future__ import annotations
@@ -9,13 +12,41 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Mapping
 
 from guardian.errors import ConfigError
 from guardian.local.paths import DEFAULT_STORE
 
 COMPRESS_CHOICES = ("auto", "true", "false")
+FLAG, ENV, GUARDIAN_CONFIG, DETECTED = "flag", "env", "guardian config", "detected"
+CONTEXTD_FILE = "contextd config file"   # (guardian.contextd_config.FILE)
+
+
+@dataclass(frozen=True)
+class StoreOrigin:
+    """Where the store path and the compress setting came from: ``flag``, ``env`` (GUARDIAN_*),
+    ``guardian config``, ``contextd config file``, ``contextd env``, ``default`` (contextd's own
+    default), or for compress also ``detected`` (from the files: a store given to guardian)."""
+
+    store: str = "default"
+    compress: str = DETECTED
+    guardian_config: str = ""       # guardian's config file, when it set either
+    contextd_config: str = ""       # contextd's config file, when contextd's configuration was read
+    warning: str = ""               # contextd ignores its config file (why), or keeps no chromem store
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v or k in ("store", "compress")}
+
+    def describe(self, what: str = "store") -> str:
+        """``contextd config file /home/u/.config/contextd/config.yaml``, ``flag``, ``default``, ..."""
+        source = getattr(self, what)
+        if source == GUARDIAN_CONFIG:
+            return f"{source} {self.guardian_config}"
+        if source == CONTEXTD_FILE:
+            return f"{source} {self.contextd_config}"
+        return "contextd's default" if source == "default" else source
 
 
 @dataclass(frozen=True)
@@ -79,6 +110,8 @@ class Config:
     mcp_start_timeout: float = 60.0   # until the child's first line (contextd loads its model first)
     contextd_model: str = ""        # default: contextd's EMBEDDINGS_MODEL, else BAAI/bge-small-en-v1.5
     contextd_models_dir: str = ""   # default: contextd's EMBEDDINGS_CACHE_DIR, else ~/.config/contextd/models
+    # where store and compress came from (load_config; never read from a file or the environment)
+    origin: StoreOrigin = field(default_factory=StoreOrigin, compare=False, metadata={"derived": True})
 
     @property
     def store_path(self) -> Path:
@@ -93,7 +126,7 @@ class Config:
         return _validate(dataclasses.replace(self, **changes))
 
 
-FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+FIELD_TYPES = {f.name: f.type for f in fields(Config) if not f.metadata.get("derived")}
 
 
 def default_config_path() -> Path:
@@ -193,6 +226,7 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
     """TOML file, then GUARDIAN_<FIELD> environment variables, then ``overrides`` (flags)."""
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
+    sources: dict[str, str] = {}
     explicit = path is not None
     path = Path(path).expanduser() if path else default_config_path()
     if path.exists():
@@ -208,15 +242,36 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
             if key not in FIELD_TYPES:
                 raise ConfigError(f"unknown field {key!r} in {path}", f"known fields: {', '.join(FIELD_TYPES)}")
             values[key] = _coerce(key, value, str(path))
+            sources[key] = GUARDIAN_CONFIG
     elif explicit:
         raise ConfigError(f"config file {path} does not exist", "create it or drop --config")
     for name in FIELD_TYPES:
         env_name = f"GUARDIAN_{name.upper()}"
         if env_name in environ and name != "state_dir":
             values[name] = _coerce(name, environ[env_name], env_name)
+            sources[name] = ENV
     if environ.get("GUARDIAN_STATE_DIR"):
         values["state_dir"] = environ["GUARDIAN_STATE_DIR"]
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+            sources[name] = FLAG
+    values["origin"] = store_origin(values, sources, str(path), environ)
     return _validate(Config(**values))
+
+
+def store_origin(values: dict, sources: dict[str, str], guardian_file: str, environ: Mapping[str, str]) -> StoreOrigin:
+    """Where store and compress come from; with no store given to guardian, contextd's own (``values``
+    gets them as contextd decides them, guardian's own compress setting, when given, still wins)."""
+    used = guardian_file if GUARDIAN_CONFIG in (sources.get("store"), sources.get("compress")) else ""
+    if "store" in sources:
+        return StoreOrigin(sources["store"], sources.get("compress", DETECTED), used)
+    from guardian.contextd_config import contextd_store
+
+    found = contextd_store(environ)
+    values["store"] = found.path
+    compress = sources.get("compress")
+    if compress is None:
+        values["compress"] = "true" if found.compress else "false"
+        compress = found.compress_source
+    return StoreOrigin(found.path_source, compress, used, found.config_file, found.warning)

@@ -17,10 +17,13 @@ def write(tmp_path, text: str):
 
 
 def test_defaults_are_contextds_store_and_hourly_24(tmp_path):
-    config = load_config(environ={}, path=write(tmp_path, ""))
-    assert config.store == "~/.config/contextd/vectorstore"
-    assert (config.snapshot_interval_minutes, config.keep_last, config.compress) == (60.0, 24, "auto")
+    config = load_config(environ={"HOME": str(tmp_path)}, path=write(tmp_path, ""))
+    assert config.store == f"{tmp_path}/.config/contextd/vectorstore"   # contextd's default, as contextd expands it
+    assert (config.snapshot_interval_minutes, config.keep_last, config.compress) == (60.0, 24, "false")
+    assert (config.origin.store, config.origin.compress) == ("default", "default")
     assert config.http_host == "127.0.0.1"
+    given = load_config(environ={"HOME": str(tmp_path), "GUARDIAN_STORE": "/s"}, path=write(tmp_path, ""))
+    assert (given.store, given.compress, given.origin.store, given.origin.compress) == ("/s", "auto", "env", "detected")
 
 
 def test_file_then_environment_then_flags(tmp_path):

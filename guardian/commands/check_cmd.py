@@ -32,9 +32,9 @@ def run(args, ctx) -> int:
         return run_check_repair(args, ctx)
     scan = run_scan(ctx, use_cache=not args.no_cache)
     if args.json:
-        print_json(scan.to_dict())
+        print_json({**scan.to_dict(), "store_source": ctx.config.origin.to_dict()})
     else:
-        print(render_scan(scan, verbose=args.verbose))
+        print(render_scan(scan, verbose=args.verbose, origin=ctx.config.origin))
     return scan.exit_code()
 
 
@@ -54,14 +54,17 @@ def verdict_line(scan: StoreScan) -> str:
         return f"verdict: chromem WOULD REFUSE this store: {scan.error} (cause: {scan.cause})"
     if scan.healthy:
         return "verdict: chromem will load this store; no problems found"
+    if scan.hidden_documents:
+        return (f"verdict: chromem will load this store, with warnings; {scan.hidden_documents} document file(s) "
+                "in it will not load")
     return "verdict: chromem will load this store, with warnings"
 
 
-def render_scan(scan: StoreScan, verbose: bool = False) -> str:
+def render_scan(scan: StoreScan, verbose: bool = False, origin=None) -> str:
     if any(p.kind == "store_missing" for p in scan.problems):
-        return render_no_store_yet(scan)
+        return render_no_store_yet(scan, origin)
     mode = "gzip (.gob.gz)" if scan.compress else "plain (.gob)"
-    lines = [f"store: {scan.root}  [{mode}]", ""]
+    lines = [f"store: {scan.root}  [{mode}]" + (f"  (from {origin.describe()})" if origin else ""), ""]
     rows = [(c.name if c.name is not None else "?", c.dir, c.status, c.documents)
             for c in scan.collections if not (c.skipped and all(p.severity == INFO for p in c.problems))]
     lines.append(format_table(("collection", "dir", "status", "documents"), rows) if rows else "no collections")
@@ -78,9 +81,10 @@ def render_scan(scan: StoreScan, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def render_no_store_yet(scan: StoreScan) -> str:
+def render_no_store_yet(scan: StoreScan, origin=None) -> str:
     """The one "no store yet" rule, in check's own words: a new machine, not a damaged store."""
-    return (f"{no_store_yet_line(scan.root)}\n"
+    where = f" (the path is from {origin.describe()})" if origin else ""
+    return (f"{no_store_yet_line(scan.root)}{where}\n"
             "verdict: chromem would start an empty store here (contextd with no memories); "
             "pass --store if your store lives elsewhere")
 
@@ -93,7 +97,7 @@ def run_check_repair(args, ctx) -> int:
                        dry_run=bool(getattr(args, "dry_run", False)),
                        use_cache=not getattr(args, "no_cache", False), deep=True)
     if getattr(args, "json", False):
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "store_source": ctx.config.origin.to_dict()})
     else:
         print(render_report(result, verbose=bool(getattr(args, "verbose", False))))
     return result.exit_code

@@ -60,10 +60,16 @@ class Setup:
     child: list[str]
     child_given: list[str]
     child_found: bool
+    store_given: bool = True       # False: the store is contextd's (its config.yaml or default), read at start
+    compress: str | None = None    # --compress as given to guardian now (None: detected or contextd's)
 
     def guardian_options(self) -> list[str]:
-        """``--store`` (and ``--state-dir``, ``--config``) as the unit and the MCP entry both pass them."""
-        options = ["--store", self.store]
+        """``--store`` (and ``--compress``, ``--state-dir``, ``--config``) as the unit and the MCP entry both
+        pass them. A store that is contextd's is not written: the service then reads contextd's
+        configuration when it starts, as the contextd it starts does."""
+        options = ["--store", self.store] if self.store_given else []
+        if self.compress:
+            options += ["--compress", self.compress]
         if self.state_dir:
             options += ["--state-dir", self.state_dir]
         if self.config:
@@ -97,7 +103,10 @@ def make_setup(args: argparse.Namespace, ctx) -> Setup:
     explicit = ctx.config.state_dir or (os.environ.get("XDG_STATE_HOME") and str(state_root()))
     given = given_command(args)
     resolved = resolve_program(given[0]) if given else None
+    origin = ctx.config.origin
     return Setup(store=absolute(str(ctx.config.store_path)),
+                 store_given=origin.store in ("flag", "env", "guardian config"),
+                 compress=ctx.config.compress if origin.compress in ("flag", "env") else None,
                  state_dir=absolute(explicit) if explicit else None,
                  config=absolute(args.config) if getattr(args, "config", None) else None,
                  child=[resolved or given[0], *given[1:]] if given else [], child_given=given,

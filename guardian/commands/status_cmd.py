@@ -37,7 +37,7 @@ def run(args, ctx) -> int:
 
 def render_status(status: dict) -> str:
     """Short human-readable lines, one per part, ending with the verdict."""
-    lines = [_render_sidecar(status["sidecar"]), _render_store(status["store"]),
+    lines = [_render_sidecar(status["sidecar"]), _render_store(status["store"]), _render_origin(status),
              _render_snapshots(status["snapshots"])]
     if status["store"].get("quarantined"):
         lines.append(f"quarantine: {count(status['store']['quarantined'], 'item')}")
@@ -80,9 +80,27 @@ def _render_store(store: dict) -> str:
     text = f"store: {head}, {count(counts['total'], 'collection')} ({', '.join(parts) or 'none'})"
     if store_issue_count(store):
         text += f", {count(store_issue_count(store), 'problem')}"
+    if store.get("hidden_documents"):
+        text += f", {count(store['hidden_documents'], 'document file')} chromem does not load"
     for item in store.get("unrepaired") or []:
         text += f"\n  unrepaired damage: {item.get('path')} ({item.get('kind')}: {item.get('reason')})"
     return text
+
+
+def _render_origin(status: dict) -> str:
+    """`store path: /x (from contextd config file /home/u/.config/contextd/config.yaml); compress false (...)`."""
+    origin = status.get("store_source") or {}
+    mode = {True: "true", False: "false"}.get((status.get("store") or {}).get("compress"), "?")
+    return (f"store path: {status.get('store_path')} (from {describe_source(origin, 'store')}); "
+            f"compress {mode} ({describe_source(origin, 'compress')})")
+
+
+def describe_source(origin: dict, what: str) -> str:
+    source = origin.get(what, "?")
+    file = {"guardian config": origin.get("guardian_config"), "contextd config file": origin.get("contextd_config")}
+    if file.get(source):
+        return f"{source} {file[source]}"
+    return "contextd's default" if source == "default" else source
 
 
 def _render_snapshots(snaps: dict) -> str:

@@ -428,6 +428,52 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600, sync
         os.fsync(dir_fd)
 
 
+PLACED, ALREADY_THERE, TAKEN = "placed", "already there", "taken"
+
+
+def place_new_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600, sync: bool = True) -> str:
+    """Put ``data`` at ``name`` only where nothing is: never over what is there, even if a writer makes
+    it a moment before. Returns PLACED, ALREADY_THERE (a regular file with these very bytes was there)
+    or TAKEN (something else is there: left as it is). ``sync=False``: the caller fsyncs the folder.
+    Many files: :func:`write_temp_at` each (``sync=False``), one ``fsutil.sync_filesystem``, then
+    :func:`link_new_at` each."""
+    if exists_at(name, dir_fd):
+        return what_is_there(dir_fd, name, data)
+    placed = link_new_at(dir_fd, write_temp_at(dir_fd, name, data, mode), name)
+    if sync:
+        os.fsync(dir_fd)
+    return placed
+
+
+def link_new_at(dir_fd: int, temp: str, name: str) -> str:
+    """Give the (durable) temp file ``temp`` the name ``name`` unless that name exists, and drop the temp
+    name: a hard link fails where the name exists, so the check and the placing are one system call.
+    PLACED, ALREADY_THERE or TAKEN as :func:`place_new_at`."""
+    try:
+        try:
+            os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return what_is_there(dir_fd, name, read_regular(temp, dir_fd=dir_fd))
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if exists_at(name, dir_fd):   # no hard links on this filesystem: the check, then a rename
+                return what_is_there(dir_fd, name, read_regular(temp, dir_fd=dir_fd))
+            replace_at(dir_fd, temp, name)
+        return PLACED
+    finally:
+        unlink_temp_at(dir_fd, temp)
+
+
+def what_is_there(dir_fd: int, name: str, data: bytes) -> str:
+    """ALREADY_THERE when ``name`` is a regular file holding exactly ``data``, else TAKEN."""
+    try:
+        same = read_regular(name, limit=len(data), dir_fd=dir_fd) == data
+    except OSError:   # a folder, a symlink, a FIFO, larger: not these bytes
+        same = False
+    return ALREADY_THERE if same else TAKEN
+
+
 def mkdir_at(dir_fd: int, name: str, mode: int = 0o755, sync: bool = True) -> bool:
     """Create folder ``name`` in ``dir_fd`` with permission bits ``mode``; False if it existed.
     ``sync=False``: the caller makes the new entry durable later (with its other writes)."""

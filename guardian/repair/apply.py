@@ -87,6 +87,10 @@ class PlanApplier:
                 return self.move_out(action)
             if action.kind == "restore_folder":
                 return self.restore_folder(action)
+            if action.kind == "restore_hidden":
+                from guardian.repair.bring_back import bring_back
+
+                return bring_back(self, action)
             return self.write(action, self.bytes_for(action))
         except FileChanged as exc:
             return Applied(action, False, f"skipped: {exc.message}")
@@ -96,6 +100,8 @@ class PlanApplier:
 
     def guarded(self, action: RepairAction) -> Applied:
         """Live repair: the same moves, each checked against the judged state just before it lands."""
+        if action.kind == "restore_hidden":   # a whole collection under a running writer: not judged paths
+            return Applied(action, False, "skipped: brought back by the next pre-flight or `check --repair`")
         if action.kind == "quarantine":
             self.guard(action.path)
             return self.move_out(action)

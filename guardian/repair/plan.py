@@ -11,6 +11,11 @@ Actions (applied in this order by ``guardian.repair.apply``):
 - ``restore_document``  write a document file from the newest snapshot holding a valid one
 - ``convert_document``  write a document from its copy in the other compression format (same bytes
                         of gob, only the gzip wrapping differs)
+- ``restore_hidden``    bring a collection contextd's own recovery moved to ``.quarantine/<hash>/`` back
+                        to ``<hash>/``: its metadata first (the folder's own, a snapshot's, or rebuilt
+                        from its recovered name) unless the folder there already has one, then every
+                        document the folder lacks (never over one it has); the leftover folder goes to
+                        the quarantine last (``guardian.repair.bring_back``)
 
 A file that is replaced is first copied into the quarantine; nothing is ever deleted.
 Problems that cannot be fixed without guessing are ``unresolved`` (they keep the store unloadable)
@@ -39,9 +44,10 @@ FOLDER_ENTRY_KINDS = {"symlinked_folder", "collection_not_folder"}
 REPORTED_AS = {"restore_metadata": "restored_metadata", "rebuild_metadata": "rebuilt_metadata",
                "restore_document": "restored_document", "convert_document": "restored_document",
                "quarantine": "quarantined", "copy_link_target": "replaced_symlink",
-               "restore_folder": "restored_folder"}
+               "restore_folder": "restored_folder", "restore_hidden": "restored_hidden_collection"}
 ORDER = {"quarantine": 0, "restore_folder": 0, "restore_metadata": 1, "rebuild_metadata": 1, "restore_document": 2,
-         "convert_document": 2, "copy_link_target": 2}
+         "convert_document": 2, "copy_link_target": 2, "restore_hidden": 3}
+
 # Hazards that are certain to lose (or already hide) data: said loudly.
 LOUD = {
     "duplicate_name": "DATA HIDDEN: chromem loads only one of these folders; the other folder's documents are "
@@ -54,6 +60,7 @@ LOUD = {
     "metadata_empty_name": "DATA HIDDEN: chromem skips this collection and its documents",
     "checksum_mismatch": "DATA CORRUPTED: chromem loads this document with altered bytes (its gzip checksum "
                          "fails) and no snapshot holds an intact copy",
+    "hidden_documents": "DATA HIDDEN: chromem never reads these document files; contextd does not see them",
 }
 
 
@@ -94,6 +101,19 @@ class FolderCopy:
     files: tuple[tuple[str, str], ...] = ()   # (rel path, blob) of the snapshot's files in that folder
 
 
+@dataclass(frozen=True)
+class HiddenCollection:
+    """A collection folder contextd's own recovery moved below the store root, and where it belongs."""
+
+    path: str                          # e.g. ".quarantine/40917930"
+    documents: int                     # document files in it (either format)
+    target: str                        # the collection folder it belongs in (its own name)
+    target_state: str                  # "absent" (nothing, or an empty folder) | "named" (a real folder whose
+                                       # metadata names a collection) | "unnamed" (a real folder without good
+                                       # metadata: its own repair comes first) | "blocked" (not a real folder)
+    own_metadata: "Version | None" = None   # a valid metadata file in it naming a collection of that folder
+
+
 @dataclass
 class RepairSources:
     versions: dict[str, list[Version]] = field(default_factory=dict)    # rel path -> newest first
@@ -102,6 +122,7 @@ class RepairSources:
     other_format: dict[str, OtherFormat] = field(default_factory=dict)  # rel path of the odd file -> facts
     checksum_failures: list[str] = field(default_factory=list)          # gz documents whose CRC fails
     folder_copies: dict[str, "FolderCopy"] = field(default_factory=dict)  # top entry -> where a real folder comes from
+    hidden: dict[str, HiddenCollection] = field(default_factory=dict)    # contextd-quarantined folder -> facts
 
     def newest_valid(self, rel: str) -> Version | None:
         return next((v for v in self.versions.get(rel, ()) if v.valid), None)
@@ -129,6 +150,7 @@ class RepairAction:
     lost_id: str | None = None       # quarantine of a document: the id it held, when known
     is_folder: bool = False
     phase: int = 0                   # 1: after the writes of phase 0 (a copy made redundant by them)
+    metadata_from: str = ""          # restore_hidden: "snapshot" | "rebuilt" | "hidden" | "" (the folder has it)
 
     @property
     def reported_as(self) -> str:
@@ -193,6 +215,9 @@ def plan_repair(scan: StoreScan, sources: RepairSources, candidate_names: dict[s
     whole_folders = plan_folders(scan, sources, candidate_names, plan)
     for problem in scan.problems:
         if problem.collection_dir in whole_folders or problem.path in whole_folders:
+            continue
+        if problem.kind == "hidden_documents":
+            plan_hidden(scan, problem, sources, candidate_names.get(problem.path, {}), whole_folders, plan)
             continue
         plan_problem(scan, problem, sources, plan)
     for rel in sources.checksum_failures:
@@ -300,6 +325,68 @@ def plan_problem(scan: StoreScan, problem: Problem, sources: RepairSources, plan
     elif problem.severity != INFO:
         plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, problem.detail, problem.hint,
                                     LOUD.get(problem.kind, "")))
+
+
+def plan_hidden(scan: StoreScan, problem: Problem, sources: RepairSources, candidates: dict[str, str],
+                whole_folders: set[str], plan: RepairPlan) -> None:
+    """Document files below the first level. A collection contextd moved to ``.quarantine/<hash>/`` comes
+    back to ``<hash>/`` (``restore_hidden``); any other folder is reported (chromem never created it:
+    a backup, a copy, a folder moved by hand - merging it could bring back what was deleted since)."""
+    facts = sources.hidden.get(problem.path)
+
+    def hazard(why: str, hint: str = "") -> None:
+        plan.hazards.append(Finding(problem.path, problem.kind, problem.severity, f"{problem.detail}; {why}",
+                                    hint or problem.hint, LOUD["hidden_documents"]))
+
+    if facts is None:
+        hazard("not a collection contextd moved aside (not .quarantine/<hash>/): not brought back by itself",
+               "if it is a collection, move it back to the store root as its <hash> folder (with its metadata "
+               "file) while contextd is stopped; otherwise move it out of the store")
+        return
+    if facts.target in whole_folders or facts.target_state == "blocked":
+        hazard(f"{facts.target} at the store root is not a folder it can go back into; repair that first")
+        return
+    rel = f"{facts.target}/{layout.metadata_file_name(scan.compress)}"
+    base = {"kind": "restore_hidden", "path": facts.target, "from_path": facts.path, "is_folder": True,
+            "reason": f"{facts.documents} document file(s) contextd moved to {facts.path} are out of chromem's sight"}
+    if facts.target_state in ("named", "unnamed"):   # "unnamed": its own metadata repair runs first (ORDER)
+        add_bring_back(plan, RepairAction(**base, source=f"merged into the collection folder {facts.target} "
+                                         "(a document it already holds is left as it is)"))
+        return
+    version = sources.newest_valid(rel)
+    if facts.own_metadata is not None:
+        add_bring_back(plan, RepairAction(**base, metadata_from="hidden", name=facts.own_metadata.name or "",
+                                         source=f"the folder's own metadata ({facts.own_metadata.name!r})"))
+    elif version is not None:
+        add_bring_back(plan, RepairAction(**base, metadata_from="snapshot", blob=version.blob, name=version.name or "",
+                                         snapshot_id=version.snapshot_id,
+                                         source=f"metadata from snapshot {version.snapshot_id} ({version.time})"))
+    elif len(matches := names_mod.matching_names(facts.target, candidates)) == 1:
+        name = matches[0]
+        kept = sources.metadata_by_name.get(name)
+        add_bring_back(plan, RepairAction(**base, metadata_from="rebuilt", name=name,
+                                         metadata=dict(kept.metadata or {}) if kept else {},
+                                         snapshot_id=kept.snapshot_id if kept else "",
+                                         source=f"metadata rebuilt: name {name!r} from {candidates[name]} (sha256 "
+                                                f"matches {facts.target})"))
+        if kept is None:
+            plan.notes.append(f"{facts.target}: collection {name!r} brought back with EMPTY collection metadata "
+                              "(no snapshot held its metadata map)")
+    else:
+        why = (f"several candidate names hash to {facts.target}: {', '.join(matches)}" if matches
+               else f"no snapshot holds its metadata and no candidate name hashes to {facts.target}")
+        hazard(why, "give the collection's name with `guardian check --repair --name NAME` (or collection_names "
+                    "in config)")
+
+
+RESTART_NOTE = "a collection brought back is in contextd's memory from its next start: restart contextd if it runs"
+
+
+def add_bring_back(plan: RepairPlan, action: RepairAction) -> None:
+    """A restore_hidden action, and (once) the note that contextd sees it only from its next start."""
+    plan.actions.append(action)
+    if RESTART_NOTE not in plan.notes:
+        plan.notes.append(RESTART_NOTE)
 
 
 def plan_file_entry(problem: Problem, sources: RepairSources, plan: RepairPlan) -> None:

@@ -19,6 +19,7 @@ from guardian.local import storefs
 from guardian.repair.plan import (DOCUMENT_KINDS, ENTRY_KINDS, METADATA_KINDS, QUARANTINE_KINDS, RepairPlan,
                                   plan_repair, remaining_findings)
 from guardian.local.paths import StatePaths
+from guardian.store.hidden import contextd_quarantined
 from guardian.store.scan import StoreScan, scan_store
 from guardian.words import count
 
@@ -134,8 +135,13 @@ def _checksum_failures(scan: StoreScan):
     return checksum_failures(scan)
 
 
+def actionable(problem) -> bool:
+    """A problem a repair acts on (document files hidden below the root: only where contextd moved them)."""
+    return problem.kind in ACTIONABLE or (problem.kind == "hidden_documents" and contextd_quarantined(problem.path))
+
+
 def needs_repair(scan: StoreScan) -> bool:
-    return any(p.kind in ACTIONABLE for p in scan.problems)
+    return any(actionable(p) for p in scan.problems)
 
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
@@ -247,7 +253,7 @@ def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     if not result.loadable_before or result.plans:
         events.append(("corruption_found", {"error": result.scan_before.error, "cause": result.scan_before.cause,
                                             "problems": len([p for p in result.scan_before.problems
-                                                             if p.kind in ACTIONABLE])}))
+                                                             if actionable(p)])}))
     if result.dry_run:
         return events
     if result.repaired:

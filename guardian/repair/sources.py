@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import Iterable
@@ -23,8 +24,9 @@ from guardian.repair import names as names_mod
 from guardian.local import storefs
 from guardian.logs import get_logger
 from guardian.repair.plan import (DOCUMENT_KINDS, FILE_ENTRY_KINDS, FOLDER_ENTRY_KINDS, METADATA_KINDS, FolderCopy,
-                                  OtherFormat, RepairSources, Version, metadata_rel)
+                                  HiddenCollection, OtherFormat, RepairSources, Version, metadata_rel)
 from guardian.snapshots.repository import Repository
+from guardian.store import hidden as hidden_mod
 from guardian.store.scan import StoreScan
 
 DOCUMENT_CHUNK = 256
@@ -246,13 +248,16 @@ def base_candidates(catalog_names: Iterable[str], config_names: Iterable[str], f
     return names_mod.merge_candidates(flag=flag_names, config=config_names, catalog=catalog_names)
 
 
-def document_files(folder: Path, compress: bool) -> list[Path]:
-    ext = chromem.extension(compress)
-    meta = chromem.metadata_file_name(compress)
+def document_files(folder: Path, compress: bool | None) -> list[Path]:
+    """The document files of ``folder`` in the format of ``compress`` (None: either format)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return []
+    if compress is None:
+        return [Path(e.path) for e in entries if hidden_mod.is_document_name(e.name) and _is_file(e)]
+    ext = chromem.extension(compress)
+    meta = chromem.metadata_file_name(compress)
     return [Path(e.path) for e in entries if e.name.endswith(ext) and e.name != meta and _is_file(e)]
 
 
@@ -264,8 +269,9 @@ def _is_file(entry: os.DirEntry) -> bool:
         return False
 
 
-def folder_candidates(folder: Path, compress: bool, base: dict[str, str]) -> dict[str, str]:
-    """``base`` plus names derived from the folder's documents, read in chunks until one matches."""
+def folder_candidates(folder: Path, compress: bool | None, base: dict[str, str]) -> dict[str, str]:
+    """``base`` plus names derived from the folder's documents, read in chunks until one matches the
+    folder's name (``compress`` None: documents of either format)."""
     if names_mod.matching_names(folder.name, base):
         return dict(base)
     values: dict[str, set[str]] = {}
@@ -290,6 +296,9 @@ def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, 
     repo = Repository(snapshots_dir)
     needs = needed_paths(scan)
     sources = RepairSources(checksum_failures=list(checksum_failed))
+    sources.hidden = hidden_collections(root, scan)
+    hidden_targets = {facts.target for facts in sources.hidden.values() if facts.target_state == "absent"}
+    needs.update({f"{target}/{chromem.metadata_file_name(scan.compress)}": "metadata" for target in hidden_targets})
     needs.update({rel: "document" for rel in sources.checksum_failures})
     try:
         sources.versions = load_versions(repo, needs)
@@ -299,9 +308,14 @@ def collect_inputs(scan: StoreScan, snapshots_dir, catalog_names, config_names, 
     candidates: dict[str, dict[str, str]] = {}
     for rel, role in needs.items():
         folder = rel.split("/", 1)[0]
-        if role == "metadata" and sources.newest_valid(rel) is None:
+        if role == "metadata" and sources.newest_valid(rel) is None and folder not in hidden_targets:
             candidates[folder] = folder_candidates(root / folder, scan.compress, base)
-    matched = {n for folder, names in candidates.items() for n in names_mod.matching_names(folder, names)}
+    for facts in sources.hidden.values():   # a hidden collection's name, from its own documents
+        rel = f"{facts.target}/{chromem.metadata_file_name(scan.compress)}"
+        if facts.target_state == "absent" and facts.own_metadata is None and sources.newest_valid(rel) is None:
+            candidates[facts.path] = folder_candidates(root / facts.path, None, base)
+    matched = {n for folder, names in candidates.items()   # (a hidden folder's key ends in its target's name)
+               for n in names_mod.matching_names(folder.rsplit("/", 1)[-1], names)}
     with contextlib.suppress(OSError, GuardianError):
         sources.metadata_by_name = load_named_metadata(repo, matched, scan.compress)
     damaged = [rel for rel, role in needs.items() if role == "document" and sources.newest_valid(rel) is None]
@@ -349,3 +363,48 @@ def usable_target(root: Path, name: str, compress: bool) -> str:
         if any(n.endswith(ext) for n in os.listdir(target)):
             return target
     return ""
+
+
+# --------------------------------------------------------------------------- collections moved below the root
+
+
+def hidden_collections(root: Path, scan: StoreScan) -> dict[str, HiddenCollection]:
+    """The folders contextd's own recovery moved to ``.quarantine/<hash>/`` (a hidden_documents problem
+    there), each with the collection folder it belongs in and what is there now."""
+    found: dict[str, HiddenCollection] = {}
+    for problem in scan.problems:
+        if problem.kind != "hidden_documents" or not hidden_mod.contextd_quarantined(problem.path):
+            continue
+        target = problem.path.rsplit("/", 1)[-1]
+        found[problem.path] = HiddenCollection(problem.path, problem.documents, target,
+                                               collection_state(root, scan, target),
+                                               own_metadata(root / problem.path, target))
+    return found
+
+
+def collection_state(root: Path, scan: StoreScan, target: str) -> str:
+    """What is at the store root where a hidden collection belongs (HiddenCollection.target_state)."""
+    coll = scan.collection(target)
+    if coll is not None:
+        if coll.name:
+            return "named"
+        metadata_trouble = any(p.kind in METADATA_KINDS for p in coll.problems)
+        return "absent" if coll.documents == 0 and not metadata_trouble else "unnamed"
+    try:
+        info = os.lstat(root / target)
+    except FileNotFoundError:
+        return "absent"
+    except OSError:
+        return "blocked"
+    return "unnamed" if stat.S_ISDIR(info.st_mode) else "blocked"
+
+
+def own_metadata(folder: Path, target: str) -> Version | None:
+    """A metadata file in the moved folder (either format) naming a collection whose folder is ``target``
+    (put there by hand, as ``ctxd metadata quarantine restore`` asks for)."""
+    for name in sorted(hidden_mod.METADATA_NAMES):
+        with contextlib.suppress(OSError, GobError):
+            record = chromem.decode_collection(storefs.read_regular(folder / name, limit=chromem.MAX_FILE_BYTES))
+            if record.name and chromem.collection_dir_name(record.name) == target:
+                return Version("", "", "", True, name=record.name, metadata=record.metadata, path=name)
+    return None

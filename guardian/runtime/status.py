@@ -192,6 +192,7 @@ def store_part(scan: Any, quarantine_count: int | None) -> dict:
         "error": scan.error or "",
         "collections": {"total": len(collections), **counts},
         "documents": sum(scan.loaded_collections().values()) if hasattr(scan, "loaded_collections") else None,
+        "hidden_documents": sum(int(getattr(p, "documents", 0) or 0) for p in problems),
         "problems": len(problems),
         "fatal_problems": sum(1 for p in problems if getattr(p, "severity", "") == "fatal"),
         "warning_problems": sum(1 for p in problems if getattr(p, "severity", "") == "warning"),
@@ -255,6 +256,7 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
     status = {
         "generated_at": iso_utc(now_epoch),
         "store_path": str(paths.store),
+        "store_source": origin_of(config),
         "state_dir": str(paths.root),
         "sidecar": sidecar_part(status_file_data, now_epoch, pid_alive),
         "store": store_part(scan, quarantine_count),
@@ -274,6 +276,12 @@ def build_status(paths, config, now: Any, scan: Any, snapshots: Iterable[Any], q
     status["health"] = {ExitCode.OK: "ok", ExitCode.WARNINGS: "warning", ExitCode.UNLOADABLE: "unloadable",
                         ExitCode.CHILD_FATAL: "child-fatal"}[status["exit_code"]]
     return status
+
+
+def origin_of(config) -> dict:
+    """Where the store path and compress setting came from (``Config.origin``), as a dict."""
+    origin = getattr(config, "origin", None)
+    return origin.to_dict() if origin is not None else {}
 
 
 def child_is_fatal(status: dict) -> bool:
@@ -296,6 +304,9 @@ def status_warnings(status: dict) -> list[str]:
         out.append("no store yet (contextd creates it on first start)")
     elif store_issue_count(store):
         out.append(f"store loads with {count(store_issue_count(store), 'problem')}")
+    if store.get("hidden_documents"):
+        out.append(f"{count(store['hidden_documents'], 'document file')} in the store that chromem does not load "
+                   "(`guardian check --repair` brings them back)")
     if child_is_fatal(status):
         out.append("child is FATAL (restarts stopped; run `guardian restart`)")
     if not sidecar.get("running"):
@@ -308,6 +319,8 @@ def status_warnings(status: dict) -> list[str]:
     elif snaps["stale"]:
         out.append(f"newest snapshot is {human_duration(snaps['newest_age_seconds'])} old "
                    f"(more than {SNAPSHOT_STALE_FACTOR}x the interval)")
+    if (status.get("store_source") or {}).get("warning"):
+        out.append(status["store_source"]["warning"])
     out += replica_warnings(status.get("replicas") or [])
     if status.get("replica_key_unexported"):
         out.append("the replica key was never exported (run `guardian key export` and keep it off this machine)")

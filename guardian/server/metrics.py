@@ -29,6 +29,10 @@ class Metrics:
         self.documents = Gauge("guardian_documents", "Documents in the store (as chromem would count them)",
                                registry=r)
         self.store_loadable = Gauge("guardian_store_loadable", "1 when chromem would load the store", registry=r)
+        self.hidden_documents = Gauge("guardian_hidden_documents",
+                                      "Document files under the store root that chromem does not load (sub-folders "
+                                      "such as contextd's .quarantine, the other compression format, a dropped "
+                                      "duplicate folder)", registry=r)
         self.store_problems = Gauge("guardian_store_problems", "Problems found by the last scan",
                                     ["severity"], registry=r)
         self.indexed = Gauge("guardian_index_documents", "Documents in the search index", registry=r)
@@ -67,6 +71,7 @@ class Metrics:
         self.documents.set(sum(int(getattr(c, "documents", 0) or 0) for c in collections))
         self.store_loadable.set(1 if getattr(scan, "loadable", False) else 0)
         problems = list(getattr(scan, "problems", []) or [])
+        self.hidden_documents.set(sum(int(getattr(p, "documents", 0) or 0) for p in problems))
         for severity in ("fatal", "warning"):
             self.store_problems.labels(severity).set(
                 sum(1 for p in problems if getattr(p, "severity", "") == severity))

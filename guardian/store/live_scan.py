@@ -27,7 +27,7 @@ from guardian.format import layout
 from guardian.local.fsutil import TEMP_PREFIX as GUARDIAN_TEMP_PREFIX
 from guardian.store import verified_cache
 from guardian.store.scan import (CollectionScan, FileNames, FolderEntry, FolderListing, Problem, StoreScan,
-                                 detect_compression, fail, finish, judge_collection,
+                                 detect_compression, fail, finish, hidden_problems, judge_collection,
                                  no_cyclic_gc, read_entry, top_level_file)
 
 
@@ -195,6 +195,11 @@ class TopEntry:
     folder: FolderFacts | None = None
     problem: Problem | None = None
     error: str = ""                            # chromem's error when it refuses the store for this entry
+    subfolders: set[str] = field(default_factory=set)   # a collection folder's real sub-folders
+    hidden: list[Problem] = field(default_factory=list)  # document files below them (scan.hidden_problems)
+
+    def walk_hidden(self, root: str) -> None:
+        self.hidden = hidden_problems(root, self.name, sorted(self.subfolders))
 
 
 class LiveScan:
@@ -262,7 +267,9 @@ class LiveScan:
             return TopEntry(name, problem=Problem(name, "collection_unreadable", f"cannot list folder: {unreadable}",
                                                   name),
                             error=f"couldn't read collection directory: open <store>/{name}: {unreadable}")
-        return TopEntry(name, folder=self._read_folder(name, listing, cache))
+        top = TopEntry(name, folder=self._read_folder(name, listing, cache), subfolders=set(listing.subfolders()))
+        top.walk_hidden(self.root)
+        return top
 
     def _read_folder(self, dir_name: str, listing: FolderListing, cache) -> FolderFacts:
         folder = FolderFacts(dir_name, os.path.join(self.root, dir_name))
@@ -299,25 +306,33 @@ class LiveScan:
         """Look again at these store-relative paths (files or root entries that changed); the new scan.
 
         A root entry (a collection folder created, removed or replaced) is read whole; a file in a
-        known folder costs one stat and, if it is still there, one decode. Deeper paths do not
-        matter to chromem (it reads no sub-folder) and are skipped."""
+        known folder costs one stat and, if it is still there, one decode. chromem reads no
+        sub-folder: a change in one (or a sub-folder made or removed) only walks that root folder's
+        sub-folders again, for the document files hidden there (``scan.hidden_problems``)."""
         self.updates += 1
         if not self.exists:
             return self.build()
-        roots, files = set(), []
+        roots, files, below = set(), [], set()
         for rel in paths:
             parts = [p for p in str(rel).split("/") if p not in ("", ".")]
-            if len(parts) == 1 or (len(parts) == 2 and not self._known_folder(parts[0])):
+            if not parts:
+                continue
+            if len(parts) == 1 or not self._known_folder(parts[0]):
                 roots.add(parts[0])
             elif len(parts) == 2:
                 files.append(parts)
+            else:
+                below.add(parts[0])
         with no_cyclic_gc():
             if roots:
                 self._update_roots(roots)
             for dir_name, name in files:
                 if dir_name in roots:
                     continue   # read whole just now
-                self._update_entry(self.top[dir_name].folder, name)
+                if self._update_entry(self.top[dir_name], name):
+                    below.add(dir_name)
+            for dir_name in below - roots:
+                self.top[dir_name].walk_hidden(self.root)
             if self.configured is None and self.guess() != self.compress:
                 self._build()   # the files now say the other flag: every entry reads differently
         return self.scan()
@@ -362,12 +377,20 @@ class LiveScan:
         order = sorted(self.top, key=os.fsencode)
         self.top = {name: self.top[name] for name in order}
 
-    def _update_entry(self, folder: FolderFacts, name: str) -> None:
+    def _update_entry(self, top: TopEntry, name: str) -> bool:
+        """Look at one entry of a known collection folder again; True when a sub-folder came or went."""
+        folder = top.folder
         entry = entry_now(folder.path, name)
         if entry is None:
             folder.drop(name)
         else:
             folder.put(name, judge_entry(self.root, folder.dir, entry, self.names))
+        was = name in top.subfolders
+        if entry is not None and entry.is_dir:
+            top.subfolders.add(name)
+        else:
+            top.subfolders.discard(name)
+        return was or name in top.subfolders
 
     # ---- the verdict ------------------------------------------------------------------------------
 
@@ -384,6 +407,7 @@ class LiveScan:
                 coll = entry.folder.fold(scan, self.names)
                 scan.collections.append(coll)
                 scan.problems.extend(coll.problems)
+                scan.problems.extend(replace(p) for p in entry.hidden)
             elif entry.problem is not None:
                 problem = replace(entry.problem)
                 scan.problems.append(problem)

@@ -8,7 +8,10 @@ file anywhere makes it refuse the whole store. A folder with neither a name nor 
 skipped; documents without a name is "collection metadata file not found". Two folders with the
 same name: the later one wins. Two files with the same document ID: the later one wins.
 
-Besides chromem's verdict, the scan reports hazards chromem is silent about (see ``KINDS``).
+Besides chromem's verdict, the scan reports hazards chromem is silent about (see ``KINDS``), and
+counts every document file under the root that chromem does not load (``StoreScan.hidden_documents``):
+in sub-folders at any depth (``guardian.store.hidden``: contextd's own ``.quarantine/<hash>/`` among
+them), in the other compression format, in a folder chromem drops, at the root itself.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from guardian.format import layout
 from guardian.format.layout import GobError
 from guardian.local import storefs
 from guardian.local.fsutil import TEMP_PREFIX as GUARDIAN_TEMP_PREFIX
+from guardian.store import hidden as hidden_mod
 from guardian.store import verified_cache
 
 FATAL, WARNING, INFO = "fatal", "warning", "info"
@@ -79,6 +83,12 @@ KINDS = {
     "guardian_leftover": (WARNING, "a temp file of an interrupted guardian write (guardian's own, never yours): "
                                 "the next guardian write (check --repair, snapshot, restore) removes it"),
     "mixed_compression": (WARNING, "set --compress (or compress in config) to how contextd runs chromem"),
+    "hidden_documents": (WARNING, "chromem never reads sub-folders, so these memories are out of contextd's sight: "
+                                  "`guardian check --repair` brings a collection contextd moved to .quarantine/ "
+                                  "back where chromem loads it (its metadata from a snapshot, or rebuilt from its "
+                                  "name), then moves the leftover folder to guardian's quarantine"),
+    "hidden_walk_stopped": (WARNING, "a tree of sub-folders too large or too deep to walk: more document files may "
+                                     "be hidden there; move what does not belong out of the store"),
     "collision_risk": (INFO, "document file names are 32-bit hashes; at this size two ids may share one file"),
     # harmless
     "stray_file": (INFO, "chromem ignores it; move it out of the store to keep the store clean"),
@@ -97,6 +107,7 @@ class Problem:
     severity: str = ""
     hint: str = ""
     error: str = ""  # chromem's own error text when this problem is what makes it refuse the store
+    documents: int = 0  # document files this problem keeps out of chromem's reach (StoreScan.hidden_documents)
 
     def __post_init__(self) -> None:
         severity, hint = KINDS[self.kind]
@@ -104,8 +115,11 @@ class Problem:
         self.hint = self.hint or hint
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "severity": self.severity,
+        data = {"path": self.path, "kind": self.kind, "severity": self.severity,
                 "detail": self.detail, "hint": self.hint}
+        if self.documents:
+            data["documents"] = self.documents
+        return data
 
 
 @dataclass
@@ -180,6 +194,12 @@ class StoreScan:
         return not self.error
 
     @property
+    def hidden_documents(self) -> int:
+        """Document files under the root that chromem does not load (sub-folders, the other format, a
+        dropped duplicate folder, the root itself): memories out of contextd's sight."""
+        return sum(p.documents for p in self.problems)
+
+    @property
     def healthy(self) -> bool:
         return all(p.severity == INFO for p in self.problems)
 
@@ -202,7 +222,7 @@ class StoreScan:
     def to_dict(self) -> dict:
         return {
             "store": self.root, "loadable": self.loadable, "compress": self.compress,
-            "error": self.error, "cause": self.cause,
+            "error": self.error, "cause": self.cause, "hidden_documents": self.hidden_documents,
             "collections": [c.to_dict() for c in self.collections if not c.skipped or c.problems],
             "problems": [p.to_dict() for p in self.problems],
         }
@@ -317,6 +337,12 @@ class FolderListing:
             else:
                 self._names = "\0" + "".join(row[0] + "\0" for row in self._rows if not row[1])
         return self._names
+
+    def subfolders(self) -> list[str]:
+        """The real sub-folders (a symlink is not one): chromem skips them, guardian.store.hidden walks them."""
+        if self._columns is not None:
+            return []   # columns are only kept for a folder of plain entries
+        return [row[0] for row in self._rows if row[1]]
 
     def count_suffix(self, suffix: str) -> int:
         return self.names().count(suffix + "\0")
@@ -446,6 +472,34 @@ def scan_top_entry(scan: StoreScan, root: str, entry: FolderEntry, listings, unr
     coll = scan_collection(scan, root, entry.name, listings[entry.name], cache, known)
     scan.collections.append(coll)
     scan.problems.extend(coll.problems)
+    scan.problems.extend(hidden_problems(root, entry.name, listings[entry.name].subfolders()))
+
+
+def hidden_problems(root: str, top: str, subfolders: list[str]) -> list[Problem]:
+    """The document files in the sub-folders of root folder ``top`` (any depth): one problem per folder
+    holding some, and one more when the walk had to stop early (a hostile tree)."""
+    if not subfolders:
+        return []
+    walk = hidden_mod.walk_below(root, top, subfolders)
+    problems = [Problem(folder.path, "hidden_documents", hidden_detail(folder), top, documents=folder.documents,
+                        hint="" if hidden_mod.contextd_quarantined(folder.path) else HINT_HIDDEN_ELSEWHERE)
+                for folder in walk.folders]
+    if walk.stopped:
+        problems.append(Problem(top, "hidden_walk_stopped", walk.stopped, top))
+    return problems
+
+
+HINT_HIDDEN_ELSEWHERE = ("chromem never reads sub-folders: if this is a collection, move it back to the store root "
+                         "as its <hash> folder (with its metadata file) while contextd is stopped; otherwise move "
+                         "it out of the store")
+
+
+def hidden_detail(folder: hidden_mod.HiddenFolder) -> str:
+    text = f"{folder.documents} document file(s) in a sub-folder: chromem never reads them"
+    if hidden_mod.contextd_quarantined(folder.path):
+        text += (f" (contextd's own recovery moved collection {folder.base} here when its metadata was missing, "
+                 "and started without it)")
+    return text
 
 
 def top_level_file(entry: FolderEntry) -> Problem:
@@ -457,6 +511,9 @@ def top_level_file(entry: FolderEntry) -> Problem:
     if looks_like_collection_dir(entry.name):
         return Problem(entry.name, "collection_not_folder", f"{what} named like a collection folder: chromem "
                        "skips it", entry.name)
+    if not entry.is_symlink and stat_mod.S_ISREG(entry.mode) and hidden_mod.is_document_name(entry.name):
+        return Problem(entry.name, "stray_file", "a document file at the store root: chromem never reads it",
+                       severity=WARNING, documents=1)
     return Problem(entry.name, "stray_file", f"{what} at the store root (chromem ignores it)")
 
 
@@ -516,7 +573,7 @@ def replay_summary(scan: StoreScan, root: str, dir_name: str, summary: dict) -> 
                           skipped=summary["skipped"])
     for raw in summary["problems"]:
         problem = Problem(raw["path"], raw["kind"], raw["detail"], dir_name, raw["severity"], raw["hint"],
-                          raw.get("error", ""))
+                          raw.get("error", ""), raw.get("documents", 0))
         coll.problems.append(problem)
         if problem.error:
             fail(scan, problem, problem.error)
@@ -573,7 +630,9 @@ def read_entry(scan: StoreScan, coll: CollectionScan, entry: FolderEntry, names:
         read_document_entry(scan, coll, entry, rel, records, fresh)
     elif entry.name.endswith(other_ext) or entry.name == layout.METADATA_STEM + other_ext:
         coll.problems.append(Problem(rel, "other_format_file",
-                                     f"a {other_ext} file in a store read as {ext}: chromem ignores it", dir_name))
+                                     f"a {other_ext} file in a store read as {ext}: chromem ignores it", dir_name,
+                                     documents=int(hidden_mod.is_document_name(entry.name)
+                                                   and stat_mod.S_ISREG(entry.mode))))
     else:
         coll.problems.append(Problem(rel, "stray_file", "chromem ignores this file", dir_name))
 
@@ -729,7 +788,8 @@ def finish(scan: StoreScan) -> None:
         if coll.name in names:
             dropped = names[coll.name]
             problem = Problem(dropped.dir, "duplicate_name", f"{coll.name!r} is also in {coll.dir}; chromem "
-                              f"keeps {coll.dir} and drops {dropped.documents} documents of {dropped.dir}", dropped.dir)
+                              f"keeps {coll.dir} and drops {dropped.documents} documents of {dropped.dir}", dropped.dir,
+                              documents=dropped.documents)
             dropped.problems.append(problem)
             scan.problems.append(problem)
             dropped.skipped = True

@@ -29,7 +29,8 @@ def test_render_running_healthy(paths, plain_store):
     lines = text.splitlines()
     assert lines[0] == "sidecar: running pid 4242, up 2h, child contextd running (restarts 0)"
     assert lines[1] == "store: loadable, 5 collections (5 healthy)"
-    assert lines[2] == "snapshots: 24, newest 12 min ago (oldest 2025-01-09T12:48:00Z)"
+    assert lines[2] == f"store path: {paths.store} (from contextd's default); compress false (detected)"
+    assert lines[3] == "snapshots: 24, newest 12 min ago (oldest 2025-01-09T12:48:00Z)"
     assert lines[-1] == "status: ok"
 
 

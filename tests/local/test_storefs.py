@@ -311,3 +311,29 @@ def test_remove_stage_dir_walks_again_when_an_entry_appears_during_the_walk(tmp_
     finally:
         os.close(fd)
     assert late and not (tmp_path / name).exists()
+
+
+def test_place_new_at_never_writes_over_what_is_there_even_if_it_appears_meanwhile(tmp_path, monkeypatch):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert storefs.place_new_at(fd, "a.gob", b"one", 0o644) == storefs.PLACED
+        assert (folder / "a.gob").read_bytes() == b"one" and (folder / "a.gob").stat().st_mode & 0o777 == 0o644
+        assert storefs.place_new_at(fd, "a.gob", b"one") == storefs.ALREADY_THERE
+        assert storefs.place_new_at(fd, "a.gob", b"two") == storefs.TAKEN
+        (folder / "d.gob").mkdir()
+        assert storefs.place_new_at(fd, "d.gob", b"two") == storefs.TAKEN
+        real_temp = storefs.write_temp_at
+
+        def writer_gets_there_first(dir_fd, name, *args, **kwargs):   # a writer creates the file in between
+            temp = real_temp(dir_fd, name, *args, **kwargs)
+            (folder / name).write_bytes(b"the writer's")
+            return temp
+
+        monkeypatch.setattr(storefs, "write_temp_at", writer_gets_there_first)
+        assert storefs.place_new_at(fd, "b.gob", b"ours") == storefs.TAKEN
+        assert (folder / "b.gob").read_bytes() == b"the writer's"
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(folder)) == ["a.gob", "b.gob", "d.gob"]   # no temp file left behind

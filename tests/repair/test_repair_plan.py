@@ -79,3 +79,44 @@ def test_hazards_carry_hints_and_loud_warnings():
     dup = Problem(MEM, "duplicate_name", "also in 1dup1dup", MEM)
     plan = plan_repair(scan_with(dup, name="webapp_memories"), RepairSources(), {})
     assert plan.actions == [] and plan.hazards[0].loud.startswith("DATA HIDDEN") and plan.hazards[0].hint
+
+
+def hidden_plan(state="absent", own=None, versions=None, candidates=None, whole=False, path=f".quarantine/{MEM}"):
+    from guardian.repair.plan import HiddenCollection
+
+    problem = Problem(path, "hidden_documents", "40 document file(s)", ".quarantine", documents=40)
+    problems = [problem]
+    if whole:   # the target folder's name cannot be recovered: it goes to quarantine whole
+        problems.append(Problem(f"{MEM}/00000000.gob", "metadata_missing", "gone", MEM))
+    scan = scan_with(*problems)
+    facts = HiddenCollection(path, 40, MEM, state, own)
+    sources = RepairSources(versions=versions or {}, hidden={path: facts} if path.startswith(".quarantine/") else {})
+    return plan_repair(scan, sources, {path: candidates or {}})
+
+
+def test_a_collection_contextd_moved_aside_comes_back_with_the_best_metadata_there_is():
+    own = version(name="webapp_memories", metadata={"a": "b"})
+    [action] = hidden_plan(own=own, versions={f"{MEM}/00000000.gob": [version(name="webapp_memories")]}).actions
+    assert (action.kind, action.path, action.from_path, action.metadata_from) == (
+        "restore_hidden", MEM, f".quarantine/{MEM}", "hidden")
+    [action] = hidden_plan(versions={f"{MEM}/00000000.gob": [version(False, "new"), version(True, "old")]}).actions
+    assert (action.metadata_from, action.snapshot_id) == ("snapshot", "old")
+    plan = hidden_plan(candidates={"webapp_memories": "documents", "other": "catalog"})
+    assert (plan.actions[0].metadata_from, plan.actions[0].name) == ("rebuilt", "webapp_memories")
+    assert plan.actions[0].reported_as == "restored_hidden_collection" and "EMPTY" in plan.notes[-1]
+    assert "restart contextd" in plan.notes[0]
+    plan = hidden_plan(candidates={"nothing_matches": "catalog"})
+    assert plan.actions == [] and plan.hazards[0].kind == "hidden_documents" and "--name" in plan.hazards[0].hint
+
+
+def test_into_a_folder_there_it_is_merged_and_into_anything_else_not_at_all():
+    for state in ("named", "unnamed"):
+        [action] = hidden_plan(state).actions
+        assert action.kind == "restore_hidden" and action.metadata_from == "" and "merged" in action.source
+    plan = hidden_plan("blocked")
+    assert plan.actions == [] and "not a folder it can go back into" in plan.hazards[0].detail
+    plan = hidden_plan("unnamed", whole=True)     # the target goes to quarantine: nothing goes back into it
+    assert [a.kind for a in plan.actions] == ["quarantine"] and plan.hazards[0].kind == "hidden_documents"
+    plan = hidden_plan(path=f"backup/{MEM}")      # not contextd's: a copy, a backup - reported only
+    assert plan.actions == [] and "not brought back by itself" in plan.hazards[0].detail
+

@@ -152,3 +152,35 @@ def test_an_update_looks_only_at_the_changed_files(plain_store, monkeypatch):
     scan = live.update([str(doc.relative_to(plain_store))])
     assert not scan.loadable and scan.cause == str(doc.relative_to(plain_store))
     assert decoded == [str(doc)] and listed == []
+
+
+def test_document_files_below_the_first_level_follow_every_change_as_scan_store_counts_them(plain_store):
+    """contextd moving a collection to .quarantine/<hash>/, then changes deeper than chromem reads (the
+    health part hands over the sub-folder of a collection folder for each): the live scan counts the
+    hidden documents as scan_store does."""
+    live = LiveScan(plain_store, False)
+    live.build()
+    before = entries(plain_store)
+    (plain_store / "40917930" / "00000000.gob").unlink()
+    (plain_store / ".quarantine").mkdir()
+    (plain_store / "40917930").rename(plain_store / ".quarantine" / "40917930")
+    before = agrees(live, plain_store, before, False)
+    assert live.scan().hidden_documents == 40   # every document of webapp_memories
+    moved = plain_store / ".quarantine" / "40917930"
+    deeper = moved / "older" / "copy"
+    deeper.mkdir(parents=True)
+    doc = next(moved.glob("[!0]*.gob"))
+    shutil.copy(doc, deeper / doc.name)
+    got = live.update([".quarantine/40917930"])
+    assert verdict(got) == verdict(scan_store(plain_store, False)) and got.hidden_documents == 41
+    shutil.copy(doc, plain_store / "655f126a" / "old.gob")   # beside a healthy collection's files: chromem reads it
+    (plain_store / "655f126a" / "keep").mkdir()                 # below it: chromem does not
+    shutil.copy(doc, plain_store / "655f126a" / "keep" / doc.name)
+    before = agrees(live, plain_store, before, False)
+    assert live.scan().hidden_documents == 42
+    shutil.rmtree(deeper.parent)
+    got = live.update([".quarantine/40917930/older"])
+    assert verdict(got) == verdict(scan_store(plain_store, False)) and got.hidden_documents == 41
+    shutil.rmtree(plain_store / "655f126a" / "keep")
+    agrees(live, plain_store, before, False)
+    assert live.scan().hidden_documents == 40

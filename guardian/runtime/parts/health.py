@@ -76,6 +76,8 @@ class StoreHealthPart(ThreadedPart):
                     closed = event.closed or (event.kind == CREATED and not _is_regular(root / event.rel))
                     self.tracker.note(str(event.rel), now, closed=closed, deleted=event.kind == DELETED,
                                       is_dir=event.is_dir and len(event.rel.parts) == 1)
+                else:   # deeper than chromem reads: its collection folder's sub-folder is walked again
+                    self.tracker.note("/".join(event.rel.parts[:2]), now, closed=True)   # (hidden documents)
             self.dirty = True
             self.cond.notify_all()
 
