@@ -118,6 +118,12 @@ def message_problem(value: dict) -> str:
         return ""
     if "id" not in value or ("result" in value) == ("error" in value):
         return "neither a request, a notification nor a response"
+    if "error" in value:
+        error = value["error"]
+        if not isinstance(error, dict) or not integer(error.get("code")):
+            return "the error has no integer code"
+        if not isinstance(error.get("message"), str):
+            return "the error has no message"
     return ""
 
 
@@ -126,9 +132,14 @@ def valid_id(value: Any, response: bool = False) -> bool:
     response may carry null (JSON-RPC's answer to a request whose id could not be read)."""
     if value is None:
         return response
+    return isinstance(value, str) or integer(value)
+
+
+def integer(value: Any) -> bool:
+    """An integer as JSON carries it: 7 or 7.0, not true."""
     if isinstance(value, bool):
         return False
-    return isinstance(value, (str, int)) or (isinstance(value, float) and value.is_integer())
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def id_key(value: Any) -> str:

@@ -7,6 +7,7 @@ Every message line it writes is appended to SENT_FILE. Requests by method:
 
 - ``rogue/die_mid_line``: writes the start of its answer, no newline, and exits 3;
 - ``rogue/bad_answer``: answers with an object that is not JSON-RPC (no ``jsonrpc``);
+- ``rogue/codeless_error``: answers with an error that has no code;
 - ``rogue/twice``: answers twice;
 - anything else: answered with ``{"echo": method}``.
 
@@ -43,6 +44,9 @@ with open(sys.argv[1], "ab") as sent:
             os._exit(3)
         if method == "rogue/bad_answer":
             write(b'{"id":%s,"result":{}}\n' % request_id.encode())
+            continue
+        if method == "rogue/codeless_error":
+            write(b'{"jsonrpc":"2.0","id":%s,"error":{"message":"no code"}}\n' % request_id.encode())
             continue
         answer = ('{"result" : {"echo": %s, "text":"caf\u00e9"},"jsonrpc":"2.0",  "id":%s}\n'
                   % (json.dumps(method), request_id)).encode("utf-8")

@@ -57,6 +57,8 @@ def test_what_is_not_a_message_is_answered(raw, request_id, code):
     b'{"jsonrpc":"2.0","method":"notifications/x","params":5}',   # a bad notification: JSON-RPC answers none
     b'{"jsonrpc":"2.0","id":1,"result":{},"error":{}}',           # a bad response: nobody waits for it
     b'{"id":1,"result":{}}',
+    b'{"jsonrpc":"2.0","id":1,"error":{"message":"no code"}}',
+    b'{"jsonrpc":"2.0","id":1,"error":"text"}',
     b'[{"jsonrpc":"2.0","method":"notifications/x"}]',            # a batch of notifications
 ])
 def test_what_nobody_waits_for_is_not_answered(raw):
