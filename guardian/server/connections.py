@@ -30,6 +30,7 @@ module changes, and why:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -331,6 +332,7 @@ class Server(cheroot.HTTPServer):
         if full and not manager.evict_for(address):
             write_now(conn.socket, self.refusal_bytes(f"too many connections from {address} "
                                                       f"(at most {self.per_client})"))
+            read_now(conn.socket, READ_CHUNK)  # what the client sent already: read, so closing does not reset
             conn.finished = True
             cheroot.HTTPConnection.close(conn)
             return False
@@ -361,7 +363,15 @@ class Server(cheroot.HTTPServer):
         """Called for a connection with something to read (or expired): gather, then hand over.
 
         Runs in the selector thread (or a worker handing a keep-alive connection back) and never
-        blocks: reads only what the socket holds now."""
+        blocks: reads only what the socket holds now. Nothing may escape it: it would end the
+        selector loop's turn (or the worker thread) and leak the connection."""
+        try:
+            self._process(conn)
+        except Exception as exc:
+            self.error_log(f"closing a connection after an error in the server: {exc!r}", level=logging.ERROR)
+            conn.hard_close()
+
+    def _process(self, conn: Connection) -> None:
         if conn.lingering is not None:
             self._drain(conn)
             return
@@ -371,8 +381,8 @@ class Server(cheroot.HTTPServer):
             ended = self._gather(conn)
             if intake.started is not None and time.monotonic() >= intake.started + self.request_timeout:
                 intake.expired = True
-        verdict = HAND_OVER if intake.expired else intake.judge(self.wants_body, self.max_request_header_size,
-                                                                self.max_body)
+        verdict = HAND_OVER if intake.expired else intake.judge(
+            self.wants_body, self.max_request_header_size or 64 * 1024, self.max_body)
         if verdict == WAIT and not ended:
             self._continue(conn)
             if self._over_budget(intake):

@@ -17,12 +17,21 @@ pool for the numpy work and has no timeout for a connection that never sends a r
 reads the whole body before the application sees the headers, so a 16 MiB body would be read
 before its 401.
 
+Stalled clients (issue 24): cheroot reads a request with blocking reads in a worker, so a client
+that stalls mid-body held a worker for its whole read timeout. We kept cheroot and moved the
+waiting out of its workers (:mod:`guardian.server.connections`: requests gathered whole in the
+selector thread, health endpoints on a pool of their own, a per-client connection cap, a
+lingering close) rather than move to an asyncio server: uvicorn would wait on a stalled body
+without a thread too, but has no per-client cap, no timeout for a silent connection and no JSON
+for its own protocol errors, and the numpy work would still need a thread pool; each of those
+would be ours to write on top of it, as the gathering is on top of cheroot.
+
 What this module adds on top of cheroot: the bearer token and the route are checked before a body
-is read (:meth:`Api.screen`), a refused request with an unread body closes its connection instead
-of draining it, every error cheroot answers itself (garbage request lines, HTTP/0.9, timeouts,
-oversized headers) is a JSON ``{error, hint}`` too, cheroot's log goes to structlog without
-tracebacks, and numpy's BLAS runs one thread per query while a server runs (several queries at
-once on a small machine otherwise oversubscribe the cores many times over).
+is read (:meth:`Api.screen`, also for the gathering: a refused request's body is never waited
+for), every error cheroot answers itself (garbage request lines, HTTP/0.9, timeouts, oversized
+headers) is a JSON ``{error, hint}`` too, cheroot's log goes to structlog without tracebacks, and
+numpy's BLAS runs one thread per query while a server runs (several queries at once on a small
+machine otherwise oversubscribe the cores many times over).
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ class Intake:
             return HAND_OVER
         try:
             headers = HTTPRequest.header_reader(io.BytesIO(rest))
-        except ValueError:
+        except Exception:  # cheroot's reader fails on some heads (a continuation line first): cheroot answers them
             return HAND_OVER
         length = headers.get(b"Content-Length")
         try:
