@@ -21,37 +21,21 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import re
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http import COLLECTION, DIM, ms, query_bodies  # noqa: E402
+from bench_http import COLLECTION, DIM, ms, query_bodies, start_server  # noqa: E402
 from common import make_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY_PATH = f"/v1/collections/{COLLECTION}/query"
 STALLED_HEAD = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{".encode()
 CLIENT_TIMEOUT = 300.0
-
-
-def start_server(root: Path, store: Path, state: Path) -> tuple[subprocess.Popen, int]:
-    env = dict(os.environ, GUARDIAN_LOG_LEVEL="warning", PYTHONPATH=str(root))
-    proc = subprocess.Popen([sys.executable, "-m", "guardian", "serve", "--store", str(store), "--state-dir",
-                             str(state), "--port", "0", "--no-watch", "--compress", "false"],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
-        if found:
-            threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()  # keep the pipe drained
-            return proc, int(found.group(1))
-    raise SystemExit(f"guardian serve did not start (exit {proc.wait()})")
 
 
 def one_call(port: int, method: str, path: str, body: bytes | None = None) -> float:
@@ -118,7 +102,7 @@ def main() -> int:
     root = Path(args.server_root).resolve()
     print(f"cores: {len(os.sched_getaffinity(0))}, load avg {os.getloadavg()[0]:.2f}, {args.docs:,} documents x "
           f"{DIM}; guardian serve from {root}; {args.samples} samples of each call, one fresh connection each")
-    proc, port = start_server(root, store, work / "state-stalls")
+    proc, port = start_server(store, work / "state-stalls", root)
     try:
         bodies = query_bodies(args.samples)
         for body in bodies[:5]:

@@ -245,13 +245,8 @@ class McpRelay:
     async def from_client(self, raw: bytes | None) -> None:
         """One line from the client (None: one over LINE_LIMIT, skipped): a message goes on to
         whoever serves the session; anything else is answered here, as JSON-RPC says, and logged."""
-        line = wire.read_line(raw) if raw is not None else wire.overlong(LINE_LIMIT)
+        line = wire.read_line(raw, reserved=GUARDIAN_ID) if raw is not None else wire.overlong(LINE_LIMIT)
         message = line.message
-        if message is not None and wire.is_request(message) and ours(message):
-            line = wire.Line(line.raw, problem=f"request ids starting {GUARDIAN_ID} are guardian's own",
-                             reply=wire.error_line(message["id"], wire.INVALID_REQUEST,
-                                                   f"Invalid Request: ids starting {GUARDIAN_ID} are guardian's own"))
-            message = None
         if message is None:
             await self._refuse_client_line(line)
             return

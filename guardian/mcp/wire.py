@@ -55,8 +55,10 @@ class Line:
         return repr(head)[2:-1] + ("..." if len(self.raw) > EXCERPT else "")
 
 
-def read_line(raw: bytes) -> Line:
-    """Judge one line (with or without its newline); see the module docstring."""
+def read_line(raw: bytes, reserved: str = "") -> Line:
+    """Judge one line (with or without its newline); see the module docstring. A request whose id
+    starts with ``reserved`` is refused: those ids are the reader's own (their answers never reach
+    the sender, who would wait for ever)."""
     if not raw.strip():
         return Line(raw, problem=BLANK)
     try:
@@ -70,7 +72,7 @@ def read_line(raw: bytes) -> Line:
         problem = f"a JSON {JSON_TYPES.get(type(value), 'value')}, not a JSON-RPC message object"
         return Line(raw, problem=problem, reply=error_line(None, INVALID_REQUEST, f"Invalid Request: {problem}"),
                     value=value)
-    problem = message_problem(value)
+    problem = message_problem(value, reserved)
     if not problem:
         return Line(raw, message=value, value=value)
     owed = owed_error(value, problem)
@@ -104,7 +106,7 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def message_problem(value: dict) -> str:
+def message_problem(value: dict, reserved: str = "") -> str:
     """Why a JSON object is not a JSON-RPC 2.0 message ('' when it is one)."""
     if value.get("jsonrpc") != "2.0":
         return 'no "jsonrpc": "2.0"'
@@ -113,6 +115,8 @@ def message_problem(value: dict) -> str:
     if "method" in value:
         if not isinstance(value["method"], str):
             return "the method is not a string"
+        if reserved and isinstance(value.get("id"), str) and value["id"].startswith(reserved):
+            return f"request ids starting {reserved} are taken"
         if "params" in value and not isinstance(value["params"], (dict, list)):
             return "params is not an object or an array"
         return ""

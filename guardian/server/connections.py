@@ -223,7 +223,7 @@ class Connections(cheroot_connections.ConnectionManager):
         """Close ``address``'s longest-silent parked connection (silent over ``evict_after``); True if one was."""
         cutoff = time.time() - self.server.evict_after
         candidates = [(conn.last_used, fd, conn) for fd, conn in self.parked()
-                      if conn.remote_addr == address and conn.last_used is not None and conn.last_used < cutoff]
+                      if conn.remote_addr == address and conn.last_used is not None and conn.last_used <= cutoff]
         if not candidates:
             return False
         _, fd, conn = min(candidates, key=lambda item: item[0])

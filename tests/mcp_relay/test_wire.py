@@ -86,3 +86,10 @@ def test_an_answer_gone_wrong_still_names_its_request():
     assert wire.answered_id(wire.read_line(b'{"id":"q","method":"x"}').value) is None  # a request, not an answer
     assert wire.answered_id(wire.read_line(b'{"id":null,"error":{}}').value) is None
     assert wire.answered_id(wire.read_line(b"[1]").value) is None
+
+
+def test_ids_the_reader_keeps_for_itself_are_refused():
+    line = wire.read_line(b'{"jsonrpc":"2.0","id":"io.guardian/tools-1","method":"ping"}', reserved="io.guardian/")
+    assert line.message is None and json.loads(line.reply)["id"] == "io.guardian/tools-1"
+    assert wire.read_line(b'{"jsonrpc":"2.0","id":"io.guardian/tools-1","result":{}}', reserved="io.guardian/").message
+    assert wire.read_line(b'{"jsonrpc":"2.0","id":"io.guardian/tools-1","method":"ping"}').message
