@@ -45,11 +45,12 @@ K = 10
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_server(store: Path, state: Path) -> tuple[subprocess.Popen, int]:
-    env = dict(os.environ, GUARDIAN_LOG_LEVEL="warning")
+def start_server(store: Path, state: Path, root: Path = ROOT) -> tuple[subprocess.Popen, int]:
+    """`guardian serve` from the checkout at ``root`` (this one unless told: another one's code can be measured)."""
+    env = dict(os.environ, GUARDIAN_LOG_LEVEL="warning", PYTHONPATH=str(root))
     proc = subprocess.Popen([sys.executable, "-m", "guardian", "serve", "--store", str(store), "--state-dir",
                              str(state), "--port", "0", "--no-watch", "--compress", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
         if found:

@@ -13,7 +13,6 @@ initialized with contextd, the relay primes this server with a copy of the clien
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 import anyio
@@ -22,7 +21,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
 
 from guardian import __version__
-from guardian.mcp import answers
+from guardian.mcp import answers, wire
 from guardian.mcp.tools import SERVED_TOOLS, WRITE_TOOLS, ToolCatalog
 
 PRIME_ID = "io.guardian/fallback-prime"
@@ -51,19 +50,39 @@ class FallbackServer:
         await self.server.run(self._server_in, self._server_out, self.server.create_initialization_options())
 
     async def submit(self, message: dict) -> None:
-        """Hand one client message (a parsed JSON-RPC object) to the server."""
+        """Hand one client message (a JSON-RPC message, as :mod:`guardian.mcp.wire` passed it) to the server.
+
+        A request the SDK cannot read (``params`` an array, a field of the wrong type) is answered
+        here with -32602: the SDK would log it and never answer, and the client would wait for ever.
+        """
+        if isinstance(message.get("id"), float):
+            message = dict(message, id=int(message["id"]))  # 7.0 is request 7 (the SDK takes a float id for none)
         try:
             parsed = types.jsonrpc_message_adapter.validate_python(message, by_name=False)
-        except ValueError as exc:
-            await self._to_server.send(exc)
+        except (ValueError, RecursionError) as exc:
+            if wire.is_request(message):
+                await self._server_out.send(SessionMessage(error_message(
+                    message["id"], types.INVALID_PARAMS, f"Invalid params: {first_error(exc)}")))
             return
         await self._to_server.send(SessionMessage(parsed))
 
     async def answers(self):
-        """Every message the server sends, as one line of JSON (bytes, newline-terminated)."""
+        """Every message the server sends, as one line of JSON (bytes, newline-terminated).
+
+        An answer that cannot be written as JSON (nesting past pydantic's serialisation depth) is
+        replaced by an error to the same request, so that the request is still answered."""
         async for session_message in self._from_server:
-            text = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-            yield text.encode("utf-8") + b"\n"
+            message = session_message.message
+            try:
+                data = message.model_dump_json(by_alias=True, exclude_unset=True).encode("utf-8")
+            except (ValueError, RecursionError) as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
+                request_id = getattr(message, "id", None)
+                if request_id is None:
+                    continue
+                data = error_message(request_id, types.INTERNAL_ERROR,
+                                     f"guardian's fallback could not write its answer: {one_line(exc)}"
+                                     ).model_dump_json(by_alias=True, exclude_unset=True).encode("utf-8")
+            yield data + b"\n"
 
     async def close(self) -> None:
         await self._to_server.aclose()
@@ -118,8 +137,24 @@ def refusal(tool: str, reason: str) -> str:
             f"{', '.join(SERVED_TOOLS)}.")
 
 
+def error_message(request_id, code: int, text: str) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=text))
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def first_error(exc: BaseException) -> str:
+    """A validation error's first complaint (``params: Input should be a valid dictionary``), else its text."""
+    try:
+        error = exc.errors()[0]
+        return f"{'.'.join(str(part) for part in error['loc'][1:])}: {error['msg']}"
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return one_line(exc)
+
+
 def prime_messages(initialize: dict) -> list[dict]:
     """The client's own initialize (under guardian's id) and the initialized notification."""
-    request = {"jsonrpc": "2.0", "id": PRIME_ID, "method": "initialize",
-               "params": json.loads(json.dumps(initialize.get("params") or {}))}
+    request = {"jsonrpc": "2.0", "id": PRIME_ID, "method": "initialize", "params": initialize.get("params") or {}}
     return [request, {"jsonrpc": "2.0", "method": "notifications/initialized"}]

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import anyio
 
 from guardian.logs import get_logger
+from guardian.mcp import wire
 from guardian.mcp.fallback import PRIME_ID, FallbackServer, prime_messages
 from guardian.mcp.tools import ToolCatalog
 from guardian.restart import RestartPolicy, backoff_delay
@@ -109,25 +110,39 @@ class _FileWriter:
         return None
 
 
-def parse(line: bytes) -> dict | None:
-    """A JSON-RPC object from one line, or None when the line is not one."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) else None
+async def read_lines(reader: asyncio.StreamReader):
+    """Each line of a stream with its newline (the last one may have none); a line longer than the
+    reader's limit is skipped to its end and given as None. Nothing a peer writes ends the stream
+    early: only its end does."""
+    while True:
+        try:
+            yield await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end, maybe after a line with no newline
+            if exc.partial:
+                yield exc.partial
+            return
+        except asyncio.LimitOverrunError as exc:
+            if not await _skip_line(reader, exc.consumed):
+                yield None
+                return
+            yield None
 
 
-def id_key(message: dict) -> str | None:
-    return json.dumps(message["id"], sort_keys=True) if "id" in message else None
+async def _skip_line(reader: asyncio.StreamReader, buffered: int) -> bool:
+    """Drop the rest of an overlong line; False when the stream ended inside it."""
+    while True:
+        await reader.readexactly(buffered)
+        try:
+            await reader.readuntil(b"\n")
+            return True
+        except asyncio.IncompleteReadError:
+            return False
+        except asyncio.LimitOverrunError as exc:
+            buffered = exc.consumed
 
 
-def is_request(message: dict) -> bool:
-    return "method" in message and "id" in message
-
-
-def is_response(message: dict) -> bool:
-    return "method" not in message and "id" in message and ("result" in message or "error" in message)
+def terminated(raw: bytes) -> bytes:
+    return raw if raw.endswith(b"\n") else raw + b"\n"
 
 
 def ours(message: dict) -> bool:
@@ -151,7 +166,7 @@ class McpRelay:
         self.reason = "contextd is starting"
         self.child: asyncio.subprocess.Process | None = None
         self.child_generation = 0
-        self.pending: dict[str, Pending] = {}
+        self.pending: dict[str, list[Pending]] = {}  # id -> the client's requests the child has open
         self.initialize: dict | None = None     # the client's initialize request, kept
         self.initialize_answered = False        # the client got an answer to it (from anyone)
         self.client_initialized = False         # the client sent notifications/initialized
@@ -211,15 +226,8 @@ class McpRelay:
 
     async def _read_client(self, reader: asyncio.StreamReader) -> None:
         try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                if not line.endswith(b"\n"):
-                    line += b"\n"
-                await self.from_client(line)
-        except (ValueError, asyncio.LimitOverrunError):
-            log.error("mcp_client_line_too_long", limit=LINE_LIMIT)
+            async for raw in read_lines(reader):
+                await self.from_client(raw)
         except (ConnectionError, OSError):
             pass
         log.info("mcp_client_closed")
@@ -234,22 +242,37 @@ class McpRelay:
                 return
             await asyncio.sleep(0.02)
 
-    async def from_client(self, line: bytes) -> None:
-        message = parse(line)
-        if message is not None and message.get("method") == "initialize" and "id" in message:
+    async def from_client(self, raw: bytes | None) -> None:
+        """One line from the client (None: one over LINE_LIMIT, skipped): a message goes on to
+        whoever serves the session; anything else is answered here, as JSON-RPC says, and logged."""
+        line = wire.read_line(raw, reserved=GUARDIAN_ID) if raw is not None else wire.overlong(LINE_LIMIT)
+        message = line.message
+        if message is None:
+            await self._refuse_client_line(line)
+            return
+        if message.get("method") == "initialize" and "id" in message:
             self.initialize = message
-        if message is not None and message.get("method") == "notifications/initialized":
+        if message.get("method") == "notifications/initialized":
             self.client_initialized = True
+        data = terminated(line.raw)
         if self.mode == STARTING:
-            self.queued.append((line, message))
+            self.queued.append((data, message))
         elif self.mode == CHILD:
-            await self._to_child(line, message)
+            await self._to_child(data, message)
         else:
             await self._to_fallback(message)
 
-    async def _to_child(self, line: bytes, message: dict | None) -> None:
-        if message is not None and is_request(message):
-            self.pending[id_key(message)] = Pending(message["method"], message, time.monotonic())
+    async def _refuse_client_line(self, line: wire.Line) -> None:
+        if line.blank:
+            return
+        log.warning("mcp_client_line_refused", problem=line.problem, line=line.excerpt(), answered=bool(line.reply))
+        if line.reply:
+            await self.send_client(line.reply)
+
+    async def _to_child(self, line: bytes, message: dict) -> None:
+        if wire.is_request(message):
+            self.pending.setdefault(wire.id_key(message["id"]), []).append(
+                Pending(message["method"], message, time.monotonic()))
         child = self.child
         try:
             child.stdin.write(line)
@@ -258,14 +281,25 @@ class McpRelay:
         except (ConnectionError, OSError, AttributeError):
             await self.child_down("contextd's stdin is closed")
             return
-        if message is not None and message.get("method") == "notifications/initialized":
+        if message.get("method") == "notifications/initialized":
             await self._ask_child_tools()
 
-    async def _to_fallback(self, message: dict | None) -> None:
-        if message is None:
-            await self.send_client(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}\n')
-            return
-        if is_response(message) or ("method" not in message):
+    def _answered(self, request_id) -> Pending | None:
+        """The oldest open request with this id, no longer open; None when none is waiting for it."""
+        key = wire.id_key(request_id)
+        waiting = self.pending.get(key)
+        if not waiting:
+            return None
+        pending = waiting.pop(0)
+        if not waiting:
+            del self.pending[key]
+        return pending
+
+    def open_requests(self) -> list[Pending]:
+        return [pending for waiting in self.pending.values() for pending in waiting]
+
+    async def _to_fallback(self, message: dict) -> None:
+        if wire.is_response(message) or ("method" not in message):
             return  # an answer to a request the dead child sent: nobody is waiting for it
         if message.get("method") == "initialize":
             self.fallback_primed = True  # the client's own handshake initializes the fallback
@@ -284,7 +318,7 @@ class McpRelay:
 
     async def _pump_fallback(self) -> None:
         async for line in self.fallback.answers():
-            message = parse(line)
+            message = wire.read_line(line).message
             if message is not None and message.get("id") == PRIME_ID:
                 continue
             if message is not None and message.get("method") is None and "id" in message:
@@ -298,38 +332,55 @@ class McpRelay:
 
     async def _read_child(self, child: asyncio.subprocess.Process, generation: int) -> None:
         try:
-            while True:
-                line = await child.stdout.readline()
-                if not line:
-                    break
-                if not line.endswith(b"\n"):
-                    line += b"\n"
+            async for raw in read_lines(child.stdout):
                 self.last_child_output = time.monotonic()
                 self.child_spoke = True
-                await self.from_child(line)
-        except (ValueError, asyncio.LimitOverrunError):
-            log.error("mcp_child_line_too_long", limit=LINE_LIMIT)
+                await self.from_child(raw)
         except (ConnectionError, OSError):
             pass
         if generation == self.child_generation:
             code = await child.wait()
             await self.child_down(f"contextd exited with status {code}")
 
-    async def from_child(self, line: bytes) -> None:
-        message = parse(line)
-        if message is not None and ours(message):
+    async def from_child(self, raw: bytes | None) -> None:
+        """One line from the child (None: one over LINE_LIMIT). Only whole JSON-RPC messages reach
+        the client, byte for byte; an answer goes out once, to a request still waiting for it."""
+        line = wire.read_line(raw) if raw is not None else wire.overlong(LINE_LIMIT)
+        message = line.message
+        if message is None:
+            await self._drop_child_line(line)
+            return
+        if ours(message):
             self._own_answer(message)
             return
         if self.mode != CHILD:
             return  # a restarted child not handed back yet: nothing it says is for the client
-        if message is not None and is_response(message):
-            pending = self.pending.pop(id_key(message), None)
-            if pending is not None and pending.method == "initialize" and "result" in message:
+        if wire.is_response(message) and message["id"] is not None:
+            pending = self._answered(message["id"])
+            if pending is None:
+                log.warning("mcp_child_answer_unmatched", id=wire.id_key(message["id"])[:80])
+                return
+            if pending.method == "initialize" and "result" in message:
                 self.initialize_answered = True
-            if pending is not None and pending.method == "tools/list" and "result" in message:
+            if pending.method == "tools/list" and "result" in message:
                 await self._learn_tools(message["result"])
-        await self.send_client(line)
+        await self.send_client(terminated(line.raw))
         self.stats.forwarded_to_client += 1
+
+    async def _drop_child_line(self, line: wire.Line) -> None:
+        """Not a message: logged, never passed on. When it still names a request the client waits
+        for (a response gone wrong), that request gets an error instead of waiting for ever."""
+        if line.blank:
+            return
+        log.warning("mcp_child_line_dropped", problem=line.problem, line=line.excerpt())
+        request_id = wire.answered_id(line.value)
+        if request_id is None or self.mode != CHILD:
+            return
+        pending = self._answered(request_id)
+        if pending is not None:
+            await self.send_client(wire.error_line(
+                pending.message["id"], wire.INTERNAL_ERROR,
+                f"contextd's answer to this request was not a JSON-RPC message ({line.problem}); guardian dropped it"))
 
     def _own_answer(self, message: dict) -> None:
         future = self._reinit.pop(message["id"], None)
@@ -378,9 +429,9 @@ class McpRelay:
         for future in self._reinit.values():  # a restart that was being re-initialized died
             if not future.done():
                 future.set_result({"error": reason})
-        log.warning("mcp_fallback", reason=reason, open_requests=len(self.pending))
+        left_open = self.open_requests()
+        log.warning("mcp_fallback", reason=reason, open_requests=len(left_open))
         self.stats.outages.append(reason)
-        left_open = list(self.pending.values())
         self.pending.clear()
         if was_serving or left_open:
             for pending in sorted(left_open, key=lambda p: p.sent_at):
@@ -410,7 +461,7 @@ class McpRelay:
                 continue
             timeout = self.options.answer_timeout if self.child_spoke else self.options.start_timeout
             now = time.monotonic()
-            oldest = min(p.sent_at for p in self.pending.values())
+            oldest = min(p.sent_at for p in self.open_requests())
             if now - oldest > timeout and now - self.last_child_output > timeout:
                 await self.child_down(f"contextd did not answer for {timeout:g} s")
 
@@ -493,7 +544,12 @@ class McpRelay:
         self._reinit[request_id] = future
         request = {"jsonrpc": "2.0", "id": request_id, "method": "initialize",
                    "params": self.initialize.get("params") or {}}
-        if not await self._write_child(json.dumps(request).encode() + b"\n"):
+        try:
+            line = wire.encode(request)
+        except (RecursionError, ValueError):
+            self.reason = "the client's initialize nests too deeply to be sent again"
+            return False
+        if not await self._write_child(line):
             return False
         try:
             answer = await asyncio.wait_for(asyncio.shield(future), self.options.start_timeout)

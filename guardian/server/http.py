@@ -17,12 +17,21 @@ pool for the numpy work and has no timeout for a connection that never sends a r
 reads the whole body before the application sees the headers, so a 16 MiB body would be read
 before its 401.
 
+Stalled clients (issue 24): cheroot reads a request with blocking reads in a worker, so a client
+that stalls mid-body held a worker for its whole read timeout. We kept cheroot and moved the
+waiting out of its workers (:mod:`guardian.server.connections`: requests gathered whole in the
+selector thread, health endpoints on a pool of their own, a per-client connection cap, a
+lingering close) rather than move to an asyncio server: uvicorn would wait on a stalled body
+without a thread too, but has no per-client cap, no timeout for a silent connection and no JSON
+for its own protocol errors, and the numpy work would still need a thread pool; each of those
+would be ours to write on top of it, as the gathering is on top of cheroot.
+
 What this module adds on top of cheroot: the bearer token and the route are checked before a body
-is read (:meth:`Api.screen`), a refused request with an unread body closes its connection instead
-of draining it, every error cheroot answers itself (garbage request lines, HTTP/0.9, timeouts,
-oversized headers) is a JSON ``{error, hint}`` too, cheroot's log goes to structlog without
-tracebacks, and numpy's BLAS runs one thread per query while a server runs (several queries at
-once on a small machine otherwise oversubscribe the cores many times over).
+is read (:meth:`Api.screen`, also for the gathering: a refused request's body is never waited
+for), every error cheroot answers itself (garbage request lines, HTTP/0.9, timeouts, oversized
+headers) is a JSON ``{error, hint}`` too, cheroot's log goes to structlog without tracebacks, and
+numpy's BLAS runs one thread per query while a server runs (several queries at once on a small
+machine otherwise oversubscribe the cores many times over).
 """
 
 from __future__ import annotations
@@ -30,19 +39,17 @@ from __future__ import annotations
 import http
 import json
 import logging
-import select
-import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cheroot import makefile as cheroot_files
 from cheroot import server as cheroot
 
 from guardian.errors import ConfigError
 from guardian.logs import get_logger
 from guardian.server.api import MAX_BODY, Api, Response, error_response
+from guardian.server.connections import Connection, ResponseWriter, Server
+from guardian.server.intake import Head
 from guardian.server.metrics import Metrics
 
 log = get_logger("guardian.server")
@@ -58,6 +65,10 @@ class ServerLimits:
     request_timeout: float = 30.0  # seconds from a request's first byte to its last (a trickle is cut off)
     keep_alive: int = 256        # idle keep-alive connections kept open at most (more: answered, then closed)
     max_header_bytes: int = 64 * 1024
+    per_client: int = 512        # connections one client address may hold (see guardian.server.connections)
+    evict_after: float = 1.0     # seconds a client's connection must have been silent to make room for its newest
+    health_threads: int = 2      # threads answering /healthz, /readyz and /metrics, apart from the queries'
+    body_budget: int = 128 * 1024 * 1024  # request-body bytes held in memory across connections (bodies > 1 MiB)
 
 
 # --------------------------------------------------------------------------- cheroot plumbing
@@ -65,6 +76,18 @@ class ServerLimits:
 
 def _error_bytes(message: str, hint: str) -> bytes:
     return (json.dumps({"error": message, "hint": hint}) + "\n").encode("utf-8")
+
+
+def busy_response(reason: str) -> Response:
+    return error_response(503, reason, "retry in a moment", (("Retry-After", "1"),))
+
+
+def _refusal_bytes(reason: str) -> bytes:
+    """A whole 503 answer, written to a connection refused at accept (no request read)."""
+    response = busy_response(reason)
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {response.content_type}\r\n"
+            f"Content-Length: {len(response.body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
+    return head.encode("latin-1") + response.body
 
 
 PROTOCOL_HINTS = {
@@ -76,16 +99,6 @@ PROTOCOL_HINTS = {
     505: "use HTTP/1.1",
     503: "retry in a moment",
 }
-
-
-def _readable(sock) -> bool:
-    """Bytes (or the end of the stream) waiting on the socket right now; poll, not select (fds > 1024)."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    try:
-        return bool(poller.poll(0))
-    except OSError:
-        return True  # let a worker find out what is wrong with it
 
 
 class _Request(cheroot.HTTPRequest):
@@ -105,84 +118,8 @@ class _Request(cheroot.HTTPRequest):
             pass  # the client is gone
 
 
-class _DeadlineSocketIO(socket.SocketIO):
-    """Socket reads that together may not outlast the request's deadline.
-
-    Every read has the server's timeout, but a client sending one byte every few seconds never
-    trips it and would keep a worker for ever; each read here waits at most what is left.
-    """
-
-    def __init__(self, sock, conn: "_Connection") -> None:
-        super().__init__(sock, "rb")
-        self._conn = conn
-
-    def readinto(self, buffer) -> int | None:
-        deadline = self._conn.deadline
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("timed out")  # cheroot answers 408 (or the gateway does, mid-body)
-            self._sock.settimeout(min(self._conn.server.timeout, left))
-        return super().readinto(buffer)
-
-
-class _DeadlineReader(cheroot_files.StreamReader):
-    def __init__(self, sock, conn: "_Connection", bufsize: int) -> None:  # noqa: D107 - see _DeadlineSocketIO
-        cheroot_files.io.BufferedReader.__init__(self, _DeadlineSocketIO(sock, conn), bufsize)
-        self.bytes_read = 0
-
-
-class _ResponseWriter(cheroot_files.StreamWriter):
-    """cheroot's socket writer, able to hold what is written until :meth:`release`.
-
-    cheroot sends a response's head and its body in two sends; each wakes the client, which under
-    load costs a scheduling round trip (~0.3 ms on two busy cores). Held, they leave in one send."""
-
-    held = False
-
-    def hold(self) -> None:
-        self.held = True
-
-    def release(self) -> None:
-        self.held = False
-        with self._write_lock:
-            self._flush_unlocked()
-
-    def write(self, data, *args, **kwargs):
-        if not self.held:
-            return super().write(data, *args, **kwargs)
-        with self._write_lock:
-            self._write_buf.extend(data)
-        self.bytes_written += len(data)
-        return len(data)
-
-
-class _Connection(cheroot.HTTPConnection):
-    """A connection whose reads for one request share one deadline (``request_timeout``)."""
-
+class _Connection(Connection):
     RequestHandlerClass = _Request
-    deadline: float | None = None
-
-    def __init__(self, server, sock, makefile=cheroot_files.MakeFile) -> None:
-        def files(sock, mode="r", bufsize=cheroot_files.io.DEFAULT_BUFFER_SIZE):
-            return _DeadlineReader(sock, self, bufsize) if "r" in mode else _ResponseWriter(sock, mode, bufsize)
-
-        super().__init__(server, sock, files if makefile is cheroot_files.MakeFile else makefile)
-
-    def communicate(self):
-        """One request (cheroot reads and answers one per call): the deadline runs from its first byte."""
-        self.deadline = time.monotonic() + self.server.request_timeout
-        try:
-            return super().communicate()
-        finally:
-            self.end_deadline()
-
-    def end_deadline(self) -> None:
-        self.deadline = None
-        try:
-            self.socket.settimeout(self.server.timeout)
-        except OSError:
-            pass  # already closed
 
 
 class _Gateway(cheroot.Gateway):
@@ -195,7 +132,8 @@ class _Gateway(cheroot.Gateway):
         method = req.method.decode("latin-1")
         target = req.uri.decode("latin-1")
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in req.inheaders.items()}
-        response = self.api.screen(method, target, headers)
+        refusal = req.conn.intake.refusal
+        response = self.api.screen(method, target, headers) if not refusal else busy_response(refusal)
         if response is None:
             body, response = self._read_body(headers) if self.api.wants_body(method, target) else (b"", None)
             if response is None:
@@ -233,7 +171,7 @@ class _Gateway(cheroot.Gateway):
                           (b"Content-Length", str(len(response.body)).encode("latin-1"))]
         req.outheaders.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers)
         writer = req.conn.wfile
-        held = isinstance(writer, _ResponseWriter)
+        held = isinstance(writer, ResponseWriter)
         if held:
             writer.hold()  # the head and the body in one send
         try:
@@ -245,21 +183,8 @@ class _Gateway(cheroot.Gateway):
                 writer.release()
 
 
-class _CherootServer(cheroot.HTTPServer):
+class _CherootServer(Server):
     ConnectionClass = _Connection
-    request_timeout = 30.0
-
-    def process_conn(self, conn):
-        """A worker only for a connection with bytes to read; a silent one waits in the selector.
-
-        cheroot hands every *new* connection straight to a worker, which then blocks in its first
-        read until the timeout: 8 clients that connect and say nothing would stall the server for
-        a timeout each. Parked in the selector they cost nothing and expire after the timeout.
-        """
-        if conn.rfile.has_data() or _readable(conn.socket):
-            super().process_conn(conn)
-        else:
-            self.put_conn(conn)
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         """cheroot's own complaints (client resets, timeouts) as one structlog event, no traceback."""
@@ -375,8 +300,20 @@ class GuardianHTTPServer:
         server.request_timeout = max(limits.request_timeout, limits.timeout)
         server.keep_alive_conn_limit = limits.keep_alive
         server.max_request_header_size = limits.max_header_bytes
+        server.per_client = limits.per_client
+        server.evict_after = limits.evict_after
+        server.health_threads = limits.health_threads
+        server.budget.limit = limits.body_budget
+        server.max_body = MAX_BODY
         server.shutdown_timeout = 5
+        server.wants_body = self._wants_body
+        server.refusal_bytes = _refusal_bytes
         return server
+
+    def _wants_body(self, head: Head) -> bool:
+        """Will the API read this request's body? Not when it refuses the request from its head."""
+        return (self.api.screen(head.method, head.target, head.headers) is None
+                and self.api.wants_body(head.method, head.target))
 
     def stop(self) -> None:
         server, self._server = self._server, None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from guardian.mcp.fallback import refusal
-from guardian.mcp.relay import id_key, is_request, is_response, ours, parse
 from guardian.mcp.tools import BUILTIN_TOOLS, CATALOG_FILE, SERVED_TOOLS, ToolCatalog
 
 
@@ -36,15 +35,6 @@ def test_partial_or_damaged_catalogs(tmp_path):
     assert ToolCatalog(tmp_path).definitions() == [BUILTIN_TOOLS[n] for n in SERVED_TOOLS]
     assert ToolCatalog(None).learn(contextd_list("x")) is True  # no state dir: kept in memory only
     assert catalog.learn("nonsense") is False and catalog.learn({"tools": None}) is False
-
-
-def test_message_classification():
-    request = parse(b'{"jsonrpc":"2.0","id":7,"method":"tools/call"}\n')
-    assert is_request(request) and not is_response(request) and id_key(request) == "7"
-    assert id_key(parse(b'{"id":"7","result":{}}')) == '"7"'  # 7 and "7" are different requests
-    assert is_response(parse(b'{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}'))
-    assert parse(b"not json") is None and parse(b"[1, 2]") is None
-    assert ours({"id": "io.guardian/reinit-1"}) and not ours({"id": 1}) and not ours({"id": "io.other"})
 
 
 def test_refusals_say_what_happened():

@@ -253,29 +253,3 @@ def test_non_utf8_and_non_ascii_documents_answer_over_http_as_in_process(plain_s
         status, answer = request(server, "POST", "/v1/collections/checkpoints/query", body)
     assert status == 200
     assert answer["results"] == expected
-
-
-def test_a_response_leaves_in_one_send():
-    """The writer holds the head cheroot writes until the body is written too (one wake of the client)."""
-    import socket
-
-    from guardian.server.http import _ResponseWriter
-    ours, theirs = socket.socketpair()
-    try:
-        writer = _ResponseWriter(ours, "wb")
-        theirs.setblocking(False)
-        writer.hold()
-        writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        writer.write(b"body")
-        with pytest.raises(BlockingIOError):
-            theirs.recv(100)  # nothing sent while held
-        writer.release()
-        theirs.setblocking(True)
-        theirs.settimeout(10)
-        assert theirs.recv(100) == b"HTTP/1.1 200 OK\r\n\r\nbody"
-        assert writer.bytes_written == len(b"HTTP/1.1 200 OK\r\n\r\nbody")
-        writer.write(b"later")  # not held: sent at once
-        assert theirs.recv(100) == b"later"
-    finally:
-        ours.close()
-        theirs.close()
