@@ -26,10 +26,8 @@ def add_arguments(parser) -> None:
 
 def run(args, ctx) -> int:
     from guardian.memories.browser import MemoryBrowser
-    from guardian.memories.find import FindQuery
 
-    query = FindQuery(args.text, FindQuery.parse_where(args.where), args.memory_id, args.collection)
-    found = MemoryBrowser.for_paths(ctx.paths).find(query)
+    found = MemoryBrowser.for_paths(ctx.paths).find(args.text, args.where, args.memory_id, args.collection)
     if args.json:
         print_json(found.to_dict())
     else:

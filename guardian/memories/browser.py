@@ -58,8 +58,10 @@ class MemoryBrowser:
             files = candidates_in_snapshot(self.repo, self.snapshot(at), memory_id, collection)
         return memory_at(files, memory_id, collection)
 
-    def find(self, query: FindQuery) -> Found:
-        return find_memories(self.repo, query)
+    def find(self, text: str | None = None, where: list[str] = (), memory_id: str | None = None,
+             collection: str | None = None) -> Found:
+        """``where``: ``KEY=VALUE`` texts, as ``--where`` takes them."""
+        return find_memories(self.repo, FindQuery(text, FindQuery.parse_where(list(where)), memory_id, collection))
 
     def _require_store(self) -> None:
         if not os.path.isdir(self.store):
