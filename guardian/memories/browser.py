@@ -12,7 +12,8 @@ from typing import Callable
 
 from guardian.errors import NoStoreYet
 from guardian.format.layout import collection_dir_name
-from guardian.memories.diff import Diff, diff_filesets
+from guardian.memories.diff import Diff, diff_filesets, snapshot_pair
+from guardian.memories.filelists import FileLists
 from guardian.memories.filesets import snapshot_fileset, store_fileset
 from guardian.memories.find import FindQuery, Found, find_memories
 from guardian.memories.history import History, memory_history
@@ -38,13 +39,13 @@ class MemoryBrowser:
     def diff(self, from_text: str, to_text: str | None = None, collection: str | None = None) -> Diff:
         """From the snapshot ``from_text`` names to the one ``to_text`` names, or to the store now."""
         dirs = {collection_dir_name(collection)} if collection is not None else None
-        old, reference = snapshot_fileset(self.repo, self.snapshot(from_text))
-        if to_text is None:
-            self._require_store()
-            new = store_fileset(self.store, reference, dirs, self.clock())
-        else:
-            new, _ = snapshot_fileset(self.repo, self.snapshot(to_text))
-        return diff_filesets(old, new, dirs)
+        lists = FileLists(self.repo)
+        if to_text is not None:
+            return diff_filesets(*snapshot_pair(lists, self.snapshot(from_text), self.snapshot(to_text)), dirs)
+        old = lists.open(self.snapshot(from_text))
+        self._require_store()
+        rows = old.rows()
+        return diff_filesets(snapshot_fileset(old, rows), store_fileset(self.store, rows, dirs, self.clock()), dirs)
 
     def history(self, memory_id: str, collection: str | None = None) -> History:
         return memory_history(self.repo, memory_id, collection)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from guardian.memories.filesets import FileSet
+from guardian.memories.filelists import FileLists, kept
+from guardian.memories.filesets import FileSet, snapshot_fileset
 from guardian.memories.points import STORE, iso
 from guardian.memories.versions import Version, changed_fields, changed_keys, document_file
 
@@ -105,6 +106,35 @@ def versions_of(side: FileSet, paths: list[str], unreadable: list[dict]) -> dict
         else:
             found[version.key] = version
     return found
+
+
+def one_sided(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The base positions kept by exactly one of two snapshots' runs, as (start, end) ranges. Pure."""
+    points = sorted({point for start, end in a + b for point in (start, end)})
+    found: list[tuple[int, int]] = []
+    for low, high in zip(points, points[1:]):
+        if kept(a, low) != kept(b, low):
+            if found and found[-1][1] == low:
+                found[-1] = (found[-1][0], high)
+            else:
+                found.append((low, high))
+    return found
+
+
+def snapshot_pair(lists: FileLists, old_id: str, new_id: str) -> tuple[FileSet, FileSet]:
+    """Two snapshots' file sets, limited to the files that can differ. Against one base list (the
+    common case: continuous capture writes ~40 snapshots a base, hourly ones share it too) those
+    are the rows either writes out and the base rows one keeps and the other does not, so the
+    100k rows both keep are never looked at; across base lists, every row."""
+    old, new = lists.open(old_id), lists.open(new_id)
+    if old.base_digest is None or old.base_digest != new.base_digest:
+        return snapshot_fileset(old, old.rows()), snapshot_fileset(new, new.rows())
+    paths = set(old.written()) | set(new.written())
+    base_rows = lists.base(old.base_digest).rows
+    for start, end in one_sided(old.runs(), new.runs()):
+        paths.update(row[0] for row in base_rows[start:end])
+    return tuple(snapshot_fileset(side, [row for row in map(side.lookup, sorted(paths)) if row is not None])
+                 for side in (old, new))
 
 
 def diff_filesets(old: FileSet, new: FileSet, dirs: set[str] | None = None) -> Diff:

@@ -20,12 +20,14 @@ from guardian.errors import GuardianError, SnapshotError
 from guardian.format.chromem import Document, decode_collection, decode_document
 from guardian.format.layout import EXTENSIONS, MAX_FILE_BYTES, METADATA_STEM
 from guardian.local import storefs
+from guardian.memories.filelists import FileList
 from guardian.memories.points import STORE
 from guardian.memories.versions import Version, document_file
 from guardian.snapshots.manifest import FLAG_RACY, NO_CONTENT_FLAGS
 from guardian.snapshots.repository import Repository
 
 REREAD_FLAGS = FLAG_RACY | NO_CONTENT_FLAGS   # a row whose hash a stat match may not vouch for
+NO_CONTENT = "the snapshot holds no content for it (it was changing or damaged when taken)"
 
 
 @dataclass
@@ -66,15 +68,16 @@ class FileSet:
         return Version(folder, self.collection(folder), path, digest, document)
 
 
-def snapshot_fileset(repo: Repository, snapshot_id: str) -> tuple[FileSet, list[list]]:
-    """A snapshot's files (and its manifest rows, a reference for :func:`store_fileset`)."""
-    manifest, rows = repo.read_manifest_rows(snapshot_id)
-    files = {row[0]: row[5] for row in rows if row[5]}
-    unreadable = [{"point": snapshot_id, "path": row[0], "sha256": None,
-                   "reason": "the snapshot holds no content for it (it was changing or damaged when taken)"}
-                  for row in rows if not row[5] and document_file(row[0])]
-    names = {info.dir: info.name for info in manifest.collections if info.name}
-    return FileSet(snapshot_id, manifest.time, files, names, repo, unreadable=unreadable), rows
+def snapshot_fileset(files: FileList, rows) -> FileSet:
+    """A snapshot's ``rows`` (all of them, or those that can differ from another snapshot's)."""
+    contents, unreadable = {}, []
+    for row in rows:
+        if row[5]:
+            contents[row[0]] = row[5]
+        elif document_file(row[0]):
+            unreadable.append({"point": files.id, "path": row[0], "sha256": None, "reason": NO_CONTENT})
+    names = {info.dir: info.name for info in files.manifest.collections if info.name}
+    return FileSet(files.id, files.manifest.time, contents, names, files.lists.repo, unreadable=unreadable)
 
 
 def store_fileset(store: Path, reference: list[list], dirs: set[str] | None = None,
