@@ -30,6 +30,8 @@ from guardian.snapshots.repository import Repository
 BASES_KEPT = 2   # parsed base lists kept (a base of 100k rows is tens of MB of Python objects)
 TEXTS_KEPT = 4   # base lists kept as text (a base of 100k rows is ~11 MB)
 RUN = re.compile(rb"\[(\d+),(\d+)\]")
+# A row as guardian's encoder writes it, in a text without escapes: (path, sha256 or b"").
+ROW = re.compile(rb'\["([^"\\]*)",\d+,\d+,\d+,\d+,(?:"([0-9a-f]{64})"|null),\d+\]')
 QUOTE = b'"'
 
 
@@ -111,6 +113,7 @@ class FileList:
         self.text = text
         self._ops: list | None = None
         self._runs: list[tuple[int, int]] | None = None
+        self._written: dict[str, list] | None = None
 
     @property
     def id(self) -> str:
@@ -141,7 +144,7 @@ class FileList:
         """:meth:`row` from the parsed list: for many lookups in one snapshot."""
         written = self.written()
         if path in written:
-            return validated_rows([written[path]], self.id)[0]
+            return written[path]
         if self.base_digest is None:
             return None
         base = self.lists.base(self.base_digest)
@@ -160,7 +163,9 @@ class FileList:
 
     def written(self) -> dict[str, list]:
         """path -> row, for the rows written out in this manifest (checked)."""
-        return {row[0]: row for row in self.checked_rows()}
+        if self._written is None:
+            self._written = {row[0]: row for row in self.checked_rows()}
+        return self._written
 
     def checked_rows(self) -> list[list]:
         """Every row written out, checked as the full decoder checks them (SnapshotError if one is bad)."""
@@ -171,6 +176,21 @@ class FileList:
         if self._runs is None:
             self._runs = sorted((op[0], op[0] + op[1]) for op in self.ops() if len(op) == 2)
         return self._runs
+
+    def contents(self) -> list[tuple[str, str]]:
+        """(path, sha256) of every row written out that has content. From the text when it holds no
+        escape and every row start is a well-formed row (always, for a chromem store's hex names):
+        no row parsed; else from the parsed rows."""
+        raw = self.text.raw
+        if b"\\" not in raw:
+            found = ROW.findall(raw)
+            if len(found) == raw.count(b'["'):
+                return [(path.decode(), digest.decode()) for path, digest in found if digest]
+        return [(row[0], row[5]) for row in self.checked_rows() if row[5]]
+
+    def kept_runs(self, size: int) -> list[tuple[int, int]]:
+        """:meth:`runs`, from the text when it can be searched (``size``: the base list's rows)."""
+        return self.text.runs(size) if self.text.plain else self.runs()
 
     def rows(self) -> list[list]:
         """Every row (the base's kept ones, then the ones written out)."""

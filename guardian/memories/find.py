@@ -16,27 +16,26 @@ blob) and their base lists, so the search is planned over the repository, not pe
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from guardian.errors import GuardianError, SnapshotError, UsageError
 from guardian.format.chromem import Document, decode_document, gob_stream
 from guardian.format.layout import collection_dir_name, document_stem
-from guardian.memories.filelists import Base, FileList, FileLists
+from guardian.memories.filelists import Base, FileLists
 from guardian.memories.points import iso, snapshot_time
 from guardian.memories.versions import document_file, title_of
+from guardian.snapshots.manifest import HASH_PATTERN
 from guardian.snapshots.repository import Repository
 
 
-# The characters whose case folding holds an ASCII letter (ß -> ss, ſ -> s, K (Kelvin) -> k, ﬁ -> fi, …), as
-# UTF-8: a document holding none of them can match an ASCII word only where its bytes, lowercased, hold
-# the word's (tests/memories/test_find.py recomputes the list from Unicode).
-FOLDS_TO_ASCII = re.compile(b"|".join(re.escape(chr(c).encode()) for c in (
-    0xDF, 0x130, 0x149, 0x17F, 0x1F0, 0x1E96, 0x1E97, 0x1E98, 0x1E99, 0x1E9A, 0x1E9E, 0x212A,
-    0xFB00, 0xFB01, 0xFB02, 0xFB03, 0xFB04, 0xFB05, 0xFB06)))
+# The only characters whose lower case holds an ASCII letter (İ -> i + a dot, the Kelvin sign -> k), as
+# UTF-8: a document holding neither can match an ASCII word only where its bytes, lowercased, hold the
+# word's (tests/memories/test_find.py checks the list against Unicode).
+LOWERS_TO_ASCII = ("\u0130".encode(), "\u212a".encode())
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,7 @@ class FindQuery:
             parsed.append((key, value))
         return tuple(parsed)
 
+    @cached_property
     def needles(self) -> list[bytes]:
         """Byte strings every matching document file holds (its gob stream), to skip the others undecoded."""
         found = [part.encode("utf-8", "surrogateescape") for pair in self.where for part in pair if part]
@@ -70,13 +70,21 @@ class FindQuery:
             found.append(self.memory_id.encode("utf-8", "surrogateescape"))
         return found
 
+    @cached_property
+    def ascii_word(self) -> bytes | None:
+        """The text, lowercased, when it is ASCII: looked for in a document's lowercased bytes."""
+        return self.text.lower().encode() if self.text and self.text.isascii() else None
+
     def could_match(self, stream: bytes) -> bool:
-        """False only when ``stream`` (a document's gob bytes) cannot match: a cheap look at bytes."""
-        if not all(needle in stream for needle in self.needles()):
-            return False
-        if self.text and self.text.isascii():   # other words are decided on the decoded document
-            return self.text.lower().encode() in stream.lower() or FOLDS_TO_ASCII.search(stream) is not None
-        return True
+        """False only when ``stream`` (a document's gob bytes) cannot match: a cheap look at bytes
+        (other words than ASCII ones are decided on the decoded document)."""
+        for needle in self.needles:
+            if needle not in stream:
+                return False
+        word = self.ascii_word
+        if word is None or word in stream.lower():
+            return True
+        return LOWERS_TO_ASCII[0] in stream or LOWERS_TO_ASCII[1] in stream
 
     def matched(self, document: Document) -> list[str]:
         """What of ``document`` matches ("content", "metadata:KEY", "id"); empty when it does not."""
@@ -86,9 +94,9 @@ class FindQuery:
             return []
         parts = [f"metadata:{key}" for key, _ in self.where] + (["id"] if self.memory_id else [])
         if self.text:
-            needle = self.text.casefold()
-            hits = (["content"] if needle in document.content.casefold() else []) + \
-                [f"metadata:{key}" for key, value in sorted(document.metadata.items()) if needle in value.casefold()]
+            needle = self.text.lower()
+            hits = (["content"] if needle in document.content.lower() else []) + \
+                [f"metadata:{key}" for key, value in sorted(document.metadata.items()) if needle in value.lower()]
             if not hits:
                 return []
             parts += hits
@@ -136,11 +144,11 @@ class Found:
 @dataclass
 class Held:
     """What the snapshots hold, as stored: per base list its rows and, per snapshot using it, the
-    runs it keeps; the rows snapshots write out."""
+    runs it keeps; per snapshot the (path, sha256) of the rows it writes out."""
 
     snapshots: list[str]
     bases: dict[str, tuple[Base, list[tuple[int, np.ndarray, np.ndarray]]]]   # digest -> base, [(i, starts, ends)]
-    written: list[tuple[int, list[list]]]                                           # (snapshot index, rows)
+    written: list[tuple[int, list[tuple[str, str]]]]                            # (snapshot index, pairs)
     names: dict[str, str]
 
 
@@ -149,28 +157,22 @@ def gather(lists: FileLists, snapshot_ids: list[str], skipped: list[dict]) -> He
     for snapshot_id in snapshot_ids:
         try:
             files = lists.open(snapshot_id)
+            base = lists.base(files.base_digest) if files.base_digest is not None else None
+            runs = files.kept_runs(len(base.rows)) if base is not None else []
+            written = files.contents()
         except SnapshotError as exc:
             skipped.append({"snapshot": snapshot_id, "reason": exc.message})
             continue
         index = len(held.snapshots)
         held.snapshots.append(snapshot_id)
         held.names.update((info.dir, info.name) for info in files.manifest.collections if info.name)
-        _add(held, index, files)
+        if base is not None:
+            _, users = held.bases.setdefault(base.digest, (base, []))
+            users.append((index, np.array([start for start, _ in runs], dtype=np.int64),
+                          np.array([end for _, end in runs], dtype=np.int64)))
+        if written:
+            held.written.append((index, written))
     return held
-
-
-def _add(held: Held, index: int, files: FileList) -> None:
-    if files.base_digest is not None:
-        base = files.lists.base(files.base_digest)
-        _, users = held.bases.setdefault(base.digest, (base, []))
-        runs = files.runs()
-        starts = np.array([start for start, _ in runs], dtype=np.int64)
-        ends = np.array([end for _, end in runs], dtype=np.int64)
-        order = np.argsort(starts, kind="stable")
-        users.append((index, starts[order], ends[order]))
-    written = files.checked_rows()
-    if written:
-        held.written.append((index, written))
 
 
 def _kept(starts: np.ndarray, ends: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -185,26 +187,29 @@ def candidates(held: Held, query: FindQuery) -> dict[str, set[str]]:
     """blob -> the document paths holding it in any snapshot (filtered by collection and ID)."""
     folder = collection_dir_name(query.collection) if query.collection is not None else None
     stem = document_stem(query.memory_id) if query.memory_id is not None else None
-
-    def wanted(path: str) -> bool:
-        where = document_file(path)
-        return where is not None and (folder is None or where.dir == folder) and (stem is None or where.stem == stem)
-
-    found: dict[str, set[str]] = {}
+    pairs: set[tuple[str, str]] = set()
     for base, users in held.bases.values():
         rows = base.rows
         kept = np.zeros(len(rows) + 1, dtype=np.int32)
         for _, starts, ends in users:
             np.add.at(kept, starts, 1)
             np.add.at(kept, ends, -1)
-        for position in np.flatnonzero(np.cumsum(kept[:-1]) > 0):
-            row = rows[position]
-            if row[5] and wanted(row[0]):
-                found.setdefault(row[5], set()).add(row[0])
-    for _, rows in held.written:
-        for row in rows:
-            if row[5] and wanted(row[0]):
-                found.setdefault(row[5], set()).add(row[0])
+        pairs.update((rows[p][0], rows[p][5]) for p in np.flatnonzero(np.cumsum(kept[:-1]) > 0).tolist()
+                     if rows[p][5])
+    for _, written in held.written:
+        pairs.update(written)
+    wanted: dict[str, bool] = {}
+    found: dict[str, set[str]] = {}
+    for path, digest in pairs:
+        ok = wanted.get(path)
+        if ok is None:
+            where = document_file(path) if isinstance(path, str) else None
+            ok = wanted[path] = where is not None and (folder is None or where.dir == folder) and \
+                (stem is None or where.stem == stem)
+        if ok:
+            if not (isinstance(digest, str) and HASH_PATTERN.match(digest)):
+                raise SnapshotError(f"a base list names {path!r} with an invalid hash (damaged or tampered)")
+            found.setdefault(digest, set()).add(path)
     return found
 
 
@@ -218,11 +223,10 @@ def sightings(held: Held, matching: set[tuple[str, str]]) -> dict[tuple[str, str
         if not len(positions):
             continue
         for index, starts, ends in users:
-            for position in positions[_kept(starts, ends, positions)]:
+            for position in positions[_kept(starts, ends, positions)].tolist():
                 seen[(rows[position][0], rows[position][5])].append(index)
-    for index, rows in held.written:
-        for row in rows:
-            pair = (row[0], row[5])
+    for index, written in held.written:
+        for pair in written:
             if pair in seen:
                 seen[pair].append(index)
     return {pair: np.unique(np.array(indexes, dtype=np.int64)) for pair, indexes in seen.items()}
