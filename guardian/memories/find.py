@@ -279,7 +279,7 @@ def matches(held: Held, wanted: dict[str, set[str]], hits: dict[str, tuple[Docum
         memory["parts"].update(parts)
     found = [Match(folder, held.names.get(folder) or f"({folder})", memory_id, memory["title"], sorted(memory["parts"]),
                    held.snapshots[memory["first"]], held.snapshots[memory["last"]], memory["count"],
-                   memory["versions"], memory["last"] == last)
+                   memory["versions"], bool(memory["last"] == last))
              for (folder, memory_id), memory in memories.items()]
     found.sort(key=lambda m: (m.collection, m.title, m.id))
     return found

@@ -104,3 +104,22 @@ def expected_changes(before: dict, after: dict) -> set[tuple[str, str, str, tupl
 @pytest.fixture
 def chromem_store(chromemh, tmp_path) -> ChromemStore:
     return ChromemStore(chromemh, tmp_path)
+
+
+def three_snapshots(s: ChromemStore) -> list[str]:
+    """A small history for the command and HTTP tests: a memory added, changed (content, then
+    metadata) and another removed, over three snapshots; the same ID in two collections."""
+    s.gen(("notes", [doc("n1", "Rotate the JWT signing key\nevery 90 days", 1, title="JWT key rotation",
+                         outcome="success", state="active", tags="[auth security]", updated_at="1767225600"),
+                     doc("n2", "a note without a title\nsecond line", 2), doc("shared", "in notes", 3)]),
+          ("lessons", [doc("shared", "in lessons", 4, name="Shared lesson")]))
+    s.snapshot()
+    s.gen(("notes", [doc("n1", "Rotate the JWT signing key\nevery 30 days", 1, title="JWT key rotation",
+                         outcome="success", state="active", tags="[auth security]", updated_at="1767312000")]))
+    s.delete("notes", "n2")
+    s.snapshot()
+    s.gen(("notes", [doc("n1", "Rotate the JWT signing key\nevery 30 days", 1, title="JWT key rotation",
+                         outcome="failure", state="active", tags="[auth security]", updated_at="1767398400"),
+                     doc("n3", "x" * 300, 5, title="A very long title " * 8)]))
+    s.snapshot()
+    return s.snapshots
