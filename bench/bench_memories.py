@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,7 +35,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import make_store, timed  # noqa: E402
+from bench.common import make_store, timed, work_folder  # noqa: E402
 from guardian.format.chromem import Document, decode_document, document_stem, encode_document  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.memories.browser import MemoryBrowser  # noqa: E402
@@ -201,13 +199,8 @@ def main() -> int:
     parser.add_argument("--snapshots", type=int, default=1000)
     parser.add_argument("--dir", default=None, help="work folder (default: a temp folder, removed after)")
     args = parser.parse_args()
-    work = Path(args.dir or tempfile.mkdtemp(prefix="bench-memories-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.dir, "bench-memories-") as work:
         run(work, args.docs, args.snapshots)
-    finally:
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from guardian.commands.memory_views import changed_line, detail, facts_line, fit, memory_line, point_label
-from guardian.commands.output import print_json
-from guardian.errors import ExitCode
+from guardian.commands.memory_views import answer, changed_line, detail, facts_line, fit, memory_line, point_label
 
 HELP = "what changed between two points in time, memory by memory (TO left out: the store now)"
 SIGNS = {"added": "+", "removed": "-", "changed": "~"}
@@ -26,14 +22,7 @@ def run(args, ctx) -> int:
     from guardian.memories.browser import MemoryBrowser
 
     diff = MemoryBrowser.for_paths(ctx.paths).diff(args.from_point, args.to_point, args.collection)
-    if args.json:
-        print_json(diff.to_dict())
-    else:
-        print("\n".join(render(diff)))
-    for item in diff.unreadable:
-        print(f"warning: {item['path']} in {point_label(item['point'])} cannot be read ({item['reason']}); "
-              "left out", file=sys.stderr)
-    return ExitCode.OK
+    return answer(args.json, diff.to_dict(), lambda: render(diff), unreadable=diff.unreadable)
 
 
 def render(diff) -> list[str]:

@@ -3,11 +3,8 @@ snapshots they were in."""
 
 from __future__ import annotations
 
-import sys
-
-from guardian.commands.memory_views import detail, fit, local, memory_line, plural
-from guardian.commands.output import human_bytes, print_json
-from guardian.errors import ExitCode
+from guardian.commands.memory_views import answer, detail, fit, local, memory_line, plural
+from guardian.commands.output import human_bytes
 from guardian.memories.points import snapshot_time
 
 HELP = "the memories in any snapshot whose content or metadata match, with when they were seen"
@@ -28,16 +25,7 @@ def run(args, ctx) -> int:
     from guardian.memories.browser import MemoryBrowser
 
     found = MemoryBrowser.for_paths(ctx.paths).find(args.text, args.where, args.memory_id, args.collection)
-    if args.json:
-        print_json(found.to_dict())
-    else:
-        print("\n".join(render(found)))
-    for item in found.skipped:
-        print(f"warning: snapshot {item['snapshot']} was passed over: {item['reason']}", file=sys.stderr)
-    for item in found.unreadable:
-        print(f"warning: {item['path']} (blob {item['sha256'][:12]}) cannot be read ({item['reason']})",
-              file=sys.stderr)
-    return ExitCode.OK
+    return answer(args.json, found.to_dict(), lambda: render(found), found.skipped, found.unreadable)
 
 
 def render(found) -> list[str]:

@@ -8,10 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from guardian.commands.memory_views import changed_line, detail, fit, local, plural
-from guardian.commands.output import print_json
+from guardian.commands.memory_views import answer, changed_line, detail, fit, local, plural
 from guardian.commands.restore_cmd import add_replica_arguments
-from guardian.errors import ExitCode
 from guardian.memories.points import snapshot_time
 
 HELP = "every version of one memory across the snapshots: when it appeared, each change, when it went"
@@ -36,16 +34,7 @@ def run(args, ctx) -> int:
         else:
             repo = Repository(ctx.paths.snapshots)
         history = memory_history(repo, args.memory_id, args.collection)
-    if args.json:
-        print_json(history.to_list())
-    else:
-        print("\n".join(render(history)))
-    for item in history.skipped:
-        print(f"warning: snapshot {item['snapshot']} was passed over: {item['reason']}", file=sys.stderr)
-    for item in history.unreadable:
-        print(f"warning: {item['path']} in snapshot {item['point']} cannot be read ({item['reason']})",
-              file=sys.stderr)
-    return ExitCode.OK
+    return answer(args.json, history.to_list(), lambda: render(history), history.skipped, history.unreadable)
 
 
 @contextlib.contextmanager

@@ -4,8 +4,11 @@ ID and what it is recognised by (its title, else its first line), then one inden
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
+from guardian.commands.output import print_json
+from guardian.errors import ExitCode
 from guardian.memories.points import STORE, snapshot_time
 from guardian.memories.versions import when
 
@@ -60,3 +63,19 @@ def detail(text: str) -> list[str]:
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def answer(as_json: bool, data, render, skipped: list[dict] = (), unreadable: list[dict] = ()) -> int:
+    """Print an answer: its JSON (``data``), or ``render()``'s lines; then a warning on stderr per
+    damaged snapshot passed over and per file that could not be read. Always exit 0: what was
+    asked for was answered."""
+    if as_json:
+        print_json(data)
+    else:
+        print("\n".join(render()))
+    for item in skipped:
+        print(f"warning: snapshot {item['snapshot']} was passed over: {item['reason']}", file=sys.stderr)
+    for item in unreadable:
+        where = f"in {point_label(item['point'])}" if item.get("point") else f"(blob {item['sha256'][:12]})"
+        print(f"warning: {item['path']} {where} cannot be read ({item['reason']}); left out", file=sys.stderr)
+    return ExitCode.OK

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from guardian.commands.memory_views import facts_line, point_label
-from guardian.commands.output import print_json
-from guardian.errors import ExitCode
+from guardian.commands.memory_views import answer, facts_line, point_label
 
 HELP = "one memory in full (content, metadata, embedding summary) at a point in time (default: now)"
 
@@ -21,12 +19,8 @@ def add_arguments(parser) -> None:
 def run(args, ctx) -> int:
     from guardian.memories.browser import MemoryBrowser
 
-    memory = MemoryBrowser.for_paths(ctx.paths).show(args.memory_id, args.at, args.collection)
-    if args.json:
-        print_json(memory.to_dict())
-    else:
-        print("\n".join(render(memory.to_dict())))
-    return ExitCode.OK
+    data = MemoryBrowser.for_paths(ctx.paths).show(args.memory_id, args.at, args.collection).to_dict()
+    return answer(args.json, data, lambda: render(data))
 
 
 def render(data: dict) -> list[str]:
