@@ -58,6 +58,7 @@ class RowText:
         self.where = where
         self.plain = b"\\" not in raw or b'\\"' not in raw   # the first test is a memchr: most lists have no escape
         self._structure: bytes | None = None
+        self._runs: tuple[int, list[tuple[int, int]]] | None = None   # (base size, runs)
 
     def structure(self) -> bytes:
         """The text with every string taken out: brackets, commas, numbers and nulls only."""
@@ -79,19 +80,38 @@ class RowText:
             start = offset + 1
         return None
 
+    def named(self, name: str) -> dict[str, list]:
+        """path -> row of every row whose file is called ``name`` (in any folder): one search."""
+        tail = json.dumps("/" + name)[1:].encode() + b","
+        found = {}
+        start = 0
+        while (at := self.raw.find(tail, start)) >= 0:
+            start = at + 1
+            begin = self.raw.rfind(b'["', 0, at)
+            if begin < 0 or QUOTE in self.raw[begin + 2:at]:
+                continue
+            path = parse_json(self.raw[begin + 1:at + len(tail) - 1], self.where)
+            located = self.find(path) if isinstance(path, str) else None
+            if located is not None:
+                found[path] = located[1]
+        return found
+
     def position(self, offset: int) -> int:
         """How many rows come before ``offset`` (in a list of rows only: a base list)."""
         return b"".join(self.raw[:offset].split(QUOTE)[0::2]).count(b"[") - 1
 
     def runs(self, size: int) -> list[tuple[int, int]]:
         """The ``[start, count]`` runs as (start, end) ranges, each checked against a base of ``size`` rows."""
+        if self._runs is not None and self._runs[0] == size:
+            return self._runs[1]
         runs = []
         for start, count in RUN.findall(self.structure()):
             start, count = int(start), int(count)
             if not (count > 0 and start + count <= size):
                 raise SnapshotError(f"{self.where}: unreadable file list (delta reference out of range) (damaged)")
             runs.append((start, start + count))
-        return sorted(runs)
+        self._runs = (size, sorted(runs))
+        return self._runs[1]
 
 
 @dataclass
@@ -126,19 +146,25 @@ class FileList:
     # ---- a few rows, from the text ---------------------------------------------------------------
     def row(self, path: str) -> list | None:
         """The row of ``path`` in this snapshot (checked), or None when it holds no such file."""
+        return self.rows_at([path])[path]
+
+    def rows_at(self, paths: list[str]) -> dict[str, list | None]:
+        """The rows of ``paths`` (checked; None: no such file), from the text when it can be searched:
+        one search per file name, whatever the number of folders."""
         if not self.text.plain:
-            return self.lookup(path)
-        found = self.text.find(path)
-        if found is not None:
-            return found[1]
-        if self.base_digest is None:
-            return None
-        _, size = self.lists.base_text(self.base_digest)
-        located = self.lists.base_row(self.base_digest, path)
-        if located is None:
-            return None
-        position, row = located
-        return row if kept(self.text.runs(size), position) else None
+            return {path: self.lookup(path) for path in paths}
+        written: dict[str, list] = {}
+        for name in {path.rpartition("/")[2] for path in paths}:
+            written.update(self.text.named(name))
+        found: dict[str, list | None] = {}
+        for path in paths:
+            found[path] = written.get(path)
+            if found[path] is None and self.base_digest is not None:
+                located = self.lists.base_row(self.base_digest, path)
+                if located is not None and kept(self.text.runs(self.lists.base_text(self.base_digest)[1]),
+                                                located[0]):
+                    found[path] = located[1]
+        return found
 
     def lookup(self, path: str) -> list | None:
         """:meth:`row` from the parsed list: for many lookups in one snapshot."""

@@ -82,10 +82,11 @@ def sightings(lists: FileLists, snapshot_ids: list[str], memory_id: str, collect
         names.update((info.dir, info.name) for info in manifest.collections if info.name)
         folders = [only] if only is not None else [info.dir for info in manifest.collections]
         exts = (GZ_EXT, GOB_EXT) if manifest.compress else (GOB_EXT, GZ_EXT)
+        rows = files.rows_at([f"{folder}/{stem}{ext}" for folder in folders for ext in exts])
         held = {}
         for folder in folders:
             for ext in exts:
-                row = files.row(f"{folder}/{stem}{ext}")
+                row = rows[f"{folder}/{stem}{ext}"]
                 if row is not None and row[5]:
                     held[folder] = (row[0], row[5])
                     break

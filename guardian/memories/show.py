@@ -33,12 +33,8 @@ def candidates_in_snapshot(repo: Repository, snapshot_id: str, memory_id: str,
     manifest = files.manifest
     stem = document_stem(memory_id)
     folders = [collection_dir_name(collection)] if collection is not None else [c.dir for c in manifest.collections]
-    held = {}
-    for folder in folders:
-        for ext in (GOB_EXT, GZ_EXT):
-            row = files.row(f"{folder}/{stem}{ext}")
-            if row is not None and row[5]:
-                held[row[0]] = row[5]
+    rows = files.rows_at([f"{folder}/{stem}{ext}" for folder in folders for ext in (GOB_EXT, GZ_EXT)])
+    held = {path: row[5] for path, row in rows.items() if row is not None and row[5]}
     names = {info.dir: info.name for info in manifest.collections if info.name}
     return FileSet(snapshot_id, manifest.time, held, names, repo)
 
