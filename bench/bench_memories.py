@@ -39,9 +39,8 @@ from bench.common import make_store, timed, work_folder  # noqa: E402
 from guardian.format.chromem import Document, decode_document, document_stem, encode_document  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.memories.browser import MemoryBrowser  # noqa: E402
-from guardian.memories.diff import diff_filesets  # noqa: E402
+from guardian.memories.diff import diff_filesets, every_row_pair  # noqa: E402
 from guardian.memories.filelists import FileLists  # noqa: E402
-from guardian.memories.filesets import snapshot_fileset  # noqa: E402
 from guardian.memories.find import FindQuery, find_memories  # noqa: E402
 from guardian.memories.versions import document_file  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
@@ -161,8 +160,7 @@ def run(work: Path, docs: int, count: int) -> None:
 
     def across_bases():   # what a diff of snapshots on two base lists does: every row of each compared
         lists = FileLists(Repository(paths.snapshots))
-        old, new = lists.open(older), lists.open(newer)
-        return diff_filesets(snapshot_fileset(old, old.rows()), snapshot_fileset(new, new.rows()))
+        return diff_filesets(*every_row_pair(lists.open(older), lists.open(newer)))
     wide_s, wide_cpu, wide = measured(across_bases)
     assert {(c.change, c.version.id) for c in wide.changes} == {(c.change, c.version.id) for c in result.changes}
     report("diff, 199 apart, as if on two base lists (every row)", f"{wide_s:.3f} s (cpu {wide_cpu:.3f} s)")

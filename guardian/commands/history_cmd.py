@@ -46,7 +46,11 @@ def replica_copy(args, ctx):
     from guardian.snapshots.repository import Repository
 
     replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
-    ids = [row["id"] for row in list_remote(replica) if "damaged" not in row]
+    rows = list_remote(replica)
+    ids = [row["id"] for row in rows if "damaged" not in row]
+    for row in rows:
+        if "damaged" in row:
+            print(f"warning: replica snapshot {row['id']} was passed over: {row['damaged']}", file=sys.stderr)
     folder = Path(tempfile.mkdtemp(prefix="guardian-history-"))
     try:
         if not args.json:

@@ -12,13 +12,14 @@ from typing import Callable
 
 from guardian.errors import NoStoreYet
 from guardian.format.layout import collection_dir_name
-from guardian.memories.diff import Diff, diff_filesets, snapshot_pair
+from guardian.memories.diff import Diff, diff_filesets, differing_files, snapshot_pair
 from guardian.memories.filelists import FileLists
 from guardian.memories.filesets import snapshot_fileset, store_fileset
 from guardian.memories.find import FindQuery, Found, find_memories
 from guardian.memories.history import History, memory_history
 from guardian.memories.points import resolve_snapshot
 from guardian.memories.show import MemoryAt, candidates_in_snapshot, candidates_in_store, memory_at
+from guardian.snapshots.manifest import validated_rows
 from guardian.snapshots.repository import Repository
 
 
@@ -44,8 +45,11 @@ class MemoryBrowser:
             return diff_filesets(*snapshot_pair(lists, self.snapshot(from_text), self.snapshot(to_text)), dirs)
         old = lists.open(self.snapshot(from_text))
         self._require_store()
-        rows = old.rows()
-        return diff_filesets(snapshot_fileset(old, rows), store_fileset(self.store, rows, dirs, self.clock()), dirs)
+        rows = old.row_index()
+        now = store_fileset(self.store, rows, dirs, self.clock())
+        then = snapshot_fileset(old, rows.values())
+        validated_rows([rows[p] for p in differing_files(then.files, now.files, dirs) if p in rows], old.id)
+        return diff_filesets(then, now, dirs)
 
     def history(self, memory_id: str, collection: str | None = None) -> History:
         return memory_history(self.repo, memory_id, collection)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from guardian.memories.filelists import FileLists, kept
+from guardian.memories.filelists import FileList, FileLists, kept
 from guardian.memories.filesets import FileSet, snapshot_fileset
 from guardian.memories.points import STORE, iso
 from guardian.memories.versions import Version, changed_fields, changed_keys, document_file
+from guardian.snapshots.manifest import validated_rows
 
 CHANGE_ORDER = {"added": 0, "removed": 1, "changed": 2}
 
@@ -128,13 +129,22 @@ def snapshot_pair(lists: FileLists, old_id: str, new_id: str) -> tuple[FileSet, 
     100k rows both keep are never looked at; across base lists, every row."""
     old, new = lists.open(old_id), lists.open(new_id)
     if old.base_digest is None or old.base_digest != new.base_digest:
-        return snapshot_fileset(old, old.rows()), snapshot_fileset(new, new.rows())
+        return every_row_pair(old, new)
     paths = set(old.written()) | set(new.written())
     base_rows = lists.base(old.base_digest).rows
     for start, end in one_sided(old.runs(), new.runs()):
         paths.update(row[0] for row in base_rows[start:end])
-    return tuple(snapshot_fileset(side, [row for row in map(side.lookup, sorted(paths)) if row is not None])
+    return tuple(snapshot_fileset(side, validated_rows([row for row in map(side.lookup, sorted(paths)) if row],
+                                                       side.id))
                  for side in (old, new))
+
+
+def every_row_pair(old: FileList, new: FileList) -> tuple[FileSet, FileSet]:
+    """:func:`snapshot_pair` across base lists: every row's hash compared, the rows that differ kept."""
+    old_rows, new_rows = old.row_index(), new.row_index()
+    paths = differing_files({p: r[5] for p, r in old_rows.items()}, {p: r[5] for p, r in new_rows.items()})
+    return tuple(snapshot_fileset(side, validated_rows([rows[p] for p in paths if p in rows], side.id))
+                 for side, rows in ((old, old_rows), (new, new_rows)))
 
 
 def diff_filesets(old: FileSet, new: FileSet, dirs: set[str] | None = None) -> Diff:

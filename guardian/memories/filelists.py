@@ -218,14 +218,16 @@ class FileList:
         """:meth:`runs`, from the text when it can be searched (``size``: the base list's rows)."""
         return self.text.runs(size) if self.text.plain else self.runs()
 
-    def rows(self) -> list[list]:
-        """Every row (the base's kept ones, then the ones written out)."""
-        rows = []
+    def row_index(self) -> dict[str, list]:
+        """path -> row of every row: the base's kept ones as they are (a reader checks the rows it
+        uses: checking 100k rows costs more than the rest of a diff), then the ones written out."""
+        index: dict[str, list] = {}
         if self.base_digest is not None:
             base_rows = self.lists.base(self.base_digest).rows
             for start, end in self.runs():
-                rows.extend(base_rows[start:end])
-        return validated_rows(rows + self.checked_rows(), self.id)
+                index.update((row[0], row) for row in base_rows[start:end])
+        index.update(self.written())
+        return index
 
 
 def kept(runs: list[tuple[int, int]], position: int) -> bool:

@@ -80,13 +80,12 @@ def snapshot_fileset(files: FileList, rows) -> FileSet:
     return FileSet(files.id, files.manifest.time, contents, names, files.lists.repo, unreadable=unreadable)
 
 
-def store_fileset(store: Path, reference: list[list], dirs: set[str] | None = None,
+def store_fileset(store: Path, known: dict[str, list], dirs: set[str] | None = None,
                   now: datetime | None = None) -> FileSet:
-    """The store as it is now. A file whose size, mtime and inode equal its row in ``reference`` (a
-    snapshot's rows) has that row's content, as continuous capture itself assumes (a row written
-    while the file could still change unseen is flagged racy and not trusted); any other file is
-    read and hashed. ``dirs``: only these collection folders."""
-    known = {row[0]: row for row in reference}
+    """The store as it is now. A file whose size, mtime and inode equal its row in ``known`` (a
+    snapshot's rows by path) has that row's content, as continuous capture itself assumes (a row
+    written while the file could still change unseen is flagged racy and not trusted); any other
+    file is read and hashed. ``dirs``: only these collection folders."""
     result = FileSet(STORE, now or datetime.now(timezone.utc), {}, {})
     for folder, fd in store_folders(store, dirs):
         _read_folder(result, fd, folder, known)

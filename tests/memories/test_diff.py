@@ -3,12 +3,16 @@ chromem holds at each (its own dump), on stores the real chromem wrote."""
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 
 from guardian.format.chromem import Document
 from guardian.memories.browser import MemoryBrowser
-from guardian.memories.diff import classify, differing_files
+from guardian.memories.diff import classify, diff_filesets, differing_files, every_row_pair
+from guardian.memories.filelists import FileLists
 from guardian.memories.versions import Version
+from guardian.snapshots.repository import Repository
 from tests.memories.conftest import doc, expected_changes, vector
 
 
@@ -76,3 +80,27 @@ def test_diff_json_carries_titles_hashes_and_changed_keys(chromem_store):
     assert changes["n1"]["after"] == s.sha256("notes", "n1") and changes["n1"]["before"] == old_hash
     assert changes["n2"]["title"] == "fresh line"   # no title: the first line of the content
     assert changes["n2"]["change"] == "added" and changes["n2"]["before"] is None
+
+
+def test_diff_on_one_base_list_looks_at_what_differs_only(chromem_store):
+    """Above 500 files a snapshot's list is a delta against a base list: the diff of two snapshots on
+    one base compares their deltas, and names what chromem changed, as comparing every row does."""
+    s = chromem_store
+    subprocess.run([str(s.chromemh), "synth", str(s.store), "600", "8", "0"], check=True, capture_output=True,
+                   timeout=120)
+    first, before = s.snapshot(), s.dump()
+    name, ids = next((c, [i for c2, i in before if c2 == c]) for c, _ in before)
+    one, two = before[(name, ids[0])], before[(name, ids[1])]
+    s.gen((name, [doc(ids[0], "rewritten", 1, **one["metadata"]),                       # content and embedding
+                  {**doc(ids[1], two["content"], 2), "embedding": two["embedding"]}]))   # metadata
+    s.delete(name, ids[2])
+    s.writer(name, 2, seed=3)
+    second, after = s.snapshot(), s.dump()
+    repo = Repository(s.paths.snapshots)
+    bases = {repo.read_header(first).files_dict, repo.read_header(second).files_dict}
+    assert len(bases) == 1 and None not in bases
+    truth = expected_changes(before, after)
+    assert {kind for _, _, kind, _ in truth} == {"added", "removed", "changed"} and len(truth) == 5
+    assert named(MemoryBrowser.for_paths(s.paths).diff(first, second)) == truth
+    lists = FileLists(repo)
+    assert named(diff_filesets(*every_row_pair(lists.open(first), lists.open(second)))) == truth

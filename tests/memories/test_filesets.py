@@ -27,10 +27,10 @@ def test_store_files_reuse_the_rows_of_unchanged_files(chromemh, tmp_path):
     os.symlink(s.file("notes", "same"), folder / "linked.gob")
     os.mkfifo(folder / "fifo.gob")
 
-    now = store_fileset(s.store, rows)
+    now = store_fileset(s.store, {row[0]: row for row in rows})
     documents = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and p.name != "00000000.gob"]
     assert now.files == {f"{folder.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in documents}
     assert set(now.held) == {s.sha256("notes", i) for i in ("changed", "new", "racy")}   # "same" was not read
     assert now.names == {folder.name: "notes"} and now.point == "store"
-    only = store_fileset(s.store, rows, {collection_dir_name("elsewhere")})
+    only = store_fileset(s.store, {}, {collection_dir_name("elsewhere")})
     assert only.files == {}
