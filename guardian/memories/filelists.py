@@ -249,7 +249,7 @@ class FileLists:
     def open(self, snapshot_id: str) -> FileList:
         """SnapshotError when the manifest is missing or damaged (its base list is read when used)."""
         data = self.repo.manifest_bytes(snapshot_id)
-        manifest = decode_header(data, snapshot_id)
+        manifest = decode_header(data, snapshot_id, packs=False)
         if manifest.id != snapshot_id:
             raise SnapshotError(f"manifest {snapshot_id} claims to be {manifest.id} (damaged or tampered)")
         body = body_of(data, snapshot_id)
