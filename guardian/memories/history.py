@@ -75,14 +75,14 @@ def sightings(lists: FileLists, snapshot_ids: list[str], memory_id: str, collect
     for snapshot_id in snapshot_ids:
         try:
             files = lists.open(snapshot_id)
-        except SnapshotError as exc:
+            manifest = files.manifest
+            folders = [only] if only is not None else [info.dir for info in manifest.collections]
+            exts = (GZ_EXT, GOB_EXT) if manifest.compress else (GOB_EXT, GZ_EXT)
+            rows = files.rows_at([f"{folder}/{stem}{ext}" for folder in folders for ext in exts])
+        except SnapshotError as exc:   # a damaged manifest, or its base list
             skipped.append({"snapshot": snapshot_id, "reason": exc.message})
             continue
-        manifest = files.manifest
         names.update((info.dir, info.name) for info in manifest.collections if info.name)
-        folders = [only] if only is not None else [info.dir for info in manifest.collections]
-        exts = (GZ_EXT, GOB_EXT) if manifest.compress else (GOB_EXT, GZ_EXT)
-        rows = files.rows_at([f"{folder}/{stem}{ext}" for folder in folders for ext in exts])
         held = {}
         for folder in folders:
             for ext in exts:
@@ -134,6 +134,8 @@ def timeline(seen: list[Sighting], versions: dict[tuple[str, str], Version | Non
 def memory_history(repo: Repository, memory_id: str, collection: str | None = None,
                    snapshot_ids: list[str] | None = None) -> History:
     ids = repo.list_ids() if snapshot_ids is None else snapshot_ids
+    if not ids:
+        raise NotFound("there are no snapshots of this store yet", "take one with `guardian snapshot`")
     skipped: list[dict] = []
     lists = FileLists(repo)
     seen, names = sightings(lists, ids, memory_id, collection, skipped)

@@ -10,6 +10,7 @@ from guardian.memories.browser import MemoryBrowser
 from guardian.memories.history import Sighting, timeline
 from guardian.memories.points import NotFound
 from guardian.memories.versions import Version
+from guardian.snapshots.repository import Repository
 from tests.memories.conftest import doc
 
 
@@ -64,3 +65,19 @@ def test_a_memory_never_seen_is_not_found(chromem_store):
     s.snapshot()
     with pytest.raises(NotFound, match="in none of the 1 snapshots"):
         MemoryBrowser.for_paths(s.paths).history("nope")
+
+
+def test_a_damaged_snapshot_is_passed_over_and_named(chromem_store):
+    s = chromem_store
+    for content in ("one", "two", "three"):
+        s.gen(("notes", [doc("mem", content, 1)]))
+        s.snapshot()
+    damaged = Repository(s.paths.snapshots).manifest_path(s.snapshots[1])
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    browser = MemoryBrowser.for_paths(s.paths)
+    history = browser.history("mem")
+    assert [(step.snapshot, step.change) for step in history.steps] == [(s.snapshots[0], "added"),
+                                                                        (s.snapshots[2], "changed")]
+    assert [item["snapshot"] for item in history.skipped] == [s.snapshots[1]]
+    found = browser.find("two")
+    assert found.matches == [] and [item["snapshot"] for item in found.skipped] == [s.snapshots[1]]
