@@ -124,9 +124,9 @@ def one_sided(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[
 
 def snapshot_pair(lists: FileLists, old_id: str, new_id: str) -> tuple[FileSet, FileSet]:
     """Two snapshots' file sets, limited to the files that can differ. Against one base list (the
-    common case: continuous capture writes ~40 snapshots a base, hourly ones share it too) those
-    are the rows either writes out and the base rows one keeps and the other does not, so the
-    100k rows both keep are never looked at; across base lists, every row."""
+    common case: continuous capture writes many snapshots against one) those are the rows either
+    writes out and the base rows one keeps and the other does not, so the 100k rows both keep are
+    never looked at; across base lists, every row's hash is compared."""
     old, new = lists.open(old_id), lists.open(new_id)
     if old.base_digest is None or old.base_digest != new.base_digest:
         return every_row_pair(old, new)
