@@ -37,6 +37,11 @@ def error_cases(store, tmp_path) -> dict[str, tuple[list[str], int]]:
         "query": (["query", "--direct", "--collection", "nope", "--like", "x", "--store", str(store)],
                   ExitCode.USAGE),
         "replicate": (["replicate", "--store", str(store)], ExitCode.USAGE),   # no replica configured
+        # the memory commands, with no snapshot to read yet
+        "diff": (["diff", "latest", "--store", str(store)], ExitCode.USAGE),
+        "history": (["history", "no-such-memory", "--store", str(store)], ExitCode.USAGE),
+        "show": (["show", "no-such-memory", "--at", "latest", "--store", str(store)], ExitCode.USAGE),
+        "find": (["find", "--where", "no-equals-sign", "--store", str(store)], ExitCode.USAGE),
     }
 
 
