@@ -14,12 +14,23 @@ be read (it exited mid-scan is not that: it holds nothing), or a platform withou
 Processes of other users are skipped: they cannot read our ``/proc`` entries, and a store under a
 user's home is that user's.  macOS has no ``/proc``: ``lsof`` (shipped with the system) answers
 there; where it is missing the scan is incomplete.
+
+"Is this file open for writing right now?" has an exact answer on Linux that needs no scan at all:
+the kernel grants a read lease (``F_SETLEASE``) on a file only while no process - of any user, a
+non-dumpable one too (``ssh-agent`` and ``gpg-agent`` make the scan incomplete on most desktops)
+- holds it open for writing (:func:`fd_written`). guardian takes the lease and gives it back at
+once; the lease-break signal is set to one whose default action is to be ignored, so a writer
+opening the file in that instant waits microseconds and guardian is not killed by SIGIO. Where the
+kernel will not grant leases (not the file's owner, NFS, macOS) the scan answers instead.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +39,16 @@ from pathlib import Path
 PROC = Path("/proc")
 _ACCESS_MODE = 0o3   # O_ACCMODE
 LSOF_TIMEOUT = 10.0
+PROBE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# fcntl's lease commands (Linux); F_SETSIG is 10 on every Linux architecture
+try:
+    import fcntl
+
+    F_SETLEASE: int | None = fcntl.F_SETLEASE
+    F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
+except (ImportError, AttributeError):   # not Linux: no leases, the scan answers
+    F_SETLEASE = None
+LEASE_SIGNAL = signal.SIGURG   # its default action is to ignore it: a lease break never kills guardian
 
 
 @dataclass(frozen=True)
@@ -197,3 +218,77 @@ def holders_of(files: list[tuple[int, int]], root: str | os.PathLike | None = No
         scan.holders = [h for h in scan.holders if (h.device, h.inode) in wanted]
         return scan
     return HolderScan(complete=False)
+
+
+# --------------------------------------------------------------------------- "is it open for writing?"
+
+
+def lease_answer(fd: int) -> bool | None:
+    """The kernel's answer for the file ``fd`` refers to (opened read-only by the caller): True when
+    some process holds it open for writing, False when none does, None when the kernel cannot be
+    asked here (no leases on this platform or filesystem, or not the file's owner)."""
+    if F_SETLEASE is None:
+        return None
+    try:
+        fcntl.fcntl(fd, F_SETSIG, LEASE_SIGNAL)
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
+    fcntl.fcntl(fd, F_SETLEASE, fcntl.F_UNLCK)
+    return False
+
+
+def fd_written(fd: int, root: str | os.PathLike | None = None) -> bool:
+    """Whether any other process holds the file ``fd`` refers to open for writing, wherever it is
+    now (renamed, unlinked, linked elsewhere). The lease answers where it can; else a scan, and an
+    incomplete scan says True (the safe side). ``root`` is only needed where there is no /proc."""
+    answer = lease_answer(fd)
+    if answer is not None:
+        return answer
+    info = os.fstat(fd)
+    return holders_of([(info.st_dev, info.st_ino)], root).maybe_written(info.st_dev, info.st_ino)
+
+
+def open_for_writing(path: str | os.PathLike, dir_fd: int | None = None,
+                     root: str | os.PathLike | None = None) -> bool:
+    """Whether a process holds the regular file at ``path`` open for writing (see :func:`fd_written`).
+    A path that is gone, or is not a regular file (a symlink is not followed), is not being written."""
+    try:
+        fd = os.open(path, PROBE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False   # a symlink: nobody writes through it into the store's own file
+        return _scan_says_written(path, dir_fd, root)   # unreadable here (EACCES): the scan answers
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return fd_written(fd, root)
+    finally:
+        os.close(fd)
+
+
+def _scan_says_written(path, dir_fd, root) -> bool:
+    try:
+        info = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    return holders_of([(info.st_dev, info.st_ino)], root).maybe_written(info.st_dev, info.st_ino)
+
+
+def written_among(root: str | os.PathLike, rels) -> set[str]:
+    """The store-relative paths among ``rels`` whose file a process holds open for writing (a path
+    that cannot be asked about counts as held: the safe side)."""
+    held = set()
+    for rel in rels:
+        try:
+            if open_for_writing(os.path.join(root, rel), root=root):
+                held.add(rel)
+        except OSError:
+            held.add(rel)
+    return held

@@ -139,21 +139,27 @@ def needs_repair(scan: StoreScan) -> bool:
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
               use_cache: bool = True, lock_timeout: float = 30.0, deep: bool = False,
-              keep_listings: bool = False) -> PreflightResult:
+              keep_listings: bool = False, keep_held: bool = False) -> PreflightResult:
     """Scan; if anything is repairable, plan and (unless ``dry_run``) apply under the lock; re-scan.
 
     ``deep`` also inflates every gz document to find checksum failures chromem loads silently
     (``check --repair`` does; the launch pre-flight does not, to stay a stat walk).
     ``keep_listings``: the final scan (``result.scan``) keeps its folder listings for the caller to
     take (``StoreScan.take_listings``): `guardian run` builds its index on them.
+    ``keep_held``: a damaged file a process holds open for writing may be replaced (its old inode kept,
+    ``repair.held``) - only for `guardian run`, whose live repair puts the writer's bytes back when it
+    closes the file; otherwise such a file is left alone. Files kept by an earlier guardian that
+    nobody writes any more are settled first.
     """
     started = time.monotonic()
     paths.ensure()
+    if not dry_run:
+        settle_kept_files(paths, lock_timeout)
     cache_dir = paths.cache if use_cache else None
     store = config.store_path
     first = scan_and_record(store, config, paths, cache_dir, keep_listings)
     result = PreflightResult(str(paths.store), dry_run, first, first)
-    context = RepairContext(config, paths, list(names), cache_dir, deep, keep_listings)
+    context = RepairContext(config, paths, list(names), cache_dir, deep, keep_listings, keep_held)
     if needs_repair(first) or (deep and _checksum_failures(first)):
         if dry_run:
             result.plans.append(context.plan(first))
@@ -182,6 +188,7 @@ class RepairContext:
     cache_dir: object
     deep: bool = False
     keep_listings: bool = False
+    keep_held: bool = False
 
     def plan(self, scan: StoreScan) -> RepairPlan:
         catalog = Catalog(self.paths.catalog_file).names()
@@ -200,12 +207,27 @@ class RepairContext:
     def applier(self, compress: bool):
         from guardian.local.quarantine import Quarantine
         from guardian.repair.apply import PlanApplier
+        from guardian.repair.held import HeldWrites
         from guardian.snapshots.repository import Repository
 
-        return PlanApplier(self.paths.store, Quarantine(self.paths), Repository(self.paths.snapshots), compress)
+        quarantine = Quarantine(self.paths)
+        return PlanApplier(self.paths.store, quarantine, Repository(self.paths.snapshots), compress,
+                           keeper=HeldWrites(self.paths, self.keep_held, quarantine))
 
     def rescan(self) -> StoreScan:
         return scan_and_record(self.config.store_path, self.config, self.paths, self.cache_dir, self.keep_listings)
+
+
+def settle_kept_files(paths: StatePaths, lock_timeout: float = 30.0) -> list:
+    """Settle the files an earlier repair kept for their writers (``repair.held``), if any (one
+    listing of an empty folder otherwise): a guardian killed while a writer held one leaves it here."""
+    from guardian.repair.held import HeldWrites
+
+    held = HeldWrites(paths)
+    if not held.pending():
+        return []
+    with store_lock(paths.lock_file, timeout=lock_timeout):
+        return held.settle_all()
 
 
 def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
