@@ -99,10 +99,11 @@ def bench_truncates(store: Path, log: Path, count: int, settle: float) -> None:
             print(f"{rel}: NOT repaired within 60 s")
             continue
         totals.append(took)
+        wait(lambda: log_times(log, "live_repaired", rel), 10, 0.1)   # logged right after the rename
         settled, renamed = log_times(log, "damage_settled", rel), log_times(log, "live_repaired", rel)
         settled = [t for t in settled if t >= at - 0.5]
         if settled and renamed:
-            after_settle.append(max(0.0, min(t for t in renamed if t >= settled[0]) - settled[0]))
+            after_settle.append(min(t for t in renamed if t >= settled[0]) - settled[0])
         time.sleep(0.5)
     if totals:
         print(f"truncate -> good copy back: median {statistics.median(totals):.2f} s, max {max(totals):.2f} s "
@@ -133,7 +134,9 @@ def bench_pause(store: Path, paths: StatePaths, log: Path, pause: float, scratch
     closed = time.monotonic()
     stop.set()
     at_path = wait(lambda: doc.read_bytes() == update, 120)
+    at_path = None if at_path is None else time.monotonic() - closed
     captured = wait(lambda: in_newest_snapshot(paths, rel, update), 120, 0.1)
+    captured = None if captured is None else time.monotonic() - closed
     writer.stop()
     refused = [t for t, ok in probes if not ok]
     print(f"pause {pause:g} s: good copy in place (loadable) {loadable_again:.1f} s after the truncate"

@@ -40,14 +40,14 @@ PROC = Path("/proc")
 _ACCESS_MODE = 0o3   # O_ACCMODE
 LSOF_TIMEOUT = 10.0
 PROBE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-# fcntl's lease commands (Linux); F_SETSIG is 10 on every Linux architecture
+# fcntl's lease commands (Linux; F_SETSIG is 10 on every Linux architecture) and macOS's F_GETPATH
 try:
     import fcntl
-
-    F_SETLEASE: int | None = fcntl.F_SETLEASE
-    F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
-except (ImportError, AttributeError):   # not Linux: no leases, the scan answers
-    F_SETLEASE = None
+except ImportError:   # not a POSIX system: no leases, the scan answers (incomplete: the safe side)
+    fcntl = None
+F_SETLEASE: int | None = getattr(fcntl, "F_SETLEASE", None)
+F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
+F_GETPATH: int | None = getattr(fcntl, "F_GETPATH", None)
 LEASE_SIGNAL = signal.SIGURG   # its default action is to ignore it: a lease break never kills guardian
 
 
@@ -167,12 +167,15 @@ def _scan_proc(prefix: str | None, inodes: set[tuple[int, int]] | None) -> Holde
     return scan
 
 
-def _scan_lsof(root: Path) -> HolderScan:
+def _scan_lsof(root: Path, folder: bool = True) -> HolderScan:
+    """lsof on every file under the folder ``root`` (or, ``folder=False``, on the one file ``root``:
+    lsof then matches by the file itself, whatever name it has now)."""
     lsof = shutil.which("lsof") or ("/usr/sbin/lsof" if os.path.exists("/usr/sbin/lsof") else None)
     if lsof is None:
         return HolderScan(complete=False)
     try:
-        out = subprocess.run([lsof, "-n", "-P", "-w", "-F", "pcfan", "+D", str(root)], capture_output=True,
+        out = subprocess.run([lsof, "-n", "-P", "-w", "-F", "pcfan", *(["+D"] if folder else []), str(root)],
+                             capture_output=True,
                              timeout=LSOF_TIMEOUT, check=False).stdout.decode("utf-8", "replace")
     except (OSError, subprocess.SubprocessError):
         return HolderScan(complete=False)
@@ -241,54 +244,82 @@ def lease_answer(fd: int) -> bool | None:
 def fd_written(fd: int, root: str | os.PathLike | None = None) -> bool:
     """Whether any other process holds the file ``fd`` refers to open for writing, wherever it is
     now (renamed, unlinked, linked elsewhere). The lease answers where it can; else a scan, and an
-    incomplete scan says True (the safe side). ``root`` is only needed where there is no /proc."""
+    incomplete scan says True (the safe side). ``root``: the store, for lsof where there is no /proc."""
     answer = lease_answer(fd)
     if answer is not None:
         return answer
     info = os.fstat(fd)
+    here = _fd_path(fd)
+    if here is not None:   # macOS: lsof on the file itself finds it under any name
+        return _scan_lsof(Path(here), folder=False).maybe_written(info.st_dev, info.st_ino)
     return holders_of([(info.st_dev, info.st_ino)], root).maybe_written(info.st_dev, info.st_ino)
 
 
-def open_for_writing(path: str | os.PathLike, dir_fd: int | None = None,
-                     root: str | os.PathLike | None = None) -> bool:
-    """Whether a process holds the regular file at ``path`` open for writing (see :func:`fd_written`).
-    A path that is gone, or is not a regular file (a symlink is not followed), is not being written."""
+def _fd_path(fd: int) -> str | None:
+    """The path of an open file where /proc cannot be asked (macOS: F_GETPATH), else None."""
+    if F_GETPATH is None or PROC.joinpath("self", "fd").is_dir():
+        return None
+    try:
+        raw = fcntl.fcntl(fd, F_GETPATH, bytes(1024))
+    except OSError:
+        return None
+    return os.fsdecode(raw.split(b"\0", 1)[0]) or None
+
+
+def _probe(path, dir_fd: int | None) -> tuple[bool | None, tuple[int, int]] | None:
+    """(the lease's answer, (device, inode)) for a regular file; None for a gone path, a symlink or
+    anything but a regular file (nobody writes the store's file through those)."""
     try:
         fd = os.open(path, PROBE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
-        return False
+        return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return False   # a symlink: nobody writes through it into the store's own file
-        return _scan_says_written(path, dir_fd, root)   # unreadable here (EACCES): the scan answers
+            return None
+        try:   # unreadable here (EACCES): the scan answers by its identity
+            info = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return (None, (info.st_dev, info.st_ino)) if stat.S_ISREG(info.st_mode) else None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        return fd_written(fd, root)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return lease_answer(fd), (info.st_dev, info.st_ino)
     finally:
         os.close(fd)
 
 
-def _scan_says_written(path, dir_fd, root) -> bool:
-    try:
-        info = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
+def open_for_writing(path: str | os.PathLike, dir_fd: int | None = None,
+                     root: str | os.PathLike | None = None) -> bool:
+    """Whether a process holds the regular file at ``path`` open for writing: the kernel's lease, else
+    a scan (an incomplete one says True: the safe side). A path that is gone, or is not a regular file
+    (a symlink is not followed), is not being written. ``root``: the store, for lsof (macOS)."""
+    found = _probe(path, dir_fd)
+    if found is None:
         return False
-    except OSError:
-        return True
-    if not stat.S_ISREG(info.st_mode):
-        return False
-    return holders_of([(info.st_dev, info.st_ino)], root).maybe_written(info.st_dev, info.st_ino)
+    answer, key = found
+    return answer if answer is not None else holders_of([key], root).maybe_written(*key)
 
 
-def written_among(root: str | os.PathLike, rels) -> set[str]:
-    """The store-relative paths among ``rels`` whose file a process holds open for writing (a path
-    that cannot be asked about counts as held: the safe side)."""
-    held = set()
+def written_among(root: str | os.PathLike, rels, scan_root: str | os.PathLike | None = None) -> set[str]:
+    """The paths among ``rels`` (relative to ``root``) whose file a process holds open for writing.
+    The kernel's lease answers per file; the files it cannot answer for are looked up in one scan
+    (an incomplete one counts them as held: the safe side)."""
+    held: set[str] = set()
+    unknown: dict[tuple[int, int], list[str]] = {}
     for rel in rels:
-        try:
-            if open_for_writing(os.path.join(root, rel), root=root):
-                held.add(rel)
-        except OSError:
+        found = _probe(os.path.join(root, rel), None)
+        if found is None:
+            continue
+        answer, key = found
+        if answer is None:
+            unknown.setdefault(key, []).append(rel)
+        elif answer:
             held.add(rel)
+    if unknown:
+        scan = holders_of(list(unknown), scan_root or root)
+        for key, names in unknown.items():
+            if scan.maybe_written(*key):
+                held.update(names)
     return held

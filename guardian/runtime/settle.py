@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 RECHECK_SECONDS = 1.0      # a held file is asked about this often (one lease probe, or one /proc scan)
-DEFAULT_HELD_GRACE = 10.0  # a held file is made loadable after this long (a normal write takes milliseconds)
+DEFAULT_HELD_GRACE = 3.0   # a held file is made loadable after this long (a normal write takes milliseconds)
 
 
 @dataclass
