@@ -56,7 +56,7 @@ def test_a_file_held_for_writing_is_not_damage_until_its_writer_lets_go(parts, t
         victim = first_document(parts.store)
         rel = f"{victim.parent.name}/{victim.name}"
         paused = PausedWriter(victim, tmp_path)
-        ctx.emit(STORE_CHANGED, events=[e.__class__("modified", e.rel, closed=False) for e in changed(rel)])
+        ctx.emit(STORE_CHANGED, events=changed(rel))   # the truncate's modify event (no close yet)
         wait_for(lambda: parts.events(DAMAGE_FOUND), what="the held file announced past the grace")
         [held] = parts.events(DAMAGE_FOUND)[0]["damages"]
         assert held.path == rel and held.held and held.reason == "empty"
@@ -71,7 +71,7 @@ def test_a_file_held_for_writing_is_not_damage_until_its_writer_lets_go(parts, t
                        and not p.name.startswith("00000000"))[0]
         os.truncate(other, 0)                          # truncate(2): no open, no close
         other_rel = f"{other.parent.name}/{other.name}"
-        ctx.emit(STORE_CHANGED, events=[e.__class__("modified", e.rel, closed=False) for e in changed(other_rel)])
+        ctx.emit(STORE_CHANGED, events=changed(other_rel))
         wait_for(lambda: len(parts.events(DAMAGE_FOUND)) == 3, what="the truncated file judged")
         assert [d.path for d in parts.events(DAMAGE_FOUND)[2]["damages"]] == [other_rel]
     finally:
