@@ -11,12 +11,15 @@ closed them, a writer's update is put back where chromem loads it (announced as 
 the next snapshot has it), and anything else goes to the quarantine, complete.
 
 Alerts: ``corruption_found`` (per damaged path), then ``repair_done``, or ``repair_impossible`` when
-settled damage could not be repaired. A store that is unloadable for a moment because of a file
-not settled yet (a write in progress) is no alert: the health part's verdict shows it, and the file
-is judged once it settles.
+settled damage could not be repaired. A repair that failed (a full disk, say) is tried again every
+``RETRY_SECONDS`` while the path is still damaged, with no alert again until it succeeds. A store
+that is unloadable for a moment because of a file not settled yet (a write in progress) is no
+alert: the health part's verdict shows it, and the file is judged once it settles.
 """
 
 from __future__ import annotations
+
+import time
 
 from guardian.errors import GuardianError
 from guardian.local.lock import store_lock
@@ -27,6 +30,9 @@ from guardian.runtime.context import DAMAGE_FOUND, LIVE_REPAIR, REPAIRED
 from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.settle import RECHECK_SECONDS
 from guardian.runtime.status import iso_utc
+from guardian.store.judge import judge_path
+
+RETRY_SECONDS = 10.0
 
 
 class LiveRepairPart(ThreadedPart):
@@ -34,8 +40,10 @@ class LiveRepairPart(ThreadedPart):
     thread_name = "guardian-live-repair"
     join_seconds = 60.0  # a repair under way finishes first
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx, clock=time.monotonic) -> None:
         super().__init__(ctx)
+        self.clock = clock
+        self.retrying: dict[str, float] = {}   # settled damage whose repair failed -> when to try again
         self.pending: list = []  # damages reported and not yet taken by the worker (under cond)
         self.repairs = 0
         self.put_back = 0        # writers' updates put back after a held file was repaired
@@ -60,39 +68,67 @@ class LiveRepairPart(ThreadedPart):
         while True:
             with self.cond:
                 if not self.pending and not self.stopping:
-                    self.cond.wait(RECHECK_SECONDS if self.keeping else None)
+                    self.cond.wait(self.idle_wait())
                 if self.stopping and not self.pending:
                     return
                 damages, self.pending = self.pending, []
-            if damages:
+            for step in (lambda: damages and self.repair(damages), self.retry_failed,
+                         lambda: self.keeping and self.settle_kept()):
                 try:
-                    self.repair(damages)
+                    step()
                 except Exception as exc:  # keep guarding
                     self.ctx.log.error("live_repair_failed", error=f"{type(exc).__name__}: {exc}")
-            if self.keeping:
-                try:
-                    self.settle_kept()
-                except Exception as exc:
-                    self.ctx.log.error("held_settle_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def repair(self, damages) -> dict:
+    def idle_wait(self) -> float | None:
+        """How long the worker may sleep: until the next retry, or the next look at the kept files."""
+        waits = [at - self.clock() for at in self.retrying.values()]
+        if self.keeping:
+            waits.append(RECHECK_SECONDS)
+        return max(0.05, min(waits)) if waits else None
+
+    def retry_failed(self) -> None:
+        """Settled damage whose repair failed, judged again and repaired if it still needs it."""
+        now = self.clock()
+        due = sorted(rel for rel, at in self.retrying.items() if at <= now)
+        damages = []
+        for rel in due:
+            damage = judge_path(self.ctx.config.store_path, rel)
+            if damage is None:
+                del self.retrying[rel]   # fixed meanwhile (a writer, a restore)
+            else:
+                damages.append(damage)
+        if damages:
+            self.repair(damages, retry=True)
+
+    def repair(self, damages, retry: bool = False) -> dict:
+        """Repair ``damages``; ``retry``: a repair that failed before (no alert again but its success)."""
         ctx = self.ctx
         for damage in damages:
-            if not damage.held:
+            if not damage.held and not retry:
                 ctx.alerter.send(alerts.CORRUPTION_FOUND, path=damage.path, kind=damage.kind, reason=damage.reason,
                                  live=True)
         try:
             with ctx.repair_lock:
                 result = repair_judged(ctx.config, ctx.paths, damages, keeper=self.keeper)
-        except GuardianError as exc:
-            ctx.log.error("live_repair_failed", error=exc.message, hint=exc.hint)
-            ctx.alerter.send(alerts.REPAIR_IMPOSSIBLE, error=exc.message, paths=[d.path for d in damages], live=True)
-            return {"ok": False, "error": exc.message}
+        except (GuardianError, OSError) as exc:
+            message = exc.message if isinstance(exc, GuardianError) else f"{exc.strerror or exc}"
+            ctx.log.error("live_repair_failed", error=message, retry_in=RETRY_SECONDS)
+            if not retry:
+                ctx.alerter.send(alerts.REPAIR_IMPOSSIBLE, error=message, paths=[d.path for d in damages], live=True)
+            self.retry_later([d.path for d in damages if not d.held])
+            return {"ok": False, "error": message}
         self.keeping = self.keeper.pending()
-        self.report(result)
+        for applied in result.repaired:
+            self.retrying.pop(applied.action.path, None)
+        self.retry_later([a.action.path for a in result.failed])
+        self.report(result, alert_failures=not retry)
         return result.to_dict()
 
-    def report(self, result) -> None:
+    def retry_later(self, rels: list[str]) -> None:
+        for rel in rels:
+            self.retrying[rel] = self.clock() + RETRY_SECONDS
+
+    def report(self, result, alert_failures: bool = True) -> None:
         ctx = self.ctx
         done = [a.to_dict() for a in result.repaired]
         held = {d.path for d in result.damages if d.held}
@@ -114,9 +150,11 @@ class LiveRepairPart(ThreadedPart):
             ctx.log.info("live_repair_deferred", path=path, why="changed after it was judged; judged again later")
         left = [p for p in result.unresolved + [a.action.path for a in result.failed] if p not in held]
         if left:
-            ctx.log.error("live_repair_impossible", paths=left, error=getattr(result.scan, "error", None))
-            ctx.alerter.send(alerts.REPAIR_IMPOSSIBLE, paths=left, error=getattr(result.scan, "error", None),
-                             live=True)
+            ctx.log.error("live_repair_impossible", paths=left, error=getattr(result.scan, "error", None),
+                          failed=[a.to_dict() for a in result.failed])
+            if alert_failures:
+                ctx.alerter.send(alerts.REPAIR_IMPOSSIBLE, paths=left, error=getattr(result.scan, "error", None),
+                                 live=True)
         elif result.loadable is False:
             ctx.log.info("store_unloadable_meanwhile", error=getattr(result.scan, "error", None),
                          note="a file not settled yet (a write in progress); it is judged once it settles")
@@ -139,6 +177,7 @@ class LiveRepairPart(ThreadedPart):
 
     def status(self) -> dict:
         return {"live_repair": {"repairs": self.repairs, "last": self.last, "writers_put_back": self.put_back,
+                                "retrying": sorted(self.retrying),
                                 "kept_for_writers": len(self.keeper.records()) if self.keeping else 0}}
 
 

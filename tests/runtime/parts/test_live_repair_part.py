@@ -118,3 +118,35 @@ def test_a_store_unloadable_only_for_a_file_not_settled_yet_is_no_alert(parts):
         assert parts.alerts() == ["corruption_found", "repair_done"]
     finally:
         part.stop()
+
+
+def test_a_repair_that_failed_on_a_full_disk_is_tried_again_until_it_succeeds(parts, tmpfs):
+    """The state disk full when damage settles: one repair_impossible, then the repair is retried
+    (no alert each time) and done once there is room again."""
+    import errno
+
+    state = tmpfs("state", "8m")
+    ctx = parts.make()
+    assert str(ctx.paths.root).startswith(str(state))
+    take_snapshot(ctx.paths)
+    filler = state / "filler"
+    with open(filler, "wb") as out:                      # the disk fills up
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    part = LiveRepairPart(ctx)
+    part.start()
+    try:
+        victim, good, found = damage(parts.store)
+        ctx.emit(DAMAGE_FOUND, damages=[found])
+        wait_for(lambda: "repair_impossible" in parts.alerts(), what="the failed repair's alert")
+        assert victim.read_bytes() != good and part.status()["live_repair"]["retrying"] == [found.path]
+        filler.unlink()                                  # room again
+        wait_for(lambda: victim.read_bytes() == good, timeout=60, what="the repair tried again")
+        wait_for(lambda: parts.alerts()[-1:] == ["repair_done"], what="repair_done")
+        assert parts.alerts().count("repair_impossible") == 1
+        assert part.status()["live_repair"]["retrying"] == []
+    finally:
+        part.stop()
