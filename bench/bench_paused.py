@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,19 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_live import CHROMEMH, COLLECTIONS, parse_time, wait_started  # noqa: E402
+from bench.bench_live import CHROMEMH, COLLECTIONS, parse_time, start_guardian, stop_guardian, wait_started  # noqa: E402,E501
 from bench.common import make_store  # noqa: E402
 from guardian.config import Config  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.snapshots.manifest import NO_CONTENT_FLAGS  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
 from tests.paused_writer import PausedWriter, updated_document  # noqa: E402
-
-
-def start_guardian(store: Path, state: Path, log: Path, env: dict) -> subprocess.Popen:
-    env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml", **env}
-    return subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store), "--port", "0"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=ROOT)
 
 
 def documents(store: Path) -> list[Path]:
@@ -181,11 +174,7 @@ def main() -> int:
             bench_pause(store, paths, log, pause, work, docs[-1 - n])
         print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     finally:
-        guardian.send_signal(signal.SIGTERM)
-        try:
-            guardian.wait(120)
-        except subprocess.TimeoutExpired:
-            guardian.kill()
+        stop_guardian(guardian)
     return 0
 
 

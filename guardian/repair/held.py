@@ -106,10 +106,6 @@ class Settled:
     reason: str = ""
     quarantine_id: str = ""
 
-    def to_dict(self) -> dict:
-        return {"path": self.record.rel, "outcome": self.what, "reason": self.reason,
-                "quarantine_id": self.quarantine_id, "held_id": self.record.id}
-
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
