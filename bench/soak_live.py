@@ -244,8 +244,13 @@ class Soak:
                 action()
             except Exception as exc:   # a soak reports, it does not stop
                 print(f"[{at} s] {getattr(action, '__name__', 'action')} failed: {type(exc).__name__}: {exc}")
+        time.sleep(max(0.0, self.end_writes - now()))
+        self.stop.set()
+        for proc in list(self.writer_procs.values()):   # a writer still at it is stopped (maybe mid-write:
+            if proc.poll() is None:                      # that unacknowledged file is damage like any other)
+                proc.kill()
         for thread in threads:
-            thread.join(600)
+            thread.join(60)
         self.catch_up()
 
     def catch_up(self) -> None:

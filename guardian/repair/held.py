@@ -287,8 +287,8 @@ class HeldWrites:
             if record.original_is_ours:
                 self._forget(record)
                 return Settled(record, DROPPED, "guardian's own copy, unchanged")
-            return self._to_quarantine(record, "damaged original replaced by repair (its writer, if any, "
-                                               "closed it without writing)")
+            return self._to_quarantine(record, "damaged original replaced by repair" + (
+                "; the writer that held it closed it without writing" if record.writers else ""))
         if len(data) > MAX_FILE_BYTES or damage_of(record.rel, data) is not None:
             why = "too large" if len(data) > MAX_FILE_BYTES else damage_of(record.rel, data)
             return self._to_quarantine(record, f"a write into the replaced file that chromem would refuse "
