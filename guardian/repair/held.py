@@ -181,17 +181,19 @@ class HeldWrites:
         record = HeldRecord(record_id, rel, str(self.paths.store), old.st_dev, old.st_ino,
                             [placed.st_ino, placed.st_size, placed.st_mtime_ns], len(current), _sha256(current),
                             original_is_ours, _now(), writers, str(folder))
+        self._write(record)   # first: a record whose link is missing is dropped (killed before linking)
         try:
             os.link(name, record.link, src_dir_fd=folder_fd, follow_symlinks=False)
         except OSError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
+            self._forget(record)
             if exc.errno in (errno.EXDEV, errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):   # no link here
                 raise CannotKeep(f"cannot keep {rel} by a link in {self.root}: {exc.strerror}") from None
             raise
-        if (os.lstat(record.link).st_dev, os.lstat(record.link).st_ino) != (old.st_dev, old.st_ino):
+        fsync_dir(folder)     # the link is durable before the rename that makes it the only copy
+        linked = os.lstat(record.link)
+        if (linked.st_dev, linked.st_ino) != (old.st_dev, old.st_ino):
             self._forget(record)   # the name was swapped since it was opened: a writer is at work
             raise LeftAlone(f"{rel} was replaced while guardian repaired it; left alone")
-        self._write(record)
         return record
 
     def _write(self, record: HeldRecord) -> None:
@@ -218,11 +220,15 @@ class HeldWrites:
             try:
                 data = json.loads((folder / RECORD_FILE).read_text())
                 found.append(HeldRecord(**data, folder=str(folder)))
+                continue
             except FileNotFoundError:
                 if not (folder / LINK_FILE).exists():
                     shutil.rmtree(folder, ignore_errors=True)   # killed before anything was kept
+                    continue
+                problem = "a kept file without its record"   # (the record is written first) never dropped unread
             except (OSError, ValueError, TypeError) as exc:
-                log.error("held_record_unreadable", folder=str(folder), error=str(exc))
+                problem = str(exc)
+            log.error("held_record_unreadable", folder=str(folder), error=problem)
         return found
 
     def any_settleable(self) -> bool:
