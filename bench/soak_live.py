@@ -184,24 +184,23 @@ class Soak:
         self.paused["closed"] = now()
 
     def fill_disk(self) -> None:
+        """Fill the filesystem to the last byte, keep it full ``--full-seconds``, free it."""
         if not self.mounted:
             return
         filler = self.fs / "filler"
         written = 0
-        with open(filler, "wb") as out:
-            try:
-                while True:
-                    out.write(b"\0" * (1 << 20))
-                    written += 1 << 20
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-        self.full = {"began": now(), "bytes": written, "filler": filler}
-
-    def free_disk(self) -> None:
-        if self.full:
-            self.full["filler"].unlink()
-            self.full["ended"] = now()
+        with open(filler, "wb", buffering=0) as out:
+            for chunk in (1 << 20, 4096, 1):    # then smaller writes: not even a small document fits
+                try:
+                    while True:
+                        written += out.write(b"\0" * chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+        self.full = {"began": now(), "bytes": written}
+        time.sleep(self.args.full_seconds)
+        filler.unlink()
+        self.full["ended"] = now()
 
     def probe(self) -> None:
         proc = subprocess.run([str(CHROMEMH), "load", str(self.store), "0"], capture_output=True, timeout=300)
@@ -234,7 +233,7 @@ class Soak:
         schedule += [(t, lambda n=n: self.damage(n)) for n, t in enumerate(range(args.damage_every, int(total) - 30,
                                                                                   args.damage_every))]
         schedule += [(args.pause_at, self.start_pause), (args.pause_at + args.pause, self.end_pause)]
-        schedule += [(int(total * 0.4), self.fill_disk), (int(total * 0.4) + args.full_seconds, self.free_disk)]
+        schedule += [(int(total * 0.4), self.fill_disk)]
         schedule += [(t, self.probe) for t in range(10, int(total), 20)]
         schedule += [(t, self.sample_rss) for t in range(1, int(total) + 1, 5)]
         schedule.sort(key=lambda item: item[0])
