@@ -46,6 +46,7 @@ class Applied:
     ok: bool
     detail: str = ""
     quarantine_id: str = ""
+    held: bool = False   # left alone: a process holds the file open for writing (repair.held)
 
     def to_dict(self) -> dict:
         data = self.action.to_dict()
@@ -54,6 +55,8 @@ class Applied:
             data["detail"] = self.detail
         if self.quarantine_id:
             data["quarantine_id"] = self.quarantine_id
+        if self.held:
+            data["held"] = True
         return data
 
 
@@ -97,7 +100,7 @@ class PlanApplier:
                 return self.restore_folder(action)
             return self.write(action, self.bytes_for(action))
         except LeftAlone as exc:
-            return Applied(action, False, f"skipped: {exc.message}")
+            return Applied(action, False, f"skipped: {exc.message}", held=isinstance(exc, StillWritten))
         except (OSError, GuardianError) as exc:
             message = exc.one_line() if isinstance(exc, GuardianError) else f"{exc.strerror or exc}"
             return Applied(action, False, f"failed: {message}")

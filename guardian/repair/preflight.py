@@ -22,6 +22,7 @@ from guardian.local.paths import StatePaths
 from guardian.store.scan import StoreScan, scan_store
 
 MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
+HELD_WAIT_SECONDS = 2.0   # a file a writer holds is waited for this long (a write takes milliseconds)
 ACTIONABLE = METADATA_KINDS | DOCUMENT_KINDS | QUARANTINE_KINDS | ENTRY_KINDS | {"other_format_file",
                                                                               "guardian_leftover"}
 
@@ -101,6 +102,18 @@ class PreflightResult:
         return [a.to_dict() for a in self.applied if not a.ok]
 
     @property
+    def held(self) -> list[str]:
+        """Damaged paths left alone because a process still holds them open for writing."""
+        still = {f["path"] for f in self.unresolved}
+        return sorted({a.action.path for a in self.applied if a.held and a.action.path in still})
+
+    @property
+    def only_held(self) -> bool:
+        """Unloadable (or unresolved) only because of files being written: no repair failed."""
+        held = set(self.held)
+        return bool(held) and all(f["path"] in held for f in self.unresolved)
+
+    @property
     def exit_code(self) -> ExitCode:
         if not self.scan.loadable:
             return ExitCode.UNLOADABLE
@@ -119,7 +132,7 @@ class PreflightResult:
             "error_after": self.scan.error, "actions": self.actions, "lost_documents": self.lost_documents,
             "unresolved": self.unresolved, "hazards": self.hazards, "notes": self.notes, "failed": self.failed,
             "rounds": len(self.plans), "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-            "cleaned_leftovers": self.cleaned, "scan": self.scan.to_dict(),
+            "cleaned_leftovers": self.cleaned, "held": self.held, "scan": self.scan.to_dict(),
         }
 
 
@@ -234,6 +247,7 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
     """Plan/apply until nothing is left to do (each round's scan is taken under the lock)."""
     result.cleaned = storefs.clean_guardian_temps(context.paths.store)   # guardian's own leftovers
     scan = context.rescan()
+    waited: set[str] = set()
     for _ in range(MAX_ROUNDS):
         if not context.needs_repair(scan):
             break
@@ -241,9 +255,24 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
         result.plans.append(plan)
         if plan.empty:
             break
-        result.applied.extend(context.applier(scan.compress).apply(plan))
+        applied = context.applier(scan.compress).apply(plan)
+        result.applied.extend(applied)
+        held = {a.action.path for a in applied if a.held} - waited
+        wait_released(context.paths.store, sorted(held))   # once per path: a paused writer is not waited out
+        waited |= held
         scan = context.rescan()
     result.scan = scan
+
+
+def wait_released(store, rels: list[str], seconds: float = HELD_WAIT_SECONDS) -> None:
+    """Give writers holding ``rels`` a moment to finish (the next round judges them again)."""
+    if not rels:
+        return
+    from guardian.local.holders import written_among
+
+    deadline = time.monotonic() + seconds
+    while written_among(store, rels) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -265,6 +294,9 @@ def summary_line(result: PreflightResult) -> str:
 def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     """The sidecar's alerts for one pre-flight: corruption_found, repair_done, repair_impossible."""
     events: list[tuple[str, dict]] = []
+    found = {p.path for p in result.scan_before.problems if p.kind in ACTIONABLE}
+    if result.only_held and found <= set(result.held):
+        return events   # nothing but writes in progress: no damage to speak of (the caller logs it)
     if not result.loadable_before or result.plans:
         events.append(("corruption_found", {"error": result.scan_before.error, "cause": result.scan_before.cause,
                                             "problems": len([p for p in result.scan_before.problems
@@ -274,7 +306,7 @@ def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     if result.repaired:
         events.append(("repair_done", {"actions": len(result.applied), "loadable": result.loadable_after,
                                        "lost_documents": result.lost_documents}))
-    if not result.loadable_after or result.unresolved:
+    if (not result.loadable_after or result.unresolved) and not result.only_held:
         events.append(("repair_impossible", {"error": result.scan.error, "cause": result.scan.cause,
                                              "unresolved": result.unresolved}))
     return events

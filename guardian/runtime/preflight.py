@@ -20,7 +20,10 @@ def preflight_and_alert(config, paths, log, alerter: alerts.Alerter | None = Non
     for event, fields in alert_events(result):
         alerter.send(event, **fields)
     data = result.to_dict()
-    if not data.get("loadable_after", True):
+    if result.only_held:
+        log.warning("store_being_written", paths=result.held, loadable=data.get("loadable_after"),
+                    note="a process holds these files open for writing; they are judged once it lets go")
+    elif not data.get("loadable_after", True):
         log.critical("store_unloadable_after_repair", error=data.get("error", ""),
                      hint="run `guardian check` and `guardian restore --at <time>`")
     elif data.get("actions"):

@@ -173,3 +173,21 @@ def test_with_the_state_dir_on_another_filesystem_a_held_file_is_left_alone(plai
         assert doc.read_bytes() == good
     finally:
         paused.stop()
+
+
+def test_a_one_shot_repair_waits_a_moment_for_a_write_in_progress_and_alerts_nothing(setup):
+    """`exec` starting while another contextd is mid-write: the pre-flight does not replace the file
+    (that write would be lost), gives the writer a moment, and a writer still paused is reported as
+    being written - no repair_impossible, which would be an alarm about nothing."""
+    from guardian.repair.preflight import alert_events
+
+    config, paths, store, writer = setup
+    doc, rel, good = a_document(store)
+    paused = writer(doc)
+    result = preflight(config, paths)
+    assert result.held == [rel] and result.only_held and not result.loadable_after
+    assert alert_events(result) == []
+    assert result.to_dict()["held"] == [rel]
+    paused.write(good)
+    result = preflight(config, paths)
+    assert result.loadable_after and result.held == [] and doc.read_bytes() == good
