@@ -261,6 +261,8 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
         wait_released(context.paths.store, sorted(held))   # once per path: a paused writer is not waited out
         waited |= held
         scan = context.rescan()
+        if not any(a.ok for a in applied) and not held:
+            break   # nothing landed and nothing to wait for: another round would plan the same again
     result.scan = scan
 
 

@@ -34,7 +34,6 @@ RETRY_SECONDS = 2.0
 IDLE_WAKE = 1.0
 
 
-
 class StoreHealthPart(ThreadedPart):
     name = "health"
     thread_name = "guardian-health"
@@ -135,9 +134,11 @@ class StoreHealthPart(ThreadedPart):
     def judge_held(self, held_long: list[str]) -> None:
         """Files a process has held for writing past the grace: those chromem would refuse now (a
         writer paused between its truncate and its write) are announced once, as held damage."""
-        root = self.ctx.config.store_path
-        found = [replace(damage, held=True) for damage in map(lambda rel: judge_path(root, rel), held_long)
-                 if damage is not None]
+        found = []
+        for rel in held_long:
+            damage = judge_path(self.ctx.config.store_path, rel)
+            if damage is not None:
+                found.append(replace(damage, held=True))
         for damage in found:
             self.ctx.log.info("held_file_unloadable", path=damage.path, reason=damage.reason,
                               note="a process holds it open for writing (paused mid-write?); not damage: "
