@@ -244,10 +244,13 @@ def settle_kept_files(paths: StatePaths, lock_timeout: float = 30.0) -> list:
 
 
 def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
-    """Plan/apply until nothing is left to do (each round's scan is taken under the lock)."""
+    """Plan/apply until nothing is left to do (each round's scan is taken under the lock). A damaged
+    file a process holds open for writing may be a write in progress (chromem truncates, then
+    writes): its writer gets a moment first, then the store is looked at again."""
     result.cleaned = storefs.clean_guardian_temps(context.paths.store)   # guardian's own leftovers
     scan = context.rescan()
-    waited: set[str] = set()
+    if wait_released(context.paths.store, [p.path for p in scan.problems if p.kind in ACTIONABLE]):
+        scan = context.rescan()
     for _ in range(MAX_ROUNDS):
         if not context.needs_repair(scan):
             break
@@ -257,24 +260,23 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
             break
         applied = context.applier(scan.compress).apply(plan)
         result.applied.extend(applied)
-        held = {a.action.path for a in applied if a.held} - waited
-        wait_released(context.paths.store, sorted(held))   # once per path: a paused writer is not waited out
-        waited |= held
         scan = context.rescan()
-        if not any(a.ok for a in applied) and not held:
-            break   # nothing landed and nothing to wait for: another round would plan the same again
+        if not any(a.ok for a in applied):
+            break   # nothing landed (left alone, failed): another round would plan the same again
     result.scan = scan
 
 
-def wait_released(store, rels: list[str], seconds: float = HELD_WAIT_SECONDS) -> None:
-    """Give writers holding ``rels`` a moment to finish (the next round judges them again)."""
-    if not rels:
-        return
+def wait_released(store, rels: list[str], seconds: float = HELD_WAIT_SECONDS) -> bool:
+    """Give writers holding any of ``rels`` up to ``seconds`` to finish; whether any was held."""
     from guardian.local.holders import written_among
 
+    held = written_among(store, [rel for rel in rels if "/" in rel])
+    any_held = bool(held)
     deadline = time.monotonic() + seconds
-    while written_among(store, rels) and time.monotonic() < deadline:
+    while held and time.monotonic() < deadline:
         time.sleep(0.05)
+        held = written_among(store, sorted(held))
+    return any_held
 
 
 # --------------------------------------------------------------------------- reporting

@@ -191,3 +191,22 @@ def test_a_one_shot_repair_waits_a_moment_for_a_write_in_progress_and_alerts_not
     paused.write(good)
     result = preflight(config, paths)
     assert result.loadable_after and result.held == [] and doc.read_bytes() == good
+
+
+def test_a_write_in_progress_during_a_preflight_is_waited_for_not_replaced(setup):
+    """A contextd mid-write while `guardian run` starts: its pre-flight gives the writer a moment, and
+    the write that completes meanwhile is what stays - nothing replaced, kept or quarantined."""
+    import threading
+
+    config, paths, store, writer = setup
+    doc, rel, good = a_document(store)
+    update = updated_document(good, "finished while the pre-flight waited")
+    paused = writer(doc)
+    finish = threading.Timer(0.5, paused.write, args=(update,))
+    finish.start()
+    try:
+        result = preflight(config, paths, keep_held=True)
+    finally:
+        finish.join()
+    assert result.loadable_after and doc.read_bytes() == update
+    assert result.applied == [] and HeldWrites(paths).records() == [] and quarantined(paths, rel) == []
