@@ -305,7 +305,11 @@ class Quarantine:
         ensure_dir(self.root)
         ensure_dir(self.root / entry_id)
         if write:
-            self._write(entry)
+            try:
+                self._write(entry)
+            except BaseException:   # (a full disk) no empty entry folder is left behind
+                self._discard(entry)
+                raise
         return entry
 
     def _write(self, entry: QuarantineEntry) -> None:

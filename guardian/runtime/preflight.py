@@ -24,7 +24,7 @@ def preflight_and_alert(config, paths, log, alerter: alerts.Alerter | None = Non
         log.warning("store_being_written", paths=result.held, loadable=data.get("loadable_after"),
                     note="a process holds these files open for writing; they are judged once it lets go")
     elif not data.get("loadable_after", True):
-        log.critical("store_unloadable_after_repair", error=data.get("error", ""),
+        log.critical("store_unloadable_after_repair", error=data.get("error_after", ""),
                      hint="run `guardian check` and `guardian restore --at <time>`")
     elif data.get("actions"):
         log.warning("store_repaired", actions=len(data["actions"]))

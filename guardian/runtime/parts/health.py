@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from guardian.errors import GuardianError
 from guardian.local.holders import written_among
+from guardian.repair.preflight import ACTIONABLE
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
 from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.settle import SettleTracker
@@ -162,7 +163,19 @@ class StoreHealthPart(ThreadedPart):
             self.live = live
             self.full_reads += 1
             ctx.publish_scan(scan)
-            return scan
+        self.watch_problems(scan)
+        return scan
+
+    def watch_problems(self, scan) -> None:
+        """Damage a whole read finds that no event announced - left by a pre-flight that could not
+        repair it (a full disk, a file then being written), or made while guardian was down - is
+        watched like a change: judged once settled, and repaired by the live repair part."""
+        found = {p.path for p in scan.problems if p.kind in ACTIONABLE}
+        with self.cond:
+            now = self.clock()
+            for rel in sorted(found - set(self.tracker.watched) - set(self.damaged)):
+                self.tracker.note(rel, now)
+            self.cond.notify_all()
 
     def update(self, paths: list[str]):
         """Tell the live scan these settled paths changed and publish the verdict (a stat and a decode

@@ -125,3 +125,19 @@ def test_harmless_writes_update_the_shared_verdict_without_reading_the_store_aga
         assert parts.events(STORE_SCANNED)[-1]["scan"] is ctx.last_scan
     finally:
         part.stop()
+
+
+def test_damage_no_event_announced_is_found_by_the_first_read_and_judged(parts):
+    """Damage already there when the part starts (made while guardian was down, or left by a pre-flight
+    that could not repair it: a full disk) is announced like a change, so the live repair tries again."""
+    ctx = parts.make(settle_seconds=0.2)
+    victim = first_document(parts.store)
+    victim.write_bytes(b"")
+    parts.listen(ctx, DAMAGE_FOUND)
+    part = StoreHealthPart(ctx)
+    part.start()
+    try:
+        wait_for(lambda: parts.events(DAMAGE_FOUND), what="the damage found by the first read")
+        assert [d.path for d in parts.events(DAMAGE_FOUND)[0]["damages"]] == [f"40917930/{victim.name}"]
+    finally:
+        part.stop()
