@@ -336,8 +336,10 @@ class HeldWrites:
         entry = self.quarantine.adopt(record.link, record.rel, record.store, reason=reason, source="repair")
         self._kept[(record.rel, digest)] = entry.id
         self._forget(record)
-        level = log.info if record.original_size == entry.size and digest == record.original_sha256 else log.warning
-        level("held_file_quarantined", path=record.rel, quarantine_id=entry.id, reason=reason)
+        if record.original_size == entry.size and digest == record.original_sha256:
+            log.info("replaced_file_quarantined", path=record.rel, quarantine_id=entry.id, reason=reason)
+        else:   # a writer's bytes that could not be put back (cut short, or a later write won)
+            log.warning("writer_bytes_quarantined", path=record.rel, quarantine_id=entry.id, reason=reason)
         return Settled(record, QUARANTINED, reason, entry.id)
 
 
