@@ -61,8 +61,9 @@ from tests.paused_writer import PausedWriter, updated_document  # noqa: E402
 DAMAGES = ["empty", "cut", "garbage", "fifo", "metadata_deleted", "metadata_empty", "stray_folder"]
 ALERT_SINK = "import sys\nwith open(sys.argv[1], 'a') as out:\n    out.write(sys.stdin.read().strip() + '\\n')\n"
 LOG_EVENTS = ["live_repaired", "live_repair_impossible", "store_unloadable_meanwhile", "held_file_replaced",
-              "held_write_put_back", "replaced_file_quarantined", "writer_bytes_quarantined", "capture_failed", "snapshot_captured",
-              "live_repair_failed", "store_repaired", "health_check_failed", "watch_worker_failed"]
+              "held_write_put_back", "replaced_file_quarantined", "writer_bytes_quarantined", "capture_failed",
+              "snapshot_captured", "live_repair_failed", "store_repaired", "health_check_failed", "watch_worker_failed",
+              "store_unloadable_after_repair"]
 
 
 def now() -> float:
