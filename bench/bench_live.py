@@ -68,10 +68,19 @@ def parse_time(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def start_guardian(store: Path, state: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml"}
+def start_guardian(store: Path, state: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
+    """`guardian run` on ``store`` (no child), its log in ``log``; ``env``: more environment (config)."""
+    env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store), "--port", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=ROOT)
+
+
+def stop_guardian(guardian: subprocess.Popen) -> None:
+    guardian.send_signal(signal.SIGTERM)
+    try:
+        guardian.wait(120)
+    except subprocess.TimeoutExpired:
+        guardian.kill()
 
 
 def wait_started(paths: StatePaths, log: Path, timeout: float = 1800.0) -> None:
@@ -328,11 +337,7 @@ def main() -> int:
               f"documents (now {store_bytes / 2**20:.0f} MiB)")
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
     finally:
-        guardian.send_signal(signal.SIGTERM)
-        try:
-            guardian.wait(120)
-        except subprocess.TimeoutExpired:
-            guardian.kill()
+        stop_guardian(guardian)
     return 0
 
 

@@ -67,7 +67,8 @@ class Config:
     capture: bool = True
     capture_quiet_seconds: float = 1.0      # a burst of writes makes one snapshot: wait this long after the last
     capture_max_wait_seconds: float = 3.0   # but never longer than this after the first change not captured
-    settle_seconds: float = 1.0             # judged once unchanged (and closed) this long; before, maybe a write
+    settle_seconds: float = 1.0             # judged once unchanged this long and held open for writing by nobody
+    held_repair_seconds: float = 3.0        # a file held for writing this long that chromem refuses is made loadable
     live_repair: bool = True
     # repair
     collection_names: tuple[str, ...] = ()
@@ -197,6 +198,7 @@ def _validate(config: Config) -> Config:
         ("capture_max_wait_seconds", config.capture_max_wait_seconds >= config.capture_quiet_seconds,
          "must be >= capture_quiet_seconds"),
         ("settle_seconds", config.settle_seconds > 0, "must be > 0"),
+        ("held_repair_seconds", config.held_repair_seconds > 0, "must be > 0"),
         ("http_port", 0 <= config.http_port <= 65535, "must be a TCP port (0 picks a free one)"),
         ("stop_timeout", config.stop_timeout > 0, "must be > 0"),
         ("backoff_initial", config.backoff_initial > 0, "must be > 0"),

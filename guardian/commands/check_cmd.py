@@ -109,8 +109,8 @@ def render_report(result, verbose: bool = False) -> str:
 
     lines = [f"store: {result.store}", ""]
     if result.actions:
-        rows = [(a["action"] + ("" if a.get("ok", True) else " (FAILED)"), a["path"], a["source"])
-                for a in result.actions]
+        rows = [(a["action"] + ("" if a.get("ok", True) else " (BEING WRITTEN)" if a.get("held") else " (FAILED)"),
+                 a["path"], a["source"]) for a in result.actions]
         title = "planned actions (dry run, nothing changed):" if result.dry_run else "actions:"
         lines += [title, format_table(("action", "path", "source"), rows), ""]
         if verbose:
@@ -128,7 +128,11 @@ def render_report(result, verbose: bool = False) -> str:
         lines.append(f"UNRESOLVED {item['kind']}: {item['path']}: {item['detail']}"
                      + (f" -- {item['loud']}" if item.get("loud") else "") + f" (hint: {item.get('hint', '')})")
     for item in result.failed:
-        lines.append(f"FAILED {item['action']} {item['path']}: {item.get('detail', '')}")
+        if item.get("held"):
+            lines.append(f"BEING WRITTEN {item['path']}: a process holds it open for writing (replacing it would "
+                         f"lose that write); left alone - run this again once it is done")
+        else:
+            lines.append(f"FAILED {item['action']} {item['path']}: {item.get('detail', '')}")
     for note in result.notes:
         lines.append(f"note: {note}")
     for item in result.hazards:

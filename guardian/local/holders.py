@@ -14,12 +14,23 @@ be read (it exited mid-scan is not that: it holds nothing), or a platform withou
 Processes of other users are skipped: they cannot read our ``/proc`` entries, and a store under a
 user's home is that user's.  macOS has no ``/proc``: ``lsof`` (shipped with the system) answers
 there; where it is missing the scan is incomplete.
+
+"Is this file open for writing right now?" has an exact answer on Linux that needs no scan at all:
+the kernel grants a read lease (``F_SETLEASE``) on a file only while no process - of any user, a
+non-dumpable one too (``ssh-agent`` and ``gpg-agent`` make the scan incomplete on most desktops)
+- holds it open for writing (:func:`fd_written`). guardian takes the lease and gives it back at
+once; the lease-break signal is set to one whose default action is to be ignored, so a writer
+opening the file in that instant waits microseconds and guardian is not killed by SIGIO. Where the
+kernel will not grant leases (not the file's owner, NFS, macOS) the scan answers instead.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +39,16 @@ from pathlib import Path
 PROC = Path("/proc")
 _ACCESS_MODE = 0o3   # O_ACCMODE
 LSOF_TIMEOUT = 10.0
+PROBE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# fcntl's lease commands (Linux; F_SETSIG is 10 on every Linux architecture) and macOS's F_GETPATH
+try:
+    import fcntl
+except ImportError:   # not a POSIX system: no leases, the scan answers (incomplete: the safe side)
+    fcntl = None
+F_SETLEASE: int | None = getattr(fcntl, "F_SETLEASE", None)
+F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
+F_GETPATH: int | None = getattr(fcntl, "F_GETPATH", None)
+LEASE_SIGNAL = signal.SIGURG   # its default action is to ignore it: a lease break never kills guardian
 
 
 @dataclass(frozen=True)
@@ -146,12 +167,15 @@ def _scan_proc(prefix: str | None, inodes: set[tuple[int, int]] | None) -> Holde
     return scan
 
 
-def _scan_lsof(root: Path) -> HolderScan:
+def _scan_lsof(root: Path, folder: bool = True) -> HolderScan:
+    """lsof on every file under the folder ``root`` (or, ``folder=False``, on the one file ``root``:
+    lsof then matches by the file itself, whatever name it has now)."""
     lsof = shutil.which("lsof") or ("/usr/sbin/lsof" if os.path.exists("/usr/sbin/lsof") else None)
     if lsof is None:
         return HolderScan(complete=False)
     try:
-        out = subprocess.run([lsof, "-n", "-P", "-w", "-F", "pcfan", "+D", str(root)], capture_output=True,
+        out = subprocess.run([lsof, "-n", "-P", "-w", "-F", "pcfan", *(["+D"] if folder else []), str(root)],
+                             capture_output=True,
                              timeout=LSOF_TIMEOUT, check=False).stdout.decode("utf-8", "replace")
     except (OSError, subprocess.SubprocessError):
         return HolderScan(complete=False)
@@ -197,3 +221,105 @@ def holders_of(files: list[tuple[int, int]], root: str | os.PathLike | None = No
         scan.holders = [h for h in scan.holders if (h.device, h.inode) in wanted]
         return scan
     return HolderScan(complete=False)
+
+
+# --------------------------------------------------------------------------- "is it open for writing?"
+
+
+def lease_answer(fd: int) -> bool | None:
+    """The kernel's answer for the file ``fd`` refers to (opened read-only by the caller): True when
+    some process holds it open for writing, False when none does, None when the kernel cannot be
+    asked here (no leases on this platform or filesystem, or not the file's owner)."""
+    if F_SETLEASE is None:
+        return None
+    try:
+        fcntl.fcntl(fd, F_SETSIG, LEASE_SIGNAL)
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
+    fcntl.fcntl(fd, F_SETLEASE, fcntl.F_UNLCK)
+    return False
+
+
+def fd_written(fd: int, root: str | os.PathLike | None = None) -> bool:
+    """Whether any other process holds the file ``fd`` refers to open for writing, wherever it is
+    now (renamed, unlinked, linked elsewhere). The lease answers where it can; else a scan, and an
+    incomplete scan says True (the safe side). ``root``: the store, for lsof where there is no /proc."""
+    answer = lease_answer(fd)
+    if answer is not None:
+        return answer
+    info = os.fstat(fd)
+    here = _fd_path(fd)
+    if here is not None:   # macOS: lsof on the file itself finds it under any name
+        return _scan_lsof(Path(here), folder=False).maybe_written(info.st_dev, info.st_ino)
+    return holders_of([(info.st_dev, info.st_ino)], root).maybe_written(info.st_dev, info.st_ino)
+
+
+def _fd_path(fd: int) -> str | None:
+    """The path of an open file where /proc cannot be asked (macOS: F_GETPATH), else None."""
+    if F_GETPATH is None or PROC.joinpath("self", "fd").is_dir():
+        return None
+    try:
+        raw = fcntl.fcntl(fd, F_GETPATH, bytes(1024))
+    except OSError:
+        return None
+    return os.fsdecode(raw.split(b"\0", 1)[0]) or None
+
+
+def _probe(path, dir_fd: int | None) -> tuple[bool | None, tuple[int, int]] | None:
+    """(the lease's answer, (device, inode)) for a regular file; None for a gone path, a symlink or
+    anything but a regular file (nobody writes the store's file through those)."""
+    try:
+        fd = os.open(path, PROBE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        try:   # unreadable here (EACCES): the scan answers by its identity
+            info = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return (None, (info.st_dev, info.st_ino)) if stat.S_ISREG(info.st_mode) else None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return lease_answer(fd), (info.st_dev, info.st_ino)
+    finally:
+        os.close(fd)
+
+
+def open_for_writing(path: str | os.PathLike, dir_fd: int | None = None,
+                     root: str | os.PathLike | None = None) -> bool:
+    """Whether a process holds the regular file at ``path`` open for writing: the kernel's lease, else
+    a scan (an incomplete one says True: the safe side). A path that is gone, or is not a regular file
+    (a symlink is not followed), is not being written. ``root``: the store, for lsof (macOS)."""
+    found = _probe(path, dir_fd)
+    if found is None:
+        return False
+    answer, key = found
+    return answer if answer is not None else holders_of([key], root).maybe_written(*key)
+
+
+def written_among(root: str | os.PathLike, rels, scan_root: str | os.PathLike | None = None) -> set[str]:
+    """The paths among ``rels`` (relative to ``root``) whose file a process holds open for writing.
+    The kernel's lease answers per file; the files it cannot answer for are looked up in one scan
+    (an incomplete one counts them as held: the safe side)."""
+    held: set[str] = set()
+    unknown: dict[tuple[int, int], list[str]] = {}
+    for rel in rels:
+        found = _probe(os.path.join(root, rel), None)
+        if found is None:
+            continue
+        answer, key = found
+        if answer is None:
+            unknown.setdefault(key, []).append(rel)
+        elif answer:
+            held.add(rel)
+    if unknown:
+        scan = holders_of(list(unknown), scan_root or root)
+        for key, names in unknown.items():
+            if scan.maybe_written(*key):
+                held.update(names)
+    return held

@@ -239,6 +239,27 @@ class Quarantine:
                 raise
         return entry
 
+    def adopt(self, path: str | os.PathLike, rel_path: str, store_root, reason: str,
+              source: str = "") -> QuarantineEntry:
+        """Move a regular file guardian kept outside the store (``repair.held``: the old inode of a
+        file a repair replaced) into the quarantine as the entry for ``rel_path`` of ``store_root``:
+        one rename on the same filesystem, else a verified copy first, as :meth:`put`."""
+        rel = _check_rel(rel_path)
+        path = Path(path)
+        parent_fd = os.open(path.parent, storefs.DIR_FLAGS)
+        try:
+            entry = self._new_entry(store_root, rel, reason, "file", source, parent_fd, path.name, state="moving")
+            try:
+                self._move_in(parent_fd, path.name, entry)
+            except BaseException:
+                self._discard(entry)
+                raise
+        finally:
+            os.close(parent_fd)
+        entry.state = "quarantined"
+        self._write(entry)
+        return entry
+
     def _move_in(self, parent_fd: int, name: str, entry: QuarantineEntry) -> None:
         payload = entry.payload_path
         ensure_dir(payload.parent)
@@ -284,7 +305,11 @@ class Quarantine:
         ensure_dir(self.root)
         ensure_dir(self.root / entry_id)
         if write:
-            self._write(entry)
+            try:
+                self._write(entry)
+            except BaseException:   # (a full disk) no empty entry folder is left behind
+                self._discard(entry)
+                raise
         return entry
 
     def _write(self, entry: QuarantineEntry) -> None:

@@ -4,8 +4,12 @@ Every action is atomic on its own and safe to repeat, so a repair killed at any 
 converges to the same store:
 
 - a write goes to a temp file in the same folder (never named ``*.gob``/``*.gob.gz``), fsynced,
-  renamed over the target; a file it replaces is first *copied* into the quarantine (the store never
-  holds a gap where a document silently disappears); a folder in the way is *moved* to quarantine;
+  renamed over the target; a file it replaces is first *kept* (``repair.held``: a hard link in the
+  state dir, so a writer still holding it loses no later byte) and then quarantined, or, where no
+  link can be made, *copied* into the quarantine (the store never holds a gap where a document
+  silently disappears); a folder in the way is *moved* to quarantine;
+- a file a process holds open for writing is never moved out, and replaced only by a repair whose
+  runtime stays to put the writer's later bytes back (``keep_held``); otherwise it is left alone;
 - a target already holding exactly the bytes to write is left alone;
 - a quarantine is one rename (``Quarantine.put``); a path already gone is skipped;
 - a damaged file already preserved with the same content is not preserved twice.
@@ -25,7 +29,9 @@ from guardian.format import chromem
 from guardian.format.gob import GobError
 from guardian.format import layout
 from guardian.local import storefs
+from guardian.local.holders import open_for_writing
 from guardian.local.quarantine import Quarantine
+from guardian.repair.held import CannotKeep, HeldWrites, LeftAlone, StillWritten
 from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.snapshots.repository import Repository
 from guardian.store.judge import damage_of
@@ -40,6 +46,7 @@ class Applied:
     ok: bool
     detail: str = ""
     quarantine_id: str = ""
+    held: bool = False   # left alone: a process holds the file open for writing (repair.held)
 
     def to_dict(self) -> dict:
         data = self.action.to_dict()
@@ -48,10 +55,12 @@ class Applied:
             data["detail"] = self.detail
         if self.quarantine_id:
             data["quarantine_id"] = self.quarantine_id
+        if self.held:
+            data["held"] = True
         return data
 
 
-class FileChanged(GuardianError):
+class FileChanged(LeftAlone):
     """A file changed after it was judged: a writer is at work, so the repair leaves it alone."""
 
     default_hint = "guardian looks at it again once it has settled"
@@ -61,12 +70,14 @@ class PlanApplier:
     """Applies one plan. Every touch of the store goes through folder fds opened without following
     symlinks (``storefs.DirFds``), and only regular files are ever opened. ``guard(rel)`` (live repair)
     is called right before each rename or move in the store; it raises FileChanged if the file is no
-    longer what was judged, and the action is skipped."""
+    longer what was judged, and the action is skipped. ``keeper`` keeps every file it replaces until
+    nobody writes it (``repair.held``)."""
 
     def __init__(self, store_root, quarantine: Quarantine, repo: Repository, compress: bool,
-                 guard=None) -> None:
+                 guard=None, keeper: HeldWrites | None = None) -> None:
         self.root = Path(store_root)
         self.guard = guard
+        self.keeper = keeper
         self.quarantine = quarantine
         self.repo = repo
         self.compress = compress
@@ -92,8 +103,8 @@ class PlanApplier:
 
                 return bring_back(self, action)
             return self.write(action, self.bytes_for(action))
-        except FileChanged as exc:
-            return Applied(action, False, f"skipped: {exc.message}")
+        except LeftAlone as exc:
+            return Applied(action, False, f"skipped: {exc.message}", held=isinstance(exc, StillWritten))
         except (OSError, GuardianError) as exc:
             message = exc.one_line() if isinstance(exc, GuardianError) else f"{exc.strerror or exc}"
             return Applied(action, False, f"failed: {message}")
@@ -115,9 +126,7 @@ class PlanApplier:
             current = read_or_none(parent_fd, name)
             if current == data:
                 return Applied(action, True, "already in place")
-            quarantine_id = self.preserve(action, current)
-            note = replace_checked(self.root, action.path, data, self.guard)
-            return Applied(action, True, note, quarantine_id=quarantine_id)
+            return self.replace_file(action, parent_fd, name, data, current)
         self.guard(action.path)
         return self.write(action, data)
 
@@ -154,6 +163,8 @@ class PlanApplier:
         parent_fd, name = self.folder(action.path)
         if not storefs.exists_at(name, parent_fd):
             return Applied(action, True, "already gone from the store")
+        if open_for_writing(name, dir_fd=parent_fd, root=self.root):
+            raise StillWritten(f"{action.path} is held open for writing by a process; left alone")
         entry = self.quarantine.put(self.root, action.path, reason=action.reason,
                                     kind="folder" if action.is_folder else "file", source=SOURCE, dirs=self.fds())
         return Applied(action, True, quarantine_id=entry.id)
@@ -166,12 +177,37 @@ class PlanApplier:
             current = read_or_none(parent_fd, name)
             if current == data:
                 return Applied(action, True, "already in place")
-            quarantine_id = self.preserve(action, current)
-        elif info is not None:   # a folder, symlink, FIFO, socket, device or huge file: moved out, never read
+            return self.replace_file(action, parent_fd, name, data, current)
+        if info is not None:   # a folder, symlink, FIFO, socket, device or huge file: moved out, never read
             what = storefs.kind_of(info.st_mode) if not statmod.S_ISREG(info.st_mode) else "file too large"
             quarantine_id = self.quarantine.put(self.root, action.path, source=SOURCE, dirs=self.fds(),
                                                 kind="folder" if statmod.S_ISDIR(info.st_mode) else "file",
                                                 reason=f"a {what} where {action.path} belongs ({action.reason})").id
+        storefs.atomic_write_at(parent_fd, name, data, mode=STORE_FILE_MODE)
+        return Applied(action, True, quarantine_id=quarantine_id)
+
+    def replace_file(self, action: RepairAction, parent_fd: int, name: str, data: bytes,
+                     current: bytes | None) -> Applied:
+        """Put ``data`` over the regular file at ``action.path``: kept by the keeper (and quarantined
+        at once when nobody writes it, the usual case), else copied into the quarantine first."""
+        if self.keeper is not None:
+            try:
+                record = self.keeper.replace(parent_fd, name, action.path, data, self.guard)
+            except CannotKeep:
+                pass   # no link possible here: the copy below, and a held file is left alone
+            else:
+                settled = self.keeper.settle(record)
+                if settled is None:
+                    return Applied(action, True, "a writer still holds the old file: kept until it closes it, "
+                                                 f"then its update is put back (held {record.id})")
+                return Applied(action, True, "" if settled.what != "put_back" else settled.reason,
+                               quarantine_id=settled.quarantine_id)
+        if open_for_writing(name, dir_fd=parent_fd, root=self.root):
+            raise StillWritten(f"{action.path} is held open for writing by a process; left alone")
+        quarantine_id = self.preserve(action, current)
+        if self.guard is not None:
+            return Applied(action, True, replace_checked(self.root, action.path, data, self.guard),
+                           quarantine_id=quarantine_id)
         storefs.atomic_write_at(parent_fd, name, data, mode=STORE_FILE_MODE)
         return Applied(action, True, quarantine_id=quarantine_id)
 

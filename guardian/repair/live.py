@@ -5,7 +5,9 @@ looked (``judge.Damage.key``: inode, size, mtime, ctime, type). Here, under the 
 repair is planned as the pre-flight plans it (newest good snapshot copy, rebuilt metadata, or
 quarantine), but only the actions on those paths are applied, and each one is checked against
 the recorded state right before it lands (``JudgedGuard``): a file a writer touched since it was
-judged is left alone - that write is newer than any snapshot copy - and judged again later.
+judged is left alone - that write is newer than any snapshot copy - and judged again later. Every
+file it replaces is kept until no process writes it (``repair.held``): a writer that held it open
+(paused between its truncate and its write) gets its update put back when it closes the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
 from guardian.repair.apply import Applied, FileChanged, PlanApplier
+from guardian.repair.held import HeldWrites
 from guardian.repair.plan import RepairAction, RepairPlan
 from guardian.repair.preflight import RepairContext, needs_repair
 from guardian.repair.sources import load_versions
@@ -71,7 +74,8 @@ class LiveRepairResult:
                 "loadable": self.loadable, "error": getattr(self.scan, "error", None)}
 
 
-def repair_judged(config, paths, damages: list[Damage], lock_timeout: float = 30.0) -> LiveRepairResult:
+def repair_judged(config, paths, damages: list[Damage], lock_timeout: float = 30.0,
+                  keeper: HeldWrites | None = None) -> LiveRepairResult:
     """Repair the judged ``damages`` (and nothing else) under the store lock; see the module docstring."""
     result = LiveRepairResult(list(damages))
     judged = {d.path: d.key for d in damages}
@@ -80,8 +84,9 @@ def repair_judged(config, paths, damages: list[Damage], lock_timeout: float = 30
         scan = context.rescan()
         if needs_repair(scan):
             result.plan = context.plan(scan)
-            applier = PlanApplier(paths.store, *_applier_parts(paths), scan.compress,
-                                  guard=JudgedGuard(paths.store, judged))
+            quarantine, repo = _applier_parts(paths)
+            applier = PlanApplier(paths.store, quarantine, repo, scan.compress, guard=JudgedGuard(paths.store, judged),
+                                  keeper=keeper or HeldWrites(paths, quarantine=quarantine))
             for action in result.plan.actions:
                 if action.path in judged:
                     result.applied.append(applier.apply_one(action))

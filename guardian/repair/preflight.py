@@ -24,6 +24,7 @@ from guardian.store.scan import StoreScan, scan_store
 from guardian.words import count
 
 MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
+HELD_WAIT_SECONDS = 2.0   # a file a writer holds is waited for this long (a write takes milliseconds)
 ACTIONABLE = METADATA_KINDS | DOCUMENT_KINDS | QUARANTINE_KINDS | ENTRY_KINDS | {"other_format_file",
                                                                               "guardian_leftover"}
 
@@ -103,6 +104,18 @@ class PreflightResult:
         return [a.to_dict() for a in self.applied if not a.ok]
 
     @property
+    def held(self) -> list[str]:
+        """Damaged paths left alone because a process still holds them open for writing."""
+        still = {f["path"] for f in self.unresolved}
+        return sorted({a.action.path for a in self.applied if a.held and a.action.path in still})
+
+    @property
+    def only_held(self) -> bool:
+        """Unloadable (or unresolved) only because of files being written: no repair failed."""
+        held = set(self.held)
+        return bool(held) and all(f["path"] in held for f in self.unresolved)
+
+    @property
     def exit_code(self) -> ExitCode:
         if not self.scan.loadable:
             return ExitCode.UNLOADABLE
@@ -121,7 +134,7 @@ class PreflightResult:
             "error_after": self.scan.error, "actions": self.actions, "lost_documents": self.lost_documents,
             "unresolved": self.unresolved, "hazards": self.hazards, "notes": self.notes, "failed": self.failed,
             "rounds": len(self.plans), "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-            "cleaned_leftovers": self.cleaned, "scan": self.scan.to_dict(),
+            "cleaned_leftovers": self.cleaned, "held": self.held, "scan": self.scan.to_dict(),
         }
 
 
@@ -146,21 +159,27 @@ def needs_repair(scan: StoreScan) -> bool:
 
 def preflight(config: Config, paths: StatePaths, names: Iterable[str] = (), dry_run: bool = False,
               use_cache: bool = True, lock_timeout: float = 30.0, deep: bool = False,
-              keep_listings: bool = False) -> PreflightResult:
+              keep_listings: bool = False, keep_held: bool = False) -> PreflightResult:
     """Scan; if anything is repairable, plan and (unless ``dry_run``) apply under the lock; re-scan.
 
     ``deep`` also inflates every gz document to find checksum failures chromem loads silently
     (``check --repair`` does; the launch pre-flight does not, to stay a stat walk).
     ``keep_listings``: the final scan (``result.scan``) keeps its folder listings for the caller to
     take (``StoreScan.take_listings``): `guardian run` builds its index on them.
+    ``keep_held``: a damaged file a process holds open for writing may be replaced (its old inode kept,
+    ``repair.held``) - only for `guardian run`, whose live repair puts the writer's bytes back when it
+    closes the file; otherwise such a file is left alone. Files kept by an earlier guardian that
+    nobody writes any more are settled first.
     """
     started = time.monotonic()
     paths.ensure()
+    if not dry_run:
+        settle_kept_files(paths, lock_timeout)
     cache_dir = paths.cache if use_cache else None
     store = config.store_path
     first = scan_and_record(store, config, paths, cache_dir, keep_listings)
     result = PreflightResult(str(paths.store), dry_run, first, first)
-    context = RepairContext(config, paths, list(names), cache_dir, deep, keep_listings)
+    context = RepairContext(config, paths, list(names), cache_dir, deep, keep_listings, keep_held)
     if needs_repair(first) or (deep and _checksum_failures(first)):
         if dry_run:
             result.plans.append(context.plan(first))
@@ -189,6 +208,7 @@ class RepairContext:
     cache_dir: object
     deep: bool = False
     keep_listings: bool = False
+    keep_held: bool = False
 
     def plan(self, scan: StoreScan) -> RepairPlan:
         catalog = Catalog(self.paths.catalog_file).names()
@@ -207,18 +227,37 @@ class RepairContext:
     def applier(self, compress: bool):
         from guardian.local.quarantine import Quarantine
         from guardian.repair.apply import PlanApplier
+        from guardian.repair.held import HeldWrites
         from guardian.snapshots.repository import Repository
 
-        return PlanApplier(self.paths.store, Quarantine(self.paths), Repository(self.paths.snapshots), compress)
+        quarantine = Quarantine(self.paths)
+        return PlanApplier(self.paths.store, quarantine, Repository(self.paths.snapshots), compress,
+                           keeper=HeldWrites(self.paths, self.keep_held, quarantine))
 
     def rescan(self) -> StoreScan:
         return scan_and_record(self.config.store_path, self.config, self.paths, self.cache_dir, self.keep_listings)
 
 
+def settle_kept_files(paths: StatePaths, lock_timeout: float = 30.0) -> list:
+    """Settle the files an earlier repair kept for their writers (``repair.held``), if any (one
+    listing of an empty folder otherwise): a guardian killed while a writer held one leaves it here."""
+    from guardian.repair.held import HeldWrites
+
+    held = HeldWrites(paths)
+    if not held.pending():
+        return []
+    with store_lock(paths.lock_file, timeout=lock_timeout):
+        return held.settle_all()
+
+
 def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
-    """Plan/apply until nothing is left to do (each round's scan is taken under the lock)."""
+    """Plan/apply until nothing is left to do (each round's scan is taken under the lock). A damaged
+    file a process holds open for writing may be a write in progress (chromem truncates, then
+    writes): its writer gets a moment first, then the store is looked at again."""
     result.cleaned = storefs.clean_guardian_temps(context.paths.store)   # guardian's own leftovers
     scan = context.rescan()
+    if wait_released(context.paths.store, [p.path for p in scan.problems if p.kind in ACTIONABLE]):
+        scan = context.rescan()
     for _ in range(MAX_ROUNDS):
         if not context.needs_repair(scan):
             break
@@ -226,9 +265,25 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
         result.plans.append(plan)
         if plan.empty:
             break
-        result.applied.extend(context.applier(scan.compress).apply(plan))
+        applied = context.applier(scan.compress).apply(plan)
+        result.applied.extend(applied)
         scan = context.rescan()
+        if not any(a.ok for a in applied):
+            break   # nothing landed (left alone, failed): another round would plan the same again
     result.scan = scan
+
+
+def wait_released(store, rels: list[str], seconds: float = HELD_WAIT_SECONDS) -> bool:
+    """Give writers holding any of ``rels`` up to ``seconds`` to finish; whether any was held."""
+    from guardian.local.holders import written_among
+
+    held = written_among(store, [rel for rel in rels if "/" in rel])
+    any_held = bool(held)
+    deadline = time.monotonic() + seconds
+    while held and time.monotonic() < deadline:
+        time.sleep(0.05)
+        held = written_among(store, sorted(held))
+    return any_held
 
 
 # --------------------------------------------------------------------------- reporting
@@ -250,6 +305,9 @@ def summary_line(result: PreflightResult) -> str:
 def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     """The sidecar's alerts for one pre-flight: corruption_found, repair_done, repair_impossible."""
     events: list[tuple[str, dict]] = []
+    found = {p.path for p in result.scan_before.problems if p.kind in ACTIONABLE}
+    if result.only_held and found <= set(result.held):
+        return events   # nothing but writes in progress: no damage to speak of (the caller logs it)
     if not result.loadable_before or result.plans:
         events.append(("corruption_found", {"error": result.scan_before.error, "cause": result.scan_before.cause,
                                             "problems": len([p for p in result.scan_before.problems
@@ -259,7 +317,7 @@ def alert_events(result: PreflightResult) -> list[tuple[str, dict]]:
     if result.repaired:
         events.append(("repair_done", {"actions": len(result.applied), "loadable": result.loadable_after,
                                        "lost_documents": result.lost_documents}))
-    if not result.loadable_after or result.unresolved:
+    if (not result.loadable_after or result.unresolved) and not result.only_held:
         events.append(("repair_impossible", {"error": result.scan.error, "cause": result.scan.cause,
                                              "unresolved": result.unresolved}))
     return events

@@ -11,16 +11,20 @@ from guardian.repair.preflight import alert_events, preflight
 from guardian.runtime import alerts
 
 
-def preflight_and_alert(config, paths, log, alerter: alerts.Alerter | None = None, keep_listings: bool = False):
+def preflight_and_alert(config, paths, log, alerter: alerts.Alerter | None = None, keep_listings: bool = False,
+                        keep_held: bool = False):
     """Run the repair pre-flight; log what happened and send the alert events it implies
-    (``keep_listings``: see ``repair.preflight.preflight``)."""
+    (``keep_listings``, ``keep_held``: see ``repair.preflight.preflight``)."""
     alerter = alerter or alerts.Alerter.from_config(config)
-    result = preflight(config, paths, keep_listings=keep_listings)
+    result = preflight(config, paths, keep_listings=keep_listings, keep_held=keep_held)
     for event, fields in alert_events(result):
         alerter.send(event, **fields)
     data = result.to_dict()
-    if not data.get("loadable_after", True):
-        log.critical("store_unloadable_after_repair", error=data.get("error", ""),
+    if result.only_held:
+        log.warning("store_being_written", paths=result.held, loadable=data.get("loadable_after"),
+                    note="a process holds these files open for writing; they are judged once it lets go")
+    elif not data.get("loadable_after", True):
+        log.critical("store_unloadable_after_repair", error=data.get("error_after", ""),
                      hint="run `guardian check` and `guardian restore --at <time>`")
     elif data.get("actions"):
         log.warning("store_repaired", actions=len(data["actions"]))

@@ -86,8 +86,6 @@ class RawEvent:
     kind: str  # created | modified | deleted
     rel: PurePosixPath
     is_dir: bool = False
-    # the writer closed the file (inotify close-write), or it was renamed in whole (not part of equality)
-    closed: bool = field(default=False, compare=False)
 
     @property
     def folder(self) -> str:
@@ -208,15 +206,16 @@ def normalize_event(event_type: str, src: str, dest: str, is_dir: bool,
         for path, kind in ((src, DELETED), (dest, CREATED)):
             rel = to_rel(path) if path else None
             if rel is not None and rel.parts:
-                out.append(RawEvent(kind, rel, is_dir, closed=True))  # a rename delivers a whole file
+                out.append(RawEvent(kind, rel, is_dir))
         return out
+    # a close after writing is one more change: whoever judges the file asks the OS whether it is still held
     kind = {"created": CREATED, "modified": MODIFIED, "closed": MODIFIED, "deleted": DELETED}.get(event_type)
     rel = to_rel(src) if kind else None
     if rel is None or not rel.parts:
         return []
     if kind == MODIFIED and is_dir:
         return []  # a folder's mtime changes with every file: the file events say more
-    return [RawEvent(kind, rel, is_dir, closed=event_type in ("closed", "deleted"))]
+    return [RawEvent(kind, rel, is_dir)]
 
 
 def reconcile(before: dict[str, FolderView], after: dict[str, FolderView]) -> list[WatchAction]:
@@ -584,7 +583,7 @@ class StoreWatcher:
             gone = sorted(self._known)
             log.warning("store_root_changed" if key else "store_root_gone", root=str(self.root), folders=len(gone))
             self._known = {}
-            self._report([RawEvent(DELETED, PurePosixPath(name), True, closed=True) for name in gone])
+            self._report([RawEvent(DELETED, PurePosixPath(name), True) for name in gone])
         if key is None:
             return
         with self._cond:
@@ -606,7 +605,7 @@ class StoreWatcher:
                 return
             self._observer = observer
         log.info("watching_store", root=str(self.root), observer=self.observer_kind, again=True)
-        found = [RawEvent(CREATED, PurePosixPath(entry.name), entry.is_dir(follow_symlinks=False), closed=True)
+        found = [RawEvent(CREATED, PurePosixPath(entry.name), entry.is_dir(follow_symlinks=False))
                  for entry in _scandir_quietly(self.root)]
         self._report(found)
 

@@ -87,9 +87,13 @@ class Damage:
     kind: str      # document_damaged | metadata_damaged | metadata_missing | special_file | stray_folder
     reason: str
     key: tuple | None
+    held: bool = False   # a process holds it open for writing (a paused writer's): not damage, see repair.held
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "reason": self.reason}
+        data = {"path": self.path, "kind": self.kind, "reason": self.reason}
+        if self.held:
+            data["held"] = True
+        return data
 
 
 def stat_key(info: os.stat_result | None) -> tuple | None:

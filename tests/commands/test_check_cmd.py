@@ -55,3 +55,23 @@ def test_not_a_folder_is_a_one_line_usage_error(cli, tmp_path):
     proc = cli("check", "--store", str(path))
     assert proc.returncode == 2
     assert len(proc.stderr_text.strip().splitlines()) == 1 and "not a folder" in proc.stderr_text
+
+
+def test_repair_leaves_a_file_being_written_alone_and_says_so(cli, plain_store, tmp_path):
+    """A contextd mid-write (truncated, not written yet): `check --repair` must not put the snapshot
+    copy over it - that write would be lost - and says the file is being written, not that a repair failed."""
+    from tests.paused_writer import PausedWriter, updated_document
+
+    assert cli("snapshot", "--store", str(plain_store)).returncode == 0
+    doc = sorted(plain_store.glob("40917930/[!0]*.gob"))[0]
+    update = updated_document(doc.read_bytes(), "the write in progress")
+    writer = PausedWriter(doc, tmp_path)
+    try:
+        proc = cli("check", "--repair", "--store", str(plain_store))
+        assert proc.returncode == 3 and doc.read_bytes() == b""
+        assert f"BEING WRITTEN 40917930/{doc.name}" in proc.stdout_text and "FAILED" not in proc.stdout_text
+        writer.write(update)
+    finally:
+        writer.stop()
+    assert doc.read_bytes() == update
+    assert cli("check", "--store", str(plain_store)).returncode == 0

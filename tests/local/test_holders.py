@@ -96,3 +96,68 @@ def test_files_outside_the_root_are_not_reported(tmp_path, holding):
     outside.write_bytes(b"x")
     holding(outside, "w")
     assert holders_under(tmp_path / "store").holders == []
+
+
+# ---- "is it open for writing?" (the kernel's lease, the scan where there is none) -------------------
+
+
+def test_open_for_writing_follows_a_writer_from_its_truncate_to_its_close(tmp_path, holding):
+    from guardian.local.holders import open_for_writing
+
+    doc = tmp_path / "doc.gob"
+    doc.write_bytes(b"old bytes")
+    assert open_for_writing(doc) is False
+    proc = holding(doc, "w")                       # truncated, paused: the file is 0 bytes and held
+    assert open_for_writing(doc) is True
+    assert open_for_writing(doc, dir_fd=None, root=tmp_path) is True
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    proc.wait(timeout=30)
+    assert open_for_writing(doc) is False
+
+
+def test_a_reader_a_symlink_and_a_gone_path_are_not_being_written(tmp_path, holding):
+    from guardian.local.holders import open_for_writing, written_among
+
+    doc = tmp_path / "doc.gob"
+    doc.write_bytes(b"bytes")
+    holding(doc, "r")
+    (tmp_path / "link.gob").symlink_to(doc)
+    assert open_for_writing(doc) is False
+    assert open_for_writing(tmp_path / "link.gob") is False
+    assert open_for_writing(tmp_path / "gone.gob") is False
+    assert written_among(tmp_path, ["doc.gob", "link.gob", "gone.gob"]) == set()
+
+
+def test_a_kept_descriptor_answers_for_its_file_wherever_it_went(tmp_path, holding):
+    """guardian keeps a replaced file by a link elsewhere: the writer's descriptor still counts."""
+    from guardian.local.holders import fd_written, written_among
+
+    doc = tmp_path / "store" / "doc.gob"
+    doc.parent.mkdir()
+    doc.write_bytes(b"bytes")
+    proc = holding(doc, "w")
+    assert written_among(tmp_path / "store", ["doc.gob"]) == {"doc.gob"}
+    os.link(doc, tmp_path / "kept")
+    os.replace(tmp_path / "kept", tmp_path / "kept-elsewhere")
+    os.unlink(doc)                                # gone from the store; the writer still writes it
+    fd = os.open(tmp_path / "kept-elsewhere", os.O_RDONLY)
+    try:
+        assert fd_written(fd) is True
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+        assert fd_written(fd) is False
+    finally:
+        os.close(fd)
+
+
+def test_where_the_kernel_grants_no_lease_the_scan_answers(tmp_path, holding, monkeypatch):
+    from guardian.local import holders
+
+    doc = tmp_path / "doc.gob"
+    doc.write_bytes(b"bytes")
+    monkeypatch.setattr(holders, "F_SETLEASE", None)     # as on macOS, NFS, or a file of another owner
+    assert holders.open_for_writing(doc) is False
+    holding(doc, "w")
+    assert holders.open_for_writing(doc) is True

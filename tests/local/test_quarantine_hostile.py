@@ -111,3 +111,21 @@ def test_special_files_are_quarantined_without_being_opened(plain_store, state_d
         entry = outcome["entry"]
         assert entry.sha256 is None and not os.path.lexists(path)
         shutil.move(str(entry.payload_path), str(path)) if state == state_dir else None
+
+
+def test_a_full_disk_leaves_no_empty_entry_folder_behind(plain_store, small_fs):
+    """Even the entry's record not fitting: nothing half-made stays (no unreadable entry in the list)."""
+    paths = StatePaths.for_store(plain_store, small_fs).ensure()
+    filler = small_fs / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        for chunk in (4096, 1):
+            try:
+                while True:
+                    out.write(b"\0" * chunk)
+            except OSError:
+                pass
+    q = Quarantine(paths)
+    with pytest.raises(OSError):
+        q.put(plain_store, sorted(plain_store.glob("*/*.gob"))[0].relative_to(plain_store).as_posix(), "test")
+    assert q.listing() == ([], [])
+    assert not paths.quarantine.exists() or not any(paths.quarantine.iterdir())

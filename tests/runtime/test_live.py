@@ -340,3 +340,55 @@ def test_a_store_removed_while_guarded_is_not_captured_empty_and_its_successor_i
     old = [i for i in repo.list_ids() if len(repo.read_manifest(i).files) > 2][0]
     materialize(repo, repo.read_manifest(old), restored)
     assert chromem_load(chromemh, restored)["collections"] == before
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("pause", [pytest.param(45, marks=pytest.mark.slow(60)),
+                                   pytest.param(200, marks=pytest.mark.slow(220))])
+def test_a_writer_paused_between_its_truncate_and_its_write_loses_nothing(guardian, plain_store, contents,
+                                                                           chromemh, tmp_path, pause):
+    """A contextd stopped (SIGSTOP, a debugger, swapped out) right after chromem truncated a document:
+    meanwhile a contextd starting loads the store (guardian put the good copy in place), and when the
+    writer wakes - 45 s or minutes later - its update is what chromem loads and what the next snapshot
+    holds. Another real writer goes on writing meanwhile."""
+    from tests.paused_writer import PausedWriter, chromem_contents, updated_document
+
+    g = guardian()
+    assert wait_until(lambda: Repository(g.paths.snapshots).list_ids(), timeout=DEADLINE)
+    doc = some_document(plain_store, collections(contents)[0]["dir"])
+    rel = f"{doc.parent.name}/{doc.name}"
+    good = doc.read_bytes()
+    update = updated_document(good, f"updated after a pause of {pause} s")
+    started = time.monotonic()
+    paused = PausedWriter(doc, tmp_path)
+    try:
+        assert wait_until(lambda: chromem_load(chromemh, plain_store)["ok"] and doc.read_bytes() == good,
+                          timeout=DEADLINE), "the store was not made loadable during the pause"
+        others: list[str] = []
+        run_writer(chromemh, plain_store, "written_during_the_pause", 20, 100, 7, others)
+        assert len(others) == 20, others[-1:]
+        time.sleep(max(0.0, started + pause - time.monotonic()))
+        paused.write(update)
+    finally:
+        paused.stop()
+    assert wait_until(lambda: doc.read_bytes() == update, timeout=DEADLINE), "the writer's update was lost"
+    assert f"updated after a pause of {pause} s" in chromem_contents(chromemh, plain_store).values()
+    loaded = chromem_load(chromemh, plain_store)
+    assert loaded["ok"] and loaded["collections"]["written_during_the_pause"]["count"] == 20
+    assert wait_until(lambda: captured(g, [rel, *others]), timeout=DEADLINE), "the update is not in a snapshot"
+    assert not [a for a in g.alerts() if a["event"] in ("corruption_found", "repair_impossible")]
+    assert g.log_events("held_write_put_back")
+
+
+def test_a_truncate_nobody_holds_is_repaired_once_settled(guardian, plain_store, contents):
+    """truncate(2) of a document: one modify event, no open, no close. Nobody holds the file, so it has
+    settled after settle_seconds (1 s) and is repaired at once - not after the 30 s a lost close event
+    used to cost (bench/bench_live.py measures the time)."""
+    g = guardian()
+    assert wait_until(lambda: Repository(g.paths.snapshots).list_ids(), timeout=DEADLINE)
+    doc = some_document(plain_store, collections(contents)[1]["dir"])
+    good = doc.read_bytes()
+    os.truncate(doc, 0)
+    assert wait_until(lambda: doc.read_bytes() == good, timeout=20.0), "not repaired once settled"
+    assert wait_until(lambda: [a["event"] for a in g.alerts()][-2:] == ["corruption_found", "repair_done"],
+                      timeout=DEADLINE), g.alerts()

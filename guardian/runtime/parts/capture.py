@@ -6,6 +6,11 @@ its first change), one incremental snapshot reads just those paths on top of the
 kept in memory. Retention then forgets what it no longer keeps (ids only, cheap); garbage is
 collected by the hourly full snapshot, which also catches any event the watcher lost.
 
+A file a process holds open for writing is not captured yet: it is a write in progress (chromem
+truncates, then writes), not a version of the file - read now, a 0-byte file would become a
+"damaged" row. It waits in the queue, asked about again each time, and is captured once its writer
+has closed it (or once guardian put a good copy in its place, ``repair.held``).
+
 When the store folder itself is gone (removed or moved away while guarded), nothing is captured:
 an empty snapshot would become "latest" and `guardian restore --at latest` would bring back
 nothing. The pending changes wait (one warning and one ``store_gone`` alert, not a failure every
@@ -19,6 +24,7 @@ import threading
 import time
 
 from guardian.errors import GuardianError
+from guardian.local.holders import written_among
 from guardian.runtime import alerts
 from guardian.runtime.capture import CaptureQueue
 from guardian.runtime.context import SNAPSHOT_TAKEN, STORE_CHANGED
@@ -48,6 +54,7 @@ class CapturePart(ThreadedPart):
         self.captures = 0
         self.failures = 0
         self.store_gone = False
+        self.held: set[str] = set()   # changed files a process still held for writing at the last look
         self.last: dict | None = None
 
     def start(self) -> None:
@@ -113,6 +120,17 @@ class CapturePart(ThreadedPart):
         ctx = self.ctx
         if self.hold_while_store_gone(paths, retry):
             return
+        held = written_among(ctx.paths.store, paths)
+        if held:
+            with self.cond:
+                self.held = held
+                self.queue.add(held, self.clock())   # asked about again after the quiet time
+            paths = paths - held
+            if not paths:
+                return
+        elif self.held:
+            with self.cond:
+                self.held = set()
         if self.repo is None:
             self.repo = Repository(ctx.paths.snapshots)
         baseline, self.baseline = self.baseline, None   # spent by the take (its rows are updated in place)
@@ -174,4 +192,4 @@ class CapturePart(ThreadedPart):
         return {"capture": {"pending_changes": pending,
                             "oldest_pending_seconds": round(oldest, 3) if oldest is not None else None,
                             "captures": self.captures, "failures": self.failures, "last": self.last,
-                            "store_gone": self.store_gone}}
+                            "store_gone": self.store_gone, "held_for_writing": sorted(self.held)}}

@@ -1,8 +1,12 @@
 """Store health, always true: chromem's verdict on the store as it is now (`run` and `serve` alike).
 
-Every changed path is watched until it settles (``runtime.settle``: quiet and closed), then judged
-on its own (``store.judge.judge_path``: a stat and one decode). New damage is announced
-(``damage_found``, which the live repair part acts on in `guardian run`). The verdict on the whole
+Every changed path is watched until it settles (``runtime.settle``: quiet, and no process holds it
+open for writing - the operating system is asked, ``local.holders``), then judged on its own
+(``store.judge.judge_path``: a stat and one decode). New damage is announced (``damage_found``,
+which the live repair part acts on in `guardian run`). A file a process still holds for writing is
+not damage; one held past ``held_repair_seconds`` that chromem would refuse meanwhile (a writer
+paused between its truncate and its write) is announced once as *held* damage: the live repair may
+make it loadable, keeping the holder's later bytes (``repair.held``). The verdict on the whole
 store is a :class:`~guardian.store.live_scan.LiveScan`, read once and then told each settled path
 (a stat and a decode per changed file, never a walk of the store), and published as the runtime's
 one scan (``ctx.publish_scan``), so /readyz, ``guardian_store_loadable``, ``guardian_documents``,
@@ -13,29 +17,22 @@ The store is read whole again after a repair and, as a safety net for lost event
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 import time
+from dataclasses import replace
 
 from guardian.errors import GuardianError
+from guardian.local.holders import written_among
+from guardian.repair.preflight import ACTIONABLE
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
 from guardian.runtime.parts import ThreadedPart
 from guardian.runtime.settle import SettleTracker
-from guardian.runtime.watcher import CREATED, DELETED
 from guardian.store.judge import judge_path
 from guardian.store.live_scan import LiveScan
 
 FULL_RESCAN_SECONDS = 600.0
 RETRY_SECONDS = 2.0
 IDLE_WAKE = 1.0
-
-
-def _is_regular(path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 class StoreHealthPart(ThreadedPart):
@@ -45,7 +42,7 @@ class StoreHealthPart(ThreadedPart):
     def __init__(self, ctx, clock=time.monotonic) -> None:
         super().__init__(ctx)
         self.clock = clock
-        self.tracker = SettleTracker(ctx.config.settle_seconds)
+        self.tracker = SettleTracker(ctx.config.settle_seconds, ctx.config.held_repair_seconds)
         self.damaged: dict[str, object] = {}   # rel -> judge.Damage, still there when last judged
         self.dirty = False
         self.last_scan_at = 0.0
@@ -67,17 +64,13 @@ class StoreHealthPart(ThreadedPart):
     # ---- intake (observer thread) ------------------------------------------------------------
 
     def on_changes(self, events) -> None:
-        root = self.ctx.config.store_path
         with self.cond:
             now = self.clock()
             for event in events:
                 if len(event.rel.parts) <= 2:
-                    # created: open for writing only if it is a regular file (mkfifo, mkdir, ln -s open nothing)
-                    closed = event.closed or (event.kind == CREATED and not _is_regular(root / event.rel))
-                    self.tracker.note(str(event.rel), now, closed=closed, deleted=event.kind == DELETED,
-                                      is_dir=event.is_dir and len(event.rel.parts) == 1)
+                    self.tracker.note(str(event.rel), now)
                 else:   # deeper than chromem reads: its collection folder's sub-folder is walked again
-                    self.tracker.note("/".join(event.rel.parts[:2]), now, closed=True)   # (hidden documents)
+                    self.tracker.note("/".join(event.rel.parts[:2]), now)   # (hidden documents)
             self.dirty = True
             self.cond.notify_all()
 
@@ -95,15 +88,24 @@ class StoreHealthPart(ThreadedPart):
                 if self.stopping:
                     return
                 now = self.clock()
-                settled = self.tracker.take_settled(now)
-                if not settled and not self.rescan_due(now):
+                due = self.tracker.due(now)
+                if not due and not self.rescan_due(now):
                     wait = self.tracker.next_due(now)
                     self.cond.wait(IDLE_WAKE if wait is None else min(max(wait, 0.01), IDLE_WAKE))
                     continue
             try:
-                self.judge(settled)
+                settling = self.settle(due, now)
+                self.judge(settling.settled)
+                self.judge_held(settling.held_long)
             except Exception as exc:  # the health view must outlive any surprise
                 self.ctx.log.error("health_check_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def settle(self, due: list[str], now: float):
+        """Ask the OS which due paths a process holds for writing (outside the lock: I/O), then let
+        the tracker decide what settled."""
+        held = written_among(self.ctx.config.store_path, due)
+        with self.cond:
+            return self.tracker.settle(now, due, held)
 
     def rescan_due(self, now: float) -> bool:
         """A whole read: at once after a repair (and before the first update), else at most every
@@ -132,6 +134,21 @@ class StoreHealthPart(ThreadedPart):
         if found:
             self.ctx.emit(DAMAGE_FOUND, damages=found)
 
+    def judge_held(self, held_long: list[str]) -> None:
+        """Files a process has held for writing past the grace: those chromem would refuse now (a
+        writer paused between its truncate and its write) are announced once, as held damage."""
+        found = []
+        for rel in held_long:
+            damage = judge_path(self.ctx.config.store_path, rel)
+            if damage is not None:
+                found.append(replace(damage, held=True))
+        for damage in found:
+            self.ctx.log.info("held_file_unloadable", path=damage.path, reason=damage.reason,
+                              note="a process holds it open for writing (paused mid-write?); not damage: "
+                                   "made loadable, and the writer's bytes are kept for when it closes it")
+        if found:
+            self.ctx.emit(DAMAGE_FOUND, damages=found)
+
     def rescan(self):
         """Read the whole store now (cached decodes) and publish the verdict; the scan (None on failure)."""
         ctx = self.ctx
@@ -148,7 +165,19 @@ class StoreHealthPart(ThreadedPart):
             self.live = live
             self.full_reads += 1
             ctx.publish_scan(scan)
-            return scan
+        self.watch_problems(scan)
+        return scan
+
+    def watch_problems(self, scan) -> None:
+        """Damage a whole read finds that no event announced - left by a pre-flight that could not
+        repair it (a full disk, a file then being written), or made while guardian was down - is
+        watched like a change: judged once settled, and repaired by the live repair part."""
+        found = {p.path for p in scan.problems if p.kind in ACTIONABLE}
+        with self.cond:
+            now = self.clock()
+            for rel in sorted(found - set(self.tracker.watched) - set(self.damaged)):
+                self.tracker.note(rel, now)
+            self.cond.notify_all()
 
     def update(self, paths: list[str]):
         """Tell the live scan these settled paths changed and publish the verdict (a stat and a decode
@@ -169,13 +198,14 @@ class StoreHealthPart(ThreadedPart):
         """For `guardian exec` (over the control socket): the verdict as of the last settled change (kept
         current by :meth:`update`: no walk of the store here), and how many paths have not settled."""
         with self.cond:
-            unsettled = len(self.tracker.watched)
+            unsettled, held = len(self.tracker.watched), self.tracker.held()
         scan = self.ctx.last_scan if self.ctx.last_scan is not None else self.rescan()
         return {"loadable": bool(scan is not None and scan.loadable),
-                "error": getattr(scan, "error", None), "unsettled": unsettled,
+                "error": getattr(scan, "error", None), "unsettled": unsettled, "held": held,
                 "damaged": [d.to_dict() for d in self.damaged.values()]}
 
     def status(self) -> dict:
         with self.cond:
-            unsettled = len(self.tracker.watched)
-        return {"health": {"unsettled": unsettled, "damaged": [d.to_dict() for d in self.damaged.values()]}}
+            unsettled, held = len(self.tracker.watched), self.tracker.held()
+        return {"health": {"unsettled": unsettled, "held": held,
+                           "damaged": [d.to_dict() for d in self.damaged.values()]}}

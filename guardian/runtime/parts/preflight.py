@@ -29,7 +29,10 @@ class PreflightPart(BasePart):
     def run(self, keep_listings: bool = False):
         ctx = self.ctx
         with ctx.repair_lock:
-            result = preflight_and_alert(ctx.config, ctx.paths, ctx.log, ctx.alerter, keep_listings=keep_listings)
+            # keep_held: a file a paused writer holds may be made loadable; the live repair part puts the
+            # writer's update back when it closes the file (`guardian serve` has no pre-flight at all)
+            result = preflight_and_alert(ctx.config, ctx.paths, ctx.log, ctx.alerter, keep_listings=keep_listings,
+                                         keep_held=ctx.config.live_repair and ctx.config.watch)
         ctx.last_repair = {"time": iso_utc(ctx.wall_clock()), **summary_of(result)}
         if result.actions:
             ctx.counters.repairs += len(result.actions)

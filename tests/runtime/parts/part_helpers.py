@@ -64,12 +64,12 @@ def add_document(store: Path, dir_name: str, doc_id: str, axis: int = 0) -> str:
 
 
 def changed(*rels: str, kind: str = "modified"):
-    """The raw watcher events a closed write of ``rels`` produces (what STORE_CHANGED carries)."""
+    """The raw watcher events a write of ``rels`` produces (what STORE_CHANGED carries)."""
     from pathlib import PurePosixPath
 
     from guardian.runtime.watcher import RawEvent
 
-    return [RawEvent(kind, PurePosixPath(rel), closed=True) for rel in rels]
+    return [RawEvent(kind, PurePosixPath(rel)) for rel in rels]
 
 
 def first_document(store: Path, dir_name: str = "40917930") -> Path:

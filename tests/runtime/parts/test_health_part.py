@@ -3,6 +3,8 @@ follows it (a real store, real scans, the real settle tracker)."""
 
 from __future__ import annotations
 
+import os
+
 from guardian.runtime.context import DAMAGE_FOUND, REPAIRED, STORE_CHANGED, VERDICT
 from guardian.runtime.parts.health import StoreHealthPart
 from tests.runtime.parts.part_helpers import changed, first_document
@@ -39,20 +41,42 @@ def test_damage_that_settles_is_announced_and_healing_clears_it(parts):
     assert not part.thread.is_alive()
 
 
-def test_a_path_still_being_written_is_not_judged(parts):
-    ctx = parts.make(settle_seconds=0.2)
+def test_a_file_held_for_writing_is_not_damage_until_its_writer_lets_go(parts, tmp_path):
+    """A writer paused between its truncate and its write: never judged as damage while it holds the
+    file (however long); past the grace it is announced once as *held*; a truncate(2) that nobody
+    holds (one modify event, no close event at all) is damage as soon as it is quiet."""
+    from tests.paused_writer import PausedWriter
+
+    ctx = parts.make(settle_seconds=0.2, held_repair_seconds=1.0)
     parts.listen(ctx, DAMAGE_FOUND)
     part = StoreHealthPart(ctx)
     part.start()
+    paused = None
     try:
         victim = first_document(parts.store)
-        victim.write_bytes(b"")
         rel = f"{victim.parent.name}/{victim.name}"
-        ctx.emit(STORE_CHANGED, events=[e.__class__("modified", e.rel, closed=False) for e in changed(rel)])
-        wait_for(lambda: part.status()["health"]["unsettled"] == 1, what="the open file to be watched")
-        # open for writing and under 30 s old: not judged yet, whatever it looks like now
-        assert parts.events(DAMAGE_FOUND) == [] and part.status()["health"]["damaged"] == []
+        paused = PausedWriter(victim, tmp_path)
+        ctx.emit(STORE_CHANGED, events=changed(rel))   # the truncate's modify event (no close yet)
+        wait_for(lambda: parts.events(DAMAGE_FOUND), what="the held file announced past the grace")
+        [held] = parts.events(DAMAGE_FOUND)[0]["damages"]
+        assert held.path == rel and held.held and held.reason == "empty"
+        assert part.status()["health"]["held"] == [rel] and part.status()["health"]["damaged"] == []
+        paused.close_without_writing()                 # its writer let go of a 0-byte file: damage now
+        wait_for(lambda: len(parts.events(DAMAGE_FOUND)) == 2, what="the damage once nobody holds it")
+        [damage] = parts.events(DAMAGE_FOUND)[1]["damages"]
+        assert damage.path == rel and not damage.held
+        assert part.status()["health"]["held"] == []
+
+        other = sorted(p for p in parts.store.glob("*/*.gob") if p.parent != victim.parent
+                       and not p.name.startswith("00000000"))[0]
+        os.truncate(other, 0)                          # truncate(2): no open, no close
+        other_rel = f"{other.parent.name}/{other.name}"
+        ctx.emit(STORE_CHANGED, events=changed(other_rel))
+        wait_for(lambda: len(parts.events(DAMAGE_FOUND)) == 3, what="the truncated file judged")
+        assert [d.path for d in parts.events(DAMAGE_FOUND)[2]["damages"]] == [other_rel]
     finally:
+        if paused is not None:
+            paused.stop()
         part.stop()
 
 
@@ -99,5 +123,21 @@ def test_harmless_writes_update_the_shared_verdict_without_reading_the_store_aga
         wait_for(lambda: ctx.last_scan.loaded_collections().get("born_live") == 1, what="the new collection")
         assert part.full_reads == 1 and part.live.updates >= 6
         assert parts.events(STORE_SCANNED)[-1]["scan"] is ctx.last_scan
+    finally:
+        part.stop()
+
+
+def test_damage_no_event_announced_is_found_by_the_first_read_and_judged(parts):
+    """Damage already there when the part starts (made while guardian was down, or left by a pre-flight
+    that could not repair it: a full disk) is announced like a change, so the live repair tries again."""
+    ctx = parts.make(settle_seconds=0.2)
+    victim = first_document(parts.store)
+    victim.write_bytes(b"")
+    parts.listen(ctx, DAMAGE_FOUND)
+    part = StoreHealthPart(ctx)
+    part.start()
+    try:
+        wait_for(lambda: parts.events(DAMAGE_FOUND), what="the damage found by the first read")
+        assert [d.path for d in parts.events(DAMAGE_FOUND)[0]["damages"]] == [f"40917930/{victim.name}"]
     finally:
         part.stop()
