@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
 from typing import Callable
 
 from guardian.errors import SupervisorError
 from guardian.runtime.context import VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import restore_for_sidecar
 
 
 class ControlPart(BasePart):
@@ -54,21 +54,23 @@ class ControlPart(BasePart):
         result = self.ctx.take_snapshot()
         return {"ok": True, "snapshot": result.to_dict() if hasattr(result, "to_dict") else str(result)}
 
-    def restore(self, at: str | None = None, collection: str | None = None, allow_damaged: bool = False, **_):
-        """Stop the child, restore, check, start it again (asked by `guardian restore`).
-
-        ``at`` is an ISO 8601 instant already resolved by the CLI (None: the latest snapshot).
-        """
+    def restore(self, **request):
+        """Stop the child, restore, check, start it again (asked by `guardian restore`, which planned
+        the same request and sends the snapshot it chose: ``restoring.RestoreRequest.to_wire``)."""
         ctx = self.ctx
-        when = datetime.fromisoformat(at) if at else None
         child = ctx.child
-        paused = child.pause_child() if child is not None else None
-        try:
-            result = restore_store(ctx.paths, when, collection, confirm=None, allow_damaged=bool(allow_damaged))
-        finally:
-            if paused is not None:
-                child.resume_child()
+
+        @contextlib.contextmanager
+        def child_stopped():
+            paused = child.pause_child() if child is not None else None
+            try:
+                yield {}
+            finally:
+                if paused is not None:
+                    child.resume_child()
+
+        result = restore_for_sidecar(ctx.paths, request, around=child_stopped)
         ctx.refresh_index()
-        ctx.log.warning("restored", snapshot=result.snapshot_id, collection=collection,
-                        child_restarted=paused is not None)
-        return {"restore": result.to_dict(), "child_paused": paused is not None}
+        ctx.log.warning("restored", snapshot=result["snapshot"], collection=result["collection"],
+                        ids=result["ids"], child_restarted=child is not None)
+        return {"restore": result, "child_paused": child is not None}
