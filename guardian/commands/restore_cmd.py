@@ -148,7 +148,9 @@ def run(args, ctx) -> int:
         print_json(outcome.to_dict())
     else:
         present(outcome, ctx, verbose=args.verbose)
-    return ExitCode.OK if outcome.loadable is not False else ExitCode.UNLOADABLE
+    if outcome.loadable is False:
+        return ExitCode.UNLOADABLE
+    return ExitCode.WARNINGS if outcome.left_alone else ExitCode.OK   # a live writer's file: its write wins
 
 
 # ---- presenting the outcome ---------------------------------------------------------------------
