@@ -12,23 +12,25 @@ import sys
 from datetime import datetime, timezone
 
 from guardian.commands.output import format_table, human_bytes, print_json, require_store
-from guardian.errors import ExitCode, GuardianError, RestoreError
+from guardian.errors import ExitCode, GuardianError, RestoreError, UsageError
 from guardian.restoring.destinations import StoreInPlace, TargetFolder
 from guardian.restoring.outcome import RestoreOutcome
 from guardian.restoring.pipeline import InProcess, Restore, ThroughSidecar
 from guardian.restoring.request import RestoreRequest
 from guardian.restoring.sources import LocalSource, ReplicaSource
+from guardian.restoring.undo import undo_restore
 from guardian.runtime.control import control_request
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
 from guardian.snapshots.restore import id_time
 from guardian.snapshots.timespec import parse_time
 
+LAST = "last"
 HELP = "restore the store (a collection, or chosen memories) to the newest snapshot at or before --at TIME"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--at", required=True, metavar="TIME",
+    parser.add_argument("--at", metavar="TIME",
                         help="latest | a snapshot id (see `guardian snapshots`) | ISO 8601 time (no zone = local) "
                              "| an age such as 90m, 2h, 1d, 1w")
     parser.add_argument("--target", metavar="DIR",
@@ -39,9 +41,16 @@ def add_arguments(parser) -> None:
                         help="restore only this memory (repeat for more); nothing else in the store is touched")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     parser.add_argument("--force", action="store_true",
-                        help="do not ask before replacing or moving aside files (they go to quarantine)")
+                        help="do not ask before replacing or moving aside files (they go to quarantine), and "
+                             "restore even while other processes use the store (restart them afterwards)")
+    parser.add_argument("--no-child-restart", dest="restart_child", action="store_false",
+                        help="under `guardian run`: leave the child running (it then counts as a process "
+                             "using the store: refused without --force)")
     parser.add_argument("--allow-damaged", action="store_true",
                         help="also write snapshot copies chromem would refuse (by default they are left out)")
+    parser.add_argument("--undo", nargs="?", const=LAST, metavar="RESTORE_ID",
+                        help="put the store back as it was before a restore (default: the last one): what it moved "
+                             "aside or replaced comes back, what it wrote goes to quarantine")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every file, not one line per collection")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_replica_arguments(parser, "restore from this replica (no local state needed: a new machine)")
@@ -89,7 +98,8 @@ def build_restore(args, ctx) -> Restore:
     destination = (TargetFolder(ctx.paths, args.target) if args.target
                    else StoreInPlace(ctx.paths, create_parents=bool(args.from_replica)))
     request = RestoreRequest(at=at, collection=args.collection, ids=tuple(args.ids or ()),
-                             allow_damaged=bool(args.allow_damaged))
+                             allow_damaged=bool(args.allow_damaged), force=bool(args.force),
+                             restart_child=args.restart_child)
     return Restore(source, destination, request)
 
 
@@ -136,6 +146,11 @@ def make_confirm(force: bool, stdin=None, stderr=None):
 
 
 def run(args, ctx) -> int:
+    if args.undo is not None:
+        return undo(args, ctx)
+    if not args.at:
+        raise UsageError("restore needs --at TIME (or --undo to put back what a restore changed)",
+                         "e.g. `guardian restore --at latest --dry-run`")
     restore = build_restore(args, ctx)
     if args.dry_run:
         outcome = restore.plan()
@@ -151,6 +166,33 @@ def run(args, ctx) -> int:
     if outcome.loadable is False:
         return ExitCode.UNLOADABLE
     return ExitCode.WARNINGS if outcome.left_alone else ExitCode.OK   # a live writer's file: its write wins
+
+
+def undo(args, ctx) -> int:
+    """--undo [ID]: through the sidecar when one guards the store (it stops its child around it)."""
+    if args.at or args.target or args.ids or args.collection or args.from_replica or args.dry_run:
+        raise UsageError("--undo takes no --at, --target, --id, --collection, --from or --dry-run",
+                         "`guardian restore --undo` (the last restore) or `--undo RESTORE_ID`")
+    restore_id = None if args.undo == LAST else args.undo
+    if sidecar_running(ctx):
+        result = control_request(ctx.paths.control_socket, "undo_restore", timeout=600.0, restore_id=restore_id,
+                                 force=bool(args.force), restart_child=args.restart_child)
+    else:
+        result = undo_restore(ctx.paths, restore_id, force=bool(args.force), restart_child=args.restart_child).to_dict()
+    if args.json:
+        print_json(result)
+    else:
+        print(f"undid restore {result['undone']} (of snapshot {result['snapshot']}): {len(result['put_back'])} "
+              f"put back from quarantine, {len(result['quarantine_entries'])} restored files or folders moved to "
+              "quarantine" + ("; the child was stopped and started again" if result["child_restarted"] else ""))
+        for item in result["left_alone"]:
+            print(f"  left as it is: {item['path']} ({item['reason']})")
+        print_users(result["users"], False, "undo")
+        verdict = "yes" if result["loadable"] else f"NO ({result['load_error']})"
+        print(f"  chromem will load the store: {verdict}")
+    if result["loadable"] is False:
+        return ExitCode.UNLOADABLE
+    return ExitCode.WARNINGS if result["left_alone"] else ExitCode.OK
 
 
 # ---- presenting the outcome ---------------------------------------------------------------------
@@ -170,11 +212,14 @@ def present(outcome: RestoreOutcome, ctx, verbose: bool = False) -> None:
               "pass --allow-damaged to write it anyway, or pick another --at)")
     for item in outcome.left_alone:
         print(f"  not written: {item['reason']}")
+    print_users(outcome.users, outcome.dry_run)
     if outcome.dry_run:
         return
     if outcome.quarantined:
         print(f"  {len(outcome.quarantined)} quarantine entries hold what was replaced or moved aside "
               f"(`guardian quarantine list`)")
+    if outcome.restore_id:
+        print(f"  undo it with `guardian restore --undo {outcome.restore_id}`")
     where = "the store" if outcome.destination == "store" else str(outcome.target)
     if outcome.loadable is None:
         print(f"  could not check whether chromem will load {where}: {outcome.load_error}")
@@ -183,6 +228,20 @@ def present(outcome: RestoreOutcome, ctx, verbose: bool = False) -> None:
     else:
         print(f"  chromem will load {where}: NO ({outcome.load_error})"
               + ("; run `guardian check`" if outcome.destination == "store" else ""))
+
+
+def print_users(users: list[dict], dry_run: bool, what: str = "restore") -> None:
+    """The processes that use the store and do not see a restore until they restart."""
+    if not users:
+        return
+    if dry_run:
+        print(f"  {len(users)} process(es) use this store; a restore is refused without --force "
+              "(a child under `guardian run` is stopped and started again around it):")
+    else:
+        print(f"  {len(users)} process(es) using this store did not see the {what}; restart them now "
+              "(until then they keep the old store in memory and may write it back):")
+    for user in users:
+        print(f"    pid {user['pid']}: {user['command']} - {user['why']}")
 
 
 def print_source(outcome: RestoreOutcome) -> None:
@@ -217,7 +276,7 @@ def headline(outcome: RestoreOutcome) -> str:
     sidecar = ""
     if outcome.notes.get("through_sidecar"):
         sidecar = " through the running sidecar" + (
-            " (its child was stopped and started again)" if outcome.notes.get("child_paused") else "")
+            " (its child was stopped and started again)" if outcome.notes.get("child_restarted") else "")
     return (f"{verb} {what} to {when}{sidecar}: {counts['write']} written, {counts['replace']} replaced, "
             f"{counts['move_aside']} moved aside, {counts['keep']} unchanged, {counts['skip']} skipped")
 
@@ -235,7 +294,7 @@ def print_changes(outcome: RestoreOutcome, verbose: bool) -> None:
             if any(row[kind] for kind, _ in ROW_KINDS if kind != "keep")]
     if rows and not verbose:
         table = format_table(["collection", "folder"] + [label for _, label in ROW_KINDS],
-                             [[row["name"] or ("(store root)" if not row["folder"] else "?"), row["folder"]]
+                             [[row["name"] or ("(store root)" if not row["folder"] else "-"), row["folder"]]
                               + [row[kind] for kind, _ in ROW_KINDS] for row in rows])
         print("\n".join("  " + line for line in table.splitlines()))
         print("  (-v lists every file)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from guardian.local.fsutil import ensure_dir
 from guardian.local.lock import store_lock
 from guardian.local.paths import StatePaths
 from guardian.local.quarantine import Quarantine
+from guardian.local.store_users import StoreUsers, store_users
+from guardian.restoring.journal import Journal, RestoreRecord
 from guardian.restoring.memories import MemoryWriter, metadata_entries, plan_memories, read_current
 from guardian.restoring.selection import Selection
 from guardian.restoring.sources import ChosenSnapshot
@@ -35,6 +38,7 @@ class Applied:
     refused_damaged: list[dict] = field(default_factory=list)
     left_alone: list[dict] = field(default_factory=list)
     known: dict | None = None        # documents judged as they were written (the loadability check trusts them)
+    restore_id: str = ""             # its record in the journal (`restore --undo ID`)
 
 
 class StoreInPlace:
@@ -53,6 +57,10 @@ class StoreInPlace:
 
     def lock(self, timeout: float):
         return store_lock(self.paths.lock_file, timeout=timeout)
+
+    def users(self) -> StoreUsers | None:
+        """The processes using the store now (they would not see a restore until they restart)."""
+        return store_users(self.root) if self.root.is_dir() else StoreUsers()
 
     def prepare(self) -> bool:
         """Create the store folder when it is missing (restoring a lost store is the point); True
@@ -82,15 +90,35 @@ class StoreInPlace:
 
     def apply(self, chosen: ChosenSnapshot, selection: Selection, plan: RestorePlan, progress,
               allow_damaged: bool) -> Applied:
+        """Carry the plan out, and record what it did (``journal``: `restore --undo`), also when it
+        stops half way."""
         quarantine = Quarantine(self.paths)
         if selection.memories is not None:
             writer = MemoryWriter(self.root, chosen.repo, quarantine, plan, allow_damaged)
-            quarantined = writer.run()
-            return Applied(quarantined, writer.refused, writer.left_alone)
-        storefs.clean_guardian_temps(self.root)
-        writer = StoreWriter(self.root, chosen.repo, quarantine, plan, progress, allow_damaged)
-        quarantined = writer.run()
-        return Applied(quarantined, sorted(writer.refused, key=lambda item: item["path"]), [], writer.known)
+            created = [folder for folder, _ in plan.create_dirs]
+        else:
+            storefs.clean_guardian_temps(self.root)
+            writer = StoreWriter(self.root, chosen.repo, quarantine, plan, progress, allow_damaged)
+            created = None   # the writer knows which top folders it created whole once it ran
+        record = RestoreRecord.new(self.root, chosen.snapshot_id)
+        try:
+            writer.run()
+        finally:
+            self.record(record, plan, writer, created)
+        if selection.memories is not None:
+            return Applied(writer.entries, writer.refused, writer.left_alone, restore_id=record.id)
+        return Applied(writer.entries, sorted(writer.refused, key=lambda item: item["path"]), [], writer.known,
+                       restore_id=record.id)
+
+    def record(self, record: RestoreRecord, plan: RestorePlan, writer, created: list[str] | None) -> None:
+        if not plan.changes:
+            return
+        record.created = sorted(created if created is not None else writer.whole)
+        whole = set(record.created)
+        record.entries = list(writer.entries)
+        record.written = [a.path for a in plan.actions if a.kind == "write" and a.path.partition("/")[0] not in whole]
+        record.state = "done" if sys.exc_info()[0] is None else "stopped"
+        Journal(self.paths).save(record)
 
     def check(self, chosen: ChosenSnapshot, applied: Applied) -> tuple[bool | None, str]:
         return check_loadable(self.root, chosen.manifest.compress, applied.known)
@@ -110,6 +138,9 @@ class TargetFolder:
 
     def lock(self, timeout: float):
         return contextlib.nullcontext()   # the folder is new: nothing else writes there
+
+    def users(self) -> StoreUsers | None:
+        return None   # a new folder: nobody uses it yet
 
     def prepare(self) -> bool:
         return False

@@ -212,6 +212,7 @@ class MemoryWriter:
         self.left_alone: list[dict] = []
 
     def run(self) -> list[str]:
+        """Every action of the plan; the quarantine entries made (also in ``entries`` if it stops)."""
         with storefs.DirFds(self.root) as dirs:
             for action in self.plan.actions:
                 if action.kind == "move_aside":

@@ -17,6 +17,10 @@ from pathlib import Path
 from guardian.snapshots.restore_plan import KINDS, RestorePlan
 
 WIRE_ACTIONS = 5000
+SUMMARY_KEYS = frozenset({
+    "snapshot", "snapshot_time", "destination", "target", "collection", "scope", "ids", "dry_run", "counts", "files",
+    "bytes", "per_collection", "quarantine_entries", "loadable", "load_error", "skipped_damaged", "refused_damaged",
+    "left_alone", "created_store", "users", "restore_id", "actions", "actions_omitted"})
 CHANGING = ("write", "replace", "move_aside")
 
 
@@ -39,6 +43,8 @@ class RestoreOutcome:
     loadable: bool | None = None
     load_error: str = ""
     created_store: bool = False
+    users: list[dict] = field(default_factory=list)            # processes using the store that must restart
+    restore_id: str = ""                                       # `restore --undo ID` undoes it
     notes: dict = field(default_factory=dict)   # the source's and executor's additions (replica, fetch, sidecar)
     wire: dict | None = None        # the summary an outcome was rebuilt from (no plan here)
 
@@ -89,7 +95,8 @@ class RestoreOutcome:
                 "counts": self.counts(), "files": files, "bytes": size, "per_collection": self.per_collection(),
                 "quarantine_entries": self.quarantined, "loadable": self.loadable, "load_error": self.load_error,
                 "skipped_damaged": self.skipped, "refused_damaged": self.refused_damaged,
-                "left_alone": self.left_alone, "created_store": self.created_store}
+                "left_alone": self.left_alone, "created_store": self.created_store, "users": self.users,
+                "restore_id": self.restore_id or None}
         if actions is None or (action_limit is not None and len(actions) > action_limit):
             data["actions"], data["actions_omitted"] = None, True
         else:
@@ -106,4 +113,6 @@ class RestoreOutcome:
                    refused_damaged=list(data.get("refused_damaged") or []),
                    left_alone=list(data.get("left_alone") or []), skipped=list(data.get("skipped_damaged") or []),
                    loadable=data.get("loadable"), load_error=data.get("load_error") or "",
-                   created_store=bool(data.get("created_store")), wire=data)
+                   created_store=bool(data.get("created_store")), users=list(data.get("users") or []),
+                   restore_id=data.get("restore_id") or "",
+                   notes={k: v for k, v in data.items() if k not in SUMMARY_KEYS}, wire=data)

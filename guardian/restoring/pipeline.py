@@ -4,7 +4,8 @@
 on a read-only state dir); ``.run(executor, confirm, progress)`` restores. Executors:
 
 - ``InProcess``: this process, under the store lock (the snapshot is chosen under it too, so a
-  prune never removes it meanwhile); ``around`` wraps the work (the sidecar stops its child there).
+  prune never removes it meanwhile); the sidecar passes its child, stopped around the work
+  (``restoring.users``: other processes using the store refuse a restore unless it is forced).
 - ``ThroughSidecar``: the sidecar guarding the store does it (it must: it owns the child and the
   store lock). The plan is made here first, so ``--force`` and the question mean the same as
   without a sidecar, and the sidecar is sent the very snapshot that was planned and confirmed.
@@ -22,6 +23,7 @@ from guardian.restoring.outcome import WIRE_ACTIONS, RestoreOutcome
 from guardian.restoring.request import RestoreRequest
 from guardian.restoring.selection import Selection
 from guardian.restoring.sources import ChosenSnapshot, LocalSource, OpenedSource, ReplicaSource
+from guardian.restoring.users import SupervisedChild, label, others_in_the_way, refuse_unless_forced
 from guardian.snapshots.restore_plan import RestorePlan
 from guardian.store.judge import prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc
@@ -46,7 +48,10 @@ class Restore:
         """What the restore would do; nothing is written anywhere (not even the store folder)."""
         with self.source.open(self.request, dry_run=True) as opened:
             chosen, selection, plan = self.choose_and_plan(opened)
-            return self.outcome(chosen, selection, plan, dry_run=True, notes=opened.notes)
+            outcome = self.outcome(chosen, selection, plan, dry_run=True, notes=opened.notes)
+            scan = self.destination.users()
+            outcome.users = [label(u, None) for u in scan.users] if scan is not None else []
+            return outcome
 
     def run(self, executor=None, confirm: Confirm | None = None, progress=None) -> RestoreOutcome:
         with self.source.open(self.request) as opened:
@@ -74,26 +79,34 @@ def ask(confirm: Confirm | None, plan: RestorePlan) -> None:
 
 @dataclass
 class InProcess:
+    """This process restores, under the store lock. ``child``: the sidecar's supervised child, stopped
+    around a restore of the store in place and started again (unless the request opts out); every
+    other process using the store refuses the restore unless the request forces it (``users``)."""
+
     lock_timeout: float = 30.0
     check_load: bool = True
-    around: Callable[[], contextlib.AbstractContextManager] | None = None   # yields notes for the outcome
+    child: SupervisedChild | None = None
 
     def carry_out(self, restore: Restore, opened: OpenedSource, confirm: Confirm | None, progress) -> RestoreOutcome:
-        destination = restore.destination
+        destination, request = restore.destination, restore.request
+        stopping = self.child is not None and request.restart_child
+        scan = destination.users()
+        others = others_in_the_way(scan, self.child, stopping) if scan is not None else []
+        refuse_unless_forced(others, self.child, request.force)
         prepare_judge()   # the decoder's import, not while holding the lock
-        around = self.around() if self.around is not None else contextlib.nullcontext({})
-        with around as around_notes:
+        with self.child.stopped() if stopping else contextlib.nullcontext():
             created = destination.prepare()
             # 100k entries, actions and staged blobs, none in a cycle: 7% of a restore's CPU without the gc
             with destination.lock(self.lock_timeout), no_cyclic_gc():
                 chosen, selection, plan = restore.choose_and_plan(opened)
                 outcome = restore.outcome(chosen, selection, plan, dry_run=False,
-                                          notes={**opened.notes, **(around_notes or {})})
+                                          notes={**opened.notes, **({"child_restarted": True} if stopping else {})})
                 outcome.created_store = created
+                outcome.users = [label(u, self.child) for u in others]
                 ask(confirm, plan)
-                applied = destination.apply(chosen, selection, plan, progress, restore.request.allow_damaged)
+                applied = destination.apply(chosen, selection, plan, progress, request.allow_damaged)
             outcome.quarantined, outcome.refused_damaged = applied.quarantined, applied.refused_damaged
-            outcome.left_alone = applied.left_alone
+            outcome.left_alone, outcome.restore_id = applied.left_alone, applied.restore_id
             if self.check_load:
                 outcome.loadable, outcome.load_error = destination.check(chosen, applied)
         return outcome
@@ -114,13 +127,15 @@ class ThroughSidecar:
         if outcome.wire.get("actions") is None and outcome.snapshot_id == chosen.snapshot_id \
                 and outcome.counts() == plan.counts():
             outcome.plan, outcome.names = plan, {c.dir: c.name for c in chosen.manifest.collections}
-        outcome.notes = {**opened.notes, "through_sidecar": True, "child_paused": answer.get("child_paused")}
+        outcome.notes = {**opened.notes, **outcome.notes, "through_sidecar": True,
+                         "child_paused": answer.get("child_paused")}
         return outcome
 
 
-def restore_for_sidecar(paths, wire: dict, around=None) -> dict:
+def restore_for_sidecar(paths, wire: dict, child: SupervisedChild | None = None) -> dict:
     """The sidecar's side of ``ThroughSidecar``: the same pipeline on its own repository and store,
-    in its process; the answer carries the outcome (its actions only up to ``WIRE_ACTIONS``)."""
+    in its process (its child stopped around it); the answer carries the outcome (its actions only up
+    to ``WIRE_ACTIONS``)."""
     request = RestoreRequest.from_wire(wire)
-    outcome = Restore.of_store(paths, request).run(InProcess(around=around))
+    outcome = Restore.of_store(paths, request).run(InProcess(child=child))
     return outcome.to_dict(action_limit=WIRE_ACTIONS)

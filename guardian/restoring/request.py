@@ -24,6 +24,8 @@ class RestoreRequest:
     collection: str | None = None
     ids: tuple[str, ...] = ()
     allow_damaged: bool = False
+    force: bool = False          # restore although other processes use the store (they must restart)
+    restart_child: bool = True   # a sidecar stops its supervised child around the restore, then starts it
 
     def exactly(self, snapshot_id: str) -> "RestoreRequest":
         """The same request pinned to one snapshot (the one chosen and planned here)."""
@@ -31,7 +33,8 @@ class RestoreRequest:
 
     def to_wire(self) -> dict:
         return {"at": self.at.isoformat() if self.at else None, "snapshot_id": self.snapshot_id,
-                "collection": self.collection, "ids": list(self.ids), "allow_damaged": self.allow_damaged}
+                "collection": self.collection, "ids": list(self.ids), "allow_damaged": self.allow_damaged,
+                "force": self.force, "restart_child": self.restart_child}
 
     @classmethod
     def from_wire(cls, data: dict) -> "RestoreRequest":
@@ -46,4 +49,5 @@ class RestoreRequest:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise UsageError(f"the restore request's {key} must be a string")
         return cls(at=at, snapshot_id=data.get("snapshot_id") or None, collection=data.get("collection"),
-                   ids=tuple(ids), allow_damaged=bool(data.get("allow_damaged")))
+                   ids=tuple(ids), allow_damaged=bool(data.get("allow_damaged")), force=bool(data.get("force")),
+                   restart_child=data.get("restart_child") is not False)
