@@ -54,25 +54,23 @@ def plan_undo(record: RestoreRecord, entries: dict[str, QuarantineEntry], restor
     def as_restored(path: str) -> bool:
         return path in current and restored.get(path) is not None and current[path] == restored[path]
 
-    for folder in record.created:
-        inside = [p for p in current if p.startswith(folder + "/")]
-        if folder in current and inside and all(as_restored(p) for p in inside):
-            plan.steps.append(UndoStep("take_out", folder, folder=True))
-            gone.add(folder)
-            gone.update(inside)
-            continue
-        for path in sorted(inside):
+    def take_out(paths) -> None:
+        """Each path still as the restore wrote it goes; one a writer changed since stays, named."""
+        for path in paths:
             if as_restored(path):
                 plan.steps.append(UndoStep("take_out", path))
                 gone.add(path)
-            elif path in restored:
+            elif path in current and path in restored:
                 plan.left_alone.append({"path": path, "reason": "changed since the restore (a writer): kept"})
-    for path in record.written:
-        if as_restored(path):
-            plan.steps.append(UndoStep("take_out", path))
-            gone.add(path)
-        elif path in current:
-            plan.left_alone.append({"path": path, "reason": "changed since the restore (a writer): kept"})
+
+    for folder in record.created:
+        inside = sorted(p for p in current if p.startswith(folder + "/"))
+        if folder in current and inside and all(as_restored(p) for p in inside):
+            plan.steps.append(UndoStep("take_out", folder, folder=True))
+            gone.update([folder, *inside])
+        else:
+            take_out(inside)
+    take_out(record.written)
     for entry_id in record.entries:
         entry = entries.get(entry_id)
         if entry is None or entry.state != "quarantined":

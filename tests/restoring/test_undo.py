@@ -45,3 +45,22 @@ def test_undo_puts_back_what_a_restore_moved_aside_or_replaced_and_takes_out_wha
                                                                            docs[3].relative_to(store).as_posix()}
     with pytest.raises(UsageError, match="no restore of this store is recorded that could be undone"):
         undo_restore(plain_paths, None)
+
+
+def test_the_undo_plan_takes_a_created_folder_whole_only_while_every_file_in_it_is_as_restored():
+    from guardian.local.quarantine import QuarantineEntry
+    from guardian.restoring.journal import RestoreRecord
+    from guardian.restoring.undo import plan_undo
+
+    record = RestoreRecord("R1", "t", "/store", "S1", entries=["q1", "q2"], written=["a/new.gob"], created=["c"])
+    entries = {"q1": QuarantineEntry("q1", "t", "a/old.gob", "r", "file", 1, "11"),
+               "q2": QuarantineEntry("q2", "t", "stray", "r", "folder", 1, None)}
+    restored = {"a/new.gob": "22", "a/old.gob": "33", "c/00000000.gob": "44", "c/d.gob": "55"}
+    current = {"a/new.gob": "22", "a/old.gob": "33", "c": None, "c/00000000.gob": "44", "c/d.gob": "55"}
+    steps = [(s.kind, s.path) for s in plan_undo(record, entries, restored, current).steps]
+    assert steps == [("take_out", "c"), ("take_out", "a/new.gob"), ("take_out", "a/old.gob"),
+                     ("put_back", "a/old.gob"), ("put_back", "stray")]
+    written_since = plan_undo(record, entries, restored, {**current, "c/d.gob": "66", "stray": None})
+    assert [(s.kind, s.path) for s in written_since.steps] == [
+        ("take_out", "c/00000000.gob"), ("take_out", "a/new.gob"), ("take_out", "a/old.gob"), ("put_back", "a/old.gob")]
+    assert sorted(item["path"] for item in written_since.left_alone) == ["c/d.gob", "stray"]

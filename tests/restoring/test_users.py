@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from guardian.format.layout import collection_dir_name
+from guardian.format.layout import collection_dir_name, document_stem
 from tests.conftest import chromem_load, run_cli
 from tests.waiting import wait_for
 
+CHECKPOINT = "19d2b8c6-06bc-4021-8d45-936ca7fddd07"   # a memory of the fixture store's checkpoints
 HOLD = """
 import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY)   # a writer between chromem's truncate and its write
@@ -63,7 +64,7 @@ def writer_lines(log: Path) -> list[dict]:
     return lines
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(60)
 def test_under_guardian_run_the_writer_is_stopped_restored_around_and_undo_brings_its_writes_back(
         plain_store, tmp_path, state_dir, chromemh):
     env = {"GUARDIAN_STATE_DIR": str(state_dir), "GUARDIAN_BACKOFF_INITIAL": "0.05", "GUARDIAN_BACKOFF_MAX": "0.2",
@@ -98,6 +99,14 @@ def test_under_guardian_run_the_writer_is_stopped_restored_around_and_undo_bring
         assert result["undone"] == answer["restore_id"] and result["child_restarted"] is True
         assert all((folder / f"{w['file']}.gob").exists() for w in moved)   # ... and came back in one step
         assert len(result["put_back"]) == len(answer["quarantine_entries"])
+        lost = plain_store / "6c7f5464" / f"{document_stem(CHECKPOINT)}.gob"   # one memory, through the sidecar
+        kept = lost.read_bytes()
+        lost.unlink()
+        one = run_cli("restore", "--at", first, "--id", CHECKPOINT, "--json", "--store", str(plain_store), env=env,
+                      timeout=300)
+        assert one.returncode == 0, one.stderr_text
+        single = json.loads(one.stdout_text)
+        assert single["through_sidecar"] and single["counts"]["write"] == 1 and lost.read_bytes() == kept
     finally:
         sidecar.send_signal(signal.SIGTERM)
         code = sidecar.wait(timeout=60)
