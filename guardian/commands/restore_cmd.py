@@ -215,8 +215,8 @@ def present(outcome: RestoreOutcome, ctx, verbose: bool = False) -> None:
     print_users(outcome.users, outcome.dry_run)
     if outcome.dry_run:
         return
-    if outcome.quarantined:
-        print(f"  {len(outcome.quarantined)} quarantine entries hold what was replaced or moved aside "
+    if outcome.quarantined_total:
+        print(f"  {outcome.quarantined_total} quarantine entries hold what was replaced or moved aside "
               f"(`guardian quarantine list`)")
     if outcome.restore_id:
         print(f"  undo it with `guardian restore --undo {outcome.restore_id}`")

@@ -73,11 +73,17 @@ def _within(path: str, store: str) -> bool:
     return path == store or path.startswith(store.rstrip("/") + "/")
 
 
-def _names_store(argv: list[str], store: str, home: str | None) -> bool:
+def _names_store(argv: list[str], store: str, home: str | None, cwd: str | None = None) -> bool:
+    """Whether an argument is the store or a path in it (``~`` with the process's HOME, a relative
+    path against its working folder)."""
     for arg in argv[1:]:
         value = arg.rpartition("=")[2] if arg.startswith("-") else arg
+        if not value or value.startswith("-"):
+            continue
         if value.startswith("~") and home:
             value = home + value[1:]
+        elif not value.startswith("/") and cwd and "/" in value:
+            value = os.path.join(cwd, value)
         if value.startswith("/") and _within(os.path.realpath(value), store):
             return True
     return False
@@ -163,7 +169,11 @@ def _why(pid: int, argv: list[str], comm: str, pid_dir: Path, store: str, held: 
         return f"holds {len(held[pid])} store file(s) or folder(s) open ({_short(held[pid][0].path, store)})", True
     environ = dict(part.split("=", 1) for part in _read(pid_dir / "environ").decode("utf-8", "replace").split("\0")
                    if "=" in part)
-    if _names_store(argv, store, environ.get("HOME")):
+    try:
+        cwd = os.readlink(pid_dir / "cwd")
+    except OSError:
+        cwd = None
+    if _names_store(argv, store, environ.get("HOME"), cwd):
         return "names the store on its command line", True
     if _is_contextd(argv, comm):
         path, certain = _contextd_store(environ)

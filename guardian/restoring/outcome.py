@@ -20,7 +20,8 @@ WIRE_ACTIONS = 5000
 SUMMARY_KEYS = frozenset({
     "snapshot", "snapshot_time", "destination", "target", "collection", "scope", "ids", "dry_run", "counts", "files",
     "bytes", "per_collection", "quarantine_entries", "loadable", "load_error", "skipped_damaged", "refused_damaged",
-    "left_alone", "created_store", "users", "restore_id", "actions", "actions_omitted"})
+    "left_alone", "created_store", "users", "restore_id", "actions", "actions_omitted",
+    "quarantine_entries_total"})
 CHANGING = ("write", "replace", "move_aside")
 
 
@@ -80,6 +81,13 @@ class RestoreOutcome:
         return [rows[k] for k in sorted(rows, key=lambda f: (rows[f]["name"] or "\uffff", f))]
 
     @property
+    def quarantined_total(self) -> int:
+        """How many quarantine entries the restore made (an answer over the socket lists only the first)."""
+        if self.wire is not None and self.wire.get("quarantine_entries_total") is not None:
+            return int(self.wire["quarantine_entries_total"])
+        return len(self.quarantined)
+
+    @property
     def changes(self) -> bool:
         counts = self.counts()
         return any(counts[kind] for kind in CHANGING)
@@ -101,6 +109,9 @@ class RestoreOutcome:
             data["actions"], data["actions_omitted"] = None, True
         else:
             data["actions"] = actions
+        data["quarantine_entries_total"] = self.quarantined_total
+        if action_limit is not None and len(self.quarantined) > action_limit:
+            data["quarantine_entries"] = self.quarantined[:action_limit]   # the rest: `guardian quarantine list`
         return {**data, **self.notes}
 
     @classmethod

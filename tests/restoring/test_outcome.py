@@ -53,7 +53,9 @@ def test_the_sidecars_json_rebuilds_the_same_outcome():
 
 def test_the_action_list_is_left_out_past_the_limit_and_the_summary_stays():
     outcome = outcome_of(big_plan(50))
+    outcome.quarantined = [f"q{i}" for i in range(25)]
     short = outcome.to_dict(action_limit=10)
+    assert len(short["quarantine_entries"]) == 10 and RestoreOutcome.from_dict(short).quarantined_total == 25
     assert short["actions"] is None and short["actions_omitted"] is True
     assert short["counts"]["write"] == 50 and short["per_collection"] == outcome.per_collection()
     assert RestoreOutcome.from_dict(short).actions() is None
