@@ -111,8 +111,7 @@ class StoreInPlace:
                        restore_id=record.id)
 
     def record(self, record: RestoreRecord, plan: RestorePlan, writer, created: list[str] | None) -> None:
-        if not plan.changes:
-            return
+        """Every restore into the store, also one that changed nothing (its undo changes nothing)."""
         record.created = sorted(created if created is not None else writer.whole)
         whole = set(record.created)
         record.entries = list(writer.entries)
