@@ -24,22 +24,6 @@ sys.stdin.readline()
 """
 
 
-@pytest.fixture
-def spawn():
-    started: list[subprocess.Popen] = []
-
-    def start(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
-        assert proc.stdout.readline().strip() == "ready"
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stdin.close()
-        proc.wait(timeout=30)
-
-
 def found(store: Path) -> dict[int, tuple[str, bool]]:
     return {u.pid: (u.why, u.certain) for u in users_of(store).users}
 
@@ -52,12 +36,12 @@ def named_contextd(tmp_path: Path) -> str:
     return str(link)
 
 
-def test_a_holder_and_a_process_naming_the_store_are_found_and_guardian_is_not(plain_store, spawn):
+def test_a_holder_and_a_process_naming_the_store_are_found_and_guardian_is_not(plain_store, ready_process):
     doc = next((plain_store / "40917930").glob("0*.gob"))
-    holder = spawn([sys.executable, "-c", WAIT, "hold", str(doc)])
-    naming = spawn([sys.executable, "-c", WAIT, f"--store={plain_store}/."])
-    elsewhere = spawn([sys.executable, "-c", WAIT, "/tmp"])
-    guardian = spawn([sys.executable, "-c", WAIT, "-m", "guardian", str(plain_store)])   # named like guardian
+    holder = ready_process([sys.executable, "-c", WAIT, "hold", str(doc)])
+    naming = ready_process([sys.executable, "-c", WAIT, f"--store={plain_store}/."])
+    elsewhere = ready_process([sys.executable, "-c", WAIT, "/tmp"])
+    guardian = ready_process([sys.executable, "-c", WAIT, "-m", "guardian", str(plain_store)])   # named like guardian
     users = found(plain_store)
     assert users[holder.pid][0].startswith("holds 1 store file(s) open for writing (40917930/")
     assert users[naming.pid] == ("names the store on its command line", True)
@@ -78,11 +62,12 @@ def contextd_home(tmp_path: Path, name: str, config: str | None = None, default_
     return home
 
 
-def test_a_contextd_is_found_by_the_store_it_decides_on_as_contextd_decides(plain_store, tmp_path, spawn):
+def test_a_contextd_is_found_by_the_store_it_decides_on_as_contextd_decides(plain_store, tmp_path, ready_process):
     contextd = named_contextd(tmp_path)
 
     def start(home: Path, cwd: Path | None = None, **env) -> subprocess.Popen:
-        return spawn([contextd, "-c", WAIT], env={"HOME": str(home), "PATH": os.environ["PATH"], **env}, cwd=cwd)
+        return ready_process([contextd, "-c", WAIT], env={"HOME": str(home), "PATH": os.environ["PATH"], **env},
+                             cwd=cwd)
 
     by_default = start(contextd_home(tmp_path, "default", default_store=plain_store))
     by_file = start(contextd_home(tmp_path, "file", f"vectorstore:\n  chromem:\n    path: {plain_store}\n"))

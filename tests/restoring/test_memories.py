@@ -233,6 +233,31 @@ def test_restore_id_brings_back_a_lost_collection_with_its_metadata_in_place_in_
         original[doc_path("beta", "b1")][0]
 
 
+def test_restore_id_writes_the_good_copy_of_metadata_its_snapshot_lacks(cli, tmp_path, chromemh):
+    """The incident before guardian's first snapshot: the collection's metadata was gone when it was
+    taken. A memory restored from it into a store that lost the collection again comes back with the
+    metadata a later snapshot holds (named), in place and in a target: chromem loads both."""
+    store = first_store(chromemh, tmp_path)
+    metadata = store / ALPHA / "00000000.gob"
+    good = metadata.read_bytes()
+    metadata.unlink()
+    window = json.loads(cli("snapshot", "--store", str(store), "--json").stdout_text)["id"]
+    metadata.write_bytes(good)                                                      # repaired
+    later = json.loads(cli("snapshot", "--store", str(store), "--json", check=True).stdout_text)["id"]
+    shutil.rmtree(store / ALPHA)                                                    # the collection is lost again
+    source = f"snapshot {later}"
+    proc = cli("restore", "--at", window, "--id", "a2", "--store", str(store), "--json")
+    assert proc.returncode == 0, proc.stderr_text
+    answer = json.loads(proc.stdout_text)
+    assert answer["substituted"] == [{"path": f"{ALPHA}/00000000.gob", "source": source}] and answer["loadable"]
+    assert metadata.read_bytes() == good
+    assert chromem_load(chromemh, store)["collections"]["alpha"] == {"count": 1, "metadata": {"kind": "memories"}}
+    target = tmp_path / "one-memory"
+    proc = cli("restore", "--at", window, "--id", "a3", "--target", str(target), "--store", str(store))
+    assert proc.returncode == 0 and f"the one restored is from {source}" in proc.stdout_text, proc.stderr_text
+    assert chromem_load(chromemh, target)["collections"] == {"alpha": {"count": 1, "metadata": {"kind": "memories"}}}
+
+
 HOLD = """
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY)   # as a writer between chromem's truncate and its write

@@ -8,10 +8,13 @@ import pytest
 from guardian.errors import Refused
 from guardian.restoring import pipeline
 from guardian.restoring.pipeline import Restore, ThroughSidecar, restore_for_sidecar
+from guardian.restoring.request import RestoreRequest
+from guardian.restoring.undo import undo_restore
 from guardian.runtime.control import ControlServer, control_request
 from guardian.snapshots.take import take_snapshot
 
 from tests.snapshots.conftest import tree_bytes
+from tests.snapshots.test_restore_inputs import VICTIM, write_prefix_snapshot
 
 
 @pytest.fixture
@@ -55,3 +58,20 @@ def test_a_cancelled_restore_never_reaches_the_sidecar(plain_paths, clock, sidec
     with pytest.raises(Refused, match="cancelled"):
         Restore.of_store(plain_paths).run(sidecar, confirm=lambda plan: False)
     assert extra.read_bytes() == b"mine"
+
+
+def test_a_good_copy_written_through_the_sidecar_is_reported_and_its_undo_takes_it_out(plain_paths, clock, sidecar):
+    """A snapshot of the incident window, taken before guardian kept the metadata's last good copy: the
+    sidecar writes the good copy another snapshot holds, its answer says so, and `restore --undo`
+    knows those bytes as the restore's own (they are not the snapshot's)."""
+    good = take_snapshot(plain_paths, clock=clock)
+    window = write_prefix_snapshot(plain_paths, good.id, clock.advance(minutes=1))
+    metadata = plain_paths.store / VICTIM / "00000000.gob"
+    original = metadata.read_bytes()
+    metadata.unlink()
+    outcome = Restore.of_store(plain_paths, RestoreRequest(snapshot_id=window)).run(sidecar)
+    assert outcome.notes["through_sidecar"] is True and outcome.loadable is True
+    assert outcome.wire["substituted"] == [{"path": f"{VICTIM}/00000000.gob", "source": f"snapshot {good.id}"}]
+    assert outcome.good_copies()["substituted"] == outcome.wire["substituted"] and metadata.read_bytes() == original
+    undone = undo_restore(plain_paths, outcome.restore_id)
+    assert not metadata.exists() and undone.left_alone == [] and len(undone.taken_out) == 1
