@@ -77,32 +77,21 @@ func collectionMetadata(c *chromem.Collection) map[string]string {
 	return meta
 }
 
-// allDocuments asks the collection for every document the public way: a query for as many results
-// as it holds returns each one with its content, metadata and embedding.
-func allDocuments(c *chromem.Collection) ([]chromem.Result, error) {
-	count := c.Count()
-	if count == 0 {
-		return nil, nil
-	}
-	var dim int
-	for _, id := range documentIDs(c) {
+// allDocuments reads every document of the collection by its ID (GetByID: a copy with its content,
+// metadata and embedding), in ID order. Not one query over them all: a query needs every embedding
+// of one length, and a collection chromem loads may mix lengths (documents added by different
+// writers), which the tests compare too.
+func allDocuments(c *chromem.Collection) ([]chromem.Document, error) {
+	ids := documentIDs(c)
+	docs := make([]chromem.Document, 0, len(ids))
+	for _, id := range ids {
 		doc, err := c.GetByID(context.Background(), id)
 		if err != nil {
 			return nil, err
 		}
-		dim = len(doc.Embedding)
-		break
+		docs = append(docs, doc)
 	}
-	probe := make([]float32, dim)
-	if dim > 0 {
-		probe[0] = 1
-	}
-	results, err := c.QueryEmbedding(context.Background(), probe, count, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(results, func(i, j int) bool { return results[i].ID < results[j].ID })
-	return results, nil
+	return docs, nil
 }
 
 // documentIDs lists the keys of the collection's unexported document map (reflection, read only).

@@ -125,9 +125,9 @@ def test_status_and_metrics_count_them_from_disk_and_live(plain_store, chromemh,
     done = run_cli("status", "--store", str(plain_store), "--json", env={"GUARDIAN_STATE_DIR": str(state_dir)})
     status = json.loads(done.stdout)
     assert status["store"]["hidden_documents"] == 41 and done.returncode == 1
-    assert any("41 document file(s)" in w for w in status["warnings"])
+    assert any("41 document files" in w for w in status["warnings"])
     text = run_cli("status", "--store", str(plain_store), env={"GUARDIAN_STATE_DIR": str(state_dir)}).stdout_text
-    assert "41 document file(s) chromem does not load" in text
+    assert "41 document files chromem does not load" in text
     assert chromem_load(chromemh, plain_store)["ok"]
 
 
