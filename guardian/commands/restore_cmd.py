@@ -270,7 +270,7 @@ def print_source(outcome: RestoreOutcome) -> None:
 def headline(outcome: RestoreOutcome) -> str:
     counts = outcome.counts()
     if outcome.ids:
-        what = f"{len(outcome.ids)} memor{'y' if len(outcome.ids) == 1 else 'ies'}"
+        what = count(len(outcome.ids), "memory", "memories")
     elif outcome.collection:
         what = f"collection {outcome.collection!r}"
     else:
