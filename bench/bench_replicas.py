@@ -49,7 +49,8 @@ from guardian.replicas.plan import Retention  # noqa: E402
 from guardian.replicas.push import push  # noqa: E402
 from guardian.replicas.replica import Replica, spec_from_config  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
-from guardian.snapshots.restore import restore_store  # noqa: E402
+from guardian.restoring.pipeline import Restore  # noqa: E402
+from guardian.restoring.request import RestoreRequest  # noqa: E402
 from guardian.snapshots.take import take_snapshot  # noqa: E402
 from tests.replicas.conftest import ADMIN, REGION, Seaweed, weed_binary  # noqa: E402
 
@@ -196,7 +197,7 @@ def run(args, work: Path, server: Seaweed) -> int:
         rep = replica()
         snapshot_id = rep.snapshot_ids()[-1]
         fetched = fetch_snapshot(rep, Repository(machine.snapshots), machine.lock_file, snapshot_id)
-        return fetched, restore_store(machine, None, snapshot_id=snapshot_id)
+        return fetched, Restore.of_store(machine, RestoreRequest(snapshot_id=snapshot_id)).run()
     seconds, (fetched, restored) = timed(lambda: restore(new_paths))
     intact_restore_s, fetch_s = seconds, fetched.seconds
     print(f"whole restore from the replica (fetch + restore + check): {seconds:.1f} s, "

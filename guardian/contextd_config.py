@@ -51,14 +51,16 @@ class ContextdStore:
     compress_source: str
     config_file: str          # the file contextd reads (whether or not it exists)
     warning: str = ""         # one line: why contextd ignores its config file, or that it keeps no chromem store
+    provider: str = "chromem"   # contextd's vector store: another one keeps no chromem store
 
 
 class Invalid(Exception):
     """contextd's LoadWithFile fails: contextd warns and falls back to its environment alone."""
 
 
-def contextd_store(environ: Mapping[str, str] | None = None) -> ContextdStore:
-    """contextd's store path and compress flag, as it would decide them now in ``environ``."""
+def contextd_store(environ: Mapping[str, str] | None = None, cwd: str | None = None) -> ContextdStore:
+    """contextd's store path and compress flag, as it would decide them now in ``environ`` (a
+    relative path is relative to ``cwd``, contextd's working folder; None: this process's)."""
     environ = os.environ if environ is None else environ
     home = home_dir(environ)
     config_file = os.path.join(home, *CONFIG_FILE)
@@ -73,7 +75,8 @@ def contextd_store(environ: Mapping[str, str] | None = None) -> ContextdStore:
     if provider not in ("chromem", ""):
         warning = "; ".join(filter(None, (warning, f"contextd is configured for the {provider!r} vector store, "
                                                     "which keeps no chromem store")))
-    return ContextdStore(expand(path, home), compress, path_source, compress_source, config_file, warning)
+    return ContextdStore(expand(path, home, cwd), compress, path_source, compress_source, config_file, warning,
+                         provider or "chromem")
 
 
 def home_dir(environ: Mapping[str, str]) -> str:
@@ -81,11 +84,11 @@ def home_dir(environ: Mapping[str, str]) -> str:
     return environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
 
 
-def expand(path: str, home: str) -> str:
-    """contextd's expandChromemPath (``~`` + rest joined to $HOME), made absolute."""
+def expand(path: str, home: str, cwd: str | None = None) -> str:
+    """contextd's expandChromemPath (``~`` + rest joined to $HOME), made absolute (against ``cwd``)."""
     if path.startswith("~"):
         return go_clean(home + "/" + path[1:])
-    return os.path.abspath(path)
+    return os.path.abspath(os.path.join(cwd, path) if cwd else path)
 
 
 def go_clean(path: str) -> str:

@@ -113,8 +113,11 @@ class RestorePlan:
     def to_dict(self) -> dict:
         return {"snapshot": self.snapshot_id, "scope": self.scope, "counts": self.counts(),
                 "create_dirs": [d for d, _ in self.create_dirs],
-                "actions": [a.to_dict() for a in self.actions if a.kind != "keep"],
-                "substituted": [{"path": p, "source": s} for p, s in sorted(self.substituted.items())],
+                "actions": [a.to_dict() for a in self.actions if a.kind != "keep"], **self.good_copies()}
+
+    def good_copies(self) -> dict[str, list[dict]]:
+        """What is written from a good copy elsewhere, and the collections left out (for JSON)."""
+        return {"substituted": [{"path": p, "source": s} for p, s in sorted(self.substituted.items())],
                 "left_out": [{"folder": f, "documents": n} for f, n in sorted(self.left_out.items())]}
 
 

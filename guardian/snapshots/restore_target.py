@@ -16,44 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from guardian.errors import PATH_ERRNOS, Refused, RestoreError, SnapshotError
 from guardian.local import fsutil, storefs
 from guardian.local.paths import StatePaths
-from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore_inputs import store_rebuilt
-from guardian.snapshots.restore_plan import PlanInputs, RestorePlan, plan_restore
+from guardian.snapshots.restore_plan import RestorePlan
 from guardian.snapshots.capture import test_slow_io_delay
 from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
-
-
-@dataclass
-class TargetResult:
-    snapshot_id: str
-    snapshot_time: datetime
-    collection: str | None
-    target: Path
-    files: int
-    bytes: int
-    dry_run: bool
-    loadable: bool | None = None
-    load_error: str = ""
-    plan: RestorePlan | None = None
-    refused_damaged: list[dict] = field(default_factory=list)  # snapshot copies chromem would refuse: not written
-
-    def to_dict(self) -> dict:
-        found = self.plan.to_dict() if self.plan is not None else {}
-        return {"snapshot": self.snapshot_id,
-                "snapshot_time": self.snapshot_time.isoformat().replace("+00:00", "Z"),
-                "collection": self.collection, "target": str(self.target), "files": self.files,
-                "bytes": self.bytes, "dry_run": self.dry_run, "loadable": self.loadable,
-                "load_error": self.load_error, "refused_damaged": self.refused_damaged,
-                "substituted": found.get("substituted", []),
-                "left_out": found.get("left_out", [])}
 
 
 def check_target(target: Path, paths: StatePaths) -> Path:
@@ -64,32 +35,21 @@ def check_target(target: Path, paths: StatePaths) -> Path:
         owner = Path(os.path.realpath(owner))
         if real == owner or owner in real.parents or real in owner.parents:
             raise Refused(f"--target {target} overlaps {what} ({owner})",
-                               "pick a new folder elsewhere, e.g. --target /tmp/restored-store")
+                          "pick a new folder elsewhere, e.g. --target /tmp/restored-store")
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise Refused(f"--target {target} exists and is not a folder", "pick a new folder")
     if target.is_dir() and any(target.iterdir()):
         raise Refused(f"--target {target} is not empty; guardian never writes over files there",
-                           "pick a new or empty folder")
+                      "pick a new or empty folder")
     if not target.parent.is_dir():
         raise Refused(f"the parent of --target {target} does not exist", "create it first")
     return target
 
 
-def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, scope: str | None,
-                      collection: str | None, target: Path, dry_run: bool = False,
-                      inputs: PlanInputs | None = None) -> TargetResult:
-    """Write the snapshot (in ``scope``) into ``target`` as the plan of a restore into an empty store
-    has it (``inputs``: the good copies for what the snapshot lacks, see ``restore_inputs``)."""
-    target = check_target(target, paths)
-    inputs = inputs or PlanInputs(manifest.compress)
-    plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, {}, scope, inputs)
-    files = [action.entry for action in plan.of_kind("write")]
-    result = TargetResult(snapshot_id, manifest.time, collection, target, len(files),
-                          sum(e.size for e in files), dry_run, plan=plan)
-    if dry_run:
-        return result
-    repo = Repository(paths.snapshots)
-    store_rebuilt(repo, plan.rebuilt_blobs(inputs))
+def write_into_target(repo: Repository, plan: RestorePlan, target: Path, judge: bool = True) -> list[dict]:
+    """Write the plan's files and folders (a plan over an empty folder: every action a ``write``) into
+    a hidden sibling of ``target``, then rename it to ``target``: it appears whole or not at all.
+    With ``judge``, a snapshot copy chromem would refuse is left out; returned as {"path", "reason"}."""
     parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)   # the user's path
     staging = f"{storefs.STAGE_PREFIX}{target.name}.{secrets.token_hex(4)}"
     try:
@@ -97,15 +57,15 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
             os.mkdir(staging, 0o700, dir_fd=parent_fd)
             with storefs.DirFds.from_fd(os.open(staging, storefs.DIR_FLAGS, dir_fd=parent_fd),
                                         target.parent / staging) as dirs:
-                refused = _write_snapshot(repo, plan.create_dirs, files, dirs, not inputs.allow_damaged)
-                result.refused_damaged = [{"path": path, "reason": why} for path, why in sorted(refused)]
+                refused = _write_snapshot(repo, plan, dirs, judge)
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(target.name, dir_fd=parent_fd)  # checked empty above; rmdir refuses if anything appeared
             os.rename(staging, target.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
             os.fsync(parent_fd)
         except SnapshotError as exc:
-            raise RestoreError(f"snapshot {snapshot_id} cannot be restored: {exc.message}; {target} was not created",
-                               "pick an earlier --at (see `guardian snapshots`) and run `guardian verify`") from None
+            raise RestoreError(f"snapshot {plan.snapshot_id} cannot be restored: {exc.message}; {target} was not "
+                               "created", "pick an earlier --at (see `guardian snapshots`) and run `guardian verify`"
+                               ) from None
         except storefs.UnsafeFolder as exc:
             raise RestoreError(f"a folder of the restore into {target} was replaced while it ran ({exc}); "
                                f"{target} was not created", "run the restore again") from None
@@ -118,21 +78,21 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
                 storefs.remove_stage_dir(parent_fd, staging)  # our own temp folder, never user data
     finally:
         os.close(parent_fd)
-    return result
+    return [{"path": path, "reason": why} for path, why in sorted(refused)]
 
 
-def _write_snapshot(repo: Repository, folders: list[tuple[str, int]], files: list, dirs: storefs.DirFds,
-                    judge: bool) -> list[tuple[str, str]]:
-    """Every folder and file of the snapshot into the staging folder ``dirs`` is rooted at, each
+def _write_snapshot(repo: Repository, plan: RestorePlan, dirs: storefs.DirFds, judge: bool) -> list[tuple[str, str]]:
+    """Every folder and file of the plan into the staging folder ``dirs`` is rooted at, each
     write relative to a folder fd opened without following symlinks (a folder swapped for a
     symlink meanwhile is never written through). Modes keep permission bits only. The files are
     staged as a restore into the store stages them (runs of one pack, shared with worker processes
     for a large snapshot: ``unpack``; with ``judge``, a copy chromem would refuse is left out and
     returned as (path, why), as a restore into the store leaves it out), then made durable at once
     (one syncfs; else an fsync per file) before the folder is renamed to the target."""
-    folders = sorted(folders)
+    folders = sorted(plan.create_dirs)
     for rel, _mode in folders:
         dirs.makedirs(rel)
+    files = [a.entry for a in plan.actions if a.kind == "write"]
     targets: dict[str, list] = {}
     for entry in files:
         folder, _, name = entry.path.rpartition("/")

@@ -1,6 +1,6 @@
 // Command chromem is the real chromem-go v0.7.0 (the version contextd pins) as a small command, for
 // guardian's tests: every claim guardian makes about chromem's loader, its files and its answers is
-// checked against the library itself. It is built on first use by tests/chromem_build.py.
+// checked against the library itself. It is built on first use by tests/gotool.py.
 //
 //	chromem load STORE 0|1                          NewPersistentDB's verdict and what it holds
 //	chromem dump STORE 0|1                          every document of every collection

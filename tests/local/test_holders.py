@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -22,20 +21,8 @@ sys.stdin.readline()   # hold until told (or until the test's end closes stdin)
 
 
 @pytest.fixture
-def holding(tmp_path):
-    started = []
-
-    def start(path, mode):
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode, "marker-arg"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stdin.close()
-        proc.wait(timeout=30)
+def holding(ready_process):
+    return lambda path, mode: ready_process([sys.executable, "-c", HOLDER, str(path), mode, "marker-arg"])
 
 
 def test_a_writer_that_truncated_and_paused_is_found_with_its_command_line(tmp_path, holding):

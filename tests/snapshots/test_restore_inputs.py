@@ -12,7 +12,8 @@ from guardian.local.paths import StatePaths
 from guardian.snapshots import capture
 from guardian.snapshots.manifest import FLAG_ABSENT, FLAG_DAMAGED
 from guardian.snapshots.repository import Repository, new_snapshot_id
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import InProcess, Restore
+from guardian.restoring.request import RestoreRequest
 from guardian.snapshots.take import take_snapshot
 from tests.conftest import chromem_load
 from tests.snapshots.conftest import age_files, doc_bytes, drop_blob
@@ -157,7 +158,8 @@ def test_a_capture_shared_with_worker_processes_keeps_the_metadata_too(store_pat
                                                                           f"{folder}/{name}").hash
     target = tmp_path / "restored"
     target.mkdir()
-    restore_store(StatePaths(store=target, root=store_paths.root), None, snapshot_id=window.id, check_load=False)
+    Restore.of_store(StatePaths(store=target, root=store_paths.root), RestoreRequest(snapshot_id=window.id)).run(
+        InProcess(check_load=False))
     assert loaded(chromemh, target, compress) == expected
 
 
@@ -228,7 +230,7 @@ def test_a_document_with_no_good_copy_in_its_snapshot_is_written_from_the_next_o
     clock.advance(minutes=1)
     written = take_snapshot(plain_paths, clock=clock)
     fresh.write_bytes(full[:9])                  # the store damaged again
-    result = restore_store(plain_paths, None, snapshot_id=cut.id, confirm=None)
+    result = Restore.of_store(plain_paths, RestoreRequest(snapshot_id=cut.id)).run()
     assert result.plan.substituted == {f"{VICTIM}/{fresh.name}": f"snapshot {written.id}"}
     assert result.loadable and fresh.read_bytes() == full
     assert chromem_load(chromemh, plain_paths.store)["ok"]
