@@ -7,14 +7,18 @@ id, contextd-like metadata and a short content. Deterministic for a given seed. 
 Exactly ``n_docs`` files are written: an id whose 8-hex file name is taken gets a suffix.
 Other bench scripts import this: keep the signature stable.
 
-Also the benches' shared measuring helpers: ``timed(fn) -> (seconds, value)`` and
-``stat_walk(root) -> entries``, the floor any walk of a store compares with.
+Also the benches' shared measuring helpers: ``timed(fn) -> (seconds, value)``,
+``stat_walk(root) -> entries``, the floor any walk of a store compares with, and
+``work_folder(path, prefix)``, a bench's work folder (a temporary one unless given).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,3 +92,15 @@ def stat_walk(root) -> int:
             if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)
     return count
+
+
+@contextlib.contextmanager
+def work_folder(path: str | None, prefix: str):
+    """``path`` (created, kept afterwards), or a new temporary folder removed afterwards."""
+    work = Path(path or tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if not path:
+            shutil.rmtree(work, ignore_errors=True)

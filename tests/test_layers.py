@@ -21,7 +21,7 @@ LAYERS = {
     "format": 1, "local": 1, "restart": 1,
     "config": 2, "store": 2,
     "snapshots": 3, "index": 3,
-    "repair": 4, "server": 4, "mcp": 4, "replicas": 4,
+    "repair": 4, "server": 4, "mcp": 4, "replicas": 4, "memories": 4,
     "runtime": 5,
     "commands": 6,
     "cli": 7,

@@ -8,6 +8,10 @@ Routes (JSON in and out; errors are ``{"error": ..., "hint": ...}`` with a 4xx s
     GET  /metrics                          Prometheus text format
     GET  /v1/collections                   every indexed collection with counts and problems
     POST /v1/collections/{name}/query      chromem QueryEmbedding semantics (see guardian.index.query)
+    GET  /v1/diff?from=&to=&collection=    `guardian diff --json` (no ``to``: to the store now)
+    GET  /v1/memories/{id}/history?collection=         `guardian history ID --json`
+    GET  /v1/memories/{id}?at=&collection=             `guardian show ID --json` (no ``at``: now)
+    GET  /v1/find?text=&where=k=v&id=&collection=      `guardian find --json` (``where`` repeats)
 
 With a bearer token configured, every route but /healthz and /readyz needs
 ``Authorization: Bearer <token>`` (else 401). A transport calls :meth:`Api.screen` with the request
@@ -23,11 +27,11 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from guardian.errors import GuardianError, QueryError
+from guardian.errors import GuardianError, NoStoreYet, QueryError, UsageError
 from guardian.index import query as q
 from guardian.logs import get_logger
 from guardian.server.metrics import Metrics
@@ -82,7 +86,7 @@ class Api:
                  metrics: Metrics | None = None, token: str = "",
                  health_provider: Callable[[], dict] | None = None,
                  ready_provider: Callable[[], tuple[bool, str]] | None = None,
-                 embedder: Any = None) -> None:
+                 embedder: Any = None, memories: Any = None) -> None:
         self.index = index
         self.status_provider = status_provider
         self.metrics = metrics or Metrics()
@@ -90,6 +94,7 @@ class Api:
         self.health_provider = health_provider
         self.ready_provider = ready_provider
         self.embedder = embedder
+        self.memories = memories   # a guardian.memories.browser.MemoryBrowser (duck-typed: server is below memories)
 
     def screen(self, method: str, target: str, headers: Mapping[str, str]) -> Response | None:
         """The answer a request gets before its body is read (401, 404, 405), or None to go on."""
@@ -109,7 +114,7 @@ class Api:
         if refused is not None:
             return refused
         try:
-            return self._route(method, path, body)
+            return self._route(method, target, body)
         except QueryError as exc:
             self.metrics.count_error(exc.status)
             return error_response(exc.status, exc.message, exc.hint)
@@ -135,7 +140,7 @@ class Api:
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
 
     def _refuse_method(self, method: str, path: str) -> Response | None:
-        if path in ROUTES:
+        if path in ROUTES or memory_route(path) is not None:
             if method != "GET":
                 return error_response(405, f"{path} answers GET only", "use GET", (("Allow", "GET"),))
             return None
@@ -145,9 +150,13 @@ class Api:
             return None
         return error_response(404, f"no route {path}", "see /v1/collections and README's API section")
 
-    def _route(self, method: str, path: str, body: bytes) -> Response:
+    def _route(self, method: str, target: str, body: bytes) -> Response:
+        path = urlsplit(target).path
         if path in ROUTES:
             return getattr(self, ROUTES[path])()
+        memory = memory_route(path)
+        if memory is not None:
+            return self.memory_answer(*memory, parse_qs(urlsplit(target).query, keep_blank_values=True))
         return self.query(collection_from_path(path), body)
 
     # ------------------------------------------------------------------ routes
@@ -193,6 +202,34 @@ class Api:
         results = answer.results if request.batch else answer.results[0]
         return query_response({"collection": answer.collection.name, "results": results}, finite)
 
+    def memory_answer(self, route: str, memory_id: str | None, params: dict[str, list[str]]) -> Response:
+        """The same answer as the CLI's --json: 400 for a bad request, 404 when it is not there."""
+        if self.memories is None:
+            return error_response(503, "this server does not answer about memories", "use `guardian run` or `serve`")
+
+        def one(name: str) -> str | None:
+            values = params.get(name)
+            return values[-1] if values else None
+
+        try:
+            if route == "diff":
+                if not one("from"):
+                    raise UsageError("from is missing", "GET /v1/diff?from=TIME|ID[&to=TIME|ID][&collection=NAME]")
+                data = self.memories.diff(one("from"), one("to") or None, one("collection")).to_dict()
+            elif route == "history":
+                data = self.memories.history(memory_id, one("collection")).to_list()
+            elif route == "show":
+                data = self.memories.show(memory_id, one("at") or None, one("collection")).to_dict()
+            else:
+                data = self.memories.find(one("text") or None, params.get("where", []), one("id") or None,
+                                          one("collection")).to_dict()
+        except GuardianError as exc:
+            status = getattr(exc, "http_status", None) or \
+                (404 if isinstance(exc, NoStoreYet) else 400 if isinstance(exc, UsageError) else 503)
+            self.metrics.count_error(status)
+            return error_response(status, exc.message, exc.hint)
+        return json_response(200, data)
+
     def _embed(self, texts: list[str]):
         if self.embedder is None:
             raise QueryError("text queries need an embedder", "set embed_url or embed_model_dir in config.toml")
@@ -204,6 +241,19 @@ def collection_from_path(path: str) -> str | None:
     if path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix) + len(suffix):
         return unquote(path[len(prefix):-len(suffix)])
     return None
+
+
+def memory_route(path: str) -> tuple[str, str | None] | None:
+    """("diff" | "find", None) or ("history" | "show", memory id) for the memory routes, else None."""
+    if path in ("/v1/diff", "/v1/find"):
+        return path[4:], None
+    prefix = "/v1/memories/"
+    if not path.startswith(prefix) or len(path) == len(prefix):
+        return None
+    rest = path[len(prefix):]
+    if rest.endswith("/history") and len(rest) > len("/history"):
+        return "history", unquote(rest[:-len("/history")])
+    return ("show", unquote(rest)) if "/" not in rest else None
 
 
 def parse_json(body: bytes) -> Any:

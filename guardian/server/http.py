@@ -326,10 +326,10 @@ class GuardianHTTPServer:
     def __init__(self, index, status_provider: Callable[[], dict] | None, config,
                  metrics: Metrics | None = None, health_provider: Callable[[], dict] | None = None,
                  ready_provider: Callable[[], tuple[bool, str]] | None = None, embedder: Any = None,
-                 limits: ServerLimits | None = None) -> None:
+                 limits: ServerLimits | None = None, memories: Any = None) -> None:
         self.metrics = metrics or Metrics()
         self.api = Api(index, status_provider, self.metrics, config.http_token, health_provider,
-                       ready_provider, embedder)
+                       ready_provider, embedder, memories)
         self.limits = limits or ServerLimits()
         self._address = (config.http_host, config.http_port)
         self._server: _CherootServer | None = None

@@ -64,6 +64,7 @@ def test_serve_answers_and_follows_new_documents(plain_store, state_dir, tmp_pat
         before = documents_of(url, "webapp_memories")
         add_document(plain_store, "serve-new-1")
         assert wait_until(lambda: documents_of(url, "webapp_memories") == before + 1, timeout=60)
+        assert get(f"{url}/v1/memories/serve-new-1")["content"] == "new"   # the memory routes are served too
         status = get(f"{url}/v1/status")
         assert status["sidecar"]["running"] is False  # serve is no sidecar: it writes no status file
     finally:

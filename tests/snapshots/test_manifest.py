@@ -6,7 +6,7 @@ import pytest
 from guardian.errors import SnapshotError
 from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, ManifestEntry, Manifest, check_rel_path,
                                          delta_rows, apply_delta,
-                                         decode_manifest, encode_files, encode_manifest)
+                                         decode_header, decode_manifest, encode_files, encode_manifest)
 
 H = "ab" * 32
 T = datetime(2026, 11, 26, 10, 15, tzinfo=timezone.utc)
@@ -32,6 +32,19 @@ def test_round_trip_with_and_without_dictionary():
 def test_header_only():
     back = decode_manifest(encode_manifest(manifest([ManifestEntry("a/x.gob", 3, 0o644, 5, 7, H)])), header_only=True)
     assert back.files is None and back.id.endswith("abcd")
+
+
+def test_header_without_its_pack_list():
+    m = manifest([ManifestEntry("a/x.gob", 3, 0o644, 5, 7, H)])
+    m.packs = ["cd" * 32, "ef" * 32]
+    data = encode_manifest(m)
+    assert decode_header(data).packs == m.packs
+    light = decode_header(data, packs=False)
+    assert light.packs is None and "packs" not in light.extra and light.collections == m.collections
+    m.packs = ["not a hash"]
+    with pytest.raises(SnapshotError, match="invalid pack list"):
+        decode_header(encode_manifest(m))
+    assert decode_header(encode_manifest(m), packs=False).id == m.id   # not read, not checked
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "", "a/b\x00", "..", "a\\..\\b"])

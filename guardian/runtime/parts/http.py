@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from guardian.index.embed import embedder_from_config
+from guardian.memories.browser import MemoryBrowser
 from guardian.runtime.live_status import LiveStatus
 from guardian.runtime.parts import BasePart
 from guardian.server.http import GuardianHTTPServer
@@ -37,7 +38,8 @@ class HttpPart(BasePart):
         self.server = GuardianHTTPServer(ctx.index, self.live_status, ctx.config, metrics=ctx.metrics,
                                          health_provider=self.providers["health_provider"],
                                          ready_provider=self.providers["ready_provider"],
-                                         embedder=embedder_from_config(ctx.config))
+                                         embedder=embedder_from_config(ctx.config),
+                                         memories=MemoryBrowser.for_paths(ctx.paths))
         try:
             self.server.start()  # it logs http_listening itself (one event, one name)
         except Exception:
