@@ -41,7 +41,8 @@ from guardian.replicas.plan import Retention  # noqa: E402
 from guardian.replicas.push import push  # noqa: E402
 from guardian.replicas.replica import Replica, spec_from_config  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
-from guardian.snapshots.restore import restore_store  # noqa: E402
+from guardian.restoring.pipeline import Restore  # noqa: E402
+from guardian.restoring.request import RestoreRequest  # noqa: E402
 from guardian.snapshots.take import take_snapshot  # noqa: E402
 from tests.replicas.conftest import ADMIN, REGION, Seaweed, weed_binary  # noqa: E402
 
@@ -187,7 +188,7 @@ def run(args, work: Path, server: Seaweed) -> int:
         rep = replica()
         snapshot_id = rep.snapshot_ids()[-1]
         fetch_snapshot(rep, Repository(new_paths.snapshots), new_paths.lock_file, snapshot_id)
-        return restore_store(new_paths, None, snapshot_id=snapshot_id)
+        return Restore.of_store(new_paths, RestoreRequest(snapshot_id=snapshot_id)).run()
     seconds, restored = timed(restore)
     print(f"whole restore from the replica (fetch + restore + check): {seconds:.1f} s, "
           f"loadable={restored.loadable}")

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import stat_walk  # noqa: E402
 from guardian.local.fsutil import sync_filesystem  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
-from guardian.snapshots.restore import restore_store  # noqa: E402
+from guardian.restoring.pipeline import Restore  # noqa: E402
 from guardian.snapshots.take import detect_compress, list_store, take_snapshot  # noqa: E402
 
 CHROMEMH = ROOT.parent / "shared" / "chromem-harness" / "chromemh"
@@ -115,7 +115,7 @@ def timing_check(seconds: list[float], fn):
     """Run ``fn`` (a restore, with its loadability check) noting how long the check took: the restore
     figure is the restore without it, the next one the whole command as a user runs it (the check
     trusts the documents the restore judged as it wrote them)."""
-    import guardian.snapshots.restore as restore_module
+    import guardian.restoring.destinations as restore_module
 
     check = restore_module.check_loadable
 
@@ -261,7 +261,7 @@ def bench_snapshots(store: Path, compress: bool, work: Path, repeat: int, figure
         target.mkdir()
         restored = StatePaths(store=target, root=paths.root)
         check_seconds: list[float] = []
-        whole = timed(lambda: timing_check(check_seconds, lambda: restore_store(restored, None)), "restore")
+        whole = timed(lambda: timing_check(check_seconds, lambda: Restore.of_store(restored).run()), "restore")
         restores.append(whole - check_seconds[0])
         checked.append(whole)
         rest()

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import stat_walk, timed  # noqa: E402
 from guardian.format.chromem import (Document, collection_dir_name, document_stem, encode_collection,  # noqa: E402
                                      encode_document)
-from guardian.snapshots.restore import restore_store  # noqa: E402
+from guardian.restoring.pipeline import InProcess, Restore  # noqa: E402
+from guardian.restoring.request import RestoreRequest  # noqa: E402
 from guardian.snapshots.take import take_snapshot  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 
@@ -155,12 +156,13 @@ def run(work: Path, docs: int, count: int) -> None:
            f"{np.mean([s[1] for s in sizes]) / 1e6:.2f} MB new per snapshot")
     name = "checkpoints"
     shutil.rmtree(store / collection_dir_name(name))
-    one_s, one = timed(lambda: restore_store(paths, None, name, check_load=False))
+    one_collection = Restore.of_store(paths, RestoreRequest(collection=name))
+    one_s, one = timed(lambda: one_collection.run(InProcess(check_load=False)))
     report(f"restore one collection ({len(layout[name])} docs)",
            f"{one_s:.2f} s, {one.plan.counts()['write']} files written")
     os.rename(store, work / "store-old")
     store.mkdir()
-    whole_s, whole = timed(lambda: restore_store(paths, None))
+    whole_s, whole = timed(lambda: Restore.of_store(paths).run())
     scan_module = __import__("guardian.store.scan", fromlist=["scan_store"])
     load_s, loadable = timed(lambda: scan_module.scan_store(store).loadable)
     report("restore whole store (into an empty folder)", f"{whole_s:.2f} s, {whole.plan.counts()['write']} files, "

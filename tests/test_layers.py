@@ -22,10 +22,11 @@ LAYERS = {
     "config": 2, "store": 2,
     "snapshots": 3, "index": 3,
     "repair": 4, "server": 4, "mcp": 4, "replicas": 4, "memories": 4,
-    "runtime": 5,
-    "commands": 6,
-    "cli": 7,
-    "__main__": 8,
+    "restoring": 5,
+    "runtime": 6,
+    "commands": 7,
+    "cli": 8,
+    "__main__": 9,
 }
 
 
@@ -79,7 +80,7 @@ def test_no_package_imports_its_own_layer_or_above():
 
 def test_the_lower_layers_never_import_commands_or_runtime():
     graph = import_graph()
-    for low in ("format", "store", "local", "restart", "repair", "snapshots", "index", "server", "mcp"):
+    for low in ("format", "store", "local", "restart", "repair", "snapshots", "index", "server", "mcp", "restoring"):
         assert not {"commands", "runtime", "cli"} & set(graph.get(low, {})), low
     assert set(graph.get("local", {})) <= {"errors", "logs"}
     assert set(graph.get("restart", {})) == set()  # pure: the supervisor and the MCP relay share it

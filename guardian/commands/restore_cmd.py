@@ -1,40 +1,57 @@
-"""guardian restore: put the store (or one collection) back as it was at a snapshot."""
+"""guardian restore: put the store (a collection, or chosen memories) back as it was at a snapshot.
+
+The command only chooses the pipeline's parts from its flags (``guardian.restoring``: a source, a
+destination, an executor) and presents the outcome.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
-from guardian.commands.output import human_bytes, print_json, require_store
-from guardian.errors import ExitCode, GuardianError, Refused, StoreError
-from guardian.local.fsutil import ensure_dir
+from guardian.commands.output import format_table, human_bytes, print_json, require_store
+from guardian.errors import ExitCode, GuardianError, Refused, RestoreError, UsageError
+from guardian.restoring.destinations import StoreInPlace, TargetFolder
+from guardian.restoring.outcome import RestoreOutcome
+from guardian.restoring.pipeline import InProcess, Restore, ThroughSidecar
+from guardian.restoring.request import RestoreRequest
+from guardian.restoring.sources import LocalSource, ReplicaSource
+from guardian.restoring.undo import undo_restore
 from guardian.runtime.control import control_request
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import (check_loadable, choose_snapshot, id_time, read_snapshot, resolve_scope,
-                                        restore_store)
-from guardian.snapshots.restore_target import restore_to_folder
+from guardian.snapshots.restore import id_time
 from guardian.snapshots.timespec import parse_time
 
-HELP = "restore the store (or one collection) to the newest snapshot at or before --at TIME"
+LAST = "last"
+HELP = "restore the store (a collection, or chosen memories) to the newest snapshot at or before --at TIME"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--at", required=True, metavar="TIME",
+    parser.add_argument("--at", metavar="TIME",
                         help="latest | a snapshot id (see `guardian snapshots`) | ISO 8601 time (no zone = local) "
                              "| an age such as 90m, 2h, 1d, 1w")
     parser.add_argument("--target", metavar="DIR",
                         help="restore into this new or empty folder instead, leaving the store alone")
-    parser.add_argument("--collection", metavar="NAME", help="restore only this collection")
+    parser.add_argument("--collection", metavar="NAME",
+                        help="restore only this collection (with --id: look for the memories only there)")
+    parser.add_argument("--id", dest="ids", action="append", metavar="ID",
+                        help="restore only this memory (repeat for more); nothing else in the store is touched")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     parser.add_argument("--force", action="store_true",
-                        help="do not ask before replacing or moving aside files (they go to quarantine)")
+                        help="do not ask before replacing or moving aside files (they go to quarantine), and "
+                             "restore even while other processes use the store (restart them afterwards)")
+    parser.add_argument("--no-child-restart", dest="restart_child", action="store_false",
+                        help="under `guardian run`: leave the child running (it then counts as a process "
+                             "using the store: refused without --force)")
     parser.add_argument("--allow-damaged", action="store_true",
                         help="also write snapshot copies chromem would refuse (by default they are left out)")
+    parser.add_argument("--undo", nargs="?", const=LAST, metavar="RESTORE_ID",
+                        help="put the store back as it was before a restore (default: the last one): what it moved "
+                             "aside or replaced comes back, what it wrote goes to quarantine")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list every file, not one line per collection")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_replica_arguments(parser, "restore from this replica (no local state needed: a new machine)")
 
@@ -45,6 +62,65 @@ def add_replica_arguments(parser, what: str) -> None:
                         help=f"{what}: s3://bucket/prefix?endpoint=…, file:///folder")
     parser.add_argument("--key-file", dest="key_file", metavar="FILE",
                         help="the replica key (default: replica_key_file, ~/.config/guardian/replica.key)")
+
+
+# ---- choosing the parts -------------------------------------------------------------------------
+
+SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-z]+$")
+
+
+def resolve_at(text: str, repo: Repository | None) -> datetime | None:
+    """--at as an instant: a snapshot id names its own time exactly (ids sort by time), else a time."""
+    if SNAPSHOT_ID.match(text.strip()):
+        snapshot_id = text.strip()
+        if repo is not None and snapshot_id not in repo.list_ids():
+            raise RestoreError(f"there is no snapshot {snapshot_id} of this store",
+                               "copy an id from `guardian snapshots`")
+        return id_time(snapshot_id)
+    return parse_time(text, datetime.now(timezone.utc))
+
+
+def build_restore(args, ctx) -> Restore:
+    """The pipeline the flags ask for: a source (this store's snapshots | --from a replica), a
+    destination (the store | --target), and what to bring back (--collection, --id)."""
+    if args.from_replica:   # an id names its own time; the replica says whether it has it
+        from guardian.replicas.replica import Replica  # replicas: only for --from
+
+        replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
+        source = ReplicaSource(replica, ctx.paths, Progress("fetch", enabled=False if args.json else None))
+        at = resolve_at(args.at, None)
+    else:
+        repo = Repository(ctx.paths.snapshots)
+        at = resolve_at(args.at, repo)
+        if not os.path.lexists(ctx.paths.store) and not args.target and not repo.list_ids():
+            require_store(ctx, "restore")   # no store and no snapshot: nothing to restore yet
+        source = LocalSource(ctx.paths)
+    destination = (TargetFolder(ctx.paths, args.target) if args.target
+                   else StoreInPlace(ctx.paths, create_parents=bool(args.from_replica)))
+    request = RestoreRequest(at=at, collection=args.collection, ids=tuple(args.ids or ()),
+                             allow_damaged=bool(args.allow_damaged), force=bool(args.force),
+                             restart_child=args.restart_child)
+    return Restore(source, destination, request)
+
+
+def sidecar_running(ctx) -> bool:
+    """Is a sidecar answering on this store's control socket? (It must do the restore itself.)"""
+    if not ctx.paths.control_socket.exists():
+        return False
+    try:
+        control_request(ctx.paths.control_socket, "ping", timeout=2.0)
+    except GuardianError:
+        return False
+    return True
+
+
+def choose_executor(restore: Restore, ctx):
+    """The sidecar guarding this store restores it (it owns the child and the lock); a --target
+    touches nothing it guards, so this process writes it."""
+    if isinstance(restore.destination, StoreInPlace) and sidecar_running(ctx):
+        return ThroughSidecar(lambda wire: control_request(ctx.paths.control_socket, "restore", timeout=600.0,
+                                                           **wire))
+    return InProcess()
 
 
 def _describe(plan) -> str:
@@ -69,234 +145,165 @@ def make_confirm(force: bool, stdin=None, stderr=None):
     return confirm
 
 
-def sidecar_running(ctx) -> bool:
-    """Is a sidecar answering on this store's control socket? (It must do the restore itself.)"""
-
-    if not ctx.paths.control_socket.exists():
-        return False
-    try:
-        control_request(ctx.paths.control_socket, "ping", timeout=2.0)
-    except GuardianError:
-        return False
-    return True
-
-
-def restore_through_sidecar(args, ctx, at) -> int:
-    """Plan here (so --force and --dry-run mean the same), then let the sidecar stop its child,
-    restore, check and start the child again."""
-    plan = restore_store(ctx.paths, at, args.collection, dry_run=True, check_load=False).plan
-    confirm = make_confirm(args.force)
-    if confirm is not None and (plan.counts()["replace"] or plan.counts()["move_aside"]) and not confirm(plan):
-        raise Refused("restore cancelled; nothing was changed", "pass --force to skip the question")
-    answer = control_request(ctx.paths.control_socket, "restore", timeout=600.0,
-                             at=at.isoformat() if at else None, collection=args.collection,
-                             allow_damaged=bool(args.allow_damaged))
-    result = answer["restore"]
-    if args.json:
-        print_json({**result, "through_sidecar": True, "child_paused": answer.get("child_paused")})
+def run(args, ctx) -> int:
+    if args.undo is not None:
+        return undo(args, ctx)
+    if not args.at:
+        raise UsageError("restore needs --at TIME (or --undo to put back what a restore changed)",
+                         "e.g. `guardian restore --at latest --dry-run`")
+    restore = build_restore(args, ctx)
+    if args.dry_run:
+        outcome = restore.plan()
     else:
-        counts = result["counts"]
-        print(f"restored through the running sidecar to snapshot {result['snapshot']} "
-              f"({counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside)"
-              + ("; its child was stopped and started again" if answer.get("child_paused") else ""))
-        _print_refused(result.get("refused_damaged", []))
+        outcome = restore.run(choose_executor(restore, ctx), make_confirm(args.force),
+                              Progress("restore", enabled=False if args.json else None))
+    if outcome.created_store:
+        print(f"note: the store {ctx.paths.store} was missing; created it to restore into", file=sys.stderr)
+    if args.json:
+        print_json(outcome.to_dict())
+    else:
+        present(outcome, ctx, verbose=args.verbose)
+    if outcome.loadable is False:
+        return ExitCode.UNLOADABLE
+    return ExitCode.WARNINGS if outcome.left_alone else ExitCode.OK   # a live writer's file: its write wins
+
+
+def undo(args, ctx) -> int:
+    """--undo [ID]: through the sidecar when one guards the store (it stops its child around it)."""
+    if args.at or args.target or args.ids or args.collection or args.from_replica or args.dry_run:
+        raise UsageError("--undo takes no --at, --target, --id, --collection, --from or --dry-run",
+                         "`guardian restore --undo` (the last restore) or `--undo RESTORE_ID`")
+    restore_id = None if args.undo == LAST else args.undo
+    if sidecar_running(ctx):
+        result = control_request(ctx.paths.control_socket, "undo_restore", timeout=600.0, restore_id=restore_id,
+                                 force=bool(args.force), restart_child=args.restart_child)
+    else:
+        result = undo_restore(ctx.paths, restore_id, force=bool(args.force), restart_child=args.restart_child).to_dict()
+    if args.json:
+        print_json(result)
+    else:
+        print(f"undid restore {result['undone']} (of snapshot {result['snapshot']}): {len(result['put_back'])} "
+              f"put back from quarantine, {len(result['quarantine_entries'])} restored files or folders moved to "
+              "quarantine" + ("; the child was stopped and started again" if result["child_restarted"] else ""))
+        for item in result["left_alone"]:
+            print(f"  left as it is: {item['path']} ({item['reason']})")
+        print_users(result["users"], False, "undo")
         verdict = "yes" if result["loadable"] else f"NO ({result['load_error']})"
         print(f"  chromem will load the store: {verdict}")
-    return ExitCode.OK if result["loadable"] is not False else ExitCode.UNLOADABLE
+    if result["loadable"] is False:
+        return ExitCode.UNLOADABLE
+    return ExitCode.WARNINGS if result["left_alone"] else ExitCode.OK
 
 
-SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-z]+$")
+# ---- presenting the outcome ---------------------------------------------------------------------
 
-
-def resolve_at(text: str, repo: Repository | None) -> datetime | None:
-    """--at as an instant: a snapshot id names its own time exactly (ids sort by time), else a time."""
-    if SNAPSHOT_ID.match(text.strip()):
-        snapshot_id = text.strip()
-        if repo is not None and snapshot_id not in repo.list_ids():
-            raise Refused(f"there is no snapshot {snapshot_id} of this store",
-                          "copy an id from `guardian snapshots`")
-        return id_time(snapshot_id)
-    return parse_time(text, datetime.now(timezone.utc))
-
-
-def run(args, ctx) -> int:
-    if args.from_replica:  # an id names its own time; the replica says whether it has it
-        return restore_from_replica(args, ctx, resolve_at(args.at, None))
-    at = resolve_at(args.at, Repository(ctx.paths.snapshots))
-    if args.target:
-        return restore_into_target(args, ctx, at)
-    if args.dry_run and not ctx.paths.store.is_dir():
-        return dry_run_without_store(args, ctx, at)
-    recreate_missing_store(ctx)
-    if not args.dry_run and sidecar_running(ctx):
-        return restore_through_sidecar(args, ctx, at)
-    progress = Progress("restore", enabled=False if args.json else None)
-    result = restore_store(ctx.paths, at, args.collection, dry_run=args.dry_run,
-                           confirm=make_confirm(args.force), progress=progress,
-                           check_load=not args.dry_run, allow_damaged=bool(args.allow_damaged))
-    if args.json:
-        print_json(result.to_dict())
-    else:
-        _print_human(result)
-    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
-
-
-def dry_run_without_store(args, ctx, at) -> int:
-    """A dry run of a store that is gone: planned against an empty folder (everything would be
-    written), and the store folder is not created (a dry run writes nothing)."""
-    from guardian.commands.output import require_store
-
-    if not Repository(ctx.paths.snapshots).list_ids():
-        require_store(ctx, "restore")
-    with contextlib.ExitStack() as stack:
-        paths = planning_paths(stack, ctx.paths)
-        result = restore_store(paths, at, args.collection, dry_run=True, check_load=False)
-    if args.json:
-        print_json(result.to_dict())
-    else:
+def present(outcome: RestoreOutcome, ctx, verbose: bool = False) -> None:
+    store_missing = outcome.destination == "store" and not ctx.paths.store.is_dir()
+    if outcome.dry_run and store_missing:
         print(f"note: the store {ctx.paths.store} is missing; a restore would create it", file=sys.stderr)
-        _print_human(result)
-    return ExitCode.OK
-
-
-def planning_paths(stack: contextlib.ExitStack, paths):
-    """``paths``, or the same with an empty temporary folder as the store when it does not exist."""
-    import tempfile
-
-    from guardian.local.paths import StatePaths
-
-    if paths.store.is_dir():
-        return paths
-    return StatePaths(store=Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="guardian-no-store-"))),
-                      root=paths.root)
-
-
-def recreate_missing_store(ctx) -> None:
-    """No store folder: with snapshots, the store was lost and restoring it is the point (its
-    folder is created); without any, there is nothing to restore yet (the no-store-yet rule)."""
-    store = ctx.paths.store
-    if os.path.lexists(store):
-        return
-    if not Repository(ctx.paths.snapshots).list_ids():
-        require_store(ctx, "restore")
-    if not store.parent.is_dir():
-        raise StoreError(f"the store {store} and its parent folder are missing", "create the parent folder first")
-    ensure_dir(store, 0o755)
-    print(f"note: the store {store} was missing; created it to restore into", file=sys.stderr)
-
-
-def restore_into_target(args, ctx, at) -> int:
-    """--target: write the snapshot into another folder; the store (and a running sidecar) is not touched."""
-    repo = Repository(ctx.paths.snapshots)
-    snapshot_id = choose_snapshot(repo, at)
-    manifest = read_snapshot(repo, snapshot_id)
-    scope = resolve_scope(manifest, args.collection)
-    result = restore_to_folder(ctx.paths, snapshot_id, manifest, scope, args.collection, Path(args.target),
-                               dry_run=args.dry_run)
-    if not args.dry_run:
-        result.loadable, result.load_error = check_loadable(result.target, manifest.compress)
-    if args.json:
-        print_json(result.to_dict())
-    else:
-        what = f"collection {args.collection!r}" if args.collection else "the store"
-        verb = "would write" if args.dry_run else "wrote"
-        print(f"{verb} {what} as of snapshot {snapshot_id} "
-              f"({result.snapshot_time.astimezone().isoformat(timespec='seconds')}) into {result.target}: "
-              f"{result.files} files, {human_bytes(result.bytes)}; the store was not touched")
-        if result.loadable is not None:
-            print(f"  chromem will load {result.target}: "
-                  f"{'yes' if result.loadable else 'NO (' + result.load_error + ')'}")
-    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
-
-
-def _print_human(result) -> None:
-    counts = result.plan.counts()
-    what = f"collection {result.collection!r}" if result.collection else "the store"
-    verb = "would restore" if result.dry_run else "restored"
-    print(f"{verb} {what} to snapshot {result.snapshot_id} "
-          f"({result.snapshot_time.astimezone().isoformat(timespec='seconds')}): "
-          f"{counts['write']} written, {counts['replace']} replaced, {counts['move_aside']} moved aside, "
-          f"{counts['keep']} unchanged, {counts['skip']} skipped")
-    if result.skipped:
-        print(f"  warning: passed over {len(result.skipped)} newer damaged snapshot(s): {', '.join(result.skipped)} "
+    print_source(outcome)
+    print(headline(outcome))
+    if outcome.skipped:
+        print(f"  warning: passed over {len(outcome.skipped)} newer damaged snapshot(s): {', '.join(outcome.skipped)} "
               "(run `guardian verify`)")
-    if result.dry_run:
-        for action in result.plan.actions:
-            if action.kind != "keep":
-                print(f"  {action.kind:10} {action.path}{'/' if action.is_dir else ''}"
-                      f"{'  (' + action.reason + ')' if action.reason else ''}")
-        return
-    _print_refused(result.refused_damaged)
-    if result.quarantined:
-        print(f"  {len(result.quarantined)} quarantine entries hold what was replaced or moved aside "
-              f"(`guardian quarantine list`)")
-    if result.loadable is None:
-        print(f"  could not check whether chromem will load the store: {result.load_error}")
-    elif result.loadable:
-        print("  chromem will load the store: yes")
-    else:
-        print(f"  chromem will load the store: NO ({result.load_error}); run `guardian check`")
-
-
-def restore_from_replica(args, ctx, at) -> int:
-    """Fetch the chosen snapshot from the replica into this store's local repository (creating the
-    state dir and the store folder on a new machine), then restore it like a local one."""
-    from guardian.replicas.fetch import choose_remote, fetch_snapshot  # replicas: only for --from
-    from guardian.replicas.layout import id_time
-    from guardian.replicas.replica import Replica
-    from guardian.snapshots.repository import Repository
-
-    replica = Replica.open(args.from_replica, ctx.config, key_file=args.key_file)
-    snapshot_id = choose_remote(replica, at)
-    if args.dry_run:
-        return dry_run_from_replica(args, ctx, replica, snapshot_id)
-    os.makedirs(ctx.paths.store, mode=0o700, exist_ok=True)
-    ctx.paths.ensure()
-    progress = Progress("fetch", enabled=False if args.json else None)
-    fetched = fetch_snapshot(replica, Repository(ctx.paths.snapshots), ctx.paths.lock_file, snapshot_id, progress)
-    if not args.json:
-        print(f"fetched snapshot {snapshot_id} from {replica.display}: {fetched.objects_fetched} objects "
-              f"({fetched.bytes_fetched} bytes), {fetched.objects_reused} already here")
-    if not args.dry_run and sidecar_running(ctx):
-        return restore_through_sidecar(args, ctx, id_time(snapshot_id))
-    result = restore_store(ctx.paths, None, args.collection, dry_run=args.dry_run, confirm=make_confirm(args.force),
-                           progress=Progress("restore", enabled=False if args.json else None),
-                           check_load=not args.dry_run, snapshot_id=snapshot_id)
-    if args.json:
-        print_json({**result.to_dict(), "replica": replica.display, "fetch": fetched.to_dict()})
-    else:
-        _print_human(result)
-    return ExitCode.OK if result.loadable is not False else ExitCode.UNLOADABLE
-
-
-def dry_run_from_replica(args, ctx, replica, snapshot_id: str) -> int:
-    """The plan of a restore from a replica, writing nothing here: a snapshot this machine already
-    holds is planned from its own repository; any other is fetched into a temporary folder (removed
-    afterwards). A store that does not exist yet is planned as an empty folder."""
-    from guardian.local.paths import StatePaths
-    from guardian.replicas.fetch import scratch_copy
-
-    fetched = None
-    with contextlib.ExitStack() as stack:
-        if snapshot_id in Repository(ctx.paths.snapshots).list_ids():
-            paths = ctx.paths
-        else:
-            folder, fetched = stack.enter_context(
-                scratch_copy(replica, snapshot_id, Progress("fetch", enabled=False if args.json else None)))
-            paths = StatePaths(store=ctx.paths.store, root=folder)
-        paths = planning_paths(stack, paths)
-        result = restore_store(paths, None, args.collection, dry_run=True, check_load=False, snapshot_id=snapshot_id)
-    if args.json:
-        print_json({**result.to_dict(), "replica": replica.display,
-                    "fetch": fetched.to_dict() if fetched else None, "written_locally": False})
-    else:
-        where = "a temporary folder, removed again" if fetched else "this machine's own copy of it"
-        print(f"dry run: planned snapshot {snapshot_id} of {replica.display} from {where}; nothing was written")
-        _print_human(result)
-    return ExitCode.OK
-
-
-def _print_refused(refused: list[dict]) -> None:
-    for item in refused:
+    print_changes(outcome, verbose)
+    for item in outcome.refused_damaged:
         print(f"  not written: {item['path']} (its snapshot copy would not load in chromem: {item['reason']}; "
               "pass --allow-damaged to write it anyway, or pick another --at)")
+    for item in outcome.left_alone:
+        print(f"  not written: {item['reason']}")
+    print_users(outcome.users, outcome.dry_run)
+    if outcome.dry_run:
+        return
+    if outcome.quarantined_total:
+        print(f"  {outcome.quarantined_total} quarantine entries hold what was replaced or moved aside "
+              f"(`guardian quarantine list`)")
+    if outcome.restore_id:
+        print(f"  undo it with `guardian restore --undo {outcome.restore_id}`")
+    where = "the store" if outcome.destination == "store" else str(outcome.target)
+    if outcome.loadable is None:
+        print(f"  could not check whether chromem will load {where}: {outcome.load_error}")
+    elif outcome.loadable:
+        print(f"  chromem will load {where}: yes")
+    else:
+        print(f"  chromem will load {where}: NO ({outcome.load_error})"
+              + ("; run `guardian check`" if outcome.destination == "store" else ""))
+
+
+def print_users(users: list[dict], dry_run: bool, what: str = "restore") -> None:
+    """The processes that use the store and do not see a restore until they restart."""
+    if not users:
+        return
+    if dry_run:
+        print(f"  {len(users)} process(es) use this store; a restore is refused without --force "
+              "(a child under `guardian run` is stopped and started again around it):")
+    else:
+        print(f"  {len(users)} process(es) using this store did not see the {what}; restart them now "
+              "(until then they keep the old store in memory and may write it back):")
+    for user in users:
+        print(f"    pid {user['pid']}: {user['command']} - {user['why']}")
+
+
+def print_source(outcome: RestoreOutcome) -> None:
+    notes = outcome.notes
+    if "replica" not in notes:
+        return
+    fetched = notes.get("fetch")
+    if outcome.dry_run:
+        where = "a temporary folder, removed again" if fetched else "this machine's own copy of it"
+        print(f"dry run: planned snapshot {outcome.snapshot_id} of {notes['replica']} from {where}; "
+              "nothing was written")
+    elif fetched:
+        print(f"fetched snapshot {outcome.snapshot_id} from {notes['replica']}: {fetched['objects_fetched']} objects "
+              f"({fetched['bytes_fetched']} bytes), {fetched['objects_reused']} already here")
+
+
+def headline(outcome: RestoreOutcome) -> str:
+    counts = outcome.counts()
+    if outcome.ids:
+        what = f"{len(outcome.ids)} memor{'y' if len(outcome.ids) == 1 else 'ies'}"
+    elif outcome.collection:
+        what = f"collection {outcome.collection!r}"
+    else:
+        what = "the store"
+    when = f"snapshot {outcome.snapshot_id} ({outcome.snapshot_time.astimezone().isoformat(timespec='seconds')})"
+    if outcome.destination == "target":
+        files, size = outcome.written()
+        verb = "would write" if outcome.dry_run else "wrote"
+        return (f"{verb} {what} as of {when} into {outcome.target}: {files} files, {human_bytes(size)}; "
+                "the store was not touched")
+    verb = "would restore" if outcome.dry_run else "restored"
+    sidecar = ""
+    if outcome.notes.get("through_sidecar"):
+        sidecar = " through the running sidecar" + (
+            " (its child was stopped and started again)" if outcome.notes.get("child_restarted") else "")
+    return (f"{verb} {what} to {when}{sidecar}: {counts['write']} written, {counts['replace']} replaced, "
+            f"{counts['move_aside']} moved aside, {counts['keep']} unchanged, {counts['skip']} skipped")
+
+
+ROW_KINDS = (("write", "WRITTEN"), ("replace", "REPLACED"), ("move_aside", "MOVED ASIDE"), ("keep", "UNCHANGED"),
+             ("skip", "SKIPPED"))
+
+
+def print_changes(outcome: RestoreOutcome, verbose: bool) -> None:
+    """One line per collection something happens to (a 100k store is not 100k lines); every file
+    with ``-v``."""
+    if outcome.destination == "target" and not verbose:
+        return
+    rows = [row for row in outcome.per_collection()
+            if any(row[kind] for kind, _ in ROW_KINDS if kind != "keep")]
+    if rows and not verbose:
+        table = format_table(["collection", "folder"] + [label for _, label in ROW_KINDS],
+                             [[row["name"] or ("(store root)" if not row["folder"] else "-"), row["folder"]]
+                              + [row[kind] for kind, _ in ROW_KINDS] for row in rows])
+        print("\n".join("  " + line for line in table.splitlines()))
+        print("  (-v lists every file)")
+    if not verbose:
+        return
+    actions = outcome.actions()
+    if actions is None:
+        print("  (the sidecar's answer did not list every file: run with --json, or --dry-run -v, to see them)")
+        return
+    for action in actions:
+        print(f"  {action['action']:10} {action['path']}{'/' if action.get('folder') else ''}"
+              f"{'  (' + action['reason'] + ')' if action.get('reason') else ''}")

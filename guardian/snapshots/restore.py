@@ -1,4 +1,6 @@
-"""Execute a restore: choose the snapshot, list the store, plan (pure), stage, then commit.
+"""A restore's pieces that live beside the snapshots: choose a snapshot, list the store, write a
+plan into the store (``StoreWriter``), check the result. ``guardian.restoring`` puts them together
+into one pipeline (source, plan, destination, executor).
 
 Staging writes every file to a temp name next to its destination (guardian's ``TEMP_PREFIX``; never
 ending in ``.gob``/``.gob.gz``, so chromem ignores it) and verifies each blob against its hash. If any
@@ -20,24 +22,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
-from guardian.errors import Refused, RestoreError, SnapshotError, StoreError
+from guardian.errors import Refused, RestoreError, SnapshotError
 from guardian.format.layout import collection_dir_name
 from guardian.local import fsutil, storefs
 from guardian.logs import get_logger
 from guardian.local.fsutil import TEMP_PREFIX
-from guardian.local.lock import store_lock
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
-from guardian.store.judge import prepare as prepare_judge
-from guardian.store.scan import no_cyclic_gc, scan_store
-from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
+from guardian.store.scan import scan_store
+from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, scope_for_collection
 from guardian.snapshots.capture import test_slow_io_delay
 from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
 from guardian.snapshots.timespec import nothing_at_or_before, pick_snapshot
-from guardian.local.paths import StatePaths
 
 
 SYNC_WORKERS = 8   # only where there is no syncfs: fsyncs in flight
@@ -138,30 +136,6 @@ def _note_entry(state: StoreState, rel: str, entry: os.DirEntry, pending: list, 
         state.current[rel] = CurrentFile(rel, info.st_size, None)
 
 
-@dataclass
-class RestoreResult:
-    snapshot_id: str
-    snapshot_time: datetime
-    scope: str | None
-    collection: str | None
-    plan: RestorePlan
-    dry_run: bool
-    quarantined: list[str] = field(default_factory=list)
-    refused_damaged: list[dict] = field(default_factory=list)  # snapshot copies chromem would refuse: not written
-    skipped: list[str] = field(default_factory=list)    # newer snapshots passed over: damaged manifests
-    loadable: bool | None = None
-    load_error: str = ""
-
-    def to_dict(self) -> dict:
-        return {"snapshot": self.snapshot_id,
-                "snapshot_time": self.snapshot_time.isoformat().replace("+00:00", "Z"),
-                "collection": self.collection, "scope": self.scope, "dry_run": self.dry_run,
-                "counts": self.plan.counts(), "quarantine_entries": self.quarantined,
-                "loadable": self.loadable, "load_error": self.load_error, "skipped_damaged": self.skipped,
-                "refused_damaged": self.refused_damaged,
-                "actions": self.plan.to_dict()["actions"]}
-
-
 def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
     if collection is None:
         return None
@@ -171,46 +145,6 @@ def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
         raise Refused(f"snapshot {manifest.id} has no collection {collection!r} (it has: {names})",
                            "check the name, or pick another --at")
     return scope
-
-
-def restore_store(paths: StatePaths, at: datetime | None, collection: str | None = None, *,
-                  dry_run: bool = False, confirm: Callable[[RestorePlan], bool] | None = None,
-                  lock_timeout: float = 30.0, progress=None, check_load: bool = True,
-                  snapshot_id: str | None = None, allow_damaged: bool = False) -> RestoreResult:
-    """Restore the store (or one collection) to the newest snapshot at or before ``at`` (or to
-    ``snapshot_id``, as a restore from a replica does after fetching it).
-
-    A snapshot copy chromem would refuse (possible in snapshots taken before damage was flagged) is
-    not written unless ``allow_damaged``: the file in the store stays as it is, and the result says so."""
-    repo = Repository(paths.snapshots)
-    root = paths.store
-    if not root.is_dir():
-        raise StoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
-    if not dry_run:
-        prepare_judge()  # the decoder's import, not while holding the lock
-    # a dry run only reads (manifests are committed by one rename, so a concurrent writer never shows
-    # it half a snapshot): it takes no lock, so it works with a read-only state or lock folder
-    held = contextlib.nullcontext() if dry_run else store_lock(paths.lock_file, timeout=lock_timeout)
-    with held, no_cyclic_gc():   # 100k entries, actions and staged blobs, none in a cycle: 7% of a restore's CPU
-        if snapshot_id:
-            manifest, skipped = read_snapshot(repo, snapshot_id), []
-        else:
-            snapshot_id, manifest, skipped = choose_readable(repo, at)
-        scope = resolve_scope(manifest, collection)
-        state = read_store_state(root, scope)
-        plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope)
-        result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run, skipped=skipped)
-        if dry_run:
-            return result
-        if plan.disturbs_store and confirm is not None and not confirm(plan):
-            raise Refused("restore cancelled; the store was not changed", "pass --force to skip the question")
-        storefs.clean_guardian_temps(root)
-        executor = Executor(root, repo, Quarantine(paths), plan, progress, allow_damaged)
-        result.quarantined = executor.run()
-        result.refused_damaged = sorted(executor.refused, key=lambda item: item["path"])
-    if check_load:
-        result.loadable, result.load_error = check_loadable(root, manifest.compress, executor.known)
-    return result
 
 
 def check_loadable(root: Path, compress: bool | None, known: dict | None = None) -> tuple[bool | None, str]:
@@ -227,7 +161,7 @@ def _is_small_regular(name: str, folder_fd: int) -> bool:
     return info is not None and statmod.S_ISREG(info.st_mode) and info.st_size <= MAX_HASHED
 
 
-class Executor:
+class StoreWriter:
     """Carries out a plan: move aside blockers, stage (verified), make the staged bytes durable at
     once, then commit by renames.
 

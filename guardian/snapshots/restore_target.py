@@ -14,38 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from guardian.errors import PATH_ERRNOS, Refused, RestoreError, SnapshotError
 from guardian.local import fsutil, storefs
 from guardian.local.paths import StatePaths
-from guardian.snapshots.manifest import Manifest
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore_plan import in_scope
+from guardian.snapshots.restore_plan import RestorePlan
 from guardian.snapshots.capture import test_slow_io_delay
 from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
-
-
-@dataclass
-class TargetResult:
-    snapshot_id: str
-    snapshot_time: datetime
-    collection: str | None
-    target: Path
-    files: int
-    bytes: int
-    dry_run: bool
-    loadable: bool | None = None
-    load_error: str = ""
-
-    def to_dict(self) -> dict:
-        return {"snapshot": self.snapshot_id,
-                "snapshot_time": self.snapshot_time.isoformat().replace("+00:00", "Z"),
-                "collection": self.collection, "target": str(self.target), "files": self.files,
-                "bytes": self.bytes, "dry_run": self.dry_run, "loadable": self.loadable,
-                "load_error": self.load_error}
 
 
 def check_target(target: Path, paths: StatePaths) -> Path:
@@ -67,18 +44,9 @@ def check_target(target: Path, paths: StatePaths) -> Path:
     return target
 
 
-def wanted_files(manifest: Manifest, scope: str | None) -> list:
-    return [e for e in manifest.files or [] if e.hash is not None and in_scope(e.path, scope)]
-
-
-def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, scope: str | None,
-                      collection: str | None, target: Path, dry_run: bool = False) -> TargetResult:
-    target = check_target(target, paths)
-    files = wanted_files(manifest, scope)
-    result = TargetResult(snapshot_id, manifest.time, collection, target, len(files),
-                          sum(e.size for e in files), dry_run)
-    if dry_run:
-        return result
+def write_into_target(repo: Repository, plan: RestorePlan, target: Path) -> None:
+    """Write the plan's files and folders (a plan over an empty folder: every action a ``write``) into
+    a hidden sibling of ``target``, then rename it to ``target``: it appears whole or not at all."""
     parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)   # the user's path
     staging = f"{storefs.STAGE_PREFIX}{target.name}.{secrets.token_hex(4)}"
     try:
@@ -86,14 +54,15 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
             os.mkdir(staging, 0o700, dir_fd=parent_fd)
             with storefs.DirFds.from_fd(os.open(staging, storefs.DIR_FLAGS, dir_fd=parent_fd),
                                         target.parent / staging) as dirs:
-                _write_snapshot(Repository(paths.snapshots), manifest, scope, files, dirs)
+                _write_snapshot(repo, plan, dirs)
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(target.name, dir_fd=parent_fd)  # checked empty above; rmdir refuses if anything appeared
             os.rename(staging, target.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
             os.fsync(parent_fd)
         except SnapshotError as exc:
-            raise RestoreError(f"snapshot {snapshot_id} cannot be restored: {exc.message}; {target} was not created",
-                               "pick an earlier --at (see `guardian snapshots`) and run `guardian verify`") from None
+            raise RestoreError(f"snapshot {plan.snapshot_id} cannot be restored: {exc.message}; {target} was not "
+                               "created", "pick an earlier --at (see `guardian snapshots`) and run `guardian verify`"
+                               ) from None
         except storefs.UnsafeFolder as exc:
             raise RestoreError(f"a folder of the restore into {target} was replaced while it ran ({exc}); "
                                f"{target} was not created", "run the restore again") from None
@@ -106,20 +75,19 @@ def restore_to_folder(paths: StatePaths, snapshot_id: str, manifest: Manifest, s
                 storefs.remove_stage_dir(parent_fd, staging)  # our own temp folder, never user data
     finally:
         os.close(parent_fd)
-    return result
 
 
-def _write_snapshot(repo: Repository, manifest: Manifest, scope: str | None, files: list,
-                    dirs: storefs.DirFds) -> None:
-    """Every folder and file of the snapshot into the staging folder ``dirs`` is rooted at, each
+def _write_snapshot(repo: Repository, plan: RestorePlan, dirs: storefs.DirFds) -> None:
+    """Every folder and file of the plan into the staging folder ``dirs`` is rooted at, each
     write relative to a folder fd opened without following symlinks (a folder swapped for a
     symlink meanwhile is never written through). Modes keep permission bits only. The files are
     staged as a restore into the store stages them (runs of one pack, shared with worker processes
     for a large snapshot: ``unpack``; every byte, as the snapshot has it), then made durable at
     once (one syncfs; else an fsync per file) before the folder is renamed to the target."""
-    folders = sorted((rel, mode) for rel, mode in manifest.dirs if in_scope(rel, scope))
+    folders = sorted(plan.create_dirs)
     for rel, _mode in folders:
         dirs.makedirs(rel)
+    files = [a.entry for a in plan.actions if a.kind == "write"]
     targets: dict[str, list] = {}
     for entry in files:
         folder, _, name = entry.path.rpartition("/")

@@ -39,7 +39,8 @@ from guardian.errors import ExitCode  # noqa: E402
 from guardian.format.chromem import Document, encode_document  # noqa: E402
 from guardian.local.fsutil import TEMP_PREFIX  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
-from guardian.snapshots.restore import restore_store  # noqa: E402
+from guardian.restoring.pipeline import InProcess, Restore  # noqa: E402
+from guardian.restoring.request import RestoreRequest  # noqa: E402
 from guardian.snapshots.verify import materialize, verify_repository  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 
@@ -184,7 +185,7 @@ class Worker:
             shutil.rmtree(scratch)
         if self.expected:
             first = min(self.expected)
-            restore_store(self.paths, snapshot_time(first), check_load=False)
+            Restore.of_store(self.paths, RestoreRequest(at=snapshot_time(first))).run(InProcess(check_load=False))
             if tree(self.store) != self.expected[first]:
                 self.stats.failures.append("restoring the earliest snapshot is not byte-identical")
             leftovers = [p for p in self.store.rglob(f"{TEMP_PREFIX}*")]  # files and staging folders

@@ -15,7 +15,7 @@ from guardian.format.chromem import Document, encode_document
 from guardian.local.paths import StatePaths
 from guardian.snapshots.prune import forget_and_prune
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import InProcess, Restore
 from guardian.snapshots.take import BASE_LIST_MIN_FILES, prepare_baseline, take_snapshot
 from guardian.snapshots.verify import verify_repository
 
@@ -69,7 +69,7 @@ def test_in_place_captures_read_back_as_kept_and_survive_a_prune(tmp_path, state
     expected = tree_bytes(store)
     shutil.rmtree(store)
     store.mkdir()
-    restore_store(paths, None, confirm=None, check_load=False)
+    Restore.of_store(paths).run(InProcess(check_load=False))
     assert tree_bytes(store) == expected
 
 

@@ -18,7 +18,7 @@ from guardian.local.procpool import new_pool
 from guardian.snapshots import capture
 from guardian.snapshots.capture import HASH, CaptureJob, capture_in_worker
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import InProcess, Restore
 from guardian.snapshots.take import list_store, take_snapshot
 from tests.conftest import CHROMEMH, ROOT, chromem_load
 from tests.snapshots.conftest import tree_bytes
@@ -43,7 +43,7 @@ def test_a_capture_shared_with_worker_processes_is_the_capture_of_one_thread(any
     assert [c["name"] for c in together.collections] == [c["name"] for c in alone.collections]
     target = tmp_path / "restored"
     target.mkdir()
-    restore_store(StatePaths(store=target, root=shared.root), None, check_load=False)
+    Restore.of_store(StatePaths(store=target, root=shared.root)).run(InProcess(check_load=False))
     assert tree_bytes(target) == tree_bytes(any_store)
     if CHROMEMH.is_file():   # the real loader, where it is here
         compress = any(rel.endswith(".gob.gz") for rel in tree_bytes(target))
@@ -134,7 +134,7 @@ def test_a_take_killed_while_workers_capture_leaves_old_snapshots_and_no_process
     assert cli("verify", "--store", str(plain_store)).returncode == 0
     target = tmp_path / "restored"
     target.mkdir()
-    restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
+    Restore.of_store(StatePaths(store=target, root=paths.root)).run(InProcess(check_load=False))
     assert tree_bytes(target) == tree_bytes(plain_store)
     assert not [n for n in os.listdir(packs) if not n.endswith(".pack")], "temp packs left behind"
 

@@ -12,7 +12,7 @@ import pytest
 from guardian.errors import SnapshotError
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 from guardian.local.paths import StatePaths
@@ -50,7 +50,7 @@ def test_no_space_on_a_small_filesystem(plain_store, small_fs, cli, monkeypatch)
     assert_repository_clean(repo, [first.id])
     (plain_store / "40917930" / "big.bin").unlink()
     next(plain_store.glob("*/1*.gob")).write_bytes(b"damage")
-    restore_store(paths, None)
+    Restore.of_store(paths).run()
     assert tree_bytes(plain_store) == original
 
 

@@ -13,7 +13,7 @@ import zstandard
 
 from guardian.snapshots import manifest as manifest_mod
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
@@ -70,7 +70,7 @@ def test_deep_json_and_bomb_manifests_are_skipped_everywhere(plain_paths):
     second = take_snapshot(plain_paths, clock=clock)      # not blocked by the hostile ones
     doc = next(plain_paths.store.glob("*/1*.gob"))
     doc.write_bytes(b"damaged")
-    result = restore_store(plain_paths, None)
+    result = Restore.of_store(plain_paths).run()
     assert result.snapshot_id == second.id and doc.read_bytes() != b"damaged"
 
 

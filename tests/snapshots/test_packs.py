@@ -11,7 +11,8 @@ from guardian.errors import SnapshotError
 from guardian.snapshots.packs import PACK_MAGIC, PackError, PackWriter, read_index
 from guardian.snapshots.prune import forget_and_prune
 from guardian.snapshots.repository import Repository, sha256_hex
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
+from guardian.restoring.request import RestoreRequest
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
@@ -87,7 +88,7 @@ def test_old_per_blob_layout_is_read_then_migrated_once(plain_paths, clock):
     migrated = Repository(plain_paths.snapshots)
     assert not migrated.blobs.exists() and migrated.loose_blobs() == []
     assert set(digests) <= set(migrated.list_blobs()) and verify_repository(migrated).ok
-    restore_store(plain_paths, clock.now - timedelta(minutes=30))
+    Restore.of_store(plain_paths, RestoreRequest(at=clock.now - timedelta(minutes=30))).run()
     assert tree_bytes(plain_paths.store) == original
     assert second.read_files == 1
 

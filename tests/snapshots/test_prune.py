@@ -1,6 +1,6 @@
 from guardian.snapshots.prune import forget_and_prune
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
@@ -28,7 +28,7 @@ def test_retention_forgets_old_and_removes_unreferenced_blobs(plain_paths, clock
     referenced = set().union(*(repo.read_manifest(i).blob_hashes() for i in repo.list_ids()))
     assert referenced <= set(repo.list_blobs())
     assert verify_repository(Repository(plain_paths.snapshots)).ok
-    restore_store(plain_paths, None, confirm=None)
+    Restore.of_store(plain_paths).run()
     assert tree_bytes(plain_paths.store) == versions[4]
 
 

@@ -3,11 +3,12 @@ from datetime import timedelta
 
 import pytest
 
-from guardian.errors import Refused, RestoreError
+from guardian.errors import RestoreError
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
+from guardian.restoring.request import RestoreRequest
 from guardian.snapshots.take import take_snapshot
 
 from tests.snapshots.conftest import damage_blob, tree_bytes
@@ -27,7 +28,7 @@ def test_round_trip_is_byte_identical_and_loadable(store_paths, clock):
     before = tree_bytes(store_paths.store)
     take_snapshot(store_paths, clock=clock)
     damage(store_paths.store)
-    result = restore_store(store_paths, None)
+    result = Restore.of_store(store_paths).run()
     assert tree_bytes(store_paths.store) == before
     assert result.loadable is True
     counts = result.plan.counts()
@@ -49,21 +50,21 @@ def test_at_between_two_snapshots_picks_the_earlier(plain_paths, clock):
     second = take_snapshot(plain_paths, clock=clock)
     assert first.id < second.id
     doc.write_bytes(b"latest")
-    result = restore_store(plain_paths, between)
+    result = Restore.of_store(plain_paths, RestoreRequest(at=between)).run()
     assert result.snapshot_id == first.id and doc.read_bytes() == original
-    result = restore_store(plain_paths, None)
+    result = Restore.of_store(plain_paths).run()
     assert result.snapshot_id == second.id and doc.read_bytes() == original[:-1] + b"\x00"
 
 
 def test_refuses_time_before_first_snapshot(plain_paths, clock):
     take_snapshot(plain_paths, clock=clock)
-    with pytest.raises(Refused, match="no snapshot was taken at or before"):
-        restore_store(plain_paths, clock.now - timedelta(seconds=1))
+    with pytest.raises(RestoreError, match="no snapshot was taken at or before"):
+        Restore.of_store(plain_paths, RestoreRequest(at=clock.now - timedelta(seconds=1))).run()
 
 
 def test_refuses_when_no_snapshot(plain_paths):
-    with pytest.raises(Refused, match="no snapshots"):
-        restore_store(plain_paths, None)
+    with pytest.raises(RestoreError, match="no snapshots"):
+        Restore.of_store(plain_paths).run()
 
 
 def test_one_collection_only(plain_paths, contents):
@@ -74,21 +75,21 @@ def test_one_collection_only(plain_paths, contents):
     for col in (target, other):
         for doc in (plain_paths.store / col["dir"]).glob("*.gob"):
             doc.write_bytes(b"")
-    result = restore_store(plain_paths, None, target["name"])
+    result = Restore.of_store(plain_paths, RestoreRequest(collection=target["name"])).run()
     after = tree_bytes(plain_paths.store)
     assert result.scope == target["dir"]
     assert {k: v for k, v in after.items() if k.startswith(target["dir"])} == \
         {k: v for k, v in before.items() if k.startswith(target["dir"])}
     assert all(v == b"" for k, v in after.items() if k.startswith(other["dir"] + "/"))
-    with pytest.raises(Refused, match="has no collection 'nope'"):
-        restore_store(plain_paths, None, "nope")
+    with pytest.raises(RestoreError, match="has no collection 'nope'"):
+        Restore.of_store(plain_paths, RestoreRequest(collection="nope")).run()
 
 
 def test_dry_run_changes_nothing(plain_paths):
     take_snapshot(plain_paths)
     damage(plain_paths.store)
     before = tree_bytes(plain_paths.store)
-    result = restore_store(plain_paths, None, dry_run=True)
+    result = Restore.of_store(plain_paths).plan()
     assert result.plan.disturbs_store and tree_bytes(plain_paths.store) == before
     assert Quarantine(plain_paths).list() == []
 
@@ -97,8 +98,8 @@ def test_confirmation_refused_leaves_store(plain_paths):
     take_snapshot(plain_paths)
     damage(plain_paths.store)
     before = tree_bytes(plain_paths.store)
-    with pytest.raises(Refused, match="cancelled"):
-        restore_store(plain_paths, None, confirm=lambda plan: False)
+    with pytest.raises(RestoreError, match="cancelled"):
+        Restore.of_store(plain_paths).run(confirm=lambda plan: False)
     assert tree_bytes(plain_paths.store) == before
 
 
@@ -106,7 +107,7 @@ def test_writing_missing_files_needs_no_confirmation(plain_paths):
     take_snapshot(plain_paths)
     next(plain_paths.store.glob("*/1*.gob")).unlink()
     asked = []
-    restore_store(plain_paths, None, confirm=lambda plan: asked.append(plan) or False)
+    Restore.of_store(plain_paths).run(confirm=lambda plan: asked.append(plan) or False)
     assert asked == []
 
 
@@ -119,7 +120,7 @@ def test_damaged_blob_refuses_and_leaves_store_unchanged(plain_paths):
     (plain_paths.store / "newcol").mkdir()
     before = tree_bytes(plain_paths.store)
     with pytest.raises(RestoreError, match="damaged"):
-        restore_store(plain_paths, None)
+        Restore.of_store(plain_paths).run()
     assert tree_bytes(plain_paths.store) == before
     assert not any(TEMP_PREFIX in p for p in os.listdir(plain_paths.store / entry.path.split("/")[0]))
 
@@ -129,7 +130,7 @@ def test_damaged_manifest_refuses(plain_paths):
     path = Repository(plain_paths.snapshots).manifest_path(result.id)
     path.write_bytes(path.read_bytes()[:30])
     with pytest.raises(RestoreError, match="is damaged"):
-        restore_store(plain_paths, None)
+        Restore.of_store(plain_paths).run()
 
 
 def test_never_writes_through_a_symlink(plain_paths, tmp_path):
@@ -139,7 +140,7 @@ def test_never_writes_through_a_symlink(plain_paths, tmp_path):
     victim = next(p for p in plain_paths.store.iterdir() if p.is_dir())
     Quarantine(plain_paths).put(plain_paths.store, victim.name, "test")
     os.symlink(outside, victim)
-    restore_store(plain_paths, None)
+    Restore.of_store(plain_paths).run()
     assert list(outside.iterdir()) == []
     assert victim.is_dir() and not victim.is_symlink()
 
@@ -149,7 +150,7 @@ def test_leftover_staged_files_are_cleaned(plain_paths):
     folder = next(p for p in plain_paths.store.iterdir() if p.is_dir())
     leftover = folder / f"{TEMP_PREFIX}1234abcd.gob.beef"
     leftover.write_bytes(b"half")
-    restore_store(plain_paths, None)
+    Restore.of_store(plain_paths).run()
     assert not leftover.exists()
 
 
@@ -159,7 +160,7 @@ def test_restored_files_keep_mode_and_mtime(plain_paths):
     info = doc.stat()
     take_snapshot(plain_paths)
     doc.unlink()
-    restore_store(plain_paths, None)
+    Restore.of_store(plain_paths).run()
     assert doc.stat().st_mode & 0o7777 == 0o640 and doc.stat().st_mtime_ns == info.st_mtime_ns
     # the next snapshot finds the same content: at most the restored file is read again (its
     # inode is new unless the filesystem reused the old number), and nothing new is stored

@@ -12,7 +12,7 @@ from guardian.local import storefs
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.paths import StatePaths
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
 from guardian.snapshots.take import take_snapshot
 
 from tests.snapshots.conftest import damage_blob, tree_bytes
@@ -31,7 +31,7 @@ def test_restore_into_an_empty_store_is_identical_and_loads(any_store, state_dir
     take_snapshot(paths)
     target = tmp_path / "empty"
     target.mkdir()
-    restore_store(StatePaths(store=target, root=paths.root), None)
+    Restore.of_store(StatePaths(store=target, root=paths.root)).run()
     assert tree_bytes(target) == tree_bytes(any_store)
     assert not [p for p in target.rglob("*") if p.name.startswith(TEMP_PREFIX)]
     modes = {p.relative_to(target): p.stat().st_mode for p in target.rglob("*")}
@@ -46,7 +46,7 @@ def test_lost_collection_comes_back_whole_next_to_kept_ones(plain_paths):
     shutil.rmtree(lost)
     kept = sorted(p for p in plain_paths.store.iterdir() if p.is_dir())[0]
     inode = os.stat(next(kept.glob("*.gob"))).st_ino
-    result = restore_store(plain_paths, None)
+    result = Restore.of_store(plain_paths).run()
     assert tree_bytes(plain_paths.store) == original and result.loadable
     assert os.stat(next(kept.glob("*.gob"))).st_ino == inode   # identical files are not rewritten
 
@@ -60,7 +60,7 @@ def test_damaged_blob_leaves_no_staging_folder(plain_paths):
     shutil.rmtree(lost)
     before = tree_bytes(plain_paths.store)
     with pytest.raises(RestoreError, match="damaged"):
-        restore_store(plain_paths, None)
+        Restore.of_store(plain_paths).run()
     assert tree_bytes(plain_paths.store) == before
     assert not [p for p in os.listdir(plain_paths.store) if p.startswith(TEMP_PREFIX)]
 
@@ -78,7 +78,7 @@ def test_leftover_staging_folder_is_invisible_to_chromem_and_cleaned(plain_paths
     (stage / "link").symlink_to(outside, target_is_directory=True)
     loaded = chromem_load(chromemh, plain_paths.store)
     assert loaded["ok"] and len(loaded["collections"]) == 5   # the staged copy is not a sixth
-    restore_store(plain_paths, None)
+    Restore.of_store(plain_paths).run()
     assert not stage.exists() and (outside / "keep.txt").read_text() == "not guardian's"
 
 
@@ -90,5 +90,5 @@ def test_bulk_fsync_path_where_there_is_no_syncfs(plain_paths, monkeypatch):
     shutil.rmtree(sorted(p for p in plain_paths.store.iterdir() if p.is_dir())[0])
     next(plain_paths.store.glob("*/*.gob")).write_bytes(b"damaged")
     monkeypatch.setattr(fsutil, "sync_filesystem", lambda fd: False)
-    restore_store(plain_paths, None, confirm=None)
+    Restore.of_store(plain_paths).run()
     assert tree_bytes(plain_paths.store) == original

@@ -21,7 +21,8 @@ from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.paths import StatePaths
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
+from guardian.restoring.request import RestoreRequest
 from guardian.snapshots.take import take_snapshot
 
 from tests.snapshots.conftest import Clock, age_files, tree_bytes
@@ -92,7 +93,7 @@ def one_swap_run(tmp_path: Path, run: int, rng: random.Random) -> bool:
     count_temps = run % 2 == 0
     threshold = rng.randint(0, len(docs))
     swapper = Swapper(folder, outside, threshold, count_temps)
-    restore_while_swapping(swapper, lambda: restore_store(paths, None, check_load=True))
+    restore_while_swapping(swapper, lambda: Restore.of_store(paths).run())
     assert outside_state(outside) == before_outside, f"run {run}: the restore wrote outside the store"
     return swapper.swapped
 
@@ -115,7 +116,7 @@ def test_restore_refuses_a_collection_folder_that_is_a_symlink(plain_paths):
     os.symlink(outside, folder)
     before = tree_bytes(outside)
     try:
-        restore_store(plain_paths, None)
+        Restore.of_store(plain_paths).run()
     except GuardianError as exc:
         assert "symlink" in exc.message
     assert tree_bytes(outside) == before
@@ -128,7 +129,7 @@ def test_setuid_and_sticky_bits_in_a_manifest_are_not_restored(plain_paths):
     os.chmod(folder, 0o1777)
     take_snapshot(plain_paths, clock=Clock())
     shutil.rmtree(folder)
-    restore_store(plain_paths, None)
+    Restore.of_store(plain_paths).run()
     file_mode, dir_mode = stat.S_IMODE(os.lstat(doc).st_mode), stat.S_IMODE(os.lstat(folder).st_mode)
     assert not file_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | 0o111), oct(file_mode)
     assert not dir_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX), oct(dir_mode)
@@ -181,8 +182,9 @@ class StagingSwapper(Swapper):
 
 
 def test_swapped_folder_never_redirects_a_restore_into_a_target(tmp_path, monkeypatch):
-    from guardian.snapshots.restore import read_snapshot
-    from guardian.snapshots.restore_target import restore_to_folder
+    from guardian.restoring.destinations import TargetFolder
+    from guardian.restoring.pipeline import InProcess
+    from guardian.restoring.sources import LocalSource
 
     monkeypatch.setenv("GUARDIAN_TEST_SLOW_IO", "0.001")   # widen the windows; correctness does not need it
     rng, swapped = random.Random(12), 0
@@ -199,8 +201,8 @@ def test_swapped_folder_never_redirects_a_restore_into_a_target(tmp_path, monkey
         before = outside_state(outside)
         target = base / "restored"
         swapper = StagingSwapper(base, target.name, folder.name, outside, rng.randint(0, len(os.listdir(folder)) - 1))
-        manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
-        restore_while_swapping(swapper, lambda: restore_to_folder(paths, snapshot_id, manifest, None, None, target))
+        into_target = Restore(LocalSource(paths), TargetFolder(paths, target), RestoreRequest(snapshot_id=snapshot_id))
+        restore_while_swapping(swapper, lambda: into_target.run(InProcess(check_load=False)))
         assert outside_state(outside) == before, f"run {run}: the restore wrote through the swapped folder"
         assert not list(base.glob(f"{TEMP_PREFIX}restore.*")), "the staging folder was left behind"
         swapped += swapper.swapped

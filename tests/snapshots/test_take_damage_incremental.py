@@ -8,7 +8,8 @@ import shutil
 from guardian.format.chromem import Document, encode_collection, encode_document
 from guardian.snapshots.manifest import FLAG_DAMAGED
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
+from guardian.restoring.request import RestoreRequest
 from guardian.snapshots.take import take_snapshot
 from guardian.store.scan import scan_store
 
@@ -37,7 +38,7 @@ def test_an_emptied_document_keeps_its_previous_good_copy(plain_paths, clock):
     assert second.damaged == [(rel, "empty")]
     entry = rows_of(plain_paths, second.id)[rel]
     assert entry.damaged and entry.hash == good
-    assert restore_store(plain_paths, None, confirm=None).snapshot_id == second.id
+    assert Restore.of_store(plain_paths).run().snapshot_id == second.id
     assert tree_bytes(plain_paths.store) == original
     assert scan_store(plain_paths.store, None).loadable
 
@@ -54,7 +55,7 @@ def test_a_cut_metadata_file_is_flagged_and_a_never_good_file_has_no_content(pla
     rows = rows_of(plain_paths, result.id)
     assert rows[f"{meta.parent.name}/{meta.name}"].hash is not None
     assert rows[f"{meta.parent.name}/{fresh.name}"].hash is None and rows[f"{meta.parent.name}/{fresh.name}"].damaged
-    restored = restore_store(plain_paths, None, confirm=None)
+    restored = Restore.of_store(plain_paths).run()
     assert restored.loadable is False  # the cut new file has no good copy anywhere: left for the repair
     kinds = {a.path: a.kind for a in restored.plan.actions}
     assert kinds[f"{meta.parent.name}/{fresh.name}"] == "skip"
@@ -80,10 +81,10 @@ def test_restore_leaves_out_damaged_copies_of_old_snapshots_unless_asked(plain_p
     repo.write_manifest(manifest)
     current = doc.read_bytes()
     doc.write_bytes(doc_bytes("newer"))
-    result = restore_store(plain_paths, None, confirm=None)
+    result = Restore.of_store(plain_paths).run()
     assert result.refused_damaged == [{"path": rel, "reason": result.refused_damaged[0]["reason"]}]
     assert doc.read_bytes() == doc_bytes("newer")  # left as it is
-    restore_store(plain_paths, None, confirm=None, allow_damaged=True)
+    Restore.of_store(plain_paths, RestoreRequest(allow_damaged=True)).run()
     assert doc.read_bytes() == bad
     assert current != bad
 
@@ -168,5 +169,5 @@ def test_garbage_collection_over_incremental_snapshots_sharing_a_base_list(tmp_p
     assert pruned.blobs_removed == 2
     assert verify_repository(repo).ok
     (store / "c" / "00000001.gob").write_bytes(b"")
-    restore_store(paths, None, confirm=None)
+    Restore.of_store(paths).run()
     assert (store / "c" / "00000001.gob").read_bytes() == doc_bytes("v2")

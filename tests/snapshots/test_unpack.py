@@ -17,7 +17,7 @@ from guardian.local import procpool, storefs
 from guardian.local.paths import StatePaths
 from guardian.snapshots import unpack
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import InProcess, Restore
 from guardian.snapshots.take import take_snapshot
 from tests.conftest import chromem_load
 from tests.snapshots.conftest import damage_blob, doc_bytes, tree_bytes
@@ -47,7 +47,7 @@ def test_a_restore_shared_with_a_worker_writes_the_snapshot_byte_for_byte(any_st
     pools.clear()   # the capture's pool
     target = tmp_path / "restored"
     target.mkdir()
-    result = restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
+    result = Restore.of_store(StatePaths(store=target, root=paths.root)).run(InProcess(check_load=False))
     assert len(pools) == 1, "the restore did not share its runs with a worker"
     assert tree_bytes(target) == tree_bytes(any_store) and not result.refused_damaged
     compress = any(p.name.endswith(".gob.gz") for p in any_store.rglob("*"))
@@ -65,7 +65,7 @@ def test_an_in_place_restore_shared_with_a_worker_replaces_every_file(plain_stor
     for doc in documents:
         data = doc.read_bytes()
         doc.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))   # same size, other bytes
-    result = restore_store(paths, None, check_load=False)
+    result = Restore.of_store(paths).run(InProcess(check_load=False))
     assert pools and tree_bytes(plain_store) == before
     assert len(result.quarantined) >= len(documents)
     leftovers = [p for p in plain_store.rglob("*") if storefs.is_guardian_temp(p.name)]
@@ -82,7 +82,7 @@ def test_a_damaged_blob_met_by_the_worker_stops_the_restore_and_changes_nothing(
     target = tmp_path / "restored"
     target.mkdir()
     with pytest.raises(RestoreError, match="is damaged"):
-        restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
+        Restore.of_store(StatePaths(store=target, root=paths.root)).run(InProcess(check_load=False))
     assert pools and tree_bytes(target) == {} and os.listdir(target) == []
 
 
@@ -113,7 +113,7 @@ def test_a_worker_killed_mid_run_is_replaced_by_the_restoring_process(plain_stor
     killer = threading.Thread(target=kill_the_worker)
     killer.start()
     try:
-        result = restore_store(StatePaths(store=target, root=paths.root), None, check_load=False)
+        result = Restore.of_store(StatePaths(store=target, root=paths.root)).run(InProcess(check_load=False))
     finally:
         killer.join()
     assert killed and not result.refused_damaged
@@ -232,15 +232,16 @@ def test_a_file_gets_its_snapshot_mode_whatever_the_umask(tmp_path):
 def test_a_restore_into_a_target_is_shared_with_a_worker_too(any_store, tmp_path, pools, chromemh):
     """`restore --target` stages as a restore into the store does: byte for byte, modes and mtimes
     kept, one filesystem sync, and the real loader loads the target."""
+    from guardian.restoring.destinations import TargetFolder
+    from guardian.restoring.sources import LocalSource
     from guardian.snapshots.restore import read_snapshot
-    from guardian.snapshots.restore_target import restore_to_folder
 
     paths = StatePaths.for_store(any_store, tmp_path / "state")
     snapshot_id = take_snapshot(paths).id
     pools.clear()   # the capture's pool
     manifest = read_snapshot(Repository(paths.snapshots), snapshot_id)
     target = tmp_path / "restored"
-    restore_to_folder(paths, snapshot_id, manifest, None, None, target)
+    Restore(LocalSource(paths), TargetFolder(paths, target)).run(InProcess(check_load=False))
     assert len(pools) == 1 and tree_bytes(target) == tree_bytes(any_store)
     for entry in manifest.files:
         info = os.lstat(target / entry.path)

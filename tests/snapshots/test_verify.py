@@ -1,6 +1,7 @@
 
 from guardian.snapshots.repository import Repository
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import Restore
+from guardian.restoring.request import RestoreRequest
 from guardian.snapshots.take import take_snapshot
 from guardian.snapshots.verify import verify_repository
 
@@ -30,7 +31,7 @@ def test_damaged_blob_names_affected_snapshots_and_unaffected_still_restores(pla
     assert list(report.affected) == [second.id]
     assert first.id in report.snapshots and first.id not in report.affected
     assert report.problems[0]["blob"] == new_hash and report.problems[0]["snapshots"] == [second.id]
-    restore_store(plain_paths, clock.now - __import__("datetime").timedelta(minutes=30))
+    Restore.of_store(plain_paths, RestoreRequest(at=clock.now - __import__("datetime").timedelta(minutes=30))).run()
     assert tree_bytes(plain_paths.store) == original
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
 from typing import Callable
 
 from guardian.errors import SupervisorError
 from guardian.runtime.context import VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
-from guardian.snapshots.restore import restore_store
+from guardian.restoring.pipeline import restore_for_sidecar
+from guardian.restoring.undo import undo_restore
+from guardian.restoring.users import SupervisedChild
 
 
 class ControlPart(BasePart):
@@ -23,7 +25,7 @@ class ControlPart(BasePart):
     def start(self) -> None:
         handlers = {"status": lambda **_: self.status_provider(), "restart": self.restart,
                     "restore": self.restore, "snapshot": self.snapshot, "verdict": self.verdict,
-                    "repair": self.repair}
+                    "repair": self.repair, "undo_restore": self.undo_restore}
         self.server = ControlServer(self.ctx.paths.control_socket, handlers)
         self.server.start()
 
@@ -54,21 +56,41 @@ class ControlPart(BasePart):
         result = self.ctx.take_snapshot()
         return {"ok": True, "snapshot": result.to_dict() if hasattr(result, "to_dict") else str(result)}
 
-    def restore(self, at: str | None = None, collection: str | None = None, allow_damaged: bool = False, **_):
-        """Stop the child, restore, check, start it again (asked by `guardian restore`).
-
-        ``at`` is an ISO 8601 instant already resolved by the CLI (None: the latest snapshot).
-        """
+    def restore(self, **request):
+        """Restore as `guardian restore` asked (it planned the same request and sends the snapshot it
+        chose: ``restoring.RestoreRequest.to_wire``): the child is stopped around it and started again
+        (unless the request opts out), then the index is refreshed."""
         ctx = self.ctx
-        when = datetime.fromisoformat(at) if at else None
-        child = ctx.child
-        paused = child.pause_child() if child is not None else None
-        try:
-            result = restore_store(ctx.paths, when, collection, confirm=None, allow_damaged=bool(allow_damaged))
-        finally:
-            if paused is not None:
-                child.resume_child()
+        result = restore_for_sidecar(ctx.paths, request, supervised_child(ctx.child))
         ctx.refresh_index()
-        ctx.log.warning("restored", snapshot=result.snapshot_id, collection=collection,
-                        child_restarted=paused is not None)
-        return {"restore": result.to_dict(), "child_paused": paused is not None}
+        restarted = bool(result.get("child_restarted"))
+        ctx.log.warning("restored", snapshot=result["snapshot"], collection=result["collection"],
+                        ids=result["ids"], child_restarted=restarted)
+        return {"restore": result, "child_paused": restarted}
+
+
+    def undo_restore(self, restore_id: str | None = None, force: bool = False, restart_child: bool = True, **_):
+        """`guardian restore --undo`: the store as before one restore, the child stopped around it."""
+        ctx = self.ctx
+        outcome = undo_restore(ctx.paths, restore_id, force=bool(force), restart_child=restart_child is not False,
+                               child=supervised_child(ctx.child))
+        ctx.refresh_index()
+        ctx.log.warning("restore_undone", restore=outcome.restore_id, child_restarted=outcome.child_restarted)
+        return outcome.to_dict()
+
+
+def supervised_child(child) -> SupervisedChild | None:
+    """The supervisor as the restore pipeline sees it: the child's process group (it leads one) and
+    how to stop it around a restore and start it again (pre-flight first)."""
+    if child is None:
+        return None
+
+    @contextlib.contextmanager
+    def stopped():
+        child.pause_child()
+        try:
+            yield
+        finally:
+            child.resume_child()
+
+    return SupervisedChild(child.snapshot().get("pid"), stopped)
