@@ -41,12 +41,12 @@ SECRET_BYTES = 32
 MAX_SECRET_FILE = 4096
 OPEN_PATH = "/console/open"
 # Answers every console page carries: nothing from elsewhere, no framing, no sniffing, no referrer
-# (the opening URL carries the secret), never cached.
+# to another site (the opening URL carries the secret), never cached.
 PAGE_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
                                 "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),   # (not no-referrer: Chromium then posts our own forms with Origin: null)
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )

@@ -27,6 +27,7 @@ package sits below the domain packages, so it is handed one rather than importin
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from importlib import resources
 from typing import Any, Mapping
@@ -52,7 +53,7 @@ def _environment():
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("guardian.server.console", "templates"),
-                             autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(age=age, local=local_time, size=human_size, js=lambda v: json.dumps(v))
     env.globals.update(urlencode=urlencode)
     return env
@@ -62,6 +63,7 @@ class Console:
     def __init__(self, backend: Any, access: Access) -> None:
         self.backend = backend
         self.access = access
+        self.request = threading.local()   # what one request's pages need to know (cheroot: one thread a request)
         self.env = _environment()
         self.static = {name: resources.files(__package__).joinpath("static", name).read_bytes()
                        for name in STATIC_TYPES}
@@ -95,6 +97,7 @@ class Console:
     def answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         parts = urlsplit(target)
         path = parts.path
+        self.request.signed_in = self.access.cookie_ok(_header(headers, "cookie"))
         params = parse_qs(parts.query, keep_blank_values=True)
         try:
             if path in ("/", "/console"):
@@ -198,9 +201,14 @@ class Console:
 
     def page(self, status: int, template: str, extra: tuple = (), **data) -> Response:
         data.setdefault("nav", "")
-        data.update(token=self.access.form_token, signed_in=True)
+        signed_in = getattr(self.request, "signed_in", False)
+        data.update(token=self.access.form_token if signed_in else "", signed_in=signed_in)
         body = self.env.get_template(template).render(**data).encode("utf-8")
         return Response(status, body, HTML, PAGE_HEADERS + tuple(extra))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name), None)
 
 
 def redirect(location: str, extra: tuple = ()) -> Response:
