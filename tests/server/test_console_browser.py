@@ -127,7 +127,7 @@ def site(chromemh, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(site, shots):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+        pytest.skip("Debian's chromium and chromium-driver are not here (apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -154,7 +154,7 @@ def stale(element) -> bool:
     from selenium.common.exceptions import StaleElementReferenceException
 
     try:
-        element.tag_name
+        return not element.tag_name
     except StaleElementReferenceException:
         return True
     return False
@@ -307,8 +307,8 @@ def test_refused_without_the_secret_from_another_host_or_another_site(browser, s
     page = site.request("GET", f"/console/memory?collection={WEBAPP}&id=m-jwt")[2]
     assert "m-jwt" in page and 'name="token"' not in page
     # a state-changing request without the console's cookie
-    status, headers, _ = site.request("POST", "/console/quarantine", {"Content-Type": "application/x-www-form-urlencoded"},
-                                      b"entry=x&token=y")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = site.request("POST", "/console/quarantine", form, b"entry=x&token=y")
     assert status == 403
     # DNS rebinding: the right address, another name
     assert site.request("GET", "/console/", {"Host": f"evil.example:{urlsplit(site.base).port}"})[0] == 421

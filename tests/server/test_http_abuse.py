@@ -187,7 +187,8 @@ def test_lying_content_length_gets_408_and_frees_the_worker(index):
         liars = []
         for _ in range(4):  # twice the worker count
             sock = socket.create_connection((server.host, server.port), timeout=30)
-            sock.sendall(f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{{\"vec".encode())
+            sock.sendall(f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{{\"vec"
+                         .encode())
             liars.append(sock)
         for sock in liars:
             chunks = []

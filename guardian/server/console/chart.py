@@ -81,7 +81,9 @@ def build_chart(points: list[dict], marks: list[dict], width: int = 1120, height
     highest = nice_top(max([5] + [n for p in points for n in p["counts"].values()]))
 
     def x(moment: float) -> float:
-        return round(left + (moment - start) / span * chart.plot_width, 1) if end > start else left + chart.plot_width / 2
+        if end == start:
+            return left + chart.plot_width / 2
+        return round(left + (moment - start) / span * chart.plot_width, 1)
 
     def y(count: int) -> float:
         return round(top + chart.plot_height - count / highest * chart.plot_height, 1)
