@@ -1,0 +1,170 @@
+"""The console's pages on a 100k store while the real chromem writes to it.
+
+Run:  .venv/bin/python bench/bench_console.py [--docs 100000] [--rate 20] [--requests 30] [--work DIR]
+
+`guardian run` guards a store of ``--docs`` documents in 5 collections; once it is ready (index
+built, first snapshot committed) the real chromem's writer (tests/chromem, as a running contextd
+writes) adds documents at ``--rate`` per second, and meanwhile:
+
+- the first GET of each page (``/console/``, the timeline, a collection's memories, one memory,
+  a keyword search) after the sidecar got ready: server time to the last byte, cold;
+- ``--requests`` GETs of ``/console/`` one after another: p50 / p99;
+- the same-run baselines on the same server: ``/healthz`` (an HTTP round trip, nothing to gather)
+  and ``/v1/status`` (the status JSON alone), p50 of as many requests; the page's ratio to each;
+- with Debian's chromium here: the first page in a fresh browser, from navigation start to the
+  load event (``PerformanceNavigationTiming``), the goal being under 300 ms.
+
+The machine is shared: read the ratios beside the milliseconds. The load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import make_store, work_folder  # noqa: E402
+from guardian.local.paths import StatePaths  # noqa: E402
+from guardian.snapshots.repository import Repository  # noqa: E402
+
+COLLECTIONS = [f"bench_{i}" for i in range(5)]
+GOAL_MS = 300.0
+
+
+def get(port: int, path: str) -> tuple[float, int, bytes]:
+    """(seconds to the last byte, status, body) of one GET on a new connection (as a browser's first)."""
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("GET", path)
+    answer = conn.getresponse()
+    body = answer.read()
+    conn.close()
+    return time.perf_counter() - started, answer.status, body
+
+
+def wait_ready(paths: StatePaths, log: Path, timeout: float = 1800.0) -> int:
+    deadline = time.monotonic() + timeout
+    port = None
+    while time.monotonic() < deadline:
+        if port is None:
+            for line in log.read_text(errors="replace").splitlines():
+                if '"http_listening"' in line:
+                    port = json.loads(line)["port"]
+        if port is not None and Repository(paths.snapshots).list_ids():
+            try:
+                if get(port, "/readyz")[1] == 200:
+                    return port
+            except OSError:
+                pass
+        time.sleep(0.5)
+    raise SystemExit(f"guardian did not get ready within {timeout}s; see {log}")
+
+
+def chromem_writer(store: Path, collection: str, count: int, rate: float) -> subprocess.Popen | None:
+    try:
+        from tests import gotool
+
+        binary = gotool.build(ROOT / "tests" / "chromem", "chromem", needs_modules=True)
+    except Exception as exc:   # no Go here: the pages are measured without a writer (said so)
+        print(f"no real chromem writer ({exc}): measuring without writes")
+        return None
+    return subprocess.Popen([str(binary), "writer", str(store), "0", collection, str(count),
+                             str(int(1000 / rate)), "7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def browser_first_page(url: str, profile: Path) -> float | None:
+    """Navigation start to load event of ``url`` in a fresh headless chromium, in ms (None: no chromium)."""
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(url)
+        return float(driver.execute_script(
+            "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;"))
+    finally:
+        driver.quit()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="chromem writes per second meanwhile")
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--work", help="work folder (kept); default a temporary one")
+    args = parser.parse_args()
+    with work_folder(args.work, "guardian-bench-console-") as work:
+        store, state, log = work / "store", work / "state", work / "run.log"
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+        began = time.monotonic()
+        make_store(store, args.docs, collections=COLLECTIONS)
+        print(f"store: {args.docs} documents in {len(COLLECTIONS)} collections ({time.monotonic() - began:.0f} s "
+              "to write)")
+        env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml",
+               "GUARDIAN_LOG_LEVEL": "warning"}
+        guardian = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store), "--port", "0"],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=ROOT)
+        writer = None
+        try:
+            began = time.monotonic()
+            port = wait_ready(StatePaths.for_store(store, state), log)
+            print(f"guardian run ready in {time.monotonic() - began:.0f} s; load average "
+                  f"{os.getloadavg()[0]:.2f} (2 cores shared with other work)")
+            writer = chromem_writer(store, COLLECTIONS[1], 100_000, args.rate)
+            time.sleep(2)   # the writes under way
+            pages = {"glance": "/console/", "timeline": "/console/timeline",
+                     "memories": "/console/memories?collection=bench_1",
+                     "search": "/console/memories?collection=bench_1&q=lesson+memory",
+                     "where": "/console/memories?collection=bench_1&where=usage_count%3D3"}
+            for name, path in pages.items():
+                seconds, status, body = get(port, path)
+                print(f"first {name:9s} {seconds * 1000:7.1f} ms  (HTTP {status}, {len(body) / 1024:.0f} KiB)")
+            page = [get(port, "/console/")[0] for _ in range(args.requests)]
+            health = [get(port, "/healthz")[0] for _ in range(args.requests)]
+            status_json = [get(port, "/v1/status")[0] for _ in range(args.requests)]
+            p50 = statistics.median(page)
+            p99 = sorted(page)[min(len(page) - 1, int(len(page) * 0.99))]
+            print(f"/console/ x{args.requests} while chromem writes {args.rate:g}/s: p50 {p50 * 1000:.1f} ms, "
+                  f"p99 {p99 * 1000:.1f} ms")
+            print(f"baselines, same server, same run: /healthz p50 {statistics.median(health) * 1000:.1f} ms "
+                  f"(page x{p50 / statistics.median(health):.1f}), /v1/status p50 "
+                  f"{statistics.median(status_json) * 1000:.1f} ms (page x{p50 / statistics.median(status_json):.1f})")
+            rendered = browser_first_page(f"http://127.0.0.1:{port}/console/", work / "chromium-profile")
+            if rendered is None:
+                print("no chromium here: the browser's figure is skipped")
+            else:
+                verdict = "under" if rendered < GOAL_MS else "OVER"
+                print(f"first page in a fresh chromium, navigation to load event: {rendered:.0f} ms "
+                      f"({verdict} the {GOAL_MS:.0f} ms goal)")
+            print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+        finally:
+            if writer is not None:
+                writer.terminate()
+                writer.wait(timeout=30)
+            guardian.terminate()
+            guardian.wait(timeout=120)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
