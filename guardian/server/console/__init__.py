@@ -38,6 +38,7 @@ from guardian.logs import get_logger
 from guardian.server.access import OPEN_PATH, PAGE_HEADERS, Access, Verdict
 from guardian.server.api import Response
 from guardian.server.console.chart import build_chart
+from guardian.words import count
 
 HTML = "text/html; charset=utf-8"
 STATIC_TYPES = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8",
@@ -54,7 +55,7 @@ def _environment():
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("guardian.server.console", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(age=age, local=local_time, size=human_size, js=lambda v: json.dumps(v))
+    env.filters.update(age=age, local=local_time, size=human_size, count=count)
     env.globals.update(urlencode=urlencode)
     return env
 
