@@ -26,14 +26,13 @@ package sits below the domain packages, so it is handed one rather than importin
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime
 from importlib import resources
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from guardian.errors import GuardianError
+from guardian.errors import GuardianError, UsageError
 from guardian.logs import get_logger
 from guardian.server.access import OPEN_PATH, PAGE_HEADERS, Access, Verdict
 from guardian.server.api import Response
@@ -115,7 +114,8 @@ class Console:
                 return self.act(path, form)
             return self.show(path, params)
         except GuardianError as exc:
-            status = getattr(exc, "http_status", None) or (400 if type(exc).__name__ == "UsageError" else 503)
+            status = getattr(exc, "http_status", None) or getattr(exc, "status", None) or \
+                (400 if isinstance(exc, UsageError) else 503)
             return self.page(status, "error.html", title="Cannot do that", message=exc.message, hint=exc.hint)
         except Exception as exc:   # a bug: a page that says so, and the details in the log
             log.exception("console_page_failed", path=path)
@@ -137,10 +137,10 @@ class Console:
             return self.page(200, "timeline.html", nav="timeline", t=timeline, chosen=chosen,
                              chart=build_chart(timeline["points"], timeline["marks"]))
         if path == "/console/diff":
-            start, end = one(params, "from"), one(params, "to")
+            start, end = one(params, "from"), one(params, "to") or None   # no "to": the store now
             if not start:
                 return redirect("/console/timeline")
-            collection = one(params, "collection")
+            collection = one(params, "collection") or None
             return self.page(200, "diff.html", nav="timeline", d=backend.diff(start, end, collection),
                              collection=collection)
         if path == "/console/memories":
@@ -150,7 +150,7 @@ class Console:
             if not memory_id:
                 return redirect("/console/memories")
             return self.page(200, "memory.html", nav="memories",
-                             m=backend.memory(memory_id, one(params, "collection"), one(params, "at")))
+                             m=backend.memory(memory_id, one(params, "collection") or None, one(params, "at") or None))
         if path == "/console/restore":
             form = {"at": one(params, "at"), "collection": one(params, "collection"),
                     "ids": [i for i in params.get("id", []) if i], "force": one(params, "force")}
