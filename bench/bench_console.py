@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import shutil
 import statistics
@@ -33,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_live import http_port, wait_started  # noqa: E402
 from bench.common import make_store, work_folder  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
-from guardian.snapshots.repository import Repository  # noqa: E402
 
 COLLECTIONS = [f"bench_{i}" for i in range(5)]
 GOAL_MS = 300.0
@@ -50,24 +49,6 @@ def get(port: int, path: str) -> tuple[float, int, bytes]:
     body = answer.read()
     conn.close()
     return time.perf_counter() - started, answer.status, body
-
-
-def wait_ready(paths: StatePaths, log: Path, timeout: float = 1800.0) -> int:
-    deadline = time.monotonic() + timeout
-    port = None
-    while time.monotonic() < deadline:
-        if port is None:
-            for line in log.read_text(errors="replace").splitlines():
-                if '"http_listening"' in line:
-                    port = json.loads(line)["port"]
-        if port is not None and Repository(paths.snapshots).list_ids():
-            try:
-                if get(port, "/readyz")[1] == 200:
-                    return port
-            except OSError:
-                pass
-        time.sleep(0.5)
-    raise SystemExit(f"guardian did not get ready within {timeout}s; see {log}")
 
 
 def chromem_writer(store: Path, collection: str, count: int, rate: float) -> subprocess.Popen | None:
@@ -114,20 +95,24 @@ def main() -> int:
     args = parser.parse_args()
     with work_folder(args.work, "guardian-bench-console-") as work:
         store, state, log = work / "store", work / "state", work / "run.log"
-        shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
         began = time.monotonic()
-        make_store(store, args.docs, collections=COLLECTIONS)
+        written = work / f"store-{args.docs}.written"   # a kept --work folder's store is used again
+        if not written.exists():
+            shutil.rmtree(store, ignore_errors=True)
+            make_store(store.with_name("store.new"), args.docs, collections=COLLECTIONS)
+            store.with_name("store.new").rename(store)
+            written.touch()
         print(f"store: {args.docs} documents in {len(COLLECTIONS)} collections ({time.monotonic() - began:.0f} s "
               "to write)")
-        env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml",
-               "GUARDIAN_LOG_LEVEL": "warning"}
+        env = {**os.environ, "GUARDIAN_STATE_DIR": str(state), "GUARDIAN_CONFIG": "/nonexistent.toml"}
         guardian = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store), "--port", "0"],
                                     env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=ROOT)
         writer = None
         try:
             began = time.monotonic()
-            port = wait_ready(StatePaths.for_store(store, state), log)
+            wait_started(StatePaths.for_store(store, state), log)
+            port = http_port(log)
             print(f"guardian run ready in {time.monotonic() - began:.0f} s; load average "
                   f"{os.getloadavg()[0]:.2f} (2 cores shared with other work)")
             writer = chromem_writer(store, COLLECTIONS[1], 100_000, args.rate)

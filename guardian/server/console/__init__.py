@@ -37,7 +37,7 @@ from guardian.logs import get_logger
 from guardian.server.access import OPEN_PATH, PAGE_HEADERS, Access, Verdict
 from guardian.server.api import Response
 from guardian.server.console.chart import build_chart
-from guardian.words import count
+from guardian.words import count, human_duration
 
 HTML = "text/html; charset=utf-8"
 STATIC_TYPES = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8",
@@ -54,7 +54,7 @@ def _environment():
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("guardian.server.console", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(age=age, local=local_time, size=human_size, count=count)
+    env.filters.update(age=human_duration, local=local_time, size=human_size, count=count)
     env.globals.update(urlencode=urlencode)
     return env
 
@@ -233,19 +233,6 @@ def parse_where(text: str) -> tuple[dict[str, str], str]:
             return {}, part
         where[key.strip()] = value.strip()
     return where, ""
-
-
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"
 
 
 def local_time(value: str | None) -> str:
