@@ -250,27 +250,20 @@ def sample(ids: list[str], most: int) -> list[str]:
 
 
 def keyword_rows(found, rows: np.ndarray, text: str) -> np.ndarray:
-    """The rows whose content holds every word of ``text``, ignoring case. The packed contents are
-    searched for each word as written, in lower case, capitalised and in upper case (a byte search over
-    all rows); only those candidates are decoded and checked."""
-    words = text.split()
-    candidate = np.zeros(found.indexed, dtype=bool)
-    candidate[rows] = True
-    for word in words:
+    """The rows (of ``rows``) whose content holds every word of ``text`` as written, in lower case,
+    capitalised or in upper case ("jwt", "Jwt", "JWT"): byte searches over the packed contents, no
+    content decoded. A word no stored bytes can hold (a lone surrogate) matches nothing."""
+    keep = np.zeros(found.indexed, dtype=bool)
+    keep[rows] = True
+    for word in text.split():
         holds = np.zeros(found.indexed, dtype=bool)
         for form in {word, word.lower(), word.capitalize(), word.upper()}:
             try:
                 holds |= found.rows.contains_mask(form.encode("utf-8"))
             except UnicodeEncodeError:
-                holds[:] = True   # a lone surrogate: check every row below
-        candidate &= holds
-    picked = np.flatnonzero(candidate)
-    if not len(picked):
-        return picked.astype(np.intp)
-    _, contents, _ = found.rows.shown(picked)
-    folded = [w.casefold() for w in words]
-    return np.asarray([row for row, content in zip(picked.tolist(), contents)
-                       if all(w in content.casefold() for w in folded)], dtype=np.intp)
+                pass
+        keep &= holds
+    return np.flatnonzero(keep).astype(np.intp)
 
 
 def metadata_keys(found, most: int = 200) -> list[str]:

@@ -58,8 +58,10 @@ class Site:
     def __init__(self, chromemh: Path, root: Path) -> None:
         self.chromemh, self.root = chromemh, root
         self.store = root / "store"
+        (root / "disk").mkdir()
         self.env = {"GUARDIAN_STATE_DIR": str(root / "state"), "GUARDIAN_CONFIG": str(root / "none.toml"),
-                    "GUARDIAN_DEBOUNCE_SECONDS": "0.1"}
+                    "GUARDIAN_DEBOUNCE_SECONDS": "0.1", "GUARDIAN_REPLICAS": f"file://{root / 'disk' / 'guardian'}",
+                    "XDG_CONFIG_HOME": str(root / "config")}
         self.proc: subprocess.Popen | None = None
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
@@ -70,11 +72,16 @@ class Site:
 
     def start(self) -> None:
         log = open(self.root / "sidecar.log", "wb")
+        # a supervised child standing in for contextd: it names the store on its command line, so a restore
+        # counts it among the store's users (the sidecar stops it around the restore and starts it again)
+        child = [sys.executable, "-c", "import sys, time; time.sleep(3600)", str(self.store)]
         self.proc = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(self.store),
-                                      "--port", "0"], env={**os.environ, **self.env},
+                                      "--port", "0", "--", *child], env={**os.environ, **self.env},
                                      stdout=subprocess.DEVNULL, stderr=log)
         status = wait_for(lambda: (s := self.status())["sidecar"]["running"] and s["snapshots"]["count"] >= 1
-                          and s["sidecar"].get("http") and s, timeout=90, what="the sidecar and its first snapshot")
+                          and s["sidecar"].get("http") and (s["sidecar"]["child"] or {}).get("state") == "running"
+                          and s["replicas"] and s["replicas"][0]["pushed"] and s,
+                          timeout=90, what="the sidecar, its child, its first snapshot and push")
         self.base = f"http://127.0.0.1:{status['sidecar']['http']['port']}"
         self.link = json.loads(self.cli("console", "--json").stdout_text)["url"]
 
@@ -222,6 +229,11 @@ def test_signing_in_then_the_glance_shows_what_status_and_the_loader_say(browser
     assert browser.text("[data-k=health]") == status["health"]
     assert int(browser.text("[data-k=snapshots]")) == status["snapshots"]["count"]
     assert "contextd would start" in browser.text("[data-k=loadable]")
+    assert browser.text("[data-k=child]").startswith(f"{status['sidecar']['child']['state']} restarts 0")
+    replica = status["replicas"][0]
+    row = browser.css("tr[data-replica]")
+    assert row.get_attribute("data-replica") == replica["replica"] and "ok" in row.text
+    assert browser.text("[data-k=last-success]") != "never"
 
     # it keeps itself current without a reload: chromem adds a memory, the count on the page follows
     rng = random.Random(3)
@@ -285,9 +297,13 @@ def test_a_restore_clicked_in_the_page_is_byte_exact_and_can_be_put_back(browser
     row = next(r for r in browser.all("tr.version") if r.get_attribute("data-snapshot") == first["snapshot"])
     browser.click(row.find_element("css selector", "a.button"), "restore-preview")
     assert browser.text("[data-k=replace]") == "1" and browser.text("[data-k=write]") == "0"
+    child = site.status()["sidecar"]["child"]
+    assert f"pid {child['pid']}" in browser.text("#users") and "started again after it by the sidecar" in \
+        browser.text("#users"), browser.text("#users")
     assert path.read_bytes() == now, "a preview changes nothing"
     browser.click(browser.css("#do-restore"), "restored")
     assert "chromem will load the store" in browser.text("[data-k=loadable]")
+    assert "the supervised child was stopped and started again" in browser.text("#restored")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == first["sha256"]
     assert chromem_load(site.chromemh, site.store)["ok"] is True
 
