@@ -40,6 +40,7 @@ from guardian.local.fsutil import atomic_write
 SECRET_BYTES = 32
 MAX_SECRET_FILE = 4096
 OPEN_PATH = "/console/open"
+STATIC_PREFIX = "/console/static/"   # the stylesheet, the script, the icon: the same for everyone
 # Answers every console page carries: nothing from elsewhere, no framing, no sniffing, no referrer
 # to another site (the opening URL carries the secret), never cached.
 PAGE_HEADERS = (
@@ -175,8 +176,8 @@ class Access:
             return refused
         signed_in = self.bearer_ok(get("authorization")) or self.cookie_ok(get("cookie"))
         if console:
-            if path == OPEN_PATH:
-                return Verdict()
+            if path == OPEN_PATH or (path.startswith(STATIC_PREFIX) and method in ("GET", "HEAD")):
+                return Verdict()   # the opening link checks its key itself; a refusal page needs its stylesheet
             if method not in ("GET", "HEAD") and not self.cookie_ok(get("cookie")):
                 return Verdict(403, "a console action needs the console's cookie",
                                "open the console through the URL `guardian console` prints")

@@ -62,6 +62,7 @@ def test_a_console_action_needs_the_cookie_and_reading_needs_it_only_beyond_loop
     for guarded in (access(token="t0ken"), access(host="0.0.0.0")):
         assert guarded.screen("GET", "/console/", SAME, console=True).status == 401
         assert not guarded.screen("GET", "/console/", {**SAME, **signed(guarded)}, console=True).refused
+        assert not guarded.screen("GET", "/console/static/console.css", SAME, console=True).refused
     tokened = access(token="t0ken")
     assert not tokened.screen("GET", "/console/", {**SAME, "Authorization": "Bearer t0ken"}, console=True).refused
     assert tokened.screen("GET", "/v1/status", {"Host": HOST}, console=False).status == 401
