@@ -209,6 +209,7 @@ class Browser:
 
 
 def test_signing_in_then_the_glance_shows_what_status_and_the_loader_say(browser, site):
+    assert site.cli("status").stdout_text.rstrip().endswith(f"console: {site.link}")   # status prints the link
     browser.open("/console/")
     assert browser.all("#verdict"), "reading needs no sign-in on loopback without http_token"
     browser.driver.get(site.link)   # the opening link: a cookie, then the console without the key
