@@ -22,7 +22,7 @@ from guardian.local.paths import StatePaths
 COMMANDS = (
     "check", "export", "snapshot", "snapshots", "restore", "verify", "quarantine",
     "run", "exec", "mcp", "status", "restart", "serve", "query", "install", "replicate", "key",
-    "diff", "history", "show", "find",
+    "diff", "history", "show", "find", "console",
 )
 
 

@@ -79,6 +79,7 @@ def pytest_collection_modifyitems(config, items):
 ONE_WORKER = (
     "tests/format/test_go_interop.py",   # builds the Go checker once (session fixture gobcheck)
     "tests/test_newcomer.py",            # one fresh copy of the repository and its install for both tests
+    "tests/server/test_console_browser.py",   # one sidecar and one chromium for the module's tests
 )
 
 

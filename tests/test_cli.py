@@ -34,6 +34,7 @@ def error_cases(store, tmp_path) -> dict[str, tuple[list[str], int]]:
         "quarantine": (["quarantine", "restore", "no-such-entry", "--store", str(store)], ExitCode.USAGE),
         "status": (["status", "--config", str(tmp_path / "missing.toml")], ExitCode.USAGE),
         "restart": (["restart", "--store", str(store)], ExitCode.SUPERVISOR),
+        "console": (["console", "--store", str(store)], ExitCode.SUPERVISOR),   # no sidecar runs
         "query": (["query", "--direct", "--collection", "nope", "--like", "x", "--store", str(store)],
                   ExitCode.USAGE),
         "replicate": (["replicate", "--store", str(store)], ExitCode.USAGE),   # no replica configured

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from guardian.commands.output import no_store_yet_line, print_json, state_dir_writable
+from guardian.runtime.console_link import console_link
 from guardian.runtime.status import human_duration, store_issue_count
 from guardian.runtime.status_facts import collect_status, sidecar_status
 from guardian.words import count
@@ -32,6 +33,9 @@ def run(args, ctx) -> int:
         print_json(status)
     else:
         print(render_status(status))
+        link = console_link(ctx.paths, status) if source == "sidecar" else None
+        if link:
+            print(f"console: {link}")
     return status["exit_code"]
 
 

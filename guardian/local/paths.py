@@ -110,6 +110,11 @@ class StatePaths:
     def control_socket(self) -> Path:
         return self.root / "control.sock"
 
+    @property
+    def console_secret(self) -> Path:
+        """The console's secret (0600): who can read it may act through the sidecar's pages."""
+        return self.root / "console.secret"
+
     def ensure(self) -> "StatePaths":
         """Create the state folder (0700) and record which store it belongs to; folders guardian
         owns that are open to others (a pre-existing --state-dir at 0755) are tightened to 0700.

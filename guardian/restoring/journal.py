@@ -65,6 +65,11 @@ class Journal:
                              "the id is printed by `guardian restore`; leave it out to undo the last one")
         return record
 
+    def records(self) -> list[RestoreRecord]:
+        """Every readable record, oldest first."""
+        found = (self._load(name[:-5]) for name in sorted(self._names()))
+        return [record for record in found if record is not None]
+
     def _names(self) -> list[str]:
         try:
             return [n for n in os.listdir(self.folder) if n.endswith(".json")]

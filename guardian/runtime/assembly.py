@@ -70,7 +70,7 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
         if guard and config.live_repair:
             parts.append(LiveRepairPart(ctx))
     if guard:
-        parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready))
+        parts.append(HttpPart(ctx, runtime.status_file_data, runtime.health, runtime.ready, runtime.status_dict))
         parts += [ControlPart(ctx, runtime.status_dict), HeartbeatPart(ctx, runtime.status_file_data)]
     else:  # serve: the sidecar's part of the status is whatever its status file says, if one runs
         parts.append(HttpPart(ctx, StatusFile(paths.status_file).read, ready=runtime.ready))

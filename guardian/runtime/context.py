@@ -36,6 +36,8 @@ REPAIR = "repair"        # () -> the pre-flight result (check + repair, under th
 SNAPSHOT = "snapshot"    # () -> the snapshot result (taken now, in this thread)
 VERDICT = "verdict"      # () -> dict: chromem's verdict on the store as it is now (health part)
 LIVE_REPAIR = "live_repair"  # (damages) -> repairs settled damage (live repair part; its presence matters)
+RESTORE = "restore"      # (**RestoreRequest wire) -> {"restore": outcome dict, ...} (control part)
+UNDO_RESTORE = "undo_restore"  # (restore_id, force) -> the undo's dict (control part)
 
 
 class Counters:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from guardian.errors import ExitCode
 from guardian.local.fsutil import atomic_write, ensure_dir
-from guardian.words import count
+from guardian.words import count, human_duration
 
 HEARTBEAT_SECONDS = 5.0
 STALE_FACTOR = 3
@@ -92,20 +92,6 @@ def iso_utc(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def human_duration(seconds: float | None) -> str:
-    """Short and rough: 45s, 12 min, 3h, 2d."""
-    if seconds is None:
-        return "?"
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
 
 
 def default_pid_alive(pid: int) -> bool:

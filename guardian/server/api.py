@@ -13,15 +13,18 @@ Routes (JSON in and out; errors are ``{"error": ..., "hint": ...}`` with a 4xx s
     GET  /v1/memories/{id}?at=&collection=             `guardian show ID --json` (no ``at``: now)
     GET  /v1/find?text=&where=k=v&id=&collection=      `guardian find --json` (``where`` repeats)
 
-With a bearer token configured, every route but /healthz and /readyz needs
-``Authorization: Bearer <token>`` (else 401). A transport calls :meth:`Api.screen` with the request
+    GET  /console/...                      the console's pages (``guardian.server.console``)
+
+Who may ask what is decided in one place, :class:`guardian.server.access.Access`: a ``Host`` that
+names this server, no request from another site but a link followed to a page, and with a bearer
+token configured, ``Authorization: Bearer <token>`` on every route but /healthz and /readyz (else
+401); the console's own rules are there too. A transport calls :meth:`Api.screen` with the request
 line and headers first and reads a body only when it answers None, so that no body is read for a
 request that is refused anyway (wrong token, wrong method, unknown route).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import time
@@ -34,6 +37,7 @@ import orjson
 from guardian.errors import GuardianError, NoStoreYet, QueryError, UsageError
 from guardian.index import query as q
 from guardian.logs import get_logger
+from guardian.server.access import Access
 from guardian.server.metrics import Metrics
 
 MAX_BODY = 16 * 1024 * 1024
@@ -86,7 +90,8 @@ class Api:
                  metrics: Metrics | None = None, token: str = "",
                  health_provider: Callable[[], dict] | None = None,
                  ready_provider: Callable[[], tuple[bool, str]] | None = None,
-                 embedder: Any = None, memories: Any = None) -> None:
+                 embedder: Any = None, memories: Any = None, access: Access | None = None,
+                 console: Any = None) -> None:
         self.index = index
         self.status_provider = status_provider
         self.metrics = metrics or Metrics()
@@ -95,24 +100,38 @@ class Api:
         self.ready_provider = ready_provider
         self.embedder = embedder
         self.memories = memories   # a guardian.memories.browser.MemoryBrowser (duck-typed: server is below memories)
+        self.access = access or Access(token, "127.0.0.1", lambda: None)
+        self.console = console     # a guardian.server.console.Console, or None (no pages)
 
     def screen(self, method: str, target: str, headers: Mapping[str, str]) -> Response | None:
-        """The answer a request gets before its body is read (401, 404, 405), or None to go on."""
+        """The answer a request gets before its body is read (401, 403, 404, 405, 421), or None to go on."""
         path = urlsplit(target).path
-        if path not in OPEN_ROUTES and not self._authorized(headers):
-            return error_response(401, "missing or wrong bearer token", "send Authorization: Bearer <http_token>",
-                                  (("WWW-Authenticate", "Bearer"),))
+        console = self.console is not None and self.console.handles(path)
+        verdict = self.access.screen(method, path, headers, console=console, open_route=path in OPEN_ROUTES)
+        if verdict.refused:
+            if console:
+                return self.console.refusal(verdict)
+            extra = (("WWW-Authenticate", "Bearer"),) if verdict.status == 401 else ()
+            return error_response(verdict.status, verdict.message, verdict.hint, extra)
+        if console:
+            return self.console.refuse_method(method, path)
         return self._refuse_method(method, path)
 
     def wants_body(self, method: str, target: str) -> bool:
-        """Only queries read a body; every other route answers without one."""
-        return method == "POST" and collection_from_path(urlsplit(target).path) is not None
+        """Queries and the console's forms read a body; every other route answers without one."""
+        path = urlsplit(target).path
+        if self.console is not None and self.console.handles(path):
+            return method == "POST"
+        return method == "POST" and collection_from_path(path) is not None
+
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         path = urlsplit(target).path
         refused = self.screen(method, target, headers)
         if refused is not None:
             return refused
+        if self.console is not None and self.console.handles(path):
+            return self.console.answer(method, target, headers, body)
         try:
             return self._route(method, target, body)
         except QueryError as exc:
@@ -131,13 +150,6 @@ class Api:
         except Exception as exc:  # a bug: answer 500 with a one-line reason, log the details
             log.exception("request_failed", path=path)
             return error_response(500, f"internal error {type(exc).__name__}: {exc}", "report this bug")
-
-    def _authorized(self, headers: Mapping[str, str]) -> bool:
-        if not self.token:
-            return True
-        given = headers.get("Authorization") or headers.get("authorization") or ""
-        scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
 
     def _refuse_method(self, method: str, path: str) -> Response | None:
         if path in ROUTES or memory_route(path) is not None:

@@ -47,6 +47,7 @@ from cheroot import server as cheroot
 
 from guardian.errors import ConfigError
 from guardian.logs import get_logger
+from guardian.server.access import COMMON_HEADERS, Access
 from guardian.server.api import MAX_BODY, Api, Response, error_response
 from guardian.server.connections import Connection, ResponseWriter, Server
 from guardian.server.intake import Head
@@ -169,7 +170,8 @@ class _Gateway(cheroot.Gateway):
         req.status = f"{response.status} {http.HTTPStatus(response.status).phrase}".encode("latin-1")
         req.outheaders = [(b"Content-Type", response.content_type.encode("latin-1")),
                           (b"Content-Length", str(len(response.body)).encode("latin-1"))]
-        req.outheaders.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers)
+        req.outheaders.extend((name.encode("latin-1"), value.encode("latin-1"))
+                              for name, value in response.headers + COMMON_HEADERS)
         writer = req.conn.wfile
         held = isinstance(writer, ResponseWriter)
         if held:
@@ -251,10 +253,14 @@ class GuardianHTTPServer:
     def __init__(self, index, status_provider: Callable[[], dict] | None, config,
                  metrics: Metrics | None = None, health_provider: Callable[[], dict] | None = None,
                  ready_provider: Callable[[], tuple[bool, str]] | None = None, embedder: Any = None,
-                 limits: ServerLimits | None = None, memories: Any = None) -> None:
+                 limits: ServerLimits | None = None, memories: Any = None, console: Any = None,
+                 console_secret: str | None = None) -> None:
         self.metrics = metrics or Metrics()
+        self._port: int | None = None
+        self.access = Access(config.http_token, config.http_host, lambda: self._port, console_secret)
         self.api = Api(index, status_provider, self.metrics, config.http_token, health_provider,
-                       ready_provider, embedder, memories)
+                       ready_provider, embedder, memories, access=self.access,
+                       console=console(self.access) if console is not None else None)
         self.limits = limits or ServerLimits()
         self._address = (config.http_host, config.http_port)
         self._server: _CherootServer | None = None
@@ -285,6 +291,7 @@ class GuardianHTTPServer:
                               "pick another http_port (or stop what holds it)") from None
         BLAS_LIMIT.acquire()
         self._server = server
+        self._port = self.port
         self._thread = threading.Thread(target=server.serve, name="guardian-http", daemon=True)
         self._thread.start()
         log.info("http_listening", url=self.url, host=self.host, port=self.port)

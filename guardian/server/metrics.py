@@ -44,6 +44,9 @@ class Metrics:
         self.newest_snapshot = Gauge("guardian_newest_snapshot_timestamp_seconds",
                                      "Unix time of the newest snapshot (0: none)", registry=r)
         self.repairs = Counter("guardian_repairs", "Repairs applied to the store", registry=r)
+        self.damage_unrepaired = Gauge("guardian_damage_unrepaired",
+                                       "Settled damaged paths still in the store (the live repair could not fix "
+                                       "them; `guardian check` says why)", registry=r)
         self.child_restarts = Gauge("guardian_child_restarts", "Restarts of the supervised child", registry=r)
         self.child_state = Gauge("guardian_child_state", "1 for the supervised child's current state",
                                  ["state"], registry=r)
@@ -88,6 +91,9 @@ class Metrics:
     def set_snapshots(self, count: int, newest_ts: float | None) -> None:
         self.snapshots.set(count)
         self.newest_snapshot.set(newest_ts or 0)
+
+    def set_unrepaired(self, count: int) -> None:
+        self.damage_unrepaired.set(count)
 
     def inc_repairs(self, n: int = 1) -> None:
         if n > 0:

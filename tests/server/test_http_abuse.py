@@ -187,7 +187,8 @@ def test_lying_content_length_gets_408_and_frees_the_worker(index):
         liars = []
         for _ in range(4):  # twice the worker count
             sock = socket.create_connection((server.host, server.port), timeout=30)
-            sock.sendall(f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"vec".encode())
+            sock.sendall(f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{{\"vec"
+                         .encode())
             liars.append(sock)
         for sock in liars:
             chunks = []
@@ -216,7 +217,7 @@ def test_a_trickling_client_is_cut_off_at_the_request_deadline(index):
     """One byte at a time, each well inside the read timeout: the whole-request deadline still ends it."""
     server = serve(index, threads=1, timeout=5.0, request_timeout=5.0)
     try:
-        trickle = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nX-Slow: " .encode() + b"a" * 10_000
+        trickle = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " .encode() + b"a" * 10_000
         with socket.create_connection((server.host, server.port), timeout=30) as sock:
             answer = b""
             for byte in trickle:  # at most ~10,000 x 0.1 s, but the server cuts it after 5 s
@@ -248,11 +249,11 @@ def test_token_is_checked_before_the_body_is_read(index):
     server = serve(index, token="s3cret", timeout=30.0)
     try:
         # 16 MiB announced, nothing sent: the 401 must come without waiting for a byte of it
-        head = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {16 * 1024 * 1024}\r\n\r\n".encode()
+        head = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {16 * 1024 * 1024}\r\n\r\n".encode()
         status, headers, body = parse_answer(raw_exchange(server, head))
         assert status == 401 and headers["connection"] == "close"
         assert json.loads(body)["hint"]
-        head = head.replace(b"Host: x", b"Host: x\r\nAuthorization: Bearer wrong")
+        head = head.replace(b"Host: x", b"Host: 127.0.0.1\r\nAuthorization: Bearer wrong")
         assert parse_answer(raw_exchange(server, head))[0] == 401
     finally:
         server.stop()
@@ -263,7 +264,7 @@ def test_an_unread_body_is_not_drained_when_refused(index):
     try:
         # a GET route with a huge announced body: 405/404 answered at once, connection closed
         for path in ("/v1/status", "/nowhere"):
-            head = f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n".encode()
+            head = f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n".encode()
             status, headers, _ = parse_answer(raw_exchange(server, head))
             assert status in (404, 405) and headers["connection"] == "close"
     finally:
@@ -293,10 +294,10 @@ def test_unsupported_methods_answer_after_the_token_check(index, method):
 def test_body_limit_after_the_token_and_chunked_bodies_refused(index):
     server = serve(index, token="s3cret")
     try:
-        head = (f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+        head = (f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret\r\n"
                 f"Content-Length: {64 * 1024 * 1024}\r\n\r\n").encode()
         assert json_error(raw_exchange(server, head))[0] == 413
-        chunked = (f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+        chunked = (f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret\r\n"
                    "Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n0\r\n\r\n").encode()
         assert json_error(raw_exchange(server, chunked))[0] == 411
     finally:
@@ -304,7 +305,7 @@ def test_body_limit_after_the_token_and_chunked_bodies_refused(index):
 
 
 def test_head_gets_headers_only(server):
-    status, headers, body = parse_answer(raw_exchange(server, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
+    status, headers, body = parse_answer(raw_exchange(server, b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                               b"Connection: close\r\n\r\n"))
     assert status == 405 and headers["allow"] == "GET" and int(headers["content-length"]) > 0 and body == b""
 

@@ -6,7 +6,7 @@ import contextlib
 from typing import Callable
 
 from guardian.errors import SupervisorError
-from guardian.runtime.context import VERDICT
+from guardian.runtime.context import RESTORE, UNDO_RESTORE, VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
 from guardian.restoring.pipeline import restore_for_sidecar
@@ -28,6 +28,8 @@ class ControlPart(BasePart):
                     "repair": self.repair, "undo_restore": self.undo_restore}
         self.server = ControlServer(self.ctx.paths.control_socket, handlers)
         self.server.start()
+        self.ctx.provide(RESTORE, self.restore)   # the console's restores: the same code as `guardian restore`'s
+        self.ctx.provide(UNDO_RESTORE, self.undo_restore)
 
     def stop(self) -> None:
         if self.server is not None:

@@ -129,6 +129,7 @@ class StoreHealthPart(ThreadedPart):
             self.rescan()
         elif settled:
             self.update(settled)
+        self.ctx.metrics.set_unrepaired(len(self.damaged))   # what `guardian status` calls unrepaired
         for damage in found:
             self.ctx.log.warning("damage_settled", path=damage.path, kind=damage.kind, reason=damage.reason)
         if found:

@@ -30,11 +30,13 @@ def test_damage_that_settles_is_announced_and_healing_clears_it(parts):
         assert verdict["loadable"] is False and [d["path"] for d in verdict["damaged"]] == [rel]
         assert part.status()["health"]["damaged"][0]["path"] == rel
         assert ctx.metrics.render().decode().count("guardian_store_loadable 0.0") == 1
+        assert "guardian_damage_unrepaired 1.0" in ctx.metrics.render().decode()   # what the alert rule reads
 
         victim.write_bytes(good)                          # healed (by a writer, or a repair)
         ctx.emit(STORE_CHANGED, events=changed(rel))
         wait_for(lambda: not part.status()["health"]["damaged"], what="the damage to clear")
         wait_for(lambda: ctx.ask(VERDICT)["loadable"] is True, what="a loadable verdict")
+        assert "guardian_damage_unrepaired 0.0" in ctx.metrics.render().decode()
         assert len(parts.events(DAMAGE_FOUND)) == 1       # the same damage is never announced twice
     finally:
         part.stop()
