@@ -80,6 +80,7 @@ class InotifyTreeObserver:
         self._watched: dict[int, _Watched] = {}
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
+        self._wake_lock = threading.Lock()
         self._stopping = False
         self._root_lost = False
         self._limit_warned = False
@@ -108,12 +109,10 @@ class InotifyTreeObserver:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopping = True
-        if self._wake_w >= 0:
-            try:
+        with self._wake_lock:   # (the thread closes the pipe when it ends: never write to a reused fd)
+            self._stopping = True
+            if self._wake_w >= 0:
                 os.write(self._wake_w, b"x")
-            except OSError:
-                pass
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -145,8 +144,10 @@ class InotifyTreeObserver:
                         log.error("inotify_event_failed", event=repr(event), exc_info=True)
         finally:
             self._inotify.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
 
     def _handle(self, event) -> None:
         f = self._f
@@ -285,6 +286,9 @@ class InotifyTreeObserver:
         except OSError:
             return   # its parent went too: the events for that are on their way
         try:
+            st = os.fstat(parent_fd)
+            if (st.st_dev, st.st_ino) != self._watched[parent_wd].key:
+                return   # another folder is at the parent's path by now: the events of those moves place both
             self._enter(parent_fd, parent_wd, name, os.path.join(parent_path, name),
                         report="moved" if moved else "created", depth=1)
         finally:
@@ -293,7 +297,9 @@ class InotifyTreeObserver:
     def _enter(self, parent_fd: int, parent_wd: int, name: str, path: str, report: str | None,
                depth: int, seen: set[int] | None = None) -> None:
         """Open ``name`` in its parent (never through a symlink), watch that very folder, place it in the
-        tree under its parent, then list it."""
+        tree under its parent, list it, and report the listing only if the folder is still there: one
+        that left while we looked (renamed out of the store) is unwatched and reports nothing, its
+        departure is already an event."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
         except OSError:
@@ -307,22 +313,28 @@ class InotifyTreeObserver:
                 wd = None
             if wd is not None:
                 if self._is_ancestor(wd, parent_wd):
+                    if wd not in self._watched:
+                        self._inotify.rm_watch(wd)
                     return   # the tree is behind a chain of moves; their own events place it
                 self._watched[wd] = _Watched(parent_wd, name, (st.st_dev, st.st_ino))
                 if seen is not None:
                     seen.add(wd)
-            self._list(fd, wd, path, report, depth, seen)
+            entries = _entries(fd)
+            if not _still_at(parent_fd, name, st):
+                if wd is not None:
+                    self._unwatch(wd)
+                return
+            self._report(fd, wd, path, entries, report, depth, seen)
         finally:
             os.close(fd)
 
     def _list(self, fd: int, wd: int | None, path: str, report: str | None, depth: int,
               seen: set[int] | None = None) -> None:
+        self._report(fd, wd, path, _entries(fd), report, depth, seen)
+
+    def _report(self, fd: int, wd: int | None, path: str, entries: list[tuple[str, bool]], report: str | None,
+                depth: int, seen: set[int] | None) -> None:
         """Report what the (already watched) folder holds and enter its sub-folders."""
-        try:
-            with os.scandir(fd) as listing:
-                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in listing]
-        except OSError:
-            return
         for name, is_dir in entries:
             child = os.path.join(path, name)
             if report == "moved":
@@ -372,3 +384,21 @@ class InotifyTreeObserver:
                    "closed": (ev.FileClosedEvent, ev.FileClosedEvent)}[kind][is_dir]
             event = cls(src)
         self._handler.dispatch(event)
+
+
+def _entries(fd: int) -> list[tuple[str, bool]]:
+    """(name, is a folder) of what the open folder holds; [] when it cannot be read."""
+    try:
+        with os.scandir(fd) as listing:
+            return [(e.name, e.is_dir(follow_symlinks=False)) for e in listing]
+    except OSError:
+        return []
+
+
+def _still_at(parent_fd: int, name: str, st: os.stat_result) -> bool:
+    """Is the folder opened as ``st`` still ``name`` in its parent?"""
+    try:
+        now = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
