@@ -170,3 +170,45 @@ def test_contextd_moving_a_collection_aside_and_back_keeps_it_watched(watched):
         written_after(store, heard, folder, f"back{attempt:04d}")
         with heard.lock:   # the next try's move is told from this one's
             heard.events.clear()
+
+
+class Blocking:
+    """A handler that holds the observer's thread while ``gate`` is closed (the kernel's queue then fills)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.paths: set[str] = set()
+
+    def dispatch(self, event) -> None:
+        self.gate.wait()
+        self.paths.update(p for p in (event.src_path, event.dest_path) if p)
+
+
+def test_a_lost_event_queue_is_recovered_by_watching_and_listing_everything_again(tmp_path):
+    """The observer's thread held while far more changes happen than inotify queues: the kernel drops
+    events (IN_Q_OVERFLOW); every folder is then watched again and everything listed, the folders
+    that arrived meanwhile included."""
+    from guardian.runtime.inotify_tree import InotifyTreeObserver
+
+    store = tmp_path / "store"
+    fill(store / "0000aaaa", "00000000.gob")
+    handler = Blocking()
+    observer = InotifyTreeObserver()
+    observer.schedule(handler, store)
+    observer.start()
+    try:
+        fill(store / "0000aaaa", "first001.gob")   # its event holds the thread in the handler
+        queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+        for n in range(queued // 3 + 100):   # three events a file (create, modify, close): past the queue
+            (store / "0000aaaa" / f"{n:08x}.gob").write_bytes(b"x")
+        arrived = fill(tmp_path / "outside" / HASH, "00000000.gob")[0].parent
+        os.rename(arrived, store / HASH)
+        handler.gate.set()
+        wait_for(lambda: observer.rebuilds == 1, what="the overflow")
+        wait_for(lambda: str(store / HASH / "00000000.gob") in handler.paths, what="the folder that arrived")
+        (store / HASH / "late0001.gob").write_bytes(b"after")
+        wait_for(lambda: str(store / HASH / "late0001.gob") in handler.paths, what="a write into it after")
+    finally:
+        handler.gate.set()
+        observer.stop()
+        observer.join(5)
