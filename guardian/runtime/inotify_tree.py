@@ -152,6 +152,8 @@ class InotifyTreeObserver:
     def _handle(self, event) -> None:
         f = self._f
         mask = event.mask
+        if self._root_lost:
+            return   # the root went or moved away: nothing it reports is the store's (a new observer comes)
         if mask & f.Q_OVERFLOW:
             self._rebuild()
             return
