@@ -177,9 +177,11 @@ class Blocking:
 
     def __init__(self) -> None:
         self.gate = threading.Event()
+        self.entered = threading.Event()
         self.paths: set[str] = set()
 
     def dispatch(self, event) -> None:
+        self.entered.set()
         self.gate.wait()
         self.paths.update(p for p in (event.src_path, event.dest_path) if p)
 
@@ -198,6 +200,7 @@ def test_a_lost_event_queue_is_recovered_by_watching_and_listing_everything_agai
     observer.start()
     try:
         fill(store / "0000aaaa", "first001.gob")   # its event holds the thread in the handler
+        wait_for(handler.entered.is_set, what="the observer's thread held")
         queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
         for n in range(queued // 3 + 100):   # three events a file (create, modify, close): past the queue
             (store / "0000aaaa" / f"{n:08x}.gob").write_bytes(b"x")
