@@ -343,7 +343,7 @@ class _Pending:
 def _default_observer():
     """On Linux guardian's own recursive inotify observer (runtime.inotify_tree: watchdog's lost
     the watch of a folder moved into a folder created at the same moment); elsewhere watchdog's."""
-    if sys.platform.startswith("linux") and not os.environ.get("OLD_OBSERVER"):
+    if sys.platform.startswith("linux"):
         from guardian.runtime.inotify_tree import InotifyTreeObserver
 
         return InotifyTreeObserver()
