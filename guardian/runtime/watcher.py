@@ -346,7 +346,11 @@ def _default_observer():
     if sys.platform.startswith("linux"):
         from guardian.runtime.inotify_tree import InotifyTreeObserver
 
-        return InotifyTreeObserver()
+        try:
+            return InotifyTreeObserver()
+        except ImportError:   # an environment installed before guardian needed inotify_simple
+            log.warning("inotify_simple_missing", hint="reinstall guardian (pip install inotify_simple): "
+                        "watchdog's observer can lose the watch of a folder moved into the store")
     from watchdog.observers import Observer
 
     return Observer()
