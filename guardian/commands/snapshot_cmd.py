@@ -23,6 +23,13 @@ def run(args, ctx) -> int:
     progress = Progress("snapshot", enabled=False if args.json else None)
     result = take_snapshot(ctx.paths, ctx.config.compress_flag, progress=progress)
     data = result.to_dict()
+    without = []
+    if result.damaged:
+        from guardian.commands.snapshots_cmd import damaged_without_copy
+        from guardian.snapshots.repository import Repository
+
+        without = damaged_without_copy(Repository(ctx.paths.snapshots), result.id, [p for p, _ in result.damaged])
+        data["damaged_without_copy"] = without
     if args.prune:
         from guardian.snapshots.prune import forget_and_prune_for  # ~37 ms, only with --prune
 
@@ -37,7 +44,9 @@ def run(args, ctx) -> int:
     for path in result.unstable:
         print(f"  unstable (changed while read; previous version kept): {path}")
     for path, why in result.damaged:
-        print(f"  DAMAGED (chromem would refuse it: {why}; the previous good copy stays the one restored): {path}")
+        kept = ("no good copy of it was kept: a restore looks in other snapshots" if path in (without or ())
+                else "the previous good copy stays the one restored")
+        print(f"  DAMAGED (chromem would refuse it: {why}; {kept}): {path}")
     if result.damaged:
         print("  run `guardian check --repair` to repair the store from the good copies")
     for path, why in result.skipped:

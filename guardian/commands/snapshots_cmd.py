@@ -33,6 +33,7 @@ def snapshot_rows(repo: Repository) -> list[dict]:
             rows.append({"id": snapshot_id, "damaged": exc.message})
             continue
         stats = header.stats
+        damaged = [d["path"] if isinstance(d, dict) else d[0] for d in stats.get("damaged", [])]
         rows.append({
             "id": header.id, "time_utc": header.time.isoformat().replace("+00:00", "Z"),
             "time_local": header.time.astimezone().isoformat(timespec="seconds"),
@@ -41,9 +42,19 @@ def snapshot_rows(repo: Repository) -> list[dict]:
             "total_bytes": stats.get("total_bytes", 0),
             "new_bytes": stats.get("new_bytes", 0) + _size(repo.manifest_path(snapshot_id)),
             "compress": header.compress, "unstable": stats.get("unstable", []),
-            "damaged_files": [d[0] for d in stats.get("damaged", [])], "incremental": bool(stats.get("incremental")),
+            "damaged_files": damaged, "incremental": bool(stats.get("incremental")),
         })
+        if damaged:   # (one file list read, for the few snapshots that met damage)
+            rows[-1]["damaged_without_copy"] = damaged_without_copy(repo, snapshot_id, damaged)
     return rows
+
+
+def damaged_without_copy(repo: Repository, snapshot_id: str, damaged: list[str]) -> list[str] | None:
+    """The damaged files the snapshot kept no good copy of; None when its file list cannot be read."""
+    try:
+        return repo.read_manifest(snapshot_id).damaged_without_copy(damaged)
+    except SnapshotError:
+        return None
 
 
 def _size(path) -> int:
@@ -84,8 +95,7 @@ def render_table(rows: list[dict], width: int = WIDTH, restore: str = "guardian 
             cells += [human_bytes(row.get("total_bytes", 0)), human_bytes(row.get("new_bytes", 0))]
         table.append(cells)
         if row.get("damaged_files"):
-            notes.append(f"  {row['id']}: {count(len(row['damaged_files']), 'damaged file')}, "
-                         "previous good copies kept")
+            notes.extend(_wrapped(f"  {row['id']}: {damage_note(row)}", width))
     lines = [format_table(["id", "local time", "docs", "size", "new"][:5 if sizes else 3], table)]
     lines += notes
     newest = next((row for row in reversed(rows) if "damaged" not in row and "group" not in row), None)
@@ -94,6 +104,20 @@ def render_table(rows: list[dict], width: int = WIDTH, restore: str = "guardian 
         lines += _wrapped(f"collections in {newest['id']}: {names}", width)
     lines += unwrapped_command("restore one: ", restore, "(--all: one row each; --json: all facts)", width)
     return "\n".join(lines)
+
+
+def damage_note(row: dict) -> str:
+    """What a snapshot holds of the files it found damaged: the previous good copy, or none at all."""
+    damaged = row["damaged_files"]
+    without = row.get("damaged_without_copy")
+    if without is None:
+        return f"{count(len(damaged), 'damaged file')} (its file list is unreadable: see `guardian verify`)"
+    kept = len(damaged) - len(without)
+    parts = [f"{count(kept, 'previous good copy', 'previous good copies')} kept"] if kept else []
+    if without:
+        parts.append(f"{len(without)} with no good copy kept (a restore of it looks in other snapshots; "
+                     "`guardian verify` names any found nowhere)")
+    return f"{count(len(damaged), 'damaged file')}: " + ", ".join(parts)
 
 
 def unwrapped_command(label: str, command: str, note: str, width: int) -> list[str]:
@@ -127,7 +151,13 @@ def _summary(group: list[dict]) -> dict:
     last = group[-1]
     return {**last, "id": f"{count(len(group), 'snapshot')}, hour {last['id'][:11]}", "group": len(group),
             "new_bytes": sum(r.get("new_bytes", 0) for r in group),
-            "damaged_files": [f for r in group for f in r.get("damaged_files", [])]}
+            "damaged_files": [f for r in group for f in r.get("damaged_files", [])],
+            "damaged_without_copy": _group_without_copy(group)}
+
+
+def _group_without_copy(group: list[dict]) -> list[str] | None:
+    lists = [r.get("damaged_without_copy", []) for r in group if r.get("damaged_files")]
+    return None if any(found is None for found in lists) else [f for found in lists for f in found]
 
 
 def run_from_replica(args, ctx) -> int:

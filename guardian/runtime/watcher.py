@@ -43,6 +43,7 @@ import functools
 import os
 import re
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -339,6 +340,16 @@ class _Pending:
 
 
 def _default_observer():
+    """On Linux guardian's own recursive inotify observer (runtime.inotify_tree: watchdog's lost
+    the watch of a folder moved into a folder created at the same moment); elsewhere watchdog's."""
+    if sys.platform.startswith("linux"):
+        from guardian.runtime.inotify_tree import InotifyTreeObserver
+
+        try:
+            return InotifyTreeObserver()
+        except ImportError:   # an environment installed before guardian needed inotify_simple
+            log.warning("inotify_simple_missing", hint="reinstall guardian (pip install inotify_simple): "
+                        "watchdog's observer can lose the watch of a folder moved into the store")
     from watchdog.observers import Observer
 
     return Observer()

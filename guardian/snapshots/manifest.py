@@ -123,6 +123,12 @@ class Manifest:
             hashes.add(self.files_dict)
         return hashes
 
+    def damaged_without_copy(self, paths) -> list[str]:
+        """Which of ``paths`` this snapshot recorded as damaged (or missing metadata) with no good copy
+        kept: a row flagged damaged has the previous good copy's hash when there was one, else none."""
+        wanted = set(paths)
+        return sorted(e.path for e in self.files or () if e.path in wanted and e.damaged and not e.hash)
+
 def encode_files(files: list[ManifestEntry]) -> bytes:
     """The raw (uncompressed) file list: one JSON array of rows, sorted by path."""
     rows = [entry.row() for entry in sorted(files, key=lambda entry: entry.path)]

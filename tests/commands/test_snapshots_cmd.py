@@ -39,3 +39,29 @@ def test_the_restore_hint_of_a_replica_pastes_into_a_shell_as_printed(cli, plain
     command = line[len("restore one: "):].split("  (--all")[0]
     assert shlex.split(command) == ["guardian", "restore", "--from", url, "--at", "ID"]
     assert "(--all: one row each" in listed.stdout_text.split(line, 1)[1]   # the note, after the whole command
+
+
+def test_the_damage_line_says_which_damaged_files_kept_a_good_copy_and_which_have_none(cli, plain_store):
+    """A snapshot that met a cut document it held a good copy of, and a new document damaged from its
+    first byte: one previous good copy kept, one file with no good copy (never "previous good copies
+    kept" for both)."""
+    import json
+
+    cli("snapshot", "--store", str(plain_store), check=True)
+    folder = next(p for p in sorted(plain_store.iterdir()) if len(list(p.glob("*.gob"))) > 2)
+    cut = next(p for p in sorted(folder.glob("*.gob")) if p.name != "00000000.gob")
+    cut.write_bytes(cut.read_bytes()[:20])
+    (folder / "0badf00d.gob").write_bytes(b"\x00garbage, never a good document")
+    taken = cli("snapshot", "--store", str(plain_store))
+    assert taken.returncode == 1, taken.stdout_text + taken.stderr_text
+    assert (f"previous good copy stays the one restored): {folder.name}/{cut.name}" in taken.stdout_text
+            and f"no good copy of it was kept: a restore looks in other snapshots): {folder.name}/0badf00d.gob"
+            in taken.stdout_text), taken.stdout_text
+    listed = cli("snapshots", "--store", str(plain_store))
+    assert listed.returncode == 0, listed.stderr_text
+    text = " ".join(listed.stdout_text.split())
+    assert "2 damaged files: 1 previous good copy kept, 1 with no good copy kept" in text, listed.stdout_text
+    assert "previous good copies kept" not in text
+    rows = json.loads(cli("snapshots", "--json", "--store", str(plain_store)).stdout_text)
+    assert rows[-1]["damaged_without_copy"] == [f"{folder.name}/0badf00d.gob"]
+    assert sorted(rows[-1]["damaged_files"]) == sorted([f"{folder.name}/0badf00d.gob", f"{folder.name}/{cut.name}"])

@@ -392,3 +392,40 @@ def test_a_truncate_nobody_holds_is_repaired_once_settled(guardian, plain_store,
     assert wait_until(lambda: doc.read_bytes() == good, timeout=20.0), "not repaired once settled"
     assert wait_until(lambda: [a["event"] for a in g.alerts()][-2:] == ["corruption_found", "repair_done"],
                       timeout=DEADLINE), g.alerts()
+
+
+def test_collections_contextd_moved_aside_and_back_are_guarded_at_once(guardian, plain_store, contents, chromemh):
+    """contextd's resilient loader moves collection folders to ``.quarantine/<hash>/`` (``MkdirAll``, then a
+    rename of each, at once); moved back (by hand, or a tool), every memory a real writer then adds to them
+    is in a snapshot and counted by the live health within seconds. (watchdog's observer had lost those
+    folders' watches in most tries: no event ever came from them, only the 10-minute rescan counted them.)"""
+    g = guardian()
+    assert wait_until(lambda: Repository(g.paths.snapshots).list_ids(), timeout=DEADLINE)
+    moved = collections(contents)[:3]
+    aside = plain_store / ".quarantine"
+    aside.mkdir()
+    for coll in moved:
+        os.rename(plain_store / coll["dir"], aside / coll["dir"])
+    assert wait_until(lambda: all(f".quarantine/{c['dir']}/00000000.gob" in g.newest_rows() for c in moved),
+                      timeout=DEADLINE), "contextd's move not captured"
+    for coll in moved:
+        os.rename(aside / coll["dir"], plain_store / coll["dir"])
+    aside.rmdir()
+
+    def counted() -> tuple:
+        return g.metric("guardian_documents"), json.loads(g.get("/v1/status")[1])["store"]["documents"]
+
+    def chromems() -> int:
+        return sum(c["count"] for c in chromem_load(chromemh, plain_store)["collections"].values())
+
+    back = [f"{c['dir']}/00000000.gob" for c in moved]
+    expected = chromems()
+    assert wait_until(lambda: captured(g, back) and counted() == (expected, expected), timeout=DEADLINE), \
+        "the move back is not captured or counted"
+    written: list[str] = []   # only now: the writes are new events in folders that were moved twice
+    for seed, coll in enumerate(moved):
+        run_writer(chromemh, plain_store, coll["name"], 4, 20, 20 + seed, written)
+    assert len(written) == 12, written[-1:]
+    assert wait_until(lambda: captured(g, written), timeout=DEADLINE), "writes into the moved-back folders lost"
+    expected = chromems()
+    assert wait_until(lambda: counted() == (expected, expected), timeout=DEADLINE), (counted(), expected)
