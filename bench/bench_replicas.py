@@ -7,6 +7,12 @@ the same server: a plain `aws s3 sync`-style copy of the store folder (every fil
 threads, a later sync sends files whose size differs or whose mtime is newer than the object),
 and the matching download of that copy.
 
+Then what a bad byte costs: the documents a restore brings back after one byte of the largest
+object is flipped (and its time beside the intact restore's), what the push that mends it costs,
+a push with nothing to send or mend (its check is one listing: beside the listing alone), a
+`--check` push reading every object back (beside the whole restore's fetch), and sealing the
+largest pack in units beside sealing it as one message.
+
     .venv/bin/python bench/bench_replicas.py [--docs 100000] [--dir /tmp/x] [--baseline-sample N]
 
 ``--baseline-sample N``: the baseline's one-object-per-file copies of the whole store (first upload,
@@ -37,6 +43,8 @@ from guardian.config import Config  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.replicas.crypto import KeySource  # noqa: E402
 from guardian.replicas.fetch import fetch_snapshot  # noqa: E402
+from guardian.replicas.ledger import Ledger  # noqa: E402
+from guardian.replicas.mend import CheckPolicy  # noqa: E402
 from guardian.replicas.plan import Retention  # noqa: E402
 from guardian.replicas.push import push  # noqa: E402
 from guardian.replicas.replica import Replica, spec_from_config  # noqa: E402
@@ -142,7 +150,8 @@ def run(args, work: Path, server: Seaweed) -> int:
         rep = Replica(spec_from_config(url, config), keys)
         rep.connect(create=True)
         return rep
-    seconds, result = timed(lambda: push(replica(), repo, Retention()))
+    ledger = Ledger(None)     # what the pushes know good (a state file in `guardian replicate`)
+    seconds, result = timed(lambda: push(replica(), repo, Retention(), ledger=ledger))
     print(f"first replication (encrypted): {seconds:.1f} s, {result.objects_sent} objects, "
           f"{result.bytes_sent / 1e6:.1f} MB sent")
     files = sorted(store_files(store))
@@ -164,7 +173,7 @@ def run(args, work: Path, server: Seaweed) -> int:
     after = store_files(store)
     changed_bytes = sum(size for rel, (size, mtime) in after.items() if before.get(rel) != (size, mtime))
     take_snapshot(paths, None)
-    seconds, result = timed(lambda: push(replica(), repo, Retention()))
+    seconds, result = timed(lambda: push(replica(), repo, Retention(), ledger=ledger))
     print(f"incremental after 1% ({changed} documents, {changed_bytes / 1e6:.2f} MB changed): {seconds:.2f} s, "
           f"{result.objects_sent} objects, {result.bytes_sent / 1e6:.2f} MB sent "
           f"({result.bytes_sent / changed_bytes:.2f}x the changed bytes)")
@@ -183,12 +192,13 @@ def run(args, work: Path, server: Seaweed) -> int:
     new_paths.store.mkdir(parents=True)
     new_paths.ensure()
 
-    def restore():
+    def restore(machine: StatePaths):
         rep = replica()
         snapshot_id = rep.snapshot_ids()[-1]
-        fetch_snapshot(rep, Repository(new_paths.snapshots), new_paths.lock_file, snapshot_id)
-        return restore_store(new_paths, None, snapshot_id=snapshot_id)
-    seconds, restored = timed(restore)
+        fetched = fetch_snapshot(rep, Repository(machine.snapshots), machine.lock_file, snapshot_id)
+        return fetched, restore_store(machine, None, snapshot_id=snapshot_id)
+    seconds, (fetched, restored) = timed(lambda: restore(new_paths))
+    intact_restore_s, fetch_s = seconds, fetched.seconds
     print(f"whole restore from the replica (fetch + restore + check): {seconds:.1f} s, "
           f"loadable={restored.loadable}")
     base_s, n = timed(lambda: sync_down(client, server.bucket, "sync", work / "sync-down", sample))
@@ -199,7 +209,48 @@ def run(args, work: Path, server: Seaweed) -> int:
     identical = store_files(store).keys() == store_files(new_paths.store).keys() and all(
         (store / rel).read_bytes() == (new_paths.store / rel).read_bytes() for rel in store_files(store))
     print(f"restored store identical to the original: {identical}")
-    return 0 if identical and restored.loadable else 1
+    damaged_ok = bad_byte(work, server, replica, repo, ledger, restore, intact_restore_s, fetch_s, args.docs)
+    return 0 if identical and restored.loadable and damaged_ok else 1
+
+
+def bad_byte(work: Path, server: Seaweed, replica, repo: Repository, ledger: Ledger, restore, intact_restore_s: float,
+             fetch_s: float, docs: int) -> bool:
+    """One byte of the largest object flipped: what a restore brings back, what mending costs."""
+    client = server.client()
+    objects = client.list_objects_v2(Bucket=server.bucket, Prefix="guardian/data/", MaxKeys=1000)["Contents"]
+    victim = max(objects, key=lambda item: item["Size"])
+    body = client.get_object(Bucket=server.bucket, Key=victim["Key"])["Body"].read()
+    middle = len(body) // 2
+    client.put_object(Bucket=server.bucket, Key=victim["Key"],
+                      Body=body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1:])
+    machine = StatePaths.for_store(work / "third-machine" / "store", work / "third-state")
+    machine.store.mkdir(parents=True)
+    machine.ensure()
+    seconds, (fetched, restored) = timed(lambda: restore(machine))
+    documents = sum(1 for a in restored.plan.actions if a.kind == "write" and a.path.endswith(".gob")
+                    and not a.path.rsplit("/", 1)[-1].startswith("00000000"))
+    print(f"one byte flipped in the largest object ({victim['Size'] / 1e6:.1f} MB): restore brought back "
+          f"{documents} of {docs} documents, {len(fetched.missing)} file(s) named missing, "
+          f"loadable={restored.loadable}; {seconds:.1f} s -> / intact restore = {seconds / intact_restore_s:.2f}x")
+    seconds, result = timed(lambda: push(replica(), repo, Retention(), ledger=ledger))
+    print(f"  the push that mends it: {seconds:.2f} s, read back {result.mend.checked} object(s) "
+          f"({result.mend.checked_bytes / 1e6:.1f} MB), pushed again {len(result.mend.mended)}")
+    seconds, result = timed(lambda: push(replica(), repo, Retention(), ledger=ledger))
+    base_s, _ = timed(lambda: (repo.list_ids(), replica().snapshot_ids()))
+    print(f"  a push with nothing to send or mend: {seconds:.3f} s, {result.mend.checked} objects read back; "
+          f"baseline what such a push did before it checked anything (open the replica, list its snapshots): "
+          f"{base_s:.3f} s -> {seconds / base_s:.1f}x")
+    seconds, result = timed(lambda: push(replica(), repo, Retention(), ledger=ledger,
+                                         policy=CheckPolicy(everything=True)))
+    print(f"  a --check push (every object read back): {seconds:.1f} s, {result.mend.checked_bytes / 1e6:.1f} MB; "
+          f"baseline the intact restore's fetch: {fetch_s:.1f} s -> {seconds / max(fetch_s, 1e-9):.2f}x")
+    largest = max(repo.packs.glob("*.pack"), key=lambda p: p.stat().st_size).read_bytes()
+    sealer = replica().sealer
+    units_s, _ = timed(lambda: sealer.seal_data("data/x", largest))
+    one_s, _ = timed(lambda: sealer.seal("data/x", largest))
+    print(f"  sealing the largest pack ({len(largest) / 1e6:.1f} MB) in units: {units_s * 1000:.1f} ms; baseline "
+          f"one message: {one_s * 1000:.1f} ms -> {units_s / one_s:.2f}x")
+    return bool(restored.loadable) and len(fetched.missing) <= 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The thin command line: parse, build a :class:`Context`, dispatch to ``guardian.commands.<name>``.
 
 Each command module exposes ``HELP``, ``add_arguments(parser)`` and ``run(args, ctx) -> int``.
-Errors become one line on stderr and an exit code; nothing here knows what a command does.
+Errors become one line on stderr and an exit code (under ``--json`` also an object on stdout:
+scripts read stdout); nothing here knows what a command does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import cached_property
 
 from guardian import __version__
 from guardian.config import Config, load_config
-from guardian.errors import ExitCode, GuardianError
+from guardian.errors import ConfigError, ExitCode, GuardianError, UsageError
 from guardian.local.paths import StatePaths
 
 COMMANDS = (
@@ -39,16 +40,77 @@ def command_module(name: str):
     return importlib.import_module(f"guardian.commands.{name.replace('-', '_')}_cmd")
 
 
+def given_path(text: str) -> str:
+    """A path option's value: an empty one is refused (Python reads "" as the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not allowed (it would mean the current folder); "
+                                         "leave the option out for the default")
+    return text
+
+
 # Options every command takes; they may come before the command too (`guardian --store X check`).
 GLOBAL_OPTIONS = (
-    (("--store",), {"help": "the chromem store root (default: contextd's ~/.config/contextd/vectorstore)"}),
-    (("--state-dir",), {"dest": "state_dir", "help": "guardian's state folder (default: $XDG_STATE_HOME/guardian)"}),
-    (("--config",), {"help": "config file (default: $XDG_CONFIG_HOME/guardian/config.toml)"}),
+    (("--store",), {"type": given_path,
+                    "help": "the chromem store root (default: contextd's ~/.config/contextd/vectorstore)"}),
+    (("--state-dir",), {"dest": "state_dir", "type": given_path,
+                        "help": "guardian's state folder (default: $XDG_STATE_HOME/guardian)"}),
+    (("--config",), {"type": given_path, "help": "config file (default: $XDG_CONFIG_HOME/guardian/config.toml)"}),
     (("--compress",), {"choices": ("auto", "true", "false"),
                        "help": "the store's compression as chromem is configured (default: detect)"}),
     (("--log-level",), {"dest": "log_level", "choices": ("debug", "info", "warning", "error")}),
 )
 VALUE_OPTIONS = frozenset(flag for flags, _ in GLOBAL_OPTIONS for flag in flags)
+
+
+# Options whose value may start with "-": `--at -5m` (five minutes ago) is read as `--at=-5m`
+# (argparse would take "-5m" for an unknown option and say --at lacks its argument).
+DASH_VALUE_OPTIONS = frozenset({"--at"})
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    """``--at -5m`` -> ``--at=-5m`` (a value "-" and a digit); nothing after ``--`` (a child's own
+    arguments) is touched, and ``--at --json`` still says --at lacks its value."""
+    joined, i = [], 0
+    while i < len(argv):
+        arg, value = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
+        if arg == "--":
+            return joined + argv[i:]
+        if arg in DASH_VALUE_OPTIONS and value[:1] == "-" and value[1:2].isascii() and value[1:2].isdigit():
+            joined.append(f"{arg}={value}")
+            i += 2
+            continue
+        joined.append(arg)
+        i += 1
+    return joined
+
+
+def json_wanted(argv: list[str]) -> bool:
+    """Was ``--json`` given (before any ``--``)? Then errors are a JSON object on stdout too."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+class BadArguments(UsageError):
+    """argparse refused the command line: printed as argparse does (usage, then the error)."""
+
+    def __init__(self, message: str, usage: str, prog: str) -> None:
+        super().__init__(message, f"see `{prog} --help`")
+        self.usage, self.prog = usage, prog
+
+    def one_line(self) -> str:
+        return f"{self.usage}{self.prog}: error: {self.message}"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are raised (so ``main`` reports them like any other, also as
+    JSON under ``--json``) instead of printed and exited on the spot."""
+
+    def error(self, message: str):
+        raise BadArguments(message, self.format_usage(), self.prog)
 
 
 def chosen_command(argv: list[str]) -> str | None:
@@ -91,7 +153,7 @@ def add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="guardian",
         description="Keeps a chromem-go vector store (contextd's) loadable, snapshotted and searchable.",
     )
@@ -135,6 +197,9 @@ def make_context(args: argparse.Namespace) -> Context:
         "log_level": getattr(args, "log_level", None),
     }
     config = load_config(getattr(args, "config", None), overrides=overrides)
+    if not config.store.strip():
+        raise ConfigError("the store path is empty (GUARDIAN_STORE or `store` in config.toml): it would mean "
+                          "the current folder", "set it to contextd's vectorstore folder, or unset it for the default")
     return Context(config=config)
 
 
@@ -154,9 +219,13 @@ def forget_inherited_socket_activation() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = join_dash_values(sys.argv[1:] if argv is None else argv)
     forget_inherited_socket_activation()
-    parser, args = parse_arguments(argv)
+    as_json = json_wanted(argv)
+    try:
+        parser, args = parse_arguments(argv)
+    except GuardianError as exc:
+        return report(exc, as_json)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
@@ -169,21 +238,47 @@ def main(argv: list[str] | None = None) -> int:
                        log_file=ctx.config.log_file or None)
         return int(args.handler(args, ctx) or ExitCode.OK)
     except GuardianError as exc:
-        print(exc.one_line(), file=sys.stderr)
-        return exc.exit_code
+        return report(exc, as_json)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        return report(Interrupted("interrupted", ""), as_json)
     except BrokenPipeError:
         return ExitCode.OK
     except OSError as exc:
         state = state_dir_failure(ctx, exc)
-        if state is None:
-            return internal_error(exc)
-        print(state.one_line(), file=sys.stderr)
-        return state.exit_code
+        return report(state if state is not None else internal_error(exc), as_json)
     except Exception as exc:  # a bug: still one line, never a traceback
-        return internal_error(exc)
+        return report(internal_error(exc), as_json)
+
+
+class Interrupted(GuardianError):
+    exit_code = ExitCode.INTERRUPTED
+
+    def one_line(self) -> str:
+        return self.message
+
+
+class InternalError(GuardianError):
+    """A bug in guardian: the exception's name and text, and how to see its traceback."""
+
+    exit_code = ExitCode.INTERNAL
+    default_hint = "run again with GUARDIAN_DEBUG=1 for details and report it"
+
+
+def report(error: GuardianError, as_json: bool) -> int:
+    """One line on stderr; under --json also ``{"error", "hint", "exit_code"}`` on stdout."""
+    print(error.one_line(), file=sys.stderr)
+    if as_json:
+        import json
+
+        try:
+            sys.stdout.write(json.dumps({"error": error.message, "hint": error.hint or None,
+                                        "exit_code": int(error.exit_code)}, indent=2) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):   # nobody reads stdout (or it is closed): the code still says it
+            pass
+    if isinstance(error, InternalError) and os.environ.get("GUARDIAN_DEBUG"):
+        raise error.__cause__ or error
+    return error.exit_code
 
 
 def state_dir_failure(ctx: Context | None, exc: OSError):
@@ -202,9 +297,7 @@ def state_dir_failure(ctx: Context | None, exc: OSError):
     return state_dir_error(exc, paths.root)
 
 
-def internal_error(exc: BaseException) -> int:
-    print(f"error: internal error {type(exc).__name__}: {exc} "
-          "(hint: run again with GUARDIAN_DEBUG=1 for details and report it)", file=sys.stderr)
-    if os.environ.get("GUARDIAN_DEBUG"):
-        raise exc
-    return ExitCode.INTERNAL
+def internal_error(exc: BaseException) -> InternalError:
+    error = InternalError(f"internal error {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

@@ -67,6 +67,8 @@ class Config:
     replica_key_file: str = ""            # default $XDG_CONFIG_HOME/guardian/replica.key
     replica_interval_seconds: float = 60.0   # the sidecar's catch-up check between snapshots
     replica_backoff_max: float = 300.0
+    replica_check_days: float = 7.0       # each object a replica relies on is read back this often
+    replica_check_mb: float = 256.0       # ... at most this much per push (objects whose listing changed: always)
     # text embedding (optional extra)
     embed_url: str = ""
     embed_api: str = "openai"  # openai | tei
@@ -174,6 +176,8 @@ def _validate(config: Config) -> Config:
         ("mcp_start_timeout", config.mcp_start_timeout > 0, "must be > 0"),
         ("replica_interval_seconds", config.replica_interval_seconds > 0, "must be > 0"),
         ("replica_backoff_max", config.replica_backoff_max > 0, "must be > 0"),
+        ("replica_check_days", config.replica_check_days > 0, "must be > 0"),
+        ("replica_check_mb", config.replica_check_mb >= 0, "must be >= 0"),
         ("embed_api", config.embed_api in ("openai", "tei"), "must be openai or tei"),
         ("log_level", config.log_level.lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),

@@ -1,11 +1,27 @@
 """One error hierarchy: every error guardian raises on purpose carries a hint that says what to do.
 
-The CLI prints ``error: <message> (hint: <hint>)`` on one line and exits with ``exit_code``, one
-of :class:`ExitCode` -- the one list of guardian's exit codes (README's exit-code table mirrors it).
+The CLI prints ``error: <message> (hint: <hint>)`` on one line (under ``--json`` also the object
+``{"error", "hint", "exit_code"}`` on stdout) and exits with ``exit_code``, one of
+:class:`ExitCode` -- the one list of guardian's exit codes (README's exit-code table mirrors it).
+
+The rule every command follows: the code says what to do next, not how far guardian got.
+
+- 2 (``USAGE``): change the request. guardian refused it before changing anything -- a bad flag,
+  value, configuration or store path, a time no snapshot matches, a ``--target`` that is not
+  empty, a step that needs ``--force`` or ``--replace``, a quarantined file chromem would refuse,
+  an output file that cannot be created. Asking again the same way gets 2 again. Raise
+  :class:`UsageError`, :class:`ConfigError`, :class:`StoreError` or :class:`Refused`.
+- 5 (``FAILED``): fix the cause and run it again. guardian started the work and could not finish
+  (an I/O error, a full disk, damaged snapshot data); what it was writing was left as it was.
+  Raise :class:`SnapshotError`, :class:`RestoreError`, :class:`RepairError` or :class:`OutputError`.
+- The others name their cause: 3 the store (chromem would refuse it), 4 the child, 6 the
+  supervisor, 7 another guardian, 8 a replica, 9 guardian's own state dir, 127 a command that
+  cannot be found, 130 Ctrl-C, 70 a bug (never raised on purpose).
 """
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -14,18 +30,26 @@ class ExitCode(IntEnum):
 
     OK = 0
     WARNINGS = 1        # done, with warnings (check, status), problems found (verify), a restore left it unloadable
-    USAGE = 2           # bad flags, configuration, store path or request
+    USAGE = 2           # change the request: refused before anything changed (bad flags, configuration,
+                        # store path, a time no snapshot matches, a step that needs --force ...)
     UNLOADABLE = 3      # chromem would refuse the store (check, status) or a file cannot be decoded
     CHILD_FATAL = 4     # status: the supervised child is FATAL (restarts stopped)
-    FAILED = 5          # a snapshot, restore or repair failed (the store was left as it was)
+    FAILED = 5          # started and could not finish: a snapshot, restore, repair or output file failed
+                        # (I/O error, full disk, damaged snapshot data); what it wrote was left as it was
     SUPERVISOR = 6      # the child could not be started or controlled; no sidecar answers (restart)
     LOCKED = 7          # another guardian (a sidecar, a repair) holds this store's lock
     REPLICA = 8         # a replica is unusable: unreachable, credentials refused, bucket missing, full or
                         # read-only, tampered object, wrong key (nothing local was changed)
     STATE_DIR = 9       # guardian's state dir cannot be created or written (permissions, read-only, full)
     INTERNAL = 70       # a bug in guardian (EX_SOFTWARE); GUARDIAN_DEBUG=1 shows the traceback
-    NOT_RUNNABLE = 127  # exec: the command cannot be run (as a shell says)
+    NOT_RUNNABLE = 127  # exec, install: the command cannot be found or run (as a shell says)
     INTERRUPTED = 130   # Ctrl-C (128 + SIGINT)
+
+
+# What an OSError on a path the user named means: one of these, that the path cannot be used as
+# given (pick another: exit 2); any other (a full disk, an I/O error), that the write failed (5).
+PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                         errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST})
 
 
 class GuardianError(Exception):
@@ -78,6 +102,13 @@ class NoStoreYet(GuardianError):
         return "warning" + super().one_line()[len("error"):]
 
 
+class Refused(GuardianError):
+    """guardian would not do what was asked, as asked: nothing was changed, and the hint says what
+    to change (a flag such as --force or --replace, another --at or --target). Not a failure."""
+
+    exit_code = ExitCode.USAGE
+
+
 class StoreError(GuardianError):
     """The store root cannot be used at all (missing, not a folder, unreadable)."""
 
@@ -115,7 +146,7 @@ class SnapshotError(GuardianError):
 
 
 class RestoreError(GuardianError):
-    """A restore was refused or failed; the store was left as it was."""
+    """A restore started and failed; the store was left as it was. (A refused one is :class:`Refused`.)"""
 
     exit_code = ExitCode.FAILED
 
@@ -124,6 +155,14 @@ class RepairError(GuardianError):
     """A repair could not be planned or applied."""
 
     exit_code = ExitCode.FAILED
+
+
+class OutputError(GuardianError):
+    """A file the user asked for (``export -o``, ``key export -o``) could not be written to the end
+    (a full disk, an I/O error); nothing partial was left behind."""
+
+    exit_code = ExitCode.FAILED
+    default_hint = "free some space on that disk or pick another file, then run it again"
 
 
 class QueryError(GuardianError):
@@ -140,6 +179,13 @@ class SupervisorError(GuardianError):
     """The supervised child could not be started or controlled."""
 
     exit_code = ExitCode.SUPERVISOR
+
+
+class NotRunnable(GuardianError):
+    """A command guardian is to run (or write into a service file) cannot be found or run."""
+
+    exit_code = ExitCode.NOT_RUNNABLE
+    default_hint = "check the command and PATH, or pass its full path"
 
 
 class ReplicaError(GuardianError):

@@ -26,14 +26,29 @@ from pathlib import Path
 
 import pytest
 
+from tests import gotool
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "chromem-go-v0.7.0"
 STORE_PLAIN = FIXTURES / "store-plain"
 STORE_GZ = FIXTURES / "store-gz"
 DAMAGED = FIXTURES / "damaged"
-# The real chromem-go v0.7.0 as a command (../shared beside the clone in CI); tests skip without it.
+# The real chromem-go v0.7.0 as a command: tests/chromem (the project's own program over the module),
+# built on first use (tests/gotool.py); where it cannot be built, the harness in ../shared beside the
+# clone; tests that need the real loader skip only when neither is there.
 SHARED = Path(os.environ.get("GUARDIAN_TEST_SHARED", ROOT.parent / "shared"))
 CHROMEMH = SHARED / "chromem-harness" / "chromemh"
+CHROMEM_SOURCE = ROOT / "tests" / "chromem"
+
+
+def real_chromem() -> Path:
+    """The real chromem as a command, built if need be; pytest.skip with both reasons where none is here."""
+    try:
+        return gotool.build(CHROMEM_SOURCE, "chromem", needs_modules=True)
+    except gotool.BuildFailed as exc:
+        if CHROMEMH.is_file() and os.access(CHROMEMH, os.X_OK):
+            return CHROMEMH
+        pytest.skip(f"the real chromem is not here: {exc}, and no harness at {CHROMEMH}")
 
 
 def pytest_configure(config):
@@ -110,10 +125,20 @@ def verdicts() -> dict:
 
 @pytest.fixture(scope="session")
 def chromemh() -> Path:
-    """Path of the real chromem loader/writer (``chromemh``); skips the test cleanly where absent."""
-    if not (CHROMEMH.is_file() and os.access(CHROMEMH, os.X_OK)):
-        pytest.skip(f"the real chromem harness is not at {CHROMEMH}")
-    return CHROMEMH
+    """Path of the real chromem loader/writer (tests/chromem built from chromem-go v0.7.0, see
+    :func:`real_chromem`); skips the test cleanly where it cannot be had."""
+    return real_chromem()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """Build the real chromem before any test runs (once, in the process that starts the workers):
+    a cold build takes a minute on a loaded box, which must not count against a test's timeout."""
+    if not hasattr(session.config, "workerinput"):
+        try:
+            gotool.build(CHROMEM_SOURCE, "chromem", needs_modules=True)
+        except gotool.BuildFailed:
+            pass   # the tests that need it fall back or skip, saying why
 
 
 def chromem_load(chromemh_path: Path, store: Path, compress: bool = False) -> dict:
@@ -172,13 +197,14 @@ def any_store(request, tmp_path) -> Path:
 
 
 def run_cli(*args: str, env: dict | None = None, input: bytes | None = None, timeout: float = 60,
-            check: bool = False) -> subprocess.CompletedProcess:
-    """Run `python -m guardian ARGS` in a real subprocess; returns the CompletedProcess (text)."""
+            check: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m guardian ARGS` in a real subprocess (in ``cwd``, if given: relative paths as a
+    user's shell would pass them); returns the CompletedProcess (text)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "guardian", *args],
-        env=full_env, input=input, capture_output=True, timeout=timeout,
+        env=full_env, input=input, capture_output=True, timeout=timeout, cwd=cwd,
     )
     proc.stdout_text = proc.stdout.decode("utf-8", "replace")
     proc.stderr_text = proc.stderr.decode("utf-8", "replace")

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "guardian"
 
 # A new package or root module goes here, at the lowest layer above everything it imports.
 LAYERS = {
-    "__init__": 0, "errors": 0, "logs": 0,
+    "__init__": 0, "errors": 0, "logs": 0, "words": 0,
     "format": 1, "local": 1, "restart": 1,
     "config": 2, "store": 2,
     "snapshots": 3, "index": 3,

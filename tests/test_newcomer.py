@@ -43,6 +43,8 @@ SKIP = ("systemctl ", "python3 -m venv", ".venv/bin/python -m pytest", ".venv/bi
 EXPECTED = (
     (r"guardian exec -- contextd", ExitCode.NOT_RUNNABLE),   # contextd is not installed here
     (r"guardian run -- contextd", ExitCode.LOCKED),          # the demo sidecar already guards the store
+    (r"guardian install .*-- contextd", ExitCode.NOT_RUNNABLE),  # a unit whose child cannot be found is refused
+    (r"guardian install --launchd", ExitCode.USAGE),         # the demo's state dir is in /tmp: refused, as README says
 )
 
 

@@ -11,6 +11,7 @@ import contextlib
 from guardian.local.catalog import Catalog
 from guardian.commands.output import format_table, no_store_yet_line, print_json, state_dir_writable
 from guardian.store.scan import INFO, StoreScan, scan_store
+from guardian.words import count
 
 HELP = "predict whether chromem will load the store (exit 0 ok, 1 warnings, 3 refused); --repair fixes it"
 
@@ -72,7 +73,7 @@ def render_scan(scan: StoreScan, verbose: bool = False) -> str:
         lines += ["", "what to do:", *hints]
     hidden = len(scan.problems) - len(shown)
     if hidden:
-        lines.append(f"({hidden} harmless findings hidden; -v shows them)")
+        lines.append(f"({count(hidden, 'harmless finding')} hidden; -v shows them)")
     lines += ["", verdict_line(scan)]
     return "\n".join(lines)
 
@@ -113,7 +114,8 @@ def render_report(result, verbose: bool = False) -> str:
     else:
         lines += ["nothing to repair", ""]
     if result.cleaned:
-        lines += [f"removed {len(result.cleaned)} temp file(s) an interrupted guardian write left in the store", ""]
+        lines += [f"removed {count(len(result.cleaned), 'temp file')} an interrupted guardian write left in the store",
+                  ""]
     where = ("would be moved to quarantine; no snapshot holds" if result.dry_run
              else "is in quarantine; no snapshot held")
     for lost in result.lost_documents:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 
-from guardian.commands.output import require_store
+from guardian.commands.output import require_store, write_user_file
 from guardian.errors import ExitCode, UsageError
 from guardian.format import chromem
-from guardian.local.fsutil import atomic_write, write_all
 from guardian.store.scan import scan_store
+from guardian.words import count
 
 HELP = "write every document as JSON Lines (collection, id, content, metadata, embedding)"
 
@@ -36,37 +35,16 @@ def run(args, ctx) -> int:
     lines = export_lines(collections, scan.compress)
     if args.output:
         body = "".join(lines).encode("utf-8", "surrogateescape")
-        write_output(args.output, body)
-        print(f"wrote {len(lines)} documents to {args.output}", file=sys.stderr)
+        write_user_file(args.output, body)
+        print(f"wrote {count(len(lines), 'document')} to {args.output}", file=sys.stderr)
     else:
         for line in lines:
             sys.stdout.write(line)
     skipped = sum(1 for p in scan.problems if p.kind.startswith("document_"))
     if skipped:
-        print(f"warning: {skipped} unreadable document files were skipped (see `guardian check`)", file=sys.stderr)
+        print(f"warning: skipped {count(skipped, 'unreadable document file')} (see `guardian check`)",
+              file=sys.stderr)
     return ExitCode.OK
-
-
-def write_output(path: str, body: bytes) -> None:
-    """A new or regular file is written atomically. Anything else that exists (/dev/null,
-    /dev/stdout, a FIFO, a terminal) is written into as it is and never replaced: a rename over
-    /dev/null, run as root, would leave the whole machine without one."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise UsageError(f"cannot use --output {path}: {exc.strerror or exc}", "pick a file you can write") from None
-    if info is None or stat.S_ISREG(info.st_mode):
-        atomic_write(os.path.abspath(path), body, mode=0o600)
-        return
-    if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"--output {path} is a folder", "name a file in it, e.g. --output export.jsonl")
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)   # no O_CREAT, no O_TRUNC: a device or a pipe as it is
-    try:
-        write_all(fd, body)
-    finally:
-        os.close(fd)
 
 
 def export_lines(collections, compress: bool) -> list[str]:

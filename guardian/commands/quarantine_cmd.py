@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from guardian.commands.output import format_table, human_bytes, print_json
-from guardian.errors import CodecError, ExitCode, RestoreError, UsageError
+from guardian.errors import CodecError, ExitCode, Refused, RestoreError, UsageError
 from guardian.format.layout import EXTENSIONS, METADATA_STEM
 from guardian.local import storefs
 from guardian.local.lock import store_lock
@@ -31,7 +31,7 @@ def _is_gob(name: str) -> bool:
 
 
 def check_file(path: Path) -> None:
-    """Refuse a chromem file that chromem could not decode (CodecError -> RestoreError)."""
+    """Refuse a chromem file that chromem could not decode (CodecError -> Refused: leave it in quarantine)."""
     from guardian.format import chromem  # the decoder (~0.1 s): only `quarantine restore` of a chromem file
 
     if not _is_gob(path.name):
@@ -39,29 +39,29 @@ def check_file(path: Path) -> None:
     try:
         data = storefs.read_regular(path, limit=chromem.MAX_FILE_BYTES + 1, prefix=True)
     except storefs.NotRegularFile as exc:
-        raise RestoreError(f"putting {path.name} back would put a {exc.what} where chromem reads a file",
-                           "leave it in quarantine") from None
+        raise Refused(f"putting {path.name} back would put a {exc.what} where chromem reads a file",
+                      "leave it in quarantine") from None
     try:
         if path.name.split(".")[0] == METADATA_STEM:
             chromem.decode_collection(data, str(path))
         else:
             chromem.decode_document(data, str(path))
     except CodecError as exc:
-        raise RestoreError(f"putting {path.name} back would make the store unloadable: {exc.reason}",
-                           "leave it in quarantine (or repair it first)") from None
+        raise Refused(f"putting {path.name} back would make the store unloadable: {exc.reason}",
+                      "leave it in quarantine (or repair it first)") from None
 
 
 def check_folder(path: Path) -> None:
     metadata = [p for p in (path / f"{METADATA_STEM}{ext}" for ext in EXTENSIONS) if p.is_file()]
     if not metadata:
-        raise RestoreError(f"the folder {path.name} is not a chromem collection (no {METADATA_STEM}.gob); "
-                           "chromem would refuse the store with it", "leave it in quarantine")
+        raise Refused(f"the folder {path.name} is not a chromem collection (no {METADATA_STEM}.gob); "
+                      "chromem would refuse the store with it", "leave it in quarantine")
     for child in sorted(path.iterdir()):
         if child.is_dir() and not child.is_symlink():
             continue
         if child.is_symlink() or child.stat().st_size == 0 and _is_gob(child.name):
-            raise RestoreError(f"the folder {path.name} holds {child.name}, which chromem cannot load",
-                               "leave it in quarantine")
+            raise Refused(f"the folder {path.name} holds {child.name}, which chromem cannot load",
+                          "leave it in quarantine")
         check_file(child)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from guardian.commands.output import format_table, print_json, require_store, state_dir_writable
 from guardian.errors import ExitCode, QueryError, UsageError
+from guardian.words import count
 
 HELP = "search a collection by vector, document id (--like) or text, as chromem's QueryEmbedding does"
 PROBE_TIMEOUT = 0.5
@@ -44,7 +45,7 @@ def run(args, ctx) -> int:
         print_json(answer)
     else:
         print(render(answer))
-    print(f"({len(answer['results'])} results from the {source})", file=sys.stderr)
+    print(f"({count(len(answer['results']), 'result')} from the {source})", file=sys.stderr)
     return ExitCode.OK
 
 

@@ -6,6 +6,7 @@ from guardian.commands.output import human_bytes, print_json, require_store
 from guardian.snapshots.progress import Progress
 from guardian.snapshots.take import take_snapshot
 from guardian.errors import ExitCode
+from guardian.words import count
 
 HELP = "take a snapshot of the store now (only changed files are read and stored)"
 
@@ -29,8 +30,8 @@ def run(args, ctx) -> int:
     if args.json:
         print_json(data)
         return ExitCode.WARNINGS if result.damaged else ExitCode.OK
-    print(f"snapshot {result.id}: {result.files} files ({result.read_files} read), "
-          f"{len(result.collections)} collections, {result.documents} documents, "
+    print(f"snapshot {result.id}: {count(result.files, 'file')} ({result.read_files} read), "
+          f"{count(len(result.collections), 'collection')}, {count(result.documents, 'document')}, "
           f"{human_bytes(result.total_bytes)} in the store, {human_bytes(result.new_bytes)} newly stored, "
           f"{result.seconds:.2f} s")
     for path in result.unstable:
@@ -42,6 +43,6 @@ def run(args, ctx) -> int:
     for path, why in result.skipped:
         print(f"  skipped {path}: {why}")
     if args.prune:
-        print(f"  retention: forgot {len(data['prune']['forgotten'])} snapshots, "
+        print(f"  retention: forgot {count(len(data['prune']['forgotten']), 'snapshot')}, "
               f"freed {human_bytes(data['prune']['bytes_freed'])}")
     return ExitCode.WARNINGS if result.damaged else ExitCode.OK

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 
 from guardian.commands.output import format_table, human_bytes, print_json
 from guardian.commands.restore_cmd import add_replica_arguments
 from guardian.errors import ExitCode, SnapshotError
 from guardian.snapshots.repository import Repository
+from guardian.words import count
 
 HELP = "list the snapshots of the store (newest last)"
 WIDTH = 80
@@ -82,15 +84,23 @@ def render_table(rows: list[dict], width: int = WIDTH, restore: str = "guardian 
             cells += [human_bytes(row.get("total_bytes", 0)), human_bytes(row.get("new_bytes", 0))]
         table.append(cells)
         if row.get("damaged_files"):
-            notes.append(f"  {row['id']}: {len(row['damaged_files'])} damaged file(s), previous good copies kept")
+            notes.append(f"  {row['id']}: {count(len(row['damaged_files']), 'damaged file')}, "
+                         "previous good copies kept")
     lines = [format_table(["id", "local time", "docs", "size", "new"][:5 if sizes else 3], table)]
     lines += notes
     newest = next((row for row in reversed(rows) if "damaged" not in row and "group" not in row), None)
     if newest is not None:
         names = ", ".join(newest["collections"]) or "none"
         lines += _wrapped(f"collections in {newest['id']}: {names}", width)
-    lines += _wrapped(f"restore one: {restore}  (--all: one row each; --json: all facts)", width)
+    lines += unwrapped_command("restore one: ", restore, "(--all: one row each; --json: all facts)", width)
     return "\n".join(lines)
+
+
+def unwrapped_command(label: str, command: str, note: str, width: int) -> list[str]:
+    """A command to paste, never wrapped (a URL cut at its "&" would background the command in a
+    shell): the note beside it when both fit in ``width``, else on the next line."""
+    line = f"{label}{command}  {note}"
+    return [line] if len(line) <= width else [f"{label}{command}", f"  {note}"]
 
 
 def _wrapped(text: str, width: int) -> list[str]:
@@ -115,7 +125,7 @@ def group_rows(rows: list[dict], one_by_one: int = SHOWN_ONE_BY_ONE) -> list[dic
 
 def _summary(group: list[dict]) -> dict:
     last = group[-1]
-    return {**last, "id": f"{len(group)} snapshots, hour {last['id'][:11]}", "group": len(group),
+    return {**last, "id": f"{count(len(group), 'snapshot')}, hour {last['id'][:11]}", "group": len(group),
             "new_bytes": sum(r.get("new_bytes", 0) for r in group),
             "damaged_files": [f for r in group for f in r.get("damaged_files", [])]}
 
@@ -133,5 +143,5 @@ def run_from_replica(args, ctx) -> int:
         print(f"replica {replica.display} holds no snapshot yet (push with `guardian replicate`)")
         return ExitCode.OK
     print(render_table(rows if args.all else group_rows(rows),
-                       restore=f"guardian restore --from {args.from_replica} --at ID"))
+                       restore=f"guardian restore --from {shlex.quote(args.from_replica)} --at ID"))
     return ExitCode.OK

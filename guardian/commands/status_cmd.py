@@ -12,6 +12,7 @@ import os
 from guardian.commands.output import no_store_yet_line, print_json, state_dir_writable
 from guardian.runtime.status import human_duration, store_issue_count
 from guardian.runtime.status_facts import collect_status, sidecar_status
+from guardian.words import count
 
 HELP = "show the sidecar, store health, snapshots and last repair (exit 0 ok, 1 warn, 3 unloadable, 4 FATAL)"
 
@@ -39,7 +40,7 @@ def render_status(status: dict) -> str:
     lines = [_render_sidecar(status["sidecar"]), _render_store(status["store"]),
              _render_snapshots(status["snapshots"])]
     if status["store"].get("quarantined"):
-        lines.append(f"quarantine: {status['store']['quarantined']} item(s)")
+        lines.append(f"quarantine: {count(status['store']['quarantined'], 'item')}")
     if status.get("last_repair"):
         lines.append(_render_repair(status["last_repair"]))
     lines += [_render_replica(r) for r in status.get("replicas") or []]
@@ -76,9 +77,9 @@ def _render_store(store: dict) -> str:
     counts = store["collections"]
     parts = [f"{counts[k]} {k}" for k in ("healthy", "warning", "damaged") if counts[k]]
     head = "loadable" if store["loadable"] else f"WOULD NOT LOAD ({store['error']})"
-    text = f"store: {head}, {counts['total']} collections ({', '.join(parts) or 'none'})"
+    text = f"store: {head}, {count(counts['total'], 'collection')} ({', '.join(parts) or 'none'})"
     if store_issue_count(store):
-        text += f", {store_issue_count(store)} problem(s)"
+        text += f", {count(store_issue_count(store), 'problem')}"
     for item in store.get("unrepaired") or []:
         text += f"\n  unrepaired damage: {item.get('path')} ({item.get('kind')}: {item.get('reason')})"
     return text
@@ -90,7 +91,7 @@ def _render_snapshots(snaps: dict) -> str:
     text = f"snapshots: {snaps['count']}, newest {human_duration(snaps['newest_age_seconds'])} ago"
     text += f" (oldest {snaps['oldest']})"
     if snaps.get("uncaptured_changes"):
-        text += (f"; {snaps['uncaptured_changes']} change(s) not yet captured "
+        text += (f"; {count(snaps['uncaptured_changes'], 'change')} not yet captured "
                  f"(oldest {human_duration(snaps.get('uncaptured_oldest_seconds'))})")
     elif snaps.get("uncaptured_changes") == 0:
         text += "; every change captured"
@@ -106,8 +107,10 @@ def _render_replica(replica: dict) -> str:
     if not replica.get("pushed"):
         text += "never pushed"
     else:
-        text += (f"{replica.get('remote_snapshots', 0)} snapshots, lag {human_duration(replica.get('lag_seconds'))}, "
-                 f"{replica.get('bytes_sent_total', 0)} bytes sent, {replica.get('errors_total', 0)} errors")
+        text += (f"{count(replica.get('remote_snapshots', 0), 'snapshot')}, "
+                 f"lag {human_duration(replica.get('lag_seconds'))}, "
+                 f"{count(replica.get('bytes_sent_total', 0), 'byte')} sent, "
+                 f"{count(replica.get('errors_total', 0), 'error')}")
     if replica.get("consecutive_errors"):
         text += f", FAILING: {replica.get('last_error')}"
     return text + ("" if replica.get("encrypted") else " (not encrypted)")

@@ -61,8 +61,11 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 def atomic_write(target: str | os.PathLike, data: bytes, mode: int = PRIVATE_FILE,
-                 sync_dir: bool = True) -> Path:
-    """Write ``data`` to ``target`` atomically and durably; returns the target path."""
+                 sync_dir: bool = True, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``target`` atomically and durably; returns the target path.
+
+    ``overwrite=False``: the finished file is linked into place, which fails (FileExistsError) when
+    something is already there, so an existing file is never replaced, even one that appears meanwhile."""
     target = Path(target)
     tmp = temp_path_for(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -73,7 +76,11 @@ def atomic_write(target: str | os.PathLike, data: bytes, mode: int = PRIVATE_FIL
         finally:
             os.close(fd)
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target, follow_symlinks=False)
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # our own temp file, never a user's file

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from guardian.errors import RestoreError, UsageError
+from guardian.errors import Refused, RestoreError, UsageError
 from guardian.local import storefs
 from guardian.local.fsutil import PRIVATE_FILE, atomic_write_text, ensure_dir, fsync_dir
 from guardian.local.paths import StatePaths
@@ -343,8 +343,8 @@ class Quarantine:
         for a symlink is refused, never written through); the destination is never overwritten."""
         entry = self.get(entry_id)
         if entry.state != "quarantined":
-            raise RestoreError(f"quarantine entry {entry.id} is {entry.state}; nothing to put back",
-                               "list entries with `guardian quarantine list`")
+            raise Refused(f"quarantine entry {entry.id} is {entry.state}; nothing to put back",
+                          "list entries with `guardian quarantine list`")
         if not os.path.lexists(entry.payload_path):
             raise RestoreError(f"quarantine entry {entry.id} has no payload at {entry.payload_path}")
         if validate is not None:
@@ -352,9 +352,9 @@ class Quarantine:
         with storefs.DirFds(store_root) as fds:
             parent_fd, name = _parent_for_restore(fds, entry.original_path)
             if storefs.exists_at(name, parent_fd):
-                raise RestoreError(f"{entry.original_path} already exists in the store; not overwriting it",
-                                   "pass --replace to move the current one to quarantine first "
-                                   "(`guardian quarantine restore ID --replace`)")
+                raise Refused(f"{entry.original_path} already exists in the store; not overwriting it",
+                              "pass --replace to move the current one to quarantine first "
+                              f"(`guardian quarantine restore {entry.id} --replace`)")
             _put_back(entry.payload_path, parent_fd, name)
         entry.state = "restored"
         entry.restored_at = _stamp(self.clock())

@@ -20,6 +20,7 @@ from guardian.repair.plan import (DOCUMENT_KINDS, ENTRY_KINDS, METADATA_KINDS, Q
                                   plan_repair, remaining_findings)
 from guardian.local.paths import StatePaths
 from guardian.store.scan import StoreScan, scan_store
+from guardian.words import count
 
 MAX_ROUNDS = 3  # a repair can reveal the next problem (a special metadata file, then its absence)
 ACTIONABLE = METADATA_KINDS | DOCUMENT_KINDS | QUARANTINE_KINDS | ENTRY_KINDS | {"other_format_file",
@@ -229,14 +230,14 @@ def repair_rounds(context: RepairContext, result: PreflightResult) -> None:
 
 def summary_line(result: PreflightResult) -> str:
     verb = "would apply" if result.dry_run else "applied"
-    count = len(result.actions)
+    actions = count(len(result.actions), "repair action")
     state = "loadable" if result.loadable_after else "STILL UNLOADABLE"
     before = "loadable" if result.loadable_before else "unloadable"
-    text = f"store was {before}; {verb} {count} repair action(s); now {state}"
+    text = f"store was {before}; {verb} {actions}; now {state}"
     if result.dry_run:
-        text = f"store is {before}; {verb} {count} repair action(s)"
+        text = f"store is {before}; {verb} {actions}"
     if result.lost_documents:
-        text += f"; {len(result.lost_documents)} document(s) lost"
+        text += f"; {count(len(result.lost_documents), 'document')} lost"
     return text
 
 

@@ -4,8 +4,13 @@ One 32-byte master key, from a key file (created 0600 on first use) or from a pa
 scrypt (the salt is kept, public, in the replica's header). Three sub-keys are derived from it with
 HKDF-SHA256: one encrypts objects, one names them, one proves that a key is the replica's key.
 
-* Object bodies are ``MAGIC || nonce || AES-GCM(data, aad=object name)``: a swapped, truncated or
+* Records and lists are ``MAGIC || nonce || AES-GCM(data, aad=object name)``: a swapped, truncated or
   altered object fails authentication instead of restoring something else.
+* Data objects (the repository's packs) are sealed in units, each authenticated on its own
+  (guardian.replicas.units), so a bad byte costs only the blobs it touches. Data objects written
+  before that are single messages as above; when one fails authentication, its plaintext can still
+  be had without the check (:meth:`Sealer.decrypt_unchecked`): each blob in it is then trusted only
+  once its content matches the hash an authenticated snapshot record names for it.
 * Object names are HMAC-SHA256(name key, local path): the local path holds the content hash of
   the plaintext, which must never be visible on the replica.
 """
@@ -23,12 +28,14 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from guardian.errors import ReplicaError
 from guardian.local.fsutil import ensure_dir, fsync_dir, temp_path_for, write_all
+from guardian.replicas import units
 
 MAGIC = b"GRE1"
 NONCE_BYTES = 12
@@ -115,7 +122,8 @@ class Sealer:
     encrypted = True
 
     def __init__(self, master: bytes) -> None:
-        self._aead = AESGCM(_subkey(master, b"data"))
+        self._data_key = _subkey(master, b"data")
+        self._aead = AESGCM(self._data_key)
         self._name_key = _subkey(master, b"names")
         self.key_check = hmac.new(_subkey(master, b"check"), CHECK_MESSAGE, hashlib.sha256).hexdigest()
 
@@ -137,6 +145,22 @@ class Sealer:
             raise ReplicaError(f"replica object {name[:16]} fails authentication (tampered or damaged)",
                                "run `guardian verify --from …`; restore an earlier snapshot") from None
 
+    def seal_data(self, name: str, data: bytes) -> bytes:
+        return units.seal(self._aead, name, data)
+
+    def open_data(self, name: str, blob: bytes) -> units.Opened:
+        return units.open_units(self._aead, name, blob)
+
+    def decrypt_unchecked(self, blob: bytes) -> bytes:
+        """A single-message object's plaintext without checking its tag (GCM is counter mode: a bad
+        byte spoils that byte only). Only for taking verifiable blobs out of a damaged object."""
+        nonce = blob[len(MAGIC):len(MAGIC) + NONCE_BYTES]
+        body = blob[len(MAGIC) + NONCE_BYTES:len(blob) - 16]
+        if len(nonce) != NONCE_BYTES:
+            return b""
+        decryptor = Cipher(algorithms.AES(self._data_key), modes.CTR(nonce + b"\x00\x00\x00\x02")).decryptor()
+        return decryptor.update(body) + decryptor.finalize()
+
 
 class PlainSealer:
     """No encryption (the default for folder targets): names are the local paths."""
@@ -152,6 +176,9 @@ class PlainSealer:
 
     def open(self, name: str, blob: bytes) -> bytes:
         return blob
+
+    def seal_data(self, name: str, data: bytes) -> bytes:
+        return data
 
 
 @dataclass(frozen=True)

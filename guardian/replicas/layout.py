@@ -5,8 +5,11 @@ Keys on the target::
     guardian-replica.json      header (plaintext): format, encrypted or not, how the key is derived,
                                a key check value (so a wrong key is refused before anything is read),
                                the owner (the one store that pushes here: guardian.replicas.owner)
-    data/…                     one object per local repository file (opaque, immutable)
-    lists/…                    object lists shared by many records (see below)
+    data/…                     one object per local repository file (opaque, immutable); encrypted ones
+                               sealed in units, a blob each (guardian.replicas.units)
+    lists/…                    object lists shared by many records (see below), and a second copy of
+                               each base file list the snapshots' manifests are encoded against
+                               (``dict-…``: every file of a snapshot depends on it)
     snapshots/<id>             one record per snapshot, written LAST: the commit point
 
 A record holds the snapshot's manifest file (as the local repository stores it) and the list of
@@ -18,6 +21,7 @@ most its own base, so deleting any record never breaks another one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -39,6 +43,12 @@ REL_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9.
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}$")
 
 
+def _compressor() -> zstandard.ZstdCompressor:
+    """Records and lists carry zstd's content checksum: on a plain replica nothing else would
+    catch a flipped byte that still decodes (a count, a hash in an entry)."""
+    return zstandard.ZstdCompressor(level=3, write_checksum=True)
+
+
 def data_key(name: str, encrypted: bool) -> str:
     """``data/<name>``; keyed-hash names are fanned out by their first two characters."""
     return f"{DATA_PREFIX}{name[:2]}/{name}" if encrypted else f"{DATA_PREFIX}{name}"
@@ -46,6 +56,16 @@ def data_key(name: str, encrypted: bool) -> str:
 
 def record_key(snapshot_id: str) -> str:
     return f"{SNAPSHOTS_PREFIX}{snapshot_id}"
+
+
+def dictionary_name(digest: str) -> str:
+    """The name (before sealing) of the copy of base file list ``digest`` under ``lists/``."""
+    return f"dict-{digest}"
+
+
+def list_name(encoded: bytes) -> str:
+    """The name (before sealing) of an object list: its content hash."""
+    return "list-" + hashlib.sha256(encoded).hexdigest()
 
 
 def snapshot_ids(keys) -> list[str]:
@@ -87,7 +107,7 @@ def _entries(rows, what: str) -> list[Entry]:
 
 def encode_list(entries: list[Entry]) -> bytes:
     rows = [e.row() for e in sorted(entries, key=lambda e: e.rel)]
-    return zstandard.ZstdCompressor(level=3).compress(json.dumps(rows, separators=(",", ":")).encode())
+    return _compressor().compress(json.dumps(rows, separators=(",", ":")).encode())
 
 
 def decode_list(data: bytes) -> list[Entry]:
@@ -96,6 +116,22 @@ def decode_list(data: bytes) -> list[Entry]:
     except (zstandard.ZstdError, ValueError):
         raise ReplicaError("replica object list is damaged", "run `guardian verify --from …`") from None
     return _entries(rows, "object list")
+
+
+def encode_dictionary(raw: bytes) -> bytes:
+    """A base file list (a blob of the local repository) as its copy under ``lists/`` holds it."""
+    return _compressor().compress(raw)
+
+
+def decode_dictionary(data: bytes, digest: str) -> bytes:
+    """The base file list ``digest`` from its copy; ReplicaError unless it matches its hash."""
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_PLAIN)
+    except zstandard.ZstdError:
+        raw = b""
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise ReplicaError(f"replica copy of base file list {digest[:12]} is damaged", "run `guardian replicate`")
+    return raw
 
 
 @dataclass
@@ -134,7 +170,7 @@ def encode_record(record: Record) -> bytes:
         "added": [e.row() for e in record.added], "removed": record.removed,
     }, separators=(",", ":")).encode()
     raw = RECORD_MAGIC + struct.pack(">I", len(header)) + header + record.manifest
-    return zstandard.ZstdCompressor(level=3).compress(raw)
+    return _compressor().compress(raw)
 
 
 def decode_record(data: bytes, snapshot_id: str) -> Record:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,9 +47,10 @@ def owner_record(owner_id: str) -> dict:
     return {"id": owner_id, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def needs_claim(header: dict, owner_id: str, take_over: bool, display: str) -> bool:
+def needs_claim(header: dict, owner_id: str, take_over: bool, display: str, url: str | None = None) -> bool:
     """Whether the header must be rewritten naming ``owner_id``; ReplicaOwnedElsewhere when another
-    store owns the replica and this push does not take it over."""
+    store owns the replica and this push does not take it over (its hint: the command to paste, with
+    the whole ``url`` quoted for the shell)."""
     current = header.get("owner") if isinstance(header.get("owner"), dict) else None
     if current is None or take_over:
         return current is None or current.get("id") != owner_id
@@ -58,4 +60,4 @@ def needs_claim(header: dict, owner_id: str, take_over: bool, display: str) -> b
         f"another store pushes to replica {display} (owner {str(current.get('id'))[:8]}…, "
         f"since {current.get('since', '?')}); two stores on one prefix would mix their snapshots",
         "give each store its own prefix; if this store replaces that one (restored onto a new machine), "
-        f"take it over once: guardian replicate --take-over --to {display}")
+        f"take it over once: guardian replicate --take-over --to {shlex.quote(url or display)}")

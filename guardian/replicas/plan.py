@@ -75,3 +75,36 @@ def replica_lag(local_ids: list[str], remote_ids: list[str], now: datetime) -> f
     if not behind:
         return 0.0
     return max(0.0, (now - id_time(min(behind))).total_seconds())
+
+
+@dataclass
+class CheckPlan:
+    """Which objects a push looks at before relying on them again (see guardian.replicas.mend)."""
+
+    missing: list[str] = field(default_factory=list)   # not in the listing: pushed again
+    changed: list[str] = field(default_factory=list)   # listed otherwise than when last known good: read back
+    due: list[str] = field(default_factory=list)       # not read back for a while (or never): read back
+
+
+def plan_checks(relied, listing: dict[str, tuple[int, str]], known: dict[str, tuple[int, str, float]],
+                now: float, max_age: float, budget: int | None) -> CheckPlan:
+    """``relied``: the keys the kept snapshots need; ``listing``: key -> (size, tag) now; ``known``:
+    key -> (size, tag, when last known good). Objects due are taken oldest first (never checked
+    first) until ``budget`` bytes (None: no limit; at least one object, so a large one is reached)."""
+    plan = CheckPlan()
+    candidates = []
+    for key in sorted(relied):
+        if key not in listing:
+            plan.missing.append(key)
+        elif key in known and tuple(known[key][:2]) != tuple(listing[key]):
+            plan.changed.append(key)
+        elif key not in known or now - known[key][2] >= max_age:
+            candidates.append((known[key][2] if key in known else 0.0, key))
+    spent = 0
+    for _, key in sorted(candidates):
+        size = listing[key][0]
+        if budget is not None and plan.due and spent + size > budget:
+            break
+        plan.due.append(key)
+        spent += size
+    return plan

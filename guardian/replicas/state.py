@@ -1,4 +1,5 @@
-"""What guardian remembers about each replica (in the state dir): last push, errors, bytes sent.
+"""What guardian remembers about each replica (in the state dir): last push, errors, bytes sent,
+damage found and not mended.
 
 One small JSON file per replica URL, written atomically after every push attempt by whoever pushed
 (the sidecar or `guardian replicate`); `status`, `/metrics` and the alerts read it. No credential
@@ -10,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from guardian.local.fsutil import atomic_write_text, ensure_dir
+
+
+UNMENDED_KEPT = 20
 
 
 def replica_id(display: str) -> str:
@@ -40,6 +44,8 @@ class ReplicaState:
     objects_sent_total: int = 0
     remote_snapshots: int = 0
     newest_remote: str | None = None
+    objects_mended_total: int = 0       # damaged or missing objects pushed again
+    unmended: list = field(default_factory=list)   # damage the last push found and could not mend from here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +76,8 @@ def note_success(path: Path, display: str, result, now: float | None = None) -> 
     state.bytes_sent_total += result.bytes_sent
     state.objects_sent_total += result.objects_sent
     state.remote_snapshots, state.newest_remote = result.remote_snapshots, result.newest_remote
+    state.objects_mended_total += len(result.mend.mended)
+    state.unmended = [f"{key}: {why}" for key, why in sorted(result.mend.unmendable.items())][:UNMENDED_KEPT]
     _save(path, state)
     return state
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from guardian.errors import LockError, ReplicaError
 from guardian.local.lock import store_lock
 from guardian.local.paths import StatePaths
+from guardian.replicas.ledger import Ledger, ledger_file
+from guardian.replicas.mend import CheckPolicy
 from guardian.replicas.owner import local_owner_id
 from guardian.replicas.plan import Retention
 from guardian.replicas.push import PushResult, push
@@ -24,9 +26,10 @@ class ReplicaBusy(ReplicaError):
 
 def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = None, progress=None,
               lock_timeout: float = 600.0, collect_garbage: bool = False, cancelled=None,
-              take_over: bool = False) -> PushResult:
+              take_over: bool = False, check_everything: bool = False) -> PushResult:
     """Push the store's repository to ``url``; ReplicaError (recorded in the state file) on failure.
-    ``take_over``: make this store the replica's owner even if another store owns it."""
+    ``take_over``: make this store the replica's owner even if another store owns it;
+    ``check_everything``: read back every object the replica's snapshots rely on (not only those due)."""
     display = spec_from_config(url, config).display
     status = state_file(paths.root, display)
     replica = None
@@ -35,7 +38,9 @@ def replicate(config, paths: StatePaths, url: str, *, key_file: str | None = Non
             replica = Replica.open(url, config, key_file=key_file, create=True,
                                    owner=local_owner_id(paths.root), take_over=take_over)
             result = push(replica, Repository(paths.snapshots), Retention.from_config(config), progress,
-                          collect_garbage=collect_garbage, cancelled=cancelled)
+                          collect_garbage=collect_garbage, cancelled=cancelled,
+                          ledger=Ledger.load(ledger_file(paths.root, display)),
+                          policy=CheckPolicy.from_config(config, everything=check_everything))
     except LockError:
         raise ReplicaBusy(f"another guardian is pushing to {display}", "wait for it (guardian status)") from None
     except ReplicaError as exc:

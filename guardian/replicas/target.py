@@ -5,6 +5,11 @@ about snapshots. Every put is atomic (S3 PUT; temp file + fsync + rename for fol
 interrupted upload leaves whole objects or none. Every failure becomes a one-line
 :class:`ReplicaError` with a hint.
 
+A listing gives each object's size and a *tag* that changes whenever the object's bytes are
+written again: S3's ETag (the MD5 of a simple PUT), a file's mtime, ctime and inode. ``put``
+returns the tag of what it wrote, so a push can tell from one listing which objects changed since
+guardian wrote or last read them (guardian.replicas.mend).
+
 Replica URLs::
 
     s3://bucket/prefix?endpoint=http://127.0.0.1:8333&region=us-east-1&path_style=1&profile=NAME
@@ -135,8 +140,16 @@ class FolderTarget:
             raise self._fail(exc, "creating the folder") from None
 
     def list(self, prefix: str) -> dict[str, int]:
+        return {key: size for key, (size, _) in self.listing(prefix).items()}
+
+    @staticmethod
+    def _tag(info: os.stat_result) -> str:
+        return f"{info.st_mtime_ns}.{info.st_ctime_ns}.{info.st_ino}"
+
+    def listing(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """key -> (size, tag) of every object under ``prefix``."""
         top = self._path(prefix)
-        found: dict[str, int] = {}
+        found: dict[str, tuple[int, str]] = {}
         pending = [(prefix.rstrip("/"), top)]
         while pending:
             key_prefix, folder = pending.pop()
@@ -149,11 +162,12 @@ class FolderTarget:
             for entry in entries:
                 if entry.name.startswith(TEMP_PREFIX):
                     continue
-                key = f"{key_prefix}/{entry.name}"
+                key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append((key, Path(entry.path)))
                 elif entry.is_file(follow_symlinks=False):
-                    found[key] = entry.stat(follow_symlinks=False).st_size
+                    info = entry.stat(follow_symlinks=False)
+                    found[key] = (info.st_size, self._tag(info))
         return found
 
     def get(self, key: str) -> bytes | None:
@@ -164,13 +178,14 @@ class FolderTarget:
         except OSError as exc:
             raise self._fail(exc, f"reading {key}") from None
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes) -> str:
         path = self._path(key)
         try:
             if path.parent not in self._made:
                 ensure_dir(path.parent)
                 self._made.add(path.parent)
             atomic_write(path, data)
+            return self._tag(os.lstat(path))
         except OSError as exc:
             raise self._fail(exc, f"writing {key}") from None
 
@@ -266,14 +281,18 @@ class S3Target:
         self._call("listing", self.client.list_objects_v2, Bucket=self.bucket, Prefix=self.base, MaxKeys=1)
 
     def list(self, prefix: str) -> dict[str, int]:
+        return {key: size for key, (size, _) in self.listing(prefix).items()}
+
+    def listing(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """key -> (size, ETag) of every object under ``prefix``."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        found: dict[str, int] = {}
+        found: dict[str, tuple[int, str]] = {}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.base + prefix)
             for page in pages:
                 for item in page.get("Contents", ()):
-                    found[item["Key"][len(self.base):]] = item["Size"]
+                    found[item["Key"][len(self.base):]] = (item["Size"], item.get("ETag", "").strip('"'))
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, "listing") from None
         return found
@@ -290,8 +309,10 @@ class S3Target:
         except BotoCoreError as exc:
             raise self._fail(exc, f"reading {key}") from None
 
-    def put(self, key: str, data: bytes) -> None:
-        self._call(f"writing {key}", self.client.put_object, Bucket=self.bucket, Key=self.base + key, Body=data)
+    def put(self, key: str, data: bytes) -> str:
+        answer = self._call(f"writing {key}", self.client.put_object, Bucket=self.bucket, Key=self.base + key,
+                            Body=data)
+        return str(answer.get("ETag", "")).strip('"')
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 from guardian.errors import ExitCode
 from guardian.local.fsutil import atomic_write, ensure_dir
+from guardian.words import count
 
 HEARTBEAT_SECONDS = 5.0
 STALE_FACTOR = 3
@@ -294,13 +295,14 @@ def status_warnings(status: dict) -> list[str]:
     elif store.get("exists") is False:   # the one "no store yet" rule: normal on a new machine, a warning
         out.append("no store yet (contextd creates it on first start)")
     elif store_issue_count(store):
-        out.append(f"store loads with {store_issue_count(store)} problem(s)")
+        out.append(f"store loads with {count(store_issue_count(store), 'problem')}")
     if child_is_fatal(status):
         out.append("child is FATAL (restarts stopped; run `guardian restart`)")
     if not sidecar.get("running"):
         out.append(f"sidecar {sidecar.get('detail', 'not running')}")
     if store.get("unrepaired"):
-        out.append(f"{len(store['unrepaired'])} damaged path(s) the live repair could not fix (see `guardian check`)")
+        out.append(f"{count(len(store['unrepaired']), 'damaged path')} the live repair could not fix "
+                   "(see `guardian check`)")
     if snaps["count"] == 0:
         out.append("no snapshot yet")
     elif snaps["stale"]:
@@ -325,6 +327,9 @@ def replica_warnings(replicas: list[dict]) -> list[str]:
             out.append(f"replica {name} was never pushed (guardian replicate)")
         elif (replica.get("lag_seconds") or 0) > REPLICA_LAG_WARNING:
             out.append(f"replica {name} is {human_duration(replica['lag_seconds'])} behind")
+        if replica.get("unmended"):
+            out.append(f"replica {name} holds {len(replica['unmended'])} damaged object(s) this machine cannot push "
+                       f"again ({replica['unmended'][0]}); its snapshots restore without what those held")
     return out
 
 

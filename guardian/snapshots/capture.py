@@ -23,11 +23,13 @@ import stat as statmod
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from guardian.format import layout
 from guardian.local.procpool import SharedWork, usable_cpus
-from guardian.snapshots.manifest import FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
+from guardian.snapshots.collection_files import ABSENT_REASON, is_document, metadata_path
+from guardian.snapshots.good_copies import names_nothing
+from guardian.snapshots.manifest import FLAG_ABSENT, FLAG_DAMAGED, FLAG_RACY, FLAG_UNSTABLE
 from guardian.snapshots.packs import FinishedPack
 from guardian.snapshots.repository import Repository, sha256_hex
 from guardian.store.judge import damage_of, prepare as prepare_judge
@@ -153,6 +155,7 @@ class Capture:
         self.unreadable: list[tuple[str, str]] = []
         self.damaged: list[tuple[str, str]] = []
         self.contents: dict[str, bytes] = {}   # metadata files read this time (for names)
+        self.gone: dict[str, list] = {}        # previous rows of the files an incremental take saw go
         self.delay = test_slow_io_delay() if delay is None else delay
 
     def capture_all(self, files: dict[str, os.stat_result]) -> list[list]:
@@ -213,6 +216,8 @@ class Capture:
             return self._unstable(rel)
         data, info = result
         damage = damage_of(rel, data)
+        if damage is None and rel.endswith(METADATA_ENDINGS) and names_nothing(rel, data):
+            damage = EMPTY_NAME_REASON
         if damage is not None:
             return self._damaged(rel, damage, info)
         digest = sha256_hex(data)
@@ -261,9 +266,56 @@ class Capture:
                 bisect.insort(order, row, key=ROW_PATH)
             rows[rel] = row
         for rel in gone:
-            if rows.pop(rel, None) is not None:
+            dropped = rows.pop(rel, None)
+            if dropped is not None:
                 del order[bisect.bisect_left(order, rel, key=ROW_PATH)]
+                self.gone[rel] = dropped
         return order, rows
+
+    def keep_lost_metadata(self, rows: list[list], by_path: dict | None, compress: bool, folders: Iterable[str],
+                           older: Callable[[set[str]], dict] | None = None) -> list[str]:
+        """Top ``folders`` (every one, or those that changed) holding documents and no good metadata file (deleted,
+        cut, or being written with no good copy read): damage, like a damaged file, and chromem refuses
+        the whole store for it. Each gets the previous snapshot's good copy of its metadata (else, with
+        ``older``, the one an older snapshot names: ``older(folders) -> {folder: FoundCopy}``), flagged
+        damaged, and absent when no file was there; with no good copy anywhere the row says so and has
+        no content. ``rows`` (sorted by path) and ``by_path`` are updated in place; returns the paths
+        whose rows this changed."""
+        gaps = {folder for folder in folders if _lacks_metadata(rows, folder, compress)}   # a bisect or two each
+        if not gaps:
+            return []
+        found = {}
+        current = {}
+        for folder in sorted(gaps):
+            rel = metadata_path(folder, compress)
+            at = bisect.bisect_left(rows, rel, key=ROW_PATH)
+            current[folder] = rows[at] if at < len(rows) and rows[at][PATH] == rel else None
+            old = self.previous.get(rel) or self.gone.get(rel)
+            if old is not None and old[HASH] and self.repo.has_blob(old[HASH]):
+                found[folder] = old
+        missing = set(gaps) - set(found)
+        if missing and older is not None:
+            found.update({folder: copy.row for folder, copy in older(missing).items()})
+        changed = []
+        for folder in sorted(gaps):
+            rel, now, good = metadata_path(folder, compress), current[folder], found.get(folder)
+            if now is None:
+                self.damaged.append((rel, ABSENT_REASON))
+            flags = FLAG_DAMAGED | (FLAG_ABSENT if now is None else 0)
+            if good is not None:
+                row = [rel, good[SIZE], good[MODE], good[MTIME], good[INODE], good[HASH], flags]
+            elif now is None:
+                row = [rel, 0, 0, 0, 0, None, flags]
+            else:
+                continue   # damaged or unstable as read, no good copy anywhere: already flagged so
+            if now is None:
+                bisect.insort(rows, row, key=ROW_PATH)
+            else:
+                rows[bisect.bisect_left(rows, rel, key=ROW_PATH)] = row
+            if by_path is not None:
+                by_path[rel] = row
+            changed.append(rel)
+        return changed
 
     def _unstable(self, rel: str) -> list | None:
         try:
@@ -284,6 +336,26 @@ class Capture:
         if self.progress:
             self.progress.advance(len(result.rows))
         return result.rows
+
+
+METADATA_ENDINGS = tuple("/" + layout.METADATA_STEM + ext for ext in layout.EXTENSIONS)
+EMPTY_NAME_REASON = "the metadata names no collection (chromem refuses its documents)"
+
+
+def _lacks_metadata(rows: list[list], folder: str, compress: bool) -> bool:
+    """Whether the top ``folder`` holds a document and no metadata row with content (``rows`` sorted by
+    path): a bisect for the metadata, then the folder's rows up to its first document."""
+    rel = metadata_path(folder, compress)
+    at = bisect.bisect_left(rows, rel, key=ROW_PATH)
+    if at < len(rows) and rows[at][PATH] == rel and rows[at][HASH] is not None:
+        return False
+    prefix = folder + "/"
+    at = bisect.bisect_left(rows, prefix, key=ROW_PATH)
+    while at < len(rows) and rows[at][PATH].startswith(prefix):
+        if is_document(rows[at][PATH], compress):
+            return True
+        at += 1
+    return False
 
 
 class ParallelCapture:

@@ -34,7 +34,9 @@ ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}$")
 FLAG_UNSTABLE = 1  # the file kept changing while read: not stored from this snapshot's read
 FLAG_RACY = 2      # modified too close to the scan: the next snapshot must re-read it
 FLAG_DAMAGED = 4   # the file as read would not load in chromem: the row keeps the previous good copy
-NO_CONTENT_FLAGS = FLAG_UNSTABLE | FLAG_DAMAGED  # a row with one of these may have no hash (no good copy)
+FLAG_ABSENT = 8    # (with FLAG_DAMAGED) a collection's metadata file was missing: the row keeps its last good copy
+FLAG_LOST = 16     # fetched from a damaged replica: its content was lost; the row keeps an older intact copy, or none
+NO_CONTENT_FLAGS = FLAG_UNSTABLE | FLAG_DAMAGED | FLAG_LOST  # a row with one of these may have no hash (no good copy)
 MAX_HEADER = 64 << 20
 MAX_BODY = 2 << 30
 
@@ -56,6 +58,14 @@ class ManifestEntry:
     @property
     def damaged(self) -> bool:
         return bool(self.flags & FLAG_DAMAGED)
+
+    @property
+    def absent(self) -> bool:
+        return bool(self.flags & FLAG_ABSENT)
+
+    @property
+    def lost(self) -> bool:
+        return bool(self.flags & FLAG_LOST)
 
     @property
     def racy(self) -> bool:

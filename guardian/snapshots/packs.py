@@ -86,22 +86,31 @@ def decode_index(blob: bytes, data_end: int) -> list[PackEntry]:
     return list(zip(digests, offsets, lengths, sizes))
 
 
+def _index_from(size: int, read: Callable[[int, int], bytes]) -> list[PackEntry]:
+    """The index of a pack of ``size`` bytes, ``read(length, offset)`` giving its bytes."""
+    if size < len(PACK_MAGIC) + TRAILER.size:
+        raise PackError("too short to be a pack")
+    if read(len(PACK_MAGIC), 0) != PACK_MAGIC:
+        raise PackError("not a guardian pack")
+    length, magic = TRAILER.unpack(read(TRAILER.size, size - TRAILER.size))
+    data_end = size - TRAILER.size - length
+    if magic != TRAILER_MAGIC or length > MAX_INDEX or data_end < len(PACK_MAGIC):
+        raise PackError("pack trailer is damaged")
+    return decode_index(read(length, data_end), data_end)
+
+
 def read_index(path: str | os.PathLike) -> list[PackEntry]:
     """The index at the end of the pack at ``path`` (two small reads); PackError if it is not whole."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
-        if size < len(PACK_MAGIC) + TRAILER.size:
-            raise PackError("too short to be a pack")
-        if os.pread(fd, len(PACK_MAGIC), 0) != PACK_MAGIC:
-            raise PackError("not a guardian pack")
-        length, magic = TRAILER.unpack(os.pread(fd, TRAILER.size, size - TRAILER.size))
-        data_end = size - TRAILER.size - length
-        if magic != TRAILER_MAGIC or length > MAX_INDEX or data_end < len(PACK_MAGIC):
-            raise PackError("pack trailer is damaged")
-        return decode_index(os.pread(fd, length, data_end), data_end)
+        return _index_from(os.fstat(fd).st_size, lambda length, offset: os.pread(fd, length, offset))
     finally:
         os.close(fd)
+
+
+def index_of(data: bytes) -> list[PackEntry]:
+    """The index of a pack held in memory (a replica object); PackError if it is not whole."""
+    return _index_from(len(data), lambda length, offset: bytes(data[offset:offset + length]))
 
 
 @dataclass

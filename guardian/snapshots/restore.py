@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from guardian.errors import RestoreError, SnapshotError
+from guardian.errors import Refused, RestoreError, SnapshotError, StoreError
 from guardian.format.layout import collection_dir_name
 from guardian.local import fsutil, storefs
 from guardian.logs import get_logger
@@ -34,9 +34,10 @@ from guardian.snapshots.repository import Repository
 from guardian.store.judge import prepare as prepare_judge
 from guardian.store.scan import no_cyclic_gc, scan_store
 from guardian.snapshots.restore_plan import CurrentFile, RestorePlan, plan_restore, scope_for_collection
+from guardian.snapshots.restore_inputs import gather_inputs, known_names, store_rebuilt
 from guardian.snapshots.capture import test_slow_io_delay
 from guardian.snapshots.unpack import RunResult, SharedStaging, StageJob
-from guardian.snapshots.timespec import pick_snapshot
+from guardian.snapshots.timespec import nothing_at_or_before, pick_snapshot
 from guardian.local.paths import StatePaths
 
 
@@ -52,16 +53,13 @@ def id_time(snapshot_id: str) -> datetime:
 
 
 def choose_snapshot(repo: Repository, at: datetime | None) -> str:
-    """The id of the newest snapshot taken at or before ``at``; RestoreError if there is none."""
+    """The id of the newest snapshot taken at or before ``at``; Refused if there is none."""
     ids = repo.list_ids()
     if not ids:
-        raise RestoreError("there are no snapshots of this store yet", "take one with `guardian snapshot`")
+        raise Refused("there are no snapshots of this store yet", "take one with `guardian snapshot`")
     chosen = pick_snapshot([(i, id_time(i)) for i in ids], at)
     if chosen is None:
-        first = id_time(ids[0]).astimezone().isoformat(timespec="seconds")
-        raise RestoreError(f"no snapshot was taken at or before {at.astimezone().isoformat(timespec='seconds')}; "
-                           f"the first one is from {first}",
-                           "pass a later --at (see `guardian snapshots`)")
+        raise nothing_at_or_before(at, id_time(ids[0]), "", "`guardian snapshots`")
     return chosen
 
 
@@ -162,7 +160,8 @@ class RestoreResult:
                 "counts": self.plan.counts(), "quarantine_entries": self.quarantined,
                 "loadable": self.loadable, "load_error": self.load_error, "skipped_damaged": self.skipped,
                 "refused_damaged": self.refused_damaged,
-                "actions": self.plan.to_dict()["actions"]}
+                **{key: value for key, value in self.plan.to_dict().items()
+                   if key in ("actions", "substituted", "left_out")}}
 
 
 def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
@@ -171,7 +170,7 @@ def resolve_scope(manifest: Manifest, collection: str | None) -> str | None:
     scope = scope_for_collection(collection, manifest.collections, collection_dir_name)
     if scope is None:
         names = ", ".join(sorted(c.name for c in manifest.collections if c.name)) or "none"
-        raise RestoreError(f"snapshot {manifest.id} has no collection {collection!r} (it has: {names})",
+        raise Refused(f"snapshot {manifest.id} has no collection {collection!r} (it has: {names})",
                            "check the name, or pick another --at")
     return scope
 
@@ -188,7 +187,7 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
     repo = Repository(paths.snapshots)
     root = paths.store
     if not root.is_dir():
-        raise RestoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
+        raise StoreError(f"the store {root} is not a folder", "create the folder or pass the right --store")
     if not dry_run:
         prepare_judge()  # the decoder's import, not while holding the lock
     # a dry run only reads (manifests are committed by one rename, so a concurrent writer never shows
@@ -200,14 +199,16 @@ def restore_store(paths: StatePaths, at: datetime | None, collection: str | None
         else:
             snapshot_id, manifest, skipped = choose_readable(repo, at)
         scope = resolve_scope(manifest, collection)
+        inputs = gather_inputs(repo, manifest, scope, known_names(paths.catalog_file, collection), allow_damaged)
         state = read_store_state(root, scope)
-        plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope)
+        plan = plan_restore(snapshot_id, manifest.files or [], manifest.dirs, state.current, scope, inputs)
         result = RestoreResult(snapshot_id, manifest.time, scope, collection, plan, dry_run, skipped=skipped)
         if dry_run:
             return result
         if plan.disturbs_store and confirm is not None and not confirm(plan):
-            raise RestoreError("restore cancelled; the store was not changed", "pass --force to skip the question")
+            raise Refused("restore cancelled; the store was not changed", "pass --force to skip the question")
         storefs.clean_guardian_temps(root)
+        store_rebuilt(repo, plan.rebuilt_blobs(inputs))
         executor = Executor(root, repo, Quarantine(paths), plan, progress, allow_damaged)
         result.quarantined = executor.run()
         result.refused_damaged = sorted(executor.refused, key=lambda item: item["path"])

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.local.catalog import Catalog
-from guardian.errors import CodecError, GuardianError, SnapshotError
+from guardian.errors import CodecError, GuardianError, SnapshotError, StoreError
 from guardian.format import layout
 from guardian.local import storefs
 from guardian.logs import get_logger
@@ -44,6 +44,7 @@ from guardian.snapshots.manifest import (FLAG_UNSTABLE, CollectionInfo, Manifest
                                          encode_body, encode_manifest, encode_with_body, sparse_delta)
 from guardian.store.scan import no_cyclic_gc
 from guardian.snapshots.capture import FLAGS, HASH, PATH, SIZE, Capture, read_stable
+from guardian.snapshots.good_copies import BlobJudge, Snapshots, metadata_copies, search_order
 from guardian.snapshots.repository import Repository, new_snapshot_id
 from guardian.local.paths import StatePaths
 
@@ -360,7 +361,7 @@ def take_snapshot(paths: StatePaths, compress: bool | None = None, *, lock_timeo
     by the caller (continuous capture), whose blob index is then looked at again, not rebuilt."""
     root = paths.store
     if not root.is_dir():
-        raise SnapshotError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
+        raise StoreError(f"the store {root} is not a folder", "pass --store with contextd's vectorstore folder")
     paths.ensure()
     repo = (repo or Repository(paths.snapshots)).ensure()
     prepare_judge()  # the decoder's import, not while holding the lock
@@ -550,6 +551,11 @@ def _take_incremental(paths, repo: Repository, base: "Baseline", changed: set[st
         before = _RowFacts.of(base, changes)
         base.files_per_folder()
         rows, by_path = capture.capture_changes(changes)
+        is_compressed = previous.compress if compress is None else compress
+        for rel in capture.keep_lost_metadata(rows, by_path, is_compressed, {rel.partition("/")[0] for rel in changes}):
+            changes.setdefault(rel, None)   # a row this snapshot changed: looked at like a changed path
+            if before is not None:
+                before.changed.add(rel)
         folder_files = changed_folder_files(base, changes, by_path, old)
         manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress,
                                    (base, changes, by_path, folder_files, old), before)
@@ -665,7 +671,11 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
         progress.start(len(listing.files))
     try:
         rows = capture.capture_all(listing.files)
-        manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress)
+        is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
+        capture.keep_lost_metadata(rows, None, is_compressed, {d for d, _ in listing.dirs if "/" not in d},
+                                   older=lambda folders: _older_metadata(repo, folders, is_compressed))
+        manifest = _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress,
+                                   is_compressed=is_compressed)
         manifest.stats["seconds"] = round(time.monotonic() - started, 3)
         manifest_bytes, data = _commit(repo, manifest, rows, previous, capture)
     except GuardianError:
@@ -686,6 +696,12 @@ def _take_locked(paths, repo, compress, clock, progress, reader) -> SnapshotResu
         Catalog(paths.catalog_file).add(names, "snapshot")
     return _result(manifest, capture.new_blobs, capture.new_bytes, capture.read_files, manifest_bytes,
                    time.monotonic() - started, capture.damaged)
+
+
+def _older_metadata(repo: Repository, folders: set[str], compress: bool) -> dict:
+    """The newest good metadata copy any snapshot's header names for each of ``folders`` (a full take
+    whose previous snapshot has none: taken before guardian kept them, or a damaged one)."""
+    return metadata_copies(BlobJudge(repo), folders, compress, search_order(repo.list_ids(), None), Snapshots(repo))
 
 
 def _commit_unchanged(paths, repo, newest: _Previous, listing, compress, moment, started) -> SnapshotResult | None:
@@ -728,13 +744,13 @@ def _save_stat_cache(paths, listing, rows, started_ns: int, data: bytes) -> None
 
 
 def _build_manifest(paths, repo, listing, rows, capture, previous, moment, compress, incremental=None,
-                    before: "_RowFacts | None" = None) -> Manifest:
+                    before: "_RowFacts | None" = None, is_compressed: bool | None = None) -> Manifest:
     """The new snapshot's header; its file list stays as ``rows`` (encoded by :func:`_commit`).
     ``before`` (incremental): the changed paths' sizes and flags in the previous snapshot, so the
     totals are the previous ones adjusted, without a pass over every row."""
-    if incremental is not None and compress is None:
+    if is_compressed is None and incremental is not None and compress is None:
         is_compressed = previous.compress  # the store's format does not change with a few writes
-    else:
+    elif is_compressed is None:
         is_compressed = detect_compress(listing.files or [row[PATH] for row in rows], compress)
     collections = None
     if incremental is not None and is_compressed == previous.compress:

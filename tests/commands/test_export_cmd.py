@@ -76,3 +76,17 @@ def test_export_into_a_fifo_writes_into_it_and_never_replaces_it(cli, plain_stor
 def test_export_to_a_folder_is_one_line(cli, plain_store, tmp_path):
     proc = cli("export", "--store", str(plain_store), "-o", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr_text.startswith(f"error: --output {tmp_path} is a folder")
+
+
+def test_export_onto_a_full_disk_is_a_failure_that_leaves_no_partial_file(cli, plain_store, tmpfs):
+    disk = tmpfs("small", "16k")
+    proc = cli("export", "--store", str(plain_store), "-o", str(disk / "out.jsonl"))
+    assert proc.returncode == 5, proc.stderr_text        # ExitCode.FAILED, not an internal error (70)
+    assert proc.stderr_text.startswith(f"error: cannot write --output {disk / 'out.jsonl'}: No space left")
+    assert "no partial file was left" in proc.stderr_text and os.listdir(disk) == []
+
+
+def test_export_into_a_missing_folder_is_a_usage_error(cli, plain_store, tmp_path):
+    proc = cli("export", "--store", str(plain_store), "-o", str(tmp_path / "nowhere" / "out.jsonl"))
+    assert proc.returncode == 2 and proc.stderr_text.count("\n") == 1
+    assert "No such file or directory" in proc.stderr_text and "create its folder" in proc.stderr_text

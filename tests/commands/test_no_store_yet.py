@@ -37,9 +37,9 @@ def test_every_command_says_no_store_yet_the_same_way(cli, tmp_path, argv):
     if argv[0] == "check":    # check's own two lines, not a table of one store_missing problem
         assert proc.stdout_text.startswith(f"store: no store yet at {missing}"), proc.stdout_text
         assert "store_missing" not in proc.stdout_text and len(proc.stdout_text.strip().splitlines()) == 2
-    if argv[0] == "status":   # the same rule, said in status's own lines, not as "loadable, 1 problem(s)"
+    if argv[0] == "status":   # the same rule, said in status's own lines, not as "loadable, 1 problem"
         assert f"store: no store yet at {missing}" in proc.stdout_text, proc.stdout_text
-        assert "loadable" not in proc.stdout_text and "problem(s)" not in proc.stdout_text
+        assert "loadable" not in proc.stdout_text and "problem" not in proc.stdout_text
         assert "status: warning: no store yet" in proc.stdout_text
     assert not missing.exists()  # nothing created where contextd will create its store
 
@@ -82,6 +82,11 @@ def test_run_starts_the_child_then_guards_the_store_when_it_appears(state_dir, t
         running = wait_for(lambda: (s := status()).get("sidecar", {}).get("running") and s, timeout=180,
                            what="the sidecar's status")
         assert running["sidecar"]["child"]["state"] == "running" and running["snapshots"]["count"] == 0
+        # guarding nothing yet is said: status shows it, the log has it at warning level
+        assert running["store"]["exists"] is False and "no store yet" in " ".join(running["warnings"])
+        waiting = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()
+                   if "store_missing_waiting" in line]
+        assert waiting and waiting[0]["level"] == "warning" and waiting[0]["store"] == str(store)
         shutil.copytree(STORE_PLAIN, store)           # contextd's first start creates the store
         guarded = wait_for(lambda: (s := status())["snapshots"]["count"] >= 1 and s, timeout=180,
                            what="a snapshot of the new store")

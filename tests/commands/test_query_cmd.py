@@ -114,3 +114,9 @@ def test_serve_answers_query_cmd_and_follows_the_store_live(plain_store, state_d
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_one_result_is_counted_in_the_singular(plain_store, cli, contents):
+    doc = next(c for c in contents["collections"] if c["name"] == "checkpoints")["documents"][0]
+    proc = cli("query", "--store", str(plain_store), "--collection", "checkpoints", "--like", doc["id"], "-k", "1")
+    assert proc.returncode == 0 and proc.stderr_text.strip() == "(1 result from the store)"

@@ -119,7 +119,7 @@ def test_read_only_commands_answer_on_a_read_only_state_that_holds_snapshots(cli
     lines = _one_line(proc)
     assert proc.returncode in (0, 1), proc.stderr_text   # 1: status warns (no sidecar)
     assert not any(line.lstrip().startswith("{") for line in lines), proc.stderr_text   # no JSON log line
-    notes = [line for line in lines if "results from the store" not in line]
+    notes = [line for line in lines if "from the store)" not in line]
     assert len(notes) <= 1, proc.stderr_text   # at most the note (besides export's and query's own counts)
     if argv[0] == "restore":
         assert proc.returncode == 0
@@ -141,6 +141,6 @@ def test_query_with_a_full_state_dir_says_so_in_one_line(cli, plain_store, full_
     lines = _one_line(proc)
     assert proc.returncode == 0, proc.stderr_text
     assert "19d2b8c6-06bc-4021-8d45-936ca7fddd07" in proc.stdout_text
-    notes = [line for line in lines if "results from the store" not in line]
+    notes = [line for line in lines if "from the store)" not in line]
     assert len(notes) == 1 and notes[0].startswith("note: the index cache was not written"), proc.stderr_text
     assert "No space left" in notes[0]

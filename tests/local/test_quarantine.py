@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian.errors import RestoreError, UsageError
+from guardian.errors import Refused, RestoreError, UsageError
 from guardian.local.quarantine import ENTRY_FILE, Quarantine
 from guardian.local.paths import StatePaths
 
@@ -52,7 +52,7 @@ def test_restore_moves_back_and_keeps_the_record(paths):
     back = q.restore(entry.id, paths.store)
     assert doc.read_bytes() == data and back.state == "restored" and back.restored_at
     assert q.get(entry.id).state == "restored"
-    with pytest.raises(RestoreError, match="restored"):
+    with pytest.raises(Refused, match="restored"):
         q.restore(entry.id, paths.store)
 
 
@@ -62,7 +62,7 @@ def test_restore_refuses_existing_destination_and_validator(paths):
     q = Quarantine(paths)
     entry = q.put(paths.store, rel, "test")
     doc.write_bytes(b"new one")
-    with pytest.raises(RestoreError, match="already exists"):
+    with pytest.raises(Refused, match="already exists"):
         q.restore(entry.id, paths.store)
     assert doc.read_bytes() == b"new one"
     doc.unlink()

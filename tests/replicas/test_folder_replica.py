@@ -117,7 +117,7 @@ def test_status_shows_the_replica_and_warns_until_the_key_is_exported(plain_stor
     snapshot(plain_store, state)
     assert status()["replicas"][0]["lag_seconds"] > 0           # a local snapshot the replica lacks
     text = guardian(state, "status", "--store", str(plain_store), env=env).stdout_text
-    assert "replica file://" in text and "1 snapshots" in text
+    assert "replica file://" in text and "1 snapshot," in text
 
 
 def test_a_replica_listing_fits_80_columns_like_the_local_one(plain_store, tmp_path, key_home):
@@ -130,7 +130,8 @@ def test_a_replica_listing_fits_80_columns_like_the_local_one(plain_store, tmp_p
     assert push(plain_store, state, url)["uploaded"] == ids
     listed = guardian(state, "snapshots", "--from", url, check=True).stdout_text
     lines = listed.splitlines()
-    assert max(len(line) for line in lines) <= 80, listed
+    command = f"restore one: guardian restore --from {url} --at ID"   # pasteable, so never wrapped
+    assert command in lines and max(len(line) for line in lines if line != command) <= 80, listed
     assert [line.split()[0] for line in lines[1:3]] == ids, listed   # one row per snapshot, id first
     names = json.loads(guardian(state, "snapshots", "--from", url, "--json", check=True).stdout_text)[-1]["collections"]
     shown = " ".join(lines)

@@ -8,7 +8,9 @@ import pytest
 
 from guardian.errors import ReplicaError
 from guardian.replicas.layout import Entry, Record, check_rel, decode_list, decode_record, encode_list, encode_record
-from guardian.replicas.plan import Retention, choose_snapshots, list_delta, objects_to_delete, replica_lag, reuse_base
+from guardian.replicas.plan import (Retention, choose_snapshots, list_delta, objects_to_delete, plan_checks,
+                                    replica_lag,
+                                    reuse_base)
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
 
@@ -81,3 +83,20 @@ def test_records_and_lists_round_trip_and_reject_tampering():
 def test_paths_from_a_replica_must_stay_inside_the_repository(rel):
     with pytest.raises(ReplicaError):
         check_rel(rel)
+
+
+def test_checks_read_back_what_changed_or_is_due_and_push_what_is_missing():
+    day = 86400.0
+    now = 100 * day
+    listing = {"a": (10, "t1"), "b": (10, "t2-rewritten"), "c": (10, "t3"), "d": (10, "t4"), "e": (10, "t5")}
+    known = {"a": (10, "t1", now - 1), "b": (10, "t2", now - 1), "c": (10, "t3", now - 8 * day),
+             "d": (10, "t4", now - 9 * day), "gone": (10, "t9", now)}
+    plan = plan_checks(["a", "b", "c", "d", "e", "gone"], listing, known, now, 7 * day, None)
+    assert plan.missing == ["gone"]
+    assert plan.changed == ["b"]                        # its listing is not what guardian last knew good
+    assert plan.due == ["e", "d", "c"]                  # never read back first, then the oldest
+    budgeted = plan_checks(["a", "b", "c", "d", "e", "gone"], listing, known, now, 7 * day, 25)
+    assert budgeted.due == ["e", "d"] and budgeted.changed == ["b"]     # the budget limits due reads only
+    big = plan_checks(["e"], {"e": (10 ** 9, "t")}, {}, now, 7 * day, 25)
+    assert big.due == ["e"]                              # one object larger than the budget is still reached
+    assert plan_checks(["a"], listing, known, now, 0.0, None).due == ["a"]    # --check: everything

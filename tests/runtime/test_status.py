@@ -222,7 +222,7 @@ def test_uncaptured_changes_and_unrepaired_damage_are_shown(paths, plain_store):
     assert status["store"]["unrepaired"][0]["path"] == "40917930/x.gob"
     assert status["exit_code"] == ExitCode.WARNINGS
     text = render_status(status)
-    assert "3 change(s) not yet captured" in text and "unrepaired damage: 40917930/x.gob" in text
+    assert "3 changes not yet captured" in text and "unrepaired damage: 40917930/x.gob" in text
     data["sidecar"]["capture"]["pending_changes"] = 0
     data["sidecar"]["health"]["damaged"] = []
     status = status_for(paths, scan_store(plain_store), fresh_snapshots(), data)

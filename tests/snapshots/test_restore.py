@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from guardian.errors import RestoreError
+from guardian.errors import Refused, RestoreError
 from guardian.local.fsutil import TEMP_PREFIX
 from guardian.local.quarantine import Quarantine
 from guardian.snapshots.repository import Repository
@@ -57,12 +57,12 @@ def test_at_between_two_snapshots_picks_the_earlier(plain_paths, clock):
 
 def test_refuses_time_before_first_snapshot(plain_paths, clock):
     take_snapshot(plain_paths, clock=clock)
-    with pytest.raises(RestoreError, match="no snapshot was taken at or before"):
+    with pytest.raises(Refused, match="no snapshot was taken at or before"):
         restore_store(plain_paths, clock.now - timedelta(seconds=1))
 
 
 def test_refuses_when_no_snapshot(plain_paths):
-    with pytest.raises(RestoreError, match="no snapshots"):
+    with pytest.raises(Refused, match="no snapshots"):
         restore_store(plain_paths, None)
 
 
@@ -80,7 +80,7 @@ def test_one_collection_only(plain_paths, contents):
     assert {k: v for k, v in after.items() if k.startswith(target["dir"])} == \
         {k: v for k, v in before.items() if k.startswith(target["dir"])}
     assert all(v == b"" for k, v in after.items() if k.startswith(other["dir"] + "/"))
-    with pytest.raises(RestoreError, match="has no collection 'nope'"):
+    with pytest.raises(Refused, match="has no collection 'nope'"):
         restore_store(plain_paths, None, "nope")
 
 
@@ -97,7 +97,7 @@ def test_confirmation_refused_leaves_store(plain_paths):
     take_snapshot(plain_paths)
     damage(plain_paths.store)
     before = tree_bytes(plain_paths.store)
-    with pytest.raises(RestoreError, match="cancelled"):
+    with pytest.raises(Refused, match="cancelled"):
         restore_store(plain_paths, None, confirm=lambda plan: False)
     assert tree_bytes(plain_paths.store) == before
 

@@ -49,9 +49,12 @@ def test_missing_blob_and_damaged_manifest_reported(plain_paths, clock):
     assert "missing" in kinds["blob"]["detail"] and kinds["blob"]["snapshots"] == [first.id]
 
 
-def test_deep_reports_snapshot_that_would_not_load(plain_paths):
+def test_deep_restores_a_snapshot_of_a_damaged_store_as_a_restore_would(plain_paths):
     (plain_paths.store / "40917930" / "00000000.gob").unlink()  # chromem refuses documents without metadata
-    take_snapshot(plain_paths)
+    taken = take_snapshot(plain_paths)   # the first snapshot: no good copy of that metadata anywhere
     report = verify_repository(Repository(plain_paths.snapshots), deep=True, scratch=plain_paths.cache)
-    assert [r["loadable"] for r in report.deep.values()] == [False] and not report.ok
+    assert report.ok and report.problems == []   # the snapshot recorded the damage faithfully
+    assert report.deep[taken.id]["loadable"] and report.deep[taken.id]["collections"] == 4
+    assert [item["path"] for item in report.recorded[taken.id]] == ["40917930"]
+    assert "leaves the collection out" in report.recorded[taken.id][0]["restore"]
     assert not any(p.name.startswith("verify-") for p in plain_paths.cache.iterdir())  # scratch copies removed

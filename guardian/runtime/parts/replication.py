@@ -108,6 +108,9 @@ class ReplicationPart(ThreadedPart):
         if result.uploaded or result.forgotten:
             ctx.log.info("replica_pushed", replica=worker.display, snapshots=len(result.uploaded),
                          objects=result.objects_sent, bytes=result.bytes_sent, seconds=result.seconds)
+        if result.mend.damaged:
+            ctx.log.warning("replica_damage_found", replica=worker.display, damaged=sorted(result.mend.damaged),
+                            mended=len(result.mend.mended), not_mendable=sorted(result.mend.unmendable))
         if worker.failures:
             ctx.alerter.send(alerts.REPLICA_RECOVERED, replica=worker.display, failures=worker.failures)
         worker.failures, worker.last_error = 0, ""

@@ -3,6 +3,7 @@ first start); a pre-flight, an index refresh and a snapshot request follow."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from guardian.runtime.context import INDEX_STALE, REPAIR, SNAPSHOT_WANTED
@@ -70,3 +71,24 @@ def test_a_stop_while_waiting_starts_nothing(parts):
     assert not part.thread.is_alive() and log == []
     parts.store.mkdir()
     assert log == []
+
+
+def test_a_missing_store_is_a_warning_at_start_and_again_while_it_stays_missing(parts, caplog):
+    """A sidecar guarding a path with no store guards nothing (a wrong --store looks just like a new
+    machine): a warning when it starts, then again every ``repeat_seconds`` (an hour) meanwhile."""
+    shutil.rmtree(parts.store)
+    ctx = parts.make()
+    part = WhenStoreAppears(ctx, [Inner(ctx, "watcher", [])], repeat_seconds=0.2)
+    part.start()
+
+    def warnings() -> list[dict]:
+        found = [json.loads(line[line.index("{"):]) for line in caplog.text.splitlines()
+                 if "store_missing_waiting" in line]
+        return found if len(found) >= 3 else []
+
+    try:
+        found = wait_for(warnings, what="the warning at start and two repeats")
+    finally:
+        part.stop()
+    assert {w["level"] for w in found} == {"warning"} and {w["store"] for w in found} == {str(parts.store)}
+    assert found[0]["waited_seconds"] == 0 and "--store" in found[0]["note"]
