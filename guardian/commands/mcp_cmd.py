@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-from guardian.commands.exec_cmd import child_command
+from guardian.commands.exec_cmd import child_command, verdict_from_sidecar
 from guardian.errors import ExitCode
+
+SIDECAR_ANSWER_TIMEOUT = 30.0  # a search the sidecar has not answered by then: the session's own index answers
+SIDECAR_ANSWER_LIMIT = 64 * 1024 * 1024  # bytes of one answer (a search answer quotes whole documents)
 
 HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's search tools when CMD is down"
 
@@ -19,6 +22,9 @@ HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's sear
 def add_arguments(parser) -> None:
     parser.add_argument("--answer-timeout", dest="answer_timeout", type=float,
                         help="seconds an unanswered request may wait before CMD counts as hung (default 30)")
+    parser.add_argument("--no-early-answers", dest="early_answers", action="store_false", default=None,
+                        help="while CMD loads, wait for it instead of answering initialize, tools/list and "
+                             "searches from guardian's index (config: mcp_early_answers = false)")
     parser.add_argument("cmd", nargs="...", help="-- CMD ARGS... the MCP server to run (e.g. -- contextd --mcp)")
 
 
@@ -58,6 +64,19 @@ def require_stdio() -> None:
                              "stdin and stdout)") from None
 
 
+def sidecar_asker(socket_path):
+    """The control socket request a session asks the sidecar with (see guardian.mcp.sources)."""
+    from guardian.runtime.control import SidecarUnavailable, control_request
+
+    def ask(command: str, **args):
+        if not os.path.exists(socket_path):
+            raise SidecarUnavailable(f"no guardian sidecar runs for this store ({socket_path} is absent)")
+        return control_request(socket_path, command, timeout=SIDECAR_ANSWER_TIMEOUT,
+                               answer_limit=SIDECAR_ANSWER_LIMIT, **args)
+
+    return ask
+
+
 def run(args, ctx) -> int:
     require_stdio()
     child_env = single_threaded_blas()
@@ -65,12 +84,19 @@ def run(args, ctx) -> int:
     config = ctx.config
     if args.answer_timeout is not None:
         config = config.replace(mcp_answer_timeout=args.answer_timeout)
+    if args.early_answers is not None:
+        config = config.replace(mcp_early_answers=args.early_answers)
     wire_out = claim_stdout()
     from guardian.logs import get_logger
     from guardian.mcp.session import serve_session
     from guardian.runtime.preflight import preflight_and_alert
 
     log = get_logger("guardian.mcp")
-    serve_session(cmd, config, ctx.paths, preflight=lambda: preflight_and_alert(config, ctx.paths, log),
-                  wire_in=0, wire_out=wire_out, child_env=child_env)
+
+    def preflight():  # a sidecar guarding the store vouches for it (no walk of the store per session)
+        if not verdict_from_sidecar(ctx, log):
+            preflight_and_alert(config, ctx.paths, log)
+
+    serve_session(cmd, config, ctx.paths, preflight=preflight, wire_in=0, wire_out=wire_out,
+                  child_env=child_env, ask_sidecar=sidecar_asker(ctx.paths.control_socket))
     return ExitCode.OK  # the client ended the session; whatever CMD did meanwhile was handled

@@ -159,8 +159,10 @@ class ControlServer:
         self.stop()
 
 
-def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0, **args: Any) -> Any:
-    """Send one command to the sidecar and return its result; raises GuardianError on failure."""
+def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0, answer_limit: int = MAX_LINE,
+                    **args: Any) -> Any:
+    """Send one command to the sidecar and return its result; raises GuardianError on failure.
+    An answer longer than ``answer_limit`` bytes is cut there (and then refused as unreadable)."""
     path = Path(path)
     line = _encode({"command": command, "args": args})
     try:
@@ -169,7 +171,7 @@ def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0
             with _short_address(path) as address:
                 sock.connect(address)
             sock.sendall(line)
-            answer = _read_line(sock)
+            answer = _read_line(sock, answer_limit)
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
         raise SidecarUnavailable(f"no guardian sidecar answers on {path} ({exc.strerror or exc})") from None
     except socket.timeout:
@@ -180,7 +182,7 @@ def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0
     return _result_or_raise(answer, command)
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def _read_line(sock: socket.socket, limit: int = MAX_LINE) -> bytes:
     chunks = []
     size = 0
     while True:
@@ -189,7 +191,7 @@ def _read_line(sock: socket.socket) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-        if chunk.endswith(b"\n") or size > MAX_LINE:
+        if chunk.endswith(b"\n") or size > limit:
             break
     return b"".join(chunks)
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Callable
 
 from guardian.errors import SupervisorError
-from guardian.runtime.context import VERDICT
+from guardian.runtime.context import MCP_ANSWER, MCP_READY, VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
 from guardian.snapshots.restore import restore_store
@@ -23,7 +23,8 @@ class ControlPart(BasePart):
     def start(self) -> None:
         handlers = {"status": lambda **_: self.status_provider(), "restart": self.restart,
                     "restore": self.restore, "snapshot": self.snapshot, "verdict": self.verdict,
-                    "repair": self.repair}
+                    "repair": self.repair, "mcp_ready": self.mcp_service(MCP_READY),
+                    "mcp_answer": self.mcp_service(MCP_ANSWER)}
         self.server = ControlServer(self.ctx.paths.control_socket, handlers)
         self.server.start()
 
@@ -37,6 +38,15 @@ class ControlPart(BasePart):
             raise SupervisorError("this sidecar supervises no child", "start it with `guardian run -- CMD`")
         child.request_restart()
         return {"ok": True, "child": child.snapshot()}
+
+    def mcp_service(self, service: str) -> Callable[..., dict]:
+        """A `guardian mcp` session's request, answered by the mcp_answers part (asked, not imported)."""
+        def handle(**args):
+            if not self.ctx.offers(service):
+                raise SupervisorError("this sidecar does not answer guardian mcp sessions",
+                                      "the session answers from its own index")
+            return self.ctx.ask(service, **args)
+        return handle
 
     def verdict(self, **_):
         """chromem's verdict on the store now (asked by `guardian exec` instead of walking the store)."""
