@@ -36,7 +36,7 @@ REPAIR = "repair"        # () -> the pre-flight result (check + repair, under th
 SNAPSHOT = "snapshot"    # () -> the snapshot result (taken now, in this thread)
 VERDICT = "verdict"      # () -> dict: chromem's verdict on the store as it is now (health part)
 LIVE_REPAIR = "live_repair"  # (damages) -> repairs settled damage (live repair part; its presence matters)
-MCP_READY = "mcp_ready"      # (store, **caller) -> {"ready": True}: this sidecar answers `guardian mcp` sessions
+MCP_READY = "mcp_ready"      # (store, **caller) -> {"ready": True, "answered": n}: it answers `guardian mcp` sessions
 MCP_ANSWER = "mcp_answer"    # (tool, arguments, store, **caller) -> a served tool's answer (mcp_answers part)
 
 

@@ -35,13 +35,11 @@ class McpAnswersPart(BasePart):
         self.ctx.provide(MCP_READY, self.ready)
         self.ctx.provide(MCP_ANSWER, self.answer)
 
-    def status(self) -> dict:
-        return {"mcp_answers": self.answered}
-
     def ready(self, store: str = "", **caller) -> dict:
-        """Whether this sidecar answers for ``store`` (loads the caller's model on the first call)."""
+        """Whether this sidecar answers for ``store`` (loads the caller's model on the first call),
+        and how many answers it gave so far."""
         self._searcher(store, Caller(**_caller_fields(caller)))
-        return {"ready": True}
+        return {"ready": True, "answered": self.answered}
 
     def answer(self, tool: str = "", arguments=None, store: str = "", **caller) -> dict:
         """One served tool call, as :class:`guardian.mcp.sources.Answer` data (or its tool error)."""
