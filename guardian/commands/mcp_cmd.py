@@ -13,10 +13,9 @@ import sys
 from guardian.commands.exec_cmd import child_command, verdict_from_sidecar
 from guardian.errors import ExitCode
 
-SIDECAR_ANSWER_TIMEOUT = 30.0  # a search the sidecar has not answered by then: the session's own index answers
-SIDECAR_ANSWER_LIMIT = 64 * 1024 * 1024  # bytes of one answer (a search answer quotes whole documents)
+SIDECAR_STREAM_TIMEOUT = 10.0  # to open the sidecar's fallback stream (it loads contextd's model first)
 
-HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's search tools when CMD is down"
+HELP = "pre-flight + repair, then relay MCP stdio to CMD; answer contextd's search tools while CMD loads or is down"
 
 
 def add_arguments(parser) -> None:
@@ -64,17 +63,20 @@ def require_stdio() -> None:
                              "stdin and stdout)") from None
 
 
-def sidecar_asker(socket_path):
-    """The control socket request a session asks the sidecar with (see guardian.mcp.sources)."""
-    from guardian.runtime.control import SidecarUnavailable, control_request
+def sidecar_stream(paths):
+    """How a session opens its fallback stream in the sidecar guarding ``paths.store`` (see
+    guardian.mcp.link); None from it when no sidecar runs for the store."""
+    from guardian.mcp.link import SocketStream
+    from guardian.runtime.control import connect, request_line
 
-    def ask(command: str, **args):
-        if not os.path.exists(socket_path):
-            raise SidecarUnavailable(f"no guardian sidecar runs for this store ({socket_path} is absent)")
-        return control_request(socket_path, command, timeout=SIDECAR_ANSWER_TIMEOUT,
-                               answer_limit=SIDECAR_ANSWER_LIMIT, **args)
+    def open_stream(caller):
+        if not os.path.exists(paths.control_socket):
+            return None
+        request = request_line("mcp_fallback", store=str(paths.store), **caller.to_dict())
+        return SocketStream.open(lambda: connect(paths.control_socket, SIDECAR_STREAM_TIMEOUT), request,
+                                 SIDECAR_STREAM_TIMEOUT)
 
-    return ask
+    return open_stream
 
 
 def run(args, ctx) -> int:
@@ -89,14 +91,15 @@ def run(args, ctx) -> int:
     wire_out = claim_stdout()
     from guardian.logs import get_logger
     from guardian.mcp.session import serve_session
-    from guardian.runtime.preflight import preflight_and_alert
 
     log = get_logger("guardian.mcp")
 
-    def preflight():  # a sidecar guarding the store vouches for it (no walk of the store per session)
+    def preflight():  # on the relay's thread pool: a sidecar guarding the store vouches for it (no walk)
         if not verdict_from_sidecar(ctx, log):
+            from guardian.runtime.preflight import preflight_and_alert  # ~0.2 s: not before the first answer
+
             preflight_and_alert(config, ctx.paths, log)
 
     serve_session(cmd, config, ctx.paths, preflight=preflight, wire_in=0, wire_out=wire_out,
-                  child_env=child_env, ask_sidecar=sidecar_asker(ctx.paths.control_socket))
+                  child_env=child_env, open_stream=sidecar_stream(ctx.paths))
     return ExitCode.OK  # the client ended the session; whatever CMD did meanwhile was handled

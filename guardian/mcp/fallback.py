@@ -12,7 +12,7 @@ and calls to contextd's write tools get a tool error saying nothing was stored (
 
 The SDK session insists on its own ``initialize`` handshake. When the client already
 initialized with contextd, the relay primes this server with a copy of the client's own
-``initialize`` under a guardian request id and drops the answer (:data:`PRIME_ID`).
+``initialize`` under a guardian request id and drops the answer (:data:`guardian.mcp.link.PRIME_ID`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from mcp.shared.message import SessionMessage
 
 from guardian import __version__
 from guardian.mcp import wire
+from guardian.mcp.link import DOWN, STARTING, STREAM_LIMIT, one_line
 from guardian.mcp.sources import Answer, ToolError
 from guardian.mcp.tools import SERVED_TOOLS, WRITE_TOOLS, ToolCatalog
 
-PRIME_ID = "io.guardian/fallback-prime"
 META_KEY = "io.guardian/fallback"
-STARTING, DOWN = "starting", "down"  # what contextd is doing while this server answers
 NOTES = {STARTING: "served by guardian: contextd is still loading",
          DOWN: "served by guardian's fallback: contextd is not answering"}
 NOTE = NOTES[DOWN]
@@ -161,10 +160,6 @@ def error_message(request_id, code: int, text: str) -> types.JSONRPCError:
     return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=text))
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
-
-
 def first_error(exc: BaseException) -> str:
     """A validation error's first complaint (``params: Input should be a valid dictionary``), else its text."""
     try:
@@ -174,7 +169,46 @@ def first_error(exc: BaseException) -> str:
         return one_line(exc)
 
 
-def prime_messages(initialize: dict) -> list[dict]:
-    """The client's own initialize (under guardian's id) and the initialized notification."""
-    request = {"jsonrpc": "2.0", "id": PRIME_ID, "method": "initialize", "params": initialize.get("params") or {}}
-    return [request, {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+def serve_stream(rfile, wfile, catalog: ToolCatalog, answer: Callable[[str, dict], Answer]) -> None:
+    """One session's fallback, in the sidecar: the session's messages from ``rfile`` (each with what
+    its contextd is doing, see :mod:`guardian.mcp.link`), the server's to ``wfile``, until the
+    session closes the stream. Runs on the stream's own thread."""
+    state = {"phase": DOWN, "reason": ""}
+    server = FallbackServer(catalog, answer, reason=lambda: state["reason"], phase=lambda: state["phase"])
+
+    async def pump(group) -> None:
+        async for line in server.answers():
+            try:
+                await anyio.to_thread.run_sync(wfile.write, line)
+            except OSError:  # the session is gone
+                group.cancel_scope.cancel()
+                return
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve)
+            group.start_soon(pump, group)
+            while True:
+                raw = await anyio.to_thread.run_sync(rfile.readline, STREAM_LIMIT)
+                if not raw.endswith(b"\n"):
+                    break  # the session closed the stream (or cut a line: the same)
+                envelope = _envelope(raw)
+                if envelope is None:
+                    continue
+                state["phase"] = envelope.get("phase") if envelope.get("phase") in NOTES else DOWN
+                state["reason"] = str(envelope.get("reason") or "")
+                await server.submit(envelope["message"])
+            group.cancel_scope.cancel()
+
+    anyio.run(main)
+
+
+def _envelope(raw: bytes) -> dict | None:
+    """A stream line: ``{"phase", "reason", "message"}`` with a JSON-RPC message, else None."""
+    try:
+        envelope = wire.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
+        return None
+    return envelope if not wire.message_problem(envelope["message"]) else None

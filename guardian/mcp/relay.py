@@ -7,14 +7,14 @@ answered yet, and the child's ``tools/list`` answers (learned into the :class:`T
 
 When the child cannot be started, exits, or leaves a request unanswered for ``answer_timeout``
 seconds while saying nothing at all, guardian kills it (its whole process group), answers the
-requests it left open and everything after from :class:`FallbackServer`, and restarts it with
+requests it left open and everything after from the fallback server (:mod:`guardian.mcp.link`), and restarts it with
 the supervisor's backoff. A restarted child is sent the client's ``initialize`` (guardian's id)
 and, once it answers, the client's traffic goes to it again. The client sees one session.
 
 While the child starts (it loads the store before its first answer: a minute on a large one),
 guardian does not wait with the client (``early``, the default): the client's ``initialize`` goes
 to the child at once, and when the child has not answered it within ``early_grace`` seconds,
-guardian answers it from :class:`FallbackServer`, then ``tools/list`` and the read-only search
+guardian answers it from the fallback server (:mod:`guardian.mcp.link`), then ``tools/list`` and the read-only search
 tools, and keeps every other message for the child (the rules: :mod:`guardian.mcp.early`). When
 the child answers the client's ``initialize`` (that answer is guardian's to consume: the client
 has one), guardian sends it ``notifications/initialized`` if the client sent one, then the kept
@@ -43,9 +43,9 @@ import anyio
 
 from guardian.logs import get_logger
 from guardian.mcp import early, wire
-from guardian.mcp.fallback import DOWN as FALLBACK_DOWN
-from guardian.mcp.fallback import STARTING as FALLBACK_STARTING
-from guardian.mcp.fallback import PRIME_ID, FallbackServer, one_line, prime_messages
+from guardian.mcp.link import DOWN as FALLBACK_DOWN
+from guardian.mcp.link import STARTING as FALLBACK_STARTING
+from guardian.mcp.link import PRIME_ID, FallbackLink, one_line, prime_messages
 from guardian.mcp.tools import ToolCatalog
 from guardian.restart import RestartPolicy, backoff_delay
 
@@ -185,7 +185,7 @@ def ours(message: dict) -> bool:
 class McpRelay:
     """One client session; see the module docstring. ``run`` returns the exit code."""
 
-    def __init__(self, cmd: list[str], options: RelayOptions, catalog: ToolCatalog, fallback: FallbackServer,
+    def __init__(self, cmd: list[str], options: RelayOptions, catalog: ToolCatalog, fallback: FallbackLink,
                  preflight: Callable[[], Any] = lambda: None, wire_in: int = 0, wire_out: int = 1,
                  env: dict | None = None) -> None:
         self.cmd = cmd

@@ -1,21 +1,21 @@
-"""Wiring for one `guardian mcp` session: config -> relay, fallback server, answer source.
+"""Wiring for one `guardian mcp` session: config -> relay, fallback link, answer source.
 
-The answer source (:mod:`guardian.mcp.sources`) is prepared on a background thread while
-contextd starts: the sidecar is asked whether it serves this store, else the session's own index
-is mapped from the cache and contextd's model loaded, so the first answer does not wait for them;
-a call made before that finishes waits for it (under a lock) instead of failing.
+The fallback server runs in the sidecar when one guards the store (``open_stream``, handed in by
+the command: the control socket is the runtime's); else it is made here, and then the session's
+own index is mapped and contextd's model loaded on a background thread, so the first answer does
+not wait for a cold start (a call made before that finishes waits for it instead of failing).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import anyio
 
 from guardian.logs import get_logger
-from guardian.mcp.fallback import FallbackServer
+from guardian.mcp.link import DOWN, FallbackLink, Stream
 from guardian.mcp.relay import McpRelay, RelayOptions
-from guardian.mcp.sources import Caller, LocalAnswers, SessionAnswers, SidecarAnswers
+from guardian.mcp.sources import Caller, LocalAnswers
 from guardian.mcp.tools import ToolCatalog
 from guardian.restart import RestartPolicy
 
@@ -28,18 +28,12 @@ def relay_options(config) -> RelayOptions:
                         early=config.mcp_early_answers, early_grace=config.mcp_early_grace)
 
 
-def session_answers(config, paths, ask_sidecar: Callable[..., Any] | None = None) -> SessionAnswers:
-    """The sidecar's answers when ``ask_sidecar`` is given (the control socket's request), else
-    only the session's own index."""
-    caller = Caller.of(config.contextd_model, config.contextd_models_dir)
-    sidecar = SidecarAnswers(ask_sidecar, str(paths.store), caller) if ask_sidecar is not None else None
-    return SessionAnswers(LocalAnswers(config, paths, caller), sidecar)
-
-
 def serve_session(cmd: list[str], config, paths, preflight, wire_in: int = 0, wire_out: int = 1,
-                  child_env: dict | None = None, ask_sidecar: Callable[..., Any] | None = None) -> int:
+                  child_env: dict | None = None,
+                  open_stream: Callable[[Caller], Stream | None] | None = None) -> int:
     """One session. ``preflight()`` runs before every start of the child (handed in by the command);
-    the restarts are spaced by the configured restart policy, as the supervisor's are."""
+    the restarts are spaced by the configured restart policy, as the supervisor's are.
+    ``open_stream(caller)`` opens the sidecar's fallback stream (None or an error: no sidecar)."""
     try:
         paths.ensure()
         state_dir = paths.root
@@ -47,13 +41,24 @@ def serve_session(cmd: list[str], config, paths, preflight, wire_in: int = 0, wi
         log.error("mcp_state_dir_unavailable", error=str(exc))
         state_dir = None
     catalog = ToolCatalog(state_dir)
-    answers = session_answers(config, paths, ask_sidecar)
+    caller = Caller.of(config.contextd_model, config.contextd_models_dir)
     relay_box: list[McpRelay] = []
-    fallback = FallbackServer(catalog, answers.answer,
-                              reason=lambda: relay_box[0].reason if relay_box else "",
-                              phase=lambda: relay_box[0].phase() if relay_box else "down")
-    relay = McpRelay(cmd, relay_options(config), catalog, fallback,
+
+    def phase() -> str:
+        return relay_box[0].phase() if relay_box else DOWN
+
+    def reason() -> str:
+        return relay_box[0].reason if relay_box else ""
+
+    def make_server():  # imports the mcp SDK: on a thread, only when no sidecar serves the session
+        from guardian.mcp.fallback import FallbackServer
+
+        answers = LocalAnswers(config, paths, caller)
+        answers.warm_up()
+        return FallbackServer(catalog, answers.answer, reason=reason, phase=phase)
+
+    link = FallbackLink(make_server, (lambda: open_stream(caller)) if open_stream else None, phase, reason)
+    relay = McpRelay(cmd, relay_options(config), catalog, link,
                      preflight=preflight, wire_in=wire_in, wire_out=wire_out, env=child_env)
     relay_box.append(relay)
-    answers.warm_up()
     return anyio.run(relay.run, backend="asyncio")

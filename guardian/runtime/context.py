@@ -37,7 +37,7 @@ SNAPSHOT = "snapshot"    # () -> the snapshot result (taken now, in this thread)
 VERDICT = "verdict"      # () -> dict: chromem's verdict on the store as it is now (health part)
 LIVE_REPAIR = "live_repair"  # (damages) -> repairs settled damage (live repair part; its presence matters)
 MCP_READY = "mcp_ready"      # (store, **caller) -> {"ready": True, "answered": n}: it answers `guardian mcp` sessions
-MCP_ANSWER = "mcp_answer"    # (tool, arguments, store, **caller) -> a served tool's answer (mcp_answers part)
+MCP_FALLBACK = "mcp_fallback"  # (store, **caller) -> serve(rfile, wfile): a session's fallback server, here
 
 
 class Counters:

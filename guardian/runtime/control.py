@@ -7,6 +7,11 @@ Answer (one line):   ``{"ok": true, "result": ...}`` or
 The sidecar runs ``ControlServer(path, {"restart": fn, "status": fn, ...})`` in a thread; CLI
 commands call ``control_request(path, "restart")``. The socket file is 0600 inside the 0700 state
 dir, so only this user can talk to it.
+
+A *stream* command (``streams={"name": opener}``) keeps its connection: ``opener(**args)`` returns
+``serve(rfile, wfile)`` (or raises: the usual error answer), the sidecar answers ``{"ok": true}``
+and ``serve`` has the connection, on that connection's thread, until either side closes it
+(`guardian mcp` sessions' fallback streams: see ``guardian.mcp.link``). :func:`connect` opens one.
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ class _Handler(socketserver.StreamRequestHandler):
         line = self.rfile.readline(MAX_LINE)
         if not line:
             return
+        stream = self.server.control.stream_for(line)
+        if stream is not None:
+            stream(self.rfile, self.wfile)
+            return
         answer = self.server.control.dispatch(line)
         with contextlib.suppress(OSError):
             self.wfile.write(_encode(answer))
@@ -82,9 +91,11 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class ControlServer:
     """Serve ``handlers`` (name -> callable(**args) returning JSON-able data) on ``path``."""
 
-    def __init__(self, path: str | os.PathLike, handlers: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, path: str | os.PathLike, handlers: dict[str, Callable[..., Any]],
+                 streams: dict[str, Callable[..., Callable]] | None = None) -> None:
         self.path = Path(path)
         self.handlers = {"ping": lambda: "pong", **handlers}
+        self.streams = dict(streams or {})
         self.log = get_logger("guardian.runtime.control")
         self._server: _UnixServer | None = None
         self._thread: threading.Thread | None = None
@@ -109,6 +120,32 @@ class ControlServer:
         except Exception as exc:  # answered to the client, logged here
             self.log.warning("control_command_failed", command=command, error=str(exc))
             return _error_answer(exc)
+
+    def stream_for(self, line: bytes) -> Callable | None:
+        """How to serve a stream command's connection, or None when the line asks for no stream."""
+        try:
+            request = json.loads(line)
+            opener = self.streams.get(request["command"])
+            args = request.get("args") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if opener is None or not isinstance(args, dict):
+            return None
+
+        def serve(rfile, wfile) -> None:
+            try:
+                served = opener(**args)
+            except Exception as exc:
+                self.log.info("control_stream_refused", command=request["command"], error=str(exc))
+                with contextlib.suppress(OSError):
+                    wfile.write(_encode(_error_answer(exc)))
+                return
+            try:
+                wfile.write(_encode({"ok": True, "result": None}))
+            except OSError:
+                return
+            served(rfile, wfile)
+        return serve
 
     def start(self) -> "ControlServer":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +194,27 @@ class ControlServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def connect(path: str | os.PathLike, timeout: float) -> socket.socket:
+    """A socket connected to the sidecar's control socket (the caller sends and closes);
+    SidecarUnavailable when nobody listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        with _short_address(Path(path)) as address:
+            sock.connect(address)
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, socket.timeout) as exc:
+        sock.close()
+        raise SidecarUnavailable(f"no guardian sidecar answers on {path} ({exc.strerror or exc})") from None
+    except OSError as exc:
+        sock.close()
+        raise SidecarUnavailable(f"cannot talk to the sidecar on {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def request_line(command: str, **args: Any) -> bytes:
+    return _encode({"command": command, "args": args})
 
 
 def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0, answer_limit: int = MAX_LINE,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
 from guardian.errors import SupervisorError
-from guardian.runtime.context import MCP_ANSWER, MCP_READY, VERDICT
+from guardian.runtime.context import MCP_FALLBACK, MCP_READY, VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
 from guardian.snapshots.restore import restore_store
@@ -23,9 +23,9 @@ class ControlPart(BasePart):
     def start(self) -> None:
         handlers = {"status": lambda **_: self.status_provider(), "restart": self.restart,
                     "restore": self.restore, "snapshot": self.snapshot, "verdict": self.verdict,
-                    "repair": self.repair, "mcp_ready": self.mcp_service(MCP_READY),
-                    "mcp_answer": self.mcp_service(MCP_ANSWER)}
-        self.server = ControlServer(self.ctx.paths.control_socket, handlers)
+                    "repair": self.repair, "mcp_ready": self.mcp_service(MCP_READY)}
+        streams = {"mcp_fallback": self.mcp_service(MCP_FALLBACK)}
+        self.server = ControlServer(self.ctx.paths.control_socket, handlers, streams)
         self.server.start()
 
     def stop(self) -> None:
@@ -39,7 +39,7 @@ class ControlPart(BasePart):
         child.request_restart()
         return {"ok": True, "child": child.snapshot()}
 
-    def mcp_service(self, service: str) -> Callable[..., dict]:
+    def mcp_service(self, service: str) -> Callable[..., Any]:
         """A `guardian mcp` session's request, answered by the mcp_answers part (asked, not imported)."""
         def handle(**args):
             if not self.ctx.offers(service):

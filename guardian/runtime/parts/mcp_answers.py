@@ -1,10 +1,11 @@
-"""The sidecar answers `guardian mcp` sessions' searches: one index and one contextd model for all of them.
+"""The sidecar serves `guardian mcp` sessions' fallbacks: one index and one contextd model for all of them.
 
 Every MCP client session starts its own `guardian mcp` (and its own contextd). While a session's
-contextd loads, or while it is down, the session answers contextd's read-only tools; with this part,
-it asks the sidecar (``mcp_ready`` / ``mcp_answer`` on the control socket, see
-:mod:`guardian.mcp.sources`) instead of holding an index and a model of its own: eight sessions
-cost one index, one model and one set of filter columns, all kept warm here.
+contextd loads, or while it is down, the session answers contextd's read-only tools; with this part
+its fallback MCP server runs here (``mcp_fallback``, a stream on the control socket, see
+:mod:`guardian.mcp.link`) instead of holding the mcp SDK, an index and a model of its own
+(``mcp_ready`` says whether this sidecar serves a store, and loads the model):
+eight sessions cost one index, one model and one set of filter columns, all kept warm here.
 
 The answers are made by the same code as a session's own (:func:`guardian.mcp.answers.answer`), over
 the runtime's index, which the watcher keeps current (the searcher does no upkeep of its own), with
@@ -17,8 +18,9 @@ import os
 import threading
 
 from guardian.errors import GuardianError, StoreError
-from guardian.mcp.sources import Caller, ToolError
-from guardian.runtime.context import MCP_ANSWER, MCP_READY
+from guardian.mcp.sources import Answer, Caller
+from guardian.mcp.tools import ToolCatalog
+from guardian.runtime.context import MCP_FALLBACK, MCP_READY
 from guardian.runtime.parts import BasePart
 
 
@@ -33,7 +35,7 @@ class McpAnswersPart(BasePart):
 
     def start(self) -> None:
         self.ctx.provide(MCP_READY, self.ready)
-        self.ctx.provide(MCP_ANSWER, self.answer)
+        self.ctx.provide(MCP_FALLBACK, self.fallback_stream)
 
     def ready(self, store: str = "", **caller) -> dict:
         """Whether this sidecar answers for ``store`` (loads the caller's model on the first call),
@@ -41,19 +43,24 @@ class McpAnswersPart(BasePart):
         self._searcher(store, Caller(**_caller_fields(caller)))
         return {"ready": True, "answered": self.answered}
 
-    def answer(self, tool: str = "", arguments=None, store: str = "", **caller) -> dict:
-        """One served tool call, as :class:`guardian.mcp.sources.Answer` data (or its tool error)."""
-        from guardian.mcp import answers
+    def fallback_stream(self, store: str = "", **caller):
+        """``serve(rfile, wfile)``: one session's fallback MCP server, here, for the stream's life
+        (refused, before the stream opens, for another store or while the index is being built)."""
+        from guardian.mcp.fallback import serve_stream
 
         who = Caller(**_caller_fields(caller))
         searcher = self._searcher(store, who)
-        try:
-            answer = answers.answer(searcher, tool, arguments if arguments is not None else {},
-                                    environ=who.environ())
-        except ToolError as exc:
-            return {"tool_error": str(exc)}
+        catalog = ToolCatalog(self.ctx.paths.root)  # what the sessions learned from contextd
+        self.ctx.log.info("mcp_fallback_stream_opened", model=who.model)
+        return lambda rfile, wfile: serve_stream(
+            rfile, wfile, catalog, lambda tool, arguments: self._answer(searcher, who, tool, arguments))
+
+    def _answer(self, searcher, who: Caller, tool: str, arguments) -> Answer:
+        from guardian.mcp import answers
+
+        answer = answers.answer(searcher, tool, arguments, environ=who.environ())
         self.answered += 1
-        return answer.to_dict()
+        return answer
 
     def _searcher(self, store: str, caller: Caller):
         index = self.ctx.index
