@@ -36,6 +36,8 @@ class McpAnswersPart(BasePart):
     def start(self) -> None:
         self.ctx.provide(MCP_READY, self.ready)
         self.ctx.provide(MCP_FALLBACK, self.fallback_stream)
+        # the mcp SDK takes a second or two to import: not in the first session's first answer
+        threading.Thread(target=_import_fallback, name="guardian-mcp-import", daemon=True).start()
 
     def ready(self, store: str = "", **caller) -> dict:
         """Whether this sidecar answers for ``store`` (loads the caller's model on the first call),
@@ -98,3 +100,7 @@ class McpAnswersPart(BasePart):
 def _caller_fields(given: dict) -> dict:
     """The caller's fields a session sent (strings only; anything else is ignored)."""
     return {key: value for key, value in given.items() if key in Caller.__dataclass_fields__ and isinstance(value, str)}
+
+
+def _import_fallback() -> None:
+    import guardian.mcp.fallback  # noqa: F401
