@@ -78,7 +78,7 @@ class Config:
     mcp_answer_timeout: float = 30.0
     mcp_start_timeout: float = 60.0   # until the child's first line (contextd loads its model first)
     mcp_early_answers: bool = True    # answer the session while contextd loads (false: contextd answers everything)
-    mcp_early_grace: float = 0.1      # seconds contextd may take to answer initialize before guardian does
+    mcp_early_grace: float = 0.05     # seconds contextd may take to answer initialize before guardian does
     contextd_model: str = ""        # default: contextd's EMBEDDINGS_MODEL, else BAAI/bge-small-en-v1.5
     contextd_models_dir: str = ""   # default: contextd's EMBEDDINGS_CACHE_DIR, else ~/.config/contextd/models
 

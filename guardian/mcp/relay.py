@@ -67,7 +67,7 @@ class RelayOptions:
     stop_timeout: float = 10.0
     check_every: float = 0.2
     early: bool = True         # serve the session while the child starts (False: wait for it)
-    early_grace: float = 0.1   # seconds the child may take to answer initialize before guardian does
+    early_grace: float = 0.05  # seconds the child may take to answer initialize before guardian does
 
 
 @dataclass
