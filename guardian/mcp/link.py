@@ -109,23 +109,21 @@ class FallbackLink:
 
     async def submit(self, message: dict) -> None:
         await self._decided.wait()
-        self._track(message)
-        if self.stream is not None:
+        async with self._send_lock:  # also while the session's own server takes over: it gets this one
+            self._track(message)
+            stream = self.stream
+            if stream is None:
+                await self.server.submit(message)
+                return
             envelope = {"phase": self.phase(), "reason": self.reason(), "message": message}
             try:
                 data = orjson.dumps(envelope) + b"\n"
             except (TypeError, orjson.JSONEncodeError):  # a lone surrogate in the message: json writes it
                 data = wire.encode(envelope)
-            async with self._send_lock:
-                stream = self.stream
-                if stream is not None:
-                    try:
-                        await anyio.to_thread.run_sync(stream.send, data)
-                        return
-                    except OSError as exc:
-                        await self._stream_lost(stream, f"cannot write to the sidecar: {exc.strerror or exc}")
-                        return  # the session's own server was given every open request, this one too
-        await self.server.submit(message)
+            try:
+                await anyio.to_thread.run_sync(stream.send, data)
+            except OSError as exc:  # the session's own server is given every open request, this one too
+                await self._stream_lost(stream, f"cannot write to the sidecar: {exc.strerror or exc}")
 
     async def answers(self):
         async for line in self._in:

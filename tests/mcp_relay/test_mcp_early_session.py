@@ -81,34 +81,80 @@ def assert_first_answers_equal_contextds(tmp_path, got) -> None:
 def test_first_answers_from_the_session_index_equal_contextds(tmp_path, chromemh, contextd_store, model_dir):
     params = guardian_params(contextd_store, tmp_path / "state", loading_child(chromemh, contextd_store, model_dir,
                                                                                tmp_path),
-                             models=model_dir, early_grace=0.1)
+                             models=model_dir, early_grace=0.05)
     assert_first_answers_equal_contextds(tmp_path, first_second(tmp_path, params))
+
+
+def start_sidecar(tmp_path, store, state):
+    """`guardian run` on the store (no child), and its control socket."""
+    from guardian.local.paths import StatePaths
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(state),
+               GUARDIAN_CONFIG=str(state / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "not-the-sessions-models"))
+    sidecar = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(store), "--port", "0"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "sidecar.log", "wb"))
+    return sidecar, StatePaths.for_store(store, state).control_socket
+
+
+def sidecar_ready(socket, store, caller):
+    from guardian.errors import GuardianError
+    from guardian.runtime.control import control_request
+
+    try:
+        return control_request(socket, "mcp_ready", timeout=30, store=str(store), **caller)
+    except GuardianError:
+        return None
 
 
 @pytest.mark.slow(30)
 def test_with_a_sidecar_the_sessions_ask_it(tmp_path, chromemh, contextd_store, model_dir):
-    from guardian.local.paths import StatePaths
-    from guardian.runtime.control import control_request
-
     state = tmp_path / "state"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(state),
-               GUARDIAN_CONFIG=str(state / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "not-the-sessions-models"))
-    sidecar = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--store", str(contextd_store), "--port", "0"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "sidecar.log", "wb"))
-    socket = StatePaths.for_store(contextd_store, state).control_socket
+    sidecar, socket = start_sidecar(tmp_path, contextd_store, state)
     caller = {"model": "BAAI/bge-small-en-v1.5", "models_dir": str(model_dir)}
-
-    def ready():
-        try:
-            return control_request(socket, "mcp_ready", timeout=30, store=str(contextd_store), **caller)
-        except Exception:
-            return None
     try:
-        wait_for(ready, 120, what="the sidecar to answer mcp_ready")
+        wait_for(lambda: sidecar_ready(socket, contextd_store, caller), 120, what="the sidecar to answer mcp_ready")
         params = guardian_params(contextd_store, state, loading_child(chromemh, contextd_store, model_dir, tmp_path),
-                                 models=model_dir, early_grace=0.1)
+                                 models=model_dir, early_grace=0.05)
         assert_first_answers_equal_contextds(tmp_path, first_second(tmp_path, params))
-        assert ready()["answered"] == len(QUERIES) + 1  # every search guardian answered was the sidecar's
+        # every search guardian answered was the sidecar's: its fallback ran there
+        assert sidecar_ready(socket, contextd_store, caller)["answered"] == len(QUERIES) + 1
     finally:
         sidecar.terminate()
         sidecar.wait(timeout=60)
+
+@pytest.mark.slow(30)
+def test_when_the_sidecar_dies_the_session_answers_itself(tmp_path, chromemh, contextd_store, model_dir):
+    """The session's fallback ran in the sidecar; the sidecar is killed mid-session: the session's own
+    server takes over (primed with the client's initialize) and the next search is answered the same."""
+    from guardian.runtime.control import control_request
+
+    state = tmp_path / "state"
+    sidecar, socket = start_sidecar(tmp_path, contextd_store, state)
+    caller = {"model": "BAAI/bge-small-en-v1.5", "models_dir": str(model_dir)}
+    got = {}
+
+    async def body(client):
+        await client.initialize()
+        got["before"] = await search(client, QUERIES[1])
+        got["answered_by_sidecar"] = control_request(socket, "mcp_ready", timeout=30, store=str(contextd_store),
+                                                     **caller)["answered"]
+        sidecar.kill()
+        sidecar.wait(timeout=60)
+        got["after"] = await search(client, QUERIES[1])
+        (tmp_path / "gate").touch()
+
+    try:
+        wait_for(lambda: sidecar_ready(socket, contextd_store, caller), 120, what="the sidecar to answer mcp_ready")
+        params = guardian_params(contextd_store, state, loading_child(chromemh, contextd_store, model_dir, tmp_path),
+                                 models=model_dir, early_grace=0.05)
+        session = Session(params)
+        anyio.run(session.run, body)
+        assert session.transport_errors == []
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.wait(timeout=60)
+    assert got["answered_by_sidecar"] == 1
+    for result in (got["before"], got["after"]):
+        assert served_by_fallback(result) and result.meta[FALLBACK_KEY]["contextd"] == "starting"
+    assert ranked(got["before"]) == ranked(got["after"]) and ranked(got["after"])
