@@ -117,8 +117,7 @@ class Searcher:
         collection now, so that the first search of a session does not pay for them (a pass over
         every row's metadata: ~1 s per million rows and key)."""
         for collection in list(self.index.collections().values()):
-            for key in FILTER_KEYS:
-                collection.rows.where_mask(key, "")
+            collection.rows.warm_columns(FILTER_KEYS)
 
     def rows(self, collection, where: Mapping[str, str]) -> np.ndarray | None:
         """Rows passing ``where``, cached per immutable collection snapshot (the loop is the slow part)."""

@@ -96,12 +96,13 @@ class FallbackLink:
     async def serve(self) -> None:
         async with anyio.create_task_group() as group:
             self._group = group
-            stream = await anyio.to_thread.run_sync(self._try_stream) if self.open_stream else None
+            stream, why = await anyio.to_thread.run_sync(self._try_stream)
             if stream is not None:
                 self.stream, self.where = stream, "sidecar"
                 log.info("mcp_fallback_in_sidecar")
                 group.start_soon(self._read_stream, stream)
             else:
+                log.info("mcp_fallback_in_session", reason=why)
                 await self._start_server()
             self._decided.set()
             await self._closed.wait()
@@ -171,12 +172,15 @@ class FallbackLink:
 
     # ------------------------------------------------------------------ the sidecar's
 
-    def _try_stream(self) -> Stream | None:
+    def _try_stream(self) -> tuple[Stream | None, str]:
+        """The sidecar's stream, or None and why not."""
+        if self.open_stream is None:
+            return None, "no sidecar is asked"
         try:
-            return self.open_stream()
-        except Exception as exc:  # no sidecar, an older one, one busy: the session's own server answers
-            log.info("mcp_fallback_in_session", reason=one_line(getattr(exc, "message", None) or exc))
-            return None
+            stream = self.open_stream()
+        except Exception as exc:  # an older sidecar, one busy, one for another store: this session's own
+            return None, one_line(getattr(exc, "message", None) or exc)
+        return stream, "" if stream is not None else "no sidecar runs for this store"
 
     async def _read_stream(self, stream: Stream) -> None:
         while True:

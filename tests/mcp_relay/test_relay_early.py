@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from guardian.mcp import early
 from tests.mcp_relay.conftest import ROOT
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_until
 
 RAW_CHILD = os.path.join(os.path.dirname(__file__), "raw_child.py")
 INITIALIZE = (b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
@@ -37,18 +39,23 @@ class Guardian:
         environ = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
                        GUARDIAN_CONFIG=str(tmp_path / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"),
                        **(env or {}))
-        cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), *flags, "--",
+        cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--log-level", "info",
+               *flags, "--",
                sys.executable, RAW_CHILD, str(tmp_path / "received"), str(tmp_path / "sent"), str(self.gate)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=environ)
         self.lines: list[bytes] = []
         self.stderr: list[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self.stderr.append(self.proc.stderr.read()), daemon=True).start()
+        for stream, into in ((self.proc.stdout, self.lines), (self.proc.stderr, self.stderr)):
+            threading.Thread(target=self._collect, args=(stream, into), daemon=True).start()
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
+    @staticmethod
+    def _collect(stream, into: list) -> None:
+        for line in stream:
+            into.append(line)
+
+    def logged(self, event: str) -> bool:
+        return any(f'"event": "{event}"'.encode() in line for line in list(self.stderr))
 
     def send(self, *lines: bytes) -> None:
         for line in lines:
@@ -123,11 +130,16 @@ def test_served_while_loading_then_kept_messages_reach_the_child_in_order(tmp_pa
     assert code == 0
 
 
-def test_without_early_answers_the_session_waits_for_contextd(tmp_path):
-    guardian = Guardian(tmp_path, "--no-early-answers")
+@pytest.mark.parametrize("flags, env", [(["--no-early-answers"], {}), ([], {"GUARDIAN_MCP_EARLY_ANSWERS": "false"})],
+                         ids=["flag", "config"])
+def test_without_early_answers_the_session_waits_for_contextd(tmp_path, flags, env):
+    guardian = Guardian(tmp_path, *flags, env=env)
     try:
         guardian.send(INITIALIZE)
-        wait_for(lambda: b"mcp_child_started" in b"".join(guardian.stderr) or guardian.received() == [], 60)
+        wait_for(lambda: guardian.logged("mcp_child_started") and guardian.logged("mcp_fallback_in_session"), 60,
+                 what="contextd started and the fallback ready")
+        # guardian would have answered by now (its grace is 0.05 s): nothing comes before contextd does
+        assert not wait_until(lambda: guardian.lines, 3.0), guardian.lines
         guardian.gate.touch()
         answer = guardian.answer(1)
         assert answer["result"]["echo"] == "initialize"  # contextd's own answer, passed through
