@@ -82,10 +82,12 @@ def line(request_id, method: str, params: dict | None = None) -> bytes:
 class Client:
     """One MCP session over a process's stdio, the way a client drives it: initialize at once."""
 
-    def __init__(self, cmd: list[str], env: dict) -> None:
+    def __init__(self, cmd: list[str], env: dict, log: Path | None = None) -> None:
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env)
+        stderr = open(log, "ab") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env)
+        if log:
+            stderr.close()
         self.send(line(1, "initialize", INITIALIZE))
 
     def send(self, data: bytes) -> None:
@@ -196,7 +198,8 @@ class Bench:
                         GUARDIAN_CONFIG=str(self.work / "none.toml"), EMBEDDINGS_CACHE_DIR=str(models),
                         GUARDIAN_MCP_START_TIMEOUT=str(max(60.0, 3 * self.load_seconds + 60)))
         self.env.pop("EMBEDDINGS_MODEL", None)
-        self.session_cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(self.store), "--", *self.child]
+        self.session_cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(self.store), "--log-level", "info",
+                            "--", *self.child]
 
     def child_alone(self) -> None:
         client = Client(self.child, self.env)
@@ -210,7 +213,7 @@ class Bench:
     def rounds(self, mode: str) -> None:
         firsts, inits, served = [], [], 0
         for i in range(self.args.rounds):
-            client = Client(self.session_cmd, self.env)
+            client = Client(self.session_cmd, self.env, self.work / "sessions.log")
             try:
                 initialized, searched, by_guardian = client.first_search(f"postgres pool exhausted {i}")
             finally:
@@ -230,9 +233,11 @@ class Bench:
               f"p99 {pct(after, 99):.0f} ms")
 
     def memory(self, mode: str, sidecar_pid: int | None) -> None:
+        """Sessions' logs go to sessions.log in --work (mcp_fallback_in_sidecar / _in_session says where
+        each one's fallback ran)."""
         totals = {}
         for count in (1, self.args.sessions):
-            clients = [Client(self.session_cmd, self.env) for _ in range(count)]
+            clients = [Client(self.session_cmd, self.env, self.work / "sessions.log") for _ in range(count)]
             try:
                 for i, client in enumerate(clients):
                     client.first_search(f"flaky test on ci {i}")

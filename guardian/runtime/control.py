@@ -22,6 +22,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,6 +83,7 @@ class _Handler(socketserver.StreamRequestHandler):
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 128  # eight MCP sessions start at once: socketserver's 5 would refuse some (EAGAIN)
 
     def __init__(self, address: str, control: "ControlServer") -> None:
         self.control = control
@@ -200,10 +202,18 @@ def connect(path: str | os.PathLike, timeout: float) -> socket.socket:
     """A socket connected to the sidecar's control socket (the caller sends and closes);
     SidecarUnavailable when nobody listens."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
         sock.settimeout(timeout)
         with _short_address(Path(path)) as address:
-            sock.connect(address)
+            while True:
+                try:
+                    sock.connect(address)
+                    break
+                except BlockingIOError:  # the listen queue is full (EAGAIN): the sidecar is busy accepting
+                    if time.monotonic() > deadline:
+                        raise socket.timeout("the sidecar's listen queue stayed full") from None
+                    time.sleep(0.01)
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, socket.timeout) as exc:
         sock.close()
         raise SidecarUnavailable(f"no guardian sidecar answers on {path} ({exc.strerror or exc})") from None
@@ -224,14 +234,9 @@ def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0
     path = Path(path)
     line = _encode({"command": command, "args": args})
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            with _short_address(path) as address:
-                sock.connect(address)
+        with connect(path, timeout) as sock:
             sock.sendall(line)
             answer = _read_line(sock, answer_limit)
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-        raise SidecarUnavailable(f"no guardian sidecar answers on {path} ({exc.strerror or exc})") from None
     except socket.timeout:
         raise SupervisorError(f"the sidecar did not answer {command!r} within {timeout:g}s",
                               "it may be busy (a repair or restore); try again or see its log") from None
