@@ -167,6 +167,22 @@ def memory_of(pids: list[int]) -> tuple[float, float]:
     return uss, anon
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def wait_idle(pid: int, window: float = 3.0, busy: float = 0.1) -> None:
+    """Until the process used less than ``busy`` of a core over ``window`` seconds."""
+    before = cpu_seconds(pid)
+    while True:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - before < busy * window:
+            return
+        before = now
+
+
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, p))
 
@@ -275,12 +291,8 @@ class Bench:
             except Exception:
                 time.sleep(0.5)
         print(f"sidecar ready to answer sessions after {time.perf_counter() - started:.1f} s (pre-flight, index)")
-        while True:  # measured in its steady state: after the first snapshot of the store
-            status = control_request(socket, "status", timeout=600)
-            if (status.get("snapshots") or {}).get("count", 0) >= 1:
-                break
-            time.sleep(1.0)
-        print(f"sidecar's first snapshot done after {time.perf_counter() - started:.1f} s; "
+        wait_idle(sidecar.pid)  # measured in its steady state: after its start-up snapshot of the store
+        print(f"sidecar idle (start-up snapshot done) after {time.perf_counter() - started:.1f} s; "
               f"load average {os.getloadavg()[0]:.2f}")
         return sidecar
 

@@ -294,8 +294,8 @@ class McpRelay:
         if message is None:
             await self._refuse_client_line(line)
             return
-        if message.get("method") == "initialize" and "id" in message:
-            self.initialize = message
+        if message.get("method") == "initialize" and "id" in message and not self.initialize_line:
+            self.initialize = message  # (while EARLY, the first one: the one contextd and guardian answer)
         if message.get("method") == "notifications/initialized":
             self.client_initialized = True
         data = terminated(line.raw)
@@ -365,7 +365,7 @@ class McpRelay:
 
     async def _early(self, line: bytes, message: dict) -> None:
         """A client message while the child has not answered initialize (see the module docstring)."""
-        if message.get("method") == "initialize" and "id" in message and not self.guardian_began:
+        if message.get("method") == "initialize" and "id" in message and not self.initialize_line:
             self.initialize_line = line
             await self._send_initialize()
             asyncio.get_running_loop().call_later(
@@ -692,14 +692,14 @@ class McpRelay:
                     await self.child_down(self.reason)
                 return None
         was_fallback = self.mode == FALLBACK
-        self.mode = CHILD
+        self.mode = HANDOVER  # what the client sends meanwhile queues behind what waited already
         self.last_child_output = time.monotonic()
         if was_fallback:
             self.stats.handbacks += 1
             log.info("mcp_handed_back", generation=self.child_generation)
             if self.client_initialized:
                 await self._ask_child_tools()
-        await self._flush_queue()
+        await self._give_to_child()
         return exited
 
     async def _spawn(self) -> asyncio.subprocess.Process | None:
