@@ -109,6 +109,8 @@ class Config:
     # guardian mcp: when contextd counts as hung, and where contextd's own embedding model lives
     mcp_answer_timeout: float = 30.0
     mcp_start_timeout: float = 60.0   # until the child's first line (contextd loads its model first)
+    mcp_early_answers: bool = True    # answer the session while contextd loads (false: contextd answers everything)
+    mcp_early_grace: float = 0.05     # seconds contextd may take to answer initialize before guardian does
     contextd_model: str = ""        # default: contextd's EMBEDDINGS_MODEL, else BAAI/bge-small-en-v1.5
     contextd_models_dir: str = ""   # default: contextd's EMBEDDINGS_CACHE_DIR, else ~/.config/contextd/models
     # where store and compress came from (load_config; never read from a file or the environment)
@@ -209,6 +211,7 @@ def _validate(config: Config) -> Config:
         ("debounce_seconds", config.debounce_seconds >= 0, "must be >= 0"),
         ("mcp_answer_timeout", config.mcp_answer_timeout > 0, "must be > 0"),
         ("mcp_start_timeout", config.mcp_start_timeout > 0, "must be > 0"),
+        ("mcp_early_grace", config.mcp_early_grace >= 0, "must be >= 0"),
         ("replica_interval_seconds", config.replica_interval_seconds > 0, "must be > 0"),
         ("replica_backoff_max", config.replica_backoff_max > 0, "must be > 0"),
         ("replica_check_days", config.replica_check_days > 0, "must be > 0"),

@@ -48,6 +48,8 @@ def test_config_is_frozen(tmp_path):
     ("http_port = 70000", "http_port"),
     ("backoff_max = 0.1\nbackoff_initial = 1", "backoff_max"),
     ("colour = 1", "colour"),
+    ("mcp_early_grace = -1", "mcp_early_grace"),
+    ('mcp_early_answers = "sometimes"', "mcp_early_answers"),
 ])
 def test_errors_name_the_field(tmp_path, text, field):
     with pytest.raises(ConfigError) as err:

@@ -29,6 +29,9 @@ import numpy as np
 from guardian.index import query as q
 from guardian.mcp import contextd
 from guardian.mcp.scrub import scrub
+from guardian.mcp.sources import Answer, ToolError
+
+__all__ = ["Answer", "ToolError", "Searcher", "answer"]
 
 SEMANTIC, GREP = "semantic", "grep"
 MEMORY_MIN_CONFIDENCE = 0.7
@@ -46,17 +49,7 @@ TEMPORAL_KEYWORDS = ("recent", "recently", "lately", "last", "yesterday", "today
                      "month ago", "before")
 CONSOLIDATED_MARKS = ("Synthesized from", "Consolidated from")
 REFRESH_EVERY = 2.0  # seconds: how stale the index may be when a fallback answer is made
-
-
-class ToolError(Exception):
-    """A tool call contextd would refuse: answered as an MCP tool error with this text."""
-
-
-@dataclass
-class Answer:
-    structured: dict
-    text: str
-    source: str = SEMANTIC
+FILTER_KEYS = ("tenant_id", "project_id")  # the metadata every served tool filters on
 
 
 @dataclass
@@ -75,6 +68,7 @@ class Searcher:
     index: Any  # guardian.index.store_index.StoreIndex
     embed_query: Callable[[str], np.ndarray] | None = None
     clock: Callable[[], float] = time.monotonic
+    upkeep: bool = True  # build and re-stat the index here; False: its owner (the sidecar) keeps it fresh
     _filter_cache: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refreshed_at: float | None = None
@@ -83,7 +77,10 @@ class Searcher:
     def fresh(self) -> None:
         """Build the index once (inline); later, re-stat the store in the background when the last
         look is older than REFRESH_EVERY (writers never stop) while this answer uses the current
-        snapshot: a stat walk of a 100k store costs ~0.3 s, too much to put in front of a query."""
+        snapshot: a stat walk of a 100k store costs ~0.3 s, too much to put in front of a query.
+        Without ``upkeep`` nothing is done here: the sidecar's watcher keeps its index current."""
+        if not self.upkeep:
+            return
         with self._lock:
             if not self.index.built:
                 self.index.build()
@@ -114,6 +111,13 @@ class Searcher:
 
     def collection(self, name: str):
         return self.index.collections().get(name)
+
+    def warm_filters(self) -> None:
+        """Build the metadata columns contextd's filters read (tenant and project) for every
+        collection now, so that the first search of a session does not pay for them (a pass over
+        every row's metadata: ~1 s per million rows and key)."""
+        for collection in list(self.index.collections().values()):
+            collection.rows.warm_columns(FILTER_KEYS)
 
     def rows(self, collection, where: Mapping[str, str]) -> np.ndarray | None:
         """Rows passing ``where``, cached per immutable collection snapshot (the loop is the slow part)."""
@@ -560,12 +564,20 @@ TOOLS: dict[str, Callable[..., Answer]] = {
 }
 
 
-def answer(searcher: Searcher, tool: str, args: Mapping) -> Answer:
-    """Run one served tool (ToolError for bad arguments or an unknown tool)."""
+# The tools whose answer depends on who asks: a tenant derived from the caller's git remote,
+# git user.name or $USER (the sidecar answers for sessions of the same user, with their environment).
+CALLER_TOOLS = frozenset({"semantic_search", "remediation_search", "checkpoint_list"})
+
+
+def answer(searcher: Searcher, tool: str, args: Mapping, environ: Mapping[str, str] | None = None) -> Answer:
+    """Run one served tool (ToolError for bad arguments or an unknown tool); ``environ`` (USER,
+    HOME) is the caller's when it is not this process's own."""
     handler = TOOLS.get(tool)
     if handler is None:
         raise ToolError(f"unknown tool {tool!r}")
     if not isinstance(args, Mapping):
         raise ToolError("arguments must be an object")
     searcher.fresh()
+    if environ is not None and tool in CALLER_TOOLS:
+        return handler(searcher, args, environ=environ)
     return handler(searcher, args)

@@ -87,7 +87,7 @@ def tenant_for_path(project_path: str = "", environ=os.environ, home: Path | Non
     user = _github_user(project_path) if project_path else ""
     if user:
         return identifier(user.lower())
-    name = _git_user_name(home or Path(os.path.expanduser("~")))
+    name = _git_user_name(home or Path(environ.get("HOME") or os.path.expanduser("~")))
     if name:
         return identifier(name.lower().replace(" ", "_"))
     if environ.get("USER"):

@@ -7,12 +7,24 @@ answered yet, and the child's ``tools/list`` answers (learned into the :class:`T
 
 When the child cannot be started, exits, or leaves a request unanswered for ``answer_timeout``
 seconds while saying nothing at all, guardian kills it (its whole process group), answers the
-requests it left open and everything after from :class:`FallbackServer`, and restarts it with
+requests it left open and everything after from the fallback server (:mod:`guardian.mcp.link`), and restarts it with
 the supervisor's backoff. A restarted child is sent the client's ``initialize`` (guardian's id)
 and, once it answers, the client's traffic goes to it again. The client sees one session.
 
+While the child starts (it loads the store before its first answer: a minute on a large one),
+guardian does not wait with the client (``early``, the default): the client's ``initialize`` goes
+to the child at once, and when the child has not answered it within ``early_grace`` seconds,
+guardian answers it from the fallback server (:mod:`guardian.mcp.link`), then ``tools/list`` and the read-only search
+tools, and keeps every other message for the child (the rules: :mod:`guardian.mcp.early`). When
+the child answers the client's ``initialize`` (that answer is guardian's to consume: the client
+has one), guardian sends it ``notifications/initialized`` if the client sent one, then the kept
+messages in their order, and from then on every line goes to the child; the client gets
+``notifications/tools/list_changed`` when contextd's tools differ from the ones guardian listed.
+When the child does not come up, the kept messages are answered by the fallback (an error saying
+nothing was done, for a write), as after an outage.
+
 Messages guardian itself sends the child use ids starting ``io.guardian/``; their answers are
-consumed here, never forwarded.
+consumed here, never forwarded. The client's own ids are passed as they are, both ways.
 """
 
 from __future__ import annotations
@@ -30,14 +42,20 @@ from typing import Any, Callable
 import anyio
 
 from guardian.logs import get_logger
-from guardian.mcp import wire
-from guardian.mcp.fallback import PRIME_ID, FallbackServer, prime_messages
+from guardian.mcp import early, wire
+from guardian.mcp.link import DOWN as FALLBACK_DOWN
+from guardian.mcp.link import STARTING as FALLBACK_STARTING
+from guardian.mcp.link import PRIME_ID, FallbackLink, one_line, prime_messages
 from guardian.mcp.tools import ToolCatalog
 from guardian.restart import RestartPolicy, backoff_delay
 
 LINE_LIMIT = 64 * 1024 * 1024
 GUARDIAN_ID = "io.guardian/"
 CHILD, FALLBACK, STARTING = "child", "fallback", "starting"
+EARLY = "early"        # the child has not answered the client's initialize yet; guardian serves
+HANDOVER = "handover"  # the child answered: the kept messages go to it, new ones queue behind them
+TOOLS_CHANGED = b'{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n'
+INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
 log = get_logger("guardian.mcp")
 
 
@@ -48,6 +66,8 @@ class RelayOptions:
     restart: RestartPolicy = field(default_factory=RestartPolicy)  # its backoff spaces the restarts
     stop_timeout: float = 10.0
     check_every: float = 0.2
+    early: bool = True         # serve the session while the child starts (False: wait for it)
+    early_grace: float = 0.05  # seconds the child may take to answer initialize before guardian does
 
 
 @dataclass
@@ -64,6 +84,7 @@ class Stats:
     fallback_answers: int = 0
     child_starts: int = 0
     handbacks: int = 0
+    handovers: int = 0  # sessions guardian began while the child started, then gave to it
     outages: list = field(default_factory=list)
 
 
@@ -145,6 +166,18 @@ def terminated(raw: bytes) -> bytes:
     return raw if raw.endswith(b"\n") else raw + b"\n"
 
 
+def fallback_phase(down: bool) -> str:
+    return FALLBACK_DOWN if down else FALLBACK_STARTING
+
+
+def tool_signatures(tools: Any) -> list:
+    """What the client knows of a tool list: each tool's name, description and input schema."""
+    if not isinstance(tools, list):
+        return []
+    return [(t.get("name"), t.get("description"), json.dumps(t.get("inputSchema"), sort_keys=True))
+            for t in tools if isinstance(t, dict)]
+
+
 def ours(message: dict) -> bool:
     return isinstance(message.get("id"), str) and message["id"].startswith(GUARDIAN_ID)
 
@@ -152,7 +185,7 @@ def ours(message: dict) -> bool:
 class McpRelay:
     """One client session; see the module docstring. ``run`` returns the exit code."""
 
-    def __init__(self, cmd: list[str], options: RelayOptions, catalog: ToolCatalog, fallback: FallbackServer,
+    def __init__(self, cmd: list[str], options: RelayOptions, catalog: ToolCatalog, fallback: FallbackLink,
                  preflight: Callable[[], Any] = lambda: None, wire_in: int = 0, wire_out: int = 1,
                  env: dict | None = None) -> None:
         self.cmd = cmd
@@ -162,7 +195,7 @@ class McpRelay:
         self.preflight = preflight
         self.wire_in, self.wire_out = wire_in, wire_out
         self.env = env
-        self.mode = STARTING
+        self.mode = EARLY if options.early else STARTING
         self.reason = "contextd is starting"
         self.child: asyncio.subprocess.Process | None = None
         self.child_generation = 0
@@ -173,6 +206,12 @@ class McpRelay:
         self.fallback_primed = False
         self.queued: list[tuple[bytes, dict | None]] = []
         self.fallback_open = 0  # requests handed to the fallback and not answered yet
+        self.fallback_methods: dict[str, str] = {}  # id -> method of the requests the fallback answers
+        self.initialize_line = b""   # the client's initialize as it sent it (for the child, while EARLY)
+        self.initialize_sent = -1    # the child generation the client's initialize was written to
+        self.owed_initialize: Pending | None = None  # the child's answer to it, the client has guardian's
+        self.guardian_began = False  # guardian answered the client's initialize (the child was not up)
+        self.told_tools: list | None = None  # the tools guardian listed to the client, until contextd's replace them
         self.last_child_output = time.monotonic()
         self.child_spoke = False  # the current child has written at least one line
         self.stats = Stats()
@@ -218,6 +257,11 @@ class McpRelay:
             asyncio.streams.FlowControlMixin, os.fdopen(self.wire_out, "wb", buffering=0, closefd=False))
         return asyncio.StreamWriter(transport, protocol, None, loop)
 
+    def phase(self) -> str:
+        """What contextd is doing while guardian answers: starting (this session has not reached
+        it yet) or down (it failed since)."""
+        return fallback_phase(self.mode == FALLBACK or (self.mode == CHILD and bool(self.stats.outages)))
+
     async def send_client(self, line: bytes) -> None:
         self._writer.write(line)
         await self._writer.drain()
@@ -250,15 +294,17 @@ class McpRelay:
         if message is None:
             await self._refuse_client_line(line)
             return
-        if message.get("method") == "initialize" and "id" in message:
-            self.initialize = message
+        if message.get("method") == "initialize" and "id" in message and not self.initialize_line:
+            self.initialize = message  # (while EARLY, the first one: the one contextd and guardian answer)
         if message.get("method") == "notifications/initialized":
             self.client_initialized = True
         data = terminated(line.raw)
-        if self.mode == STARTING:
+        if self.mode in (STARTING, HANDOVER):
             self.queued.append((data, message))
         elif self.mode == CHILD:
             await self._to_child(data, message)
+        elif self.mode == EARLY:
+            await self._early(data, message)
         else:
             await self._to_fallback(message)
 
@@ -307,12 +353,123 @@ class McpRelay:
             await self._prime_fallback()
         if "id" in message:
             self.fallback_open += 1
+            self.fallback_methods[wire.id_key(message["id"])] = message["method"]
         await self.fallback.submit(message)
 
     async def _prime_fallback(self) -> None:
         self.fallback_primed = True
         for message in prime_messages(self.initialize):
             await self.fallback.submit(message)
+
+    # ------------------------------------------------------------------ while the child starts
+
+    async def _early(self, line: bytes, message: dict) -> None:
+        """A client message while the child has not answered initialize (see the module docstring)."""
+        if message.get("method") == "initialize" and "id" in message and not self.initialize_line:
+            self.initialize_line = line
+            await self._send_initialize()
+            asyncio.get_running_loop().call_later(
+                self.options.early_grace, lambda: asyncio.ensure_future(self._begin_session()))
+            return
+        if not self.guardian_began:  # nobody answered initialize yet: whoever does will take these
+            self.queued.append((line, message))
+            return
+        route = early.route(message)
+        if route == early.KEEP:
+            self.queued.append((line, message))
+        elif route == early.CANCEL and self._drop_kept(message):
+            return
+        elif route != early.DROP:
+            await self._to_fallback(message)
+
+    def _drop_kept(self, cancel: dict) -> bool:
+        """The client cancelled a request kept for the child: it is never sent (True), else False."""
+        request_id = early.cancelled_id(cancel)
+        if request_id is None:
+            return False
+        self.queued, found = early.without_request(self.queued, request_id)
+        if found:
+            log.info("mcp_kept_request_cancelled", id=wire.id_key(request_id)[:80])
+        return found
+
+    async def _send_initialize(self) -> None:
+        """Give the running child the client's initialize, once per child (while EARLY). Until
+        guardian answered it, the child's answer is the client's; after, guardian's to consume."""
+        if self.child is None or not self.initialize_line or self.initialize_sent == self.child_generation:
+            return
+        self.initialize_sent = self.child_generation
+        if self.guardian_began:
+            self.owed_initialize = Pending("initialize", self.initialize, time.monotonic())
+            if not await self._write_child(self.initialize_line):
+                await self.child_down("contextd's stdin is closed")
+        else:
+            await self._to_child(self.initialize_line, self.initialize)
+
+    async def _begin_session(self) -> None:
+        """The grace is over and the child has not answered initialize: guardian answers it, and
+        the messages that waited for it are routed as while EARLY."""
+        if self.mode != EARLY or self.guardian_began or self.initialize is None:
+            return
+        if self.initialize_sent == self.child_generation and self.child is not None:
+            pending = self._answered(self.initialize["id"])
+            if pending is None:
+                return  # the child answered it meanwhile
+            self.owed_initialize = pending
+        self.guardian_began = True
+        log.info("mcp_session_begun_by_guardian", child_running=self.child is not None)
+        waited, self.queued = self.queued, []
+        answer_now = []
+        for line, message in waited:  # sorted before any await: kept ones keep their order
+            route = early.route(message)
+            if route == early.KEEP:
+                self.queued.append((line, message))
+            elif route == early.CANCEL:
+                if not self._drop_kept(message):
+                    answer_now.append(message)
+            elif route == early.ANSWER:
+                answer_now.append(message)
+        await self._to_fallback(self.initialize)
+        for message in answer_now:
+            await self._to_fallback(message)
+
+    async def _child_came_up(self, message: dict, line: bytes) -> bool:
+        """While EARLY: is this the child's answer to the client's initialize? Then the session is
+        the child's from now on (True); anything else it says before that is dropped (False)."""
+        if not wire.is_response(message) or message["id"] is None or self.initialize is None:
+            return False
+        if wire.id_key(message["id"]) != wire.id_key(self.initialize["id"]):
+            return False
+        owed, self.owed_initialize = self.owed_initialize, None
+        if owed is None:  # within the grace: the client gets contextd's own answer
+            if self._answered(message["id"]) is None:
+                return False
+            if "result" in message:
+                self.initialize_answered = True
+            await self.send_client(line)
+            self.stats.forwarded_to_client += 1
+            await self._give_to_child()
+            return True
+        if "result" not in message:
+            await self.child_down(f"contextd refused initialize: {one_line(message.get('error'))}")
+            return True
+        if self.client_initialized:
+            await self._write_child(INITIALIZED)
+        kept = len(self.queued)
+        await self._give_to_child()
+        self.stats.handovers += 1
+        log.info("mcp_handed_over", generation=self.child_generation, kept=kept)
+        if self.client_initialized:
+            await self._ask_child_tools()
+        return True
+
+    async def _give_to_child(self) -> None:
+        """The kept messages to the child in their order (new ones queue behind them), then CHILD."""
+        self.mode = HANDOVER
+        while self.mode == HANDOVER and self.queued:
+            line, message = self.queued.pop(0)
+            await self._to_child(line, message)
+        if self.mode == HANDOVER:
+            self.mode = CHILD
 
     # ------------------------------------------------------------------ guardian -> client
 
@@ -324,8 +481,11 @@ class McpRelay:
             if message is not None and message.get("method") is None and "id" in message:
                 self.stats.fallback_answers += 1
                 self.fallback_open -= 1
-                if self.initialize is not None and message.get("id") == self.initialize.get("id"):
+                method = self.fallback_methods.pop(wire.id_key(message["id"]), "")
+                if method == "initialize" and "result" in message:
                     self.initialize_answered = True
+                if method == "tools/list" and isinstance(message.get("result"), dict):
+                    self.told_tools = message["result"].get("tools")
             await self.send_client(line)
 
     # ------------------------------------------------------------------ child -> client
@@ -353,8 +513,12 @@ class McpRelay:
         if ours(message):
             self._own_answer(message)
             return
-        if self.mode != CHILD:
-            return  # a restarted child not handed back yet: nothing it says is for the client
+        if self.mode == EARLY:
+            if await self._child_came_up(message, terminated(line.raw)) or self.guardian_began or "id" in message:
+                return  # before its answer to initialize only a notification passes, and only
+                # while the client is still waiting for that answer (guardian has not begun)
+        elif self.mode not in (CHILD, HANDOVER):
+            return  # a child not handed the session yet: nothing it says is for the client
         if wire.is_response(message) and message["id"] is not None:
             pending = self._answered(message["id"])
             if pending is None:
@@ -363,6 +527,7 @@ class McpRelay:
             if pending.method == "initialize" and "result" in message:
                 self.initialize_answered = True
             if pending.method == "tools/list" and "result" in message:
+                self.told_tools = None  # the client has contextd's own list now
                 await self._learn_tools(message["result"])
         await self.send_client(terminated(line.raw))
         self.stats.forwarded_to_client += 1
@@ -374,7 +539,7 @@ class McpRelay:
             return
         log.warning("mcp_child_line_dropped", problem=line.problem, line=line.excerpt())
         request_id = wire.answered_id(line.value)
-        if request_id is None or self.mode != CHILD:
+        if request_id is None or self.mode not in (CHILD, HANDOVER):
             return
         pending = self._answered(request_id)
         if pending is not None:
@@ -395,6 +560,17 @@ class McpRelay:
                 log.info("mcp_tools_learned", tools=sorted(self.catalog.learned))
         except OSError as exc:
             log.warning("mcp_tools_not_saved", error=str(exc))
+        await self._tell_tools_changed(result)
+
+    async def _tell_tools_changed(self, result: Any) -> None:
+        """The client listed guardian's tools (while contextd started or was down) and contextd's
+        own differ: tell the client to list them again (it then gets contextd's, write tools too)."""
+        told, self.told_tools = self.told_tools, None
+        if told is None or self.mode != CHILD or not isinstance(result, dict):
+            return
+        if tool_signatures(told) != tool_signatures(result.get("tools")):
+            log.info("mcp_tools_changed_told")
+            await self.send_client(TOOLS_CHANGED)
 
     async def _ask_child_tools(self) -> None:
         """Ask the child for its tools once the session is up, so the catalog follows its version."""
@@ -419,11 +595,14 @@ class McpRelay:
         learns of it through the child's own ``exited`` event, set once the kill is done.
         """
         child, exited = self.child, self.child_exited
-        if child is None and self.mode != STARTING:
+        if child is None and self.mode not in (STARTING, EARLY):
             return
         self.child, self.child_exited = None, None
         self.child_generation += 1
-        was_serving = self.mode == CHILD
+        self.owed_initialize = None
+        was_serving = self.mode in (CHILD, HANDOVER)
+        # the client's initialize taken while EARLY, given to no child and answered by nobody yet
+        initialize_untaken = self.mode == EARLY and not self.guardian_began and bool(self.initialize_line)
         self.reason = reason
         self.mode = FALLBACK
         for future in self._reinit.values():  # a restart that was being re-initialized died
@@ -433,6 +612,8 @@ class McpRelay:
         log.warning("mcp_fallback", reason=reason, open_requests=len(left_open))
         self.stats.outages.append(reason)
         self.pending.clear()
+        if initialize_untaken and not any(p.method == "initialize" for p in left_open):
+            await self._to_fallback(self.initialize)
         if was_serving or left_open:
             for pending in sorted(left_open, key=lambda p: p.sent_at):
                 await self._to_fallback(pending.message)
@@ -457,11 +638,12 @@ class McpRelay:
         """
         while True:
             await asyncio.sleep(self.options.check_every)
-            if self.mode != CHILD or not self.pending:
+            waiting = self.open_requests() + ([self.owed_initialize] if self.owed_initialize else [])
+            if self.mode not in (CHILD, EARLY, HANDOVER) or not waiting:
                 continue
             timeout = self.options.answer_timeout if self.child_spoke else self.options.start_timeout
             now = time.monotonic()
-            oldest = min(p.sent_at for p in self.open_requests())
+            oldest = min(p.sent_at for p in waiting)
             if now - oldest > timeout and now - self.last_child_output > timeout:
                 await self.child_down(f"contextd did not answer for {timeout:g} s")
 
@@ -493,10 +675,13 @@ class McpRelay:
         """Start the child and give it the session; its ``exited`` event, or None when that failed."""
         child = await self._spawn()
         if child is None:
-            if self.mode == STARTING:
+            if self.mode in (STARTING, EARLY):
                 await self.child_down(self.reason)
             return None
         exited = self.child_exited
+        if self.mode == EARLY:  # the session is served meanwhile; the child takes it once it answers
+            await self._send_initialize()
+            return exited
         if self.initialize is not None and (self.initialize_answered or self.mode == FALLBACK):
             if not await self._reinitialize():
                 if self.child is child:  # not already taken down by child_down
@@ -507,14 +692,14 @@ class McpRelay:
                     await self.child_down(self.reason)
                 return None
         was_fallback = self.mode == FALLBACK
-        self.mode = CHILD
+        self.mode = HANDOVER  # what the client sends meanwhile queues behind what waited already
         self.last_child_output = time.monotonic()
         if was_fallback:
             self.stats.handbacks += 1
             log.info("mcp_handed_back", generation=self.child_generation)
             if self.client_initialized:
                 await self._ask_child_tools()
-        await self._flush_queue()
+        await self._give_to_child()
         return exited
 
     async def _spawn(self) -> asyncio.subprocess.Process | None:

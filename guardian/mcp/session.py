@@ -1,77 +1,39 @@
-"""Wiring for one `guardian mcp` session: config -> relay, fallback server, index, contextd's embedder.
+"""Wiring for one `guardian mcp` session: config -> relay, fallback link, answer source.
 
-The index and the embedding model are prepared on a background thread while contextd starts,
-so a fallback answer does not wait for a cold build; a fallback call made before that finishes
-waits for it (under a lock) instead of failing.
+The fallback server runs in the sidecar when one guards the store (``open_stream``, handed in by
+the command: the control socket is the runtime's); else it is made here, and then the session's
+own index is mapped and contextd's model loaded on a background thread, so the first answer does
+not wait for a cold start (a call made before that finishes waits for it instead of failing).
 """
 
 from __future__ import annotations
 
-import threading
+from typing import Callable
 
 import anyio
 
-from guardian.index.contextd_embed import contextd_embedder
 from guardian.logs import get_logger
-from guardian.mcp.answers import Searcher
-from guardian.mcp.fallback import FallbackServer
+from guardian.mcp.link import DOWN, FallbackLink, Stream
 from guardian.mcp.relay import McpRelay, RelayOptions
+from guardian.mcp.sources import Caller, LocalAnswers
 from guardian.mcp.tools import ToolCatalog
 from guardian.restart import RestartPolicy
 
 log = get_logger("guardian.mcp")
 
 
-class LazySearcher:
-    """Builds the StoreIndex and loads contextd's model once, on first need or in the background."""
-
-    def __init__(self, config, paths) -> None:
-        self.config = config
-        self.paths = paths
-        self._lock = threading.Lock()
-        self._searcher: Searcher | None = None
-        self.model_problem = ""
-
-    def __call__(self) -> Searcher:
-        with self._lock:
-            if self._searcher is None:
-                self._searcher = self._make()
-            return self._searcher
-
-    def _make(self) -> Searcher:
-        from guardian.index.store_index import StoreIndex  # ~190 ms: after the relay is up, in the background
-
-        index = StoreIndex(self.config.store_path, compress=self.config.compress_flag,
-                           cache_dir=self.paths.cache / "index")
-        embedder, self.model_problem = contextd_embedder(self.config.contextd_model, self.config.contextd_models_dir)
-        if embedder is None:
-            log.warning("mcp_keyword_search_only", reason=self.model_problem)
-        searcher = Searcher(index, embedder.embed_query if embedder else None)
-        try:
-            searcher.fresh()
-        except Exception as exc:  # a missing store: answers will be empty, the session lives on
-            log.error("mcp_index_unavailable", error=str(exc))
-        return searcher
-
-    def warm_up(self) -> None:
-        threading.Thread(target=self._warm, name="guardian-mcp-index", daemon=True).start()
-
-    def _warm(self) -> None:
-        try:
-            self()
-        except Exception as exc:
-            log.error("mcp_index_warm_up_failed", error=str(exc))
-
-
 def relay_options(config) -> RelayOptions:
     return RelayOptions(answer_timeout=config.mcp_answer_timeout, start_timeout=config.mcp_start_timeout,
-                        restart=RestartPolicy.from_config(config), stop_timeout=config.stop_timeout)
+                        restart=RestartPolicy.from_config(config), stop_timeout=config.stop_timeout,
+                        early=config.mcp_early_answers, early_grace=config.mcp_early_grace)
 
 
 def serve_session(cmd: list[str], config, paths, preflight, wire_in: int = 0, wire_out: int = 1,
-                  child_env: dict | None = None) -> int:
+                  child_env: dict | None = None,
+                  open_stream: Callable[[Caller], Stream | None] | None = None) -> int:
     """One session. ``preflight()`` runs before every start of the child (handed in by the command);
-    the restarts are spaced by the configured restart policy, as the supervisor's are."""
+    the restarts are spaced by the configured restart policy, as the supervisor's are.
+    ``open_stream(caller)`` opens the sidecar's fallback stream (None or an error: no sidecar)."""
     try:
         paths.ensure()
         state_dir = paths.root
@@ -79,11 +41,24 @@ def serve_session(cmd: list[str], config, paths, preflight, wire_in: int = 0, wi
         log.error("mcp_state_dir_unavailable", error=str(exc))
         state_dir = None
     catalog = ToolCatalog(state_dir)
-    searcher = LazySearcher(config, paths)
+    caller = Caller.of(config.contextd_model, config.contextd_models_dir)
     relay_box: list[McpRelay] = []
-    fallback = FallbackServer(catalog, searcher, reason=lambda: relay_box[0].reason if relay_box else "")
-    relay = McpRelay(cmd, relay_options(config), catalog, fallback,
+
+    def phase() -> str:
+        return relay_box[0].phase() if relay_box else DOWN
+
+    def reason() -> str:
+        return relay_box[0].reason if relay_box else ""
+
+    def make_server():  # imports the mcp SDK: on a thread, only when no sidecar serves the session
+        from guardian.mcp.fallback import FallbackServer
+
+        answers = LocalAnswers(config, paths, caller)
+        answers.warm_up()
+        return FallbackServer(catalog, answers.answer, reason=reason, phase=phase)
+
+    link = FallbackLink(make_server, (lambda: open_stream(caller)) if open_stream else None, phase, reason)
+    relay = McpRelay(cmd, relay_options(config), catalog, link,
                      preflight=preflight, wire_in=wire_in, wire_out=wire_out, env=child_env)
     relay_box.append(relay)
-    searcher.warm_up()
     return anyio.run(relay.run, backend="asyncio")

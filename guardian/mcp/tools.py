@@ -123,37 +123,43 @@ BUILTIN_TOOLS: dict[str, dict] = {
 
 
 class ToolCatalog:
-    """The served tools' definitions: learned from contextd's ``tools/list``, kept in the state dir.
+    """The tools' definitions: learned from contextd's ``tools/list``, kept in the state dir.
 
-    ``learn`` is called with every ``tools/list`` result the child sends; the definitions of the
-    served tools are written atomically to ``<state>/mcp-tools.json`` so a later session whose
-    contextd never starts still advertises what that contextd version defines.
+    ``learn`` is called with every ``tools/list`` result the child sends; it is written atomically
+    to ``<state>/mcp-tools.json``: ``tools``, the served tools' definitions (what a later session
+    whose contextd is down advertises), and ``contextd_tools``, contextd's whole list in its order
+    (what a later session lists while its contextd is still loading: the write tools too, since
+    their calls then wait for contextd instead of being refused).
     """
 
     def __init__(self, state_dir: Path | None) -> None:
         self.path = Path(state_dir) / CATALOG_FILE if state_dir else None
-        self.learned: dict[str, dict] = self._load()
+        self.learned: dict[str, dict] = {}
+        self.listed: list[dict] = []  # contextd's whole last list, empty until one was seen
+        self._load()
 
-    def _load(self) -> dict[str, dict]:
+    def _load(self) -> None:
         if self.path is None:
-            return {}
+            return
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-        tools = data.get("tools") if isinstance(data, dict) else None
-        return {t["name"]: t for t in tools or [] if _valid_tool(t) and t["name"] in SERVED_TOOLS}
+            return
+        if not isinstance(data, dict):
+            return
+        self.learned = {t["name"]: t for t in _tools(data.get("tools")) if t["name"] in SERVED_TOOLS}
+        self.listed = _tools(data.get("contextd_tools"))
 
     def learn(self, list_result: Any) -> bool:
-        """Keep the served tools of one ``tools/list`` result; True when something changed."""
-        tools = list_result.get("tools") if isinstance(list_result, dict) else None
-        seen = {t["name"]: t for t in tools or [] if _valid_tool(t) and t["name"] in SERVED_TOOLS}
+        """Keep one ``tools/list`` result (its served tools, and the whole list); True when something changed."""
+        tools = _tools(list_result.get("tools") if isinstance(list_result, dict) else None)
+        seen = {t["name"]: t for t in tools if t["name"] in SERVED_TOOLS}
         merged = {**self.learned, **seen}
-        if not seen or merged == self.learned:
+        if not tools or (merged == self.learned and tools == self.listed):
             return False
-        self.learned = merged
+        self.learned, self.listed = merged, tools
         if self.path is not None:
-            body = {"tools": [merged[n] for n in SERVED_TOOLS if n in merged]}
+            body = {"tools": [merged[n] for n in SERVED_TOOLS if n in merged], "contextd_tools": tools}
             atomic_write(self.path, json.dumps(body, indent=1, sort_keys=True).encode())
         return True
 
@@ -161,8 +167,18 @@ class ToolCatalog:
         """Each served tool: contextd's own definition when known, else the built-in copy."""
         return [self.learned.get(name, BUILTIN_TOOLS[name]) for name in SERVED_TOOLS]
 
+    def listing(self) -> list[dict]:
+        """What guardian lists while contextd loads: contextd's own last list (write tools
+        included), else the served tools."""
+        return list(self.listed) or self.definitions()
+
     def source(self, name: str) -> str:
         return "contextd" if name in self.learned else "builtin"
+
+
+def _tools(value: Any) -> list[dict]:
+    """The valid tool definitions of a list (anything else in it is skipped)."""
+    return [t for t in value if _valid_tool(t)] if isinstance(value, list) else []
 
 
 def _valid_tool(tool: Any) -> bool:

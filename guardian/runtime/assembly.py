@@ -31,6 +31,7 @@ from guardian.runtime.parts.http import HttpPart
 from guardian.runtime.parts.index import IndexPart
 from guardian.runtime.parts.live_repair import LiveRepairPart
 from guardian.runtime.parts.lock import LockPart
+from guardian.runtime.parts.mcp_answers import McpAnswersPart
 from guardian.runtime.parts.preflight import PreflightPart
 from guardian.runtime.parts.replication import ReplicationPart
 from guardian.runtime.parts.snapshots import SnapshotPart
@@ -65,6 +66,8 @@ def assemble(config, paths, cmd: list[str] | None = None, *, guard: bool = True,
         if watch and config.capture:
             parts.append(CapturePart(ctx))
     parts.append(IndexPart(ctx, background=guard, poll=not watch))
+    if guard:
+        parts.append(McpAnswersPart(ctx))  # `guardian mcp` sessions ask it over the control socket
     if watch:
         parts.append(StoreHealthPart(ctx))
         if guard and config.live_repair:

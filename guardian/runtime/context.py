@@ -38,6 +38,8 @@ VERDICT = "verdict"      # () -> dict: chromem's verdict on the store as it is n
 LIVE_REPAIR = "live_repair"  # (damages) -> repairs settled damage (live repair part; its presence matters)
 RESTORE = "restore"      # (**RestoreRequest wire) -> {"restore": outcome dict, ...} (control part)
 UNDO_RESTORE = "undo_restore"  # (restore_id, force) -> the undo's dict (control part)
+MCP_READY = "mcp_ready"      # (store, **caller) -> {"ready": True, "answered": n}: it answers `guardian mcp` sessions
+MCP_FALLBACK = "mcp_fallback"  # (store, **caller) -> serve(rfile, wfile): a session's fallback server, here
 
 
 class Counters:

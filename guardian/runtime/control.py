@@ -7,6 +7,11 @@ Answer (one line):   ``{"ok": true, "result": ...}`` or
 The sidecar runs ``ControlServer(path, {"restart": fn, "status": fn, ...})`` in a thread; CLI
 commands call ``control_request(path, "restart")``. The socket file is 0600 inside the 0700 state
 dir, so only this user can talk to it.
+
+A *stream* command (``streams={"name": opener}``) keeps its connection: ``opener(**args)`` returns
+``serve(rfile, wfile)`` (or raises: the usual error answer), the sidecar answers ``{"ok": true}``
+and ``serve`` has the connection, on that connection's thread, until either side closes it
+(`guardian mcp` sessions' fallback streams: see ``guardian.mcp.link``). :func:`connect` opens one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,6 +71,10 @@ class _Handler(socketserver.StreamRequestHandler):
         line = self.rfile.readline(MAX_LINE)
         if not line:
             return
+        stream = self.server.control.stream_for(line)
+        if stream is not None:
+            stream(self.rfile, self.wfile)
+            return
         answer = self.server.control.dispatch(line)
         with contextlib.suppress(OSError):
             self.wfile.write(_encode(answer))
@@ -73,6 +83,7 @@ class _Handler(socketserver.StreamRequestHandler):
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 128  # eight MCP sessions start at once: socketserver's 5 would refuse some (EAGAIN)
 
     def __init__(self, address: str, control: "ControlServer") -> None:
         self.control = control
@@ -82,9 +93,11 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class ControlServer:
     """Serve ``handlers`` (name -> callable(**args) returning JSON-able data) on ``path``."""
 
-    def __init__(self, path: str | os.PathLike, handlers: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, path: str | os.PathLike, handlers: dict[str, Callable[..., Any]],
+                 streams: dict[str, Callable[..., Callable]] | None = None) -> None:
         self.path = Path(path)
         self.handlers = {"ping": lambda: "pong", **handlers}
+        self.streams = dict(streams or {})
         self.log = get_logger("guardian.runtime.control")
         self._server: _UnixServer | None = None
         self._thread: threading.Thread | None = None
@@ -109,6 +122,32 @@ class ControlServer:
         except Exception as exc:  # answered to the client, logged here
             self.log.warning("control_command_failed", command=command, error=str(exc))
             return _error_answer(exc)
+
+    def stream_for(self, line: bytes) -> Callable | None:
+        """How to serve a stream command's connection, or None when the line asks for no stream."""
+        try:
+            request = json.loads(line)
+            opener = self.streams.get(request["command"])
+            args = request.get("args") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if opener is None or not isinstance(args, dict):
+            return None
+
+        def serve(rfile, wfile) -> None:
+            try:
+                served = opener(**args)
+            except Exception as exc:
+                self.log.info("control_stream_refused", command=request["command"], error=str(exc))
+                with contextlib.suppress(OSError):
+                    wfile.write(_encode(_error_answer(exc)))
+                return
+            try:
+                wfile.write(_encode({"ok": True, "result": None}))
+            except OSError:
+                return
+            served(rfile, wfile)
+        return serve
 
     def start(self) -> "ControlServer":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,19 +198,45 @@ class ControlServer:
         self.stop()
 
 
-def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0, **args: Any) -> Any:
-    """Send one command to the sidecar and return its result; raises GuardianError on failure."""
+def connect(path: str | os.PathLike, timeout: float) -> socket.socket:
+    """A socket connected to the sidecar's control socket (the caller sends and closes);
+    SidecarUnavailable when nobody listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
+    try:
+        sock.settimeout(timeout)
+        with _short_address(Path(path)) as address:
+            while True:
+                try:
+                    sock.connect(address)
+                    break
+                except BlockingIOError:  # the listen queue is full (EAGAIN): the sidecar is busy accepting
+                    if time.monotonic() > deadline:
+                        raise socket.timeout("the sidecar's listen queue stayed full") from None
+                    time.sleep(0.01)
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, socket.timeout) as exc:
+        sock.close()
+        raise SidecarUnavailable(f"no guardian sidecar answers on {path} ({exc.strerror or exc})") from None
+    except OSError as exc:
+        sock.close()
+        raise SidecarUnavailable(f"cannot talk to the sidecar on {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def request_line(command: str, **args: Any) -> bytes:
+    return _encode({"command": command, "args": args})
+
+
+def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0, answer_limit: int = MAX_LINE,
+                    **args: Any) -> Any:
+    """Send one command to the sidecar and return its result; raises GuardianError on failure.
+    An answer longer than ``answer_limit`` bytes is cut there (and then refused as unreadable)."""
     path = Path(path)
     line = _encode({"command": command, "args": args})
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            with _short_address(path) as address:
-                sock.connect(address)
+        with connect(path, timeout) as sock:
             sock.sendall(line)
-            answer = _read_line(sock)
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-        raise SidecarUnavailable(f"no guardian sidecar answers on {path} ({exc.strerror or exc})") from None
+            answer = _read_line(sock, answer_limit)
     except socket.timeout:
         raise SupervisorError(f"the sidecar did not answer {command!r} within {timeout:g}s",
                               "it may be busy (a repair or restore); try again or see its log") from None
@@ -180,7 +245,7 @@ def control_request(path: str | os.PathLike, command: str, timeout: float = 30.0
     return _result_or_raise(answer, command)
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def _read_line(sock: socket.socket, limit: int = MAX_LINE) -> bytes:
     chunks = []
     size = 0
     while True:
@@ -189,7 +254,7 @@ def _read_line(sock: socket.socket) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-        if chunk.endswith(b"\n") or size > MAX_LINE:
+        if chunk.endswith(b"\n") or size > limit:
             break
     return b"".join(chunks)
 

@@ -76,6 +76,18 @@ def test_updates_keep_the_logical_order_and_never_copy_the_base():
     assert offsets.tolist()[-1] == len(b"".join(parts))
 
 
+def test_warm_columns_build_what_where_mask_reads_in_one_pass():
+    rows = Rows(segment(["a", "b", "c"])).plus(segment(["x", "y"], seed=1))
+    fresh = Rows(segment(["a", "b", "c"])).plus(segment(["x", "y"], seed=1))
+    rows.warm_columns(["even", "id", "missing"])
+    assert {name for name in rows.base._lookups} == {"meta:even", "meta:id", "meta:missing"}
+    for key, wanted in (("even", "True"), ("id", "b"), ("id", "y"), ("missing", ""), ("even", "nope")):
+        assert rows.where_mask(key, wanted).tolist() == fresh.where_mask(key, wanted).tolist()
+    before = rows.base._lookups["meta:even"]
+    rows.warm_columns(["even"])
+    assert rows.base._lookups["meta:even"] is before  # built once
+
+
 def test_matrix_chunks_cover_the_logical_rows():
     rows = Rows(segment([str(i) for i in range(10)])).without([2, 7]).plus(segment(["n"], seed=4))
     assert np.array_equal(np.concatenate(list(rows.matrix_chunks(rows_per_chunk=3))), rows.matrix)

@@ -3,13 +3,19 @@
 Each request is answered with a line whose JSON is formatted oddly on purpose (spaces, key
 order, escaped and raw non-ASCII, a literal "\\n" inside a string) so a test can tell whether the
 relay passed bytes through untouched. A notification is sent before every answer, and noise goes
-to stderr. Usage: python raw_child.py RECEIVED_FILE SENT_FILE
+to stderr. Usage: python raw_child.py RECEIVED_FILE SENT_FILE [GATE_FILE]
+
+With GATE_FILE, it reads nothing before that file exists: a contextd still loading its store.
 """
 
 import json
+import os
 import sys
+import time
 
 received_path, sent_path = sys.argv[1], sys.argv[2]
+while len(sys.argv) > 3 and not os.path.exists(sys.argv[3]):
+    time.sleep(0.02)
 out = sys.stdout.buffer
 with open(received_path, "ab") as received, open(sent_path, "ab") as sent:
     for line in sys.stdin.buffer:

@@ -141,6 +141,24 @@ def test_tenant_from_the_git_remote(tmp_path):
     assert contextd.tenant_for_path("", {}, home=tmp_path / "empty") == "local"
 
 
+def test_the_callers_user_decides_the_tenant(searcher, tmp_path):
+    """The sidecar answers for sessions of its user: the session's $HOME (its git user.name) and
+    $USER, not the sidecar's, derive the tenant contextd would use."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Alice\n")
+    project = str(tmp_path / "webapp")  # no git remote: the tenant is the caller's git user.name
+    caller = {"HOME": str(home), "USER": "someone_else"}
+    listed = answers.answer(searcher, "checkpoint_list", {"project_path": project}, environ=caller)
+    assert listed.structured["count"] == 0  # tenant alice, but another project path
+    listed = answers.answer(searcher, "checkpoint_list", {"project_path": "/home/alice/src/webapp"},
+                            environ=caller)
+    assert listed.structured["count"] == 4
+    nobody = answers.answer(searcher, "checkpoint_list", {"project_path": "/home/alice/src/webapp"},
+                            environ={"HOME": str(tmp_path / "nowhere"), "USER": "bob"})
+    assert nobody.structured["count"] == 0  # tenant bob
+
+
 def test_filter_rows_are_cached_per_snapshot(searcher):
     searcher.fresh()
     collection = searcher.collection(f"{PROJECT}_memories")

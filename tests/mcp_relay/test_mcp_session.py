@@ -24,10 +24,10 @@ FALLBACK_KEY = "io.guardian/fallback"
 DEADLINE = 60
 
 
-def guardian_params(store, state, child_cmd, models=None, timeout=30.0):
+def guardian_params(store, state, child_cmd, models=None, timeout=30.0, early_grace=120.0):
     env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(state), GUARDIAN_BACKOFF_INITIAL="0.2",
                GUARDIAN_BACKOFF_MAX="1", GUARDIAN_MCP_ANSWER_TIMEOUT=str(timeout),
-               GUARDIAN_MCP_START_TIMEOUT="300",
+               GUARDIAN_MCP_START_TIMEOUT="300", GUARDIAN_MCP_EARLY_GRACE=str(early_grace),
                EMBEDDINGS_CACHE_DIR=str(models or state / "no-models"), GUARDIAN_CONFIG=str(state / "none.toml"))
     env.pop("EMBEDDINGS_MODEL", None)
     return StdioServerParameters(command=GUARDIAN[0], args=GUARDIAN[1:] + ["mcp", "--store", str(store), "--"]

@@ -25,6 +25,7 @@ REQUESTS = [
 def start(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
                GUARDIAN_CONFIG=str(tmp_path / "none.toml"), GUARDIAN_LOG_LEVEL="debug",
+               GUARDIAN_MCP_EARLY_GRACE="120",  # the raw child answers initialize: no early answers
                EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
     cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--log-level", "debug",
            "--", sys.executable, RAW_CHILD, str(tmp_path / "received"), str(tmp_path / "sent")]

@@ -60,7 +60,8 @@ class Relay:
         (tmp_path / "store").mkdir(exist_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
                    GUARDIAN_CONFIG=str(tmp_path / "none.toml"), EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"),
-                   GUARDIAN_BACKOFF_INITIAL="0.2", GUARDIAN_BACKOFF_MAX="1")
+                   GUARDIAN_BACKOFF_INITIAL="0.2", GUARDIAN_BACKOFF_MAX="1",
+                   GUARDIAN_MCP_EARLY_GRACE="120")  # the child's own initialize answer, not guardian's early one
         self.proc = subprocess.Popen([sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"),
                                       "--", *child], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)

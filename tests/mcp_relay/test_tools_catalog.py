@@ -21,9 +21,21 @@ def test_builtin_until_contextd_is_seen_then_contextds_own(tmp_path):
     assert [t["description"] for t in catalog.definitions()] == [f"{n} v1" for n in SERVED_TOOLS]
     assert catalog.learn(contextd_list("v1")) is False  # unchanged: no rewrite
     saved = json.loads((tmp_path / CATALOG_FILE).read_text())
-    assert [t["name"] for t in saved["tools"]] == list(SERVED_TOOLS)  # write tools are not kept
+    assert [t["name"] for t in saved["tools"]] == list(SERVED_TOOLS)  # what the fallback serves while it is down
     again = ToolCatalog(tmp_path)
     assert again.definitions() == catalog.definitions() and again.source("checkpoint_list") == "contextd"
+
+
+def test_while_contextd_loads_its_whole_list_is_listed(tmp_path):
+    catalog = ToolCatalog(tmp_path)
+    assert catalog.listing() == [BUILTIN_TOOLS[n] for n in SERVED_TOOLS]  # never seen contextd: served ones
+    assert catalog.learn(contextd_list("v1")) is True
+    listed = [t["name"] for t in ToolCatalog(tmp_path).listing()]
+    assert listed == [*SERVED_TOOLS, "memory_record"]  # contextd's order, write tools too, junk skipped
+    assert catalog.learn({"tools": [{"name": "memory_record", "inputSchema": {"type": "object"}}]}) is True
+    again = ToolCatalog(tmp_path)
+    assert [t["name"] for t in again.listing()] == ["memory_record"]  # the newest list, as it was
+    assert [t["description"] for t in again.definitions()] == [f"{n} v1" for n in SERVED_TOOLS]
 
 
 def test_partial_or_damaged_catalogs(tmp_path):

@@ -32,7 +32,7 @@ def names(runtime) -> list[str]:
 def test_run_serve_and_run_with_cmd_take_their_parts_from_one_assembly(setup):
     config, paths = setup
     # the watcher right after the lock: it must hear every write from before the pre-flight's listing on
-    guarded = ["lock", "watcher", "preflight", "snapshots", "replication", "capture", "index", "health",
+    guarded = ["lock", "watcher", "preflight", "snapshots", "replication", "capture", "index", "mcp_answers", "health",
                "live_repair", "http", "control", "heartbeat"]
     watching = ("capture", "health", "live_repair", "watcher")  # continuous capture and live repair need events
     assert names(assemble(config, paths, ["contextd"])) == [*guarded, "supervisor"]

@@ -93,3 +93,38 @@ def test_concurrent_clients_are_served(tmp_path):
         gate.set()
         slow.join(5)
         assert not slow.is_alive()
+
+
+def test_a_stream_command_keeps_its_connection(tmp_path):
+    """``streams``: the sidecar says ok, then the connection is the opener's (a guardian mcp session's
+    fallback stream); an opener that refuses answers the usual error; many at once all connect."""
+    from guardian.runtime.control import connect, request_line
+
+    def opener(prefix: str = ""):
+        if prefix == "refuse":
+            raise SupervisorError("not this store", "use your own index")
+
+        def serve(rfile, wfile):
+            for line in iter(rfile.readline, b""):
+                wfile.write(prefix.encode() + line)
+        return serve
+
+    path = tmp_path / "c.sock"
+    with ControlServer(path, {}, streams={"echo": opener}):
+        socks = [connect(path, 30) for _ in range(40)]  # more than socketserver's default listen queue
+        try:
+            for n, sock in enumerate(socks):
+                sock.sendall(request_line("echo", prefix=f"{n}:"))
+            for n, sock in enumerate(socks):
+                reader = sock.makefile("rb")
+                assert reader.readline() == b'{"ok": true, "result": null}\n'
+                sock.sendall(b"one\ntwo\n")
+                assert [reader.readline(), reader.readline()] == [f"{n}:one\n".encode(), f"{n}:two\n".encode()]
+        finally:
+            for sock in socks:
+                sock.close()
+        with connect(path, 30) as sock:
+            sock.sendall(request_line("echo", prefix="refuse"))
+            answer = sock.makefile("rb").readline()
+        assert b'"ok": false' in answer and b"not this store" in answer
+        assert control_request(path, "ping") == "pong"  # plain requests still answered

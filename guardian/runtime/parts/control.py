@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Any, Callable
 
 from guardian.errors import SupervisorError
-from guardian.runtime.context import RESTORE, UNDO_RESTORE, VERDICT
+from guardian.runtime.context import MCP_FALLBACK, MCP_READY, RESTORE, UNDO_RESTORE, VERDICT
 from guardian.runtime.control import ControlServer
 from guardian.runtime.parts import BasePart
 from guardian.restoring.pipeline import restore_for_sidecar
@@ -25,8 +25,10 @@ class ControlPart(BasePart):
     def start(self) -> None:
         handlers = {"status": lambda **_: self.status_provider(), "restart": self.restart,
                     "restore": self.restore, "snapshot": self.snapshot, "verdict": self.verdict,
-                    "repair": self.repair, "undo_restore": self.undo_restore}
-        self.server = ControlServer(self.ctx.paths.control_socket, handlers)
+                    "repair": self.repair, "undo_restore": self.undo_restore,
+                    "mcp_ready": self.mcp_service(MCP_READY)}
+        streams = {"mcp_fallback": self.mcp_service(MCP_FALLBACK)}
+        self.server = ControlServer(self.ctx.paths.control_socket, handlers, streams)
         self.server.start()
         self.ctx.provide(RESTORE, self.restore)   # the console's restores: the same code as `guardian restore`'s
         self.ctx.provide(UNDO_RESTORE, self.undo_restore)
@@ -41,6 +43,15 @@ class ControlPart(BasePart):
             raise SupervisorError("this sidecar supervises no child", "start it with `guardian run -- CMD`")
         child.request_restart()
         return {"ok": True, "child": child.snapshot()}
+
+    def mcp_service(self, service: str) -> Callable[..., Any]:
+        """A `guardian mcp` session's request, answered by the mcp_answers part (asked, not imported)."""
+        def handle(**args):
+            if not self.ctx.offers(service):
+                raise SupervisorError("this sidecar does not answer guardian mcp sessions",
+                                      "the session answers from its own index")
+            return self.ctx.ask(service, **args)
+        return handle
 
     def verdict(self, **_):
         """chromem's verdict on the store now (asked by `guardian exec` instead of walking the store)."""
