@@ -81,6 +81,7 @@ def free_port() -> int:
 def normalized(text: str) -> list[str]:
     """Status lines with what varies (the store's path, pids, times, durations, counts) replaced by placeholders."""
     text = re.sub(r"(?m)^store path: \S+", "store path: PATH", text)   # where the clone is
+    text = re.sub(r"key=\S+", "key=KEY", text)                        # the console's secret
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "TIME", text)
     text = re.sub(r"\b\d+[hmsd]( \d+[hms])*\b", "DURATION", text)
     return [re.sub(r"\d+", "N", line) for line in text.strip().splitlines()]

@@ -28,7 +28,7 @@ from tests.waiting import wait_for, wait_until
 
 QUERY_PATH = "/v1/collections/checkpoints/query"
 VECTOR = [0.1] * 384
-STALLED_HEAD = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{".encode()
+STALLED_HEAD = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{{".encode()
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_a_body_over_the_limit_gets_a_readable_413(index):
     errors: list[BaseException] = []
     try:
         with socket.create_connection((server.host, server.port), timeout=60) as sock:
-            head = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            head = f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
 
             def send() -> None:
                 try:
@@ -229,8 +229,8 @@ def test_a_client_that_asks_before_sending_its_body_is_told_to_go_on(index):
     body = json.dumps({"vector": VECTOR, "k": 1}).encode()
     try:
         with socket.create_connection((server.host, server.port), timeout=30) as sock:
-            sock.sendall(f"POST {QUERY_PATH} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode())
+            sock.sendall(f"POST {QUERY_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                         f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode())
             assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
             sock.sendall(body)
             assert b"HTTP/1.1 200 OK" in read_all(sock)
