@@ -29,7 +29,10 @@ write is checked: its file on disk decodes to its id, the real loader holds that
 snapshot's row for the file has exactly its bytes (not flagged). Every damage is checked repaired,
 the paused writer's update at its path, loaded, and in the newest snapshot. Printed: the counts, the
 alerts, the loader's probes, guardian's log events of interest, and RSS per incarnation (first
-sample, +1 min, +5 min, max, last; MB per minute over the long incarnation's second half).
+sample, +1 min, +5 min, max, last; MB per minute over the long incarnation's second half, and per
+1000 writes), beside the baseline: a guardian started afresh on the final store, sampled for two
+minutes once ready (the store grew by every write: a leak is what the long-lived one holds beyond
+that). The samples are kept in ``WORK/rss.json``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_live import CHROMEMH, COLLECTIONS, start_guardian, stop_guardian  # noqa: E402
+from bench.bench_live import CHROMEMH, COLLECTIONS, start_guardian, stop_guardian, wait_started  # noqa: E402
 from bench.common import make_store  # noqa: E402
 from guardian.format import chromem  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
@@ -110,7 +113,8 @@ class Soak:
         log = self.work / f"run-{n}.log"
         alert = f"{sys.executable} {self.work / 'alert_sink.py'} {self.alerts_file}"
         proc = start_guardian(self.store, self.state, log, {"GUARDIAN_ALERT_COMMAND": alert})
-        self.incarnations.append({"proc": proc, "log": log, "began": now(), "rss": [], "killed": False})
+        self.incarnations.append({"proc": proc, "log": log, "began": now(), "rss": [], "killed": False,
+                                  "fresh": False})
 
     @property
     def guardian(self) -> subprocess.Popen:
@@ -216,7 +220,7 @@ class Soak:
             with open(f"/proc/{inc['proc'].pid}/status") as status:
                 for line in status:
                     if line.startswith("VmRSS:"):
-                        inc["rss"].append((now() - inc["began"], int(line.split()[1]) / 1024))
+                        inc["rss"].append((now() - inc["began"], int(line.split()[1]) / 1024, len(self.acked)))
         except OSError:
             pass
 
@@ -298,6 +302,20 @@ class Soak:
         held = self.state / "stores"
         return [str(p) for p in held.glob("*/held/*")] if held.exists() else []
 
+    def fresh_baseline(self) -> None:
+        """The same store read by a guardian started now: what the long-lived one's memory should be
+        compared with (the store grew by every write; a leak is what the long-lived one holds beyond)."""
+        stop_guardian(self.guardian)
+        self.start_guardian()
+        self.incarnations[-1]["fresh"] = True
+        wait_started(self.paths, self.incarnations[-1]["log"])
+        for _ in range(24):   # two minutes, once every part has settled
+            time.sleep(5)
+            self.sample_rss()
+        (self.work / "rss.json").write_text(json.dumps(
+            [{"incarnation": n, "killed": i["killed"], "fresh": i["fresh"], "samples": i["rss"]}
+             for n, i in enumerate(self.incarnations)]))
+
     def report(self) -> None:
         args = self.args
         print(f"\n# soak: {args.minutes:g} min, {args.writers} writers every {args.interval_ms} ms, "
@@ -326,8 +344,9 @@ class Soak:
         if self.paused:
             p = self.paused
             at_path = p["doc"].read_bytes() == p["update"]
-            print(f"paused writer ({args.pause} s): store loadable for the loader {p['loadable_after'] or 0:.0f} s "
-                  f"into the pause (probes every 20 s); its update at the path: {at_path}; loaded: "
+            when = "no probe fell in the pause" if p["loadable_after"] is None else f"{p['loadable_after']:.0f} s"
+            print(f"paused writer ({args.pause} s): store loadable for the loader {when} into the pause (probes "
+                  f"every 20 s); its update at the path: {at_path}; loaded: "
                   f"{'written by a writer paused mid-write' in contents}")
         if self.full:
             print(f"full disk: {self.full['bytes'] / 2**20:.0f} MiB filler for "
@@ -347,20 +366,23 @@ class Soak:
                         events[name] += 1
         print(f"guardian log events: {dict(events)}")
         print(f"kept files left for writers: {self.kept() or 'none'}")
-        print("RSS (MB) per incarnation: lived min | first | +1 min | +5 min | max | last")
+        print("RSS (MB) per incarnation: lived min | first | +1 min | +5 min | max | last | writes acknowledged "
+              "meanwhile")
         for n, inc in enumerate(self.incarnations):
             rss = inc["rss"]
             if not rss:
                 continue
 
             def at(minutes: float) -> str:
-                later = [mb for t, mb in rss if t >= minutes * 60]
+                later = [mb for t, mb, _ in rss if t >= minutes * 60]
                 return f"{later[0]:.0f}" if later else "-"
 
+            what = " (started on the final store, no writes: the baseline)" if inc["fresh"] else ""
             print(f"  {n}: {rss[-1][0] / 60:5.1f} | {rss[0][1]:.0f} | {at(1)} | {at(5)} | "
-                  f"{max(mb for _, mb in rss):.0f} | {rss[-1][1]:.0f}")
-        longest = max(self.incarnations, key=lambda inc: inc["rss"][-1][0] if inc["rss"] else 0)
-        half = [(t, mb) for t, mb in longest["rss"] if t >= longest["rss"][-1][0] / 2]
+                  f"{max(mb for _, mb, _ in rss):.0f} | {rss[-1][1]:.0f} | {rss[-1][2] - rss[0][2]}{what}")
+        lived = [inc for inc in self.incarnations if not inc["fresh"] and inc["rss"]]
+        longest = max(lived, key=lambda inc: inc["rss"][-1][0])
+        half = [(t, mb) for t, mb, _ in longest["rss"] if t >= longest["rss"][-1][0] / 2]
         if len(half) >= 3:
             mean_t = sum(t for t, _ in half) / len(half)
             mean_m = sum(mb for _, mb in half) / len(half)
@@ -368,6 +390,11 @@ class Soak:
                      / max(1e-9, sum((t - mean_t) ** 2 for t, _ in half)))
             print(f"longest incarnation's second half ({half[0][0] / 60:.1f}-{half[-1][0] / 60:.1f} min): "
                   f"{slope * 60:+.2f} MB/min (RSS {half[0][1]:.0f} -> {half[-1][1]:.0f} MB)")
+        one = [(mb, acked) for t, mb, acked in longest["rss"] if t >= 60]
+        if len(one) >= 2 and one[-1][1] > one[0][1]:
+            per_write = (one[-1][0] - one[0][0]) / (one[-1][1] - one[0][1])
+            print(f"longest incarnation from +1 min on: {1000 * per_write:.1f} MB per 1000 writes acknowledged "
+                  f"meanwhile")
 
     def close(self) -> None:
         self.stop.set()
@@ -403,6 +430,7 @@ def main() -> int:
     soak = Soak(args)
     try:
         soak.run()
+        soak.fresh_baseline()
         soak.report()
     finally:
         soak.close()

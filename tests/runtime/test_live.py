@@ -209,7 +209,9 @@ def test_damage_while_a_writer_writes_the_same_collection_loses_nothing(guardian
 
 
 def test_a_file_held_mid_write_is_never_touched(guardian, plain_store, contents):
-    g = guardian()
+    """Held for writing past settle_seconds but short of held_repair_seconds: not damage, never touched
+    (past held_repair_seconds it is made loadable: test_a_writer_paused_between_...)."""
+    g = guardian(extra_env={"GUARDIAN_HELD_REPAIR_SECONDS": "60"})
     assert wait_until(lambda: Repository(g.paths.snapshots).list_ids(), timeout=DEADLINE)
     doc = some_document(plain_store, collections(contents)[0]["dir"])
     good = doc.read_bytes()
@@ -218,7 +220,7 @@ def test_a_file_held_mid_write_is_never_touched(guardian, plain_store, contents)
     with open(doc, "r+b") as handle:     # chromem's way: truncate in place, then write
         handle.truncate(0)
         handle.flush()
-        held_until = time.monotonic() + 3.0  # well past settle_seconds (1 s): only the open file protects it
+        held_until = time.monotonic() + 3.0  # well past settle_seconds (1 s): only its writer's hold protects it
         while time.monotonic() < held_until:
             info = os.stat(doc)
             if info.st_ino != inode or info.st_size != 0:
