@@ -319,6 +319,8 @@ class McpRelay:
         if wire.is_request(message):
             self.pending.setdefault(wire.id_key(message["id"]), []).append(
                 Pending(message["method"], message, time.monotonic()))
+        elif message.get("method") == "notifications/cancelled":
+            self._forget_cancelled(message)
         child = self.child
         try:
             child.stdin.write(line)
@@ -329,6 +331,14 @@ class McpRelay:
             return
         if message.get("method") == "notifications/initialized":
             await self._ask_child_tools()
+
+    def _forget_cancelled(self, cancel: dict) -> None:
+        """The client gave up on a request the child has open: MCP says the child should not answer
+        it, so it no longer counts as waiting (a silent child is then not hung); an answer that comes
+        anyway matches nothing and is dropped, as the client would drop it."""
+        request_id = early.cancelled_id(cancel)
+        if request_id is not None and self._answered(request_id) is not None:
+            log.info("mcp_request_cancelled", id=wire.id_key(request_id)[:80])
 
     def _answered(self, request_id) -> Pending | None:
         """The oldest open request with this id, no longer open; None when none is waiting for it."""

@@ -6,6 +6,7 @@ relay passed bytes through untouched. A notification is sent before every answer
 to stderr. Usage: python raw_child.py RECEIVED_FILE SENT_FILE [GATE_FILE]
 
 With GATE_FILE, it reads nothing before that file exists: a contextd still loading its store.
+A request whose method is ``test/never`` is never answered (a long job the client may cancel).
 """
 
 import json
@@ -23,7 +24,7 @@ with open(received_path, "ab") as received, open(sent_path, "ab") as sent:
         received.flush()
         message = json.loads(line)
         sys.stderr.write("raw child: noise on stderr\n")
-        if "id" not in message:
+        if "id" not in message or message.get("method") == "test/never":
             continue
         note = (b'{ "method":"notifications/message" ,"jsonrpc":"2.0",'
                 b'"params":{"level":"info","data":"\\u00e9t\\u00e9"}}\n')

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 from tests.mcp_relay.conftest import ROOT
 from tests.waiting import wait_for
@@ -22,11 +23,11 @@ REQUESTS = [
 ]
 
 
-def start(tmp_path):
+def start(tmp_path, extra_env: dict | None = None):
     env = dict(os.environ, PYTHONPATH=str(ROOT), GUARDIAN_STATE_DIR=str(tmp_path / "state"),
                GUARDIAN_CONFIG=str(tmp_path / "none.toml"), GUARDIAN_LOG_LEVEL="debug",
                GUARDIAN_MCP_EARLY_GRACE="120",  # the raw child answers initialize: no early answers
-               EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"))
+               EMBEDDINGS_CACHE_DIR=str(tmp_path / "no-models"), **(extra_env or {}))
     cmd = [sys.executable, "-m", "guardian", "mcp", "--store", str(tmp_path / "store"), "--log-level", "debug",
            "--", sys.executable, RAW_CHILD, str(tmp_path / "received"), str(tmp_path / "sent")]
     (tmp_path / "store").mkdir()
@@ -123,3 +124,36 @@ def test_a_closed_stdin_or_stdout_is_one_line(tmp_path):
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: guardian mcp needs {name}"), done.stderr
+
+
+def test_a_cancelled_request_does_not_make_a_silent_child_hung(tmp_path):
+    """The client cancels a request the child never answers (MCP: it should not): guardian forgets
+    it, so answer_timeout does not declare the child hung and kill it."""
+    env = {"GUARDIAN_MCP_ANSWER_TIMEOUT": "1"}
+    proc = start(tmp_path, env)
+    stderr: list[bytes] = []
+    threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True).start()
+    try:
+        for request in REQUESTS[:2]:
+            proc.stdin.write(request)
+        proc.stdin.write(b'{"jsonrpc":"2.0","id":7,"method":"test/never"}\n')
+        proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}\n')
+        proc.stdin.flush()
+        wait_for(lambda: any(b'"mcp_request_cancelled"' in line for line in list(stderr)), 60,
+                 what="guardian to forget the cancelled request")
+        # past answer_timeout (1 s) and several of the hang checks (every 0.2 s), the child silent all along
+        wait_for(lambda: (tmp_path / "received").read_bytes().count(b"notifications/cancelled"), 60,
+                 what="the child to get the cancellation")
+        time.sleep(3)
+        proc.stdin.write(REQUESTS[3])
+        proc.stdin.flush()
+        answers = []
+        while not any(json.loads(line).get("id") == 3 for line in answers):
+            answers.append(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    ping = next(json.loads(line) for line in answers if json.loads(line).get("id") == 3)
+    assert ping["result"]["echo"] == "ping"  # the child's own answer: it was never replaced
+    assert not any(b'"mcp_fallback"' in line for line in stderr)
+    assert not any(b'"id": 7' in line or b'"id":7' in line for line in answers)
