@@ -4,7 +4,9 @@ Per collection folder ``<dir>``:
 
 * ``<dir>.<token>.rows`` — the rows, laid out to be memory-mapped: the float32 matrix, then for
   each string column (files, ids, contents, metadata, and the names of the stat table) an int64
-  offsets array and the bytes, then the int64 stat table (size, mtime_ns, inode per file).
+  offsets array and the bytes, then the int64 stat table (size, mtime_ns, inode per file), then for
+  each of ``KEY_COLUMNS`` an int32 code per row and the values the codes stand for (a session that
+  maps the cache filters by tenant and project without decoding a million metadata maps first).
   Every section starts on a 64-byte boundary; offsets are positions in the file itself.
 * ``<dir>.manifest`` — a small ``marshal`` dict: the format version, the rows file's name, size
   and sections, the collection header (name, metadata, damage), the problems, the metadata
@@ -43,9 +45,10 @@ from guardian.index.rows import PackedMetadata, PackedStrings, Rows, Segment
 from guardian.local.fsutil import atomic_write, ensure_dir, temp_path_for, write_all
 from guardian.logs import get_logger
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 ALIGN = 64
 COLUMNS = ("files", "ids", "contents", "metadatas")
+KEY_COLUMNS = ("tenant_id", "project_id")  # the metadata contextd's search tools filter every query on
 ROWS_SUFFIX = ".rows"
 OLD_SUFFIXES = (".npy",)  # matrices of cache version 3 and before
 
@@ -192,6 +195,10 @@ def rows_file_chunks(index: CollectionIndex, layout: Layout) -> Iterable[bytes |
     names = stats.names
     yield from _packed(layout, "stat_names", [names.data()], names.offsets - names.offsets[0])
     yield from layout.emit("stat_table", [_bytes_of(stats.table.astype(np.int64, copy=False))], checked=True)
+    for key, (codes, values) in rows.key_columns(KEY_COLUMNS).items():
+        yield from layout.emit(f"key:{key}.codes", [_bytes_of(codes)])
+        packed = PackedStrings.of_strings(values)
+        yield from _packed(layout, f"key:{key}.values", [packed.data()], packed.offsets - packed.offsets[0])
 
 
 def _packed(layout: Layout, name: str, parts: list[bytes], offsets: np.ndarray) -> Iterable[bytes | memoryview]:
@@ -211,7 +218,12 @@ def to_manifest(index: CollectionIndex, ext: str, rows_name: str, layout: Layout
         "metadata_stat": index.metadata_stat.as_list() if index.metadata_stat else None,
         "listing_digest": index.listing_digest,
         "problems": [[p.file, p.kind, p.detail, p.counts_as_document] for p in index.problems],
+        "key_columns": {key: _section_count(layout, f"key:{key}.values.offsets") for key in KEY_COLUMNS},
     }
+
+
+def _section_count(layout: Layout, offsets_section: str) -> int:
+    return layout.sections[offsets_section][1] // 8 - 1
 
 
 # --------------------------------------------------------------------------- reading
@@ -280,7 +292,12 @@ def from_manifest(dir_name: str, manifest: dict, mapped) -> CollectionIndex:
     problems = tuple(IndexProblem(file, kind, detail, bool(counts))
                      for file, kind, detail, counts in manifest["problems"])
     metadata_stat = FileStat(*manifest["metadata_stat"]) if manifest["metadata_stat"] else None
-    rows = Rows(Segment(*columns, matrix, mapped=True))
+    lookups = {}
+    for key, count in manifest["key_columns"].items():
+        codes = _array(mapped, sections, f"key:{key}.codes", np.int32, n)
+        values = _column(mapped, sections, f"key:{key}.values", int(count))
+        lookups["meta:" + key] = (codes, {value: code for code, value in enumerate(values)})
+    rows = Rows(Segment(*columns, matrix, mapped=True, _lookups=lookups))
     return CollectionIndex(dir_name, manifest["name"], manifest["metadata"], rows,
                            FileStats(names, table), problems, damaged=bool(manifest["damaged"]),
                            damage=manifest["damage"], metadata_stat=metadata_stat,

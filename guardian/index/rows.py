@@ -445,6 +445,23 @@ class Rows:
         self.base.warm_columns(keys)
         self.extra.warm_columns(keys)
 
+    def key_columns(self, keys: Sequence[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Each key's column over the logical rows: an int32 code per row and the values the codes
+        stand for (code i is ``values[i]``). What the index cache keeps, so that a session mapping
+        it filters without decoding every row's metadata (a million rows: ~3 s)."""
+        self.warm_columns(keys)
+        columns = {}
+        for key in keys:
+            base_codes, seen = self.base.column(key)
+            codes = base_codes if self.live is None else base_codes[self.live]
+            merged = dict(seen)  # value -> code, codes given in insertion order
+            if len(self.extra):
+                extra_codes, extra_seen = self.extra.column(key)
+                remap = np.array([merged.setdefault(value, len(merged)) for value in extra_seen], dtype=np.int32)
+                codes = np.concatenate([codes, remap[extra_codes]])
+            columns[key] = (np.ascontiguousarray(codes, dtype=np.int32), list(merged))
+        return columns
+
     def contains_mask(self, needle: bytes) -> np.ndarray:
         return self._logical(self.base.contents.containing(needle), self.extra.contents.containing(needle))
 

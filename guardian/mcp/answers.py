@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from guardian.index import query as q
+from guardian.index.cache import KEY_COLUMNS
 from guardian.mcp import contextd
 from guardian.mcp.scrub import scrub
 from guardian.mcp.sources import Answer, ToolError
@@ -49,7 +50,7 @@ TEMPORAL_KEYWORDS = ("recent", "recently", "lately", "last", "yesterday", "today
                      "month ago", "before")
 CONSOLIDATED_MARKS = ("Synthesized from", "Consolidated from")
 REFRESH_EVERY = 2.0  # seconds: how stale the index may be when a fallback answer is made
-FILTER_KEYS = ("tenant_id", "project_id")  # the metadata every served tool filters on
+FILTER_KEYS = KEY_COLUMNS  # the metadata every served tool filters on (the index cache keeps their columns)
 
 
 @dataclass

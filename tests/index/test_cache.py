@@ -330,3 +330,37 @@ def test_a_relisted_collection_that_changed_before_the_save_is_written_whole(pla
     # compared the folder file by file, and its save writes the digest it listed, manifest only
     assert again.save_cache() == 0
     assert marshal.loads(path.read_bytes())["listing_digest"] == again.collection("checkpoints").listing_digest != ""
+
+
+def test_the_filter_key_columns_are_kept_mapped_and_match_the_metadata(plain_store, tmp_path):
+    """A session mapping the cache filters by tenant and project without decoding every row's
+    metadata: the cache keeps those columns, and they say what the metadata says, after live
+    updates (rows dropped, new values in the overlay) and a save too."""
+    cache_dir = tmp_path / "cache"
+    vector = np.ones(384, dtype=np.float32)
+    for i in range(6):
+        write_doc(plain_store, "webapp_memories", f"p{i}", vector,
+                  metadata={"tenant_id": f"t{i % 2}", "project_id": f"proj-{i % 3}"} if i else {})
+    saved(plain_store, cache_dir)
+    index = StoreIndex(plain_store, cache_dir=cache_dir).build()
+
+    def check(collection):
+        metadatas, contents = list(collection.rows.metadatas), list(collection.rows.contents)
+        for key in cache_mod.KEY_COLUMNS:
+            for value in sorted({m.get(key, "") for m in metadatas}) + ["not-there"]:
+                want = q.matching_rows(metadatas, contents, q.Filters(where={key: value}))
+                assert collection.matching(q.Filters(where={key: value})).tolist() == want.tolist(), (key, value)
+
+    collection = index.collection("webapp_memories")
+    codes, values = collection.rows.base._lookups["meta:project_id"]  # there without a pass over the rows
+    assert mapped(codes) and {"proj-0", "proj-1", "proj-2", ""} <= set(values)
+    check(collection)
+    write_doc(plain_store, "webapp_memories", "p-new", vector, metadata={"tenant_id": "t9", "project_id": "proj-9"})
+    gone = doc_path(plain_store, "webapp_memories", "p1", ".gob")
+    gone.unlink()
+    index.refresh_paths([doc_path(plain_store, "webapp_memories", "p-new", ".gob"), gone])
+    check(index.collection("webapp_memories"))
+    assert index.save_cache() == 1  # the overlay is written out with the base
+    restarted = StoreIndex(plain_store, cache_dir=cache_dir).build().collection("webapp_memories")
+    assert "proj-9" in restarted.rows.base._lookups["meta:project_id"][1]
+    check(restarted)
