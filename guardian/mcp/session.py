@@ -51,10 +51,10 @@ def serve_session(cmd: list[str], config, paths, preflight, wire_in: int = 0, wi
         return relay_box[0].reason if relay_box else ""
 
     def make_server():  # imports the mcp SDK: on a thread, only when no sidecar serves the session
+        answers = LocalAnswers(config, paths, caller)
+        answers.warm_up()  # first: the listing and the model load run without the GIL, beside the import
         from guardian.mcp.fallback import FallbackServer
 
-        answers = LocalAnswers(config, paths, caller)
-        answers.warm_up()
         return FallbackServer(catalog, answers.answer, reason=reason, phase=phase)
 
     link = FallbackLink(make_server, (lambda: open_stream(caller)) if open_stream else None, phase, reason)
