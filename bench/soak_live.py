@@ -56,9 +56,11 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_live import CHROMEMH, COLLECTIONS, start_guardian, stop_guardian, wait_started  # noqa: E402
 from bench.common import make_store  # noqa: E402
 from guardian.format import chromem  # noqa: E402
+from guardian.local.holders import written_among  # noqa: E402
 from guardian.local.paths import StatePaths  # noqa: E402
 from guardian.snapshots.manifest import NO_CONTENT_FLAGS  # noqa: E402
 from guardian.snapshots.repository import Repository  # noqa: E402
+from guardian.store.scan import scan_store  # noqa: E402
 from tests.paused_writer import PausedWriter, updated_document  # noqa: E402
 
 DAMAGES = ["empty", "cut", "garbage", "fifo", "metadata_deleted", "metadata_empty", "stray_folder"]
@@ -210,9 +212,25 @@ class Soak:
     def probe(self) -> None:
         proc = subprocess.run([str(CHROMEMH), "load", str(self.store), "0"], capture_output=True, timeout=300)
         data = json.loads(proc.stdout or b"{}")
-        self.probes.append((now() - self.began, bool(data.get("ok")), str(data.get("error") or "")))
+        error = str(data.get("error") or "")
+        if not data.get("ok"):
+            error = f"{self.refusal_cause()}: {error}"
+        self.probes.append((now() - self.began, bool(data.get("ok")), error))
         if self.paused and self.paused["loadable_after"] is None and data.get("ok") and "closed" not in self.paused:
             self.paused["loadable_after"] = now() - self.paused["began"]
+
+    def refusal_cause(self) -> str:
+        """Why the loader just refused the store, as guardian's scan sees it right after: the file
+        chromem stops at, and whether a process holds it open for writing (a write in progress:
+        chromem's truncate-then-write, which no one outside the writer can make atomic) or not
+        (damage guardian has not repaired yet). Looked at after the load: it may be gone by then."""
+        scan = scan_store(self.store)
+        if scan.loadable:
+            return "gone when looked at"
+        held = written_among(self.store, [scan.cause]) if scan.cause else set()
+        base_dirs = {chromem.collection_dir_name(name) for name in COLLECTIONS}
+        where = "in a base collection" if scan.cause.split("/")[0] in base_dirs else "in a writer's collection"
+        return f"{'held for writing' if held else 'NOT held'} ({scan.cause} {where})"
 
     def sample_rss(self) -> None:
         inc = self.incarnations[-1]
@@ -351,9 +369,11 @@ class Soak:
         if self.full:
             print(f"full disk: {self.full['bytes'] / 2**20:.0f} MiB filler for "
                   f"{self.full.get('ended', now()) - self.full['began']:.0f} s")
-        refused = [(round(t), e[:90]) for t, ok, e in self.probes if not ok]
+        refused = [(round(t), e[:150]) for t, ok, e in self.probes if not ok]
         print(f"loader probes: {len(self.probes) - len(refused)} of {len(self.probes)} loaded"
-              + (f"; refused at {refused[:8]}" if refused else ""))
+              + (f"; refused: {Counter(e.split(' (')[0] for _t, e in refused)}" if refused else ""))
+        for at, error in refused[:12]:
+            print(f"  refused at {at} s: {error}")
         alerts = Counter()
         if self.alerts_file.exists():
             alerts = Counter(json.loads(line)["event"] for line in self.alerts_file.read_text().splitlines() if line)
