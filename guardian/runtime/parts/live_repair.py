@@ -95,9 +95,11 @@ class LiveRepairPart(ThreadedPart):
             damage = judge_path(self.ctx.config.store_path, rel)
             if damage is None:
                 del self.retrying[rel]   # fixed meanwhile (a writer, a restore)
+                self.ctx.log.info("live_repair_retry_not_needed", path=rel, why="the path is fine now")
             else:
                 damages.append(damage)
         if damages:
+            self.ctx.log.info("live_repair_retried", paths=[d.path for d in damages])
             self.repair(damages, retry=True)
 
     def repair(self, damages, retry: bool = False) -> dict:
