@@ -33,8 +33,6 @@ import asyncio
 import json
 import os
 import signal
-import selectors
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -42,7 +40,7 @@ from typing import Any, Callable
 import anyio
 
 from guardian.logs import get_logger
-from guardian.mcp import early, wire
+from guardian.mcp import early, stdio, wire
 from guardian.mcp.link import DOWN as FALLBACK_DOWN
 from guardian.mcp.link import STARTING as FALLBACK_STARTING
 from guardian.mcp.link import PRIME_ID, FallbackLink, one_line, prime_messages
@@ -86,80 +84,6 @@ class Stats:
     handbacks: int = 0
     handovers: int = 0  # sessions guardian began while the child started, then gave to it
     outages: list = field(default_factory=list)
-
-
-def _feed_from_file(fd: int, reader: asyncio.StreamReader, loop) -> None:
-    """Read a file the event loop cannot poll in a thread and hand its bytes to the loop's reader;
-    a read error (stdin a folder, opened write-only, a device failing) ends the input like EOF."""
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except OSError as exc:
-            log.warning("mcp_client_input_unreadable", error=exc.strerror or str(exc))
-            chunk = b""
-        if not chunk:
-            loop.call_soon_threadsafe(reader.feed_eof)
-            return
-        loop.call_soon_threadsafe(reader.feed_data, chunk)
-
-
-def _pollable(fd: int, events: int) -> bool:
-    """Can the event loop watch ``fd``? Pipes, sockets and terminals yes; regular files and devices
-    such as /dev/null no (epoll refuses them with EPERM, asynchronously, as a traceback and a hang)."""
-    selector = selectors.DefaultSelector()
-    try:
-        selector.register(fd, events)
-    except (OSError, ValueError):
-        return False
-    finally:
-        selector.close()
-    return True
-
-
-class _FileWriter:
-    """StreamWriter's write/drain for a regular file (blocking writes; a file never blocks long)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-
-    async def drain(self) -> None:
-        return None
-
-
-async def read_lines(reader: asyncio.StreamReader):
-    """Each line of a stream with its newline (the last one may have none); a line longer than the
-    reader's limit is skipped to its end and given as None. Nothing a peer writes ends the stream
-    early: only its end does."""
-    while True:
-        try:
-            yield await reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:  # the end, maybe after a line with no newline
-            if exc.partial:
-                yield exc.partial
-            return
-        except asyncio.LimitOverrunError as exc:
-            if not await _skip_line(reader, exc.consumed):
-                yield None
-                return
-            yield None
-
-
-async def _skip_line(reader: asyncio.StreamReader, buffered: int) -> bool:
-    """Drop the rest of an overlong line; False when the stream ended inside it."""
-    while True:
-        await reader.readexactly(buffered)
-        try:
-            await reader.readuntil(b"\n")
-            return True
-        except asyncio.IncompleteReadError:
-            return False
-        except asyncio.LimitOverrunError as exc:
-            buffered = exc.consumed
 
 
 def terminated(raw: bytes) -> bytes:
@@ -225,8 +149,8 @@ class McpRelay:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        reader = await self._open_client_reader(loop)
-        self._writer = await self._open_client_writer(loop)
+        reader = await stdio.open_reader(self.wire_in, loop, LINE_LIMIT)
+        self._writer = await stdio.open_writer(self.wire_out, loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._closing.set)
         async with anyio.create_task_group() as group:
@@ -241,22 +165,6 @@ class McpRelay:
             group.cancel_scope.cancel()
         return 0
 
-    async def _open_client_reader(self, loop) -> asyncio.StreamReader:
-        reader = asyncio.StreamReader(limit=LINE_LIMIT)
-        if not _pollable(self.wire_in, selectors.EVENT_READ):  # `< requests.jsonl`, `</dev/null`: read in a thread
-            threading.Thread(target=_feed_from_file, args=(self.wire_in, reader, loop), daemon=True).start()
-            return reader
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                     os.fdopen(self.wire_in, "rb", buffering=0, closefd=False))
-        return reader
-
-    async def _open_client_writer(self, loop):
-        if not _pollable(self.wire_out, selectors.EVENT_WRITE):  # `> answers.jsonl`, `>/dev/null`
-            return _FileWriter(self.wire_out)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(self.wire_out, "wb", buffering=0, closefd=False))
-        return asyncio.StreamWriter(transport, protocol, None, loop)
-
     def phase(self) -> str:
         """What contextd is doing while guardian answers: starting (this session has not reached
         it yet) or down (it failed since)."""
@@ -270,7 +178,7 @@ class McpRelay:
 
     async def _read_client(self, reader: asyncio.StreamReader) -> None:
         try:
-            async for raw in read_lines(reader):
+            async for raw in stdio.read_lines(reader):
                 await self.from_client(raw)
         except (ConnectionError, OSError):
             pass
@@ -502,7 +410,7 @@ class McpRelay:
 
     async def _read_child(self, child: asyncio.subprocess.Process, generation: int) -> None:
         try:
-            async for raw in read_lines(child.stdout):
+            async for raw in stdio.read_lines(child.stdout):
                 self.last_child_output = time.monotonic()
                 self.child_spoke = True
                 await self.from_child(raw)
