@@ -218,12 +218,8 @@ def to_manifest(index: CollectionIndex, ext: str, rows_name: str, layout: Layout
         "metadata_stat": index.metadata_stat.as_list() if index.metadata_stat else None,
         "listing_digest": index.listing_digest,
         "problems": [[p.file, p.kind, p.detail, p.counts_as_document] for p in index.problems],
-        "key_columns": {key: _section_count(layout, f"key:{key}.values.offsets") for key in KEY_COLUMNS},
+        "key_columns": list(KEY_COLUMNS),
     }
-
-
-def _section_count(layout: Layout, offsets_section: str) -> int:
-    return layout.sections[offsets_section][1] // 8 - 1
 
 
 # --------------------------------------------------------------------------- reading
@@ -269,6 +265,11 @@ def _array(mapped, sections: dict, name: str, dtype, count: int) -> np.ndarray:
     return np.frombuffer(mapped, dtype=dtype, count=count, offset=start)
 
 
+def _count(sections: dict, name: str) -> int:
+    """How many strings a packed column holds, from the size of its offsets section (count + 1 int64s)."""
+    return sections[name + ".offsets"][1] // 8 - 1
+
+
 def _column(mapped, sections: dict, name: str, count: int, kind=PackedStrings) -> PackedStrings:
     """A packed column over its mapped offsets. Only their ends are compared with the sections here:
     that they never decrease follows from their CRC (checked first, in ``checked_sections``), as the
@@ -286,18 +287,18 @@ def from_manifest(dir_name: str, manifest: dict, mapped) -> CollectionIndex:
     matrix = _array(mapped, sections, "matrix", np.float32, n * d).reshape(n, d)
     columns = [_column(mapped, sections, name, n, PackedMetadata if name == "metadatas" else PackedStrings)
                for name in COLUMNS]
-    stat_count = sections["stat_names.offsets"][1] // 8 - 1
+    stat_count = _count(sections, "stat_names")
     names = _column(mapped, sections, "stat_names", stat_count)
     table = _array(mapped, sections, "stat_table", np.int64, stat_count * 3).reshape(stat_count, 3)
     problems = tuple(IndexProblem(file, kind, detail, bool(counts))
                      for file, kind, detail, counts in manifest["problems"])
     metadata_stat = FileStat(*manifest["metadata_stat"]) if manifest["metadata_stat"] else None
-    lookups = {}
-    for key, count in manifest["key_columns"].items():
-        codes = _array(mapped, sections, f"key:{key}.codes", np.int32, n)
-        values = _column(mapped, sections, f"key:{key}.values", int(count))
-        lookups["meta:" + key] = (codes, {value: code for code, value in enumerate(values)})
-    rows = Rows(Segment(*columns, matrix, mapped=True, _lookups=lookups))
+    segment = Segment(*columns, matrix, mapped=True)
+    for key in manifest["key_columns"]:
+        values = f"key:{key}.values"
+        segment.seed_column(key, _array(mapped, sections, f"key:{key}.codes", np.int32, n),
+                            _column(mapped, sections, values, _count(sections, values)))
+    rows = Rows(segment)
     return CollectionIndex(dir_name, manifest["name"], manifest["metadata"], rows,
                            FileStats(names, table), problems, damaged=bool(manifest["damaged"]),
                            damage=manifest["damage"], metadata_stat=metadata_stat,

@@ -170,6 +170,11 @@ class PackedMetadata(PackedStrings):
         return [value if type(value) is dict else {} for value in maps]
 
 
+def _column_name(key: str) -> str:
+    """Where a metadata key's column is kept among a segment's lookups (apart from ids and files)."""
+    return "meta:" + key
+
+
 @dataclass(frozen=True, eq=False)
 class Segment:
     """Row-aligned packed columns plus the (n, d) float32 matrix."""
@@ -230,20 +235,13 @@ class Segment:
 
     def column(self, key: str) -> tuple[np.ndarray, dict[str, int]]:
         """A metadata key as codes per row plus value -> code; a missing key reads as "" (chromem)."""
-        name = "meta:" + key
-        found = self._lookups.get(name)
-        if found is None:
-            codes = np.empty(len(self), dtype=np.int32)
-            values: dict[str, int] = {}
-            for row, metadata in enumerate(self.metadatas):
-                codes[row] = values.setdefault(metadata.get(key, ""), len(values))
-            found = self._lookups.setdefault(name, (codes, values))
-        return found
+        self.warm_columns([key])
+        return self._lookups[_column_name(key)]
 
     def warm_columns(self, keys: Sequence[str]) -> None:
         """Build the columns of several keys in one pass over the metadata (each map decoded once,
         not once per key: a million rows take a second or two per pass)."""
-        missing = [key for key in keys if "meta:" + key not in self._lookups]
+        missing = [key for key in keys if _column_name(key) not in self._lookups]
         if not missing:
             return
         codes = {key: np.empty(len(self), dtype=np.int32) for key in missing}
@@ -253,7 +251,11 @@ class Segment:
                 seen = values[key]
                 codes[key][row] = seen.setdefault(metadata.get(key, ""), len(seen))
         for key in missing:
-            self._lookups.setdefault("meta:" + key, (codes[key], values[key]))
+            self._lookups.setdefault(_column_name(key), (codes[key], values[key]))
+
+    def seed_column(self, key: str, codes: np.ndarray, values: Sequence[str]) -> None:
+        """A metadata key's column made elsewhere (the index cache keeps it): code i is ``values[i]``."""
+        self._lookups.setdefault(_column_name(key), (codes, {value: code for code, value in enumerate(values)}))
 
     def where_mask(self, key: str, wanted: str) -> np.ndarray:
         codes, values = self.column(key)

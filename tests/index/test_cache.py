@@ -352,7 +352,7 @@ def test_the_filter_key_columns_are_kept_mapped_and_match_the_metadata(plain_sto
                 assert collection.matching(q.Filters(where={key: value})).tolist() == want.tolist(), (key, value)
 
     collection = index.collection("webapp_memories")
-    codes, values = collection.rows.base._lookups["meta:project_id"]  # there without a pass over the rows
+    codes, values = collection.rows.base.column("project_id")  # mapped: from the cache, no pass over the rows
     assert mapped(codes) and {"proj-0", "proj-1", "proj-2", ""} <= set(values)
     check(collection)
     write_doc(plain_store, "webapp_memories", "p-new", vector, metadata={"tenant_id": "t9", "project_id": "proj-9"})
@@ -362,5 +362,6 @@ def test_the_filter_key_columns_are_kept_mapped_and_match_the_metadata(plain_sto
     check(index.collection("webapp_memories"))
     assert index.save_cache() == 1  # the overlay is written out with the base
     restarted = StoreIndex(plain_store, cache_dir=cache_dir).build().collection("webapp_memories")
-    assert "proj-9" in restarted.rows.base._lookups["meta:project_id"][1]
+    codes, values = restarted.rows.base.column("project_id")
+    assert mapped(codes) and "proj-9" in values
     check(restarted)
